@@ -1,0 +1,305 @@
+--[[ _lib: local helpers that luasched/scripts.py puts in front of every script.
+  Each helper is a local function of its explicit arguments: no globals, no KEYS or ARGV.
+  P is the namespace prefix "luasched:{ns}:". Every key built here starts with P, so it
+  carries the namespace hash tag and lands on the same cluster slot as the KEYS given.
+  Key names must match luasched/keys.py (tests/unit/test_keys.py runs both and compares).
+
+  The fixed keys, passed in this order as KEYS to every script:
+    KEYS[1] stats    HASH  counters: submitted assigned done failed cancelled seq, last_dispatch_ms
+    KEYS[2] delayed  ZSET  task id -> due ms
+    KEYS[3] running  ZSET  task id -> deadline ms (+inf when the task has no timeout)
+    KEYS[4] failed   ZSET  task id -> failed-at ms (the dead letters)
+    KEYS[5] queues   SET   names of every queue used
+    KEYS[6] procs    ZSET  processor id -> lease deadline ms (the registry)
+    KEYS[7] idle     SET   processors with load < capacity
+    KEYS[8] wake     LIST  wake-up token for scheduler loops (at most one element)
+
+  Keys built from P:
+    t:<id>       HASH  task record: f name, q queue, a args JSON, s state, n attempts started,
+                       m max attempts, o timeout ms, b backoff ms, p processor, g group,
+                       r result JSON, e error JSON, by processor of the last attempt, w waiter flag,
+                       x cancel request id,
+                       ct created ms, st started ms, ft finished ms
+    t:<id>:w     LIST  wake-up token for result() waiters
+    q:<queue>    LIST  queued task ids, head first
+    idle:<queue> ZSET  processor id -> load * 2^40 + seq, for processors serving <queue>
+    p:<pid>      HASH  processor: c capacity, qs queues (comma-joined), ls lease ms, n name,
+                       rt registered ms, hb last heartbeat ms, m<slot> replay memo
+    p:<pid>:i    LIST  inbox, assigned and not started
+    p:<pid>:r    SET   inbox, started (running)
+    p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)
+    g:<gid>      HASH  group: n members, done failed cancelled counts
+    g:<gid>:s    STREAM one entry per member that finished: t id, s state
+]]
+local TWO40 = 1099511627776
+
+local function fmt(n)
+  return string.format('%.0f', n)
+end
+
+local function clock_ms(given)
+  if given ~= '' then
+    return tonumber(given)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function split_commas(s)
+  local out = {}
+  for part in string.gmatch(s, '[^,]+') do
+    out[#out + 1] = part
+  end
+  return out
+end
+
+-- A processor is alive while its lease deadline is not in the past.
+local function alive(procs, pid, now)
+  local deadline = redis.call('ZSCORE', procs, pid)
+  return deadline ~= false and deadline ~= nil and tonumber(deadline) >= now
+end
+
+local function wake_scheduler(wake)
+  if redis.call('LLEN', wake) == 0 then
+    redis.call('RPUSH', wake, '1')
+  end
+end
+
+-- Keep the idle zsets and the idle set in step with the processor's load.
+local function rerank(P, stats, idle, pid)
+  local cap, qs = unpack(redis.call('HMGET', P .. 'p:' .. pid, 'c', 'qs'))
+  if not cap then
+    return
+  end
+  local load = redis.call('LLEN', P .. 'p:' .. pid .. ':i') + redis.call('SCARD', P .. 'p:' .. pid .. ':r')
+  if load < tonumber(cap) then
+    local seq = redis.call('HINCRBY', stats, 'seq', 1)
+    local score = fmt(load * TWO40 + seq)
+    for _, q in ipairs(split_commas(qs)) do
+      redis.call('ZADD', P .. 'idle:' .. q, score, pid)
+    end
+    redis.call('SADD', idle, pid)
+  else
+    for _, q in ipairs(split_commas(qs)) do
+      redis.call('ZREM', P .. 'idle:' .. q, pid)
+    end
+    redis.call('SREM', idle, pid)
+  end
+end
+
+-- Tokens in a processor's wake list never outnumber its pending tasks.
+local function trim_wake(P, pid)
+  local pending = redis.call('LLEN', P .. 'p:' .. pid .. ':i')
+  local wk = P .. 'p:' .. pid .. ':w'
+  if redis.call('LLEN', wk) > pending then
+    if pending == 0 then
+      redis.call('DEL', wk)
+    else
+      redis.call('LTRIM', wk, 0, pending - 1)
+    end
+  end
+end
+
+-- queued (already popped by the caller) -> inbox of pid, pending.
+local function assign(P, stats, idle, id, pid)
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
+  redis.call('HSET', P .. 't:' .. id, 's', 'assigned', 'p', pid)
+  redis.call('HINCRBY', stats, 'assigned', 1)
+  rerank(P, stats, idle, pid)
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
+end
+
+-- The least-loaded live idle processor serving q (ties: idle longest), or nil.
+-- Lapsed processors met at the head are dropped from the idle sets (reap takes their inbox).
+local function pick(P, procs, idle, q, now)
+  local ik = P .. 'idle:' .. q
+  for _ = 1, 32 do
+    local head = redis.call('ZRANGE', ik, 0, 0)[1]
+    if not head then
+      return nil
+    end
+    if alive(procs, head, now) then
+      return head
+    end
+    redis.call('ZREM', ik, head)
+    redis.call('SREM', idle, head)
+  end
+  return nil
+end
+
+-- Move up to limit tasks from the head of queue q to chosen processors; pairs appended to out.
+-- The processor is chosen before the task is popped: a task never leaves its queue without a place.
+local function assign_from_queue(P, stats, procs, idle, q, now, limit, out)
+  local qk = P .. 'q:' .. q
+  local n = 0
+  while n < limit and redis.call('LLEN', qk) > 0 do
+    local pid = pick(P, procs, idle, q, now)
+    if not pid then
+      break
+    end
+    local id = redis.call('LPOP', qk)
+    assign(P, stats, idle, id, pid)
+    out[#out + 1] = id
+    out[#out + 1] = pid
+    n = n + 1
+  end
+  return n
+end
+
+-- delayed -> queued (tail) for up to limit tasks that are due.
+local function promote(P, delayed, now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', fmt(now), 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    local tk = P .. 't:' .. id
+    redis.call('ZREM', delayed, id)
+    redis.call('RPUSH', P .. 'q:' .. redis.call('HGET', tk, 'q'), id)
+    redis.call('HSET', tk, 's', 'queued')
+  end
+  return #ids
+end
+
+-- pending -> running for processor pid. Returns {id, name, args, attempt, timeout_ms} or nil.
+local function start_next(P, stats, running, pid, now)
+  local id = redis.call('LPOP', P .. 'p:' .. pid .. ':i')
+  trim_wake(P, pid)
+  if not id then
+    return nil
+  end
+  local tk = P .. 't:' .. id
+  local f, a, n, o = unpack(redis.call('HMGET', tk, 'f', 'a', 'n', 'o'))
+  local attempt = fmt(tonumber(n) + 1)
+  o = o or '0'
+  redis.call('HSET', tk, 's', 'running', 'n', attempt, 'st', fmt(now))
+  redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
+  if tonumber(o) > 0 then
+    redis.call('ZADD', running, fmt(now + tonumber(o)), id)
+  else
+    redis.call('ZADD', running, '+inf', id)
+  end
+  redis.call('HINCRBY', stats, 'assigned', -1)
+  return {id, f, a, attempt, o}
+end
+
+-- The task a slot's memo names, if pid still runs that attempt of it.
+local function memo_task(P, pid, id, attempt)
+  if id == '' then
+    return nil
+  end
+  local f, a, s, p, n, o = unpack(redis.call('HMGET', P .. 't:' .. id, 'f', 'a', 's', 'p', 'n', 'o'))
+  if s ~= 'running' or p ~= pid or n ~= attempt then
+    return nil
+  end
+  return {id, f, a, n, o or '0'}
+end
+
+-- Split a memo "rid|field|field..." when it belongs to request rid; nil otherwise.
+local function memo_for(memo, rid)
+  if not memo or string.sub(memo, 1, #rid + 1) ~= rid .. '|' then
+    return nil
+  end
+  local parts = {}
+  for part in string.gmatch(string.sub(memo, #rid + 2) .. '|', '([^|]*)|') do
+    parts[#parts + 1] = part
+  end
+  return parts
+end
+
+-- Any state -> done | failed | cancelled; field/payload ('r' result or 'e' error) may be nil.
+local function finish(P, stats, failed, id, state, now, keep_s, field, payload)
+  local tk = P .. 't:' .. id
+  if field then
+    redis.call('HSET', tk, 's', state, 'ft', fmt(now), field, payload)
+  else
+    redis.call('HSET', tk, 's', state, 'ft', fmt(now))
+  end
+  redis.call('HDEL', tk, 'p')
+  redis.call('HINCRBY', stats, state, 1)
+  if state == 'failed' then
+    redis.call('ZADD', failed, fmt(now), id)
+  else
+    redis.call('EXPIRE', tk, keep_s)
+  end
+  local w, g = unpack(redis.call('HMGET', tk, 'w', 'g'))
+  if w then
+    redis.call('RPUSH', tk .. ':w', '1')
+    redis.call('EXPIRE', tk .. ':w', 300)
+  end
+  if g then
+    local gk = P .. 'g:' .. g
+    if redis.call('EXISTS', gk) == 1 then
+      redis.call('HINCRBY', gk, state, 1)
+      redis.call('XADD', gk .. ':s', '*', 't', id, 's', state)
+      local n, d, f, c = unpack(redis.call('HMGET', gk, 'n', 'done', 'failed', 'cancelled'))
+      if (tonumber(d) or 0) + (tonumber(f) or 0) + (tonumber(c) or 0) >= tonumber(n) then
+        redis.call('EXPIRE', gk, keep_s)
+        redis.call('EXPIRE', gk .. ':s', keep_s)
+      end
+    end
+  end
+end
+
+-- queued again at the head (from <where>, no attempt used).
+local function back_to_head(P, id)
+  local tk = P .. 't:' .. id
+  redis.call('LPUSH', P .. 'q:' .. redis.call('HGET', tk, 'q'), id)
+  redis.call('HSET', tk, 's', 'queued')
+  redis.call('HDEL', tk, 'p')
+end
+
+-- A started attempt ended without success (error, timeout, lease lost). The caller has already
+-- taken id out of running and the processor's running set. later: retry through delayed with
+-- exponential backoff; else retry at the head of the queue. Returns 'retry' or 'failed'.
+local function attempt_ended(P, stats, delayed, failed, id, now, keep_s, error_json, later)
+  local tk = P .. 't:' .. id
+  local n, m, b = unpack(redis.call('HMGET', tk, 'n', 'm', 'b'))
+  n = tonumber(n)
+  if n >= tonumber(m) then
+    finish(P, stats, failed, id, 'failed', now, keep_s, 'e', error_json)
+    return 'failed'
+  end
+  redis.call('HSET', tk, 'e', error_json)
+  if later then
+    local backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)
+    redis.call('ZADD', delayed, fmt(now + backoff), id)
+    redis.call('HSET', tk, 's', 'delayed')
+    redis.call('HDEL', tk, 'p')
+  else
+    back_to_head(P, id)
+  end
+  return 'retry'
+end
+
+-- Give back a processor's whole inbox and remove it. Pending tasks go back to the head of their
+-- queues in order, without using an attempt; started ones used their attempt. Ids appended to out.
+local function drain(P, stats, delayed, running, failed, procs, idle, pid, now, keep_s, reason, out)
+  local ik = P .. 'p:' .. pid .. ':i'
+  local rk = P .. 'p:' .. pid .. ':r'
+  local pending = redis.call('LRANGE', ik, 0, -1)
+  for i = #pending, 1, -1 do
+    back_to_head(P, pending[i])
+  end
+  if #pending > 0 then
+    redis.call('HINCRBY', stats, 'assigned', -#pending)
+  end
+  local started = redis.call('SMEMBERS', rk)
+  local err = '{"type":"LeaseLost","message":"' .. reason .. ' while running on processor ' .. pid .. '"}'
+  for _, id in ipairs(started) do
+    redis.call('ZREM', running, id)
+    attempt_ended(P, stats, delayed, failed, id, now, keep_s, err, false)
+  end
+  for i = 1, #pending do
+    out[#out + 1] = pending[i]
+  end
+  for _, id in ipairs(started) do
+    out[#out + 1] = id
+  end
+  local qs = redis.call('HGET', P .. 'p:' .. pid, 'qs')
+  if qs then
+    for _, q in ipairs(split_commas(qs)) do
+      redis.call('ZREM', P .. 'idle:' .. q, pid)
+    end
+  end
+  redis.call('SREM', idle, pid)
+  redis.call('ZREM', procs, pid)
+  redis.call('DEL', ik, rk, P .. 'p:' .. pid, P .. 'p:' .. pid .. ':w')
+end

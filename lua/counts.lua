@@ -1,0 +1,41 @@
+--[[ counts: how many tasks are in each place, and how many processors there are (read-only)
+  Cost: O(number of queues).
+  KEYS[1..8] the fixed keys (see _lib): uses all but wake
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
+  Returns {name, value, ...} for submitted queued delayed assigned running done failed
+  cancelled processors idle_processors lapsed_processors last_dispatch_ms, then
+  {queue name, depth, ...}
+  Invariant: moves no task, writes nothing (it may run on a replica).
+]]
+local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local queues, procs, idle = KEYS[5], KEYS[6], KEYS[7]
+local P = ARGV[1]
+local now = clock_ms(ARGV[2])
+local depths = {}
+local queued = 0
+local names = redis.call('SMEMBERS', queues)
+table.sort(names)
+for _, q in ipairs(names) do
+  local d = redis.call('LLEN', P .. 'q:' .. q)
+  queued = queued + d
+  depths[#depths + 1] = q
+  depths[#depths + 1] = d
+end
+local c = redis.call('HMGET', stats, 'submitted', 'assigned', 'done', 'cancelled', 'last_dispatch_ms')
+local procs_n = redis.call('ZCARD', procs)
+local lapsed = redis.call('ZCOUNT', procs, '-inf', '(' .. fmt(now))
+local out = {
+  'submitted', tonumber(c[1]) or 0,
+  'queued', queued,
+  'delayed', redis.call('ZCARD', delayed),
+  'assigned', tonumber(c[2]) or 0,
+  'running', redis.call('ZCARD', running),
+  'done', tonumber(c[3]) or 0,
+  'failed', redis.call('ZCARD', failed),
+  'cancelled', tonumber(c[4]) or 0,
+  'processors', procs_n,
+  'idle_processors', redis.call('SCARD', idle),
+  'lapsed_processors', lapsed,
+  'last_dispatch_ms', tonumber(c[5]) or 0,
+}
+return {out, depths}

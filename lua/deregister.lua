@@ -1,0 +1,26 @@
+--[[ deregister: a processor leaves; its inbox goes back
+  Pending tasks go back to the head of their queues, in order, without using an attempt. A task
+  still running used its attempt and goes back to the head of its queue (or to failed when that
+  was its last attempt): stop the slots before deregistering. An unknown id changes nothing.
+  KEYS[1..8] the fixed keys (see _lib): uses all but queues
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] keep_s
+  Returns {'ok', {task ids given back}} | {'unknown'}
+  Invariant: every id in the inbox lands in exactly one place (queue or failed).
+]]
+local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
+local P = ARGV[1]
+local now = clock_ms(ARGV[2])
+local pid, keep_s = ARGV[3], tonumber(ARGV[4])
+if not now or pid == '' or not keep_s then
+  return redis.error_reply('ERR luasched deregister: bad now_ms, processor id or keep_s')
+end
+if not redis.call('ZSCORE', procs, pid) then
+  return {'unknown'}
+end
+local out = {}
+drain(P, stats, delayed, running, failed, procs, idle, pid, now, keep_s, 'deregistered', out)
+if #out > 0 then
+  wake_scheduler(wake)
+end
+return {'ok', out}

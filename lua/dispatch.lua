@@ -1,0 +1,47 @@
+--[[ dispatch: delayed -> queued for due tasks, then queued -> assigned for up to limit tasks
+  Each task goes to the least-loaded live idle processor serving its queue (ties: idle longest),
+  chosen before the task leaves the queue: with no idle processor nothing moves. Queues are
+  served in turn, one task each per round, so one busy queue cannot starve the others.
+  KEYS[1..8] the fixed keys (see _lib): uses stats delayed running queues procs idle
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)
+  Returns {{task id, processor id, ...}, now ms, next due ms, next lease deadline ms,
+           next task deadline ms}  (the last three '' when there is none: a scheduler loop
+           sleeps until the earliest of them, or until woken)
+  Invariant: a task leaves its queue only into an inbox, in the same call.
+  Cost per task does not grow with the queue length or the number of processors.
+]]
+local stats, delayed, running, queues, procs, idle = KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[7]
+local P = ARGV[1]
+local now = clock_ms(ARGV[2])
+local limit = tonumber(ARGV[3])
+if not now or not limit or limit < 1 or limit > 10000 then
+  return redis.error_reply('ERR luasched dispatch: bad now_ms or limit')
+end
+
+promote(P, delayed, now, limit)
+
+local out = {}
+local active = redis.call('SMEMBERS', queues)
+local n = 0
+while n < limit and #active > 0 do
+  local still = {}
+  for _, q in ipairs(active) do
+    if n >= limit then
+      break
+    end
+    if assign_from_queue(P, stats, procs, idle, q, now, 1, out) == 1 then
+      n = n + 1
+      still[#still + 1] = q
+    end
+  end
+  active = still
+end
+redis.call('HSET', stats, 'last_dispatch_ms', fmt(now))
+
+local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')[2] or ''
+local next_lease = redis.call('ZRANGE', procs, 0, 0, 'WITHSCORES')[2] or ''
+local next_deadline = redis.call('ZRANGEBYSCORE', running, '-inf', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2] or ''
+if next_deadline == 'inf' then
+  next_deadline = ''
+end
+return {out, fmt(now), next_due, next_lease, next_deadline}

@@ -1,0 +1,23 @@
+--[[ heartbeat: renew a processor's lease
+  A processor that is not registered, or whose lease already lapsed, is lost: its inbox belongs
+  to reap now, and renewing would let it run tasks that may be handed out again.
+  KEYS[1..8] the fixed keys (see _lib): uses procs
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id
+  Returns {'ok', pending count, lease deadline ms} | {'lost'}
+  Invariant: moves no task.
+]]
+local procs = KEYS[6]
+local P = ARGV[1]
+local now = clock_ms(ARGV[2])
+local pid = ARGV[3]
+if not now or pid == '' then
+  return redis.error_reply('ERR luasched heartbeat: bad now_ms or processor id')
+end
+local pk = P .. 'p:' .. pid
+if not alive(procs, pid, now) then
+  return {'lost'}
+end
+local deadline = fmt(now + tonumber(redis.call('HGET', pk, 'ls')))
+redis.call('ZADD', procs, deadline, pid)
+redis.call('HSET', pk, 'hb', fmt(now))
+return {'ok', redis.call('LLEN', pk .. ':i'), deadline}

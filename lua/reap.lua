@@ -1,0 +1,47 @@
+--[[ reap: take tasks back from processors whose lease lapsed, and from attempts past their timeout
+  A lapsed processor's pending tasks go back to the head of their queues without using an
+  attempt; its started tasks used their attempt and go back to the head of their queue, or to
+  failed when it was the last one; then the processor is removed. A started task past its
+  timeout ends its attempt (a late ack from it is stale) and retries with backoff, or fails.
+  Bounded: at most limit processors, then timed-out tasks while fewer than limit ids were taken
+  (a processor's inbox is at most its capacity). Callers loop until it returns nothing.
+  KEYS[1..8] the fixed keys (see _lib): uses all but queues
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] keep_s
+  Returns {task ids taken back}
+  Invariant: every id taken from an inbox lands in exactly one place (queue, delayed, failed).
+]]
+local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
+local P = ARGV[1]
+local now = clock_ms(ARGV[2])
+local limit, keep_s = tonumber(ARGV[3]), tonumber(ARGV[4])
+if not now or not limit or limit < 1 or limit > 10000 or not keep_s then
+  return redis.error_reply('ERR luasched reap: bad now_ms, limit or keep_s')
+end
+
+local out = {}
+for _, pid in ipairs(redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now), 'LIMIT', 0, limit)) do
+  drain(P, stats, delayed, running, failed, procs, idle, pid, now, keep_s, 'lease lapsed', out)
+  if #out >= limit then
+    break
+  end
+end
+
+if #out < limit then
+  local late = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. fmt(now), 'LIMIT', 0, limit - #out)
+  for _, id in ipairs(late) do
+    local tk = P .. 't:' .. id
+    local pid, o = unpack(redis.call('HMGET', tk, 'p', 'o'))
+    redis.call('ZREM', running, id)
+    redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
+    local err = '{"type":"TaskTimeout","message":"task ' .. id .. ' ran past its timeout of ' .. o .. ' ms on processor ' .. pid .. '"}'
+    attempt_ended(P, stats, delayed, failed, id, now, keep_s, err, true)
+    rerank(P, stats, idle, pid)
+    out[#out + 1] = id
+  end
+end
+
+if #out > 0 then
+  wake_scheduler(wake)
+end
+return out

@@ -1,0 +1,36 @@
+--[[ register: a processor joins with a capacity, its queues and a lease
+  Registering an id that is already registered and alive renews its lease and changes nothing
+  else (so a replay is harmless); an id whose lease lapsed is lost and must not come back:
+  the processor registers again under a new id.
+  KEYS[1..8] the fixed keys (see _lib): uses stats queues procs idle wake
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] capacity (1..4096)
+  ARGV[5] lease_ms  ARGV[6] queues, comma-joined  ARGV[7] name
+  Returns {'ok', lease deadline ms} | {'lost'}
+  Invariant: moves no task; a new processor starts idle with an empty inbox.
+]]
+local stats, queues, procs, idle, wake = KEYS[1], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local P = ARGV[1]
+local now = clock_ms(ARGV[2])
+local pid, cap, lease, qs, name = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
+if not now or pid == '' or not cap or cap < 1 or cap > 4096 or not lease or lease < 1 or qs == '' then
+  return redis.error_reply('ERR luasched register: bad now_ms, processor id, capacity, lease or queues')
+end
+local pk = P .. 'p:' .. pid
+local deadline = fmt(now + lease)
+if redis.call('ZSCORE', procs, pid) then
+  if not alive(procs, pid, now) then
+    return {'lost'}
+  end
+  redis.call('ZADD', procs, deadline, pid)
+  redis.call('HSET', pk, 'hb', fmt(now))
+  return {'ok', deadline}
+end
+redis.call('DEL', pk, pk .. ':i', pk .. ':r', pk .. ':w')
+redis.call('HSET', pk, 'c', fmt(cap), 'qs', qs, 'ls', fmt(lease), 'n', name, 'rt', fmt(now), 'hb', fmt(now))
+redis.call('ZADD', procs, deadline, pid)
+for _, q in ipairs(split_commas(qs)) do
+  redis.call('SADD', queues, q)
+end
+rerank(P, stats, idle, pid)
+wake_scheduler(wake)
+return {'ok', deadline}

@@ -1,0 +1,97 @@
+--[[ submit: new tasks -> queued | delayed (and, when asked, queued -> assigned in the same call)
+  Creates one task record per new id and places it. An id that already exists is left alone and
+  reported, so a replayed submit (reply lost, call sent again) creates nothing twice.
+  KEYS[1..8] the fixed keys (see _lib): uses stats delayed queues procs idle wake
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
+  ARGV[4] group id ('' = none)  ARGV[5] count N
+  then 8 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms
+  Returns {created, {existing ids}, {task id, processor id, ...assignments}}
+  Invariant: every new id is in exactly one place (queue tail or delayed, or an inbox if dispatched).
+]]
+local stats, delayed, queues, procs, idle, wake = KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local P = ARGV[1]
+local now = clock_ms(ARGV[2])
+local dispatch = ARGV[3] == '1'
+local group = ARGV[4]
+local count = tonumber(ARGV[5])
+local FIELDS = 8
+
+if not now then
+  return redis.error_reply('ERR luasched submit: now_ms is not a number')
+end
+if not count or count < 1 or #ARGV ~= 5 + count * FIELDS then
+  return redis.error_reply('ERR luasched submit: ARGV does not hold ' .. tostring(ARGV[5]) .. ' tasks')
+end
+
+local seen, fresh, existing = {}, {}, {}
+for i = 0, count - 1 do
+  local base = 5 + i * FIELDS
+  local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  if id == '' or name == '' or queue == '' or string.find(queue, ',', 1, true) then
+    return redis.error_reply('ERR luasched submit: empty id, name or queue, or a comma in a queue name')
+  end
+  for k = 5, 8 do
+    if not tonumber(ARGV[base + k]) then
+      return redis.error_reply('ERR luasched submit: field ' .. k .. ' of task ' .. id .. ' is not a number')
+    end
+  end
+  if seen[id] then
+    return redis.error_reply('ERR luasched submit: id ' .. id .. ' appears twice')
+  end
+  seen[id] = true
+  if redis.call('EXISTS', P .. 't:' .. id) == 1 then
+    existing[#existing + 1] = id
+  else
+    fresh[#fresh + 1] = base
+  end
+end
+
+-- every input checked; writes start here
+local touched = {}
+local order = {}
+for _, base in ipairs(fresh) do
+  local id, name, queue, args = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local tk = P .. 't:' .. id
+  local delay = tonumber(ARGV[base + 8])
+  redis.call('HSET', tk, 'f', name, 'q', queue, 'a', args, 'n', '0', 'm', ARGV[base + 5],
+    'b', ARGV[base + 7], 'ct', fmt(now))
+  if tonumber(ARGV[base + 6]) > 0 then
+    redis.call('HSET', tk, 'o', ARGV[base + 6])
+  end
+  if group ~= '' then
+    redis.call('HSET', tk, 'g', group)
+  end
+  if delay > 0 then
+    redis.call('HSET', tk, 's', 'delayed')
+    redis.call('ZADD', delayed, fmt(now + delay), id)
+  else
+    redis.call('HSET', tk, 's', 'queued')
+    redis.call('RPUSH', P .. 'q:' .. queue, id)
+    if not touched[queue] then
+      touched[queue] = 0
+      order[#order + 1] = queue
+    end
+    touched[queue] = touched[queue] + 1
+  end
+  redis.call('SADD', queues, queue)
+end
+
+if #fresh > 0 then
+  redis.call('HINCRBY', stats, 'submitted', #fresh)
+  if group ~= '' then
+    local gk = P .. 'g:' .. group
+    redis.call('HINCRBY', gk, 'n', #fresh)
+    redis.call('PERSIST', gk)
+  end
+end
+
+local assigned = {}
+if dispatch then
+  for _, queue in ipairs(order) do
+    assign_from_queue(P, stats, procs, idle, queue, now, touched[queue], assigned)
+  end
+end
+if #fresh > #assigned / 2 then
+  wake_scheduler(wake)
+end
+return {#fresh, existing, assigned}

@@ -1,0 +1,39 @@
+"""luasched: a distributed task scheduler on Redis whose every state change is one atomic Lua script."""
+
+from .errors import (
+    ConnectionLost,
+    LuaschedError,
+    ResultTimeout,
+    ScriptError,
+    SerializationError,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+    UnknownTask,
+)
+from .ops import Audit, Outcome
+from .processor import Processor
+from .scheduler import Args, Group, Scheduler, TaskHandle
+from .states import State
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Args",
+    "Audit",
+    "ConnectionLost",
+    "Group",
+    "LuaschedError",
+    "Outcome",
+    "Processor",
+    "ResultTimeout",
+    "Scheduler",
+    "ScriptError",
+    "SerializationError",
+    "State",
+    "TaskCancelled",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskNotFound",
+    "UnknownTask",
+]

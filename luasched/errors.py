@@ -1,0 +1,93 @@
+"""The exception tree of luasched, and the one map from script statuses to exceptions.
+
+    LuaschedError
+     ├── TaskFailed            the task ran and failed for good (carries the remote error)
+     ├── TaskCancelled         the task was cancelled before it ran
+     ├── UnknownTask           a function that was never registered with @sched.task
+     ├── TaskNotFound          no task with this id in the namespace (never made, or expired)
+     ├── SerializationError    arguments or a result that JSON cannot carry (also a TypeError)
+     ├── ResultTimeout         result() waited longer than its timeout (also a TimeoutError)
+     ├── ConnectionLost        Redis could not be reached (also a ConnectionError)
+     └── ScriptError           a script refused its input: a bug in the caller or in luasched
+
+Callers never need to catch ``redis.*`` exceptions: :func:`translated` converts them at the one
+boundary where luasched talks to Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import redis.exceptions
+
+
+class LuaschedError(Exception):
+    """Root of every exception luasched raises on purpose."""
+
+
+class TaskFailed(LuaschedError):
+    """The task failed for good; ``error_type``, ``message`` and ``traceback`` come from the processor."""
+
+    def __init__(self, task_id: str, error_type: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"task {task_id} failed: {error_type}: {message}")
+        self.task_id = task_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+
+
+class TaskCancelled(LuaschedError):
+    """The task was cancelled; it has no result."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} was cancelled")
+        self.task_id = task_id
+
+
+class UnknownTask(LuaschedError):
+    """A task function that was not registered with ``@sched.task`` (or a name no processor knows)."""
+
+
+class TaskNotFound(LuaschedError):
+    """No task with this id exists in the namespace (never submitted, or its record expired)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task {task_id!r} in this namespace (never submitted, or expired)")
+        self.task_id = task_id
+
+
+class SerializationError(LuaschedError, TypeError):
+    """Arguments or a result that JSON cannot represent."""
+
+
+class ResultTimeout(LuaschedError, TimeoutError):
+    """Waiting for a result took longer than the timeout given."""
+
+
+class ConnectionLost(LuaschedError, ConnectionError):
+    """Redis could not be reached, or the connection broke during a call."""
+
+
+class ScriptError(LuaschedError):
+    """A script rejected its input or failed: a caller bug, or a bug in luasched."""
+
+
+#: Statuses a script may answer that mean an exception for the caller.
+STATUS_ERRORS: dict[str, type[LuaschedError]] = {
+    "unknown": TaskNotFound,
+    "cancelled": TaskCancelled,
+}
+
+
+@contextlib.contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """Turn redis-py exceptions raised inside the block into luasched ones naming ``operation``."""
+    try:
+        yield
+    except redis.exceptions.ConnectionError as exc:
+        raise ConnectionLost(f"{operation}: cannot reach Redis: {exc}") from exc
+    except redis.exceptions.TimeoutError as exc:
+        raise ConnectionLost(f"{operation}: Redis did not answer in time: {exc}") from exc
+    except redis.exceptions.ResponseError as exc:
+        raise ScriptError(f"{operation}: {exc}") from exc

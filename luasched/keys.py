@@ -1,0 +1,100 @@
+"""The one place that spells luasched's Redis key names (lua/_lib.lua builds the same ones)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: Names of the fixed keys, in the order every script receives them as KEYS.
+FIXED = ("stats", "delayed", "running", "failed", "queues", "procs", "idle", "wake")
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+def check_namespace(namespace: object) -> str:
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+    if not _NAMESPACE.match(namespace):
+        raise ValueError(
+            f"namespace {namespace!r} must be 1-64 characters of letters, digits, '_.:-'"
+        )
+    return namespace
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one namespace. All share the hash tag ``{namespace}``: one cluster slot."""
+
+    namespace: str
+    prefix: str = field(init=False)
+    fixed: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        check_namespace(self.namespace)
+        prefix = f"luasched:{{{self.namespace}}}:"
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "fixed", tuple(prefix + name for name in FIXED))
+
+    @property
+    def stats(self) -> str:
+        return self.prefix + "stats"
+
+    @property
+    def delayed(self) -> str:
+        return self.prefix + "delayed"
+
+    @property
+    def running(self) -> str:
+        return self.prefix + "running"
+
+    @property
+    def failed(self) -> str:
+        return self.prefix + "failed"
+
+    @property
+    def queues(self) -> str:
+        return self.prefix + "queues"
+
+    @property
+    def procs(self) -> str:
+        return self.prefix + "procs"
+
+    @property
+    def idle(self) -> str:
+        return self.prefix + "idle"
+
+    @property
+    def wake(self) -> str:
+        return self.prefix + "wake"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}t:{task_id}"
+
+    def task_wake(self, task_id: str) -> str:
+        return f"{self.prefix}t:{task_id}:w"
+
+    def queue(self, name: str) -> str:
+        return f"{self.prefix}q:{name}"
+
+    def idle_queue(self, name: str) -> str:
+        return f"{self.prefix}idle:{name}"
+
+    def processor(self, pid: str) -> str:
+        return f"{self.prefix}p:{pid}"
+
+    def inbox(self, pid: str) -> str:
+        """Pending part of the inbox: assigned, not started."""
+        return f"{self.prefix}p:{pid}:i"
+
+    def inbox_running(self, pid: str) -> str:
+        """Started part of the inbox."""
+        return f"{self.prefix}p:{pid}:r"
+
+    def processor_wake(self, pid: str) -> str:
+        return f"{self.prefix}p:{pid}:w"
+
+    def group(self, group_id: str) -> str:
+        return f"{self.prefix}g:{group_id}"
+
+    def group_stream(self, group_id: str) -> str:
+        return f"{self.prefix}g:{group_id}:s"

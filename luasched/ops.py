@@ -1,0 +1,562 @@
+"""Sans-I/O core: for each script a pure builder of its call and a pure decoder of its reply.
+
+The sync (scheduler.py, processor.py) and asyncio (aio.py) front ends only send what is built
+here and hand back what comes in. Operations of several steps (waiting for a result) are
+generators that yield requests and receive replies; ``drive`` loops run them on either transport.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from .errors import ResultTimeout, ScriptError, TaskCancelled, TaskFailed, TaskNotFound
+from .keys import Keys
+from .tasks import TaskOptions, decode_error, to_ms
+
+MAX_LIMIT = 10000
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script call: the script's name, its KEYS and its ARGV."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One plain Redis command, e.g. ``Command("blpop", (key, 5))``."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+Request = Union[Call, Command]
+Flow = Generator[Request, Any, Any]
+
+
+def text(value: Any) -> Any:
+    """A reply with every bytes turned into str (clients made with or without decode_responses)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, list):
+        return [text(v) for v in value]
+    return value
+
+
+def _now(now_ms: int | None) -> str:
+    return "" if now_ms is None else str(int(now_ms))
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """What every call of one namespace needs: its key names and how long to keep records."""
+
+    keys: Keys
+    keep_s: int = 86400
+
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
+
+    def call(self, script: str, *args: object) -> Call:
+        return Call(script, self.keys.fixed, tuple(str(a) for a in args))
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """One task to create: its id, name, encoded arguments, options and delay."""
+
+    id: str
+    name: str
+    args_json: str
+    options: TaskOptions
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SubmitReply:
+    created: int
+    existing: list[str]
+    assignments: list[tuple[str, str]]
+
+
+SUBMIT_CHUNK = 1000
+
+
+def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,
+           group: str = "") -> list[Call]:
+    """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline)."""
+    calls = []
+    for start in range(0, len(tasks), SUBMIT_CHUNK):
+        chunk = tasks[start:start + SUBMIT_CHUNK]
+        args: list[object] = [ns.prefix, _now(now_ms), "1" if dispatch else "0", group, len(chunk)]
+        for t in chunk:
+            o = t.options
+            args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
+                     to_ms(o.backoff_s), to_ms(t.delay_s)]
+        calls.append(ns.call("submit", *args))
+    return calls
+
+
+def decode_submit(replies: Sequence[Any]) -> SubmitReply:
+    created, existing, assignments = 0, [], []
+    for reply in replies:
+        n, old, pairs = text(reply)
+        created += int(n)
+        existing += old
+        assignments += _pairs(pairs)
+    return SubmitReply(created, existing, assignments)
+
+
+def _pairs(flat: Sequence[str]) -> list[tuple[str, str]]:
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+# --- dispatch, reap ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DispatchReply:
+    assignments: list[tuple[str, str]]
+    now_ms: int
+    next_due_ms: int | None  # earliest delayed task
+    next_lease_ms: int | None  # earliest lease deadline
+    next_deadline_ms: int | None  # earliest running task's timeout
+
+    def wait_s(self, cap: float, reap_every: float) -> tuple[float, bool]:
+        """How long a scheduler loop may sleep, and whether a reap is due now."""
+        soonest = [t for t in (self.next_lease_ms, self.next_deadline_ms) if t is not None]
+        reap_at = min(soonest) if soonest else None
+        reap_now = reap_at is not None and reap_at < self.now_ms
+        wait = cap
+        if self.next_due_ms is not None:
+            wait = min(wait, (self.next_due_ms - self.now_ms) / 1000)
+        if reap_at is not None:
+            wait = min(wait, max((reap_at - self.now_ms) / 1000, reap_every))
+        return max(wait, 0.001), reap_now
+
+
+def check_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
+    return limit
+
+
+def dispatch(ns: Namespace, now_ms: int | None, limit: int) -> Call:
+    return ns.call("dispatch", ns.prefix, _now(now_ms), check_limit(limit))
+
+
+def _ms(value: str) -> int | None:
+    return int(float(value)) if value else None
+
+
+def decode_dispatch(reply: Any) -> DispatchReply:
+    pairs, now, due, lease, deadline = text(reply)
+    return DispatchReply(_pairs(pairs), int(now), _ms(due), _ms(lease), _ms(deadline))
+
+
+def reap(ns: Namespace, now_ms: int | None, limit: int) -> Call:
+    return ns.call("reap", ns.prefix, _now(now_ms), check_limit(limit), ns.keep_s)
+
+
+def decode_reap(reply: Any) -> list[str]:
+    return list(text(reply))
+
+
+# --- processors -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    """A task a processor slot must now run."""
+
+    id: str
+    name: str
+    args_json: str
+    attempt: int
+    timeout_ms: int
+
+
+def _started(part: Sequence[str]) -> Started:
+    _, task_id, name, args_json, attempt, timeout_ms = part
+    return Started(task_id, name, args_json, int(attempt), int(timeout_ms))
+
+
+def register(ns: Namespace, now_ms: int | None, pid: str, capacity: int, lease_ms: int,
+             queues: Sequence[str], name: str) -> Call:
+    return ns.call("register", ns.prefix, _now(now_ms), pid, capacity, lease_ms, ",".join(queues), name)
+
+
+def decode_register(reply: Any) -> bool:
+    return bool(text(reply)[0] == "ok")
+
+
+def heartbeat(ns: Namespace, now_ms: int | None, pid: str) -> Call:
+    return ns.call("heartbeat", ns.prefix, _now(now_ms), pid)
+
+
+def decode_heartbeat(reply: Any) -> bool:
+    return bool(text(reply)[0] == "ok")
+
+
+def deregister(ns: Namespace, now_ms: int | None, pid: str) -> Call:
+    return ns.call("deregister", ns.prefix, _now(now_ms), pid, ns.keep_s)
+
+
+def decode_deregister(reply: Any) -> list[str] | None:
+    reply = text(reply)
+    return list(reply[1]) if reply[0] == "ok" else None
+
+
+def start(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str) -> Call:
+    return ns.call("start", ns.prefix, _now(now_ms), pid, slot, rid)
+
+
+@dataclass(frozen=True)
+class StartReply:
+    status: str  # 'task' | 'empty' | 'lost'
+    task: Started | None
+
+
+def decode_start(reply: Any) -> StartReply:
+    reply = text(reply)
+    if reply[0] == "task":
+        return StartReply("task", _started(reply))
+    return StartReply(reply[0], None)
+
+
+#: What an ack asks to start next: nothing, the inbox's oldest task, or that else a queue's head.
+NEXT_NONE, NEXT_INBOX, NEXT_TAKE = "0", "1", "2"
+
+
+def ack(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str, task: Started,
+        outcome: str, payload: str, next_mode: str) -> Call:
+    if outcome not in ("done", "error"):
+        raise ValueError(f"outcome must be 'done' or 'error', not {outcome!r}")
+    return ns.call("ack", ns.prefix, _now(now_ms), pid, slot, rid, task.id, task.attempt, outcome,
+                   payload, ns.keep_s, next_mode)
+
+
+@dataclass(frozen=True)
+class AckReply:
+    status: str  # 'done' | 'retry' | 'failed' | 'stale'
+    next: Started | None
+
+
+def decode_ack(reply: Any) -> AckReply:
+    reply = text(reply)
+    return AckReply(reply[0], _started(reply[1]) if len(reply) > 1 else None)
+
+
+# --- tasks: cancel, state, result ---------------------------------------------------------------
+
+
+def cancel(ns: Namespace, now_ms: int | None, task_id: str, rid: str) -> Call:
+    return ns.call("cancel", ns.prefix, _now(now_ms), task_id, rid, ns.keep_s)
+
+
+def decode_cancel(reply: Any, task_id: str) -> bool:
+    reply = text(reply)
+    if reply[0] == "unknown":
+        raise TaskNotFound(task_id)
+    return bool(reply[0] == "cancelled")
+
+
+def result(ns: Namespace, task_id: str, mark: bool) -> Call:
+    return ns.call("result", ns.prefix, task_id, "1" if mark else "0")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A task's state and, once finished, its JSON result or error."""
+
+    task_id: str
+    state: str
+    payload: str | None = None
+    processor: str = ""  # the processor that ran the last attempt
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    def value(self) -> Any:
+        """The result; raises TaskFailed, TaskCancelled or TaskNotFound instead when there is none."""
+        if self.state == "done":
+            return json.loads(self.payload) if self.payload is not None else None
+        if self.state == "failed":
+            err = decode_error(self.payload or "")
+            raise TaskFailed(self.task_id, err["type"], err["message"], err["traceback"])
+        if self.state == "cancelled":
+            raise TaskCancelled(self.task_id)
+        if self.state == "unknown":
+            raise TaskNotFound(self.task_id)
+        raise ScriptError(f"task {self.task_id} is {self.state}, it has no result yet")
+
+
+def decode_result(reply: Any, task_id: str) -> Outcome:
+    reply = text(reply)
+    if len(reply) > 1:
+        return Outcome(task_id, reply[0], reply[1], reply[2])
+    return Outcome(task_id, reply[0])
+
+
+def state(ns: Namespace, task_id: str) -> Command:
+    return Command("hget", (ns.keys.task(task_id), "s"))
+
+
+WAIT_SLICE_S = 5.0
+
+
+def wait_result(ns: Namespace, task_id: str, timeout: float | None) -> Flow:
+    """Wait for a task to finish; returns its Outcome. Blocks on BLPOP, re-checks every slice.
+
+    The waiter flag set by the result script makes the finishing script push a token to
+    t:<id>:w. A waiter that takes the token puts it back (with a TTL) for any other waiter.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    wake = ns.keys.task_wake(task_id)
+    while True:
+        outcome = decode_result((yield result(ns, task_id, mark=True)), task_id)
+        if outcome.finished or outcome.state == "unknown":
+            return outcome
+        left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - time.monotonic())
+        if left <= 0:
+            raise ResultTimeout(f"task {task_id} did not finish within {timeout} s (it is {outcome.state})")
+        got = yield Command("blpop", ([wake], max(left, 0.001)))
+        if got:
+            yield Command("rpush", (wake, "1"))
+            yield Command("expire", (wake, 300))
+
+
+def outcomes(ns: Namespace, task_ids: Sequence[str]) -> Command:
+    """One read of many tasks' states and payloads (a pipeline of HMGETs)."""
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "s", "r", "e", "by")) for t in task_ids))
+
+
+def decode_outcomes(replies: Sequence[Any], task_ids: Sequence[str]) -> list[Outcome]:
+    out = []
+    for task_id, reply in zip(task_ids, replies):
+        s, r, e, by = text(reply)
+        if s is None:
+            out.append(Outcome(task_id, "unknown"))
+        else:
+            out.append(Outcome(task_id, s, r if s == "done" else e, by or ""))
+    return out
+
+
+class GroupReader:
+    """Follows a group's stream (XREAD BLOCK: no polling, any number of readers) and reports each
+    member as it finishes, in finishing order. Sans-I/O: ask ``request()``, send it, ``feed()`` the
+    reply; repeat until ``done``."""
+
+    def __init__(self, ns: Namespace, group_id: str, task_ids: Sequence[str], timeout: float | None) -> None:
+        self._stream = ns.keys.group_stream(group_id)
+        self._group_id = group_id
+        self._want = set(task_ids)
+        self._seen: set[str] = set()
+        self._last = "0-0"
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    @property
+    def done(self) -> bool:
+        return len(self._seen) >= len(self._want)
+
+    def request(self) -> Command:
+        left = WAIT_SLICE_S if self._deadline is None else min(WAIT_SLICE_S, self._deadline - time.monotonic())
+        if left <= 0:
+            missing = len(self._want) - len(self._seen)
+            raise ResultTimeout(f"group {self._group_id}: {missing} of {len(self._want)} tasks did not "
+                                f"finish within {self._timeout} s")
+        return Command("xread", ({self._stream: self._last}, 1000, max(int(left * 1000), 1)))
+
+    def feed(self, reply: Any) -> list[tuple[str, str]]:
+        """(task id, state) of members newly seen finished."""
+        events = []
+        for _, entries in text(reply) or []:
+            for entry_id, fields in entries:
+                self._last = entry_id
+                f = _fields(fields)
+                tid = f.get("t", "")
+                if tid in self._want and tid not in self._seen:
+                    self._seen.add(tid)
+                    events.append((tid, f.get("s", "")))
+        return events
+
+
+def _fields(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {text(k): text(v) for k, v in value.items()}
+    flat = text(value)
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+# --- counts and audit -------------------------------------------------------------------------
+
+
+COUNT_NAMES = ("submitted", "queued", "delayed", "assigned", "running", "done", "failed",
+               "cancelled", "processors", "idle_processors", "lapsed_processors", "last_dispatch_ms")
+
+
+def counts(ns: Namespace, now_ms: int | None) -> Call:
+    return ns.call("counts", ns.prefix, _now(now_ms))
+
+
+def decode_counts(reply: Any) -> tuple[dict[str, int], dict[str, int]]:
+    flat, depths = text(reply)
+    return ({flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)},
+            {depths[i]: int(depths[i + 1]) for i in range(0, len(depths), 2)})
+
+
+def audit(ns: Namespace, now_ms: int | None) -> Call:
+    return ns.call("audit", ns.prefix, _now(now_ms))
+
+
+@dataclass
+class Audit:
+    """What audit found: ``ok`` when the invariant holds, else ``problems`` says what is wrong."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+TWO40 = 1 << 40
+
+
+def check_audit(reply: Any) -> Audit:
+    """Check the conservation invariant on one audit snapshot (a pure function)."""
+    now_s, stats_flat, queues, delayed, running_flat, failed, procs, idles, idle, records = text(reply)
+    now = int(now_s)
+    stats = {stats_flat[i]: int(stats_flat[i + 1]) for i in range(0, len(stats_flat), 2)}
+    problems: list[str] = []
+    where: dict[str, list[str]] = {}
+
+    def put(task_id: str, place: str) -> None:
+        where.setdefault(task_id, []).append(place)
+
+    for q, ids in queues:
+        for t in ids:
+            put(t, f"queue {q}")
+    for t in delayed:
+        put(t, "delayed")
+    for t in failed:
+        put(t, "failed")
+    running = {running_flat[i]: running_flat[i + 1] for i in range(0, len(running_flat), 2)}
+    in_running_sets: set[str] = set()
+    pending_total = 0
+    lapsed: set[str] = set()
+    loads: dict[str, tuple[int, int, list[str]]] = {}
+    for pid, deadline, rec_flat, pending, started in procs:
+        rec = {rec_flat[i]: rec_flat[i + 1] for i in range(0, len(rec_flat), 2)}
+        if float(deadline) < now:
+            lapsed.add(pid)
+        if not rec:
+            problems.append(f"processor {pid} is registered but has no record")
+            continue
+        for t in pending:
+            put(t, f"inbox {pid} (pending)")
+        for t in started:
+            put(t, f"inbox {pid} (running)")
+            in_running_sets.add(t)
+        pending_total += len(pending)
+        load, cap = len(pending) + len(started), int(rec["c"])
+        loads[pid] = (load, cap, rec["qs"].split(","))
+        if load > cap:
+            problems.append(f"processor {pid} holds {load} tasks, over its capacity {cap}")
+    for t in running:
+        if t not in in_running_sets:
+            problems.append(f"task {t} is in the running zset but in no processor's running set")
+    for t in in_running_sets - set(running):
+        problems.append(f"task {t} runs on a processor but is missing from the running zset")
+
+    for t, places in where.items():
+        if len(places) > 1:
+            problems.append(f"task {t} is in {len(places)} places: {', '.join(places)}")
+
+    expect_state = {"queue": "queued", "delayed": "delayed", "failed": "failed"}
+    for task_id, s, q, p, n, m in records:
+        places = where.get(task_id, [])
+        if not s:
+            problems.append(f"task {task_id} is in {places[0] if places else '?'} but has no record")
+            continue
+        if not places:
+            continue
+        place = places[0]
+        kind = place.split(" ")[0]
+        if kind == "inbox":
+            owner = place.split(" ")[1]
+            want = "running" if place.endswith("(running)") else "assigned"
+            if s != want or p != owner:
+                problems.append(f"task {task_id} is in {place} but its record says {s} on {p or 'none'}")
+        elif s != expect_state[kind]:
+            problems.append(f"task {task_id} is in {place} but its record says {s}")
+        elif kind == "queue" and place != f"queue {q}":
+            problems.append(f"task {task_id} is in {place} but belongs to queue {q}")
+        if n and m and int(n) > int(m):
+            problems.append(f"task {task_id} used {n} attempts of {m}")
+
+    idle_members = set(idle)
+    for q, flat in idles:
+        for i in range(0, len(flat), 2):
+            pid, score = flat[i], int(float(flat[i + 1]))
+            if pid not in loads:
+                problems.append(f"processor {pid} is idle for queue {q} but is not registered")
+                continue
+            load, cap, served = loads[pid]
+            if q not in served:
+                problems.append(f"processor {pid} is idle for queue {q} but does not serve it")
+            if score // TWO40 != load:
+                problems.append(f"processor {pid} is ranked with load {score // TWO40} for {q}, holds {load}")
+            if load >= cap:
+                problems.append(f"processor {pid} is idle for {q} but full ({load}/{cap})")
+    idle_by_queue = {q: {flat[i] for i in range(0, len(flat), 2)} for q, flat in idles}
+    for pid, (load, cap, served) in loads.items():
+        if pid in lapsed:
+            continue
+        for q in served:
+            if (load < cap) != (pid in idle_by_queue.get(q, set())):
+                problems.append(f"processor {pid} ({load}/{cap}) is {'not ' if load < cap else ''}"
+                                f"ranked idle for queue {q}")
+        if (load < cap) != (pid in idle_members):
+            problems.append(f"processor {pid} ({load}/{cap}) has the wrong idle-set membership")
+    for pid in idle_members - set(loads):
+        problems.append(f"processor {pid} is in the idle set but not registered")
+
+    queued = sum(len(ids) for _, ids in queues)
+    c = {
+        "submitted": stats.get("submitted", 0),
+        "queued": queued,
+        "delayed": len(delayed),
+        "assigned": pending_total,
+        "running": len(running),
+        "done": stats.get("done", 0),
+        "failed": len(failed),
+        "cancelled": stats.get("cancelled", 0),
+        "processors": len(procs),
+        "idle_processors": len(idle_members),
+    }
+    if stats.get("assigned", 0) != pending_total:
+        problems.append(f"counter assigned is {stats.get('assigned', 0)}, inboxes hold {pending_total} pending")
+    if stats.get("failed", 0) != len(failed):
+        problems.append(f"counter failed is {stats.get('failed', 0)}, the dead letters hold {len(failed)}")
+    placed = sum(c[k] for k in ("queued", "delayed", "assigned", "running", "done", "failed", "cancelled"))
+    if placed != c["submitted"]:
+        problems.append(f"{c['submitted']} tasks were submitted but {placed} are accounted for "
+                        f"({', '.join(f'{k} {c[k]}' for k in ('queued', 'delayed', 'assigned', 'running', 'done', 'failed', 'cancelled'))})")
+    return Audit(not problems, problems, c)

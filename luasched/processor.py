@@ -1,0 +1,250 @@
+"""Processor runtime: register, heartbeat, run the inbox, ack each task."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import ops
+from .errors import ConnectionLost, UnknownTask
+from .tasks import (
+    MAX_CAPACITY,
+    Registry,
+    check_int,
+    check_queue,
+    decode_args,
+    encode_error,
+    encode_result,
+    new_request_id,
+    seconds,
+    to_ms,
+)
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+log = logging.getLogger("luasched.processor")
+
+#: How long an idle slot blocks on its wake-up list before looking at its stop flag again.
+SLOT_WAIT_S = 2.0
+
+
+def execute(registry: Registry, task: ops.Started) -> tuple[str, str]:
+    """Run one started task in this thread: ("done", result JSON) or ("error", error JSON).
+    A name with no registered function fails the task with a clear UnknownTask error."""
+    spec = registry.get(task.name)
+    try:
+        if spec is None:
+            known = ", ".join(registry.names()) or "none"
+            raise UnknownTask(f"no task named {task.name!r} is registered in this processor "
+                              f"(registered: {known})")
+        args, kwargs = decode_args(task.args_json)
+        value = spec.fn(*args, **kwargs)
+        return "done", encode_result(task.name, value)
+    except Exception as exc:  # the task's failure is data, reported to Redis
+        return "error", encode_error(exc)
+
+
+def new_processor_id(name: str | None) -> str:
+    base = name or socket.gethostname().split(".")[0] or "processor"
+    safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in base)[:40]
+    return f"{safe}-{os.getpid()}-{new_request_id()[:6]}"
+
+
+class Processor:
+    """A worker that registers with a capacity and queues, keeps a lease, and runs its inbox.
+
+    Use it by hand (``register``, ``process_available``, ``heartbeat``, ``deregister``), or
+    ``start()`` it: one heartbeat thread plus ``capacity`` slot threads fed from its inbox, each
+    blocking on the processor's wake-up list when there is nothing to run.
+    """
+
+    def __init__(self, sched: Scheduler, *, capacity: int = 1, queues: Sequence[str] = ("default",),
+                 lease: float = 10.0, name: str | None = None, take_next: bool = False) -> None:
+        check_int(capacity, "capacity", 1, MAX_CAPACITY)
+        if isinstance(queues, str) or not isinstance(queues, Sequence):
+            raise TypeError("queues must be a sequence of queue names, e.g. ('default',)")
+        if not queues:
+            raise ValueError("queues must name at least one queue")
+        for q in queues:
+            check_queue(q, "queue name")
+        lease_s = seconds(lease, "lease", minimum=0.001) or 0.0
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        if not isinstance(take_next, bool):
+            raise TypeError("take_next must be a bool")
+        self.sched = sched
+        self.capacity = capacity
+        self.queues = tuple(dict.fromkeys(queues))
+        self.lease = lease_s
+        self.name = name or ""
+        self.take_next = take_next
+        self._id = new_processor_id(name)
+        self._id_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.processed = 0
+
+    def __repr__(self) -> str:
+        return f"<Processor {self.id} capacity={self.capacity} queues={','.join(self.queues)}>"
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def ns(self) -> ops.Namespace:
+        return self.sched.ns
+
+    def _now(self) -> int | None:
+        return self.sched.now_ms()
+
+    # --- by hand -----------------------------------------------------------------------------
+
+    def register(self) -> bool:
+        """Join the namespace. True when registered; False when this id's lease already lapsed
+        (a lost processor does not come back under the same id)."""
+        call = ops.register(self.ns, self._now(), self.id, self.capacity, to_ms(self.lease),
+                            self.queues, self.name)
+        return ops.decode_register(self.sched.call(call))
+
+    def heartbeat(self) -> bool:
+        """Renew the lease. False when it is lost (lapsed, reaped, deregistered, never registered)."""
+        return ops.decode_heartbeat(self.sched.call(ops.heartbeat(self.ns, self._now(), self.id)))
+
+    def deregister(self) -> list[str]:
+        """Leave; the inbox goes back to the queues. Returns the ids given back (none if unknown)."""
+        return ops.decode_deregister(self.sched.call(ops.deregister(self.ns, self._now(), self.id))) or []
+
+    def process_available(self) -> int:
+        """Run, in this thread, every task now in the inbox; ack each. Returns how many ran.
+        Tasks this processor no longer owns are not run; a stale ack is not an error."""
+        return self._run_slot("x", stop=None)
+
+    # --- the loop shared by process_available and the slot threads --------------------------
+
+    def _run_slot(self, slot: str, stop: threading.Event | None) -> int:
+        ran = 0
+        pid = self.id
+        task: ops.Started | None = None
+        while True:
+            if task is None:
+                if stop is not None and stop.is_set():
+                    return ran
+                pid = self.id
+                reply = ops.decode_start(self._send(ops.start(self.ns, self._now(), pid, slot,
+                                                              new_request_id()), stop))
+                if reply.status == "task":
+                    task = reply.task
+                elif reply.status == "lost" and stop is not None:
+                    self._recover(pid)
+                    continue
+                elif stop is None:
+                    return ran
+                else:
+                    self._block(pid, stop)
+                    continue
+            assert task is not None
+            started_at = time.monotonic()
+            outcome, payload = execute(self.sched.registry, task)
+            ran += 1
+            self.processed += 1
+            if stop is None or stop.is_set():
+                next_mode = ops.NEXT_INBOX if stop is None else ops.NEXT_NONE
+            else:
+                next_mode = ops.NEXT_TAKE if self.take_next else ops.NEXT_INBOX
+            call = ops.ack(self.ns, self._now(), pid, slot, new_request_id(), task, outcome, payload,
+                           next_mode)
+            ack = ops.decode_ack(self._send(call, stop))
+            log.debug("task %s %s attempt %d: %s -> %s in %.3f s", task.id, task.name, task.attempt,
+                      outcome, ack.status, time.monotonic() - started_at)
+            task = ack.next
+
+    def _send(self, call: ops.Call, stop: threading.Event | None) -> Any:
+        """Send a call; in the threaded runtime, retry it through connection loss. Every call
+        carries its request id, so a retry of one that did run answers as the first did."""
+        delay = 0.05
+        while True:
+            try:
+                return self.sched.call(call)
+            except ConnectionLost:
+                if stop is None:
+                    raise
+                log.warning("processor %s: Redis unreachable, retrying %s in %.2f s", self.id,
+                            call.script, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _block(self, pid: str, stop: threading.Event) -> None:
+        try:
+            self.sched.execute(ops.Command("blpop", ([self.ns.keys.processor_wake(pid)], SLOT_WAIT_S)))
+        except ConnectionLost:
+            stop.wait(0.5)
+
+    def _recover(self, lost_pid: str) -> None:
+        """The lease was lost (we were cut off, or too slow to heartbeat): join again, new id."""
+        with self._id_lock:
+            if self._id != lost_pid:
+                return
+            self._id = new_processor_id(self.name or None)
+            log.warning("processor %s lost its lease; registering again as %s", lost_pid, self._id)
+        self.register()
+
+    # --- threads -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register and run in the background: a heartbeat thread and ``capacity`` slots."""
+        if self._threads:
+            raise RuntimeError(f"processor {self.id} is already started")
+        self._stop.clear()
+        if not self.register():
+            self._recover(self.id)
+        self._threads = [threading.Thread(target=self._heartbeats, name=f"{self.id}-heartbeat",
+                                          daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._run_slot, args=(str(i), self._stop),
+                             name=f"{self.id}-slot{i}", daemon=True)
+            for i in range(self.capacity)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _heartbeats(self) -> None:
+        interval = max(self.lease / 3, 0.001)
+        while not self._stop.wait(interval):
+            try:
+                if not self.heartbeat():
+                    self._recover(self.id)
+            except ConnectionLost as exc:
+                log.warning("processor %s: heartbeat failed: %s", self.id, exc)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Take no new task, let running ones finish (up to ``timeout`` s), then deregister: the
+        unstarted inbox goes back to the queues. True when every slot finished in time."""
+        if not self._threads:
+            return True
+        self._stop.set()
+        try:
+            self.sched.client.rpush(self.ns.keys.processor_wake(self.id), *["stop"] * self.capacity)
+        except Exception:  # waking is a courtesy: slots also wake on their own within SLOT_WAIT_S
+            pass
+        deadline = None if timeout is None else time.monotonic() + timeout
+        finished = True
+        for t in self._threads:
+            t.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+            finished = finished and not t.is_alive()
+        self._threads = []
+        self.deregister()
+        return finished
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+
+__all__ = ["Processor", "execute"]

@@ -1,0 +1,443 @@
+"""Sync front end: submit, dispatch, reap, results, groups, counts, audit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, overload
+
+import redis.exceptions
+
+from . import ops
+from .connection import sync_client
+from .errors import ScriptError, TaskNotFound, translated
+from .keys import Keys
+from .ops import Audit, Outcome
+from .scripts import Scripts
+from .tasks import (
+    Registry,
+    TaskFunction,
+    TaskOptions,
+    check_queue,
+    check_task_id,
+    encode_args,
+    new_task_id,
+    seconds,
+)
+
+if TYPE_CHECKING:
+    from .processor import Processor
+
+Clock = Callable[[], float]
+
+_SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff"})
+
+
+class Args:
+    """Arguments of one task in ``submit_many``/``map`` when keyword arguments are needed."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        return f"Args(*{self.args!r}, **{self.kwargs!r})"
+
+
+class Base:
+    """What the sync and asyncio schedulers share: settings, registry, and pure preparation."""
+
+    def __init__(self, namespace: str, clock: Clock | None, keep: float | timedelta,
+                 dispatch_on_submit: bool) -> None:
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, not {type(clock).__name__}")
+        if not isinstance(dispatch_on_submit, bool):
+            raise TypeError("dispatch_on_submit must be a bool")
+        keep_s = seconds(keep, "keep", minimum=1.0)
+        self.namespace = namespace
+        self.keys = Keys(namespace)
+        self.ns = ops.Namespace(self.keys, int(keep_s or 86400))
+        self.clock = clock
+        self.registry = Registry()
+        self.dispatch_on_submit = dispatch_on_submit
+
+    def now_ms(self) -> int | None:
+        """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
+        return None if self.clock is None else int(self.clock() * 1000)
+
+    @overload
+    def task(self, fn: TaskFunction, /) -> TaskFunction: ...
+
+    @overload
+    def task(self, *, name: str | None = None, max_attempts: int = 3,
+             timeout: float | timedelta | None = None, queue: str = "default",
+             retry_backoff: float | timedelta = 1.0) -> Callable[[TaskFunction], TaskFunction]: ...
+
+    def task(self, fn: TaskFunction | None = None, /, *, name: str | None = None,
+             max_attempts: int = 3, timeout: float | timedelta | None = None,
+             queue: str = "default", retry_backoff: float | timedelta = 1.0) -> Any:
+        """Register a function as a task: ``@sched.task`` or ``@sched.task(name=..., ...)``."""
+        options = TaskOptions(queue, max_attempts, seconds(timeout, "timeout", allow_none=True),
+                              seconds(retry_backoff, "retry_backoff") or 0.0)
+
+        def register(f: TaskFunction) -> TaskFunction:
+            self.registry.add(f, name if name is not None else getattr(f, "__name__", ""), options)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def new_task(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
+                 *, queue: str | None = None, delay: float | timedelta | None = None,
+                 task_id: str | None = None, max_attempts: int | None = None,
+                 timeout: float | timedelta | None = None,
+                 retry_backoff: float | timedelta | None = None) -> ops.NewTask:
+        """Check and encode one task (nothing is written)."""
+        name, options = self.registry.resolve(task)
+        options = options.replace(
+            queue=check_queue(queue) if queue is not None else None,
+            max_attempts=max_attempts,
+            timeout_s=seconds(timeout, "timeout", allow_none=True),
+            backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True),
+        )
+        return ops.NewTask(
+            check_task_id(task_id) if task_id is not None else new_task_id(),
+            name,
+            encode_args(name, args, kwargs),
+            options,
+            seconds(delay, "delay", allow_none=True) or 0.0,
+        )
+
+    def submission(self, task: str | TaskFunction, args: Sequence[Any],
+                   kwargs: dict[str, Any]) -> ops.NewTask:
+        """``submit(task, *args, **kwargs)``: kwargs starting with ``_`` are options, not arguments."""
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("_")}
+        unknown = set(options) - _SUBMIT_OPTIONS
+        if unknown:
+            raise TypeError(f"submit: unknown option(s) {', '.join(sorted(unknown))}; options are "
+                            f"{', '.join(sorted(_SUBMIT_OPTIONS))}")
+        return self.new_task(task, args, kwargs, queue=options.get("_queue"),
+                             delay=options.get("_delay"), task_id=options.get("_id"),
+                             max_attempts=options.get("_max_attempts"),
+                             timeout=options.get("_timeout"),
+                             retry_backoff=options.get("_retry_backoff"))
+
+    def batch(self, task: str | TaskFunction, items: Iterable[Any], ids: Sequence[str] | None,
+              **options: Any) -> list[ops.NewTask]:
+        """Tasks for ``submit_many``/``map``: each item a tuple/list of arguments or an Args."""
+        if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+            raise TypeError("submit_many: items must be an iterable of argument tuples")
+        items = list(items)
+        if ids is not None:
+            ids = list(ids)
+            if len(ids) != len(items):
+                raise ValueError(f"submit_many: {len(ids)} ids for {len(items)} items")
+            if len(set(ids)) != len(ids):
+                raise ValueError("submit_many: ids repeat")
+        out = []
+        for i, item in enumerate(items):
+            if isinstance(item, Args):
+                args, kwargs = item.args, item.kwargs
+            elif isinstance(item, (tuple, list)):
+                args, kwargs = tuple(item), {}
+            else:
+                raise TypeError(f"submit_many: item {i} must be a tuple of arguments or an Args, "
+                                f"not {type(item).__name__}")
+            out.append(self.new_task(task, args, kwargs, task_id=ids[i] if ids else None, **options))
+        return out
+
+
+class Scheduler(Base):
+    """Submits tasks, hands them to processors, and reads results, on one Redis namespace.
+
+    ``redis``: None or "memory://" for the embedded in-process server (shared by every Scheduler
+    of the process made that way), a ``redis://``, ``rediss://`` or ``unix://`` URL, or a ready
+    ``redis.Redis`` client (made with or without ``decode_responses``).
+    ``clock``: None to use the Redis server's TIME inside scripts, or a callable returning
+    seconds whose value is passed to the scripts instead (tests drive time with it).
+    ``keep``: how long finished task records and results are kept (seconds or timedelta).
+    ``dispatch_on_submit``: also hand new tasks to idle processors in the submit call itself.
+    """
+
+    def __init__(self, redis: object = None, namespace: str = "default", clock: Clock | None = None,
+                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False) -> None:
+        super().__init__(namespace, clock, keep, dispatch_on_submit)
+        self.client = sync_client(redis)
+        self.scripts = Scripts(self.client)
+
+    def __repr__(self) -> str:
+        return f"<luasched.Scheduler namespace={self.namespace!r}>"
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def call(self, call: ops.Call) -> Any:
+        with translated(call.script):
+            return self.scripts[call.script](keys=call.keys, args=call.args)
+
+    def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
+        """Several script calls in one round trip (a pipeline). Every script here is replay-safe, so
+        one refused with NOSCRIPT is simply sent again after loading."""
+        if len(calls) == 1:
+            return [self.call(calls[0])]
+        with translated(calls[0].script if calls else "pipeline"):
+            pipe = self.client.pipeline(transaction=False)
+            for c in calls:
+                pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
+            replies = pipe.execute(raise_on_error=False)
+            for i, reply in enumerate(replies):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    replies[i] = self.call(calls[i])
+                elif isinstance(reply, Exception):
+                    raise reply
+            return replies
+
+    def execute(self, request: ops.Request) -> Any:
+        if isinstance(request, ops.Call):
+            return self.call(request)
+        with translated(request.name):
+            if request.name == "pipeline":
+                pipe = self.client.pipeline(transaction=False)
+                for name, args in request.args:
+                    getattr(pipe, name)(*args)
+                return pipe.execute()
+            return getattr(self.client, request.name)(*request.args)
+
+    def drive(self, flow: ops.Flow) -> Any:
+        reply = None
+        while True:
+            try:
+                request = flow.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            reply = self.execute(request)
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def submit(self, task: str | TaskFunction, /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Put one task on its queue (or delayed); returns its handle. Nothing else happens:
+        handing it to a processor is dispatch's job, unless ``dispatch_on_submit`` is set.
+
+        Keyword arguments go to the task, except these options: ``_queue``, ``_delay`` (seconds
+        or timedelta), ``_id`` (an id of your own: submitting it again creates nothing),
+        ``_max_attempts``, ``_timeout``, ``_retry_backoff``."""
+        new = self.submission(task, args, kwargs)
+        self._submit([new], "")
+        return TaskHandle(self, new.id)
+
+    def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
+                    ids: Sequence[str] | None = None, queue: str | None = None,
+                    delay: float | timedelta | None = None, max_attempts: int | None = None,
+                    timeout: float | timedelta | None = None,
+                    retry_backoff: float | timedelta | None = None) -> list[TaskHandle]:
+        """Submit one task per item (a tuple of arguments, or an Args) in one round trip."""
+        news = self.batch(task, items, ids, queue=queue, delay=delay, max_attempts=max_attempts,
+                          timeout=timeout, retry_backoff=retry_backoff)
+        self._submit(news, "")
+        return [TaskHandle(self, n.id) for n in news]
+
+    def map(self, task: str | TaskFunction, items: Iterable[Any], *, queue: str | None = None,
+            max_attempts: int | None = None, timeout: float | timedelta | None = None,
+            retry_backoff: float | timedelta | None = None) -> Group:
+        """Submit one task per item as a group whose results can be gathered (``Group.results``)."""
+        news = self.batch(task, items, None, queue=queue, max_attempts=max_attempts,
+                          timeout=timeout, retry_backoff=retry_backoff)
+        group_id = new_task_id()
+        self._submit(news, group_id)
+        return Group(self, group_id, [n.id for n in news])
+
+    def _submit(self, news: list[ops.NewTask], group: str) -> ops.SubmitReply:
+        if not news:
+            return ops.SubmitReply(0, [], [])
+        calls = ops.submit(self.ns, self.now_ms(), news, dispatch=self.dispatch_on_submit, group=group)
+        return ops.decode_submit(self.call_many(calls))
+
+    def handle(self, task_id: str) -> TaskHandle:
+        return TaskHandle(self, check_task_id(task_id))
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    def dispatch(self, limit: int = 100) -> list[tuple[str, str]]:
+        """Hand up to ``limit`` queued tasks to idle processors, in ONE script call.
+        Returns (task id, processor id) for each assignment."""
+        return self.dispatch_detail(limit).assignments
+
+    def dispatch_detail(self, limit: int = 100) -> ops.DispatchReply:
+        """dispatch, with the times a scheduler loop needs (next due task, lease, timeout)."""
+        return ops.decode_dispatch(self.call(ops.dispatch(self.ns, self.now_ms(), limit)))
+
+    def reap(self, limit: int = 100) -> list[str]:
+        """Take back tasks from processors whose lease lapsed, and attempts past their timeout.
+        Bounded per call: loop until it returns nothing."""
+        return ops.decode_reap(self.call(ops.reap(self.ns, self.now_ms(), limit)))
+
+    def wake(self) -> None:
+        """Wake scheduler loops blocked in ``run`` (for example after setting their stop event)."""
+        with translated("wake"):
+            self.client.rpush(self.keys.wake, "1")
+
+    def run(self, stop: threading.Event | None = None, *, limit: int = 100,
+            max_wait: float = 1.0, reap_every: float = 0.25) -> None:
+        """The scheduler loop: dispatch and reap until ``stop`` is set.
+
+        It blocks on the namespace's wake-up list, which submit, register and a freed slot push
+        to; it wakes by itself only when a delayed task falls due or a lease or task timeout may
+        have lapsed (at most every ``max_wait`` s, so that ``stop`` is seen). Any number of loops
+        may run at once: each step is one atomic script."""
+        stop = stop if stop is not None else threading.Event()
+        ops.check_limit(limit)
+        while not stop.is_set():
+            reply = self.dispatch_detail(limit)
+            if len(reply.assignments) == limit:
+                continue
+            wait, reap_now = reply.wait_s(max_wait, reap_every)
+            if reap_now:
+                while self.reap(limit):
+                    pass
+                continue
+            if stop.is_set():
+                break
+            with translated("run"):
+                self.client.blpop([self.keys.wake], timeout=wait)
+
+    # --- processors --------------------------------------------------------------------------
+
+    def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
+                  name: str | None = None, *, take_next: bool = False) -> Processor:
+        """A processor on this namespace (call ``register``/``start`` on it). With
+        ``take_next`` it takes its next task straight from its queues when its inbox is empty,
+        in the same call that acks the last one (complete-and-take-next mode)."""
+        from .processor import Processor
+
+        return Processor(self, capacity=capacity, queues=queues, lease=lease, name=name,
+                         take_next=take_next)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def outcome(self, task_id: str) -> Outcome:
+        """A task's state and, when finished, its result or error (does not wait)."""
+        return ops.decode_result(self.call(ops.result(self.ns, task_id, mark=False)), task_id)
+
+    def outcomes(self, task_ids: Sequence[str]) -> list[Outcome]:
+        """Outcomes of many tasks in one round trip."""
+        if not task_ids:
+            return []
+        return ops.decode_outcomes(self.execute(ops.outcomes(self.ns, task_ids)), task_ids)
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks are in each state, and processors (all, idle, lapsed): one script call."""
+        return ops.decode_counts(self.call(ops.counts(self.ns, self.now_ms())))[0]
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Queue name -> number of tasks waiting in it."""
+        return ops.decode_counts(self.call(ops.counts(self.ns, self.now_ms())))[1]
+
+    def audit(self) -> Audit:
+        """Check the conservation invariant on a live server: every task in exactly one place,
+        inboxes matching loads and idle rankings, counters adding up.
+
+        An admin tool: it reads the whole namespace in ONE script call (a consistent snapshot, so
+        it can run while processors work), which is O(tasks) and blocks Redis meanwhile."""
+        return ops.check_audit(self.call(ops.audit(self.ns, self.now_ms())))
+
+
+class TaskHandle:
+    """A submitted task, by id."""
+
+    __slots__ = ("_sched", "id")
+
+    def __init__(self, sched: Scheduler, task_id: str) -> None:
+        self._sched = sched
+        self.id = task_id
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.id == self.id and other._sched is self._sched
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def state(self) -> str:
+        """queued, delayed, assigned, running, done, failed or cancelled."""
+        value = self._sched.execute(ops.state(self._sched.ns, self.id))
+        if value is None:
+            raise TaskNotFound(self.id)
+        return str(ops.text(value))
+
+    def outcome(self) -> Outcome:
+        return self._sched.outcome(self.id)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task to finish and return its value. Raises TaskFailed (with the remote
+        error), TaskCancelled, TaskNotFound, or ResultTimeout (a TimeoutError). Waiting is a
+        blocking Redis call (BLPOP), not a poll."""
+        if timeout is not None:
+            seconds(timeout, "timeout")
+        return self._sched.drive(ops.wait_result(self._sched.ns, self.id, timeout)).value()
+
+    def cancel(self) -> bool:
+        """Cancel the task if it is queued, delayed, or assigned and not started: True if it was."""
+        from .tasks import new_request_id
+
+        call = ops.cancel(self._sched.ns, self._sched.now_ms(), self.id, new_request_id())
+        return ops.decode_cancel(self._sched.call(call), self.id)
+
+
+class Group:
+    """Tasks submitted together by ``map``; their results can be gathered."""
+
+    def __init__(self, sched: Scheduler, group_id: str, ids: list[str]) -> None:
+        self._sched = sched
+        self.id = group_id
+        self.ids = ids
+
+    def __repr__(self) -> str:
+        return f"<Group {self.id} of {len(self.ids)} tasks>"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def handles(self) -> list[TaskHandle]:
+        return [TaskHandle(self._sched, i) for i in self.ids]
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[Outcome]:
+        """Each member's Outcome as it finishes, in finishing order (blocking reads, no polling)."""
+        reader = ops.GroupReader(self._sched.ns, self.id, self.ids, timeout)
+        while not reader.done:
+            finished = reader.feed(self._sched.execute(reader.request()))
+            if finished:
+                yield from self._sched.outcomes([task_id for task_id, _ in finished])
+
+    def results(self, timeout: float | None = None, *, return_exceptions: bool = False) -> list[Any]:
+        """Every member's value, in submission order, once all finished. A failed member raises
+        its TaskFailed (the first in submission order), unless ``return_exceptions``: then the
+        exception stands in the list in its place."""
+        for _ in self.as_completed(timeout):
+            pass
+        values: list[Any] = []
+        for start in range(0, len(self.ids), 1000):
+            for outcome in self._sched.outcomes(self.ids[start:start + 1000]):
+                try:
+                    values.append(outcome.value())
+                except ScriptError:
+                    raise
+                except Exception as exc:
+                    if not return_exceptions:
+                        raise
+                    values.append(exc)
+        return values
+
+    def progress(self) -> dict[str, int]:
+        """total, done, failed, cancelled (and pending) for the group."""
+        with translated("group progress"):
+            n, d, f, c = ops.text(self._sched.client.hmget(self._sched.keys.group(self.id),
+                                                           "n", "done", "failed", "cancelled"))
+        total = int(n or len(self.ids))
+        done, failed, cancelled = int(d or 0), int(f or 0), int(c or 0)
+        return {"total": total, "done": done, "failed": failed, "cancelled": cancelled,
+                "pending": total - done - failed - cancelled}

@@ -1,0 +1,56 @@
+"""Task states and the table of allowed transitions (the property tests use it as their model)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class State(str, Enum):
+    QUEUED = "queued"
+    DELAYED = "delayed"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINISHED = frozenset({State.DONE, State.FAILED, State.CANCELLED})
+
+#: (state before, event) -> states possible after. The scripts named in the events are in lua/.
+TRANSITIONS: dict[tuple[State | None, str], frozenset[State]] = {
+    (None, "submit"): frozenset({State.QUEUED, State.DELAYED}),
+    (None, "submit_dispatch"): frozenset({State.QUEUED, State.DELAYED, State.ASSIGNED}),
+    (State.DELAYED, "dispatch"): frozenset({State.QUEUED, State.ASSIGNED}),
+    (State.QUEUED, "dispatch"): frozenset({State.ASSIGNED}),
+    (State.QUEUED, "take"): frozenset({State.RUNNING}),
+    (State.ASSIGNED, "start"): frozenset({State.RUNNING}),
+    (State.RUNNING, "complete"): frozenset({State.DONE}),
+    (State.RUNNING, "error"): frozenset({State.DELAYED, State.FAILED}),
+    (State.RUNNING, "timeout"): frozenset({State.DELAYED, State.FAILED}),
+    (State.RUNNING, "lease_lost"): frozenset({State.QUEUED, State.FAILED}),
+    (State.ASSIGNED, "lease_lost"): frozenset({State.QUEUED}),
+    (State.RUNNING, "deregister"): frozenset({State.QUEUED, State.FAILED}),
+    (State.ASSIGNED, "deregister"): frozenset({State.QUEUED}),
+    (State.QUEUED, "cancel"): frozenset({State.CANCELLED}),
+    (State.DELAYED, "cancel"): frozenset({State.CANCELLED}),
+    (State.ASSIGNED, "cancel"): frozenset({State.CANCELLED}),
+}
+
+
+def allowed(before: State | None, event: str, after: State) -> bool:
+    """True when ``event`` may take a task from ``before`` to ``after``."""
+    return after in TRANSITIONS.get((before, event), frozenset())
+
+
+#: Where a task in each unfinished state is kept (the places of the conservation invariant).
+PLACE = {
+    State.QUEUED: "queue list q:<queue>",
+    State.DELAYED: "zset delayed",
+    State.ASSIGNED: "inbox list p:<pid>:i",
+    State.RUNNING: "inbox set p:<pid>:r and zset running",
+    State.FAILED: "zset failed (dead letters)",
+}
