@@ -282,6 +282,7 @@ local function drain(P, stats, delayed, running, failed, procs, idle, pid, now, 
     redis.call('HINCRBY', stats, 'assigned', -#pending)
   end
   local started = redis.call('SMEMBERS', rk)
+  table.sort(started) -- SMEMBERS order differs between servers: give back in a known order
   local err = '{"type":"LeaseLost","message":"' .. reason .. ' while running on processor ' .. pid .. '"}'
   for _, id in ipairs(started) do
     redis.call('ZREM', running, id)

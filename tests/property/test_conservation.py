@@ -1,0 +1,432 @@
+"""The conservation state machine: random interleavings of every operation, checked against a model.
+
+After every step: audit() holds, the counts add up to the number submitted, every task's state
+(and queue position, and attempt count) is what the model says, and the transition it took is
+one that luasched.states allows. At the end everything drains to done/failed/cancelled with the
+right results. Runs on the embedded server and on a real redis-server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import fakeredis
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+import luasched
+from luasched import ops
+from luasched.states import FINISHED, State, allowed
+from luasched.tasks import encode_error, encode_result, new_request_id
+from tests.conftest import FakeClock
+
+QUEUES = ("a", "b")
+LEASE_S = 10.0
+BACKOFF_MS = 1000
+EXAMPLES = int(os.environ.get("LUASCHED_PROPERTY_EXAMPLES", "200"))
+_names = itertools.count()
+
+
+def value_of(token: int) -> int:
+    return token * 7 + 1
+
+
+@dataclass
+class MTask:
+    id: str
+    queue: str
+    token: int
+    fail_times: int
+    max_attempts: int
+    timeout_ms: int
+    state: str = "queued"
+    attempts: int = 0
+    runs: int = 0
+    owner: str | None = None
+    due: int | None = None
+    deadline: int | None = None
+    value: Any = None
+
+
+@dataclass
+class MProc:
+    proc: luasched.Processor
+    capacity: int
+    queues: tuple[str, ...]
+    deadline: int
+    registered: bool = True
+    crashed: bool = False
+    pending: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+
+    @property
+    def load(self) -> int:
+        return len(self.pending) + len(self.running)
+
+
+class Conservation(RuleBasedStateMachine):
+    make_client: Any = None  # set per backend by the test below
+
+    tasks = Bundle("tasks")
+    procs = Bundle("procs")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.client = type(self).make_client()
+        self.sched = luasched.Scheduler(self.client, namespace=f"prop{os.getpid()}-{next(_names)}",
+                                        clock=self.clock)
+        self.runs: dict[int, int] = {}
+        self.model: dict[str, MTask] = {}
+        self.queues: dict[str, list[str]] = {q: [] for q in QUEUES}
+        self.mprocs: dict[str, MProc] = {}
+        self.inflight: list[tuple[str, ops.Started]] = []
+        self.tokens = itertools.count(1)
+        self.submitted = 0
+
+        @self.sched.task(name="work", retry_backoff=BACKOFF_MS / 1000)
+        def work(token: int, fail_times: int) -> int:
+            self.runs[token] = self.runs.get(token, 0) + 1
+            if self.runs[token] <= fail_times:
+                raise RuntimeError(f"planned failure {self.runs[token]} of {token}")
+            return value_of(token)
+
+    def teardown(self) -> None:
+        try:
+            self.drain_everything()
+        finally:
+            self.client.close()
+
+    # --- model helpers -------------------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        return int(self.clock() * 1000)
+
+    def move(self, t: MTask, event: str, after: str) -> None:
+        before = State(t.state)
+        assert allowed(before, event, State(after)), f"model bug: {before} -{event}-> {after}"
+        t.state = after
+
+    def alive(self, p: MProc) -> bool:
+        return p.registered and p.deadline >= self.now
+
+    def to_head(self, t: MTask, event: str) -> None:
+        self.queues[t.queue].insert(0, t.id)
+        self.move(t, event, "queued")
+        t.owner = None
+
+    def finish(self, t: MTask, event: str, state: str) -> None:
+        self.move(t, event, state)
+        t.owner = None
+        t.deadline = None
+
+    def attempt_ended(self, t: MTask, event: str, later: bool) -> str:
+        t.deadline = None
+        if t.attempts >= t.max_attempts:
+            self.finish(t, event, "failed")
+            return "failed"
+        if later:
+            t.due = self.now + min(BACKOFF_MS * 2 ** (t.attempts - 1), 3_600_000)
+            self.move(t, event, "delayed")
+            t.owner = None
+        else:
+            self.to_head(t, event)
+        return "retry"
+
+    def drain(self, p: MProc, event: str) -> None:
+        for tid in reversed(p.pending):
+            self.to_head(self.model[tid], event)
+        for tid in sorted(p.running):
+            self.attempt_ended(self.model[tid], event, later=False)
+        p.pending, p.running = [], []
+        p.registered = False
+
+    def new_task(self, handle_id: str, queue: str, fail_times: int, max_attempts: int,
+                 timeout_ms: int, token: int, delay_ms: int) -> MTask:
+        t = MTask(handle_id, queue, token, fail_times, max_attempts, timeout_ms)
+        self.model[t.id] = t
+        self.submitted += 1
+        if delay_ms:
+            t.state, t.due = "delayed", self.now + delay_ms
+        else:
+            self.queues[queue].append(t.id)
+        return t
+
+    # --- rules ---------------------------------------------------------------------------------
+
+    @initialize(target=procs)
+    def first_processor(self) -> MProc:
+        return self.add_processor_impl(1, QUEUES)
+
+    @rule(target=tasks, queue=st.sampled_from(QUEUES), fail_times=st.integers(0, 3),
+          max_attempts=st.integers(1, 3), timeout=st.sampled_from([None, None, 5.0]),
+          delay=st.sampled_from([None, None, None, 2.0]))
+    def submit(self, queue: str, fail_times: int, max_attempts: int, timeout: float | None,
+               delay: float | None) -> MTask:
+        token = next(self.tokens)
+        h = self.sched.submit("work", token, fail_times, _queue=queue, _max_attempts=max_attempts,
+                              _timeout=timeout, _delay=delay)
+        return self.new_task(h.id, queue, fail_times, max_attempts,
+                             int((timeout or 0) * 1000), token, int((delay or 0) * 1000))
+
+    @rule(queue=st.sampled_from(QUEUES), fails=st.lists(st.integers(0, 2), min_size=1, max_size=4))
+    def submit_many(self, queue: str, fails: list[int]) -> None:
+        tokens = [next(self.tokens) for _ in fails]
+        hs = self.sched.submit_many("work", list(zip(tokens, fails)), queue=queue, max_attempts=2)
+        for h, token, f in zip(hs, tokens, fails):
+            self.new_task(h.id, queue, f, 2, 0, token, 0)
+
+    def add_processor_impl(self, capacity: int, queues: tuple[str, ...]) -> MProc:
+        p = self.sched.processor(capacity=capacity, queues=queues, lease=LEASE_S)
+        assert p.register()
+        mp = MProc(p, capacity, queues, self.now + int(LEASE_S * 1000))
+        self.mprocs[p.id] = mp
+        return mp
+
+    @rule(target=procs, capacity=st.integers(1, 3),
+          queues=st.sampled_from([("a",), ("b",), ("a", "b"), ("b", "a")]))
+    def add_processor(self, capacity: int, queues: tuple[str, ...]) -> MProc:
+        return self.add_processor_impl(capacity, queues)
+
+    @rule(limit=st.integers(1, 6))
+    def dispatch(self, limit: int) -> None:
+        pairs = self.sched.dispatch(limit)
+        due = sorted((t for t in self.model.values() if t.state == "delayed" and t.due <= self.now),
+                     key=lambda t: (t.due, t.id))[:limit]
+        for t in due:
+            self.move(t, "dispatch", "queued")
+            t.due = None
+            self.queues[t.queue].append(t.id)
+        for tid, pid in pairs:
+            t, p = self.model[tid], self.mprocs[pid]
+            assert self.queues[t.queue] and self.queues[t.queue][0] == tid, \
+                f"dispatch took {tid}, not the head of queue {t.queue}: {self.queues[t.queue][:3]}"
+            eligible = [m for m in self.mprocs.values()
+                        if self.alive(m) and t.queue in m.queues and m.load < m.capacity]
+            assert p in eligible, f"dispatch gave {tid} to {pid}, which is not an idle live processor of {t.queue}"
+            assert p.load == min(m.load for m in eligible), "dispatch did not choose the least loaded"
+            self.queues[t.queue].pop(0)
+            self.move(t, "dispatch", "assigned")
+            t.owner = pid
+            p.pending.append(tid)
+        assert len(pairs) <= limit
+        if len(pairs) < limit:
+            for q, ids in self.queues.items():
+                if ids:
+                    idle = [m.proc.id for m in self.mprocs.values()
+                            if self.alive(m) and q in m.queues and m.load < m.capacity]
+                    assert not idle, f"queue {q} still holds {len(ids)} tasks but {idle} are idle"
+
+    @rule(p=procs)
+    def run_inbox(self, p: MProc) -> None:
+        ran = p.proc.process_available()
+        if not self.alive(p):
+            assert ran == 0
+            return
+        assert ran == len(p.pending)
+        for tid in p.pending:
+            t = self.model[tid]
+            t.attempts += 1
+            t.runs += 1
+            self.move(t, "start", "running")
+            if t.runs <= t.fail_times:
+                self.attempt_ended(t, "error", later=True)
+            else:
+                self.finish(t, "complete", "done")
+                t.value = value_of(t.token)
+        p.pending = []
+
+    @rule(p=procs)
+    def start_one(self, p: MProc) -> None:
+        reply = ops.decode_start(self.sched.call(ops.start(self.sched.ns, self.sched.now_ms(), p.proc.id,
+                                                           "prop", new_request_id())))
+        if not self.alive(p):
+            assert reply.status == "lost"
+            return
+        if not p.pending:
+            assert reply.status == "empty"
+            return
+        assert reply.task is not None and reply.task.id == p.pending[0]
+        t = self.model[p.pending.pop(0)]
+        t.attempts += 1
+        assert reply.task.attempt == t.attempts
+        self.move(t, "start", "running")
+        t.deadline = self.now + t.timeout_ms if t.timeout_ms else None
+        p.running.append(t.id)
+        self.inflight.append((p.proc.id, reply.task))
+
+    @precondition(lambda self: self.inflight)
+    @rule(index=st.integers(0, 10), succeed=st.booleans())
+    def ack_inflight(self, index: int, succeed: bool) -> None:
+        pid, started = self.inflight.pop(index % len(self.inflight))
+        t = self.model[started.id]
+        if succeed:
+            payload = encode_result("work", value_of(t.token))
+        else:
+            payload = encode_error(RuntimeError("late failure"))
+        call = ops.ack(self.sched.ns, self.sched.now_ms(), pid, "prop", new_request_id(), started,
+                       "done" if succeed else "error", payload, ops.NEXT_NONE)
+        reply = ops.decode_ack(self.sched.call(call))
+        fresh = t.state == "running" and t.owner == pid and t.attempts == started.attempt
+        if not fresh:
+            assert reply.status == "stale", f"ack of a stale attempt of {t.id} answered {reply.status}"
+            return
+        self.mprocs[pid].running.remove(t.id)
+        if succeed:
+            self.finish(t, "complete", "done")
+            t.value = value_of(t.token)
+            assert reply.status == "done"
+        else:
+            assert reply.status == self.attempt_ended(t, "error", later=True)
+
+    @rule(p=procs)
+    def heartbeat(self, p: MProc) -> None:
+        if p.crashed:
+            return
+        expect = self.alive(p)
+        assert p.proc.heartbeat() == expect
+        if expect:
+            p.deadline = self.now + int(LEASE_S * 1000)
+
+    @rule(p=procs)
+    def crash(self, p: MProc) -> None:
+        """The processor stops heartbeating; its lease will lapse."""
+        p.crashed = True
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 3.0, 11.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def reap(self) -> None:
+        taken: list[str] = []
+        while batch := self.sched.reap(100):
+            taken += batch
+        expect: list[str] = []
+        lapsed = sorted((m for m in self.mprocs.values() if m.registered and m.deadline < self.now),
+                        key=lambda m: (m.deadline, m.proc.id))
+        for m in lapsed:
+            expect += m.pending + sorted(m.running)
+            self.drain(m, "lease_lost")
+        late = sorted((t for t in self.model.values()
+                       if t.state == "running" and t.deadline is not None and t.deadline < self.now),
+                      key=lambda t: (t.deadline, t.id))
+        for t in late:
+            self.mprocs[t.owner].running.remove(t.id)
+            self.attempt_ended(t, "timeout", later=True)
+            expect.append(t.id)
+        assert sorted(taken) == sorted(expect)
+
+    @rule(t=tasks)
+    def cancel(self, t: MTask) -> None:
+        expect = t.state in ("queued", "delayed", "assigned")
+        assert self.sched.handle(t.id).cancel() == expect
+        if not expect:
+            return
+        if t.state == "queued":
+            self.queues[t.queue].remove(t.id)
+        elif t.state == "assigned":
+            self.mprocs[t.owner].pending.remove(t.id)
+        self.finish(t, "cancel", "cancelled")
+        t.due = None
+
+    @rule(p=procs)
+    def deregister(self, p: MProc) -> None:
+        given = p.proc.deregister()
+        if not p.registered:
+            assert given == []
+            return
+        expect = p.pending + sorted(p.running)
+        self.drain(p, "deregister")
+        assert sorted(given) == sorted(expect)
+
+    # --- invariants ----------------------------------------------------------------------------
+
+    @invariant()
+    def audit_holds(self) -> None:
+        audit = self.sched.audit()
+        assert audit.ok, audit.problems
+        counts = self.sched.counts()
+        assert counts["submitted"] == self.submitted
+        by_state = {s.value: 0 for s in State}
+        for t in self.model.values():
+            by_state[t.state] += 1
+        for s, n in by_state.items():
+            assert counts[s] == n, f"counts[{s}] = {counts[s]}, model says {n}"
+
+    @invariant()
+    def states_and_places_match(self) -> None:
+        ids = list(self.model)
+        for outcome in self.sched.outcomes(ids):
+            t = self.model[outcome.task_id]
+            assert outcome.state == t.state, f"task {t.id}: {outcome.state}, model says {t.state}"
+            if t.state == "done":
+                assert outcome.value() == t.value
+        for q, expect in self.queues.items():
+            got = [x.decode() for x in self.client.lrange(self.sched.keys.queue(q), 0, -1)]
+            assert got == expect, f"queue {q}: {got} != model {expect}"
+        for m in self.mprocs.values():
+            if m.registered:
+                got = [x.decode() for x in self.client.lrange(self.sched.keys.inbox(m.proc.id), 0, -1)]
+                assert got == m.pending, f"inbox of {m.proc.id}: {got} != model {m.pending}"
+
+    # --- the end: everything drains --------------------------------------------------------------
+
+    def drain_everything(self) -> None:
+        self.inflight.clear()
+        final = self.add_processor_impl(8, QUEUES)
+        for _ in range(60):
+            if all(State(t.state) in FINISHED for t in self.model.values()):
+                break
+            self.clock.advance(LEASE_S / 2)
+            final.proc.heartbeat()
+            while self.sched.reap(100):
+                pass
+            while self.sched.dispatch(100):
+                final.proc.process_available()
+        outcomes = {o.task_id: o for o in self.sched.outcomes(list(self.model))}
+        for t in self.model.values():
+            o = outcomes[t.id]
+            assert o.state in ("done", "failed", "cancelled"), f"task {t.id} never finished: {o.state}"
+            if t.state == "cancelled":
+                assert o.state == "cancelled"
+            if o.state == "done":
+                assert o.value() == value_of(t.token)
+            elif o.state == "failed":
+                with pytest.raises(luasched.TaskFailed):
+                    o.value()
+        audit = self.sched.audit()
+        assert audit.ok, audit.problems
+        assert audit.counts["done"] + audit.counts["failed"] + audit.counts["cancelled"] == self.submitted
+
+
+@pytest.mark.parametrize("backend", ["embedded", "real"])
+def test_conservation(backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "real":
+        server = request.getfixturevalue("redis_server")
+
+        def make() -> Any:
+            return server.client()
+    else:
+        def make() -> Any:
+            return fakeredis.FakeRedis(server=fakeredis.FakeServer(version=(7, 0)), protocol=2)
+
+    machine = type(f"Conservation_{backend}", (Conservation,), {"make_client": staticmethod(make)})
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=40, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    ))
