@@ -1,0 +1,123 @@
+"""The threaded processor runtime: slots fed from the inbox, the scheduler loop, the opt-in modes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import luasched
+
+
+@pytest.fixture
+def live(make_sched):
+    """Schedulers on server time (no injected clock), stopped loops and processors at the end."""
+    started: list = []
+    stops: list[tuple[threading.Event, threading.Thread, luasched.Scheduler]] = []
+
+    class Live:
+        def sched(self, **kwargs) -> luasched.Scheduler:
+            return make_sched(**kwargs)
+
+        def processor(self, sched, **kwargs) -> luasched.Processor:
+            p = sched.processor(**kwargs)
+            p.start()
+            started.append(p)
+            return p
+
+        def loop(self, sched) -> None:
+            stop = threading.Event()
+            t = threading.Thread(target=sched.run, args=(stop,))
+            t.start()
+            stops.append((stop, t, sched))
+
+    yield Live()
+    for stop, t, sched in stops:
+        stop.set()
+        sched.wake()
+        t.join(5)
+        assert not t.is_alive(), "the scheduler loop did not stop"
+    for p in started:
+        p.stop(timeout=5)
+
+
+def test_scheduler_loop_and_processor_threads_run_everything(live):
+    sched = live.sched()
+
+    @sched.task
+    def square(x: int) -> int:
+        return x * x
+
+    for _ in range(3):
+        live.processor(sched, capacity=2)
+    live.loop(sched)
+    group = sched.map(square, [(i,) for i in range(60)])
+    assert group.results(timeout=30) == [i * i for i in range(60)]
+    counts = sched.counts()
+    assert counts["done"] == 60 and counts["queued"] == 0 and counts["assigned"] == 0
+    assert sched.audit().ok
+
+
+def test_stop_lets_running_tasks_finish_and_gives_back_the_rest(live):
+    sched = live.sched()
+    release = threading.Event()
+    began = threading.Event()
+
+    @sched.task
+    def slow(x: int) -> int:
+        began.set()
+        release.wait(10)
+        return x
+
+    p = sched.processor(capacity=1)
+    p.start()
+    handles = sched.submit_many(slow, [(i,) for i in range(3)])
+    assert sched.dispatch() == [(handles[0].id, p.id)]  # capacity 1: one at a time
+    assert began.wait(5)
+    stopper = threading.Thread(target=p.stop, kwargs={"timeout": 10})
+    stopper.start()
+    time.sleep(0.05)  # let stop() set the flag while the task is still running
+    release.set()
+    stopper.join(10)
+    assert handles[0].result(timeout=5) == 0  # the running task finished and was acked
+    assert [h.state for h in handles[1:]] == ["queued", "queued"]
+    counts = sched.counts()
+    assert counts["processors"] == 0 and counts["running"] == 0
+    assert sched.audit().ok
+
+
+def test_no_scheduler_at_all_with_dispatch_on_submit_and_take_next(live):
+    """Small deployments: submit hands the task out, and each ack takes the next from the queue."""
+    sched = live.sched(dispatch_on_submit=True)
+    seen: list[str] = []
+
+    @sched.task
+    def echo(x: int) -> int:
+        seen.append(threading.current_thread().name)
+        return x
+
+    live.processor(sched, capacity=1, take_next=True)
+    handles = sched.submit_many(echo, [(i,) for i in range(40)])
+    assert [h.result(timeout=20) for h in handles] == list(range(40))
+    assert sched.counts()["last_dispatch_ms"] == 0, "nothing may have called dispatch"
+    assert sched.audit().ok
+
+
+def test_plain_mode_never_dispatches_behind_your_back(make_sched):
+    """submit and process_available do only what they say: every assignment comes from dispatch()."""
+    sched = make_sched()
+
+    @sched.task
+    def one() -> int:
+        return 1
+
+    p = sched.processor(capacity=4)
+    p.register()
+    hs = sched.submit_many(one, [()] * 3)
+    assert [h.state for h in hs] == ["queued"] * 3
+    assert p.process_available() == 0
+    assert [h.state for h in hs] == ["queued"] * 3
+    assert sorted(sched.dispatch()) == sorted((h.id, p.id) for h in hs)
+    assert p.process_available() == 3
+    assert [h.result(timeout=1) for h in hs] == [1, 1, 1]
