@@ -4,10 +4,11 @@
   failed when it was the last one; then the processor is removed. A started task past its
   timeout ends its attempt (a late ack from it is stale) and retries with backoff, or fails.
   Bounded: at most limit processors, then timed-out tasks while fewer than limit ids were taken
-  (a processor's inbox is at most its capacity). Callers loop until it returns nothing.
+  (a processor's inbox is at most its capacity). The reply says whether lapsed processors or
+  overdue tasks remain, so callers loop until it took nothing and nothing remains.
   KEYS[1..8] the fixed keys (see _lib): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] keep_s
-  Returns {task ids taken back}
+  Returns {{task ids taken back}, {processor ids removed}, more ('1' | '0')}
   Invariant: every id taken from an inbox lands in exactly one place (queue, delayed, failed).
 ]]
 local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -19,9 +20,10 @@ if not now or not limit or limit < 1 or limit > 10000 or not keep_s then
   return redis.error_reply('ERR luasched reap: bad now_ms, limit or keep_s')
 end
 
-local out = {}
+local out, removed = {}, {}
 for _, pid in ipairs(redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now), 'LIMIT', 0, limit)) do
   drain(P, stats, delayed, running, failed, procs, idle, pid, now, keep_s, 'lease lapsed', out)
+  removed[#removed + 1] = pid
   if #out >= limit then
     break
   end
@@ -44,4 +46,5 @@ end
 if #out > 0 then
   wake_scheduler(wake)
 end
-return out
+local more = redis.call('ZCOUNT', procs, '-inf', '(' .. fmt(now)) + redis.call('ZCOUNT', running, '-inf', '(' .. fmt(now))
+return {out, removed, more > 0 and '1' or '0'}

@@ -47,12 +47,40 @@ def _scheme(url: str) -> str:
     return scheme
 
 
+#: The longest a single blocking call (BLPOP, XREAD BLOCK) waits when the client has no socket timeout.
+MAX_BLOCK_S = 5.0
+
+
+def block_slice_s(client: Any) -> float:
+    """How long one blocking call may wait on this client: below its socket timeout (redis-py 8
+    defaults to 5 s), else a blocked call would end in a timeout error instead of an empty reply.
+    Longer waits are made of several such slices."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    timeout = kwargs.get("socket_timeout")
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        return MAX_BLOCK_S
+    return min(MAX_BLOCK_S, timeout - 1.0 if timeout > 2.0 else timeout / 2)
+
+
+def _from_url(cls: Any, url: str) -> Any:
+    try:
+        return cls.from_url(url, protocol=2, socket_connect_timeout=5)
+    except ValueError as exc:
+        raise ValueError(f"redis URL {redact(url)!r}: {exc}") from None
+
+
+def owns(target: object) -> bool:
+    """True when the client made for ``target`` is ours to close (made from None or a URL)."""
+    return target is None or isinstance(target, str)
+
+
 def sync_client(target: object) -> Any:
     """A redis.Redis-like client for ``target``: None / "memory://", a URL, or a ready client."""
     if target is None or (isinstance(target, str) and _scheme(target) == "memory"):
         return fakeredis.FakeRedis(server=embedded_server(), protocol=2)
     if isinstance(target, str):
-        return redis.Redis.from_url(target, protocol=2, socket_connect_timeout=5)
+        return _from_url(redis.Redis, target)
     if isinstance(target, (redis.Redis, redis.RedisCluster)):
         return target
     raise TypeError(
@@ -65,7 +93,7 @@ def async_client(target: object) -> Any:
     if target is None or (isinstance(target, str) and _scheme(target) == "memory"):
         return fakeredis.FakeAsyncRedis(server=embedded_server(), protocol=2)
     if isinstance(target, str):
-        return redis.asyncio.Redis.from_url(target, protocol=2, socket_connect_timeout=5)
+        return _from_url(redis.asyncio.Redis, target)
     if isinstance(target, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
         return target
     raise TypeError(

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .errors import ResultTimeout, ScriptError, TaskCancelled, TaskFailed, TaskNotFound
 from .keys import Keys
@@ -37,7 +37,7 @@ class Command:
     args: tuple[Any, ...]
 
 
-Request = Union[Call, Command]
+Request = Call | Command
 Flow = Generator[Request, Any, Any]
 
 
@@ -171,8 +171,23 @@ def reap(ns: Namespace, now_ms: int | None, limit: int) -> Call:
     return ns.call("reap", ns.prefix, _now(now_ms), check_limit(limit), ns.keep_s)
 
 
-def decode_reap(reply: Any) -> list[str]:
-    return list(text(reply))
+class Reaped(list[str]):
+    """Ids of the tasks one reap call took back. ``processors`` are the lapsed processors it
+    removed; ``more`` says lapsed processors or overdue tasks remain. Truthy while there was work
+    or more remains, so ``while sched.reap(): pass`` leaves nothing behind."""
+
+    def __init__(self, ids: Sequence[str], processors: Sequence[str], more: bool) -> None:
+        super().__init__(ids)
+        self.processors = list(processors)
+        self.more = more
+
+    def __bool__(self) -> bool:
+        return len(self) > 0 or bool(self.processors) or self.more
+
+
+def decode_reap(reply: Any) -> Reaped:
+    ids, removed, more = text(reply)
+    return Reaped(ids, removed, more == "1")
 
 
 # --- processors -------------------------------------------------------------------------------
@@ -316,11 +331,9 @@ def state(ns: Namespace, task_id: str) -> Command:
     return Command("hget", (ns.keys.task(task_id), "s"))
 
 
-WAIT_SLICE_S = 5.0
-
-
-def wait_result(ns: Namespace, task_id: str, timeout: float | None) -> Flow:
-    """Wait for a task to finish; returns its Outcome. Blocks on BLPOP, re-checks every slice.
+def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: float) -> Flow:
+    """Wait for a task to finish; returns its Outcome. Blocks on BLPOP for at most ``slice_s`` at
+    a time (below the client's socket timeout), re-checking the state between slices.
 
     The waiter flag set by the result script makes the finishing script push a token to
     t:<id>:w. A waiter that takes the token puts it back (with a TTL) for any other waiter.
@@ -331,7 +344,7 @@ def wait_result(ns: Namespace, task_id: str, timeout: float | None) -> Flow:
         outcome = decode_result((yield result(ns, task_id, mark=True)), task_id)
         if outcome.finished or outcome.state == "unknown":
             return outcome
-        left = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - time.monotonic())
+        left = slice_s if deadline is None else min(slice_s, deadline - time.monotonic())
         if left <= 0:
             raise ResultTimeout(f"task {task_id} did not finish within {timeout} s (it is {outcome.state})")
         got = yield Command("blpop", ([wake], max(left, 0.001)))
@@ -347,7 +360,7 @@ def outcomes(ns: Namespace, task_ids: Sequence[str]) -> Command:
 
 def decode_outcomes(replies: Sequence[Any], task_ids: Sequence[str]) -> list[Outcome]:
     out = []
-    for task_id, reply in zip(task_ids, replies):
+    for task_id, reply in zip(task_ids, replies, strict=True):
         s, r, e, by = text(reply)
         if s is None:
             out.append(Outcome(task_id, "unknown"))
@@ -361,7 +374,9 @@ class GroupReader:
     member as it finishes, in finishing order. Sans-I/O: ask ``request()``, send it, ``feed()`` the
     reply; repeat until ``done``."""
 
-    def __init__(self, ns: Namespace, group_id: str, task_ids: Sequence[str], timeout: float | None) -> None:
+    def __init__(self, ns: Namespace, group_id: str, task_ids: Sequence[str], timeout: float | None,
+                 slice_s: float) -> None:
+        self._slice_s = slice_s
         self._stream = ns.keys.group_stream(group_id)
         self._group_id = group_id
         self._want = set(task_ids)
@@ -375,7 +390,7 @@ class GroupReader:
         return len(self._seen) >= len(self._want)
 
     def request(self) -> Command:
-        left = WAIT_SLICE_S if self._deadline is None else min(WAIT_SLICE_S, self._deadline - time.monotonic())
+        left = self._slice_s if self._deadline is None else min(self._slice_s, self._deadline - time.monotonic())
         if left <= 0:
             missing = len(self._want) - len(self._seen)
             raise ResultTimeout(f"group {self._group_id}: {missing} of {len(self._want)} tasks did not "
@@ -437,6 +452,7 @@ class Audit:
 
 
 TWO40 = 1 << 40
+PLACES = ("queued", "delayed", "assigned", "running", "done", "failed", "cancelled")
 
 
 def check_audit(reply: Any) -> Audit:
@@ -555,8 +571,8 @@ def check_audit(reply: Any) -> Audit:
         problems.append(f"counter assigned is {stats.get('assigned', 0)}, inboxes hold {pending_total} pending")
     if stats.get("failed", 0) != len(failed):
         problems.append(f"counter failed is {stats.get('failed', 0)}, the dead letters hold {len(failed)}")
-    placed = sum(c[k] for k in ("queued", "delayed", "assigned", "running", "done", "failed", "cancelled"))
+    placed = sum(c[k] for k in PLACES)
     if placed != c["submitted"]:
-        problems.append(f"{c['submitted']} tasks were submitted but {placed} are accounted for "
-                        f"({', '.join(f'{k} {c[k]}' for k in ('queued', 'delayed', 'assigned', 'running', 'done', 'failed', 'cancelled'))})")
+        detail = ", ".join(f"{k} {c[k]}" for k in PLACES)
+        problems.append(f"{c['submitted']} tasks were submitted but {placed} are accounted for ({detail})")
     return Audit(not problems, problems, c)

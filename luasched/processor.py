@@ -182,7 +182,8 @@ class Processor:
 
     def _block(self, pid: str, stop: threading.Event) -> None:
         try:
-            self.sched.execute(ops.Command("blpop", ([self.ns.keys.processor_wake(pid)], SLOT_WAIT_S)))
+            wait = min(SLOT_WAIT_S, self.sched.block_s)
+            self.sched.execute(ops.Command("blpop", ([self.ns.keys.processor_wake(pid)], wait)))
         except ConnectionLost:
             stop.wait(0.5)
 

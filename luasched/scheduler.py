@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 import redis.exceptions
 
 from . import ops
-from .connection import sync_client
+from .connection import block_slice_s, owns, sync_client
 from .errors import ScriptError, TaskNotFound, translated
 from .keys import Keys
 from .ops import Audit, Outcome
@@ -72,7 +72,7 @@ class Base:
     def task(self, fn: TaskFunction, /) -> TaskFunction: ...
 
     @overload
-    def task(self, *, name: str | None = None, max_attempts: int = 3,
+    def task(self, fn: None = None, /, *, name: str | None = None, max_attempts: int = 3,
              timeout: float | timedelta | None = None, queue: str = "default",
              retry_backoff: float | timedelta = 1.0) -> Callable[[TaskFunction], TaskFunction]: ...
 
@@ -165,10 +165,23 @@ class Scheduler(Base):
                  *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False) -> None:
         super().__init__(namespace, clock, keep, dispatch_on_submit)
         self.client = sync_client(redis)
+        self._owns_client = owns(redis)
         self.scripts = Scripts(self.client)
+        self.block_s = block_slice_s(self.client)
 
     def __repr__(self) -> str:
         return f"<luasched.Scheduler namespace={self.namespace!r}>"
+
+    def close(self) -> None:
+        """Close the client if this Scheduler made it (a client you passed in stays open)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Scheduler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- transport ---------------------------------------------------------------------------
 
@@ -185,7 +198,7 @@ class Scheduler(Base):
             pipe = self.client.pipeline(transaction=False)
             for c in calls:
                 pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
-            replies = pipe.execute(raise_on_error=False)
+            replies: list[Any] = pipe.execute(raise_on_error=False)
             for i, reply in enumerate(replies):
                 if isinstance(reply, redis.exceptions.NoScriptError):
                     replies[i] = self.call(calls[i])
@@ -267,9 +280,10 @@ class Scheduler(Base):
         """dispatch, with the times a scheduler loop needs (next due task, lease, timeout)."""
         return ops.decode_dispatch(self.call(ops.dispatch(self.ns, self.now_ms(), limit)))
 
-    def reap(self, limit: int = 100) -> list[str]:
+    def reap(self, limit: int = 100) -> ops.Reaped:
         """Take back tasks from processors whose lease lapsed, and attempts past their timeout.
-        Bounded per call: loop until it returns nothing."""
+        Returns the ids taken back (a list, with ``.processors`` removed and ``.more``).
+        Bounded per call: loop ``while sched.reap(): pass`` — it is falsy once nothing is left."""
         return ops.decode_reap(self.call(ops.reap(self.ns, self.now_ms(), limit)))
 
     def wake(self) -> None:
@@ -299,7 +313,7 @@ class Scheduler(Base):
             if stop.is_set():
                 break
             with translated("run"):
-                self.client.blpop([self.keys.wake], timeout=wait)
+                self.client.blpop([self.keys.wake], timeout=min(wait, self.block_s))
 
     # --- processors --------------------------------------------------------------------------
 
@@ -377,7 +391,7 @@ class TaskHandle:
         blocking Redis call (BLPOP), not a poll."""
         if timeout is not None:
             seconds(timeout, "timeout")
-        return self._sched.drive(ops.wait_result(self._sched.ns, self.id, timeout)).value()
+        return self._sched.drive(ops.wait_result(self._sched.ns, self.id, timeout, self._sched.block_s)).value()
 
     def cancel(self) -> bool:
         """Cancel the task if it is queued, delayed, or assigned and not started: True if it was."""
@@ -407,7 +421,7 @@ class Group:
 
     def as_completed(self, timeout: float | None = None) -> Iterator[Outcome]:
         """Each member's Outcome as it finishes, in finishing order (blocking reads, no polling)."""
-        reader = ops.GroupReader(self._sched.ns, self.id, self.ids, timeout)
+        reader = ops.GroupReader(self._sched.ns, self.id, self.ids, timeout, self._sched.block_s)
         while not reader.done:
             finished = reader.feed(self._sched.execute(reader.request()))
             if finished:

@@ -45,7 +45,7 @@ def lua_dir() -> Path:
     raise FileNotFoundError(f"luasched's Lua scripts are missing: neither {packaged} nor {source}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sources() -> dict[str, str]:
     """name -> full source sent to Redis (the shared helpers, then the script)."""
     folder = lua_dir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -36,7 +37,7 @@ def seconds(value: object, what: str, *, allow_none: bool = False, minimum: floa
 
 
 def to_ms(value: float | None) -> int:
-    return 0 if value is None else int(round(value * 1000))
+    return 0 if value is None else round(value * 1000)
 
 
 def check_queue(queue: object, what: str = "queue") -> str:
@@ -88,14 +89,8 @@ class TaskOptions:
         seconds(self.backoff_s, "retry_backoff")
 
     def replace(self, **changes: Any) -> TaskOptions:
-        values = {
-            "queue": self.queue,
-            "max_attempts": self.max_attempts,
-            "timeout_s": self.timeout_s,
-            "backoff_s": self.backoff_s,
-        }
-        values.update({k: v for k, v in changes.items() if v is not None})
-        return TaskOptions(**values)
+        """A copy with the changes that are not None."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 @dataclass(frozen=True)
