@@ -1,0 +1,92 @@
+"""luasched/scripts.py: what is sent to Redis, and calls surviving a flushed script cache."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from luasched import ops, scripts
+from tests.scripts.util import audit_ok
+
+
+def test_sources_put_the_lib_first():
+    lib = (scripts.lua_dir() / f"{scripts.LIB}.lua").read_text(encoding="utf-8")
+    sources = scripts.sources()
+
+    assert sorted(sources) == sorted(scripts.NAMES)
+    for name, source in sources.items():
+        own = (scripts.lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+        assert source.startswith(lib), name
+        assert source.endswith(own), name
+        assert source.index(f"--[[ {name}:") > source.index(f"--[[ {scripts.LIB}:")
+
+
+def test_each_script_is_registered_by_the_sha_of_its_source(sched):
+    for name in scripts.NAMES:
+        expected = hashlib.sha1(scripts.sources()[name].encode("utf-8")).hexdigest()
+        assert sched.scripts[name].sha == expected
+
+
+def test_unknown_script_name(sched):
+    with pytest.raises(KeyError):
+        sched.scripts["no-such-script"]
+
+
+def flush(sched):
+    sched.client.script_flush()
+    sha = sched.scripts["submit"].sha
+    assert sched.client.script_exists(sha) == [False]
+
+
+def test_a_single_call_after_script_flush(sched):
+    sched.submit("add")
+    flush(sched)
+
+    h = sched.submit("add")  # EVALSHA -> NOSCRIPT -> load -> again
+
+    assert sched.counts()["submitted"] == 2
+    assert h.state == "queued"
+    assert sched.client.script_exists(sched.scripts["submit"].sha) == [True]
+    audit_ok(sched)
+
+
+def test_call_many_after_script_flush(sched):
+    sched.submit("add")
+    flush(sched)
+
+    handles = sched.submit_many("add", [(i,) for i in range(2500)])  # 3 chunks, one pipeline
+
+    assert len(handles) == 2500
+    assert sched.counts()["submitted"] == 2501
+    assert sched.queue_lengths() == {"default": 2501}
+    audit_ok(sched)
+
+
+def test_call_many_of_different_scripts_after_script_flush(sched):
+    sched.submit("add")
+    flush(sched)
+    ns = sched.ns
+
+    replies = sched.call_many([ops.counts(ns, sched.now_ms()), ops.dispatch(ns, sched.now_ms(), 5),
+                               ops.counts(ns, sched.now_ms())])
+
+    assert ops.decode_counts(replies[0])[0]["queued"] == 1
+    assert ops.decode_dispatch(replies[1]).assignments == []
+    assert len(replies) == 3
+    audit_ok(sched)
+
+
+def test_call_many_of_nothing_and_of_one(sched):
+    assert sched.call_many([]) == []
+    (reply,) = sched.call_many([ops.counts(sched.ns, None)])
+    assert ops.decode_counts(reply)[0]["submitted"] == 0
+
+
+def test_a_script_error_is_a_script_error_naming_the_operation(sched):
+    import luasched
+
+    bad = ops.Call("dispatch", sched.keys.fixed, (sched.keys.prefix, "", "0"))
+    with pytest.raises(luasched.ScriptError, match="dispatch") as refused:
+        sched.call(bad)
+    assert "bad now_ms or limit" in str(refused.value)

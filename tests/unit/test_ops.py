@@ -1,0 +1,421 @@
+"""ops.py without Redis: call shapes against the script headers, decoders, and check_audit."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+import luasched
+from luasched import ops, scripts
+from luasched.keys import Keys
+from luasched.tasks import TaskOptions
+
+NS = ops.Namespace(Keys("unit"), keep_s=77)
+P = NS.prefix
+STARTED = ops.Started("t1", "add", "[1]", 2, 500)
+
+
+def argv_names(script: str) -> dict[int, str]:
+    """ARGV[i] -> its first word, as the script's header documents it."""
+    text = (scripts.lua_dir() / f"{script}.lua").read_text(encoding="utf-8")
+    head = text[:text.index("]]")]
+    return {int(n): name for n, name in re.findall(r"ARGV\[(\d+)\]\s+([A-Za-z_]+)", head)}
+
+
+# builder call -> expected ARGV (every value a str), in the order its header documents
+CALLS = {
+    "dispatch": (ops.dispatch(NS, 123, 7), (P, "123", "7")),
+    "reap": (ops.reap(NS, 123, 9), (P, "123", "9", "77")),
+    "register": (ops.register(NS, 123, "p1", 4, 5000, ["a", "b"], "box"),
+                 (P, "123", "p1", "4", "5000", "a,b", "box")),
+    "heartbeat": (ops.heartbeat(NS, 123, "p1"), (P, "123", "p1")),
+    "deregister": (ops.deregister(NS, 123, "p1"), (P, "123", "p1", "77")),
+    "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1")),
+    "ack": (ops.ack(NS, 123, "p1", "s0", "r1", STARTED, "done", "42", ops.NEXT_INBOX),
+            (P, "123", "p1", "s0", "r1", "t1", "2", "done", "42", "77", "1")),
+    "cancel": (ops.cancel(NS, 123, "t1", "r1"), (P, "123", "t1", "r1", "77")),
+    "result": (ops.result(NS, "t1", True), (P, "t1", "1")),
+    "counts": (ops.counts(NS, 123), (P, "123")),
+    "audit": (ops.audit(NS, 123), (P, "123")),
+}
+
+# what the header calls each position (its first word), for the same scripts
+HEADER_WORDS = {
+    "dispatch": ["prefix", "now_ms", "limit"],
+    "reap": ["prefix", "now_ms", "limit", "keep_s"],
+    "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name"],
+    "heartbeat": ["prefix", "now_ms", "processor"],
+    "deregister": ["prefix", "now_ms", "processor", "keep_s"],
+    "start": ["prefix", "now_ms", "processor", "slot", "request"],
+    "ack": ["prefix", "now_ms", "processor", "slot", "request", "task", "attempt", "outcome",
+            "result", "keep_s", "next"],
+    "cancel": ["prefix", "now_ms", "task", "request", "keep_s"],
+    "result": ["prefix", "task", "mark"],
+    "counts": ["prefix", "now_ms"],
+    "audit": ["prefix", "now_ms"],
+}
+
+
+def test_every_script_has_a_shape_test():
+    assert sorted(CALLS) + ["submit"] == sorted(scripts.NAMES)
+
+
+@pytest.mark.parametrize("script", sorted(CALLS))
+def test_call_shape(script):
+    call, argv = CALLS[script]
+    assert call.script == script
+    assert call.keys == NS.keys.fixed
+    assert call.args == argv
+    assert all(isinstance(a, str) for a in call.args)
+
+
+@pytest.mark.parametrize("script", sorted(CALLS))
+def test_argv_order_matches_the_header(script):
+    call, _ = CALLS[script]
+    documented = argv_names(script)
+    assert sorted(documented) == list(range(1, len(call.args) + 1))
+    assert [documented[i] for i in sorted(documented)] == HEADER_WORDS[script]
+
+
+@pytest.mark.parametrize("build", [
+    lambda now: ops.dispatch(NS, now, 1), lambda now: ops.reap(NS, now, 1),
+    lambda now: ops.heartbeat(NS, now, "p"), lambda now: ops.counts(NS, now),
+    lambda now: ops.cancel(NS, now, "t", "r"), lambda now: ops.start(NS, now, "p", "s", "r"),
+])
+def test_no_time_means_server_time(build):
+    assert build(None).args[1] == ""
+    assert build(1_700_000_000_123.9).args[1] == "1700000000123"
+
+
+def task(i, **options):
+    return ops.NewTask(f"id{i}", "add", f"[{i}]", TaskOptions(**options), delay_s=0.0)
+
+
+def test_submit_shape():
+    new = ops.NewTask("id1", "add", "[1]", TaskOptions("q1", 5, 2.5, 0.25), delay_s=3)
+    (call,) = ops.submit(NS, 123, [new], dispatch=True, group="g1")
+
+    assert call.script == "submit"
+    assert call.keys == NS.keys.fixed
+    assert call.args == (P, "123", "1", "g1", "1",
+                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000")
+    words = argv_names("submit")
+    assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count"]
+
+
+def test_submit_defaults():
+    (call,) = ops.submit(NS, None, [task(1)])
+    assert call.args == (P, "", "0", "", "1", "id1", "add", "default", "[1]", "3", "0", "1000", "0")
+
+
+@pytest.mark.parametrize(("n", "chunks"), [(1, [1]), (999, [999]), (1000, [1000]), (1001, [1000, 1]),
+                                           (2500, [1000, 1000, 500])])
+def test_submit_chunks(n, chunks):
+    calls = ops.submit(NS, 1, [task(i) for i in range(n)])
+
+    assert [int(c.args[4]) for c in calls] == chunks
+    assert [len(c.args) for c in calls] == [5 + 8 * k for k in chunks]
+    ids = [a for c in calls for a in c.args[5::8]]
+    assert ids == [f"id{i}" for i in range(n)]
+
+
+def test_ack_refuses_an_unknown_outcome():
+    with pytest.raises(ValueError, match="outcome"):
+        ops.ack(NS, 1, "p", "s", "r", STARTED, "maybe", "", ops.NEXT_NONE)
+
+
+@pytest.mark.parametrize("limit", [0, -1, ops.MAX_LIMIT + 1, "5", 1.0, True, None])
+def test_limit_checked_in_the_builders(limit):
+    with pytest.raises((TypeError, ValueError), match="limit"):
+        ops.dispatch(NS, 1, limit)
+    with pytest.raises((TypeError, ValueError), match="limit"):
+        ops.reap(NS, 1, limit)
+
+
+# --- decoders: bytes and str replies decode alike ---------------------------------------------
+
+
+def as_bytes(value):
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list):
+        return [as_bytes(v) for v in value]
+    return value
+
+
+DECODERS = [
+    ("submit", lambda r: ops.decode_submit([r]), [2, ["old"], ["t1", "p1", "t2", "p1"]]),
+    ("dispatch", ops.decode_dispatch, [["t1", "p1"], "1000", "2000", "3000.0", ""]),
+    ("reap", ops.decode_reap, [["t1", "t2"], ["p1"], "1"]),
+    ("register ok", ops.decode_register, ["ok", "5000"]),
+    ("register lost", ops.decode_register, ["lost"]),
+    ("heartbeat", ops.decode_heartbeat, ["ok", 3, "5000"]),
+    ("deregister", ops.decode_deregister, ["ok", ["t1"]]),
+    ("deregister unknown", ops.decode_deregister, ["unknown"]),
+    ("start task", ops.decode_start, ["task", "t1", "add", "[1]", "1", "0"]),
+    ("start empty", ops.decode_start, ["empty"]),
+    ("ack next", ops.decode_ack, ["done", ["task", "t2", "add", "[]", "1", "500"]]),
+    ("ack", ops.decode_ack, ["stale"]),
+    ("cancel", lambda r: ops.decode_cancel(r, "t1"), ["cancelled"]),
+    ("cancel refused", lambda r: ops.decode_cancel(r, "t1"), ["not_cancellable", "running"]),
+    ("result done", lambda r: ops.decode_result(r, "t1"), ["done", "42", "p1"]),
+    ("result queued", lambda r: ops.decode_result(r, "t1"), ["queued"]),
+    ("counts", ops.decode_counts, [["submitted", 3, "queued", 1], ["default", 1]]),
+    ("outcomes", lambda r: ops.decode_outcomes(r, ["t1", "t2"]),
+     [["done", "1", None, "p1"], [None, None, None, None]]),
+]
+
+
+@pytest.mark.parametrize(("decode", "reply"), [pytest.param(d, r, id=i) for i, d, r in DECODERS])
+def test_decoders_read_bytes_and_str_alike(decode, reply):
+    from_str = decode(copy.deepcopy(reply))
+    from_bytes = decode(as_bytes(reply))
+    assert from_str == from_bytes
+    assert "b'" not in repr(from_bytes)
+
+
+def test_decoded_values():
+    assert ops.decode_submit([[2, ["old"], ["t1", "p1"]], [1, [], []]]) == ops.SubmitReply(3, ["old"],
+                                                                                           [("t1", "p1")])
+    d = ops.decode_dispatch([["t1", "p1"], "1000", "2000", "3000", ""])
+    assert (d.assignments, d.now_ms, d.next_due_ms, d.next_lease_ms, d.next_deadline_ms) == (
+        [("t1", "p1")], 1000, 2000, 3000, None)
+    assert ops.decode_start([b"task", b"t1", b"add", b"[1]", b"2", b"500"]).task == ops.Started(
+        "t1", "add", "[1]", 2, 500)
+    assert ops.decode_deregister(["unknown"]) is None
+    with pytest.raises(luasched.TaskNotFound):
+        ops.decode_cancel([b"unknown"], "t9")
+    assert ops.decode_cancel([b"not_cancellable", b"done"], "t1") is False
+
+
+@pytest.mark.parametrize(("reply", "ids", "processors", "more", "truthy"), [
+    ([[], [], "0"], [], [], False, False),
+    ([["t1"], [], "0"], ["t1"], [], False, True),
+    ([[], ["p1"], "0"], [], ["p1"], False, True),  # a lapsed processor with an empty inbox
+    ([[], [], "1"], [], [], True, True),
+])
+def test_decode_reap(reply, ids, processors, more, truthy):
+    got = ops.decode_reap(as_bytes(reply))
+    assert list(got) == ids
+    assert (got.processors, got.more, bool(got)) == (processors, more, truthy)
+
+
+def test_group_reader_times_out_and_slices_its_waits():
+    reader = ops.GroupReader(NS, "g", ["t1"], timeout=10, slice_s=0.5)
+    request = reader.request()
+    assert request.name == "xread"
+    assert request.args[0] == {NS.keys.group_stream("g"): "0-0"}
+    assert 0 < request.args[2] <= 500  # block ms: one slice at most
+    expired = ops.GroupReader(NS, "g", ["t1"], timeout=0, slice_s=0.5)
+    with pytest.raises(luasched.ResultTimeout, match="1 of 1"):
+        expired.request()
+
+
+def test_wait_result_slices_its_waits():
+    flow = ops.wait_result(NS, "t1", None, 0.75)
+    first = next(flow)
+    assert first == ops.result(NS, "t1", True)
+    block = flow.send(["running"])
+    assert block == ops.Command("blpop", ([NS.keys.task_wake("t1")], 0.75))
+    assert flow.send(None) == ops.result(NS, "t1", True)  # nothing came: look again
+    with pytest.raises(StopIteration) as done:
+        flow.send([b"done", b"7", b"p1"])
+    assert done.value.value == ops.Outcome("t1", "done", "7", "p1")
+
+
+def test_decode_audit_bytes_and_str_alike():
+    assert ops.check_audit(as_bytes(clean())) == ops.check_audit(clean())
+
+
+def test_group_reader_feeds_bytes_and_str_alike():
+    def reader():
+        return ops.GroupReader(NS, "g", ["t1", "t2"], timeout=None, slice_s=1.0)
+
+    reply = [["stream", [["1-0", ["t", "t2", "s", "done"]], ["2-0", ["t", "other", "s", "done"]]]]]
+    a, b = reader(), reader()
+    assert a.feed(reply) == b.feed(as_bytes(reply)) == [("t2", "done")]
+    assert not a.done
+    assert a.feed([["stream", [["3-0", {"t": "t1", "s": "failed"}]]]]) == [("t1", "failed")]
+    assert a.done
+
+
+@pytest.mark.parametrize(("reply", "wait", "reap_now"), [
+    (ops.DispatchReply([], 1000, None, None, None), 1.0, False),
+    (ops.DispatchReply([], 1000, 1500, None, None), 0.5, False),
+    (ops.DispatchReply([], 1000, 900, None, None), 0.001, False),
+    (ops.DispatchReply([], 1000, None, 800, None), 0.25, True),
+    (ops.DispatchReply([], 1000, None, 1600, 1400), 0.4, False),
+])
+def test_dispatch_reply_wait(reply, wait, reap_now):
+    assert reply.wait_s(1.0, 0.25) == (pytest.approx(wait), reap_now)
+
+
+@pytest.mark.parametrize(("outcome", "raises"), [
+    (ops.Outcome("t", "done", "[1, 2]"), None),
+    (ops.Outcome("t", "failed", '{"type": "E", "message": "m", "traceback": "tb"}'), luasched.TaskFailed),
+    (ops.Outcome("t", "failed", "not json"), luasched.TaskFailed),
+    (ops.Outcome("t", "cancelled"), luasched.TaskCancelled),
+    (ops.Outcome("t", "unknown"), luasched.TaskNotFound),
+    (ops.Outcome("t", "running"), luasched.ScriptError),
+])
+def test_outcome_value(outcome, raises):
+    if raises is None:
+        assert outcome.value() == [1, 2]
+    else:
+        with pytest.raises(raises):
+            outcome.value()
+
+
+# --- check_audit on hand-made snapshots -------------------------------------------------------
+
+TWO40 = 1 << 40
+
+
+def clean():
+    """A consistent snapshot: t1 queued, t2 pending and t3 running on p1 (capacity 3), t4 delayed,
+    t5 failed, one done and one cancelled (no longer in any place)."""
+    return [
+        "1000",
+        ["submitted", "7", "assigned", "1", "done", "1", "failed", "1", "cancelled", "1", "seq", "9"],
+        [["default", ["t1"]]],
+        ["t4"],
+        ["t3", "inf"],
+        ["t5"],
+        [["p1", "5000", ["c", "3", "qs", "default"], ["t2"], ["t3"]]],
+        [["default", ["p1", str(2 * TWO40 + 9)]]],
+        ["p1"],
+        [["t1", "queued", "default", "", "0", "3"],
+         ["t2", "assigned", "default", "p1", "0", "3"],
+         ["t3", "running", "default", "p1", "1", "3"],
+         ["t4", "delayed", "default", "", "1", "3"],
+         ["t5", "failed", "default", "", "3", "3"]],
+    ]
+
+
+def test_a_clean_snapshot_passes():
+    found = ops.check_audit(clean())
+    assert found.ok, found.problems
+    assert found.problems == []
+    assert found.counts == {"submitted": 7, "queued": 1, "delayed": 1, "assigned": 1, "running": 1,
+                            "done": 1, "failed": 1, "cancelled": 1, "processors": 1, "idle_processors": 1}
+    assert bool(found) is True
+
+
+def plant(change):
+    snap = clean()
+    change(snap)
+    return snap
+
+
+def _two_places(s):
+    s[3].append("t1")  # t1 also delayed
+    s[9][3] = ["t4", "delayed", "default", "", "1", "3"]
+    s[1][1] = "8"
+
+
+def _over_capacity(s):
+    s[6][0][2] = ["c", "1", "qs", "default"]
+    s[7] = [["default", []]]
+    s[8] = []
+
+
+def _idle_but_full(s):
+    s[6][0][2] = ["c", "2", "qs", "default"]
+
+
+def _not_ranked_idle(s):
+    s[7] = [["default", []]]
+
+
+def _rank_with_wrong_load(s):
+    s[7] = [["default", ["p1", str(1 * TWO40 + 9)]]]
+
+
+def _idle_for_a_queue_not_served(s):
+    s[7].append(["other", ["p1", str(2 * TWO40 + 9)]])
+
+
+def _idle_but_unregistered(s):
+    s[8].append("ghost")
+
+
+def _running_zset_only(s):
+    s[4] += ["t9", "inf"]
+    s[9].append(["t9", "running", "default", "p1", "1", "3"])
+    s[1][1] = "8"
+
+
+def _running_set_only(s):
+    s[4] = []
+
+
+def _no_processor_record(s):
+    s[6][0][2] = []
+
+
+def _missing_record(s):
+    s[9][0] = ["t1", "", "", "", "", ""]
+
+
+def _lost_task(s):
+    s[2] = [["default", []]]
+    s[9] = s[9][1:]
+
+
+def _wrong_queue(s):
+    s[9][0] = ["t1", "queued", "other", "", "0", "3"]
+
+
+def _too_many_attempts(s):
+    s[9][2] = ["t3", "running", "default", "p1", "4", "3"]
+
+
+def _inbox_of_another(s):
+    s[9][1] = ["t2", "assigned", "default", "p2", "0", "3"]
+
+
+RULES = [
+    ("wrong state", lambda s: s[9].__setitem__(0, ["t1", "delayed", "default", "", "0", "3"]),
+     "is in queue default but its record says delayed"),
+    ("running says assigned", lambda s: s[9].__setitem__(2, ["t3", "assigned", "default", "p1", "1", "3"]),
+     "is in inbox p1 (running) but its record says assigned"),
+    ("in two places", _two_places, "is in 2 places"),
+    ("over capacity", _over_capacity, "over its capacity 1"),
+    ("idle but full", _idle_but_full, "is idle for default but full"),
+    ("not ranked idle", _not_ranked_idle, "is not ranked idle for queue default"),
+    ("wrong load in the rank", _rank_with_wrong_load, "is ranked with load 1"),
+    ("idle for a queue it does not serve", _idle_for_a_queue_not_served, "does not serve it"),
+    ("idle set of a stranger", _idle_but_unregistered, "ghost is in the idle set but not registered"),
+    ("running zset without a processor", _running_zset_only, "in no processor's running set"),
+    ("running set without the zset", _running_set_only, "missing from the running zset"),
+    ("processor without record", _no_processor_record, "has no record"),
+    ("task without record", _missing_record, "has no record"),
+    ("assigned counter", lambda s: s[1].__setitem__(3, "2"), "counter assigned is 2"),
+    ("failed counter", lambda s: s[1].__setitem__(7, "0"), "counter failed is 0"),
+    ("submitted counter", lambda s: s[1].__setitem__(1, "8"), "8 tasks were submitted but 7"),
+    ("a task lost", _lost_task, "7 tasks were submitted but 6"),
+    ("queued in a queue not its own", _wrong_queue, "belongs to queue other"),
+    ("attempts over max", _too_many_attempts, "used 4 attempts of 3"),
+    ("inbox of another processor", _inbox_of_another, "its record says assigned on p2"),
+]
+
+
+@pytest.mark.parametrize(("change", "says"), [pytest.param(c, w, id=i) for i, c, w in RULES])
+def test_check_audit_detects(change, says):
+    found = ops.check_audit(plant(change))
+
+    assert not found.ok
+    assert not bool(found)
+    assert any(says in p for p in found.problems), found.problems
+
+
+def test_a_lapsed_processor_is_not_required_to_be_ranked_idle():
+    def lapse(s):
+        s[6][0][1] = "999"  # deadline before now (1000)
+        s[7] = [["default", []]]
+        s[8] = []
+
+    found = ops.check_audit(plant(lapse))
+    assert found.ok, found.problems
