@@ -20,7 +20,7 @@
                        r result JSON, e error JSON, by processor of the last attempt, w waiter flag,
                        x cancel request id,
                        ct created ms, st started ms, ft finished ms
-    t:<id>:w     LIST  wake-up token for result() waiters
+    w:<id>       LIST  wake-up token for result() waiters of task <id>
     q:<queue>    LIST  queued task ids, head first
     idle:<queue> ZSET  processor id -> load * 2^40 + seq, for processors serving <queue>
     p:<pid>      HASH  processor: c capacity, qs queues (comma-joined), ls lease ms, n name,
@@ -29,7 +29,9 @@
     p:<pid>:r    SET   inbox, started (running)
     p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)
     g:<gid>      HASH  group: n members, done failed cancelled counts
-    g:<gid>:s    STREAM one entry per member that finished: t id, s state
+    gs:<gid>     STREAM one entry per member of group <gid> that finished: t id, s state
+  Each kind of key has its own prefix, and the ids after it never contain the next kind's
+  prefix, so no task, queue or group id can name another key (task ids may contain ':').
 ]]
 local TWO40 = 1099511627776
 
@@ -221,18 +223,19 @@ local function finish(P, stats, failed, id, state, now, keep_s, field, payload)
   end
   local w, g = unpack(redis.call('HMGET', tk, 'w', 'g'))
   if w then
-    redis.call('RPUSH', tk .. ':w', '1')
-    redis.call('EXPIRE', tk .. ':w', 300)
+    local wk = P .. 'w:' .. id
+    redis.call('RPUSH', wk, '1')
+    redis.call('EXPIRE', wk, 300)
   end
   if g then
     local gk = P .. 'g:' .. g
     if redis.call('EXISTS', gk) == 1 then
       redis.call('HINCRBY', gk, state, 1)
-      redis.call('XADD', gk .. ':s', '*', 't', id, 's', state)
+      redis.call('XADD', P .. 'gs:' .. g, '*', 't', id, 's', state)
       local n, d, f, c = unpack(redis.call('HMGET', gk, 'n', 'done', 'failed', 'cancelled'))
       if (tonumber(d) or 0) + (tonumber(f) or 0) + (tonumber(c) or 0) >= tonumber(n) then
         redis.call('EXPIRE', gk, keep_s)
-        redis.call('EXPIRE', gk .. ':s', keep_s)
+        redis.call('EXPIRE', P .. 'gs:' .. g, keep_s)
       end
     end
   end

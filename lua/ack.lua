@@ -4,8 +4,9 @@
   holds the task, changes nothing and answers 'stale'. An error retries through delayed with
   exponential backoff (backoff_ms * 2^(attempt-1), at most an hour) until max_attempts, then the
   task is failed (dead letter) keeping the error. With next = '1' the oldest pending task of the
-  processor's inbox is started in the same call; with next = '2', if the inbox is empty, the
-  processor also takes the head task of one of its queues (complete-and-take-next mode).
+  processor's inbox is started in the same call; with next = '2', if the inbox is empty and the
+  processor has a free slot, it also takes the head task of one of its queues, in turn
+  (complete-and-take-next mode).
   A replay of the same request (same rid) answers as the first call did and changes nothing.
   KEYS[1..8] the fixed keys (see _lib): uses all
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
@@ -60,7 +61,16 @@ local registered = redis.call('EXISTS', pk) == 1
 if nxt ~= '0' and alive(procs, pid, now) then
   t = start_next(P, stats, running, pid, now)
   if not t and nxt == '2' then
-    for _, q in ipairs(split_commas(redis.call('HGET', pk, 'qs'))) do
+    local cap, qs = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+    local load = redis.call('SCARD', P .. 'p:' .. pid .. ':r') -- the pending list is empty here
+    -- start at a different queue each time, so that no queue of the processor starves another
+    local names = split_commas(qs)
+    local turn = redis.call('HINCRBY', pk, 'rr', 1)
+    for k = 0, #names - 1 do
+      if load >= tonumber(cap) then
+        break
+      end
+      local q = names[(turn + k) % #names + 1]
       local qid = redis.call('LPOP', P .. 'q:' .. q)
       if qid then
         redis.call('RPUSH', P .. 'p:' .. pid .. ':i', qid)

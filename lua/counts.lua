@@ -1,5 +1,6 @@
 --[[ counts: how many tasks are in each place, and how many processors there are (read-only)
-  Cost: O(number of queues).
+  Cost: O(number of queues + number of lapsed processors). A lapsed processor is never counted
+  idle, even before a dispatch drops it from the idle rankings.
   KEYS[1..8] the fixed keys (see _lib): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {name, value, ...} for submitted queued delayed assigned running done failed
@@ -23,7 +24,12 @@ for _, q in ipairs(names) do
 end
 local c = redis.call('HMGET', stats, 'submitted', 'assigned', 'done', 'cancelled', 'last_dispatch_ms')
 local procs_n = redis.call('ZCARD', procs)
-local lapsed = redis.call('ZCOUNT', procs, '-inf', '(' .. fmt(now))
+local lapsed_ids = redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now))
+local lapsed = #lapsed_ids
+local idle_n = redis.call('SCARD', idle)
+for _, pid in ipairs(lapsed_ids) do
+  idle_n = idle_n - redis.call('SISMEMBER', idle, pid)
+end
 local out = {
   'submitted', tonumber(c[1]) or 0,
   'queued', queued,
@@ -34,7 +40,7 @@ local out = {
   'failed', redis.call('ZCARD', failed),
   'cancelled', tonumber(c[4]) or 0,
   'processors', procs_n,
-  'idle_processors', redis.call('SCARD', idle),
+  'idle_processors', idle_n,
   'lapsed_processors', lapsed,
   'last_dispatch_ms', tonumber(c[5]) or 0,
 }

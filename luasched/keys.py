@@ -71,7 +71,7 @@ class Keys:
         return f"{self.prefix}t:{task_id}"
 
     def task_wake(self, task_id: str) -> str:
-        return f"{self.prefix}t:{task_id}:w"
+        return f"{self.prefix}w:{task_id}"
 
     def queue(self, name: str) -> str:
         return f"{self.prefix}q:{name}"
@@ -97,4 +97,4 @@ class Keys:
         return f"{self.prefix}g:{group_id}"
 
     def group_stream(self, group_id: str) -> str:
-        return f"{self.prefix}g:{group_id}:s"
+        return f"{self.prefix}gs:{group_id}"

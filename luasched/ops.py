@@ -336,7 +336,7 @@ def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: flo
     a time (below the client's socket timeout), re-checking the state between slices.
 
     The waiter flag set by the result script makes the finishing script push a token to
-    t:<id>:w. A waiter that takes the token puts it back (with a TTL) for any other waiter.
+    w:<id>. A waiter that takes the token puts it back (with a TTL) for any other waiter.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     wake = ns.keys.task_wake(task_id)

@@ -107,8 +107,8 @@ class Processor:
     # --- by hand -----------------------------------------------------------------------------
 
     def register(self) -> bool:
-        """Join the namespace. True when registered; False when this id's lease already lapsed
-        (a lost processor does not come back under the same id)."""
+        """Join the namespace. True when registered; False when this id's lease lapsed and reap has
+        not yet taken its inbox back (the runtime then registers again under a new id)."""
         call = ops.register(self.ns, self._now(), self.id, self.capacity, to_ms(self.lease),
                             self.queues, self.name)
         return ops.decode_register(self.sched.call(call))

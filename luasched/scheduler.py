@@ -103,7 +103,7 @@ class Base:
             backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True),
         )
         return ops.NewTask(
-            check_task_id(task_id) if task_id is not None else new_task_id(),
+            check_task_id(task_id, "_id (task id)") if task_id is not None else new_task_id(),
             name,
             encode_args(name, args, kwargs),
             options,
@@ -195,16 +195,24 @@ class Scheduler(Base):
         if len(calls) == 1:
             return [self.call(calls[0])]
         with translated(calls[0].script if calls else "pipeline"):
-            pipe = self.client.pipeline(transaction=False)
-            for c in calls:
-                pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
-            replies: list[Any] = pipe.execute(raise_on_error=False)
-            for i, reply in enumerate(replies):
-                if isinstance(reply, redis.exceptions.NoScriptError):
-                    replies[i] = self.call(calls[i])
-                elif isinstance(reply, Exception):
+            replies = self._pipeline(calls)
+            refused = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+            if refused:
+                for name in {calls[i].script for i in refused}:
+                    self.client.script_load(self.scripts[name].script)
+                for i, reply in zip(refused, self._pipeline([calls[i] for i in refused]), strict=True):
+                    replies[i] = reply
+            for reply in replies:
+                if isinstance(reply, Exception):
                     raise reply
             return replies
+
+    def _pipeline(self, calls: Sequence[ops.Call]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for c in calls:
+            pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
 
     def execute(self, request: ops.Request) -> Any:
         if isinstance(request, ops.Call):
@@ -421,6 +429,10 @@ class Group:
 
     def as_completed(self, timeout: float | None = None) -> Iterator[Outcome]:
         """Each member's Outcome as it finishes, in finishing order (blocking reads, no polling)."""
+        if not self._exists():
+            # The group's keys expire ``keep`` after its last member finished: read the members.
+            yield from self._sched.outcomes(self.ids)
+            return
         reader = ops.GroupReader(self._sched.ns, self.id, self.ids, timeout, self._sched.block_s)
         while not reader.done:
             finished = reader.feed(self._sched.execute(reader.request()))
@@ -446,12 +458,20 @@ class Group:
                     values.append(exc)
         return values
 
+    def _exists(self) -> bool:
+        with translated("group"):
+            return bool(self._sched.client.exists(self._sched.keys.group(self.id)))
+
     def progress(self) -> dict[str, int]:
-        """total, done, failed, cancelled (and pending) for the group."""
+        """total, done, failed, cancelled (and pending) for the group: one read of its counters,
+        or, once the group's keys expired, of every member's state."""
         with translated("group progress"):
             n, d, f, c = ops.text(self._sched.client.hmget(self._sched.keys.group(self.id),
                                                            "n", "done", "failed", "cancelled"))
-        total = int(n or len(self.ids))
+        if n is None:
+            states = [o.state for o in self._sched.outcomes(self.ids)]
+            n, d, f, c = len(states), states.count("done"), states.count("failed"), states.count("cancelled")
+        total = int(n)
         done, failed, cancelled = int(d or 0), int(f or 0), int(c or 0)
         return {"total": total, "done": done, "failed": failed, "cancelled": cancelled,
                 "pending": total - done - failed - cancelled}

@@ -48,11 +48,11 @@ def check_queue(queue: object, what: str = "queue") -> str:
     return queue
 
 
-def check_task_id(task_id: object) -> str:
+def check_task_id(task_id: object, what: str = "task id") -> str:
     if not isinstance(task_id, str):
-        raise TypeError(f"task id must be a str, not {type(task_id).__name__}")
+        raise TypeError(f"{what} must be a str, not {type(task_id).__name__}")
     if not _TASK_ID.match(task_id):
-        raise ValueError(f"task id {task_id!r} must be 1-128 characters of letters, digits, '_.:-'")
+        raise ValueError(f"{what} {task_id!r} must be 1-128 characters of letters, digits, '_.:-'")
     return task_id
 
 

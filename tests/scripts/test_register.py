@@ -146,3 +146,15 @@ def test_register_again_after_deregister(sched):
     assert p.register() is True
     assert sched.counts()["processors"] == 1
     audit_ok(sched)
+
+
+def test_a_lapsed_processor_is_never_counted_idle(sched, clock):
+    live = sched.processor(lease=60)
+    lapsing = sched.processor(lease=5)
+    assert live.register() and lapsing.register()
+    assert sched.counts()["idle_processors"] == 2
+
+    clock.advance(6)  # no dispatch has dropped it from the idle rankings yet
+
+    counts = sched.counts()
+    assert (counts["idle_processors"], counts["lapsed_processors"], counts["processors"]) == (1, 1, 2)

@@ -124,9 +124,6 @@ def test_keep_accepts_a_timedelta(make_sched):
     assert s.ns.keep_s == 120
 
 
-@pytest.mark.xfail(strict=True, raises=luasched.ResultTimeout,
-                   reason="BUG: Group.results() only follows the group stream; once it expired "
-                          "(keep) it waits for the timeout (forever with None) though all finished")
 def test_group_results_after_the_group_keys_expired(kept):
     s, p = kept
     g = s.map("add", [(1,), (2,)], max_attempts=1)

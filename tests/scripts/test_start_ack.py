@@ -337,8 +337,6 @@ def test_processor_in_take_next_mode_runs_the_queue(sched):
     audit_ok(sched)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a stale ack with next='2' takes a queued task even "
-                                       "when the processor is already at capacity")
 def test_stale_ack_in_take_next_mode_stays_within_capacity(sched, clock):
     p = sched.processor(capacity=1, lease=600)
     assert p.register()
@@ -354,4 +352,23 @@ def test_stale_ack_in_take_next_mode_stays_within_capacity(sched, clock):
     assert ack(sched, p.id, first, "done", "1", ops.NEXT_TAKE).status == "stale"
 
     assert waiting.state == "queued"
+    audit_ok(sched)
+
+
+def test_take_next_serves_the_processors_queues_in_turn(sched):
+    p = sched.processor(capacity=1, queues=("a", "b"), lease=60, take_next=True)
+    assert p.register()
+    for _ in range(3):
+        sched.submit("add", _queue="a")
+        sched.submit("add", _queue="b")
+    assert len(sched.dispatch(1)) == 1  # whichever queue dispatch served first
+    task = start(sched, p.id).task
+
+    taken = []
+    for _ in range(4):
+        task = ack(sched, p.id, task, "done", "1", ops.NEXT_TAKE).next
+        taken.append(record(sched, task.id)["q"])
+
+    assert sorted(taken) == ["a", "a", "b", "b"], taken
+    assert taken[0] != taken[1] and taken[2] != taken[3], taken
     audit_ok(sched)

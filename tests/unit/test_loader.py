@@ -90,3 +90,18 @@ def test_a_script_error_is_a_script_error_naming_the_operation(sched):
     with pytest.raises(luasched.ScriptError, match="dispatch") as refused:
         sched.call(bad)
     assert "bad now_ms or limit" in str(refused.value)
+
+
+def test_call_many_after_flush_loads_each_script_once_and_resends_in_one_pipeline(sched):
+    sched.submit("add")
+    flush(sched)
+    pipelines, loads = [], []
+    real_pipeline, real_load = sched.client.pipeline, sched.client.script_load
+    sched.client.pipeline = lambda *a, **kw: pipelines.append(1) or real_pipeline(*a, **kw)
+    sched.client.script_load = lambda src: loads.append(src) or real_load(src)
+
+    sched.submit_many("add", [(i,) for i in range(2500)])  # 3 chunks
+
+    assert (len(pipelines), len(loads)) == (2, 1)  # refused once, loaded once, resent together
+    assert sched.counts()["submitted"] == 2501
+    audit_ok(sched)
