@@ -15,6 +15,7 @@ from .ops import Audit, Outcome
 from .processor import Processor
 from .scheduler import Args, Group, Scheduler, TaskHandle
 from .states import State
+from .tasks import TaskInfo, current_task
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,8 @@ __all__ = [
     "TaskCancelled",
     "TaskFailed",
     "TaskHandle",
+    "TaskInfo",
     "TaskNotFound",
     "UnknownTask",
+    "current_task",
 ]

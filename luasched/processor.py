@@ -15,6 +15,8 @@ from .errors import ConnectionLost, UnknownTask
 from .tasks import (
     MAX_CAPACITY,
     Registry,
+    TaskInfo,
+    _current,
     check_int,
     check_queue,
     decode_args,
@@ -34,10 +36,11 @@ log = logging.getLogger("luasched.processor")
 SLOT_WAIT_S = 2.0
 
 
-def execute(registry: Registry, task: ops.Started) -> tuple[str, str]:
+def execute(registry: Registry, task: ops.Started, pid: str) -> tuple[str, str]:
     """Run one started task in this thread: ("done", result JSON) or ("error", error JSON).
     A name with no registered function fails the task with a clear UnknownTask error."""
     spec = registry.get(task.name)
+    token = _current.set(TaskInfo(task.id, task.name, task.attempt, pid))
     try:
         if spec is None:
             known = ", ".join(registry.names()) or "none"
@@ -48,6 +51,8 @@ def execute(registry: Registry, task: ops.Started) -> tuple[str, str]:
         return "done", encode_result(task.name, value)
     except Exception as exc:  # the task's failure is data, reported to Redis
         return "error", encode_error(exc)
+    finally:
+        _current.reset(token)
 
 
 def new_processor_id(name: str | None) -> str:
@@ -151,7 +156,7 @@ class Processor:
                     continue
             assert task is not None
             started_at = time.monotonic()
-            outcome, payload = execute(self.sched.registry, task)
+            outcome, payload = execute(self.sched.registry, task, pid)
             ran += 1
             self.processed += 1
             if stop is None or stop.is_set():

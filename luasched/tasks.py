@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import math
@@ -144,6 +145,24 @@ class Registry:
                 )
             return spec.name, spec.options
         raise TypeError(f"task must be a registered function or a task name, not {type(task).__name__}")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """The task a processor is running in this context: see :func:`current_task`."""
+
+    id: str
+    name: str
+    attempt: int
+    processor: str
+
+
+_current: contextvars.ContextVar[TaskInfo | None] = contextvars.ContextVar("luasched_task", default=None)
+
+
+def current_task() -> TaskInfo | None:
+    """Inside a running task: its id, name, attempt number and processor; None elsewhere."""
+    return _current.get()
 
 
 def _dumps(value: object) -> str:
