@@ -29,6 +29,7 @@
     p:<pid>:r    SET   inbox, started (running)
     p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)
     g:<gid>      HASH  group: n members, done failed cancelled counts
+    rate:<n>     HASH  tasks finished in the 10 s from n * 10 s, by state (expire after 2 min)
     gs:<gid>     STREAM one entry per member of group <gid> that finished: t id, s state
   Each kind of key has its own prefix, and the ids after it never contain the next kind's
   prefix, so no task, queue or group id can name another key (task ids may contain ':').
@@ -216,6 +217,9 @@ local function finish(P, stats, failed, id, state, now, keep_s, field, payload)
   end
   redis.call('HDEL', tk, 'p')
   redis.call('HINCRBY', stats, state, 1)
+  local bucket = P .. 'rate:' .. fmt(math.floor(now / 10000))
+  redis.call('HINCRBY', bucket, state, 1)
+  redis.call('EXPIRE', bucket, 120)
   if state == 'failed' then
     redis.call('ZADD', failed, fmt(now), id)
   else

@@ -4,8 +4,9 @@
   KEYS[1..8] the fixed keys (see _lib): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {name, value, ...} for submitted queued delayed assigned running done failed
-  cancelled processors idle_processors lapsed_processors last_dispatch_ms, then
-  {queue name, depth, ...}
+  cancelled processors idle_processors lapsed_processors last_dispatch_ms now_ms
+  done_last_minute failed_last_minute, then {queue name, depth, ...}
+  (the last-minute figures sum the six 10 s buckets before the current one and that one)
   Invariant: moves no task, writes nothing (it may run on a replica).
 ]]
 local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -30,6 +31,13 @@ local idle_n = redis.call('SCARD', idle)
 for _, pid in ipairs(lapsed_ids) do
   idle_n = idle_n - redis.call('SISMEMBER', idle, pid)
 end
+local recent = {done = 0, failed = 0}
+local current = math.floor(now / 10000)
+for b = current - 6, current do
+  local d, f = unpack(redis.call('HMGET', P .. 'rate:' .. fmt(b), 'done', 'failed'))
+  recent.done = recent.done + (tonumber(d) or 0)
+  recent.failed = recent.failed + (tonumber(f) or 0)
+end
 local out = {
   'submitted', tonumber(c[1]) or 0,
   'queued', queued,
@@ -43,5 +51,8 @@ local out = {
   'idle_processors', idle_n,
   'lapsed_processors', lapsed,
   'last_dispatch_ms', tonumber(c[5]) or 0,
+  'now_ms', now,
+  'done_last_minute', recent.done,
+  'failed_last_minute', recent.failed,
 }
 return {out, depths}

@@ -93,6 +93,10 @@ class Keys:
     def processor_wake(self, pid: str) -> str:
         return f"{self.prefix}p:{pid}:w"
 
+    def rate(self, bucket: int) -> str:
+        """Tasks finished in the 10 s bucket ``bucket`` (= ms // 10000), by state."""
+        return f"{self.prefix}rate:{bucket}"
+
     def group(self, group_id: str) -> str:
         return f"{self.prefix}g:{group_id}"
 

@@ -422,7 +422,8 @@ def _fields(value: Any) -> dict[str, str]:
 
 
 COUNT_NAMES = ("submitted", "queued", "delayed", "assigned", "running", "done", "failed",
-               "cancelled", "processors", "idle_processors", "lapsed_processors", "last_dispatch_ms")
+               "cancelled", "processors", "idle_processors", "lapsed_processors", "last_dispatch_ms",
+               "now_ms", "done_last_minute", "failed_last_minute")
 
 
 def counts(ns: Namespace, now_ms: int | None) -> Call:
@@ -433,6 +434,76 @@ def decode_counts(reply: Any) -> tuple[dict[str, int], dict[str, int]]:
     flat, depths = text(reply)
     return ({flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)},
             {depths[i]: int(depths[i + 1]) for i in range(0, len(depths), 2)})
+
+
+def retry_failed(ns: Namespace, now_ms: int | None, task_ids: Sequence[str], limit: int) -> Call:
+    if task_ids and len(task_ids) > check_limit(limit):
+        raise ValueError(f"retry_failed: {len(task_ids)} ids, more than limit {limit}")
+    return ns.call("retry_failed", ns.prefix, _now(now_ms), check_limit(limit), *task_ids)
+
+
+def decode_retry_failed(reply: Any) -> list[str]:
+    return list(text(reply))
+
+
+@dataclass(frozen=True)
+class ProcessorInfo:
+    """A registered processor as ``processors`` sees it (times in server ms)."""
+
+    id: str
+    lease_deadline_ms: int
+    name: str
+    capacity: int
+    queues: tuple[str, ...]
+    pending: int
+    running: int
+    last_heartbeat_ms: int
+    registered_ms: int
+
+    @property
+    def load(self) -> int:
+        return self.pending + self.running
+
+
+def processors(ns: Namespace, now_ms: int | None, limit: int) -> Call:
+    return ns.call("processors", ns.prefix, _now(now_ms), check_limit(limit))
+
+
+def decode_processors(reply: Any) -> tuple[int, list[ProcessorInfo]]:
+    now, rows = text(reply)
+    return int(now), [
+        ProcessorInfo(pid, int(float(deadline)), name, int(cap), tuple(qs.split(",")) if qs else (),
+                      int(pending), int(running), int(hb), int(rt))
+        for pid, deadline, name, cap, qs, pending, running, hb, rt in rows
+    ]
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    """A dead letter: the task, when it failed (server ms), and its last error."""
+
+    id: str
+    name: str
+    queue: str
+    attempts: int
+    failed_ms: int
+    error_type: str
+    message: str
+    traceback: str
+
+
+def failed(ns: Namespace, task_ids: Sequence[str]) -> Command:
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "f", "q", "n", "e")) for t in task_ids))
+
+
+def decode_failed(replies: Sequence[Any], scored: Sequence[tuple[str, float]]) -> list[FailedTask]:
+    out = []
+    for (task_id, failed_ms), reply in zip(scored, replies, strict=True):
+        name, queue, n, e = text(reply)
+        err = decode_error(e or "")
+        out.append(FailedTask(task_id, name or "", queue or "", int(n or 0), int(failed_ms),
+                              err["type"], err["message"], err["traceback"]))
+    return out
 
 
 def audit(ns: Namespace, now_ms: int | None) -> Call:

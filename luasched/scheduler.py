@@ -363,6 +363,50 @@ class Scheduler(Base):
         it can run while processors work), which is O(tasks) and blocks Redis meanwhile."""
         return ops.check_audit(self.call(ops.audit(self.ns, self.now_ms())))
 
+    def processors(self, limit: int = 1000) -> list[ops.ProcessorInfo]:
+        """The registered processors (up to ``limit``), soonest lease deadline first."""
+        return ops.decode_processors(self.call(ops.processors(self.ns, self.now_ms(), limit)))[1]
+
+    def failed(self, limit: int = 100) -> list[ops.FailedTask]:
+        """The oldest ``limit`` dead letters, with their errors."""
+        ops.check_limit(limit)
+        with translated("failed"):
+            scored = [(ops.text(k), s) for k, s in self.client.zrange(self.keys.failed, 0, limit - 1,
+                                                                      withscores=True)]
+        if not scored:
+            return []
+        replies = self.execute(ops.failed(self.ns, [t for t, _ in scored]))
+        return ops.decode_failed(replies, scored)
+
+    def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 100) -> list[str]:
+        """Put dead letters back on their queue with fresh attempts: the given ids, or else the
+        oldest ``limit``. Returns the ids put back (ids that are not dead letters are skipped)."""
+        ids = [check_task_id(t) for t in task_ids]
+        return ops.decode_retry_failed(self.call(ops.retry_failed(self.ns, self.now_ms(), ids, limit)))
+
+    def purge(self) -> int:
+        """Delete every key of this namespace: tasks, queues, processors, results. Returns how
+        many keys went. Processors still running lose their registration (their acks go stale).
+        Uses SCAN from the client (an admin operation, O(keys in the server))."""
+        deleted = 0
+        with translated("purge"):
+            batch: list[Any] = []
+            for key in self.client.scan_iter(match=self.keys.prefix + "*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += self.client.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += self.client.unlink(*batch)
+        return deleted
+
+    def connect(self, redis: object) -> Scheduler:
+        """This scheduler (namespace, clock, keep, modes and registered tasks) on another server."""
+        other = Scheduler(redis, self.namespace, self.clock, keep=self.ns.keep_s,
+                          dispatch_on_submit=self.dispatch_on_submit)
+        other.registry = self.registry
+        return other
+
 
 class TaskHandle:
     """A submitted task, by id."""

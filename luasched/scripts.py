@@ -28,10 +28,12 @@ NAMES = (
     "result",
     "counts",
     "audit",
+    "retry_failed",
+    "processors",
 )
 
 #: Scripts that write nothing and may run on a replica.
-READ_ONLY = frozenset({"counts", "audit"})
+READ_ONLY = frozenset({"counts", "audit", "processors"})
 
 
 def lua_dir() -> Path:

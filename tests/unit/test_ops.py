@@ -39,6 +39,8 @@ CALLS = {
     "result": (ops.result(NS, "t1", True), (P, "t1", "1")),
     "counts": (ops.counts(NS, 123), (P, "123")),
     "audit": (ops.audit(NS, 123), (P, "123")),
+    "retry_failed": (ops.retry_failed(NS, 123, [], 5), (P, "123", "5")),
+    "processors": (ops.processors(NS, 123, 50), (P, "123", "50")),
 }
 
 # what the header calls each position (its first word), for the same scripts
@@ -55,6 +57,8 @@ HEADER_WORDS = {
     "result": ["prefix", "task", "mark"],
     "counts": ["prefix", "now_ms"],
     "audit": ["prefix", "now_ms"],
+    "retry_failed": ["prefix", "now_ms", "limit"],
+    "processors": ["prefix", "now_ms", "limit"],
 }
 
 
@@ -419,3 +423,10 @@ def test_a_lapsed_processor_is_not_required_to_be_ranked_idle():
 
     found = ops.check_audit(plant(lapse))
     assert found.ok, found.problems
+
+
+def test_retry_failed_names_its_ids_after_the_limit():
+    call = ops.retry_failed(NS, None, ["t1", "t2"], 5)
+    assert call.args == (P, "", "5", "t1", "t2")
+    with pytest.raises(ValueError, match="more than limit"):
+        ops.retry_failed(NS, None, ["t1", "t2"], 1)

@@ -1,0 +1,47 @@
+--[[ retry_failed: failed (dead letter) -> queued, with a fresh set of attempts
+  Puts dead-lettered tasks back at the tail of their queue with their attempt count reset; the
+  last error stays in the record until the task finishes again. Ids that are not dead letters
+  (any more) are skipped, so a replay changes nothing.
+  KEYS[1..8] the fixed keys (see _lib): uses stats failed wake
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)
+  ARGV[4...] task ids to retry; none: the oldest dead letters, up to limit
+  Returns {task ids put back}
+  Invariant: each id leaves the dead letters for exactly one queue.
+]]
+local stats, failed, wake = KEYS[1], KEYS[4], KEYS[8]
+local P = ARGV[1]
+local now = clock_ms(ARGV[2])
+local limit = tonumber(ARGV[3])
+if not now or not limit or limit < 1 or limit > 10000 or #ARGV - 3 > limit then
+  return redis.error_reply('ERR luasched retry_failed: bad now_ms or limit, or more ids than limit')
+end
+local ids = {}
+if #ARGV > 3 then
+  for i = 4, #ARGV do
+    ids[#ids + 1] = ARGV[i]
+  end
+else
+  ids = redis.call('ZRANGE', failed, 0, limit - 1)
+end
+local out = {}
+for _, id in ipairs(ids) do
+  if redis.call('ZSCORE', failed, id) then
+    local tk = P .. 't:' .. id
+    local q, g = unpack(redis.call('HMGET', tk, 'q', 'g'))
+    redis.call('ZREM', failed, id)
+    redis.call('HINCRBY', stats, 'failed', -1)
+    redis.call('HSET', tk, 's', 'queued', 'n', '0')
+    redis.call('HDEL', tk, 'ft')
+    redis.call('RPUSH', P .. 'q:' .. q, id)
+    if g and redis.call('EXISTS', P .. 'g:' .. g) == 1 then
+      redis.call('HINCRBY', P .. 'g:' .. g, 'failed', -1)
+      redis.call('PERSIST', P .. 'g:' .. g)
+      redis.call('PERSIST', P .. 'gs:' .. g)
+    end
+    out[#out + 1] = id
+  end
+end
+if #out > 0 then
+  wake_scheduler(wake)
+end
+return out
