@@ -197,3 +197,4 @@ def _summarise(console: Console, values: list[int], failures: int, per_processor
                   f"wall time        {wall_s:.2f} s\n"
                   f"sequential time  {sequential_s:.2f} s (the tasks one after another)\n"
                   f"speed-up         {sequential_s / wall_s:.2f}x", soft_wrap=True)
+from . import serve  # noqa: E402,F401  (registers the processor and scheduler commands)

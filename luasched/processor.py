@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import ops
 from .errors import ConnectionLost, UnknownTask
@@ -55,6 +55,31 @@ def execute(registry: Registry, task: ops.Started, pid: str) -> tuple[str, str]:
         _current.reset(token)
 
 
+class Runner(Protocol):
+    """Runs started tasks for one slot: ("done", result JSON) or ("error", error JSON)."""
+
+    def run(self, task: ops.Started, pid: str) -> tuple[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadRunner:
+    """The default pool: each task runs in its slot's thread. A timeout cannot stop a Python call
+    in a thread: reap ends the attempt (its late ack is stale) while the call finishes unseen."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def run(self, task: ops.Started, pid: str) -> tuple[str, str]:
+        return execute(self.registry, task, pid)
+
+    def close(self) -> None:
+        pass
+
+
+POOLS = ("thread", "process")
+
+
 def new_processor_id(name: str | None) -> str:
     base = name or socket.gethostname().split(".")[0] or "processor"
     safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in base)[:40]
@@ -70,7 +95,8 @@ class Processor:
     """
 
     def __init__(self, sched: Scheduler, *, capacity: int = 1, queues: Sequence[str] = ("default",),
-                 lease: float = 10.0, name: str | None = None, take_next: bool = False) -> None:
+                 lease: float = 10.0, name: str | None = None, take_next: bool = False,
+                 pool: str = "thread", app: str | None = None, log_tasks: bool = False) -> None:
         check_int(capacity, "capacity", 1, MAX_CAPACITY)
         if isinstance(queues, str) or not isinstance(queues, Sequence):
             raise TypeError("queues must be a sequence of queue names, e.g. ('default',)")
@@ -83,15 +109,25 @@ class Processor:
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         if not isinstance(take_next, bool):
             raise TypeError("take_next must be a bool")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
+        if pool == "process" and not app:
+            raise ValueError("pool='process' needs app='module:attribute' naming the Scheduler, "
+                             "so that each child process can import the tasks")
         self.sched = sched
         self.capacity = capacity
         self.queues = tuple(dict.fromkeys(queues))
         self.lease = lease_s
         self.name = name or ""
         self.take_next = take_next
+        self.pool = pool
+        self.app = app
+        self.log_tasks = log_tasks
+        self._runners: dict[str, Runner] = {}
         self._id = new_processor_id(name)
         self._id_lock = threading.Lock()
         self._stop = threading.Event()
+        self._halt = threading.Event()  # stop now: no more retries either
         self._threads: list[threading.Thread] = []
         self.processed = 0
 
@@ -156,7 +192,7 @@ class Processor:
                     continue
             assert task is not None
             started_at = time.monotonic()
-            outcome, payload = execute(self.sched.registry, task, pid)
+            outcome, payload = self._runner(slot).run(task, pid)
             ran += 1
             self.processed += 1
             if stop is None or stop.is_set():
@@ -166,9 +202,23 @@ class Processor:
             call = ops.ack(self.ns, self._now(), pid, slot, new_request_id(), task, outcome, payload,
                            next_mode)
             ack = ops.decode_ack(self._send(call, stop))
-            log.debug("task %s %s attempt %d: %s -> %s in %.3f s", task.id, task.name, task.attempt,
-                      outcome, ack.status, time.monotonic() - started_at)
+            if self.log_tasks:
+                log.info("task %s %s attempt %d: %s in %.3f s", task.id, task.name, task.attempt,
+                         ack.status if ack.status != "stale" else f"{outcome}, but stale (attempt ended)",
+                         time.monotonic() - started_at)
             task = ack.next
+
+    def _runner(self, slot: str) -> Runner:
+        runner = self._runners.get(slot)
+        if runner is None:
+            if self.pool == "process":
+                from .pool import ProcessRunner
+
+                runner = ProcessRunner(str(self.app))
+            else:
+                runner = ThreadRunner(self.sched.registry)
+            self._runners[slot] = runner
+        return runner
 
     def _send(self, call: ops.Call, stop: threading.Event | None) -> Any:
         """Send a call; in the threaded runtime, retry it through connection loss. Every call
@@ -178,7 +228,7 @@ class Processor:
             try:
                 return self.sched.call(call)
             except ConnectionLost:
-                if stop is None:
+                if stop is None or self._halt.is_set():
                     raise
                 log.warning("processor %s: Redis unreachable, retrying %s in %.2f s", self.id,
                             call.script, delay)
@@ -208,17 +258,29 @@ class Processor:
         if self._threads:
             raise RuntimeError(f"processor {self.id} is already started")
         self._stop.clear()
+        self._halt.clear()
         if not self.register():
             self._recover(self.id)
         self._threads = [threading.Thread(target=self._heartbeats, name=f"{self.id}-heartbeat",
                                           daemon=True)]
         self._threads += [
-            threading.Thread(target=self._run_slot, args=(str(i), self._stop),
-                             name=f"{self.id}-slot{i}", daemon=True)
+            threading.Thread(target=self._slot, args=(str(i),), name=f"{self.id}-slot{i}", daemon=True)
             for i in range(self.capacity)
         ]
         for t in self._threads:
             t.start()
+
+    def _slot(self, slot: str) -> None:
+        """A slot thread: the shared loop, kept alive through anything but a halt."""
+        while not self._stop.is_set():
+            try:
+                self._run_slot(slot, self._stop)
+            except ConnectionLost:
+                if self._halt.is_set():
+                    return
+            except Exception:  # a bug must not silently kill the slot: log it, carry on
+                log.exception("processor %s slot %s failed; carrying on", self.id, slot)
+                self._stop.wait(1.0)
 
     def _heartbeats(self) -> None:
         interval = max(self.lease / 3, 0.001)
@@ -245,8 +307,19 @@ class Processor:
             t.join(None if deadline is None else max(deadline - time.monotonic(), 0))
             finished = finished and not t.is_alive()
         self._threads = []
-        self.deregister()
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+        try:
+            self.deregister()
+        except ConnectionLost as exc:  # the lease will lapse and reap gives the inbox back
+            log.warning("processor %s could not deregister: %s", self.id, exc)
         return finished
+
+    def halt(self) -> None:
+        """Stop at once: no new task, no more retries; running tasks are left to the lease."""
+        self._halt.set()
+        self._stop.set()
 
     @property
     def running(self) -> bool:

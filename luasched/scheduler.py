@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
@@ -11,7 +12,7 @@ import redis.exceptions
 
 from . import ops
 from .connection import block_slice_s, owns, sync_client
-from .errors import ScriptError, TaskNotFound, translated
+from .errors import ConnectionLost, ScriptError, TaskNotFound, translated
 from .keys import Keys
 from .ops import Audit, Outcome
 from .scripts import Scripts
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from .processor import Processor
 
 Clock = Callable[[], float]
+log = logging.getLogger("luasched.scheduler")
+
+#: Backoff of the scheduler loop while Redis is unreachable.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.05, 5.0
 
 _SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff"})
 
@@ -309,31 +314,44 @@ class Scheduler(Base):
         may run at once: each step is one atomic script."""
         stop = stop if stop is not None else threading.Event()
         ops.check_limit(limit)
+        backoff = RECONNECT_MIN_S
         while not stop.is_set():
-            reply = self.dispatch_detail(limit)
-            if len(reply.assignments) == limit:
-                continue
-            wait, reap_now = reply.wait_s(max_wait, reap_every)
-            if reap_now:
-                while self.reap(limit):
-                    pass
-                continue
-            if stop.is_set():
-                break
+            try:
+                self._run_once(stop, limit, max_wait, reap_every)
+                backoff = RECONNECT_MIN_S
+            except ConnectionLost as exc:
+                log.warning("scheduler loop: %s; retrying in %.2f s", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    def _run_once(self, stop: threading.Event, limit: int, max_wait: float, reap_every: float) -> None:
+        reply = self.dispatch_detail(limit)
+        if len(reply.assignments) == limit:
+            return
+        wait, reap_now = reply.wait_s(max_wait, reap_every)
+        if reap_now:
+            while self.reap(limit):
+                pass
+            return
+        if not stop.is_set():
             with translated("run"):
                 self.client.blpop([self.keys.wake], timeout=min(wait, self.block_s))
 
     # --- processors --------------------------------------------------------------------------
 
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
-                  name: str | None = None, *, take_next: bool = False) -> Processor:
+                  name: str | None = None, *, take_next: bool = False, pool: str = "thread",
+                  app: str | None = None, log_tasks: bool = False) -> Processor:
         """A processor on this namespace (call ``register``/``start`` on it). With
         ``take_next`` it takes its next task straight from its queues when its inbox is empty,
-        in the same call that acks the last one (complete-and-take-next mode)."""
+        in the same call that acks the last one (complete-and-take-next mode). ``pool`` is
+        "thread" (tasks run in the slot threads) or "process" (each slot runs its tasks in a child
+        process, killed at the task's timeout; needs ``app``, the "module:attribute" of this
+        Scheduler). ``log_tasks`` logs one INFO line per task."""
         from .processor import Processor
 
         return Processor(self, capacity=capacity, queues=queues, lease=lease, name=name,
-                         take_next=take_next)
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks)
 
     # --- reading -----------------------------------------------------------------------------
 

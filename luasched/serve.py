@@ -1,0 +1,160 @@
+"""The long-running commands: ``luasched processor APP`` and ``luasched scheduler APP``.
+
+Both run until SIGTERM or SIGINT. The first signal stops gracefully; a second stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import click
+
+import luasched
+
+from .app import load_app
+from .cli import EXIT_USAGE, _complain, main
+from .connection import redact
+
+log = logging.getLogger("luasched")
+
+#: Exit code after a second signal: stopped at once, work left to the leases.
+EXIT_HALTED = 1
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _on_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
+    """First SIGTERM/SIGINT calls ``graceful``, a second one calls ``now``."""
+    seen = {"count": 0}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        seen["count"] += 1
+        name = signal.Signals(signum).name
+        if seen["count"] == 1:
+            log.info("%s: stopping gracefully (send it again to stop at once)", name)
+            graceful()
+        else:
+            log.warning("%s again: stopping at once", name)
+            now()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _scheduler(app: str, redis_url: str | None) -> luasched.Scheduler:
+    sched = load_app(app)
+    return sched.connect(redis_url) if redis_url else sched
+
+
+def _where(redis_url: str | None) -> str:
+    return redact(redis_url) if redis_url else "the APP's Redis"
+
+
+@main.command("processor")
+@click.argument("app")
+@click.option("--capacity", type=int, default=1, show_default=True, help="Task slots (threads or processes).")
+@click.option("--queues", default="default", show_default=True, help="Comma-separated queues to serve.")
+@click.option("--lease", type=float, default=10.0, show_default=True, help="Lease in seconds (heartbeat every third).")
+@click.option("--name", default=None, help="A name shown in status (default: the host name).")
+@click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
+@click.option("--grace", type=float, default=30.0, show_default=True,
+              help="On the first signal, how long running tasks may take to finish.")
+@click.option("--pool", type=click.Choice(["thread", "process"]), default="thread", show_default=True,
+              help="Run tasks in threads, or in child processes killed at a task's timeout.")
+@click.option("--take-next/--no-take-next", default=False, show_default=True,
+              help="Take the next task from the queue in the same call that acks the last one.")
+@click.option("--log-tasks/--no-log-tasks", default=True, show_default=True,
+              help="Log one line per task (id, name, outcome, duration).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
+                      redis_url: str | None, grace: float, pool: str, take_next: bool,
+                      log_tasks: bool, log_level: str) -> None:
+    """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
+
+    First signal: take no new task, let running ones finish within --grace seconds, give the
+    unstarted inbox back, deregister, exit 0. Second signal: stop at once (exit 1); what was
+    running is recovered through the lease."""
+    _setup_logging(log_level)
+    try:
+        if grace < 0:
+            raise ValueError(f"--grace must be >= 0, not {grace}")
+        sched = _scheduler(app, redis_url)
+        p = sched.processor(capacity=capacity, queues=tuple(q for q in queues.split(",") if q),
+                            lease=lease, name=name, take_next=take_next, pool=pool, app=app,
+                            log_tasks=log_tasks)
+        stop = threading.Event()
+        _on_signals(stop.set, lambda: _halt(p))
+        p.start()
+    except (luasched.LuaschedError, ValueError, TypeError) as exc:
+        _complain(exc)
+        sys.exit(EXIT_USAGE)
+    log.info("processor %s started: capacity %d, queues %s, lease %.1f s, pool %s, on %s",
+             p.id, capacity, ",".join(p.queues), lease, pool, _where(redis_url))
+    while not stop.wait(1.0):
+        pass
+    finished = p.stop(timeout=grace)
+    log.info("processor %s stopped after %d tasks%s", p.id, p.processed,
+             "" if finished else f"; tasks still running after {grace} s were given back")
+    sched.close()
+    sys.exit(0)
+
+
+def _halt(p: Any) -> None:
+    p.halt()
+    log.warning("processor %s halted; running tasks come back when its lease lapses", p.id)
+    logging.shutdown()
+    os._exit(EXIT_HALTED)
+
+
+@main.command("scheduler")
+@click.argument("app")
+@click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
+@click.option("--limit", type=int, default=100, show_default=True, help="Tasks per dispatch call.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def scheduler_command(app: str, redis_url: str | None, limit: int, log_level: str) -> None:
+    """Run the dispatch-and-reap loop for APP until SIGTERM/SIGINT. Any number may run at once.
+
+    It blocks on the namespace's wake-up list (pushed by submit, register and freed slots) and
+    wakes by itself only when a delayed task falls due or a lease or task timeout may lapse."""
+    _setup_logging(log_level)
+    try:
+        sched = _scheduler(app, redis_url)
+        sched.counts()  # reach Redis now: an unreachable server is a clear error, not a loop of retries
+    except (luasched.LuaschedError, ValueError, TypeError) as exc:
+        _complain(exc)
+        sys.exit(EXIT_USAGE)
+    stop = threading.Event()
+
+    def graceful() -> None:
+        stop.set()
+
+    def now() -> None:
+        logging.shutdown()
+        os._exit(EXIT_HALTED)
+
+    _on_signals(graceful, now)
+    log.info("scheduler started for namespace %s on %s", sched.namespace, _where(redis_url))
+    loop = threading.Thread(target=sched.run, args=(stop,), kwargs={"limit": limit}, daemon=True)
+    loop.start()
+    while loop.is_alive() and not stop.wait(1.0):
+        pass
+    try:
+        sched.wake()
+    except luasched.LuaschedError:
+        pass  # the loop notices the stop flag within a second anyway
+    loop.join()
+    log.info("scheduler stopped")
+    sched.close()
+    sys.exit(0)
