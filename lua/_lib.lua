@@ -30,6 +30,7 @@
     p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)
     g:<gid>      HASH  group: n members, done failed cancelled counts
     rate:<n>     HASH  tasks finished in the 10 s from n * 10 s, by state (expire after 2 min)
+    r:<rid>      STRING the reply of request <rid> (JSON), kept 30 s so that a replay answers the same
     gs:<gid>     STREAM one entry per member of group <gid> that finished: t id, s state
   Each kind of key has its own prefix, and the ids after it never contain the next kind's
   prefix, so no task, queue or group id can name another key (task ids may contain ':').
@@ -193,6 +194,23 @@ local function memo_task(P, pid, id, attempt)
     return nil
   end
   return {id, f, a, n, o or '0'}
+end
+
+-- The reply a request already got (a replay of a call whose reply was lost), or nil.
+local function replayed(P, rid)
+  local seen = redis.call('GET', P .. 'r:' .. rid)
+  if seen then
+    return cjson.decode(seen)
+  end
+  return nil
+end
+
+-- Keep the reply of a request that changed something, for its replays; returns the reply.
+local function remember(P, rid, reply, changed)
+  if changed then
+    redis.call('SET', P .. 'r:' .. rid, cjson.encode(reply), 'PX', 30000)
+  end
+  return reply
 end
 
 -- Split a memo "rid|field|field..." when it belongs to request rid; nil otherwise.

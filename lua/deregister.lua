@@ -4,6 +4,7 @@
   was its last attempt): stop the slots before deregistering. An unknown id changes nothing.
   KEYS[1..8] the fixed keys (see _lib): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] keep_s
+  ARGV[5] request id (a replay answers as the first call did)
   Returns {'ok', {task ids given back}} | {'unknown'}
   Invariant: every id in the inbox lands in exactly one place (queue or failed).
 ]]
@@ -11,9 +12,13 @@ local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
 local P = ARGV[1]
 local now = clock_ms(ARGV[2])
-local pid, keep_s = ARGV[3], tonumber(ARGV[4])
-if not now or pid == '' or not keep_s then
-  return redis.error_reply('ERR luasched deregister: bad now_ms, processor id or keep_s')
+local pid, keep_s, rid = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+if not now or pid == '' or not keep_s or not rid or rid == '' then
+  return redis.error_reply('ERR luasched deregister: bad now_ms, processor id, keep_s or request id')
+end
+local seen = replayed(P, rid)
+if seen then
+  return seen
 end
 if not redis.call('ZSCORE', procs, pid) then
   return {'unknown'}
@@ -23,4 +28,4 @@ drain(P, stats, delayed, running, failed, procs, idle, pid, now, keep_s, 'deregi
 if #out > 0 then
   wake_scheduler(wake)
 end
-return {'ok', out}
+return remember(P, rid, {'ok', out}, true)

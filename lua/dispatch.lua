@@ -3,7 +3,8 @@
   chosen before the task leaves the queue: with no idle processor nothing moves. Queues are
   served in turn, one task each per round, so one busy queue cannot starve the others.
   KEYS[1..8] the fixed keys (see _lib): uses stats delayed running queues procs idle
-  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
+  A replay of a request that assigned tasks answers as the first call did and moves nothing.
   Returns {{task id, processor id, ...}, now ms, next due ms, next lease deadline ms,
            next task deadline ms}  (the last three '' when there is none: a scheduler loop
            sleeps until the earliest of them, or until woken)
@@ -13,9 +14,13 @@
 local stats, delayed, running, queues, procs, idle = KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[7]
 local P = ARGV[1]
 local now = clock_ms(ARGV[2])
-local limit = tonumber(ARGV[3])
-if not now or not limit or limit < 1 or limit > 10000 then
-  return redis.error_reply('ERR luasched dispatch: bad now_ms or limit')
+local limit, rid = tonumber(ARGV[3]), ARGV[4]
+if not now or not limit or limit < 1 or limit > 10000 or not rid or rid == '' then
+  return redis.error_reply('ERR luasched dispatch: bad now_ms, limit or request id')
+end
+local seen = replayed(P, rid)
+if seen then
+  return seen
 end
 
 promote(P, delayed, now, limit)
@@ -44,4 +49,4 @@ local next_deadline = redis.call('ZRANGEBYSCORE', running, '-inf', '+inf', 'WITH
 if next_deadline == 'inf' then
   next_deadline = ''
 end
-return {out, fmt(now), next_due, next_lease, next_deadline}
+return remember(P, rid, {out, fmt(now), next_due, next_lease, next_deadline}, #out > 0)

@@ -8,6 +8,7 @@
   overdue tasks remain, so callers loop until it took nothing and nothing remains.
   KEYS[1..8] the fixed keys (see _lib): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] keep_s
+  ARGV[5] request id (a replay of a request that took something answers the same, moving nothing)
   Returns {{task ids taken back}, {processor ids removed}, more ('1' | '0')}
   Invariant: every id taken from an inbox lands in exactly one place (queue, delayed, failed).
 ]]
@@ -15,9 +16,13 @@ local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
 local P = ARGV[1]
 local now = clock_ms(ARGV[2])
-local limit, keep_s = tonumber(ARGV[3]), tonumber(ARGV[4])
-if not now or not limit or limit < 1 or limit > 10000 or not keep_s then
-  return redis.error_reply('ERR luasched reap: bad now_ms, limit or keep_s')
+local limit, keep_s, rid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+if not now or not limit or limit < 1 or limit > 10000 or not keep_s or not rid or rid == '' then
+  return redis.error_reply('ERR luasched reap: bad now_ms, limit, keep_s or request id')
+end
+local seen = replayed(P, rid)
+if seen then
+  return seen
 end
 
 local out, removed = {}, {}
@@ -47,4 +52,4 @@ if #out > 0 then
   wake_scheduler(wake)
 end
 local more = redis.call('ZCOUNT', procs, '-inf', '(' .. fmt(now)) + redis.call('ZCOUNT', running, '-inf', '(' .. fmt(now))
-return {out, removed, more > 0 and '1' or '0'}
+return remember(P, rid, {out, removed, more > 0 and '1' or '0'}, #out > 0 or #removed > 0)

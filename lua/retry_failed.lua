@@ -3,21 +3,26 @@
   last error stays in the record until the task finishes again. Ids that are not dead letters
   (any more) are skipped, so a replay changes nothing.
   KEYS[1..8] the fixed keys (see _lib): uses stats failed wake
-  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)
-  ARGV[4...] task ids to retry; none: the oldest dead letters, up to limit
+  ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
+  ARGV[5...] task ids to retry; none: the oldest dead letters, up to limit
+  A replay of a request that put tasks back answers as the first call did.
   Returns {task ids put back}
   Invariant: each id leaves the dead letters for exactly one queue.
 ]]
 local stats, failed, wake = KEYS[1], KEYS[4], KEYS[8]
 local P = ARGV[1]
 local now = clock_ms(ARGV[2])
-local limit = tonumber(ARGV[3])
-if not now or not limit or limit < 1 or limit > 10000 or #ARGV - 3 > limit then
-  return redis.error_reply('ERR luasched retry_failed: bad now_ms or limit, or more ids than limit')
+local limit, rid = tonumber(ARGV[3]), ARGV[4]
+if not now or not limit or limit < 1 or limit > 10000 or #ARGV - 4 > limit or not rid or rid == '' then
+  return redis.error_reply('ERR luasched retry_failed: bad now_ms, limit or request id, or more ids than limit')
+end
+local seen = replayed(P, rid)
+if seen then
+  return seen
 end
 local ids = {}
-if #ARGV > 3 then
-  for i = 4, #ARGV do
+if #ARGV > 4 then
+  for i = 5, #ARGV do
     ids[#ids + 1] = ARGV[i]
   end
 else
@@ -44,4 +49,4 @@ end
 if #out > 0 then
   wake_scheduler(wake)
 end
-return out
+return remember(P, rid, out, #out > 0)

@@ -198,3 +198,4 @@ def _summarise(console: Console, values: list[int], failures: int, per_processor
                   f"sequential time  {sequential_s:.2f} s (the tasks one after another)\n"
                   f"speed-up         {sequential_s / wall_s:.2f}x", soft_wrap=True)
 from . import serve  # noqa: E402,F401  (registers the processor and scheduler commands)
+from . import admin  # noqa: E402,F401  (registers the admin commands)

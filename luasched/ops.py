@@ -154,8 +154,8 @@ def check_limit(limit: object) -> int:
     return limit
 
 
-def dispatch(ns: Namespace, now_ms: int | None, limit: int) -> Call:
-    return ns.call("dispatch", ns.prefix, _now(now_ms), check_limit(limit))
+def dispatch(ns: Namespace, now_ms: int | None, limit: int, rid: str) -> Call:
+    return ns.call("dispatch", ns.prefix, _now(now_ms), check_limit(limit), rid)
 
 
 def _ms(value: str) -> int | None:
@@ -167,8 +167,8 @@ def decode_dispatch(reply: Any) -> DispatchReply:
     return DispatchReply(_pairs(pairs), int(now), _ms(due), _ms(lease), _ms(deadline))
 
 
-def reap(ns: Namespace, now_ms: int | None, limit: int) -> Call:
-    return ns.call("reap", ns.prefix, _now(now_ms), check_limit(limit), ns.keep_s)
+def reap(ns: Namespace, now_ms: int | None, limit: int, rid: str) -> Call:
+    return ns.call("reap", ns.prefix, _now(now_ms), check_limit(limit), ns.keep_s, rid)
 
 
 class Reaped(list[str]):
@@ -226,8 +226,8 @@ def decode_heartbeat(reply: Any) -> bool:
     return bool(text(reply)[0] == "ok")
 
 
-def deregister(ns: Namespace, now_ms: int | None, pid: str) -> Call:
-    return ns.call("deregister", ns.prefix, _now(now_ms), pid, ns.keep_s)
+def deregister(ns: Namespace, now_ms: int | None, pid: str, rid: str) -> Call:
+    return ns.call("deregister", ns.prefix, _now(now_ms), pid, ns.keep_s, rid)
 
 
 def decode_deregister(reply: Any) -> list[str] | None:
@@ -436,10 +436,11 @@ def decode_counts(reply: Any) -> tuple[dict[str, int], dict[str, int]]:
             {depths[i]: int(depths[i + 1]) for i in range(0, len(depths), 2)})
 
 
-def retry_failed(ns: Namespace, now_ms: int | None, task_ids: Sequence[str], limit: int) -> Call:
+def retry_failed(ns: Namespace, now_ms: int | None, task_ids: Sequence[str], limit: int,
+                 rid: str) -> Call:
     if task_ids and len(task_ids) > check_limit(limit):
         raise ValueError(f"retry_failed: {len(task_ids)} ids, more than limit {limit}")
-    return ns.call("retry_failed", ns.prefix, _now(now_ms), check_limit(limit), *task_ids)
+    return ns.call("retry_failed", ns.prefix, _now(now_ms), check_limit(limit), rid, *task_ids)
 
 
 def decode_retry_failed(reply: Any) -> list[str]:

@@ -23,6 +23,7 @@ from .tasks import (
     check_queue,
     check_task_id,
     encode_args,
+    new_request_id,
     new_task_id,
     seconds,
 )
@@ -291,13 +292,13 @@ class Scheduler(Base):
 
     def dispatch_detail(self, limit: int = 100) -> ops.DispatchReply:
         """dispatch, with the times a scheduler loop needs (next due task, lease, timeout)."""
-        return ops.decode_dispatch(self.call(ops.dispatch(self.ns, self.now_ms(), limit)))
+        return ops.decode_dispatch(self.call(ops.dispatch(self.ns, self.now_ms(), limit, new_request_id())))
 
     def reap(self, limit: int = 100) -> ops.Reaped:
         """Take back tasks from processors whose lease lapsed, and attempts past their timeout.
         Returns the ids taken back (a list, with ``.processors`` removed and ``.more``).
         Bounded per call: loop ``while sched.reap(): pass`` — it is falsy once nothing is left."""
-        return ops.decode_reap(self.call(ops.reap(self.ns, self.now_ms(), limit)))
+        return ops.decode_reap(self.call(ops.reap(self.ns, self.now_ms(), limit, new_request_id())))
 
     def wake(self) -> None:
         """Wake scheduler loops blocked in ``run`` (for example after setting their stop event)."""
@@ -400,7 +401,7 @@ class Scheduler(Base):
         """Put dead letters back on their queue with fresh attempts: the given ids, or else the
         oldest ``limit``. Returns the ids put back (ids that are not dead letters are skipped)."""
         ids = [check_task_id(t) for t in task_ids]
-        return ops.decode_retry_failed(self.call(ops.retry_failed(self.ns, self.now_ms(), ids, limit)))
+        return ops.decode_retry_failed(self.call(ops.retry_failed(self.ns, self.now_ms(), ids, limit, new_request_id())))
 
     def purge(self) -> int:
         """Delete every key of this namespace: tasks, queues, processors, results. Returns how
@@ -465,8 +466,6 @@ class TaskHandle:
 
     def cancel(self) -> bool:
         """Cancel the task if it is queued, delayed, or assigned and not started: True if it was."""
-        from .tasks import new_request_id
-
         call = ops.cancel(self._sched.ns, self._sched.now_ms(), self.id, new_request_id())
         return ops.decode_cancel(self._sched.call(call), self.id)
 

@@ -68,7 +68,7 @@ def test_call_many_of_different_scripts_after_script_flush(sched):
     flush(sched)
     ns = sched.ns
 
-    replies = sched.call_many([ops.counts(ns, sched.now_ms()), ops.dispatch(ns, sched.now_ms(), 5),
+    replies = sched.call_many([ops.counts(ns, sched.now_ms()), ops.dispatch(ns, sched.now_ms(), 5, "r1"),
                                ops.counts(ns, sched.now_ms())])
 
     assert ops.decode_counts(replies[0])[0]["queued"] == 1
@@ -89,7 +89,7 @@ def test_a_script_error_is_a_script_error_naming_the_operation(sched):
     bad = ops.Call("dispatch", sched.keys.fixed, (sched.keys.prefix, "", "0"))
     with pytest.raises(luasched.ScriptError, match="dispatch") as refused:
         sched.call(bad)
-    assert "bad now_ms or limit" in str(refused.value)
+    assert "bad now_ms, limit or request id" in str(refused.value)
 
 
 def test_call_many_after_flush_loads_each_script_once_and_resends_in_one_pipeline(sched):

@@ -26,12 +26,12 @@ def argv_names(script: str) -> dict[int, str]:
 
 # builder call -> expected ARGV (every value a str), in the order its header documents
 CALLS = {
-    "dispatch": (ops.dispatch(NS, 123, 7), (P, "123", "7")),
-    "reap": (ops.reap(NS, 123, 9), (P, "123", "9", "77")),
+    "dispatch": (ops.dispatch(NS, 123, 7, "r1"), (P, "123", "7", "r1")),
+    "reap": (ops.reap(NS, 123, 9, "r1"), (P, "123", "9", "77", "r1")),
     "register": (ops.register(NS, 123, "p1", 4, 5000, ["a", "b"], "box"),
                  (P, "123", "p1", "4", "5000", "a,b", "box")),
     "heartbeat": (ops.heartbeat(NS, 123, "p1"), (P, "123", "p1")),
-    "deregister": (ops.deregister(NS, 123, "p1"), (P, "123", "p1", "77")),
+    "deregister": (ops.deregister(NS, 123, "p1", "r1"), (P, "123", "p1", "77", "r1")),
     "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1")),
     "ack": (ops.ack(NS, 123, "p1", "s0", "r1", STARTED, "done", "42", ops.NEXT_INBOX),
             (P, "123", "p1", "s0", "r1", "t1", "2", "done", "42", "77", "1")),
@@ -39,17 +39,17 @@ CALLS = {
     "result": (ops.result(NS, "t1", True), (P, "t1", "1")),
     "counts": (ops.counts(NS, 123), (P, "123")),
     "audit": (ops.audit(NS, 123), (P, "123")),
-    "retry_failed": (ops.retry_failed(NS, 123, [], 5), (P, "123", "5")),
+    "retry_failed": (ops.retry_failed(NS, 123, [], 5, "r1"), (P, "123", "5", "r1")),
     "processors": (ops.processors(NS, 123, 50), (P, "123", "50")),
 }
 
 # what the header calls each position (its first word), for the same scripts
 HEADER_WORDS = {
-    "dispatch": ["prefix", "now_ms", "limit"],
-    "reap": ["prefix", "now_ms", "limit", "keep_s"],
+    "dispatch": ["prefix", "now_ms", "limit", "request"],
+    "reap": ["prefix", "now_ms", "limit", "keep_s", "request"],
     "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name"],
     "heartbeat": ["prefix", "now_ms", "processor"],
-    "deregister": ["prefix", "now_ms", "processor", "keep_s"],
+    "deregister": ["prefix", "now_ms", "processor", "keep_s", "request"],
     "start": ["prefix", "now_ms", "processor", "slot", "request"],
     "ack": ["prefix", "now_ms", "processor", "slot", "request", "task", "attempt", "outcome",
             "result", "keep_s", "next"],
@@ -57,7 +57,7 @@ HEADER_WORDS = {
     "result": ["prefix", "task", "mark"],
     "counts": ["prefix", "now_ms"],
     "audit": ["prefix", "now_ms"],
-    "retry_failed": ["prefix", "now_ms", "limit"],
+    "retry_failed": ["prefix", "now_ms", "limit", "request"],
     "processors": ["prefix", "now_ms", "limit"],
 }
 
@@ -84,7 +84,7 @@ def test_argv_order_matches_the_header(script):
 
 
 @pytest.mark.parametrize("build", [
-    lambda now: ops.dispatch(NS, now, 1), lambda now: ops.reap(NS, now, 1),
+    lambda now: ops.dispatch(NS, now, 1, "r"), lambda now: ops.reap(NS, now, 1, "r"),
     lambda now: ops.heartbeat(NS, now, "p"), lambda now: ops.counts(NS, now),
     lambda now: ops.cancel(NS, now, "t", "r"), lambda now: ops.start(NS, now, "p", "s", "r"),
 ])
@@ -133,9 +133,9 @@ def test_ack_refuses_an_unknown_outcome():
 @pytest.mark.parametrize("limit", [0, -1, ops.MAX_LIMIT + 1, "5", 1.0, True, None])
 def test_limit_checked_in_the_builders(limit):
     with pytest.raises((TypeError, ValueError), match="limit"):
-        ops.dispatch(NS, 1, limit)
+        ops.dispatch(NS, 1, limit, "r")
     with pytest.raises((TypeError, ValueError), match="limit"):
-        ops.reap(NS, 1, limit)
+        ops.reap(NS, 1, limit, "r")
 
 
 # --- decoders: bytes and str replies decode alike ---------------------------------------------
@@ -426,7 +426,7 @@ def test_a_lapsed_processor_is_not_required_to_be_ranked_idle():
 
 
 def test_retry_failed_names_its_ids_after_the_limit():
-    call = ops.retry_failed(NS, None, ["t1", "t2"], 5)
-    assert call.args == (P, "", "5", "t1", "t2")
+    call = ops.retry_failed(NS, None, ["t1", "t2"], 5, "r1")
+    assert call.args == (P, "", "5", "r1", "t1", "t2")
     with pytest.raises(ValueError, match="more than limit"):
-        ops.retry_failed(NS, None, ["t1", "t2"], 1)
+        ops.retry_failed(NS, None, ["t1", "t2"], 1, "r1")

@@ -1,0 +1,437 @@
+"""The admin commands of ``luasched``: submit, status, audit, failed, retry-failed, purge, health.
+
+Each command parses its arguments, calls the public Scheduler API, and renders what comes back.
+Exit codes: 0 done (or healthy), 1 it ran and the answer is "no" (a task failed, audit found a
+problem, something is stale), 2 bad input (APP, arguments, options, URL, unreachable Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import IO, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import luasched
+from luasched.app import load_app
+from luasched.cli import EXIT_FAILED, EXIT_USAGE, main
+from luasched.connection import redact
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The counts() entries that are times or rates, not places: shown apart from the counts.
+CLOCK_FIELDS = ("now_ms", "last_dispatch_ms", "done_last_minute", "failed_last_minute")
+
+#: health looks at this many processors (the most the processors script returns in one call).
+HEALTH_PROCESSORS = 10000
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
+
+
+# --- errors: one line on stderr, exit code 2 ---------------------------------------------------
+
+
+class CommandError(click.ClickException):
+    """Bad input to an admin command: one line on stderr, exit code 2 (no usage block)."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, command: str, message: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"luasched {self.command}: error: {self.format_message()}", err=True)
+
+
+class AdminCommand(click.Command):
+    """A command whose usage errors (unknown option, missing argument, bad value) are one line."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise CommandError(self.name or "", _one_line(exc.format_message(), None)) from None
+
+
+def _one_line(message: str, redis_url: str | None) -> str:
+    """The message on one line, with no password in it (from --redis or any URL it quotes)."""
+    text = " ".join(message.split())
+    if redis_url:
+        try:
+            password = urlsplit(redis_url).password
+        except ValueError:
+            password = None
+        for secret in {password, unquote(password)} if password else ():
+            text = text.replace(secret, "***")
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+@contextmanager
+def _boundary(command: str, redis_url: str | None) -> Iterator[None]:
+    """Turn luasched's exceptions for bad input or an unreachable Redis into exit code 2."""
+    try:
+        yield
+    except (luasched.LuaschedError, ValueError, TypeError) as exc:
+        raise CommandError(command, _one_line(str(exc), redis_url)) from None
+
+
+# --- which Scheduler: APP, or --redis URL --namespace NS ---------------------------------------
+
+
+def _load(app: str) -> luasched.Scheduler:
+    try:
+        sched: luasched.Scheduler = load_app(app)
+    except ValueError:
+        raise
+    except Exception as exc:  # the APP's module failed while importing: still bad input, not a crash
+        raise ValueError(f"cannot import APP {app!r}: {type(exc).__name__}: {exc}") from None
+    return sched
+
+
+@contextmanager
+def _scheduler(app: str | None, redis_url: str | None, namespace: str | None) -> Iterator[luasched.Scheduler]:
+    """The APP's Scheduler (on --redis if given), or a bare one on --redis and --namespace.
+    Schedulers made here are closed after; the APP's own stays open (it is the APP's)."""
+    if app is not None and namespace is not None:
+        raise ValueError("--namespace goes with --redis when no APP is given (an APP has its own namespace)")
+    if app is None:
+        if namespace is None or redis_url is None:
+            raise ValueError("give APP (module:attribute), or --redis URL and --namespace NS")
+        made = luasched.Scheduler(redis_url, namespace=namespace)
+    else:
+        sched = _load(app)
+        if redis_url is None:
+            yield sched
+            return
+        made = sched.connect(redis_url)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _target(fn: F) -> F:
+    """APP, or --redis URL --namespace NS (with APP, --redis runs it on another server)."""
+    fn = click.option("--namespace", metavar="NS", default=None,
+                      help="The namespace, when no APP is given (then --redis is needed too).")(fn)
+    fn = click.option("--redis", "redis_url", metavar="URL", default=None,
+                      help="Use this Redis instead of the APP's.")(fn)
+    return fn
+
+
+def _where(sched: luasched.Scheduler, redis_url: str | None) -> str:
+    server = redact(redis_url) if redis_url else "the APP's Redis"
+    return f"namespace {sched.namespace} on {server}"
+
+
+def _age_s(now_ms: int, then_ms: int) -> float:
+    return max(0, now_ms - then_ms) / 1000
+
+
+# --- submit ------------------------------------------------------------------------------------
+
+
+def parse_json_args(texts: Sequence[str]) -> list[Any]:
+    """Each text parsed as JSON; a bad one raises ValueError naming it (1 is the first)."""
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON (use null or a number)")
+
+    values = []
+    for i, text in enumerate(texts, 1):
+        try:
+            values.append(json.loads(text, parse_constant=no_constant))
+        except ValueError as exc:
+            raise ValueError(f"argument {i} ({text!r}) is not JSON: {exc}; a string needs JSON "
+                             f"quotes, e.g. '\"text\"'") from None
+    return values
+
+
+@main.command("submit", cls=AdminCommand, context_settings={"ignore_unknown_options": True})
+@click.argument("app")
+@click.argument("task")
+@click.argument("args", nargs=-1, metavar="[JSON_ARGS]...")
+@click.option("--wait", is_flag=True, help="Wait for the result and print it as JSON.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
+              help="With --wait: give up after S seconds (exit 1). Default: wait as long as it takes.")
+@click.option("--queue", metavar="Q", default=None, help="Put the task on queue Q, not its default one.")
+@click.option("--delay", type=float, default=None, metavar="S", help="Make it due in S seconds.")
+@click.option("--id", "task_id", metavar="ID", default=None,
+              help="The task's id (submitting an id again creates nothing).")
+@click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
+@click.pass_context
+def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...], wait: bool,
+                   timeout: float | None, queue: str | None, delay: float | None, task_id: str | None,
+                   redis_url: str | None) -> None:
+    """Submit TASK of APP (module:attribute naming a Scheduler) with JSON arguments; print its id.
+
+    Each argument is one JSON value: 3, '"text"', '[1, 2]', '{"a": 1}' (use -- before an
+    argument that looks like an option). With --wait, print the result as JSON; a failed task
+    prints its error and exits 1, and so does --timeout running out."""
+    with _boundary("submit", redis_url):
+        if timeout is not None and not wait:
+            raise ValueError("--timeout goes with --wait")
+        values = parse_json_args(args)
+        with _scheduler(app, redis_url, None) as sched:
+            known = sched.registry.names()
+            if task not in known:
+                raise ValueError(f"APP {app} has no task named {task!r} (registered: "
+                                 f"{', '.join(known) or 'none'})")
+            handle = sched.submit(task, *values, _queue=queue, _delay=delay, _id=task_id)
+            click.echo(handle.id)
+            if not wait:
+                return
+            try:
+                value = handle.result(timeout=timeout)
+            except luasched.TaskFailed as exc:
+                click.echo(f"luasched submit: task {handle.id} failed: {exc.error_type}: {exc.message}",
+                           err=True)
+                ctx.exit(EXIT_FAILED)
+            except (luasched.ResultTimeout, luasched.TaskCancelled) as exc:
+                click.echo(f"luasched submit: {_one_line(str(exc), redis_url)}", err=True)
+                ctx.exit(EXIT_FAILED)
+            click.echo(json.dumps(value))
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
+    """What ``status`` shows, as plain data. Times are the server's (counts()["now_ms"])."""
+    # Processors first: "now" is then read after every heartbeat shown, so no age is negative.
+    processors = sched.processors()
+    counts = sched.counts()
+    queues = sched.queue_lengths()
+    now_ms = counts["now_ms"]
+    last_ms = counts["last_dispatch_ms"]
+    return {
+        "namespace": sched.namespace,
+        "now_ms": now_ms,
+        "queues": queues,
+        "processors": [
+            {"id": p.id, "name": p.name, "load": p.load, "capacity": p.capacity, "pending": p.pending,
+             "running": p.running, "queues": list(p.queues),
+             "heartbeat_age_s": _age_s(now_ms, p.last_heartbeat_ms),
+             "lease_left_s": (p.lease_deadline_ms - now_ms) / 1000,
+             "lapsed": p.lease_deadline_ms < now_ms}
+            for p in processors
+        ],
+        "counts": {k: v for k, v in counts.items() if k not in CLOCK_FIELDS},
+        "last_dispatch_ms": last_ms or None,
+        "last_dispatch_age_s": _age_s(now_ms, last_ms) if last_ms else None,
+        "done_last_minute": counts["done_last_minute"],
+        "failed_last_minute": counts["failed_last_minute"],
+    }
+
+
+def render_status(console: Console, report: dict[str, Any]) -> None:
+    console.print(f"luasched status: namespace {escape(report['namespace'])}", soft_wrap=True)
+    if report["queues"]:
+        queues = Table(title="queues")
+        queues.add_column("queue")
+        queues.add_column("depth", justify="right")
+        for name, depth in report["queues"].items():
+            queues.add_row(escape(name), str(depth))
+        console.print(queues)
+    else:
+        console.print("queues: none used yet")
+    if report["processors"]:
+        procs = Table(title="processors")
+        for column in ("id", "name", "load", "queues", "heartbeat", "lease"):
+            procs.add_column(column, justify="right" if column in ("load", "heartbeat", "lease") else "left")
+        for p in report["processors"]:
+            lease = (f"lapsed {-p['lease_left_s']:.1f} s ago" if p["lapsed"]
+                     else f"{p['lease_left_s']:.1f} s left")
+            procs.add_row(escape(p["id"]), escape(p["name"]), f"{p['load']}/{p['capacity']}",
+                          escape(",".join(p["queues"])), f"{p['heartbeat_age_s']:.1f} s ago", lease)
+        console.print(procs)
+    else:
+        console.print("processors: none registered")
+    counts = Table(title="tasks and processors")
+    counts.add_column("count")
+    counts.add_column("", justify="right")
+    for name, value in report["counts"].items():
+        counts.add_row(name.replace("_", " "), str(value))
+    console.print(counts)
+    age = report["last_dispatch_age_s"]
+    console.print(f"last dispatch     {'never' if age is None else f'{age:.1f} s ago'}\n"
+                  f"last minute       {report['done_last_minute']} done, "
+                  f"{report['failed_last_minute']} failed", soft_wrap=True)
+
+
+@main.command("status", cls=AdminCommand)
+@click.argument("app", required=False)
+@_target
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def status_command(app: str | None, redis_url: str | None, namespace: str | None, as_json: bool) -> None:
+    """Queues, processors, counts, the last dispatch, and the tasks finished in the last minute.
+
+    APP (module:attribute naming a Scheduler), or --redis URL --namespace NS."""
+    with _boundary("status", redis_url), _scheduler(app, redis_url, namespace) as sched:
+        report = status_report(sched)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        render_status(Console(), report)
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@main.command("audit", cls=AdminCommand)
+@click.argument("app", required=False)
+@_target
+@click.pass_context
+def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, namespace: str | None) -> None:
+    """Check the conservation invariant: print "ok" (exit 0), or each problem (exit 1).
+
+    One read-only script over the whole namespace: O(tasks), it blocks Redis meanwhile."""
+    with _boundary("audit", redis_url), _scheduler(app, redis_url, namespace) as sched:
+        audit = sched.audit()
+    if audit.ok:
+        click.echo("ok")
+        return
+    for problem in audit.problems:
+        click.echo(problem)
+    ctx.exit(EXIT_FAILED)
+
+
+# --- failed and retry-failed -------------------------------------------------------------------
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@main.command("failed", cls=AdminCommand)
+@click.argument("app", required=False)
+@_target
+@click.option("--limit", type=int, default=100, show_default=True, help="Show the oldest N dead letters.")
+@click.option("--traceback", "tracebacks", is_flag=True, help="Show each task's traceback.")
+def failed_command(app: str | None, redis_url: str | None, namespace: str | None, limit: int,
+                   tracebacks: bool) -> None:
+    """List dead-lettered tasks, oldest first: id, name, queue, attempts, when, error."""
+    with _boundary("failed", redis_url), _scheduler(app, redis_url, namespace) as sched:
+        dead = sched.failed(limit)
+    if not dead:
+        click.echo("no failed tasks")
+        return
+    console = Console()
+    table = Table(title=f"failed tasks (oldest {len(dead)})")
+    for column in ("id", "name", "queue", "attempts", "failed at", "error"):
+        table.add_column(column, justify="right" if column == "attempts" else "left")
+    for t in dead:
+        table.add_row(escape(t.id), escape(t.name), escape(t.queue), str(t.attempts), _utc(t.failed_ms),
+                      escape(f"{t.error_type}: {t.message}"))
+    console.print(table)
+    if tracebacks:
+        for t in dead:
+            console.print(f"\n--- {escape(t.id)} ({escape(t.name)})", soft_wrap=True)
+            console.print(escape(t.traceback.rstrip() or "(no traceback)"), soft_wrap=True, highlight=False)
+
+
+@main.command("retry-failed", cls=AdminCommand)
+@click.argument("words", nargs=-1, metavar="[APP] [IDS]...")
+@_target
+@click.option("--limit", type=int, default=None,
+              help="Without IDS: put back the oldest N (default 100). With IDS: at most N of them.")
+@click.pass_context
+def retry_failed_command(ctx: click.Context, words: tuple[str, ...], redis_url: str | None,
+                         namespace: str | None, limit: int | None) -> None:
+    """Put dead-lettered tasks back on their queues with fresh attempts: IDS, or the oldest ones.
+
+    The first word is APP unless --namespace is given (then all words are IDS). Exit 1 when an
+    id given is not a dead letter (nothing is done to it)."""
+    app, ids = (None, list(words)) if namespace is not None else (words[0] if words else None, list(words[1:]))
+    with _boundary("retry-failed", redis_url), _scheduler(app, redis_url, namespace) as sched:
+        put_back = sched.retry_failed(ids, limit if limit is not None else (len(ids) or 100))
+    click.echo(f"put back {len(put_back)} task{'' if len(put_back) == 1 else 's'}")
+    for task_id in put_back:
+        click.echo(task_id)
+    skipped = [t for t in dict.fromkeys(ids) if t not in set(put_back)]
+    if skipped:
+        click.echo(f"luasched retry-failed: not dead letters, left alone: {', '.join(skipped)}", err=True)
+        ctx.exit(EXIT_FAILED)
+
+
+# --- purge -------------------------------------------------------------------------------------
+
+
+@main.command("purge", cls=AdminCommand)
+@click.argument("app", required=False)
+@_target
+@click.option("--yes", is_flag=True, help="Really delete (required).")
+def purge_command(app: str | None, redis_url: str | None, namespace: str | None, yes: bool) -> None:
+    """Delete every key of the namespace: tasks, queues, processors, results, dead letters."""
+    with _boundary("purge", redis_url), _scheduler(app, redis_url, namespace) as sched:
+        if not yes:
+            raise ValueError(f"purge deletes every key of {_where(sched, redis_url)}; "
+                             f"add --yes to go ahead")
+        deleted = sched.purge()
+        click.echo(f"deleted {deleted} key{'' if deleted == 1 else 's'} of {_where(sched, redis_url)}")
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool = True,
+                 heartbeat: bool = True) -> tuple[list[str], list[str]]:
+    """(what is stale, what is fine), judged on the server's clock."""
+    processors = sched.processors(HEALTH_PROCESSORS) if heartbeat else []
+    counts = sched.counts()
+    now_ms = counts["now_ms"]
+    stale: list[str] = []
+    fine: list[str] = []
+    if dispatch:
+        last_ms = counts["last_dispatch_ms"]
+        if not last_ms:
+            stale.append("no dispatch ever")
+        elif _age_s(now_ms, last_ms) > window_s:
+            stale.append(f"no dispatch within {window_s:g} s (last {_age_s(now_ms, last_ms):.1f} s ago)")
+        else:
+            fine.append(f"last dispatch {_age_s(now_ms, last_ms):.1f} s ago")
+    if heartbeat:
+        if not processors:
+            stale.append("no processor registered")
+        else:
+            latest = min(_age_s(now_ms, p.last_heartbeat_ms) for p in processors)
+            live = sum(_age_s(now_ms, p.last_heartbeat_ms) <= window_s for p in processors)
+            if not live:
+                stale.append(f"no processor heartbeat within {window_s:g} s "
+                             f"({len(processors)} registered, latest {latest:.1f} s ago)")
+            else:
+                fine.append(f"{live} of {len(processors)} processors heartbeated within {window_s:g} s "
+                            f"(latest {latest:.1f} s ago)")
+    return stale, fine
+
+
+@main.command("health", cls=AdminCommand)
+@click.argument("app", required=False)
+@_target
+@click.option("--window", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              metavar="S", help="How recent a dispatch and a heartbeat must be, in seconds.")
+@click.option("--no-dispatch-check", is_flag=True,
+              help="Do not require a recent dispatch (deployments with no scheduler process).")
+@click.option("--no-heartbeat-check", is_flag=True, help="Do not require a recent processor heartbeat.")
+@click.pass_context
+def health_command(ctx: click.Context, app: str | None, redis_url: str | None, namespace: str | None,
+                   window: float, no_dispatch_check: bool, no_heartbeat_check: bool) -> None:
+    """For container health checks: exit 0 when a dispatch happened and a processor heartbeated
+    within --window seconds (server time); else exit 1 with one line saying what is stale."""
+    with _boundary("health", redis_url), _scheduler(app, redis_url, namespace) as sched:
+        stale, fine = health_check(sched, window, dispatch=not no_dispatch_check,
+                                   heartbeat=not no_heartbeat_check)
+    if stale:
+        click.echo(f"stale: {'; '.join(stale)}")
+        ctx.exit(EXIT_FAILED)
+    click.echo(f"ok: {'; '.join(fine) or 'Redis answers'}")
