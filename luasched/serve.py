@@ -93,12 +93,12 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
         p = sched.processor(capacity=capacity, queues=tuple(q for q in queues.split(",") if q),
                             lease=lease, name=name, take_next=take_next, pool=pool, app=app,
                             log_tasks=log_tasks)
-        stop = threading.Event()
-        _on_signals(stop.set, lambda: _halt(p))
         p.start()
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         _complain(exc)
         sys.exit(EXIT_USAGE)
+    stop = threading.Event()
+    _on_signals(stop.set, lambda: _halt(p))
     log.info("processor %s started: capacity %d, queues %s, lease %.1f s, pool %s, on %s",
              p.id, capacity, ",".join(p.queues), lease, pool, _where(redis_url))
     while not stop.wait(1.0):

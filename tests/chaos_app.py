@@ -1,0 +1,31 @@
+"""The APP that chaos tests run in real processor processes (``tests.chaos_app:sched``).
+
+Each run of a task appends its id to CHAOS_DIR/<pid>.log: a record of side effects kept outside
+luasched, to count how often each task really ran."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import luasched
+
+sched = luasched.Scheduler(namespace=os.environ.get("CHAOS_NAMESPACE", "chaos"))
+
+
+@sched.task(max_attempts=50, retry_backoff=0.05)
+def record(i: int, work_s: float = 0.002) -> int:
+    info = luasched.current_task()
+    assert info is not None
+    path = os.path.join(os.environ["CHAOS_DIR"], f"{os.getpid()}.log")
+    with open(path, "a", encoding="ascii") as f:  # one short O_APPEND write per run
+        f.write(f"{info.id}\n")
+    time.sleep(random.uniform(0, work_s))
+    return i
+
+
+@sched.task(max_attempts=1)
+def hold(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
