@@ -250,6 +250,17 @@ class Processor:
             self._id = new_processor_id(self.name or None)
             log.warning("processor %s lost its lease; registering again as %s", lost_pid, self._id)
         self.register()
+        self._wake_slots(lost_pid)  # slots blocked on the old id's wake list move to the new one
+
+    def _wake_slots(self, pid: str) -> None:
+        key = self.ns.keys.processor_wake(pid)
+        try:
+            pipe = self.sched.client.pipeline(transaction=False)
+            pipe.rpush(key, *["wake"] * self.capacity)
+            pipe.expire(key, 60)
+            pipe.execute()
+        except Exception as exc:  # a courtesy: slots also wake by themselves within SLOT_WAIT_S
+            log.debug("processor %s: could not wake its slots: %s", self.id, exc)
 
     # --- threads -----------------------------------------------------------------------------
 
@@ -297,10 +308,7 @@ class Processor:
         if not self._threads:
             return True
         self._stop.set()
-        try:
-            self.sched.client.rpush(self.ns.keys.processor_wake(self.id), *["stop"] * self.capacity)
-        except Exception:  # waking is a courtesy: slots also wake on their own within SLOT_WAIT_S
-            pass
+        self._wake_slots(self.id)
         deadline = None if timeout is None else time.monotonic() + timeout
         finished = True
         for t in self._threads:

@@ -121,3 +121,35 @@ def test_plain_mode_never_dispatches_behind_your_back(make_sched):
     assert sorted(sched.dispatch()) == sorted((h.id, p.id) for h in hs)
     assert p.process_available() == 3
     assert [h.result(timeout=1) for h in hs] == [1, 1, 1]
+
+
+def test_a_processor_cut_off_past_its_lease_registers_again_and_carries_on(make_sched, clock):
+    """Its lease lapsed (here: the injected clock jumps) and reap took its inbox back: the
+    heartbeat thread learns it was lost, and the processor joins again under a new id."""
+    sched = make_sched(clock=clock)
+
+    @sched.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    p = sched.processor(lease=0.3)  # heartbeats every 0.1 s of real time
+    p.start()
+    try:
+        old = p.id
+        stranded = sched.submit(double, 1)
+        clock.advance(60)  # before any dispatch: the task waits in the queue
+        assert sched.dispatch() == []  # the lease lapsed: dispatch skips the processor  # as if cut off for a minute
+        taken = sched.reap()
+        deadline = time.monotonic() + 10
+        while p.id == old and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert p.id != old, "the processor never noticed it was lost"
+        assert taken.processors == [old]
+        while sched.counts()["processors"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stranded.state == "queued"  # reap gave it back: the lost processor never ran it
+        assert sched.dispatch() == [(stranded.id, p.id)]
+        assert stranded.result(timeout=10) == 2
+    finally:
+        p.stop(timeout=5)
+    assert sched.audit().ok

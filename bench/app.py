@@ -1,0 +1,22 @@
+"""The APP benchmark processes run (``bench.app:sched``): no-op tasks that report when they started."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import luasched
+
+sched = luasched.Scheduler(namespace=os.environ.get("BENCH_NAMESPACE", "bench"),
+                           dispatch_on_submit=os.environ.get("BENCH_EAGER") == "1")
+
+
+@sched.task
+def started_at() -> float:
+    """When the task began to run (wall clock of this machine)."""
+    return time.time()
+
+
+@sched.task
+def noop() -> None:
+    return None
