@@ -248,7 +248,8 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
     if report["processors"]:
         procs = Table(title="processors")
         for column in ("id", "name", "load", "queues", "heartbeat", "lease"):
-            procs.add_column(column, justify="right" if column in ("load", "heartbeat", "lease") else "left")
+            procs.add_column(column, justify="right" if column in ("load", "heartbeat", "lease") else "left",
+                             no_wrap=column != "queues")
         for p in report["processors"]:
             lease = (f"lapsed {-p['lease_left_s']:.1f} s ago" if p["lapsed"]
                      else f"{p['lease_left_s']:.1f} s left")
@@ -257,9 +258,9 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
         console.print(procs)
     else:
         console.print("processors: none registered")
-    counts = Table(title="tasks and processors")
-    counts.add_column("count")
-    counts.add_column("", justify="right")
+    counts = Table(title="counts")
+    counts.add_column("of")
+    counts.add_column("n", justify="right")
     for name, value in report["counts"].items():
         counts.add_row(name.replace("_", " "), str(value))
     console.print(counts)
@@ -329,7 +330,7 @@ def failed_command(app: str | None, redis_url: str | None, namespace: str | None
     console = Console()
     table = Table(title=f"failed tasks (oldest {len(dead)})")
     for column in ("id", "name", "queue", "attempts", "failed at", "error"):
-        table.add_column(column, justify="right" if column == "attempts" else "left")
+        table.add_column(column, justify="right" if column == "attempts" else "left", no_wrap=column != "error")
     for t in dead:
         table.add_row(escape(t.id), escape(t.name), escape(t.queue), str(t.attempts), _utc(t.failed_ms),
                       escape(f"{t.error_type}: {t.message}"))
