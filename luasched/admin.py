@@ -210,8 +210,7 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
     """What ``status`` shows, as plain data. Times are the server's (counts()["now_ms"])."""
     # Processors first: "now" is then read after every heartbeat shown, so no age is negative.
     processors = sched.processors()
-    counts = sched.counts()
-    queues = sched.queue_lengths()
+    counts, queues = sched.counts_and_queues()
     now_ms = counts["now_ms"]
     last_ms = counts["last_dispatch_ms"]
     return {

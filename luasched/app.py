@@ -5,17 +5,20 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
 
 
 class AppError(ValueError):
     """APP does not name an importable Scheduler."""
 
 
-def load_app(spec: str) -> Any:
+def load_app(spec: str) -> Scheduler:
     """Import ``module:attribute`` (the current directory is importable) and return the Scheduler
     it names. Raises AppError with a one-line reason otherwise."""
-    from .scheduler import Scheduler
+    from .scheduler import Scheduler  # noqa: F811 (at run time, after luasched is imported)
 
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:

@@ -59,7 +59,9 @@ def demo(ctx: click.Context, n_tasks: int, n_processors: int, redis_url: str | N
 
 def _complain(exc: BaseException) -> None:
     # One line, whatever the exception's text: bad input must not look like a crash.
-    click.echo(f"luasched demo: error: {' '.join(str(exc).split())}", err=True)
+    ctx = click.get_current_context(silent=True)
+    command = ctx.info_name if ctx is not None and ctx.info_name else "demo"
+    click.echo(f"luasched {command}: error: {' '.join(str(exc).split())}", err=True)
 
 
 def run_task(delay_s: float, seed: int) -> int:
@@ -197,5 +199,5 @@ def _summarise(console: Console, values: list[int], failures: int, per_processor
                   f"wall time        {wall_s:.2f} s\n"
                   f"sequential time  {sequential_s:.2f} s (the tasks one after another)\n"
                   f"speed-up         {sequential_s / wall_s:.2f}x", soft_wrap=True)
-from . import serve  # noqa: E402,F401  (registers the processor and scheduler commands)
-from . import admin  # noqa: E402,F401  (registers the admin commands)
+# The other commands register themselves on ``main`` when imported.
+from . import admin, serve  # noqa: E402,F401

@@ -47,8 +47,9 @@ def _scheme(url: str) -> str:
     return scheme
 
 
-#: The longest a single blocking call (BLPOP, XREAD BLOCK) waits when the client has no socket timeout.
-MAX_BLOCK_S = 5.0
+#: The longest a single blocking call (BLPOP, XREAD BLOCK) waits: below redis-py 8's default
+#: socket timeout of 5 s, which a client made from a URL does not show in its connection kwargs.
+MAX_BLOCK_S = 4.0
 
 
 def block_slice_s(client: Any) -> float:

@@ -160,7 +160,8 @@ class Processor:
 
     def deregister(self) -> list[str]:
         """Leave; the inbox goes back to the queues. Returns the ids given back (none if unknown)."""
-        return ops.decode_deregister(self.sched.call(ops.deregister(self.ns, self._now(), self.id, new_request_id()))) or []
+        call = ops.deregister(self.ns, self._now(), self.id, new_request_id())
+        return ops.decode_deregister(self.sched.call(call)) or []
 
     def process_available(self) -> int:
         """Run, in this thread, every task now in the inbox; ack each. Returns how many ran.

@@ -368,11 +368,15 @@ class Scheduler(Base):
 
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state, and processors (all, idle, lapsed): one script call."""
-        return ops.decode_counts(self.call(ops.counts(self.ns, self.now_ms())))[0]
+        return self.counts_and_queues()[0]
 
     def queue_lengths(self) -> dict[str, int]:
         """Queue name -> number of tasks waiting in it."""
-        return ops.decode_counts(self.call(ops.counts(self.ns, self.now_ms())))[1]
+        return self.counts_and_queues()[1]
+
+    def counts_and_queues(self) -> tuple[dict[str, int], dict[str, int]]:
+        """counts() and queue_lengths() from one snapshot (one script call)."""
+        return ops.decode_counts(self.call(ops.counts(self.ns, self.now_ms())))
 
     def audit(self) -> Audit:
         """Check the conservation invariant on a live server: every task in exactly one place,
@@ -401,7 +405,8 @@ class Scheduler(Base):
         """Put dead letters back on their queue with fresh attempts: the given ids, or else the
         oldest ``limit``. Returns the ids put back (ids that are not dead letters are skipped)."""
         ids = [check_task_id(t) for t in task_ids]
-        return ops.decode_retry_failed(self.call(ops.retry_failed(self.ns, self.now_ms(), ids, limit, new_request_id())))
+        call = ops.retry_failed(self.ns, self.now_ms(), ids, limit, new_request_id())
+        return ops.decode_retry_failed(self.call(call))
 
     def purge(self) -> int:
         """Delete every key of this namespace: tasks, queues, processors, results. Returns how

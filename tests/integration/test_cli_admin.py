@@ -195,10 +195,6 @@ def test_submit_on_real_redis_runs_there(app: luasched.Scheduler, real: luasched
     assert app.counts()["submitted"] == 0  # nothing went to the APP's own (embedded) server
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug: connection.block_slice_s gives 5.0 s for a URL-made client, whose socket timeout is "
-    "redis-py 8's default 5 s, so a result() wait of 5 s or more on real Redis ends in ConnectionLost "
-    "(exit 2 'Redis did not answer in time') instead of ResultTimeout (exit 1)"))
 def test_submit_wait_timeout_on_real_redis_past_the_socket_timeout(
         real: luasched.Scheduler, redis_server: RedisServer) -> None:
     result = cli("submit", APP, "add", "1", "2", "--wait", "--timeout", "5.5", "--redis", redis_server.url)
