@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import threading
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 
@@ -23,6 +25,8 @@ STOP_GRACE_S = 1.0
 #: How long a new child may take to import the APP. Its own bound: the task's timeout is for the
 #: task, not for the interpreter start-up and imports that precede it.
 START_TIMEOUT_S = 60.0
+#: A child's exit code when it ended itself because its parent was gone.
+PARENT_GONE_EXIT = 70
 
 # Spawn, never fork: the parent has threads and Redis connections whose locks and sockets a
 # forked child would inherit in whatever state they were in.
@@ -41,6 +45,12 @@ def _child(app: str, conn: Connection) -> None:
     # SIGINT was blocked by the parent around the spawn, so none slipped in before this line.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # A task must not outlive its processor: once the parent is gone (halted with os._exit, killed),
+    # the lease hands the task to another processor, and this copy would run on beside it.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="luasched-pool-watch",
+                         daemon=True).start()
     from .app import load_app
     from .processor import execute
 
@@ -58,7 +68,16 @@ def _child(app: str, conn: Connection) -> None:
         if message is None:
             return
         task_id, name, args_json, attempt, timeout_ms, pid = message
-        conn.send(execute(registry, ops.Started(task_id, name, args_json, attempt, timeout_ms), pid))
+        answer = execute(registry, ops.Started(task_id, name, args_json, attempt, timeout_ms), pid)
+        try:
+            conn.send(answer)
+        except OSError:  # the parent closed the pipe meanwhile: nobody is left to tell
+            return
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    wait([parent_sentinel])
+    os._exit(PARENT_GONE_EXIT)
 
 
 class ProcessRunner:
@@ -86,6 +105,8 @@ class ProcessRunner:
 
     def run(self, task: ops.Started, pid: str) -> tuple[str, str]:
         with self._busy:
+            if self._process is not None and wait([self._process.sentinel], 0):
+                self._discard(kill=False)  # died between tasks (killed from outside): not this task's fault
             failure = self._start() if self._process is None else None
             if failure is not None:
                 return "error", failure
@@ -93,7 +114,7 @@ class ProcessRunner:
             process, conn = self._process, self._conn
             try:
                 conn.send((task.id, task.name, task.args_json, task.attempt, task.timeout_ms, pid))
-            except OSError:  # died since its last task; its exit code says why
+            except OSError:  # died just now; its exit code, read below, says why
                 pass
             limit_s = task.timeout_ms / 1000 + TIMEOUT_MARGIN_S if task.timeout_ms > 0 else None
             if not wait([conn, process.sentinel], limit_s):
@@ -102,14 +123,18 @@ class ProcessRunner:
                             task.timeout_ms)
                 return "error", _error("TaskTimeout", f"task {task.id} ran past its timeout of "
                                                       f"{task.timeout_ms} ms and its process was killed")
+            # Only the pipe is read, never waited on again: a grandchild the task forked may hold the
+            # child's end open after the child died, so no EOF would come.
             try:
-                outcome, payload = conn.recv()
-                return str(outcome), str(payload)
+                if conn.poll():
+                    outcome, payload = conn.recv()
+                    return str(outcome), str(payload)
             except (EOFError, OSError):
-                code = self._discard(kill=False)
-                log.warning("the process running task %s died (exit code %s)", task.id, code)
-                return "error", _error("ProcessDied", f"the process running task {task.id} died "
-                                                      f"with exit code {_describe(code)}")
+                pass
+            code = self._discard(kill=False)
+            log.warning("the process running task %s died (exit code %s)", task.id, code)
+            return "error", _error("ProcessDied", f"the process running task {task.id} died "
+                                                  f"with exit code {_describe(code)}")
 
     def _start(self) -> str | None:
         """Spawn a child and wait until it has imported the APP; the error JSON if it could not."""
@@ -117,7 +142,9 @@ class ProcessRunner:
         process = _spawn.Process(target=_child, args=(self.app, child_conn), name="luasched-pool",
                                  daemon=True)  # daemon: killed, not awaited, if the parent exits
         # Blocked here, SIGINT stays blocked in the child (the mask survives fork and exec) until it
-        # has set SIGINT to be ignored: a Ctrl-C during its start-up cannot kill it half-born.
+        # has set SIGINT to be ignored: a Ctrl-C during its start-up cannot kill it half-born. The
+        # resource tracker starts first: starting it inside start() would unblock SIGINT again.
+        resource_tracker.ensure_running()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             process.start()
