@@ -307,6 +307,7 @@ class Processor:
         """Take no new task, let running ones finish (up to ``timeout`` s), then deregister: the
         unstarted inbox goes back to the queues. True when every slot finished in time."""
         if not self._threads:
+            self._close_runners()
             return True
         self._stop.set()
         self._wake_slots(self.id)
@@ -316,14 +317,17 @@ class Processor:
             t.join(None if deadline is None else max(deadline - time.monotonic(), 0))
             finished = finished and not t.is_alive()
         self._threads = []
-        for runner in self._runners.values():
-            runner.close()
-        self._runners.clear()
+        self._close_runners()
         try:
             self.deregister()
         except ConnectionLost as exc:  # the lease will lapse and reap gives the inbox back
             log.warning("processor %s could not deregister: %s", self.id, exc)
         return finished
+
+    def _close_runners(self) -> None:
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
 
     def halt(self) -> None:
         """Stop at once: no new task, no more retries; running tasks are left to the lease."""
