@@ -418,6 +418,19 @@ def _fields(value: Any) -> dict[str, str]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
+def group_progress(counters: Sequence[str | None], states: Sequence[str] | None) -> dict[str, int]:
+    """A group's total/done/failed/cancelled/pending from its counters (n, done, failed, cancelled),
+    or, once its keys expired (n is None), from its members' states."""
+    n, d, f, c = counters
+    if n is None:
+        states = states or []
+        n, d, f, c = str(len(states)), str(states.count("done")), str(states.count("failed")), \
+            str(states.count("cancelled"))
+    total, done, failed, cancelled = int(n), int(d or 0), int(f or 0), int(c or 0)
+    return {"total": total, "done": done, "failed": failed, "cancelled": cancelled,
+            "pending": total - done - failed - cancelled}
+
+
 # --- counts and audit -------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 
 from . import ops
-from .tasks import encode_error
+from .tasks import encode_error, error_json, timeout_error
 
 log = logging.getLogger("luasched.pool")
 
@@ -33,10 +33,6 @@ PARENT_GONE_EXIT = 70
 _spawn = multiprocessing.get_context("spawn")
 
 Task = tuple[str, str, str, int, int, str]  # id, name, args JSON, attempt, timeout ms, processor id
-
-
-def _error(error_type: str, message: str) -> str:
-    return json.dumps({"type": error_type, "message": message, "traceback": ""}, separators=(",", ":"))
 
 
 def _child(app: str, conn: Connection) -> None:
@@ -121,8 +117,7 @@ class ProcessRunner:
                 self._discard(kill=True)
                 log.warning("task %s ran past its timeout of %d ms: killed its process", task.id,
                             task.timeout_ms)
-                return "error", _error("TaskTimeout", f"task {task.id} ran past its timeout of "
-                                                      f"{task.timeout_ms} ms and its process was killed")
+                return "error", timeout_error(task.id, task.timeout_ms, "and its process was killed")
             # Only the pipe is read, never waited on again: a grandchild the task forked may hold the
             # child's end open after the child died, so no EOF would come.
             try:
@@ -133,7 +128,7 @@ class ProcessRunner:
                 pass
             code = self._discard(kill=False)
             log.warning("the process running task %s died (exit code %s)", task.id, code)
-            return "error", _error("ProcessDied", f"the process running task {task.id} died "
+            return "error", error_json("ProcessDied", f"the process running task {task.id} died "
                                                   f"with exit code {_describe(code)}")
 
     def _start(self) -> str | None:
@@ -159,14 +154,14 @@ class ProcessRunner:
                     return None
                 self._discard(kill=False)
                 error = json.loads(payload)
-                return _error(error["type"], f"cannot load APP {self.app!r} in a pool process: "
+                return error_json(error["type"], f"cannot load APP {self.app!r} in a pool process: "
                                              f"{error['message']}")
             except (EOFError, OSError):
                 code = self._discard(kill=False)
-                return _error("ProcessDied", f"the pool process for APP {self.app!r} died while "
+                return error_json("ProcessDied", f"the pool process for APP {self.app!r} died while "
                                              f"starting, with exit code {_describe(code)}")
         self._discard(kill=True)
-        return _error("ProcessStartTimeout", f"the pool process for APP {self.app!r} was not ready "
+        return error_json("ProcessStartTimeout", f"the pool process for APP {self.app!r} was not ready "
                                              f"after {START_TIMEOUT_S:g} s and was killed")
 
     def _discard(self, *, kill: bool) -> int | None:

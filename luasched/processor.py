@@ -28,7 +28,7 @@ from .tasks import (
 )
 
 if TYPE_CHECKING:
-    from .scheduler import Scheduler
+    from .scheduler import Base, Scheduler
 
 log = logging.getLogger("luasched.processor")
 
@@ -86,15 +86,11 @@ def new_processor_id(name: str | None) -> str:
     return f"{safe}-{os.getpid()}-{new_request_id()[:6]}"
 
 
-class Processor:
-    """A worker that registers with a capacity and queues, keeps a lease, and runs its inbox.
+class ProcessorBase:
+    """What the threaded and the asyncio processors share: settings, identity, and the pure
+    decisions of the slot loop (what to ask for next, what to log, which call to send)."""
 
-    Use it by hand (``register``, ``process_available``, ``heartbeat``, ``deregister``), or
-    ``start()`` it: one heartbeat thread plus ``capacity`` slot threads fed from its inbox, each
-    blocking on the processor's wake-up list when there is nothing to run.
-    """
-
-    def __init__(self, sched: Scheduler, *, capacity: int = 1, queues: Sequence[str] = ("default",),
+    def __init__(self, sched: Base, *, capacity: int = 1, queues: Sequence[str] = ("default",),
                  lease: float = 10.0, name: str | None = None, take_next: bool = False,
                  pool: str = "thread", app: str | None = None, log_tasks: bool = False) -> None:
         check_int(capacity, "capacity", 1, MAX_CAPACITY)
@@ -114,7 +110,7 @@ class Processor:
         if pool == "process" and not app:
             raise ValueError("pool='process' needs app='module:attribute' naming the Scheduler, "
                              "so that each child process can import the tasks")
-        self.sched = sched
+        self.base = sched
         self.capacity = capacity
         self.queues = tuple(dict.fromkeys(queues))
         self.lease = lease_s
@@ -123,12 +119,7 @@ class Processor:
         self.pool = pool
         self.app = app
         self.log_tasks = log_tasks
-        self._runners: dict[str, Runner] = {}
         self._id = new_processor_id(name)
-        self._id_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._halt = threading.Event()  # stop now: no more retries either
-        self._threads: list[threading.Thread] = []
         self.processed = 0
 
     def __repr__(self) -> str:
@@ -140,19 +131,72 @@ class Processor:
 
     @property
     def ns(self) -> ops.Namespace:
-        return self.sched.ns
+        return self.base.ns
 
     def _now(self) -> int | None:
-        return self.sched.now_ms()
+        return self.base.now_ms()
+
+    def _register_call(self) -> ops.Call:
+        return ops.register(self.ns, self._now(), self.id, self.capacity, to_ms(self.lease),
+                            self.queues, self.name)
+
+    def _start_call(self, pid: str, slot: str) -> ops.Call:
+        return ops.start(self.ns, self._now(), pid, slot, new_request_id())
+
+    def _ack_call(self, pid: str, slot: str, task: ops.Started, outcome: str, payload: str,
+                  by_hand: bool, stopping: bool) -> ops.Call:
+        """The ack of a finished task, asking for the next one unless the processor is stopping
+        (by hand: the next inbox task; running: the inbox's, or in take-next mode the queue's)."""
+        if by_hand:
+            next_mode = ops.NEXT_INBOX
+        elif stopping:
+            next_mode = ops.NEXT_NONE
+        else:
+            next_mode = ops.NEXT_TAKE if self.take_next else ops.NEXT_INBOX
+        return ops.ack(self.ns, self._now(), pid, slot, new_request_id(), task, outcome, payload, next_mode)
+
+    def _done(self, task: ops.Started, outcome: str, ack: ops.AckReply, started_at: float) -> None:
+        self.processed += 1
+        if self.log_tasks:
+            log.info("task %s %s attempt %d: %s in %.3f s", task.id, task.name, task.attempt,
+                     ack.status if ack.status != "stale" else f"{outcome}, but stale (attempt ended)",
+                     time.monotonic() - started_at)
+
+    def _new_id(self, lost_pid: str) -> bool:
+        """Take a new id after losing the lease of ``lost_pid``; False if another slot already did."""
+        if self._id != lost_pid:
+            return False
+        self._id = new_processor_id(self.name or None)
+        log.warning("processor %s lost its lease; registering again as %s", lost_pid, self._id)
+        return True
+
+
+class Processor(ProcessorBase):
+    """A worker that registers with a capacity and queues, keeps a lease, and runs its inbox.
+
+    Use it by hand (``register``, ``process_available``, ``heartbeat``, ``deregister``), or
+    ``start()`` it: one heartbeat thread plus ``capacity`` slot threads fed from its inbox, each
+    blocking on the processor's wake-up list when there is nothing to run.
+    """
+
+    def __init__(self, sched: Scheduler, *, capacity: int = 1, queues: Sequence[str] = ("default",),
+                 lease: float = 10.0, name: str | None = None, take_next: bool = False,
+                 pool: str = "thread", app: str | None = None, log_tasks: bool = False) -> None:
+        super().__init__(sched, capacity=capacity, queues=queues, lease=lease, name=name,
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks)
+        self.sched = sched
+        self._runners: dict[str, Runner] = {}
+        self._id_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._halt = threading.Event()  # stop now: no more retries either
+        self._threads: list[threading.Thread] = []
 
     # --- by hand -----------------------------------------------------------------------------
 
     def register(self) -> bool:
         """Join the namespace. True when registered; False when this id's lease lapsed and reap has
         not yet taken its inbox back (the runtime then registers again under a new id)."""
-        call = ops.register(self.ns, self._now(), self.id, self.capacity, to_ms(self.lease),
-                            self.queues, self.name)
-        return ops.decode_register(self.sched.call(call))
+        return ops.decode_register(self.sched.call(self._register_call()))
 
     def heartbeat(self) -> bool:
         """Renew the lease. False when it is lost (lapsed, reaped, deregistered, never registered)."""
@@ -179,8 +223,7 @@ class Processor:
                 if stop is not None and stop.is_set():
                     return ran
                 pid = self.id
-                reply = ops.decode_start(self._send(ops.start(self.ns, self._now(), pid, slot,
-                                                              new_request_id()), stop))
+                reply = ops.decode_start(self._send(self._start_call(pid, slot), stop))
                 if reply.status == "task":
                     task = reply.task
                 elif reply.status == "lost" and stop is not None:
@@ -195,18 +238,10 @@ class Processor:
             started_at = time.monotonic()
             outcome, payload = self._runner(slot).run(task, pid)
             ran += 1
-            self.processed += 1
-            if stop is None or stop.is_set():
-                next_mode = ops.NEXT_INBOX if stop is None else ops.NEXT_NONE
-            else:
-                next_mode = ops.NEXT_TAKE if self.take_next else ops.NEXT_INBOX
-            call = ops.ack(self.ns, self._now(), pid, slot, new_request_id(), task, outcome, payload,
-                           next_mode)
+            call = self._ack_call(pid, slot, task, outcome, payload, by_hand=stop is None,
+                                  stopping=stop is not None and stop.is_set())
             ack = ops.decode_ack(self._send(call, stop))
-            if self.log_tasks:
-                log.info("task %s %s attempt %d: %s in %.3f s", task.id, task.name, task.attempt,
-                         ack.status if ack.status != "stale" else f"{outcome}, but stale (attempt ended)",
-                         time.monotonic() - started_at)
+            self._done(task, outcome, ack, started_at)
             task = ack.next
 
     def _runner(self, slot: str) -> Runner:
@@ -246,10 +281,8 @@ class Processor:
     def _recover(self, lost_pid: str) -> None:
         """The lease was lost (we were cut off, or too slow to heartbeat): join again, new id."""
         with self._id_lock:
-            if self._id != lost_pid:
+            if not self._new_id(lost_pid):
                 return
-            self._id = new_processor_id(self.name or None)
-            log.warning("processor %s lost its lease; registering again as %s", lost_pid, self._id)
         self.register()
         self._wake_slots(lost_pid)  # slots blocked on the old id's wake list move to the new one
 

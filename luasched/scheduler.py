@@ -532,12 +532,7 @@ class Group:
         """total, done, failed, cancelled (and pending) for the group: one read of its counters,
         or, once the group's keys expired, of every member's state."""
         with translated("group progress"):
-            n, d, f, c = ops.text(self._sched.client.hmget(self._sched.keys.group(self.id),
-                                                           "n", "done", "failed", "cancelled"))
-        if n is None:
-            states = [o.state for o in self._sched.outcomes(self.ids)]
-            n, d, f, c = len(states), states.count("done"), states.count("failed"), states.count("cancelled")
-        total = int(n)
-        done, failed, cancelled = int(d or 0), int(f or 0), int(c or 0)
-        return {"total": total, "done": done, "failed": failed, "cancelled": cancelled,
-                "pending": total - done - failed - cancelled}
+            counters = ops.text(self._sched.client.hmget(self._sched.keys.group(self.id),
+                                                         "n", "done", "failed", "cancelled"))
+        states = [o.state for o in self._sched.outcomes(self.ids)] if counters[0] is None else None
+        return ops.group_progress(counters, states)

@@ -193,9 +193,19 @@ def encode_result(name: str, value: object) -> str:
         raise SerializationError(f"result of task {name!r} is not JSON: {exc}") from exc
 
 
+def error_json(error_type: str, message: str, traceback: str = "") -> str:
+    """An error as the task record keeps it: JSON with type, message and traceback."""
+    return _dumps({"type": error_type, "message": message, "traceback": traceback})
+
+
+def timeout_error(task_id: str, timeout_ms: int, what: str) -> str:
+    """The error of an attempt that ran past its timeout; ``what`` says what was done about it."""
+    return error_json("TaskTimeout", f"task {task_id} ran past its timeout of {timeout_ms} ms {what}")
+
+
 def encode_error(exc: BaseException) -> str:
     text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-    return _dumps({"type": type(exc).__name__, "message": str(exc), "traceback": text[-8000:]})
+    return error_json(type(exc).__name__, str(exc), text[-8000:])
 
 
 def decode_error(text: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import fakeredis
 import pytest
-import redis
+import redis.asyncio
 
 import luasched
 from tests.servers import RedisServer, real_redis_required, redis_server_path, start_redis
@@ -53,10 +53,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+def fake_server(backend: str) -> fakeredis.FakeServer | None:
+    """This test's own embedded server (None on the real backend)."""
+    return fakeredis.FakeServer(version=(7, 0)) if backend == "embedded" else None
+
+
+@pytest.fixture
+def make_client(fake_server: fakeredis.FakeServer | None,
+                request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """Factory of clients to this test's server: a fresh FakeServer, or the session's redis-server."""
     made: list[Any] = []
-    fake_server = fakeredis.FakeServer(version=(7, 0)) if backend == "embedded" else None
 
     def make(**kwargs: Any) -> Any:
         if fake_server is not None:
@@ -70,6 +76,21 @@ def make_client(backend: str, request: pytest.FixtureRequest) -> Iterator[Callab
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture
+def make_async_client(fake_server: fakeredis.FakeServer | None,
+                      request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Factory of asyncio clients to the same server as make_client. Call it inside the event
+    loop that will use the client, and close the client there (``await client.aclose()``)."""
+    port = None if fake_server is not None else request.getfixturevalue("redis_server").port
+
+    def make(**kwargs: Any) -> Any:
+        if fake_server is not None:
+            return fakeredis.FakeAsyncRedis(server=fake_server, protocol=2, **kwargs)
+        return redis.asyncio.Redis(port=port, protocol=2, **kwargs)
+
+    return make
 
 
 @pytest.fixture

@@ -1,0 +1,569 @@
+"""asyncio front end: Scheduler, TaskHandle, Group and Processor as coroutines, over the same ops.
+
+Everything that decides anything lives in ops.py, tasks.py, scheduler.Base and
+processor.ProcessorBase; this module only sends what they build and awaits the replies. The
+sync and asyncio front ends interoperate on one namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import redis.exceptions
+
+from . import ops
+from .connection import async_client, block_slice_s, owns
+from .errors import ConnectionLost, TaskCancelled, TaskFailed, TaskNotFound, translated
+from .ops import Audit, Outcome
+from .processor import SLOT_WAIT_S, ProcessorBase, execute
+from .scheduler import RECONNECT_MAX_S, RECONNECT_MIN_S, Base, Clock
+from .scripts import Scripts
+from .tasks import (
+    TaskFunction,
+    TaskInfo,
+    _current,
+    check_task_id,
+    decode_args,
+    encode_error,
+    encode_result,
+    new_request_id,
+    new_task_id,
+    seconds,
+    timeout_error,
+)
+
+log = logging.getLogger("luasched.aio")
+
+__all__ = ["Group", "Processor", "Scheduler", "TaskHandle"]
+
+
+class Scheduler(Base):
+    """The asyncio Scheduler: the constructor and the methods of luasched.Scheduler, with the ones
+    that talk to Redis as coroutines, on ``redis.asyncio`` (or the embedded server)."""
+
+    def __init__(self, redis: object = None, namespace: str = "default", clock: Clock | None = None,
+                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False) -> None:
+        super().__init__(namespace, clock, keep, dispatch_on_submit)
+        self.client = async_client(redis)
+        self._owns_client = owns(redis)
+        self.scripts = Scripts(self.client)
+        self.block_s = block_slice_s(self.client)
+
+    def __repr__(self) -> str:
+        return f"<luasched.aio.Scheduler namespace={self.namespace!r}>"
+
+    async def close(self) -> None:
+        """Close the client if this Scheduler made it (a client you passed in stays open)."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> Scheduler:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- transport ---------------------------------------------------------------------------
+
+    async def call(self, call: ops.Call) -> Any:
+        with translated(call.script):
+            return await self.scripts[call.script](keys=call.keys, args=call.args)
+
+    async def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
+        """Several script calls in one round trip (see luasched.Scheduler.call_many)."""
+        if len(calls) == 1:
+            return [await self.call(calls[0])]
+        with translated(calls[0].script if calls else "pipeline"):
+            replies = await self._pipeline(calls)
+            refused = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+            if refused:
+                for name in {calls[i].script for i in refused}:
+                    await self.client.script_load(self.scripts[name].script)
+                for i, reply in zip(refused, await self._pipeline([calls[i] for i in refused]), strict=True):
+                    replies[i] = reply
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
+
+    async def _pipeline(self, calls: Sequence[ops.Call]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for c in calls:
+            pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def execute(self, request: ops.Request) -> Any:
+        if isinstance(request, ops.Call):
+            return await self.call(request)
+        with translated(request.name):
+            if request.name == "pipeline":
+                pipe = self.client.pipeline(transaction=False)
+                for name, args in request.args:
+                    getattr(pipe, name)(*args)
+                return await pipe.execute()
+            return await getattr(self.client, request.name)(*request.args)
+
+    async def drive(self, flow: ops.Flow) -> Any:
+        reply = None
+        while True:
+            try:
+                request = flow.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            reply = await self.execute(request)
+
+    # --- submitting --------------------------------------------------------------------------
+
+    async def submit(self, task: str | TaskFunction, /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """See luasched.Scheduler.submit."""
+        new = self.submission(task, args, kwargs)
+        await self._submit([new], "")
+        return TaskHandle(self, new.id)
+
+    async def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
+                          ids: Sequence[str] | None = None, queue: str | None = None,
+                          delay: float | timedelta | None = None, max_attempts: int | None = None,
+                          timeout: float | timedelta | None = None,
+                          retry_backoff: float | timedelta | None = None) -> list[TaskHandle]:
+        """See luasched.Scheduler.submit_many."""
+        news = self.batch(task, items, ids, queue=queue, delay=delay, max_attempts=max_attempts,
+                          timeout=timeout, retry_backoff=retry_backoff)
+        await self._submit(news, "")
+        return [TaskHandle(self, n.id) for n in news]
+
+    async def map(self, task: str | TaskFunction, items: Iterable[Any], *, queue: str | None = None,
+                  max_attempts: int | None = None, timeout: float | timedelta | None = None,
+                  retry_backoff: float | timedelta | None = None) -> Group:
+        """See luasched.Scheduler.map."""
+        news = self.batch(task, items, None, queue=queue, max_attempts=max_attempts,
+                          timeout=timeout, retry_backoff=retry_backoff)
+        group_id = new_task_id()
+        await self._submit(news, group_id)
+        return Group(self, group_id, [n.id for n in news])
+
+    async def _submit(self, news: list[ops.NewTask], group: str) -> ops.SubmitReply:
+        if not news:
+            return ops.SubmitReply(0, [], [])
+        calls = ops.submit(self.ns, self.now_ms(), news, dispatch=self.dispatch_on_submit, group=group)
+        return ops.decode_submit(await self.call_many(calls))
+
+    def handle(self, task_id: str) -> TaskHandle:
+        return TaskHandle(self, check_task_id(task_id))
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    async def dispatch(self, limit: int = 100) -> list[tuple[str, str]]:
+        """See luasched.Scheduler.dispatch: ONE script call."""
+        return (await self.dispatch_detail(limit)).assignments
+
+    async def dispatch_detail(self, limit: int = 100) -> ops.DispatchReply:
+        call = ops.dispatch(self.ns, self.now_ms(), limit, new_request_id())
+        return ops.decode_dispatch(await self.call(call))
+
+    async def reap(self, limit: int = 100) -> ops.Reaped:
+        """See luasched.Scheduler.reap."""
+        return ops.decode_reap(await self.call(ops.reap(self.ns, self.now_ms(), limit, new_request_id())))
+
+    async def wake(self) -> None:
+        with translated("wake"):
+            await self.client.rpush(self.keys.wake, "1")
+
+    async def run(self, stop: asyncio.Event | None = None, *, limit: int = 100,
+                  max_wait: float = 1.0, reap_every: float = 0.25) -> None:
+        """The scheduler loop (see luasched.Scheduler.run) until ``stop`` is set or the coroutine
+        is cancelled."""
+        stop = stop if stop is not None else asyncio.Event()
+        ops.check_limit(limit)
+        backoff = RECONNECT_MIN_S
+        while not stop.is_set():
+            try:
+                await self._run_once(stop, limit, max_wait, reap_every)
+                backoff = RECONNECT_MIN_S
+            except ConnectionLost as exc:
+                log.warning("scheduler loop: %s; retrying in %.2f s", exc, backoff)
+                await _wait(stop, backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    async def _run_once(self, stop: asyncio.Event, limit: int, max_wait: float, reap_every: float) -> None:
+        reply = await self.dispatch_detail(limit)
+        if len(reply.assignments) == limit:
+            return
+        wait, reap_now = reply.wait_s(max_wait, reap_every)
+        if reap_now:
+            while await self.reap(limit):
+                pass
+            return
+        if not stop.is_set():
+            with translated("run"):
+                await self.client.blpop([self.keys.wake], timeout=min(wait, self.block_s))
+
+    def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
+                  name: str | None = None, *, take_next: bool = False, pool: str = "thread",
+                  app: str | None = None, log_tasks: bool = False) -> Processor:
+        """An asyncio processor: ``async def`` tasks run concurrently up to ``capacity`` on the event
+        loop (and are cancelled at their timeout); plain functions run in threads."""
+        return Processor(self, capacity=capacity, queues=queues, lease=lease, name=name,
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def outcome(self, task_id: str) -> Outcome:
+        return ops.decode_result(await self.call(ops.result(self.ns, task_id, mark=False)), task_id)
+
+    async def outcomes(self, task_ids: Sequence[str]) -> list[Outcome]:
+        if not task_ids:
+            return []
+        return ops.decode_outcomes(await self.execute(ops.outcomes(self.ns, task_ids)), task_ids)
+
+    async def counts(self) -> dict[str, int]:
+        return (await self.counts_and_queues())[0]
+
+    async def queue_lengths(self) -> dict[str, int]:
+        return (await self.counts_and_queues())[1]
+
+    async def counts_and_queues(self) -> tuple[dict[str, int], dict[str, int]]:
+        return ops.decode_counts(await self.call(ops.counts(self.ns, self.now_ms())))
+
+    async def audit(self) -> Audit:
+        """See luasched.Scheduler.audit (one script call, O(tasks): an admin tool)."""
+        return ops.check_audit(await self.call(ops.audit(self.ns, self.now_ms())))
+
+    async def processors(self, limit: int = 1000) -> list[ops.ProcessorInfo]:
+        return ops.decode_processors(await self.call(ops.processors(self.ns, self.now_ms(), limit)))[1]
+
+    async def failed(self, limit: int = 100) -> list[ops.FailedTask]:
+        ops.check_limit(limit)
+        with translated("failed"):
+            raw = await self.client.zrange(self.keys.failed, 0, limit - 1, withscores=True)
+        scored = [(ops.text(k), s) for k, s in raw]
+        if not scored:
+            return []
+        return ops.decode_failed(await self.execute(ops.failed(self.ns, [t for t, _ in scored])), scored)
+
+    async def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 100) -> list[str]:
+        ids = [check_task_id(t) for t in task_ids]
+        call = ops.retry_failed(self.ns, self.now_ms(), ids, limit, new_request_id())
+        return ops.decode_retry_failed(await self.call(call))
+
+    async def purge(self) -> int:
+        """See luasched.Scheduler.purge."""
+        deleted = 0
+        with translated("purge"):
+            batch: list[Any] = []
+            async for key in self.client.scan_iter(match=self.keys.prefix + "*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += await self.client.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += await self.client.unlink(*batch)
+        return deleted
+
+    def connect(self, redis: object) -> Scheduler:
+        """This scheduler (namespace, clock, keep, modes and registered tasks) on another server."""
+        other = Scheduler(redis, self.namespace, self.clock, keep=self.ns.keep_s,
+                          dispatch_on_submit=self.dispatch_on_submit)
+        other.registry = self.registry
+        return other
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for ``event`` at most ``seconds``; True if it is set."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+class TaskHandle:
+    """A submitted task, by id (asyncio)."""
+
+    __slots__ = ("_sched", "id")
+
+    def __init__(self, sched: Scheduler, task_id: str) -> None:
+        self._sched = sched
+        self.id = task_id
+
+    def __repr__(self) -> str:
+        return f"<aio.TaskHandle {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.id == self.id and other._sched is self._sched
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    async def state(self) -> str:
+        """queued, delayed, assigned, running, done, failed or cancelled (a coroutine here)."""
+        value = await self._sched.execute(ops.state(self._sched.ns, self.id))
+        if value is None:
+            raise TaskNotFound(self.id)
+        return str(ops.text(value))
+
+    async def outcome(self) -> Outcome:
+        return await self._sched.outcome(self.id)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """See luasched.TaskHandle.result. Cancelling the awaiting coroutine (e.g. with
+        asyncio.wait_for) only stops the waiting: the task itself goes on."""
+        if timeout is not None:
+            seconds(timeout, "timeout")
+        flow = ops.wait_result(self._sched.ns, self.id, timeout, self._sched.block_s)
+        return (await self._sched.drive(flow)).value()
+
+    async def cancel(self) -> bool:
+        call = ops.cancel(self._sched.ns, self._sched.now_ms(), self.id, new_request_id())
+        return ops.decode_cancel(await self._sched.call(call), self.id)
+
+
+class Group:
+    """Tasks submitted together by ``map`` (asyncio)."""
+
+    def __init__(self, sched: Scheduler, group_id: str, ids: list[str]) -> None:
+        self._sched = sched
+        self.id = group_id
+        self.ids = ids
+
+    def __repr__(self) -> str:
+        return f"<aio.Group {self.id} of {len(self.ids)} tasks>"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def handles(self) -> list[TaskHandle]:
+        return [TaskHandle(self._sched, i) for i in self.ids]
+
+    async def _exists(self) -> bool:
+        with translated("group"):
+            return bool(await self._sched.client.exists(self._sched.keys.group(self.id)))
+
+    async def as_completed(self, timeout: float | None = None) -> AsyncIterator[Outcome]:
+        """Each member's Outcome as it finishes (``async for``)."""
+        if not await self._exists():
+            for outcome in await self._sched.outcomes(self.ids):
+                yield outcome
+            return
+        reader = ops.GroupReader(self._sched.ns, self.id, self.ids, timeout, self._sched.block_s)
+        while not reader.done:
+            finished = reader.feed(await self._sched.execute(reader.request()))
+            if finished:
+                for outcome in await self._sched.outcomes([task_id for task_id, _ in finished]):
+                    yield outcome
+
+    async def results(self, timeout: float | None = None, *, return_exceptions: bool = False) -> list[Any]:
+        """See luasched.Group.results."""
+        async for _ in self.as_completed(timeout):
+            pass
+        values: list[Any] = []
+        for start in range(0, len(self.ids), 1000):
+            for outcome in await self._sched.outcomes(self.ids[start:start + 1000]):
+                try:
+                    values.append(outcome.value())
+                except (TaskFailed, TaskCancelled, TaskNotFound) as exc:
+                    if not return_exceptions:
+                        raise
+                    values.append(exc)
+        return values
+
+    async def progress(self) -> dict[str, int]:
+        with translated("group progress"):
+            counters = await self._sched.client.hmget(self._sched.keys.group(self.id),
+                                                      "n", "done", "failed", "cancelled")
+        counters = ops.text(counters)
+        states = [o.state for o in await self._sched.outcomes(self.ids)] if counters[0] is None else None
+        return ops.group_progress(counters, states)
+
+
+async def execute_async(base: Base, task: ops.Started, pid: str) -> tuple[str, str]:
+    """Run one started task on the event loop: an ``async def`` task is awaited (and cancelled
+    past its timeout); a plain function runs in a thread so it cannot block the loop."""
+    spec = base.registry.get(task.name)
+    if spec is None or not inspect.iscoroutinefunction(spec.fn):
+        return await asyncio.to_thread(execute, base.registry, task, pid)
+    token = _current.set(TaskInfo(task.id, task.name, task.attempt, pid))
+    try:
+        args, kwargs = decode_args(task.args_json)
+        call = spec.fn(*args, **kwargs)
+        if task.timeout_ms > 0:
+            value = await asyncio.wait_for(call, task.timeout_ms / 1000)
+        else:
+            value = await call
+        return "done", encode_result(task.name, value)
+    except asyncio.TimeoutError:
+        return "error", timeout_error(task.id, task.timeout_ms, "and was cancelled")
+    except Exception as exc:  # the task's failure is data, reported to Redis
+        return "error", encode_error(exc)
+    finally:
+        _current.reset(token)
+
+
+class Processor(ProcessorBase):
+    """An asyncio processor (see luasched.Processor): ``start()`` runs a heartbeat task and
+    ``capacity`` slot tasks on the running loop."""
+
+    def __init__(self, sched: Scheduler, **options: Any) -> None:
+        super().__init__(sched, **options)
+        if self.pool != "thread":
+            raise ValueError("the asyncio processor runs tasks on its event loop (and plain functions "
+                             "in threads): pool='process' is for luasched.Processor")
+        self.sched = sched
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._id_lock = asyncio.Lock()
+
+    async def register(self) -> bool:
+        return ops.decode_register(await self.sched.call(self._register_call()))
+
+    async def heartbeat(self) -> bool:
+        return ops.decode_heartbeat(await self.sched.call(ops.heartbeat(self.ns, self._now(), self.id)))
+
+    async def deregister(self) -> list[str]:
+        call = ops.deregister(self.ns, self._now(), self.id, new_request_id())
+        return ops.decode_deregister(await self.sched.call(call)) or []
+
+    async def process_available(self) -> int:
+        """Run every task now in the inbox, one after another, and ack each; returns how many."""
+        return await self._run_slot("x", stop=None)
+
+    async def _run_slot(self, slot: str, stop: asyncio.Event | None) -> int:
+        ran = 0
+        pid = self.id
+        task: ops.Started | None = None
+        while True:
+            if task is None:
+                if stop is not None and stop.is_set():
+                    return ran
+                pid = self.id
+                reply = ops.decode_start(await self._send(self._start_call(pid, slot), stop))
+                if reply.status == "task":
+                    task = reply.task
+                elif reply.status == "lost" and stop is not None:
+                    await self._recover(pid)
+                    continue
+                elif stop is None:
+                    return ran
+                else:
+                    await self._block(pid, stop)
+                    continue
+            assert task is not None
+            started_at = time.monotonic()
+            outcome, payload = await execute_async(self.sched, task, pid)
+            ran += 1
+            call = self._ack_call(pid, slot, task, outcome, payload, by_hand=stop is None,
+                                  stopping=stop is not None and stop.is_set())
+            ack = ops.decode_ack(await self._send(call, stop))
+            self._done(task, outcome, ack, started_at)
+            task = ack.next
+
+    async def _send(self, call: ops.Call, stop: asyncio.Event | None) -> Any:
+        """Send a call; while running, retry it (same request id) through connection loss."""
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                return await self.sched.call(call)
+            except ConnectionLost:
+                if stop is None:
+                    raise
+                log.warning("processor %s: Redis unreachable, retrying %s in %.2f s", self.id,
+                            call.script, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _block(self, pid: str, stop: asyncio.Event) -> None:
+        try:
+            wait = min(SLOT_WAIT_S, self.sched.block_s)
+            await self.sched.execute(ops.Command("blpop", ([self.ns.keys.processor_wake(pid)], wait)))
+        except ConnectionLost:
+            await _wait(stop, 0.5)
+
+    async def _recover(self, lost_pid: str) -> None:
+        async with self._id_lock:
+            if not self._new_id(lost_pid):
+                return
+        await self.register()
+        await self._wake_slots(lost_pid)
+
+    async def _wake_slots(self, pid: str) -> None:
+        key = self.ns.keys.processor_wake(pid)
+        try:
+            pipe = self.sched.client.pipeline(transaction=False)
+            pipe.rpush(key, *["wake"] * self.capacity)
+            pipe.expire(key, 60)
+            await pipe.execute()
+        except Exception as exc:  # a courtesy: slots also wake by themselves within SLOT_WAIT_S
+            log.debug("processor %s: could not wake its slots: %s", self.id, exc)
+
+    async def start(self) -> None:
+        """Register and run on the current event loop: a heartbeat task and ``capacity`` slots."""
+        if self._tasks:
+            raise RuntimeError(f"processor {self.id} is already started")
+        self._stop.clear()
+        if not await self.register():
+            await self._recover(self.id)
+        self._tasks = [asyncio.create_task(self._heartbeats(), name=f"{self.id}-heartbeat")]
+        self._tasks += [asyncio.create_task(self._slot(str(i)), name=f"{self.id}-slot{i}")
+                        for i in range(self.capacity)]
+
+    async def _slot(self, slot: str) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._run_slot(slot, self._stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not silently kill the slot: log it, carry on
+                log.exception("processor %s slot %s failed; carrying on", self.id, slot)
+                await _wait(self._stop, 1.0)
+
+    async def _heartbeats(self) -> None:
+        interval = max(self.lease / 3, 0.001)
+        while not await _wait(self._stop, interval):
+            try:
+                if not await self.heartbeat():
+                    await self._recover(self.id)
+            except ConnectionLost as exc:
+                log.warning("processor %s: heartbeat failed: %s", self.id, exc)
+
+    async def stop(self, timeout: float | None = None) -> bool:
+        """Take no new task, let running ones finish (up to ``timeout`` s; then they are cancelled),
+        then deregister. True when every slot finished in time."""
+        if not self._tasks:
+            return True
+        self._stop.set()
+        await self._wake_slots(self.id)
+        done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks = []
+        try:
+            await self.deregister()
+        except ConnectionLost as exc:  # the lease will lapse and reap gives the inbox back
+            log.warning("processor %s could not deregister: %s", self.id, exc)
+        return not pending
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+
+#: The sync methods that are coroutines here (the rest are the same plain methods).
+ASYNC_METHODS: dict[str, tuple[str, ...]] = {
+    "Scheduler": ("close", "call", "call_many", "execute", "drive", "submit", "submit_many", "map",
+                  "dispatch", "dispatch_detail", "reap", "wake", "run", "outcome", "outcomes",
+                  "counts", "queue_lengths", "counts_and_queues", "audit", "processors", "failed",
+                  "retry_failed", "purge"),
+    "TaskHandle": ("state", "outcome", "result", "cancel"),
+    "Group": ("as_completed", "results", "progress"),
+    "Processor": ("register", "heartbeat", "deregister", "process_available", "start", "stop"),
+}
+
