@@ -52,6 +52,9 @@ class Scheduler(Base):
         super().__init__(namespace, clock, keep, dispatch_on_submit)
         self.client = async_client(redis)
         self._owns_client = owns(redis)
+        # what a sync twin (luasched.app.as_sync, for the admin commands) would connect to
+        self.target = redis if isinstance(redis, str) else None
+        self.embedded = redis is None
         self.scripts = Scripts(self.client)
         self.block_s = block_slice_s(self.client)
 

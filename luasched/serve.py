@@ -5,6 +5,7 @@ Both run until SIGTERM or SIGINT. The first signal stops gracefully; a second st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -12,15 +13,17 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import click
 
 import luasched
 
-from .app import load_app
+from .aio import Scheduler as AsyncScheduler
+from .app import load_any
 from .cli import EXIT_USAGE, _complain, main
 from .connection import redact
+from .scheduler import Base
 
 log = logging.getLogger("luasched")
 
@@ -51,9 +54,10 @@ def _on_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _scheduler(app: str, redis_url: str | None) -> luasched.Scheduler:
-    sched = load_app(app)
-    return sched.connect(redis_url) if redis_url else sched
+def _scheduler(app: str, redis_url: str | None) -> Base:
+    """The APP's Scheduler (sync or asyncio), on --redis if given."""
+    sched = load_any(app)
+    return sched.connect(redis_url) if redis_url else sched  # type: ignore[attr-defined]
 
 
 def _where(redis_url: str | None) -> str:
@@ -86,13 +90,16 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     unstarted inbox back, deregister, exit 0. Second signal: stop at once (exit 1); what was
     running is recovered through the lease."""
     _setup_logging(log_level)
+    options: dict[str, Any] = {"capacity": capacity, "queues": tuple(q for q in queues.split(",") if q), "lease": lease,
+               "name": name, "take_next": take_next, "pool": pool, "app": app, "log_tasks": log_tasks}
     try:
         if grace < 0:
             raise ValueError(f"--grace must be >= 0, not {grace}")
-        sched = _scheduler(app, redis_url)
-        p = sched.processor(capacity=capacity, queues=tuple(q for q in queues.split(",") if q),
-                            lease=lease, name=name, take_next=take_next, pool=pool, app=app,
-                            log_tasks=log_tasks)
+        any_sched = _scheduler(app, redis_url)
+        if isinstance(any_sched, AsyncScheduler):
+            sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(redis_url))))
+        sched = cast(luasched.Scheduler, any_sched)
+        p = sched.processor(**options)
         p.start()
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         _complain(exc)
@@ -108,6 +115,40 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
              "" if finished else f"; tasks still running after {grace} s were given back")
     sched.close()
     sys.exit(0)
+
+
+async def _processor_async(sched: AsyncScheduler, options: dict[str, Any], grace: float, where: str) -> int:
+    """The processor command for an asyncio APP: slots are tasks on this event loop."""
+    p = sched.processor(**options)
+    await p.start()
+    stop = asyncio.Event()
+    _on_loop_signals(stop.set, lambda: _halt(p))
+    log.info("processor %s started: capacity %d, queues %s, lease %.1f s, asyncio, on %s",
+             p.id, p.capacity, ",".join(p.queues), p.lease, where)
+    await stop.wait()
+    finished = await p.stop(timeout=grace)
+    log.info("processor %s stopped after %d tasks%s", p.id, p.processed,
+             "" if finished else f"; tasks still running after {grace} s were cancelled")
+    await sched.close()
+    return 0
+
+
+def _on_loop_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
+    """``_on_signals`` for the running event loop (handlers run as loop callbacks)."""
+    loop = asyncio.get_running_loop()
+    seen = {"count": 0}
+
+    def handler(signum: int) -> None:
+        seen["count"] += 1
+        if seen["count"] == 1:
+            log.info("%s: stopping gracefully (send it again to stop at once)", signal.Signals(signum).name)
+            graceful()
+        else:
+            log.warning("%s again: stopping at once", signal.Signals(signum).name)
+            now()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, handler, signum)
 
 
 def _halt(p: Any) -> None:
@@ -130,7 +171,10 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, log_level: st
     wakes by itself only when a delayed task falls due or a lease or task timeout may lapse."""
     _setup_logging(log_level)
     try:
-        sched = _scheduler(app, redis_url)
+        any_sched = _scheduler(app, redis_url)
+        if isinstance(any_sched, AsyncScheduler):
+            sys.exit(asyncio.run(_scheduler_async(any_sched, limit, _where(redis_url))))
+        sched = cast(luasched.Scheduler, any_sched)
         sched.counts()  # reach Redis now: an unreachable server is a clear error, not a loop of retries
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         _complain(exc)
@@ -158,3 +202,23 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, log_level: st
     log.info("scheduler stopped")
     sched.close()
     sys.exit(0)
+
+
+async def _scheduler_async(sched: AsyncScheduler, limit: int, where: str) -> int:
+    """The scheduler command for an asyncio APP."""
+    await sched.counts()  # reach Redis now
+    stop = asyncio.Event()
+
+    def now() -> None:
+        logging.shutdown()
+        os._exit(EXIT_HALTED)
+
+    _on_loop_signals(stop.set, now)
+    log.info("scheduler started for namespace %s on %s (asyncio)", sched.namespace, where)
+    loop = asyncio.create_task(sched.run(stop, limit=limit))
+    await stop.wait()
+    await sched.wake()
+    await loop
+    log.info("scheduler stopped")
+    await sched.close()
+    return 0

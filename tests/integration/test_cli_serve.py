@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -91,3 +92,32 @@ def test_a_second_signal_stops_at_once(redis_server, namespace, tmp_path):
     proc.send_signal(signal.SIGTERM)  # ... a second signal: at once
     assert proc.wait(10) == 1
     assert h.state == "running" and sched.counts()["processors"] == 1  # left to the lease
+
+
+def test_an_asyncio_app_runs_on_asyncio(redis_server, namespace):
+    import os
+
+    env = dict(os.environ, CHAOS_NAMESPACE=namespace, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "luasched"]
+    proc = subprocess.Popen([*cmd, "processor", "tests.aio_app:sched", "--redis", redis_server.url,
+                             "--capacity", "4"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    loop = subprocess.Popen([*cmd, "scheduler", "tests.aio_app:sched", "--redis", redis_server.url],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    sched = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    try:
+        adds = sched.submit_many("add", [(i, i) for i in range(10)])
+        muls = sched.submit_many("mul", [(i, i) for i in range(10)])
+        assert [h.result(timeout=30) for h in adds] == [2 * i for i in range(10)]
+        assert [h.result(timeout=30) for h in muls] == [i * i for i in range(10)]
+        status = subprocess.run([*cmd, "status", "tests.aio_app:sched", "--redis", redis_server.url,
+                                 "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, status.stderr  # the admin commands take an asyncio APP too
+        assert json.loads(status.stdout)["counts"]["done"] == 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        loop.send_signal(signal.SIGTERM)
+        out_p = proc.communicate(timeout=30)[1]
+        out_l = loop.communicate(timeout=30)[1]
+    assert proc.returncode == 0 and loop.returncode == 0, out_p + out_l
+    assert "asyncio" in out_p and "stopped after 20 tasks" in out_p
+    assert sched.counts()["processors"] == 0
