@@ -8,13 +8,16 @@ right results. Runs on the embedded server and on a real redis-server.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import fakeredis
 import pytest
+import redis.asyncio
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -28,9 +31,10 @@ from hypothesis.stateful import (
 )
 
 import luasched
-from luasched import ops
+from luasched import aio, ops
 from luasched.states import FINISHED, State, allowed
 from luasched.tasks import encode_error, encode_result, new_request_id
+from tests.blocking import Blocking
 from tests.conftest import FakeClock
 
 QUEUES = ("a", "b")
@@ -77,8 +81,30 @@ class MProc:
         return len(self.pending) + len(self.running)
 
 
+def sync_front(client: Any, namespace: str, clock: FakeClock) -> tuple[Any, Callable[[], None]]:
+    return luasched.Scheduler(client, namespace=namespace, clock=clock), lambda: None
+
+
+def async_front(client: Any, namespace: str, clock: FakeClock) -> tuple[Any, Callable[[], None]]:
+    """An aio.Scheduler on the same server as ``client``, driven through Blocking on its own loop."""
+    server = client.connection_pool.connection_kwargs.get("server")
+    loop = asyncio.new_event_loop()
+    if server is not None:
+        aclient = fakeredis.FakeAsyncRedis(server=server, protocol=2)
+    else:
+        aclient = redis.asyncio.Redis(port=client.connection_pool.connection_kwargs["port"], protocol=2)
+    sched = aio.Scheduler(aclient, namespace=namespace, clock=clock)
+
+    def close() -> None:
+        loop.run_until_complete(aclient.aclose())
+        loop.close()
+
+    return Blocking(sched, loop), close
+
+
 class Conservation(RuleBasedStateMachine):
     make_client: Any = None  # set per backend by the test below
+    make_front: Any = staticmethod(sync_front)  # or async_front
 
     tasks = Bundle("tasks")
     procs = Bundle("procs")
@@ -87,8 +113,8 @@ class Conservation(RuleBasedStateMachine):
         super().__init__()
         self.clock = FakeClock()
         self.client = type(self).make_client()
-        self.sched = luasched.Scheduler(self.client, namespace=f"prop{os.getpid()}-{next(_names)}",
-                                        clock=self.clock)
+        self.sched, self.close_front = type(self).make_front(
+            self.client, f"prop{os.getpid()}-{next(_names)}", self.clock)
         self.runs: dict[int, int] = {}
         self.model: dict[str, MTask] = {}
         self.queues: dict[str, list[str]] = {q: [] for q in QUEUES}
@@ -108,6 +134,7 @@ class Conservation(RuleBasedStateMachine):
         try:
             self.drain_everything()
         finally:
+            self.close_front()
             self.client.close()
 
     # --- model helpers -------------------------------------------------------------------------
@@ -414,8 +441,9 @@ class Conservation(RuleBasedStateMachine):
         assert audit.counts["done"] + audit.counts["failed"] + audit.counts["cancelled"] == self.submitted
 
 
+@pytest.mark.parametrize("front", ["sync", "asyncio"])
 @pytest.mark.parametrize("backend", ["embedded", "real"])
-def test_conservation(backend: str, request: pytest.FixtureRequest) -> None:
+def test_conservation(backend: str, front: str, request: pytest.FixtureRequest) -> None:
     if backend == "real":
         server = request.getfixturevalue("redis_server")
 
@@ -425,8 +453,12 @@ def test_conservation(backend: str, request: pytest.FixtureRequest) -> None:
         def make() -> Any:
             return fakeredis.FakeRedis(server=fakeredis.FakeServer(version=(7, 0)), protocol=2)
 
-    machine = type(f"Conservation_{backend}", (Conservation,), {"make_client": staticmethod(make)})
+    machine = type(f"Conservation_{backend}_{front}", (Conservation,), {
+        "make_client": staticmethod(make),
+        "make_front": staticmethod(sync_front if front == "sync" else async_front),
+    })
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=40, deadline=None,
+        max_examples=EXAMPLES if front == "sync" else max(EXAMPLES // 2, 1),
+        stateful_step_count=40, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     ))
