@@ -31,6 +31,7 @@
     g:<gid>      HASH  group: n members, done failed cancelled counts
     rate:<n>     HASH  tasks finished in the 10 s from n * 10 s, by state (expire after 2 min)
     r:<rid>      STRING the reply of request <rid> (JSON), kept 30 s so that a replay answers the same
+    gi:<gid>     LIST  the member ids of group <gid>, in submission order
     gs:<gid>     STREAM one entry per member of group <gid> that finished: t id, s state
   Each kind of key has its own prefix, and the ids after it never contain the next kind's
   prefix, so no task, queue or group id can name another key (task ids may contain ':').
@@ -258,6 +259,7 @@ local function finish(P, stats, failed, id, state, now, keep_s, field, payload)
       if (tonumber(d) or 0) + (tonumber(f) or 0) + (tonumber(c) or 0) >= tonumber(n) then
         redis.call('EXPIRE', gk, keep_s)
         redis.call('EXPIRE', P .. 'gs:' .. g, keep_s)
+        redis.call('EXPIRE', P .. 'gi:' .. g, keep_s)
       end
     end
   end

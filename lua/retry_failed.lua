@@ -42,6 +42,7 @@ for _, id in ipairs(ids) do
       redis.call('HINCRBY', P .. 'g:' .. g, 'failed', -1)
       redis.call('PERSIST', P .. 'g:' .. g)
       redis.call('PERSIST', P .. 'gs:' .. g)
+      redis.call('PERSIST', P .. 'gi:' .. g)
     end
     out[#out + 1] = id
   end

@@ -82,6 +82,12 @@ if #fresh > 0 then
     local gk = P .. 'g:' .. group
     redis.call('HINCRBY', gk, 'n', #fresh)
     redis.call('PERSIST', gk)
+    local members = {}
+    for _, base in ipairs(fresh) do
+      members[#members + 1] = ARGV[base + 1]
+    end
+    redis.call('RPUSH', P .. 'gi:' .. group, unpack(members))
+    redis.call('PERSIST', P .. 'gi:' .. group)
   end
 end
 

@@ -2,6 +2,7 @@
 
 from .errors import (
     ConnectionLost,
+    GroupNotFound,
     LuaschedError,
     ResultTimeout,
     ScriptError,
@@ -24,6 +25,7 @@ __all__ = [
     "Audit",
     "ConnectionLost",
     "Group",
+    "GroupNotFound",
     "LuaschedError",
     "Outcome",
     "Processor",

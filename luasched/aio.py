@@ -19,7 +19,7 @@ import redis.exceptions
 
 from . import ops
 from .connection import async_client, block_slice_s, owns
-from .errors import ConnectionLost, TaskCancelled, TaskFailed, TaskNotFound, translated
+from .errors import ConnectionLost, GroupNotFound, TaskCancelled, TaskFailed, TaskNotFound, translated
 from .ops import Audit, Outcome
 from .processor import SLOT_WAIT_S, ProcessorBase, execute
 from .scheduler import RECONNECT_MAX_S, RECONNECT_MIN_S, Base, Clock
@@ -159,6 +159,15 @@ class Scheduler(Base):
 
     def handle(self, task_id: str) -> TaskHandle:
         return TaskHandle(self, check_task_id(task_id))
+
+    async def group(self, group_id: str) -> Group:
+        """See luasched.Scheduler.group."""
+        check_task_id(group_id, "group id")
+        with translated("group"):
+            ids = ops.text(await self.client.lrange(self.keys.group_ids(group_id), 0, -1))
+        if not ids:
+            raise GroupNotFound(group_id)
+        return Group(self, group_id, list(ids))
 
     # --- scheduling --------------------------------------------------------------------------
 
@@ -561,7 +570,7 @@ class Processor(ProcessorBase):
 
 #: The sync methods that are coroutines here (the rest are the same plain methods).
 ASYNC_METHODS: dict[str, tuple[str, ...]] = {
-    "Scheduler": ("close", "call", "call_many", "execute", "drive", "submit", "submit_many", "map",
+    "Scheduler": ("close", "call", "call_many", "execute", "drive", "submit", "submit_many", "map", "group",
                   "dispatch", "dispatch_detail", "reap", "wake", "run", "outcome", "outcomes",
                   "counts", "queue_lengths", "counts_and_queues", "audit", "processors", "failed",
                   "retry_failed", "purge"),

@@ -5,6 +5,7 @@
      ├── TaskCancelled         the task was cancelled before it ran
      ├── UnknownTask           a function that was never registered with @sched.task
      ├── TaskNotFound          no task with this id in the namespace (never made, or expired)
+     ├── GroupNotFound         no group with this id in the namespace (never made, or expired)
      ├── SerializationError    arguments or a result that JSON cannot carry (also a TypeError)
      ├── ResultTimeout         result() waited longer than its timeout (also a TimeoutError)
      ├── ConnectionLost        Redis could not be reached (also a ConnectionError)
@@ -55,6 +56,14 @@ class TaskNotFound(LuaschedError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no task {task_id!r} in this namespace (never submitted, or expired)")
         self.task_id = task_id
+
+
+class GroupNotFound(LuaschedError):
+    """No group with this id exists in the namespace (never made, or its keys expired)."""
+
+    def __init__(self, group_id: str) -> None:
+        super().__init__(f"no group {group_id!r} in this namespace (never made, or expired)")
+        self.group_id = group_id
 
 
 class SerializationError(LuaschedError, TypeError):

@@ -100,5 +100,9 @@ class Keys:
     def group(self, group_id: str) -> str:
         return f"{self.prefix}g:{group_id}"
 
+    def group_ids(self, group_id: str) -> str:
+        """The member ids of a group, in submission order."""
+        return f"{self.prefix}gi:{group_id}"
+
     def group_stream(self, group_id: str) -> str:
         return f"{self.prefix}gs:{group_id}"

@@ -12,7 +12,7 @@ import redis.exceptions
 
 from . import ops
 from .connection import block_slice_s, owns, sync_client
-from .errors import ConnectionLost, ScriptError, TaskNotFound, translated
+from .errors import ConnectionLost, GroupNotFound, ScriptError, TaskNotFound, translated
 from .keys import Keys
 from .ops import Audit, Outcome
 from .scripts import Scripts
@@ -282,6 +282,15 @@ class Scheduler(Base):
 
     def handle(self, task_id: str) -> TaskHandle:
         return TaskHandle(self, check_task_id(task_id))
+
+    def group(self, group_id: str) -> Group:
+        """The group ``map`` made, by its id (its member ids are kept with it in Redis)."""
+        check_task_id(group_id, "group id")
+        with translated("group"):
+            ids = ops.text(self.client.lrange(self.keys.group_ids(group_id), 0, -1))
+        if not ids:
+            raise GroupNotFound(group_id)
+        return Group(self, group_id, list(ids))
 
     # --- scheduling --------------------------------------------------------------------------
 

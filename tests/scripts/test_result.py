@@ -301,3 +301,12 @@ def test_a_group_larger_than_one_read_keeps_submission_order(sched):
     assert finished == list(reversed(g.ids))
     assert g.results(timeout=10) == list(range(1200))
     audit_ok(sched)
+
+
+def test_a_group_is_found_again_by_its_id(sched, clock):
+    g = sched.map("add", [(i, i) for i in range(3)])
+    again = sched.group(g.id)
+    assert again.ids == g.ids and again.id == g.id
+    assert again.progress()["pending"] == 3
+    with pytest.raises(luasched.GroupNotFound):
+        sched.group("no-such-group")
