@@ -144,7 +144,9 @@ def test_redis_killed_and_restarted_mid_run(cluster, own_redis, namespace):
     for _ in range(4):
         cluster.processor(capacity=2, lease=2.0)
     handles = sched.submit_many("record", [(i, 0.01) for i in range(n)])
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while sched.counts()["done"] < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the processes are up and working
     done_before = sched.counts()["done"]
     assert 0 < done_before < n, "kill Redis while the work is in flight"
     own_redis.stop(signal.SIGKILL)
@@ -168,7 +170,9 @@ def test_sigterm_stops_gracefully_and_loses_nothing(cluster, own_redis, namespac
     handles = sched.submit_many("record", [(i, 0.05) for i in range(n)])
     watcher = luasched.Scheduler(own_redis.client(), namespace=namespace)
     sched_proc = cluster.scheduler()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while sched.counts()["done"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until work is under way
     for w in workers:
         w.send_signal(signal.SIGTERM)
     assert [w.wait(30) for w in workers] == [0, 0, 0], cluster.tail()
