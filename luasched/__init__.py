@@ -4,6 +4,7 @@ from .errors import (
     ConnectionLost,
     GroupNotFound,
     LuaschedError,
+    NotReplicated,
     ResultTimeout,
     ScriptError,
     SerializationError,
@@ -15,6 +16,7 @@ from .errors import (
 from .ops import Audit, Outcome
 from .processor import Processor
 from .scheduler import Args, Group, Scheduler, TaskHandle
+from .sharded import Sharded
 from .states import State
 from .tasks import TaskInfo, current_task
 
@@ -27,12 +29,14 @@ __all__ = [
     "Group",
     "GroupNotFound",
     "LuaschedError",
+    "NotReplicated",
     "Outcome",
     "Processor",
     "ResultTimeout",
     "Scheduler",
     "ScriptError",
     "SerializationError",
+    "Sharded",
     "State",
     "TaskCancelled",
     "TaskFailed",

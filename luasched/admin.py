@@ -63,10 +63,13 @@ class AdminCommand(click.Command):
             raise CommandError(self.name or "", _one_line(exc.format_message(), None)) from None
 
 
-def _one_line(message: str, redis_url: str | None) -> str:
-    """The message on one line, with no password in it (from --redis or any URL it quotes)."""
+def _one_line(message: str, *redis_urls: str | None) -> str:
+    """The message on one line, with no password in it (from --redis, --read-redis or any URL
+    it quotes)."""
     text = " ".join(message.split())
-    if redis_url:
+    for redis_url in redis_urls:
+        if not redis_url:
+            continue
         try:
             password = urlsplit(redis_url).password
         except ValueError:
@@ -77,12 +80,12 @@ def _one_line(message: str, redis_url: str | None) -> str:
 
 
 @contextmanager
-def _boundary(command: str, redis_url: str | None) -> Iterator[None]:
+def _boundary(command: str, redis_url: str | None, *read_urls: str) -> Iterator[None]:
     """Turn luasched's exceptions for bad input or an unreachable Redis into exit code 2."""
     try:
         yield
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
-        raise CommandError(command, _one_line(str(exc), redis_url)) from None
+        raise CommandError(command, _one_line(str(exc), redis_url, *read_urls)) from None
 
 
 # --- which Scheduler: APP, or --redis URL --namespace NS ---------------------------------------
@@ -99,21 +102,24 @@ def _load(app: str) -> luasched.Scheduler:
 
 
 @contextmanager
-def _scheduler(app: str | None, redis_url: str | None, namespace: str | None) -> Iterator[luasched.Scheduler]:
-    """The APP's Scheduler (on --redis if given), or a bare one on --redis and --namespace.
-    Schedulers made here are closed after; the APP's own stays open (it is the APP's)."""
+def _scheduler(app: str | None, redis_url: str | None, namespace: str | None,
+               read_urls: Sequence[str] = ()) -> Iterator[luasched.Scheduler]:
+    """The APP's Scheduler (on --redis if given), or a bare one on --redis and --namespace;
+    reading from the --read-redis replicas if given. Schedulers made here are closed after; the
+    APP's own stays open (it is the APP's)."""
     if app is not None and namespace is not None:
         raise ValueError("--namespace goes with --redis when no APP is given (an APP has its own namespace)")
+    read_redis = list(read_urls) or None
     if app is None:
         if namespace is None or redis_url is None:
             raise ValueError("give APP (module:attribute), or --redis URL and --namespace NS")
-        made = luasched.Scheduler(redis_url, namespace=namespace)
+        made = luasched.Scheduler(redis_url, namespace=namespace, read_redis=read_redis)
     else:
         sched = _load(app)
-        if redis_url is None:
+        if redis_url is None and read_redis is None:
             yield sched
             return
-        made = sched.connect(redis_url)
+        made = sched.connect(redis_url if redis_url is not None else sched.client, read_redis=read_redis)
     try:
         yield made
     finally:
@@ -127,6 +133,17 @@ def _target(fn: F) -> F:
     fn = click.option("--redis", "redis_url", metavar="URL", default=None,
                       help="Use this Redis instead of the APP's.")(fn)
     return fn
+
+
+def _reads(fn: F) -> F:
+    """--read-redis URL (repeatable): the read-only queries go to these replicas, in turn."""
+    return click.option("--read-redis", "read_urls", metavar="URL", multiple=True,
+                        help="Read from this replica instead of the primary (repeat for several, "
+                             "used in turn); the reads may be as stale as the replica.")(fn)
+
+
+def _read_from(read_urls: Sequence[str]) -> str:
+    return ", ".join(redact(u) for u in read_urls)
 
 
 def _where(sched: luasched.Scheduler, redis_url: str | None) -> str:
@@ -234,7 +251,8 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
 
 
 def render_status(console: Console, report: dict[str, Any]) -> None:
-    console.print(f"luasched status: namespace {escape(report['namespace'])}", soft_wrap=True)
+    read_from = f", read from replica {report['read_from']}" if report.get("read_from") else ""
+    console.print(f"luasched status: namespace {escape(report['namespace'])}{escape(read_from)}", soft_wrap=True)
     if report["queues"]:
         queues = Table(title="queues")
         queues.add_column("queue")
@@ -272,13 +290,18 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
 @main.command("status", cls=AdminCommand)
 @click.argument("app", required=False)
 @_target
+@_reads
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def status_command(app: str | None, redis_url: str | None, namespace: str | None, as_json: bool) -> None:
+def status_command(app: str | None, redis_url: str | None, namespace: str | None,
+                   read_urls: tuple[str, ...], as_json: bool) -> None:
     """Queues, processors, counts, the last dispatch, and the tasks finished in the last minute.
 
-    APP (module:attribute naming a Scheduler), or --redis URL --namespace NS."""
-    with _boundary("status", redis_url), _scheduler(app, redis_url, namespace) as sched:
+    APP (module:attribute naming a Scheduler), or --redis URL --namespace NS. With --read-redis
+    every figure is read from the replica (and says so)."""
+    with _boundary("status", redis_url, *read_urls), _scheduler(app, redis_url, namespace, read_urls) as sched:
         report = status_report(sched)
+    if read_urls:
+        report["read_from"] = _read_from(read_urls)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -291,13 +314,19 @@ def status_command(app: str | None, redis_url: str | None, namespace: str | None
 @main.command("audit", cls=AdminCommand)
 @click.argument("app", required=False)
 @_target
+@_reads
 @click.pass_context
-def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, namespace: str | None) -> None:
+def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, namespace: str | None,
+                  read_urls: tuple[str, ...]) -> None:
     """Check the conservation invariant: print "ok" (exit 0), or each problem (exit 1).
 
-    One read-only script over the whole namespace: O(tasks), it blocks Redis meanwhile."""
-    with _boundary("audit", redis_url), _scheduler(app, redis_url, namespace) as sched:
+    One read-only script over the whole namespace: O(tasks), it blocks Redis meanwhile. With
+    --read-redis it runs on the replica (a consistent snapshot, as stale as the replica; stderr
+    says which server was read), leaving the primary alone."""
+    with _boundary("audit", redis_url, *read_urls), _scheduler(app, redis_url, namespace, read_urls) as sched:
         audit = sched.audit()
+    if read_urls:
+        click.echo(f"luasched audit: read from replica {_read_from(read_urls)}", err=True)
     if audit.ok:
         click.echo("ok")
         return
@@ -316,12 +345,13 @@ def _utc(ms: int) -> str:
 @main.command("failed", cls=AdminCommand)
 @click.argument("app", required=False)
 @_target
+@_reads
 @click.option("--limit", type=int, default=100, show_default=True, help="Show the oldest N dead letters.")
 @click.option("--traceback", "tracebacks", is_flag=True, help="Show each task's traceback.")
-def failed_command(app: str | None, redis_url: str | None, namespace: str | None, limit: int,
-                   tracebacks: bool) -> None:
+def failed_command(app: str | None, redis_url: str | None, namespace: str | None,
+                   read_urls: tuple[str, ...], limit: int, tracebacks: bool) -> None:
     """List dead-lettered tasks, oldest first: id, name, queue, attempts, when, error."""
-    with _boundary("failed", redis_url), _scheduler(app, redis_url, namespace) as sched:
+    with _boundary("failed", redis_url, *read_urls), _scheduler(app, redis_url, namespace, read_urls) as sched:
         dead = sched.failed(limit)
     if not dead:
         click.echo("no failed tasks")

@@ -1,20 +1,48 @@
-"""Turning the ``redis=`` argument into a client: the embedded server, a URL, or a ready client."""
+"""Turning ``redis=`` and ``read_redis=`` into clients, and the pure rules around them.
+
+The rules live here, apart from any transport, so the sync and asyncio front ends share them:
+parsing the URL forms (plain, TLS, Sentinel, Cluster), which client serves a read (``Reads``),
+and what a write waits for (``Durability``: WAIT for N replicas in the same round trip).
+"""
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import fakeredis
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.cluster import ClusterNode
+
+from .errors import NotReplicated
+from .scripts import READ_ONLY
 
 _lock = threading.Lock()
 _embedded: fakeredis.FakeServer | None = None
 
 URL_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 EMBEDDED_URL = "memory://"
+SENTINEL_PORT, CLUSTER_PORT = 26379, 6379
+
+#: Query options a Sentinel or Cluster URL may carry (anything else is refused, not dropped).
+_QUERY_OPTIONS: dict[str, Any] = {
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_cert_reqs": str,
+    "ssl_check_hostname": lambda v: v.lower() in ("1", "true", "yes"),
+}
 
 
 def embedded_server() -> fakeredis.FakeServer:
@@ -28,8 +56,13 @@ def embedded_server() -> fakeredis.FakeServer:
 
 def redact(url: str) -> str:
     """A URL with its password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        password = None
+        parts = None
+    if password is None or parts is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
@@ -40,9 +73,10 @@ def _scheme(url: str) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if url == EMBEDDED_URL or url == "memory":
         return "memory"
-    if scheme not in URL_SCHEMES:
+    if scheme not in URL_SCHEMES + SENTINEL_SCHEMES + CLUSTER_SCHEMES:
         raise ValueError(
-            f"redis URL {redact(url)!r} must start with memory://, redis://, rediss:// or unix://"
+            f"redis URL {redact(url)!r} must start with memory://, redis://, rediss://, unix://, "
+            f"redis+sentinel:// or redis+cluster://"
         )
     return scheme
 
@@ -64,39 +98,280 @@ def block_slice_s(client: Any) -> float:
     return min(MAX_BLOCK_S, timeout - 1.0 if timeout > 2.0 else timeout / 2)
 
 
+# --- URLs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a URL names. ``kind``: "memory", "url" (one server: redis://, rediss://, unix://),
+    "sentinel" (``hosts`` are sentinels watching ``service``) or "cluster" (``hosts`` are
+    startup nodes). ``options`` are the connection keyword arguments for the data servers."""
+
+    kind: str
+    url: str = ""
+    hosts: tuple[tuple[str, int], ...] = ()
+    service: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_url(url: str) -> Target:
+    """Parse a redis URL (pure: no connection is made). Raises ValueError naming the redacted URL.
+
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?options]``
+    ``redis+cluster://[user:password@]host:port[,host:port...][?options]``
+    (``rediss+...`` for TLS; the user and password are those of the Redis servers, not the
+    sentinels)."""
+    scheme = _scheme(url)
+    if scheme == "memory":
+        return Target("memory")
+    if scheme in URL_SCHEMES:
+        return Target("url", url)
+    try:
+        parts = urlsplit(url)
+        username, password = parts.username, parts.password
+    except ValueError as exc:
+        raise ValueError(f"redis URL {redact(url)!r}: {exc}") from None
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    sentinel = scheme in SENTINEL_SCHEMES
+    default_port = SENTINEL_PORT if sentinel else CLUSTER_PORT
+    hosts = tuple(_host(h, default_port, url) for h in netloc.split(",") if h)
+    if not hosts:
+        raise ValueError(f"redis URL {redact(url)!r} names no host")
+    options: dict[str, Any] = {}
+    if username:
+        options["username"] = unquote(username)
+    if password is not None:
+        options["password"] = unquote(password)
+    if scheme.startswith("rediss"):
+        options["ssl"] = True
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _QUERY_OPTIONS:
+            raise ValueError(f"redis URL {redact(url)!r}: unknown option {key!r} "
+                             f"(known: {', '.join(sorted(_QUERY_OPTIONS))})")
+        try:
+            options[key] = _QUERY_OPTIONS[key](value)
+        except ValueError:
+            raise ValueError(f"redis URL {redact(url)!r}: bad value for {key}") from None
+    path = [p for p in parts.path.split("/") if p]
+    if not sentinel:
+        if path and path != ["0"]:
+            raise ValueError(f"redis URL {redact(url)!r}: a cluster has only database 0")
+        return Target("cluster", url, hosts, "", options)
+    if not path or len(path) > 2:
+        raise ValueError(f"redis URL {redact(url)!r} must name the service: "
+                         f"redis+sentinel://host:port[,host:port]/service_name[/db]")
+    if len(path) == 2:
+        if not path[1].isdigit():
+            raise ValueError(f"redis URL {redact(url)!r}: database {path[1]!r} is not a number")
+        options["db"] = int(path[1])
+    return Target("sentinel", url, hosts, unquote(path[0]), options)
+
+
+def _host(text: str, default_port: int, url: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host or (port and not port.isdigit()):
+        raise ValueError(f"redis URL {redact(url)!r}: bad host {text!r} (want host:port)")
+    return host, int(port) if port else default_port
+
+
+#: Every client luasched makes speaks RESP2 (redis-py 8 would pick RESP3, whose reply shapes
+#: differ) and gives up connecting after 5 s.
+CLIENT_DEFAULTS: dict[str, Any] = {"protocol": 2, "socket_connect_timeout": 5}
+
+
+def _sentinel_client(sentinel: Any, service: str, replica: bool) -> Any:
+    pick = sentinel.slave_for if replica else sentinel.master_for
+    return pick(service, **CLIENT_DEFAULTS)
+
+
+def _need_service(service_name: str | None) -> str:
+    if not service_name:
+        raise TypeError("a redis.Sentinel needs service_name='...' (the name the sentinels monitor)")
+    return service_name
+
+
+def owns(target: object) -> bool:
+    """True when the client made for ``target`` is ours to close (made from None, a URL, or a
+    Sentinel object: its master/replica client is made here)."""
+    return target is None or isinstance(target, (str, redis.sentinel.Sentinel, redis.asyncio.sentinel.Sentinel))
+
+
+def sync_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
+    """A redis.Redis-like client for ``target``: None / "memory://", a URL (any form
+    ``parse_url`` reads), a redis.Sentinel (with ``service_name``), or a ready client.
+    ``replica``: the client serves reads only; a Sentinel then gives its replicas, in turn."""
+    if isinstance(target, redis.sentinel.Sentinel):
+        return _sentinel_client(target, _need_service(service_name), replica)
+    if isinstance(target, (redis.Redis, redis.RedisCluster)):
+        return target
+    if target is not None and not isinstance(target, str):
+        raise TypeError(f"redis must be None, a URL, a redis.Redis, redis.RedisCluster or redis.Sentinel, "
+                        f"not {type(target).__name__}")
+    spec = parse_url(target or EMBEDDED_URL)
+    if spec.kind == "memory":
+        return fakeredis.FakeRedis(server=embedded_server(), protocol=2)
+    if spec.kind == "sentinel":
+        options = {**spec.options, **CLIENT_DEFAULTS}
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(options), **options)
+        return _sentinel_client(sentinel, spec.service, replica)
+    if spec.kind == "cluster":
+        nodes = [ClusterNode(h, p) for h, p in spec.hosts]  # type: ignore[no-untyped-call]
+        return redis.RedisCluster(startup_nodes=nodes, **{**spec.options, **CLIENT_DEFAULTS})
+    return _from_url(redis.Redis, spec.url)
+
+
+def async_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
+    """The asyncio counterpart of :func:`sync_client`."""
+    if isinstance(target, redis.asyncio.sentinel.Sentinel):
+        return _sentinel_client(target, _need_service(service_name), replica)
+    if isinstance(target, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
+        return target
+    if target is not None and not isinstance(target, str):
+        raise TypeError(f"redis must be None, a URL, a redis.asyncio.Redis, RedisCluster or Sentinel, "
+                        f"not {type(target).__name__}")
+    spec = parse_url(target or EMBEDDED_URL)
+    if spec.kind == "memory":
+        return fakeredis.FakeAsyncRedis(server=embedded_server(), protocol=2)
+    if spec.kind == "sentinel":
+        options = {**spec.options, **CLIENT_DEFAULTS}
+        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(options), **options)
+        return _sentinel_client(sentinel, spec.service, replica)
+    if spec.kind == "cluster":
+        from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+
+        nodes = [AsyncClusterNode(h, p) for h, p in spec.hosts]
+        return redis.asyncio.RedisCluster(startup_nodes=nodes, **{**spec.options, **CLIENT_DEFAULTS})
+    return _from_url(redis.asyncio.Redis, spec.url)
+
+
+def _sentinel_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """How to reach the sentinels themselves: the socket and TLS options, never the data
+    servers' password (sentinels usually have none, or one of their own)."""
+    return {k: v for k, v in options.items() if k.startswith(("socket_", "ssl")) or k == "protocol"}
+
+
 def _from_url(cls: Any, url: str) -> Any:
     try:
-        return cls.from_url(url, protocol=2, socket_connect_timeout=5)
+        return cls.from_url(url, **CLIENT_DEFAULTS)
     except ValueError as exc:
         raise ValueError(f"redis URL {redact(url)!r}: {exc}") from None
 
 
-def owns(target: object) -> bool:
-    """True when the client made for ``target`` is ours to close (made from None or a URL)."""
-    return target is None or isinstance(target, str)
+def sentinels_of(client: Any) -> list[Any]:
+    """The sentinel connections behind a client made by ``master_for``/``slave_for`` (else none),
+    so that closing the client can close them too."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
 
 
-def sync_client(target: object) -> Any:
-    """A redis.Redis-like client for ``target``: None / "memory://", a URL, or a ready client."""
-    if target is None or (isinstance(target, str) and _scheme(target) == "memory"):
-        return fakeredis.FakeRedis(server=embedded_server(), protocol=2)
-    if isinstance(target, str):
-        return _from_url(redis.Redis, target)
-    if isinstance(target, (redis.Redis, redis.RedisCluster)):
-        return target
-    raise TypeError(
-        f"redis must be None, a URL or a redis.Redis client, not {type(target).__name__}"
-    )
+def close_client(client: Any) -> None:
+    """Close a (sync) client luasched made, with the sentinel connections behind it."""
+    for sentinel in sentinels_of(client):
+        sentinel.close()
+    client.close()
 
 
-def async_client(target: object) -> Any:
-    """The asyncio counterpart of :func:`sync_client`."""
-    if target is None or (isinstance(target, str) and _scheme(target) == "memory"):
-        return fakeredis.FakeAsyncRedis(server=embedded_server(), protocol=2)
-    if isinstance(target, str):
-        return _from_url(redis.asyncio.Redis, target)
-    if isinstance(target, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
-        return target
-    raise TypeError(
-        f"redis must be None, a URL or a redis.asyncio.Redis client, not {type(target).__name__}"
-    )
+def is_cluster(client: object) -> bool:
+    return isinstance(client, (redis.RedisCluster, redis.asyncio.RedisCluster))
+
+
+def is_embedded(client: object) -> bool:
+    return isinstance(client, (fakeredis.FakeRedis, fakeredis.FakeAsyncRedis))
+
+
+# --- which client serves a read ----------------------------------------------------------------
+
+
+def read_targets(read_redis: object) -> list[object]:
+    """``read_redis`` as a list of targets: None -> [], one target -> [it], a list -> itself."""
+    if read_redis is None:
+        return []
+    if isinstance(read_redis, (list, tuple)):
+        if not read_redis:
+            raise ValueError("read_redis is an empty list: give at least one replica, or None")
+        return list(read_redis)
+    return [read_redis]
+
+
+class Reads:
+    """Which client serves what: every script that writes and every write goes to the primary;
+    read-only scripts (``scripts.READ_ONLY``) and the plain reads a caller marks as such go to
+    the replicas, each in turn, or to the primary when there are none. No I/O here: the
+    clients are opaque, sync or asyncio alike."""
+
+    def __init__(self, primary: Any, replicas: Sequence[Any] = ()) -> None:
+        self.primary = primary
+        self.replicas = tuple(replicas)
+        self._turn = itertools.count()
+
+    @property
+    def split(self) -> bool:
+        """True when reads go to replicas."""
+        return bool(self.replicas)
+
+    def reader(self) -> Any:
+        """The client for the next read: the replicas in turn, else the primary."""
+        if not self.replicas:
+            return self.primary
+        return self.replicas[next(self._turn) % len(self.replicas)]
+
+    def for_script(self, name: str) -> Any:
+        """The client a script runs on: a replica for a read-only script, else the primary."""
+        return self.reader() if name in READ_ONLY else self.primary
+
+
+# --- what a write waits for --------------------------------------------------------------------
+
+
+MAX_DURABILITY = 16
+
+
+@dataclass(frozen=True)
+class Durability:
+    """After a script that writes, WAIT until ``replicas`` replicas have its writes (at most
+    ``timeout_ms``), in the same round trip: a pipeline of EVALSHA + WAIT (WAIT cannot run
+    inside a script). 0 replicas: no WAIT, Redis's asynchronous replication."""
+
+    replicas: int = 0
+    timeout_ms: int = 1000
+
+    @classmethod
+    def of(cls, replicas: object, timeout_s: object) -> Durability:
+        if isinstance(replicas, bool) or not isinstance(replicas, int):
+            raise TypeError(f"durability must be an int (replicas to wait for), not {type(replicas).__name__}")
+        if not 0 <= replicas <= MAX_DURABILITY:
+            raise ValueError(f"durability must be between 0 and {MAX_DURABILITY}, not {replicas}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 3600:
+            raise ValueError(f"durability_timeout must be a number of seconds in (0, 3600], not {timeout_s!r}")
+        return cls(replicas, max(1, round(timeout_s * 1000)))
+
+    def applies(self, script: str) -> bool:
+        """True when a call of ``script`` must be followed by WAIT."""
+        return self.replicas > 0 and script not in READ_ONLY
+
+    def command(self) -> tuple[str, int, int]:
+        """The WAIT to send right after the writes, on the same connection."""
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def check(self, acked: object, operation: str) -> None:
+        """Raise NotReplicated when WAIT answered fewer replicas than required."""
+        if isinstance(acked, Exception):
+            raise acked
+        got = int(acked)  # type: ignore[call-overload]
+        if got < self.replicas:
+            raise NotReplicated(
+                f"{operation}: written on the primary, but {got} of {self.replicas} replicas had it "
+                f"within {self.timeout_ms} ms: a failover now could lose it. The call is replay-safe: "
+                f"retry it once the replicas are back",
+                acked=got, wanted=self.replicas)
+
+
+def write_client(client: Any, key: str, durability: Durability) -> Any:
+    """The client a write of ``key`` with WAIT goes through. On a cluster, WAIT must follow the
+    write on the connection of the node that holds the key (RedisCluster would send WAIT to
+    every primary), so this is that node's own client."""
+    if durability.replicas and isinstance(client, redis.RedisCluster):
+        return client.get_redis_connection(client.get_node_from_key(key))  # type: ignore[no-untyped-call]
+    return client

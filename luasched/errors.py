@@ -9,6 +9,7 @@
      ├── SerializationError    arguments or a result that JSON cannot carry (also a TypeError)
      ├── ResultTimeout         result() waited longer than its timeout (also a TimeoutError)
      ├── ConnectionLost        Redis could not be reached (also a ConnectionError)
+     │    └── NotReplicated    written on the primary, but fewer replicas than ``durability`` had it
      └── ScriptError           a script refused its input: a bug in the caller or in luasched
 
 Callers never need to catch ``redis.*`` exceptions: :func:`translated` converts them at the one
@@ -78,6 +79,17 @@ class ConnectionLost(LuaschedError, ConnectionError):
     """Redis could not be reached, or the connection broke during a call."""
 
 
+class NotReplicated(ConnectionLost):
+    """A write reached the primary, but fewer replicas than the ``durability`` setting confirmed
+    it in time, so a failover could still lose it. Every script is replay-safe: retrying the call
+    (the processor and scheduler loops do) answers as the first did and waits again."""
+
+    def __init__(self, message: str, *, acked: int, wanted: int) -> None:
+        super().__init__(message)
+        self.acked = acked
+        self.wanted = wanted
+
+
 class ScriptError(LuaschedError):
     """A script rejected its input or failed: a caller bug, or a bug in luasched."""
 
@@ -98,5 +110,11 @@ def translated(operation: str) -> Iterator[None]:
         raise ConnectionLost(f"{operation}: cannot reach Redis: {exc}") from exc
     except redis.exceptions.TimeoutError as exc:
         raise ConnectionLost(f"{operation}: Redis did not answer in time: {exc}") from exc
+    except redis.exceptions.ReadOnlyError as exc:
+        raise ScriptError(f"{operation}: the server is a read-only replica, and {operation} writes: "
+                          f"writes go to the primary (redis=...); replicas only serve reads "
+                          f"(read_redis=...)") from exc
+    except redis.exceptions.NoPermissionError as exc:
+        raise ScriptError(f"{operation}: refused by the server's ACL: {exc}") from exc
     except redis.exceptions.ResponseError as exc:
         raise ScriptError(f"{operation}: {exc}") from exc

@@ -11,11 +11,21 @@ from typing import TYPE_CHECKING, Any, overload
 import redis.exceptions
 
 from . import ops
-from .connection import block_slice_s, owns, sync_client
+from .connection import (
+    Durability,
+    Reads,
+    block_slice_s,
+    close_client,
+    is_embedded,
+    owns,
+    read_targets,
+    sync_client,
+    write_client,
+)
 from .errors import ConnectionLost, GroupNotFound, ScriptError, TaskNotFound, translated
 from .keys import Keys
 from .ops import Audit, Outcome
-from .scripts import Scripts
+from .scripts import READ_ONLY, Scripts
 from .tasks import (
     Registry,
     TaskFunction,
@@ -57,7 +67,8 @@ class Base:
     """What the sync and asyncio schedulers share: settings, registry, and pure preparation."""
 
     def __init__(self, namespace: str, clock: Clock | None, keep: float | timedelta,
-                 dispatch_on_submit: bool) -> None:
+                 dispatch_on_submit: bool, *, durability: int = 0,
+                 durability_timeout: float | timedelta = 1.0) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, not {type(clock).__name__}")
         if not isinstance(dispatch_on_submit, bool):
@@ -69,6 +80,7 @@ class Base:
         self.clock = clock
         self.registry = Registry()
         self.dispatch_on_submit = dispatch_on_submit
+        self.durability = Durability.of(durability, seconds(durability_timeout, "durability_timeout"))
 
     def now_ms(self) -> int | None:
         """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
@@ -159,19 +171,41 @@ class Scheduler(Base):
     """Submits tasks, hands them to processors, and reads results, on one Redis namespace.
 
     ``redis``: None or "memory://" for the embedded in-process server (shared by every Scheduler
-    of the process made that way), a ``redis://``, ``rediss://`` or ``unix://`` URL, or a ready
-    ``redis.Redis`` client (made with or without ``decode_responses``).
+    of the process made that way); a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; a
+    ``redis+sentinel://host:port[,host:port]/service[/db]`` or ``redis+cluster://host:port[,...]``
+    URL; or a ready ``redis.Redis``, ``redis.RedisCluster`` or ``redis.Sentinel`` (then give
+    ``service_name``). Clients may be made with or without ``decode_responses``.
     ``clock``: None to use the Redis server's TIME inside scripts, or a callable returning
     seconds whose value is passed to the scripts instead (tests drive time with it).
     ``keep``: how long finished task records and results are kept (seconds or timedelta).
     ``dispatch_on_submit``: also hand new tasks to idle processors in the submit call itself.
+    ``read_redis``: replicas for the read-only queries (counts, status, processors, failed tasks,
+    outcomes, audit): a URL, client or Sentinel (its replicas), or a list of them, used in turn.
+    Every script that writes and every wait for a result stays on ``redis``.
+    ``durability``: after each script that writes, wait until this many replicas have its writes
+    (WAIT, in the same round trip), at most ``durability_timeout``; else raise NotReplicated.
     """
 
     def __init__(self, redis: object = None, namespace: str = "default", clock: Clock | None = None,
-                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False) -> None:
-        super().__init__(namespace, clock, keep, dispatch_on_submit)
-        self.client = sync_client(redis)
-        self._owns_client = owns(redis)
+                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False,
+                 read_redis: object = None, service_name: str | None = None, durability: int = 0,
+                 durability_timeout: float | timedelta = 1.0) -> None:
+        super().__init__(namespace, clock, keep, dispatch_on_submit, durability=durability,
+                         durability_timeout=durability_timeout)
+        self.client = sync_client(redis, service_name=service_name)
+        self._owned = [self.client] if owns(redis) else []
+        replicas = []
+        try:
+            if self.durability.replicas and is_embedded(self.client):
+                raise ValueError("durability needs a real Redis with replicas: the embedded server has none")
+            for target in read_targets(read_redis):
+                replicas.append(sync_client(target, replica=True, service_name=service_name))
+                if owns(target):
+                    self._owned.append(replicas[-1])
+        except BaseException:
+            self.close()
+            raise
+        self.reads = Reads(self.client, replicas)
         self.scripts = Scripts(self.client)
         self.block_s = block_slice_s(self.client)
 
@@ -179,9 +213,10 @@ class Scheduler(Base):
         return f"<luasched.Scheduler namespace={self.namespace!r}>"
 
     def close(self) -> None:
-        """Close the client if this Scheduler made it (a client you passed in stays open)."""
-        if self._owns_client:
-            self.client.close()
+        """Close the clients this Scheduler made (a client you passed in stays open)."""
+        for client in self._owned:
+            close_client(client)
+        self._owned = []
 
     def __enter__(self) -> Scheduler:
         return self
@@ -192,44 +227,67 @@ class Scheduler(Base):
     # --- transport ---------------------------------------------------------------------------
 
     def call(self, call: ops.Call) -> Any:
+        """Run one script: on the primary, or on a replica for a read-only one (``read_redis``).
+        With ``durability``, a script that writes is followed by WAIT in the same round trip."""
+        if self.durability.applies(call.script):
+            return self.call_many([call])[0]
         with translated(call.script):
-            return self.scripts[call.script](keys=call.keys, args=call.args)
+            return self.scripts[call.script](keys=call.keys, args=call.args,
+                                             client=self.reads.for_script(call.script))
 
     def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
         """Several script calls in one round trip (a pipeline). Every script here is replay-safe, so
-        one refused with NOSCRIPT is simply sent again after loading."""
-        if len(calls) == 1:
+        one refused with NOSCRIPT is simply sent again after loading. With ``durability``, WAIT
+        ends the pipeline (and each resend), on the same connection as the writes."""
+        if not calls:
+            return []
+        wait = any(self.durability.applies(c.script) for c in calls)
+        if len(calls) == 1 and not wait:
             return [self.call(calls[0])]
-        with translated(calls[0].script if calls else "pipeline"):
-            replies = self._pipeline(calls)
+        operation = calls[0].script
+        if wait:
+            client = write_client(self.client, calls[0].keys[0], self.durability)
+        else:
+            client = self.reads.reader() if all(c.script in READ_ONLY for c in calls) else self.client
+        with translated(operation):
+            replies = self._pipeline(client, calls, wait, operation)
             refused = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
             if refused:
                 for name in {calls[i].script for i in refused}:
-                    self.client.script_load(self.scripts[name].script)
-                for i, reply in zip(refused, self._pipeline([calls[i] for i in refused]), strict=True):
+                    client.script_load(self.scripts[name].script)
+                again = self._pipeline(client, [calls[i] for i in refused], wait, operation)
+                for i, reply in zip(refused, again, strict=True):
                     replies[i] = reply
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
             return replies
 
-    def _pipeline(self, calls: Sequence[ops.Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
+    def _pipeline(self, client: Any, calls: Sequence[ops.Call], wait: bool, operation: str) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
         for c in calls:
             pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
+        if wait:
+            pipe.execute_command(*self.durability.command())
         replies: list[Any] = pipe.execute(raise_on_error=False)
+        if wait:
+            self.durability.check(replies.pop(), operation)
         return replies
 
     def execute(self, request: ops.Request) -> Any:
+        """Send a script call or a plain command (to the primary) and return its reply."""
+        return self._send(request, self.client)
+
+    def _send(self, request: ops.Request, client: Any) -> Any:
         if isinstance(request, ops.Call):
             return self.call(request)
         with translated(request.name):
             if request.name == "pipeline":
-                pipe = self.client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=False)
                 for name, args in request.args:
                     getattr(pipe, name)(*args)
                 return pipe.execute()
-            return getattr(self.client, request.name)(*request.args)
+            return getattr(client, request.name)(*request.args)
 
     def drive(self, flow: ops.Flow) -> Any:
         reply = None
@@ -364,16 +422,28 @@ class Scheduler(Base):
                          take_next=take_next, pool=pool, app=app, log_tasks=log_tasks)
 
     # --- reading -----------------------------------------------------------------------------
+    # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a
+    # wait for results reads: that follows the primary, whose wake-ups it is answering.
 
     def outcome(self, task_id: str) -> Outcome:
         """A task's state and, when finished, its result or error (does not wait)."""
-        return ops.decode_result(self.call(ops.result(self.ns, task_id, mark=False)), task_id)
+        return self.outcomes([check_task_id(task_id)])[0]
 
     def outcomes(self, task_ids: Sequence[str]) -> list[Outcome]:
         """Outcomes of many tasks in one round trip."""
+        return self._outcomes(task_ids, self.reads.reader())
+
+    def _outcomes(self, task_ids: Sequence[str], client: Any) -> list[Outcome]:
         if not task_ids:
             return []
-        return ops.decode_outcomes(self.execute(ops.outcomes(self.ns, task_ids)), task_ids)
+        found = ops.decode_outcomes(self._send(ops.outcomes(self.ns, task_ids), client), task_ids)
+        if client is not self.client:
+            # A replica that lags has not seen a task submitted a moment ago: ask the primary.
+            unseen = [o.task_id for o in found if o.state == "unknown"]
+            if unseen:
+                again = {o.task_id: o for o in self._outcomes(unseen, self.client)}
+                found = [again.get(o.task_id, o) for o in found]
+        return found
 
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state, and processors (all, idle, lapsed): one script call."""
@@ -392,7 +462,9 @@ class Scheduler(Base):
         inboxes matching loads and idle rankings, counters adding up.
 
         An admin tool: it reads the whole namespace in ONE script call (a consistent snapshot, so
-        it can run while processors work), which is O(tasks) and blocks Redis meanwhile."""
+        it can run while processors work), which is O(tasks) and blocks Redis meanwhile. With
+        ``read_redis`` it runs on a replica (a consistent snapshot too, as stale as the replica)
+        and leaves the primary alone; a Scheduler without ``read_redis`` audits the primary."""
         return ops.check_audit(self.call(ops.audit(self.ns, self.now_ms())))
 
     def processors(self, limit: int = 1000) -> list[ops.ProcessorInfo]:
@@ -402,12 +474,13 @@ class Scheduler(Base):
     def failed(self, limit: int = 100) -> list[ops.FailedTask]:
         """The oldest ``limit`` dead letters, with their errors."""
         ops.check_limit(limit)
+        client = self.reads.reader()  # both reads from one server: the records match the list
         with translated("failed"):
-            scored = [(ops.text(k), s) for k, s in self.client.zrange(self.keys.failed, 0, limit - 1,
-                                                                      withscores=True)]
+            scored = [(ops.text(k), s) for k, s in client.zrange(self.keys.failed, 0, limit - 1,
+                                                                 withscores=True)]
         if not scored:
             return []
-        replies = self.execute(ops.failed(self.ns, [t for t, _ in scored]))
+        replies = self._send(ops.failed(self.ns, [t for t, _ in scored]), client)
         return ops.decode_failed(replies, scored)
 
     def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 100) -> list[str]:
@@ -420,7 +493,8 @@ class Scheduler(Base):
     def purge(self) -> int:
         """Delete every key of this namespace: tasks, queues, processors, results. Returns how
         many keys went. Processors still running lose their registration (their acks go stale).
-        Uses SCAN from the client (an admin operation, O(keys in the server))."""
+        Uses SCAN from the client (an admin operation, O(keys in the server)); on a cluster,
+        redis-py's SCAN visits every primary."""
         deleted = 0
         with translated("purge"):
             batch: list[Any] = []
@@ -433,10 +507,13 @@ class Scheduler(Base):
                 deleted += self.client.unlink(*batch)
         return deleted
 
-    def connect(self, redis: object) -> Scheduler:
-        """This scheduler (namespace, clock, keep, modes and registered tasks) on another server."""
+    def connect(self, redis: object, *, read_redis: object = None) -> Scheduler:
+        """This scheduler (namespace, clock, keep, modes, durability and registered tasks) on
+        another server, reading from ``read_redis`` if given."""
         other = Scheduler(redis, self.namespace, self.clock, keep=self.ns.keep_s,
-                          dispatch_on_submit=self.dispatch_on_submit)
+                          dispatch_on_submit=self.dispatch_on_submit, read_redis=read_redis,
+                          durability=self.durability.replicas,
+                          durability_timeout=self.durability.timeout_ms / 1000)
         other.registry = self.registry
         return other
 
@@ -462,7 +539,10 @@ class TaskHandle:
     @property
     def state(self) -> str:
         """queued, delayed, assigned, running, done, failed or cancelled."""
-        value = self._sched.execute(ops.state(self._sched.ns, self.id))
+        request = ops.state(self._sched.ns, self.id)
+        value = self._sched._send(request, self._sched.reads.reader())
+        if value is None and self._sched.reads.split:
+            value = self._sched.execute(request)  # a lagging replica may not have it yet
         if value is None:
             raise TaskNotFound(self.id)
         return str(ops.text(value))
@@ -504,15 +584,16 @@ class Group:
 
     def as_completed(self, timeout: float | None = None) -> Iterator[Outcome]:
         """Each member's Outcome as it finishes, in finishing order (blocking reads, no polling)."""
+        primary = self._sched.client  # what the stream says finished, the primary has
         if not self._exists():
             # The group's keys expire ``keep`` after its last member finished: read the members.
-            yield from self._sched.outcomes(self.ids)
+            yield from self._sched._outcomes(self.ids, primary)
             return
         reader = ops.GroupReader(self._sched.ns, self.id, self.ids, timeout, self._sched.block_s)
         while not reader.done:
             finished = reader.feed(self._sched.execute(reader.request()))
             if finished:
-                yield from self._sched.outcomes([task_id for task_id, _ in finished])
+                yield from self._sched._outcomes([task_id for task_id, _ in finished], primary)
 
     def results(self, timeout: float | None = None, *, return_exceptions: bool = False) -> list[Any]:
         """Every member's value, in submission order, once all finished. A failed member raises
@@ -522,7 +603,7 @@ class Group:
             pass
         values: list[Any] = []
         for start in range(0, len(self.ids), 1000):
-            for outcome in self._sched.outcomes(self.ids[start:start + 1000]):
+            for outcome in self._sched._outcomes(self.ids[start:start + 1000], self._sched.client):
                 try:
                     values.append(outcome.value())
                 except ScriptError:
@@ -541,7 +622,7 @@ class Group:
         """total, done, failed, cancelled (and pending) for the group: one read of its counters,
         or, once the group's keys expired, of every member's state."""
         with translated("group progress"):
-            counters = ops.text(self._sched.client.hmget(self._sched.keys.group(self.id),
-                                                         "n", "done", "failed", "cancelled"))
+            counters = ops.text(self._sched.reads.reader().hmget(self._sched.keys.group(self.id),
+                                                                 "n", "done", "failed", "cancelled"))
         states = [o.state for o in self._sched.outcomes(self.ids)] if counters[0] is None else None
         return ops.group_progress(counters, states)
