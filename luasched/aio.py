@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from . import ops
 from .connection import async_client, block_slice_s, owns
 from .errors import ConnectionLost, GroupNotFound, TaskCancelled, TaskFailed, TaskNotFound, translated
 from .ops import Audit, Outcome
-from .processor import SLOT_WAIT_S, ProcessorBase, execute
+from .processor import SLOT_WAIT_S, Block, ProcessorBase, Run, Send, execute
 from .scheduler import RECONNECT_MAX_S, RECONNECT_MIN_S, Base, Clock
 from .scripts import Scripts
 from .tasks import (
@@ -447,34 +446,23 @@ class Processor(ProcessorBase):
         return await self._run_slot("x", stop=None)
 
     async def _run_slot(self, slot: str, stop: asyncio.Event | None) -> int:
-        ran = 0
-        pid = self.id
-        task: ops.Started | None = None
+        flow = self._slot_flow(slot, None if stop is None else stop.is_set)
+        reply: Any = None
         while True:
-            if task is None:
-                if stop is not None and stop.is_set():
-                    return ran
-                pid = self.id
-                reply = ops.decode_start(await self._send(self._start_call(pid, slot), stop))
-                if reply.status == "task":
-                    task = reply.task
-                elif reply.status == "lost" and stop is not None:
-                    await self._recover(pid)
-                    continue
-                elif stop is None:
-                    return ran
-                else:
-                    await self._block(pid, stop)
-                    continue
-            assert task is not None
-            started_at = time.monotonic()
-            outcome, payload = await execute_async(self.sched, task, pid)
-            ran += 1
-            call = self._ack_call(pid, slot, task, outcome, payload, by_hand=stop is None,
-                                  stopping=stop is not None and stop.is_set())
-            ack = ops.decode_ack(await self._send(call, stop))
-            self._done(task, outcome, ack, started_at)
-            task = ack.next
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                return int(done.value)
+            reply = None
+            if isinstance(step, Send):
+                reply = await self._send(step.call, stop)
+            elif isinstance(step, Run):
+                reply = await execute_async(self.sched, step.task, step.pid)
+            elif isinstance(step, Block):
+                assert stop is not None
+                await self._block(step.pid, stop)
+            else:
+                await self._recover(step.pid)
 
     async def _send(self, call: ops.Call, stop: asyncio.Event | None) -> Any:
         """Send a call; while running, retry it (same request id) through connection loss."""

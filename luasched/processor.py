@@ -7,7 +7,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import ops
@@ -86,6 +87,40 @@ def new_processor_id(name: str | None) -> str:
     return f"{safe}-{os.getpid()}-{new_request_id()[:6]}"
 
 
+@dataclass(frozen=True)
+class Send:
+    """Slot step: send this call (retrying through connection loss while running)."""
+
+    call: ops.Call
+
+
+@dataclass(frozen=True)
+class Run:
+    """Slot step: run this started task; the reply is (outcome, payload)."""
+
+    task: ops.Started
+    pid: str
+    slot: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """Slot step: nothing to run; block on the processor's wake list for a while."""
+
+    pid: str
+
+
+@dataclass(frozen=True)
+class Recover:
+    """Slot step: the lease of ``pid`` was lost; register again under a new id."""
+
+    pid: str
+
+
+SlotStep = Send | Run | Block | Recover
+SlotFlow = Generator[SlotStep, Any, int]
+
+
 class ProcessorBase:
     """What the threaded and the asyncio processors share: settings, identity, and the pure
     decisions of the slot loop (what to ask for next, what to log, which call to send)."""
@@ -162,6 +197,40 @@ class ProcessorBase:
                      ack.status if ack.status != "stale" else f"{outcome}, but stale (attempt ended)",
                      time.monotonic() - started_at)
 
+    def _slot_flow(self, slot: str, stopping: Callable[[], bool] | None) -> SlotFlow:
+        """The loop of one slot, sans I/O: it yields what to do (send a call, run a task, block
+        on the wake list, recover a lost lease) and receives the result; the threaded and the
+        asyncio runtimes drive it. ``stopping`` None means by hand: run what the inbox holds now,
+        then return how many ran."""
+        ran = 0
+        pid = self.id
+        task: ops.Started | None = None
+        while True:
+            if task is None:
+                if stopping is not None and stopping():
+                    return ran
+                pid = self.id
+                reply = ops.decode_start((yield Send(self._start_call(pid, slot))))
+                if reply.status == "task":
+                    task = reply.task
+                elif reply.status == "lost" and stopping is not None:
+                    yield Recover(pid)
+                    continue
+                elif stopping is None:
+                    return ran
+                else:
+                    yield Block(pid)
+                    continue
+            assert task is not None
+            started_at = time.monotonic()
+            outcome, payload = yield Run(task, pid, slot)
+            ran += 1
+            call = self._ack_call(pid, slot, task, outcome, payload, by_hand=stopping is None,
+                                  stopping=stopping is not None and stopping())
+            ack = ops.decode_ack((yield Send(call)))
+            self._done(task, outcome, ack, started_at)
+            task = ack.next
+
     def _new_id(self, lost_pid: str) -> bool:
         """Take a new id after losing the lease of ``lost_pid``; False if another slot already did."""
         if self._id != lost_pid:
@@ -215,34 +284,23 @@ class Processor(ProcessorBase):
     # --- the loop shared by process_available and the slot threads --------------------------
 
     def _run_slot(self, slot: str, stop: threading.Event | None) -> int:
-        ran = 0
-        pid = self.id
-        task: ops.Started | None = None
+        flow = self._slot_flow(slot, None if stop is None else stop.is_set)
+        reply: Any = None
         while True:
-            if task is None:
-                if stop is not None and stop.is_set():
-                    return ran
-                pid = self.id
-                reply = ops.decode_start(self._send(self._start_call(pid, slot), stop))
-                if reply.status == "task":
-                    task = reply.task
-                elif reply.status == "lost" and stop is not None:
-                    self._recover(pid)
-                    continue
-                elif stop is None:
-                    return ran
-                else:
-                    self._block(pid, stop)
-                    continue
-            assert task is not None
-            started_at = time.monotonic()
-            outcome, payload = self._runner(slot).run(task, pid)
-            ran += 1
-            call = self._ack_call(pid, slot, task, outcome, payload, by_hand=stop is None,
-                                  stopping=stop is not None and stop.is_set())
-            ack = ops.decode_ack(self._send(call, stop))
-            self._done(task, outcome, ack, started_at)
-            task = ack.next
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                return int(done.value)
+            reply = None
+            if isinstance(step, Send):
+                reply = self._send(step.call, stop)
+            elif isinstance(step, Run):
+                reply = self._runner(step.slot).run(step.task, step.pid)
+            elif isinstance(step, Block):
+                assert stop is not None
+                self._block(step.pid, stop)
+            else:
+                self._recover(step.pid)
 
     def _runner(self, slot: str) -> Runner:
         runner = self._runners.get(slot)
