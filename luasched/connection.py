@@ -22,6 +22,7 @@ import redis.sentinel
 from redis.cluster import ClusterNode
 
 from .errors import NotReplicated
+from .keys import Keys
 from .scripts import READ_ONLY
 
 _lock = threading.Lock()
@@ -375,3 +376,28 @@ def write_client(client: Any, key: str, durability: Durability) -> Any:
     if durability.replicas and isinstance(client, redis.RedisCluster):
         return client.get_redis_connection(client.get_node_from_key(key))  # type: ignore[no-untyped-call]
     return client
+
+
+# --- a Redis ACL user limited to luasched ------------------------------------------------------
+
+#: Commands luasched sends itself (scripts, waits, wake-ups, reads, purge, durability).
+CLIENT_COMMANDS = ("evalsha", "script|load", "blpop", "rpush", "expire", "hget", "hmget", "exists",
+                   "xread", "zrange", "lrange", "scan", "unlink", "wait")
+
+#: Commands the Lua scripts call (a test checks every ``redis.call`` in lua/ is listed here):
+#: an ACL user is checked for these too, inside the scripts.
+SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hget", "hgetall", "hincrby", "hmget",
+                   "hset", "llen", "lpop", "lpush", "lrange", "lrem", "ltrim", "persist", "rpush", "sadd",
+                   "scard", "set", "sismember", "smembers", "srem", "time", "xadd", "zadd", "zcard",
+                   "zcount", "zrange", "zrangebyscore", "zrem", "zscore")
+
+
+def acl_rules(namespace: str | None = None) -> str:
+    """The ACL rules of a Redis user that can run luasched on ``namespace`` (every namespace
+    when None) and nothing else: its keys only, no channels, only the commands luasched sends
+    and its scripts call. Use as ``ACL SETUSER <name> on ><password> <rules>``. On Redis 7.2 and
+    later add ``+client|setinfo`` (redis-py sends it on connect and ignores a refusal, but each
+    refusal is an entry in ACL LOG); Redis 7.0 does not know that command."""
+    keys = f"~{Keys(namespace).prefix}*" if namespace is not None else "~luasched:*"
+    commands = " ".join(f"+{c}" for c in sorted(set(CLIENT_COMMANDS) | set(SCRIPT_COMMANDS)))
+    return f"resetkeys {keys} resetchannels -@all {commands}"
