@@ -16,7 +16,8 @@
 
   Keys built from P:
     t:<id>       HASH  task record: f name, q queue, a args JSON, s state, n attempts started,
-                       m max attempts, o timeout ms, b backoff ms, p processor, g group,
+                       m max attempts, o timeout ms, b backoff ms, p processor, g group
+                       (q, n, m, b, o left out while they hold their defaults: see below),
                        r result JSON, e error JSON, by processor of the last attempt, w waiter flag,
                        x cancel request id,
                        ct created ms, st started ms, ft finished ms
@@ -37,6 +38,14 @@
   prefix, so no task, queue or group id can name another key (task ids may contain ':').
 ]]
 local TWO40 = 1099511627776
+
+-- A task record leaves out fields that hold these values, and reads a missing one as its default:
+-- every queued task has a record, and a smaller one fits a smaller allocation.
+local DEFAULT_QUEUE, DEFAULT_MAX_ATTEMPTS, DEFAULT_BACKOFF_MS = 'default', '3', '1000'
+
+local function queue_of(P, id)
+  return redis.call('HGET', P .. 't:' .. id, 'q') or DEFAULT_QUEUE
+end
 
 local function fmt(n)
   return string.format('%.0f', n)
@@ -157,7 +166,7 @@ local function promote(P, delayed, now, limit)
   for _, id in ipairs(ids) do
     local tk = P .. 't:' .. id
     redis.call('ZREM', delayed, id)
-    redis.call('RPUSH', P .. 'q:' .. redis.call('HGET', tk, 'q'), id)
+    redis.call('RPUSH', P .. 'q:' .. queue_of(P, id), id)
     redis.call('HSET', tk, 's', 'queued')
   end
   return #ids
@@ -172,7 +181,7 @@ local function start_next(P, stats, running, pid, now)
   end
   local tk = P .. 't:' .. id
   local f, a, n, o = unpack(redis.call('HMGET', tk, 'f', 'a', 'n', 'o'))
-  local attempt = fmt(tonumber(n) + 1)
+  local attempt = fmt(tonumber(n or '0') + 1)
   o = o or '0'
   redis.call('HSET', tk, 's', 'running', 'n', attempt, 'st', fmt(now))
   redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
@@ -268,7 +277,7 @@ end
 -- queued again at the head (from <where>, no attempt used).
 local function back_to_head(P, id)
   local tk = P .. 't:' .. id
-  redis.call('LPUSH', P .. 'q:' .. redis.call('HGET', tk, 'q'), id)
+  redis.call('LPUSH', P .. 'q:' .. queue_of(P, id), id)
   redis.call('HSET', tk, 's', 'queued')
   redis.call('HDEL', tk, 'p')
 end
@@ -280,7 +289,8 @@ local function attempt_ended(P, stats, delayed, failed, id, now, keep_s, error_j
   local tk = P .. 't:' .. id
   local n, m, b = unpack(redis.call('HMGET', tk, 'n', 'm', 'b'))
   n = tonumber(n)
-  if n >= tonumber(m) then
+  b = b or DEFAULT_BACKOFF_MS
+  if n >= tonumber(m or DEFAULT_MAX_ATTEMPTS) then
     finish(P, stats, failed, id, 'failed', now, keep_s, 'e', error_json)
     return 'failed'
   end

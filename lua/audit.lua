@@ -48,7 +48,8 @@ for _, id in ipairs(ids) do
   if not seen[id] then
     seen[id] = true
     local r = redis.call('HMGET', P .. 't:' .. id, 's', 'q', 'p', 'n', 'm')
-    records[#records + 1] = {id, r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or ''}
+    records[#records + 1] = {id, r[1] or '', r[2] or DEFAULT_QUEUE, r[3] or '', r[4] or '0',
+      r[5] or DEFAULT_MAX_ATTEMPTS}
   end
 end
 return {fmt(now), redis.call('HGETALL', stats), qs, del, run, fail, ps, idles,

@@ -24,7 +24,7 @@ if x == rid then
   return {'cancelled'}
 end
 if s == 'queued' then
-  redis.call('LREM', P .. 'q:' .. q, 1, id)
+  redis.call('LREM', P .. 'q:' .. (q or DEFAULT_QUEUE), 1, id)
 elseif s == 'delayed' then
   redis.call('ZREM', delayed, id)
 elseif s == 'assigned' then

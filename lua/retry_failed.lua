@@ -32,12 +32,12 @@ local out = {}
 for _, id in ipairs(ids) do
   if redis.call('ZSCORE', failed, id) then
     local tk = P .. 't:' .. id
-    local q, g = unpack(redis.call('HMGET', tk, 'q', 'g'))
+    local g = redis.call('HGET', tk, 'g')
     redis.call('ZREM', failed, id)
     redis.call('HINCRBY', stats, 'failed', -1)
-    redis.call('HSET', tk, 's', 'queued', 'n', '0')
-    redis.call('HDEL', tk, 'ft')
-    redis.call('RPUSH', P .. 'q:' .. q, id)
+    redis.call('HSET', tk, 's', 'queued')
+    redis.call('HDEL', tk, 'ft', 'n')
+    redis.call('RPUSH', P .. 'q:' .. queue_of(P, id), id)
     if g and redis.call('EXISTS', P .. 'g:' .. g) == 1 then
       redis.call('HINCRBY', P .. 'g:' .. g, 'failed', -1)
       redis.call('PERSIST', P .. 'g:' .. g)

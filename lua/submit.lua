@@ -53,8 +53,16 @@ for _, base in ipairs(fresh) do
   local id, name, queue, args = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
   local delay = tonumber(ARGV[base + 8])
-  redis.call('HSET', tk, 'f', name, 'q', queue, 'a', args, 'n', '0', 'm', ARGV[base + 5],
-    'b', ARGV[base + 7], 'ct', fmt(now))
+  redis.call('HSET', tk, 'f', name, 'a', args, 'ct', fmt(now))
+  if queue ~= DEFAULT_QUEUE then
+    redis.call('HSET', tk, 'q', queue)
+  end
+  if ARGV[base + 5] ~= DEFAULT_MAX_ATTEMPTS then
+    redis.call('HSET', tk, 'm', ARGV[base + 5])
+  end
+  if ARGV[base + 7] ~= DEFAULT_BACKOFF_MS then
+    redis.call('HSET', tk, 'b', ARGV[base + 7])
+  end
   if tonumber(ARGV[base + 6]) > 0 then
     redis.call('HSET', tk, 'o', ARGV[base + 6])
   end

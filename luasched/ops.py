@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ResultTimeout, ScriptError, TaskCancelled, TaskFailed, TaskNotFound
 from .keys import Keys
-from .tasks import TaskOptions, decode_error, to_ms
+from .tasks import DEFAULT_QUEUE, TaskOptions, decode_error, to_ms
 
 MAX_LIMIT = 10000
 
@@ -515,7 +515,7 @@ def decode_failed(replies: Sequence[Any], scored: Sequence[tuple[str, float]]) -
     for (task_id, failed_ms), reply in zip(scored, replies, strict=True):
         name, queue, n, e = text(reply)
         err = decode_error(e or "")
-        out.append(FailedTask(task_id, name or "", queue or "", int(n or 0), int(failed_ms),
+        out.append(FailedTask(task_id, name or "", queue or DEFAULT_QUEUE, int(n or 0), int(failed_ms),
                               err["type"], err["message"], err["traceback"]))
     return out
 

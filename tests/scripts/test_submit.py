@@ -268,3 +268,13 @@ def test_without_a_clock_the_servers_time_is_used(make_sched):
     assert abs(created - before) < 5000
     assert delayed_due_ms(s, h.id) == created + 60_000
     audit_ok(s)
+
+
+def test_a_queued_record_leaves_out_the_fields_that_hold_their_defaults(sched):
+    """Every queued task has a record: one without default-valued fields is a smaller allocation."""
+    from .util import raw_record
+
+    plain = raw_record(sched, sched.submit("add", 1).id)
+    assert set(plain) == {"f", "a", "ct", "s"}
+    custom = raw_record(sched, sched.submit("add", _queue="slow", _max_attempts=4, _retry_backoff=2).id)
+    assert (custom["q"], custom["m"], custom["b"]) == ("slow", "4", "2000")

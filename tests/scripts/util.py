@@ -28,9 +28,19 @@ def running_ids(sched: luasched.Scheduler, pid: str) -> list[str]:
     return sorted(ops.text(list(sched.client.smembers(sched.keys.inbox_running(pid)))))
 
 
-def record(sched: luasched.Scheduler, task_id: str) -> dict[str, str]:
+#: Fields a task record leaves out while they hold these values (lua/_lib.lua: less memory).
+RECORD_DEFAULTS = {"q": "default", "n": "0", "m": "3", "b": "1000"}
+
+
+def raw_record(sched: luasched.Scheduler, task_id: str) -> dict[str, str]:
     raw = sched.client.hgetall(sched.keys.task(task_id))
     return {ops.text(k): ops.text(v) for k, v in raw.items()}
+
+
+def record(sched: luasched.Scheduler, task_id: str) -> dict[str, str]:
+    """The task record as the scripts read it: a missing field holds its default."""
+    raw = raw_record(sched, task_id)
+    return {**RECORD_DEFAULTS, **raw} if raw else raw
 
 
 def delayed_due_ms(sched: luasched.Scheduler, task_id: str) -> int | None:
