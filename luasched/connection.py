@@ -369,13 +369,28 @@ class Durability:
                 acked=got, wanted=self.replicas)
 
 
-def write_client(client: Any, key: str, durability: Durability) -> Any:
-    """The client a write of ``key`` with WAIT goes through. On a cluster, WAIT must follow the
-    write on the connection of the node that holds the key (RedisCluster would send WAIT to
-    every primary), so this is that node's own client."""
-    if durability.replicas and isinstance(client, redis.RedisCluster):
+def slot_client(client: Any, key: str) -> Any:
+    """The client a pipeline of script calls on ``key``'s namespace goes through. On a cluster
+    that is the own client of the node holding the key's slot: RedisCluster refuses EVALSHA in
+    its pipelines, and would send a WAIT to every primary instead of after the write. Every key
+    of a namespace is on that one slot, so the whole pipeline belongs to that node."""
+    if isinstance(client, redis.RedisCluster):
         return client.get_redis_connection(client.get_node_from_key(key))  # type: ignore[no-untyped-call]
     return client
+
+
+#: Replies that mean a cluster moved the slot (resharding, failover): refresh the map, resend.
+MOVED = (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.TryAgainError)
+
+
+def refresh_slots(client: Any) -> None:
+    """After MOVED or a lost node: make a cluster client read the slot map again (best effort;
+    the next call finds out whether it worked)."""
+    if isinstance(client, redis.RedisCluster):
+        try:
+            client.nodes_manager.initialize()
+        except redis.exceptions.RedisError:
+            pass
 
 
 # --- a Redis ACL user limited to luasched ------------------------------------------------------

@@ -12,15 +12,18 @@ import redis.exceptions
 
 from . import ops
 from .connection import (
+    MOVED,
     Durability,
     Reads,
     block_slice_s,
     close_client,
+    is_cluster,
     is_embedded,
     owns,
     read_targets,
+    refresh_slots,
+    slot_client,
     sync_client,
-    write_client,
 )
 from .errors import ConnectionLost, GroupNotFound, ScriptError, TaskNotFound, translated
 from .keys import Keys
@@ -245,12 +248,8 @@ class Scheduler(Base):
         if len(calls) == 1 and not wait:
             return [self.call(calls[0])]
         operation = calls[0].script
-        if wait:
-            client = write_client(self.client, calls[0].keys[0], self.durability)
-        else:
-            client = self.reads.reader() if all(c.script in READ_ONLY for c in calls) else self.client
         with translated(operation):
-            replies = self._pipeline(client, calls, wait, operation)
+            replies, client = self._pipeline_routed(calls, wait, operation)
             refused = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
             if refused:
                 for name in {calls[i].script for i in refused}:
@@ -262,6 +261,27 @@ class Scheduler(Base):
                 if isinstance(reply, Exception):
                     raise reply
             return replies
+
+    def _pipeline_routed(self, calls: Sequence[ops.Call], wait: bool, operation: str) -> tuple[list[Any], Any]:
+        """The pipeline sent where it belongs (see ``slot_client``); on a cluster, sent once more
+        through a fresh slot map when the slot moved or the node was lost (replay-safe)."""
+        if not is_cluster(self.client):
+            read_only = not wait and all(c.script in READ_ONLY for c in calls)
+            client = self.reads.reader() if read_only else self.client
+            return self._pipeline(client, calls, wait, operation), client
+        for attempt in (1, 2):
+            client = slot_client(self.client, calls[0].keys[0])
+            try:
+                replies = self._pipeline(client, calls, wait, operation)
+            except redis.exceptions.ConnectionError:
+                refresh_slots(self.client)
+                if attempt == 2:
+                    raise
+                continue
+            if attempt == 2 or not any(isinstance(r, MOVED) for r in replies):
+                break
+            refresh_slots(self.client)
+        return replies, client
 
     def _pipeline(self, client: Any, calls: Sequence[ops.Call], wait: bool, operation: str) -> list[Any]:
         pipe = client.pipeline(transaction=False)

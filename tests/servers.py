@@ -286,6 +286,32 @@ class Cluster(Group):
     def client(self, **kwargs: Any) -> redis.RedisCluster:
         return redis.RedisCluster(host="127.0.0.1", port=self.servers[0].port, protocol=2, **kwargs)
 
+    def node_id(self, node: RedisServer) -> str:
+        with probe(node.port) as c:
+            return str(c.execute_command("CLUSTER", "MYID").decode())
+
+    def owner(self, slot: int) -> RedisServer:
+        with probe(self.servers[0].port) as c:
+            for start, end, primary, *_ in c.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return next(s for s in self.servers if s.port == primary[1])
+        raise LookupError(f"no node serves slot {slot}")
+
+    def move_slot(self, slot: int, to: RedisServer) -> None:
+        """Migrate one slot, keys and all, to node ``to`` (what a reshard does, slot by slot)."""
+        source = self.owner(slot)
+        if source is to:
+            return
+        src_id, dst_id = self.node_id(source), self.node_id(to)
+        with probe(source.port) as src, probe(to.port) as dst:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+            for node in self.servers:
+                with probe(node.port) as c:
+                    c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
 
 def start_cluster(masters: int = 3, *extra: str) -> Cluster:
     """``masters`` cluster nodes, joined with redis-cli, returned once every node says cluster_state:ok."""

@@ -160,3 +160,22 @@ def test_durability_waits_on_the_node_that_holds_the_namespace(cluster: Cluster)
     assert waits == {n.port: int(n.port == holder) for n in cluster.servers}
     sched.purge()
     sched.client.close()
+
+
+def test_pipelines_of_scripts_go_to_the_node_and_follow_a_moved_slot(cluster: Cluster) -> None:
+    # RedisCluster refuses EVALSHA in its pipelines: luasched sends them through the node's client.
+    client = cluster.client()
+    sched = luasched.Scheduler(client, "moving")
+    first = sched.submit_many("anything", [(i,) for i in range(1500)])  # two scripts, one pipeline
+    slot = key_slot(sched.keys.stats.encode())
+    holder = cluster.owner(slot)
+    other = next(s for s in cluster.servers if s is not holder)
+    cluster.move_slot(slot, other)  # the client's slot map is now stale
+    second = sched.submit_many("anything", [(i,) for i in range(1500)])  # MOVED, refreshed, sent again
+    assert cluster.owner(slot) is other and list(keys_by_node(cluster, "luasched:{moving}:*")) == [other.port]
+    counts = sched.counts()
+    assert counts["submitted"] == counts["queued"] == 3000
+    assert {o.state for o in sched.outcomes([h.id for h in first + second])} == {"queued"}
+    assert sched.audit().ok
+    sched.purge()
+    client.close()

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
+import redis.sentinel
 
 import luasched
 from tests.servers import Replicated, probe, start_replicated, wait_until
@@ -38,18 +40,30 @@ def make_group() -> Iterator[MakeGroup]:
 
 
 def failed_over(group: Replicated, old_port: int, timeout: float = 30.0) -> int:
-    """Wait until the sentinels name a new master and it accepts writes; its port."""
-    def promoted() -> bool:
-        now = group.current_master()
-        if now is None or now[1] == old_port:
-            return False
-        with probe(now[1]) as c:
-            return bool(c.info("replication")["role"] == "master")
+    """Wait until the sentinels name a new master the way clients ask (SENTINEL MASTERS, as
+    redis-py's discover_master does: not flagged down), and it accepts writes; its port."""
+    sentinel = redis.Sentinel([("127.0.0.1", s.port) for s in group.sentinels], socket_timeout=0.5)
+    found: list[int] = []
 
-    wait_until(promoted, "the sentinels promoting a replica", timeout=timeout, every=0.05)
-    found = group.current_master()
-    assert found is not None
-    return found[1]
+    def promoted() -> bool:
+        try:
+            _, port = sentinel.discover_master(group.name)
+        except redis.sentinel.MasterNotFoundError:
+            return False
+        if port == old_port:
+            return False
+        with probe(port) as c:
+            if c.info("replication")["role"] != "master":
+                return False
+        found.append(port)
+        return True
+
+    try:
+        wait_until(promoted, "the sentinels promoting a replica", timeout=timeout, every=0.05)
+    finally:
+        for c in sentinel.sentinels:
+            c.close()
+    return found[-1]
 
 
 def test_processors_and_scheduler_loops_follow_a_failover_and_finish(make_group: MakeGroup) -> None:

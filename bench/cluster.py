@@ -1,0 +1,134 @@
+"""Throughput of one workload spread over 1, 2, 3 shards of a real 3-master Redis Cluster.
+
+    python bench/cluster.py [--workers 4] [--seconds 5] [--batch 200] [--repeat 3]
+
+Starts a 3-master cluster on free loopback ports. For each shard count S, the namespaces come
+from ``luasched.sharded.cluster_namespaces`` (one per master, so S shards use S masters) and
+--workers processes each run the whole task lifecycle through ``luasched.Sharded`` for --seconds:
+``submit_many`` of --batch no-op tasks with dispatch at submit (one round trip per shard, tasks
+spread over the shards by id), then for each shard one pipeline of ``start`` calls and one of
+``ack`` calls for the tasks it was given (its own processor per shard, on its own queue). So each
+task is three script calls, all on its namespace's node. Reports tasks/s (median of --repeat).
+
+It also reads each master's CPU time (INFO cpu) over the run: "busiest master" is the CPU
+share of the most loaded master, and "ceiling" = tasks/s / that share, the rate at which that
+master would be saturated, i.e. what the shards could carry with a core each for Redis. On a
+machine with fewer cores than masters + client processes, measured tasks/s is bounded by the
+cores, not by the cluster; the ceiling and the per-master share show the load splitting.
+
+This measures what the servers carry, with clients that batch: with one task per round trip
+(the threaded processor runtime), the Python processes are the limit long before Redis is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import luasched  # noqa: E402
+from luasched import ops  # noqa: E402
+from luasched.sharded import cluster_namespaces  # noqa: E402
+from luasched.tasks import new_request_id  # noqa: E402
+from tests.servers import Cluster, start_cluster  # noqa: E402
+
+
+def worker(url: str, names: list[str], index: int, start_at: float, seconds: float, batch: int,
+           out: mp.Queue) -> None:  # type: ignore[type-arg]
+    work = luasched.Sharded(url, namespaces=names, dispatch_on_submit=True)
+    work.task(name="noop")(lambda: None)
+    queue = f"w{index}"
+    procs = work.processor(capacity=batch, queues=(queue,), lease=120.0)
+    assert procs.register()
+    pairs = list(zip(work.schedulers, procs.processors, strict=True))
+    done = 0
+    while time.time() < start_at:
+        time.sleep(0.001)
+    until = start_at + seconds
+    while time.time() < until:
+        handles = work.submit_many("noop", [()] * batch, queue=queue)
+        for sched, proc in pairs:
+            n = sum(1 for h in handles if h._sched is sched)
+            if not n:
+                continue
+            starts = sched.call_many([ops.start(sched.ns, None, proc.id, f"s{i}", new_request_id())
+                                      for i in range(n)])
+            tasks = [ops.decode_start(r).task for r in starts]
+            acks = [ops.ack(sched.ns, None, proc.id, f"s{i}", new_request_id(), t, "done", "null", ops.NEXT_NONE)
+                    for i, t in enumerate(tasks) if t is not None]
+            statuses = [ops.decode_ack(r).status for r in sched.call_many(acks)]
+            done += statuses.count("done")
+    out.put(done)
+    procs.deregister()
+    work.close()
+
+
+def cpu_seconds(cluster: Cluster) -> list[float]:
+    """CPU time each node has used so far (user + system, main and background threads)."""
+    out = []
+    for node in cluster.servers:
+        info = node.info("cpu")
+        out.append(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]))
+    return out
+
+
+def run(cluster: Cluster, names: list[str], workers: int, seconds: float, batch: int) -> tuple[float, float]:
+    """(tasks/s, CPU share of the busiest master over the run)."""
+    url = cluster.url
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 3.0  # every worker imported and connected before the clock starts
+    procs = [ctx.Process(target=worker, args=(url, names, i, start_at, seconds, batch, out))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    time.sleep(max(start_at - time.time(), 0))
+    cpu_before = cpu_seconds(cluster)
+    time.sleep(seconds)
+    busiest = max(b - a for a, b in zip(cpu_before, cpu_seconds(cluster), strict=True)) / seconds
+    done = sum(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(30)
+    check = luasched.Sharded(url, namespaces=names)
+    assert check.audit().ok
+    check.purge()
+    check.close()
+    return done / seconds, busiest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    cluster = start_cluster(3)
+    try:
+        client = cluster.client()
+        print(f"luasched {luasched.__version__}: 3-master cluster on 127.0.0.1 ports "
+              f"{', '.join(str(s.port) for s in cluster.servers)}; {args.workers} worker processes, "
+              f"batches of {args.batch}, {args.seconds:g} s per run, median of {args.repeat}; "
+              f"{os.cpu_count()} CPU cores")
+        print(f"{'shards':>6} {'masters':>7} {'tasks/s':>9} {'busiest master':>15} {'ceiling tasks/s':>16}")
+        for shards in (1, 2, 3):
+            names = cluster_namespaces(client, f"bench{shards}", shards)
+            used = len({client.get_node_from_key(f"luasched:{{{n}}}:stats").name for n in names})
+            runs = [run(cluster, names, args.workers, args.seconds, args.batch) for _ in range(args.repeat)]
+            rate = statistics.median(r for r, _ in runs)
+            share = statistics.median(b for _, b in runs)
+            print(f"{shards:>6} {used:>7} {rate:9.0f} {share * 100:14.0f}% {rate / share:16.0f}")
+        client.close()
+    finally:
+        cluster.cleanup()
+
+
+if __name__ == "__main__":
+    main()
