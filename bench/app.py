@@ -20,3 +20,17 @@ def started_at() -> float:
 @sched.task
 def noop() -> None:
     return None
+
+
+_marker = None
+
+
+@sched.task
+def mark_started(key: str) -> None:
+    """Push when the task began to ``key``: the same marker task every peer runs in bench/."""
+    global _marker
+    if _marker is None:
+        import redis
+
+        _marker = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    _marker.rpush(key, repr(time.time()))

@@ -1,0 +1,103 @@
+"""luasched, through the same interface as the peers: `luasched processor` processes running
+bench.app:sched, and in the plain and eager modes a `luasched scheduler` process.
+
+Variants: plain (a scheduler process dispatches), eager (``dispatch_on_submit=True``; for a
+backlog submitted before any processor exists the drain still needs the scheduler process, so the
+drain path is the plain one), take_next (processors started with ``--take-next`` and NO scheduler
+process: one ``dispatch()`` call from the benchmark starts each slot's first task, after which
+every ack takes the next task from the queue). In the latency workload, "plain+result" and
+"eager+result" wait with ``TaskHandle.result()`` (the task returns its start time) instead of the
+marker task that every peer uses (it RPUSHes its start time, the producer BLPOPs it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import luasched
+
+from .base import Base
+
+VARIANTS = ("plain", "eager", "take_next")
+
+
+class Adapter(Base):
+    name = "luasched"
+    version = luasched.__version__
+    batch_api = "Scheduler.submit_many (1,000 tasks per script call, one pipeline)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.variant = self.variant or "plain"
+        self.mode, _, how = self.variant.partition("+")
+        self.wait_with_result = how == "result"
+        if self.mode not in VARIANTS:
+            raise ValueError(f"luasched variant must be one of {VARIANTS}, not {self.variant!r}")
+        self.namespace = os.environ.get("BENCH_NAMESPACE", "bench")
+        self.sched = luasched.Scheduler(self.url, namespace=self.namespace,
+                                        dispatch_on_submit=self.mode == "eager")
+        self.done_key = self.sched.keys.stats
+        #: In the commands workload the poll reads the done counter with one HGET (what
+        #: counts()["done"] reads too), so that the poll's own commands can be subtracted exactly.
+        self.cheap_poll = False
+
+    @property
+    def concurrency(self) -> str:  # type: ignore[override]
+        procs = f"{self.processes} processes" if self.processes > 1 else "1 process"
+        return f"{procs}, {self.capacity} thread slot{'s' if self.capacity > 1 else ''}"
+
+    def label(self) -> str:
+        label = f"luasched {self.mode} c{self.capacity}" + (" (result())" if self.wait_with_result else "")
+        return label + (f" x{self.processes}" if self.processes > 1 else "")
+
+    def submit_one(self, n: int) -> None:
+        for _ in range(n):
+            self.sched.submit("noop")
+
+    def submit_batch(self, n: int, batch: int) -> None:
+        for start in range(0, n, batch):
+            self.sched.submit_many("noop", [()] * min(batch, n - start))
+
+    def submit_marker(self, key: str) -> None:
+        self.sched.submit("mark_started", key)
+
+    def result_latency_once(self) -> float:
+        sent = time.time()
+        began = self.sched.submit("started_at").result(timeout=10)
+        return float(began - sent)
+
+    exact_remaining = True
+
+    def remaining(self, n: int) -> int:
+        if self.cheap_poll:
+            self.poll_commands["hget"] += 1
+            return n - int(self.redis.hget(self.done_key, "done") or 0)
+        self.poll_commands["evalsha"] += 1
+        return n - self.sched.counts()["done"]
+
+    def worker_env(self) -> dict[str, str]:
+        return {"BENCH_NAMESPACE": self.namespace, "BENCH_EAGER": "1" if self.mode == "eager" else "0"}
+
+    def worker_commands(self) -> list[list[str]]:
+        exe = [sys.executable, "-m", "luasched"]
+        take = ["--take-next"] if self.mode == "take_next" else []
+        cmds = [[*exe, "processor", "bench.app:sched", "--redis", self.url, "--capacity", str(self.capacity),
+                 "--no-log-tasks", "--log-level", "warning", *take] for _ in range(self.processes)]
+        if self.mode != "take_next":
+            cmds.append([*exe, "scheduler", "bench.app:sched", "--redis", self.url, "--log-level", "warning"])
+        return cmds
+
+    def kick(self) -> bool:
+        if self.mode != "take_next":
+            return True
+        if self.sched.counts()["processors"] < self.processes:
+            return False
+        self.sched.dispatch(limit=100)  # the first task of each slot; acks take the rest
+        return True
+
+    def close(self) -> None:
+        self.sched.close()
+        super().close()

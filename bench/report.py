@@ -1,0 +1,286 @@
+"""Write the result tables (from bench/results/*.json) into bench/README.md, between markers.
+
+    python bench/report.py [--results bench/results] [--print]
+
+Only the part between ``<!-- results:start -->`` and ``<!-- results:end -->`` is rewritten; the
+analysis around it is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def load(results: Path, name: str) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table(header: list[str], rows: list[list[str]], align: str = "") -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def num(x: float, digits: int = 0) -> str:
+    if digits == 0:
+        return f"{x:,.0f}"
+    return f"{x:,.{digits}f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def short(label: str) -> str:
+    return label.replace("luasched ", "")
+
+
+def peers_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["system"] != "luasched"]
+
+
+def ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["system"] == "luasched"]
+
+
+def versions(*datasets: dict[str, Any] | None) -> str:
+    seen: dict[str, str] = {}
+    meta = None
+    for d in datasets:
+        if not d:
+            continue
+        meta = meta or d.get("meta")
+        for r in d.get("rows", []):
+            seen.setdefault(r["system"], r["version"])
+    parts = [f"{k} {v}" for k, v in seen.items()]
+    head = ""
+    if meta:
+        head = (f"Measured {meta['date']} on {meta['cpus']} cores ({meta['machine']}), Python {meta['python']}, "
+                f"Redis {meta['redis']} on loopback, luasched at {meta.get('git', '?')}; median of "
+                f"{meta['repeat']} runs per figure.\n\n")
+    return head + "Versions: " + ", ".join(parts) + "."
+
+
+def throughput_section(d: dict[str, Any]) -> list[str]:
+    rows = d["rows"]
+    out = [f"### 1. End-to-end throughput ({d['n']:,} no-op tasks queued, then one worker process drains them)", ""]
+    out.append(table(["system / mode", "concurrency", "tasks/s", "Redis CPU µs/task", "Redis CPU %",
+                      "worker CPU µs/task"],
+                     [[r["label"], r["concurrency"], num(r["rate"]), num(r["redis_cpu_us_per_task"], 1),
+                       num(r["redis_cpu_pct"]), num(r.get("worker_cpu_us_per_task", 0))] for r in rows], "llrrrr"))
+    out += ["", "Worker CPU: user + system time of the worker processes (and, for luasched plain and eager, the "
+            "scheduler process) from the moment the first task was taken, per task; Redis CPU: `used_cpu_user + "
+            "used_cpu_sys` of the server over the drain, per task and as a share of one core."]
+    peers = peers_of(rows)
+    if ours(rows) and peers:
+        out += ["", "luasched's rate as a ratio to each peer's (higher is better for luasched):", ""]
+        out.append(table(["luasched"] + [p["label"] for p in peers],
+                         [[short(r["label"])] + [ratio(r["rate"], p["rate"]) for p in peers] for r in ours(rows)]))
+    return out
+
+
+def submit_section(d: dict[str, Any]) -> list[str]:
+    rows = d["rows"]
+    out = [f"### 2. Submit rate (one call per task: {d['n_one']:,} tasks; bulk: {d['n_batch']:,} tasks)", ""]
+    out.append(table(["system", "how", "API", "tasks/s"],
+                     [[r["label"], r["mode"], r["batch_api"] if r["mode"] != "one" else "one submit call per task",
+                       num(r["rate"])] for r in rows], "lllr"))
+    peers_one = [r for r in peers_of(rows) if r["mode"] == "one"]
+    mine = ours(rows)
+    if mine and peers_one:
+        def best(system: str) -> dict[str, Any]:
+            return max((r for r in rows if r["system"] == system), key=lambda r: r["rate"])
+
+        out += ["", "Ratios, luasched / peer (one-by-one against one-by-one; luasched's best bulk against "
+                "each peer's best way, bulk where it has one):", ""]
+        one = next(r for r in mine if r["mode"] == "one")
+        bulk = max(mine, key=lambda r: r["rate"])
+        out.append(table(["luasched"] + [p["label"] for p in peers_one],
+                         [["one at a time"] + [ratio(one["rate"], p["rate"]) for p in peers_one],
+                          [f"submit_many ({bulk['mode']})"] + [ratio(bulk["rate"], best(p["system"])["rate"])
+                                                              for p in peers_one]]))
+    return out
+
+
+def latency_section(d: dict[str, Any]) -> list[str]:
+    rows = d["rows"]
+    out = [f"### 3. Latency from submit to task start, low load ({d['n']} tasks one at a time, 2 ms apart; "
+           f"arq with its default poll: {d['n_arq_default']})", ""]
+    out.append(table(["system / mode", "p50 ms", "p99 ms", "max ms", "mean ms"],
+                     [[r["label"], num(r["p50_ms"], 2), num(r["p99_ms"], 2), num(r["max_ms"], 2),
+                       num(r["mean_ms"], 2)] for r in rows]))
+    peers = peers_of(rows)
+    if ours(rows) and peers:
+        out += ["", "p50 as a ratio, luasched / peer (below 1: luasched starts tasks sooner):", ""]
+        out.append(table(["luasched"] + [p["label"] for p in peers],
+                         [[short(r["label"]).replace(" c1", "")] + [ratio(r["p50_ms"], p["p50_ms"]) for p in peers]
+                          for r in ours(rows)]))
+    return out
+
+
+def memory_section(d: dict[str, Any]) -> list[str]:
+    rows = d["rows"]
+    out = [f"### 4. Redis memory per queued task (`used_memory` delta / {d['n']:,}, no worker running)", ""]
+    out.append(table(["system", "bytes/task", "keys/task"],
+                     [[r["label"], num(r["bytes_per_task"]), num(r["keys_per_task"], 2)] for r in rows]))
+    mine, peers = ours(rows), peers_of(rows)
+    if mine and peers:
+        b = mine[0]["bytes_per_task"]
+        out += ["", "luasched / peer: " + ", ".join(f"{p['label']} {ratio(b, p['bytes_per_task'])}" for p in peers)]
+    return out
+
+
+def _calls(stats: dict[str, Any]) -> int:
+    return sum(v["calls"] for v in stats.values())
+
+
+def _top(stats: dict[str, Any], n: int, per: int) -> str:
+    top = sorted(stats.items(), key=lambda kv: -kv[1]["calls"])[:n]
+    return ", ".join(f"{k} {v['calls'] / per:.1f}" for k, v in top)
+
+
+def commands_section(d: dict[str, Any]) -> list[str]:
+    n = d["n"]
+    out = [f"### 5. Redis commands and round trips per task ({n:,} tasks submitted one call each, then drained)", "",
+           "Commands: `INFO commandstats` after `CONFIG RESETSTAT`, split into the submit phase and the "
+           "processing phase; Redis 7 counts the commands a Lua script runs as well as the EVALSHA itself, so "
+           "\"commands\" includes everything run inside scripts. The benchmark's own polling commands are "
+           "subtracted. Round trips: every process counts its redis-py `send_packed_command` calls (one per "
+           "command or per pipeline; bench/rtcount/sitecustomize.py), divided by the tasks; the processing side "
+           "includes the workers' start-up and 1 s of idle time after the drain (heartbeats, polls).", ""]
+    rows = []
+    for r in d["rows"]:
+        sub, proc, rt = r["commands_submit"], r["commands_process"], r["round_trips_process"]
+        rows.append([r["label"], num(_calls(sub) / n, 2), num(r["round_trips_producer"] / n, 2),
+                     num(_calls(proc) / n, 2), num(proc.get("evalsha", {}).get("calls", 0) / n, 2),
+                     num(rt.get("worker", 0) / n, 2), num(rt.get("scheduler", 0) / n, 2), _top(proc, 4, n)])
+    out.append(table(["system / mode", "submit: commands", "submit: round trips", "processing: commands",
+                      "processing: EVALSHA", "worker round trips", "scheduler round trips",
+                      "top processing commands per task"], rows, "lrrrrrrl"))
+    return out
+
+
+def dispatch_section(d: dict[str, Any]) -> list[str]:
+    out = ["### 6. Dispatch cost per dispatched task (the dispatch script measured directly, limit 100 per call)", ""]
+    bp = d["by_processors"]
+    out.append(table(["registered processors", "queued", "µs/task in the script (EVALSHA usec)",
+                      "µs/task with the round trip", "Redis commands/task inside the script"],
+                     [[num(r["processors"]), num(r["queued"]), num(r["server_us_per_task"], 2),
+                       num(r["client_us_per_task"], 2), num(r["redis_calls_per_task"], 1)] for r in bp]))
+    lo, hi = min(r["server_us_per_task"] for r in bp), max(r["server_us_per_task"] for r in bp)
+    out += ["", f"Spread over processors: max/min = {hi / lo:.2f}x.", ""]
+    bq = d["by_queue"]
+    out.append(table(["queued", "processors", "µs/task in the script (EVALSHA usec)", "µs/task with the round trip",
+                      "Redis commands/task inside the script"],
+                     [[num(r["queued"]), num(r["processors"]), num(r["server_us_per_task"], 2),
+                       num(r["client_us_per_task"], 2), num(r["redis_calls_per_task"], 1)] for r in bq]))
+    lo, hi = min(r["server_us_per_task"] for r in bq), max(r["server_us_per_task"] for r in bq)
+    out += ["", f"Spread over queue lengths: max/min = {hi / lo:.2f}x."]
+    return out
+
+
+def processes_section(d: dict[str, Any]) -> list[str]:
+    out = [f"### 7. Several processor processes ({d['n']:,} tasks queued, capacity 1 each)", ""]
+    out.append(table(["mode", "processes", "tasks/s", "Redis CPU µs/task", "Redis CPU %", "processors' CPU µs/task"],
+                     [[r["variant"], str(r["processes"]), num(r["rate"]), num(r["redis_cpu_us_per_task"], 1),
+                       num(r["redis_cpu_pct"]), num(r.get("worker_cpu_us_per_task", 0))] for r in d["rows"]],
+                     "lrrrrr"))
+    return out
+
+
+def goals_section(res: dict[str, dict[str, Any] | None]) -> list[str]:
+    rows = []
+
+    def add(goal: str, measured: str, met: bool | None) -> None:
+        rows.append([goal, measured, "-" if met is None else ("met" if met else "**not met**")])
+
+    t = res.get("throughput")
+    if t and ours(t["rows"]) and peers_of(t["rows"]):
+        best = max(ours(t["rows"]), key=lambda r: r["rate"])
+        peer = max(peers_of(t["rows"]), key=lambda r: r["rate"])
+        add("end-to-end >= 10k tasks/s, one processor process",
+            f"{num(best['rate'])}/s ({short(best['label'])})", best["rate"] >= 10000)
+        add("end-to-end >= 2x the best peer", f"{best['rate'] / peer['rate']:.2f}x {peer['label']} "
+            f"({num(peer['rate'])}/s)", best["rate"] >= 2 * peer["rate"])
+    s = res.get("submit")
+    if s and ours(s["rows"]):
+        one = next(r for r in ours(s["rows"]) if r["mode"] == "one")
+        bulk = max(ours(s["rows"]), key=lambda r: r["rate"])
+        add("submit >= 10k/s one by one", f"{num(one['rate'])}/s", one["rate"] >= 10000)
+        add("submit_many >= 50k/s", f"{num(bulk['rate'])}/s ({bulk['mode']})", bulk["rate"] >= 50000)
+    lat = res.get("latency")
+    if lat and ours(lat["rows"]):
+        for r in ours(lat["rows"]):
+            add(f"latency p50 <= 0.4 ms, p99 <= 1 ms ({short(r['label'])})",
+                f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms", r["p50_ms"] <= 0.4 and r["p99_ms"] <= 1.0)
+    m = res.get("memory")
+    if m and ours(m["rows"]):
+        b = ours(m["rows"])[0]["bytes_per_task"]
+        add("Redis memory <= 200 B per queued task", f"{b:,.0f} B", b <= 200)
+    c = res.get("commands")
+    if c:
+        for r in ours(c["rows"]):
+            w = r["round_trips_process"].get("worker", 0) / r["n"]
+            add(f"processor round trips <= 1 per task ({short(r['label'])})", f"{w:.3f}", w <= 1.01)
+    d = res.get("dispatch")
+    if d:
+        for key, what in (("by_processors", "processors"), ("by_queue", "queue length")):
+            v = [r["server_us_per_task"] for r in d[key]]
+            span = f"{min(r[what.split()[0] if what == 'processors' else 'queued'] for r in d[key]):,}"
+            top = f"{max(r[what.split()[0] if what == 'processors' else 'queued'] for r in d[key]):,}"
+            add(f"dispatch cost flat within 1.2x over {what} ({span} to {top})",
+                f"{max(v) / min(v):.2f}x ({min(v):.1f} to {max(v):.1f} µs/task)", max(v) / min(v) <= 1.2)
+    return [table(["goal", "measured", ""], rows, "lll")]
+
+
+def render(results: Path) -> str:
+    res = {name: load(results, name) for name in
+           ("throughput", "submit", "latency", "memory", "commands", "dispatch", "processes")}
+    meta = next((d["meta"] for d in res.values() if d and "meta" in d), None)
+    out = [START, "", "## Results", "", versions(res["throughput"], res["submit"], res["latency"], res["memory"]), ""]
+    if meta:
+        out += ["Command: `.venv/bin/python bench/run.py` (each measurement's exact driver command is in "
+                "bench/results/*.json under `runs[].command`).", ""]
+    out += ["### Goals", ""] + goals_section(res) + [""]
+    sections = [("throughput", throughput_section), ("submit", submit_section), ("latency", latency_section),
+                ("memory", memory_section), ("commands", commands_section), ("dispatch", dispatch_section),
+                ("processes", processes_section)]
+    for name, fn in sections:
+        if res[name]:
+            out += fn(res[name]) + [""]
+    out += ["![throughput](plots/throughput.png)", "", "![dispatch cost](plots/dispatch.png)", "",
+            "![latency](plots/latency.png)", "", END]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=BENCH / "results")
+    parser.add_argument("--print", action="store_true", help="print instead of rewriting bench/README.md")
+    args = parser.parse_args()
+    text = render(args.results)
+    if args.print or args.results.name == "quick":
+        print(text)
+        return
+    readme = BENCH / "README.md"
+    current = readme.read_text()
+    if START in current:
+        current = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: text, current, flags=re.S)
+    else:
+        current = current.rstrip() + "\n\n" + text + "\n"
+    readme.write_text(current)
+    print(f"wrote the tables into {readme}")
+
+
+if __name__ == "__main__":
+    main()
