@@ -267,10 +267,12 @@ def sentinels_of(client: Any) -> list[Any]:
     return list(getattr(manager, "sentinels", ()))
 
 
-def close_client(client: Any) -> None:
-    """Close a (sync) client luasched made, with the sentinel connections behind it."""
-    for sentinel in sentinels_of(client):
-        sentinel.close()
+def close_client(client: Any, target: object) -> None:
+    """Close a (sync) client luasched made for ``target``, and the sentinel connections behind
+    it when luasched made those too (from a URL; a Sentinel you passed in stays yours)."""
+    if isinstance(target, str):
+        for sentinel in sentinels_of(client):
+            sentinel.close()
     client.close()
 
 

@@ -196,7 +196,7 @@ class Scheduler(Base):
         super().__init__(namespace, clock, keep, dispatch_on_submit, durability=durability,
                          durability_timeout=durability_timeout)
         self.client = sync_client(redis, service_name=service_name)
-        self._owned = [self.client] if owns(redis) else []
+        self._owned = [(self.client, redis)] if owns(redis) else []
         replicas = []
         try:
             if self.durability.replicas and is_embedded(self.client):
@@ -204,7 +204,7 @@ class Scheduler(Base):
             for target in read_targets(read_redis):
                 replicas.append(sync_client(target, replica=True, service_name=service_name))
                 if owns(target):
-                    self._owned.append(replicas[-1])
+                    self._owned.append((replicas[-1], target))
         except BaseException:
             self.close()
             raise
@@ -217,8 +217,8 @@ class Scheduler(Base):
 
     def close(self) -> None:
         """Close the clients this Scheduler made (a client you passed in stays open)."""
-        for client in self._owned:
-            close_client(client)
+        for client, target in self._owned:
+            close_client(client, target)
         self._owned = []
 
     def __enter__(self) -> Scheduler:

@@ -147,6 +147,15 @@ def test_what_an_asynchronous_failover_loses_and_what_durability_keeps(make_grou
         return x
 
     before = durable.submit_many(echo, [(i,) for i in range(4)])  # replicated (WAIT said so)
+    # A redis.Sentinel of your own works too: the master for writes, its replicas for reads.
+    yours = redis.Sentinel([("127.0.0.1", s.port) for s in group.sentinels])
+    on_object = luasched.Scheduler(yours, "loss", service_name=group.name, read_redis=yours)
+    assert on_object.counts()["submitted"] == 4 and on_object.reads.split
+    assert on_object.reads.replicas[0].connection_pool.is_master is False  # the sentinels' replicas
+    on_object.close()
+    assert yours.discover_master(group.name) == ("127.0.0.1", group.master.port)  # still yours, still usable
+    for c in yours.sentinels:
+        c.close()
     p_fast = fast.processor(capacity=2)
     p_durable = durable.processor(capacity=2)
     assert p_fast.register() and p_durable.register()
