@@ -194,6 +194,48 @@ local function start_next(P, stats, running, pid, now)
   return {id, f, a, attempt, o}
 end
 
+-- Start up to want tasks for pid: its inbox's oldest first; then, with take, the heads of its
+-- queues in turn while it has a free slot. Returns the started tasks and whether any came from a
+-- queue (the processor's load then grew).
+local function start_many(P, stats, running, pid, now, want, take)
+  local tasks = {}
+  while #tasks < want do
+    local t = start_next(P, stats, running, pid, now)
+    if not t then
+      break
+    end
+    tasks[#tasks + 1] = t
+  end
+  local took = false
+  if take and #tasks < want then
+    local pk = P .. 'p:' .. pid
+    local cap, qs = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+    local load = redis.call('SCARD', P .. 'p:' .. pid .. ':r') -- the pending list is empty here
+    local names = split_commas(qs)
+    local turn = redis.call('HINCRBY', pk, 'rr', 1)
+    local dry = 0
+    local k = 0
+    -- start at a different queue each time, so that no queue of the processor starves another
+    while #tasks < want and load < tonumber(cap) and dry < #names do
+      local q = names[(turn + k) % #names + 1]
+      k = k + 1
+      local qid = redis.call('LPOP', P .. 'q:' .. q)
+      if qid then
+        dry = 0
+        redis.call('RPUSH', P .. 'p:' .. pid .. ':i', qid)
+        redis.call('HSET', P .. 't:' .. qid, 's', 'assigned', 'p', pid)
+        redis.call('HINCRBY', stats, 'assigned', 1)
+        tasks[#tasks + 1] = start_next(P, stats, running, pid, now)
+        load = load + 1
+        took = true
+      else
+        dry = dry + 1
+      end
+    end
+  end
+  return tasks, took
+end
+
 -- The task a slot's memo names, if pid still runs that attempt of it.
 local function memo_task(P, pid, id, attempt)
   if id == '' then
@@ -204,6 +246,41 @@ local function memo_task(P, pid, id, attempt)
     return nil
   end
   return {id, f, a, n, o or '0'}
+end
+
+-- Started tasks as a memo keeps them: "id/attempt,id/attempt" (ids hold neither '/' nor ',').
+local function started_memo(tasks)
+  local parts = {}
+  for _, t in ipairs(tasks) do
+    parts[#parts + 1] = t[1] .. '/' .. t[4]
+  end
+  return table.concat(parts, ',')
+end
+
+-- The reply entries {'task', ...} for a memo's started tasks that pid still runs.
+local function memo_started(P, pid, text, out)
+  for id, attempt in string.gmatch(text or '', '([^/,]+)/([^,]+)') do
+    local t = memo_task(P, pid, id, attempt)
+    if t then
+      out[#out + 1] = 'task'
+      for _, v in ipairs(t) do
+        out[#out + 1] = v
+      end
+    end
+  end
+  return out
+end
+
+-- Flatten started tasks into reply entries {'task', id, name, args, attempt, timeout, ...}.
+local function started_reply(tasks)
+  local out = {}
+  for _, t in ipairs(tasks) do
+    out[#out + 1] = 'task'
+    for _, v in ipairs(t) do
+      out[#out + 1] = v
+    end
+  end
+  return out
 end
 
 -- The reply a request already got (a replay of a call whose reply was lost), or nil.

@@ -1,92 +1,83 @@
---[[ ack: running -> done | delayed (retry) | failed, then optionally start the next task
-  The processor that ran a task reports its outcome. Fenced by (task, processor, attempt): an ack
-  for an attempt that is no longer the task's current one, or from a processor that no longer
-  holds the task, changes nothing and answers 'stale'. An error retries through delayed with
-  exponential backoff (backoff_ms * 2^(attempt-1), at most an hour) until max_attempts, then the
-  task is failed (dead letter) keeping the error. With next = '1' the oldest pending task of the
-  processor's inbox is started in the same call; with next = '2', if the inbox is empty and the
-  processor has a free slot, it also takes the head task of one of its queues, in turn
-  (complete-and-take-next mode).
+--[[ ack: running -> done | delayed (retry) | failed, for one or more tasks; then start the next
+  The processor that ran tasks reports their outcomes, all in one call. Fenced by (task,
+  processor, attempt): an ack for an attempt that is no longer the task's current one, or from a
+  processor that no longer holds the task, changes nothing and answers 'stale'. An error retries
+  through delayed with exponential backoff (backoff_ms * 2^(attempt-1), at most an hour) until
+  max_attempts, then the task is failed (dead letter) keeping the error. Then up to want tasks
+  start in the same call: with next = '1' the oldest pending tasks of the processor's inbox;
+  with next = '2' also, while the processor has a free slot, the heads of its queues in turn
+  (complete-and-take-next mode). A lapsed processor starts nothing.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
   KEYS[1..8] the fixed keys (see _lib): uses all
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
-  ARGV[5] request id  ARGV[6] task id  ARGV[7] attempt  ARGV[8] outcome 'done' | 'error'
-  ARGV[9] result JSON (done) or error JSON (error)  ARGV[10] keep_s  ARGV[11] next '0' | '1' | '2'
-  Returns {status, ['task', id, name, args_json, attempt, timeout_ms]}
-    status: 'done' | 'retry' | 'failed' | 'stale'; the second part only when a next task started.
-  Invariant: the acked task leaves the inbox into exactly one place; a started next task stays
-  in the inbox.
+  ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next '0' | '1' | '2'  ARGV[8] want (0..4096)
+  ARGV[9] count N (0..4096), then 4 per acked task: task id, attempt, outcome 'done' | 'error',
+  result JSON (done) or error JSON (error)
+  Returns {{status per acked task}, {'task', id, name, args_json, attempt, timeout_ms, ...}}
+    status: 'done' | 'retry' | 'failed' | 'stale'
+  Invariant: each acked task leaves the inbox into exactly one place; started tasks stay in it.
 ]]
 local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
 local P = ARGV[1]
 local now = clock_ms(ARGV[2])
-local pid, slot, rid, id, attempt = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local outcome, payload, keep_s, nxt = ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11]
-if not now or not keep_s or pid == '' or slot == '' or rid == '' or id == '' or not tonumber(attempt) then
-  return redis.error_reply('ERR luasched ack: bad now_ms, keep_s, processor, slot, request or task id, or attempt')
+local pid, slot, rid, keep_s = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local nxt, want, count = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
+local FIELDS = 4
+if not now or not keep_s or pid == '' or slot == '' or rid == '' or not want or want < 0
+    or want > 4096 or not count or count < 0 or count > 4096 or #ARGV ~= 9 + count * FIELDS then
+  return redis.error_reply('ERR luasched ack: bad now_ms, keep_s, processor, slot, request id, want or count')
 end
-if (outcome ~= 'done' and outcome ~= 'error') or (nxt ~= '0' and nxt ~= '1' and nxt ~= '2') then
-  return redis.error_reply('ERR luasched ack: outcome must be done|error and next 0|1|2')
+if nxt ~= '0' and nxt ~= '1' and nxt ~= '2' then
+  return redis.error_reply('ERR luasched ack: next must be 0|1|2')
+end
+for i = 0, count - 1 do
+  local base = 9 + i * FIELDS
+  local outcome = ARGV[base + 3]
+  if ARGV[base + 1] == '' or not tonumber(ARGV[base + 2]) or (outcome ~= 'done' and outcome ~= 'error') then
+    return redis.error_reply('ERR luasched ack: bad task id, attempt or outcome (done|error) in ack ' .. (i + 1))
+  end
 end
 local pk = P .. 'p:' .. pid
 
 local memo = memo_for(redis.call('HGET', pk, 'm' .. slot), rid)
 if memo then
-  local t = memo_task(P, pid, memo[2], memo[3])
-  if t then
-    return {memo[1], {'task', unpack(t)}}
-  end
-  return {memo[1]}
+  return {split_commas(memo[1]), memo_started(P, pid, memo[2], {})}
 end
 
-local tk = P .. 't:' .. id
-local s, p, n = unpack(redis.call('HMGET', tk, 's', 'p', 'n'))
-local status = 'stale'
-if s == 'running' and p == pid and n == attempt then
-  redis.call('ZREM', running, id)
-  redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
-  redis.call('HSET', tk, 'by', pid)
-  if outcome == 'done' then
-    finish(P, stats, failed, id, 'done', now, keep_s, 'r', payload)
-    status = 'done'
-  else
-    status = attempt_ended(P, stats, delayed, failed, id, now, keep_s, payload, true)
-  end
-end
-
-local t = nil
-local took_from_queue = false
-local registered = redis.call('EXISTS', pk) == 1
-if nxt ~= '0' and alive(procs, pid, now) then
-  t = start_next(P, stats, running, pid, now)
-  if not t and nxt == '2' then
-    local cap, qs = unpack(redis.call('HMGET', pk, 'c', 'qs'))
-    local load = redis.call('SCARD', P .. 'p:' .. pid .. ':r') -- the pending list is empty here
-    -- start at a different queue each time, so that no queue of the processor starves another
-    local names = split_commas(qs)
-    local turn = redis.call('HINCRBY', pk, 'rr', 1)
-    for k = 0, #names - 1 do
-      if load >= tonumber(cap) then
-        break
-      end
-      local q = names[(turn + k) % #names + 1]
-      local qid = redis.call('LPOP', P .. 'q:' .. q)
-      if qid then
-        redis.call('RPUSH', P .. 'p:' .. pid .. ':i', qid)
-        redis.call('HSET', P .. 't:' .. qid, 's', 'assigned', 'p', pid)
-        redis.call('HINCRBY', stats, 'assigned', 1)
-        t = start_next(P, stats, running, pid, now)
-        took_from_queue = true
-        break
-      end
+-- every input checked; writes start here
+local statuses = {}
+local freed = 0
+for i = 0, count - 1 do
+  local base = 9 + i * FIELDS
+  local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local tk = P .. 't:' .. id
+  local s, p, n = unpack(redis.call('HMGET', tk, 's', 'p', 'n'))
+  local status = 'stale'
+  if s == 'running' and p == pid and n == attempt then
+    redis.call('ZREM', running, id)
+    redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
+    redis.call('HSET', tk, 'by', pid)
+    if outcome == 'done' then
+      finish(P, stats, failed, id, 'done', now, keep_s, 'r', payload)
+      status = 'done'
+    else
+      status = attempt_ended(P, stats, delayed, failed, id, now, keep_s, payload, true)
     end
+    freed = freed + 1
   end
+  statuses[#statuses + 1] = status
 end
-if registered and (status ~= 'stale' or took_from_queue) then
+
+local tasks, took = {}, false
+local registered = redis.call('EXISTS', pk) == 1
+if nxt ~= '0' and want > 0 and alive(procs, pid, now) then
+  tasks, took = start_many(P, stats, running, pid, now, want, nxt == '2')
+end
+if registered and (freed > 0 or took) then
   rerank(P, stats, idle, pid)
 end
-if registered and status ~= 'stale' and not took_from_queue then
+if registered and freed > 0 and not took then
   -- a slot came free: a scheduler may now place a waiting task
   for _, q in ipairs(split_commas(redis.call('HGET', pk, 'qs'))) do
     if redis.call('LLEN', P .. 'q:' .. q) > 0 then
@@ -96,13 +87,6 @@ if registered and status ~= 'stale' and not took_from_queue then
   end
 end
 if registered then
-  if t then
-    redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. status .. '|' .. t[1] .. '|' .. t[4])
-  else
-    redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. status .. '||')
-  end
+  redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
 end
-if t then
-  return {status, {'task', unpack(t)}}
-end
-return {status}
+return {statuses, started_reply(tasks)}

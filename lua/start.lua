@@ -1,27 +1,28 @@
---[[ start: assigned -> running, the oldest task in a processor's inbox
-  Used by a processor slot that has nothing to run. The attempt number goes up by one here.
-  A replay of the same request (same rid, reply lost) answers as the first call did.
+--[[ start: assigned -> running, the oldest tasks in a processor's inbox
+  Used by a processor slot that has nothing to run. Each started task's attempt number goes up
+  by one here. A replay of the same request (same rid, reply lost) answers as the first call did.
   KEYS[1..8] the fixed keys (see _lib): uses stats running procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
-  ARGV[5] request id
-  Returns {'task', id, name, args_json, attempt, timeout_ms} | {'empty'} | {'lost'}
+  ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)
+  Returns {'task', id, name, args_json, attempt, timeout_ms, ['task', ...]...} | {'empty'} | {'lost'}
     'lost': the processor is not registered or its lease lapsed; it must not run anything.
-  Invariant: the task moves from the processor's pending list to its running set, never out of it.
+  Invariant: each task moves from the processor's pending list to its running set, never out of it.
 ]]
 local stats, running, procs = KEYS[1], KEYS[3], KEYS[6]
 local P = ARGV[1]
 local now = clock_ms(ARGV[2])
 local pid, slot, rid = ARGV[3], ARGV[4], ARGV[5]
-if not now or pid == '' or slot == '' or rid == '' then
-  return redis.error_reply('ERR luasched start: bad now_ms, processor, slot or request id')
+local want = tonumber(ARGV[6] or '') or 1
+if not now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 then
+  return redis.error_reply('ERR luasched start: bad now_ms, processor, slot, request id or want')
 end
 local pk = P .. 'p:' .. pid
 
 local memo = memo_for(redis.call('HGET', pk, 'm' .. slot), rid)
 if memo then
-  local t = memo_task(P, pid, memo[1], memo[2])
-  if t then
-    return {'task', unpack(t)}
+  local again = memo_started(P, pid, memo[1], {})
+  if #again > 0 then
+    return again
   end
   return {'empty'}
 end
@@ -29,10 +30,9 @@ if not alive(procs, pid, now) then
   return {'lost'}
 end
 
-local t = start_next(P, stats, running, pid, now)
-if not t then
-  redis.call('HSET', pk, 'm' .. slot, rid .. '||')
+local tasks = start_many(P, stats, running, pid, now, want, false)
+redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. started_memo(tasks))
+if #tasks == 0 then
   return {'empty'}
 end
-redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. t[1] .. '|' .. t[4])
-return {'task', unpack(t)}
+return started_reply(tasks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -217,11 +218,11 @@ class Scheduler(Base):
 
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
                   name: str | None = None, *, take_next: bool = False, pool: str = "thread",
-                  app: str | None = None, log_tasks: bool = False) -> Processor:
+                  app: str | None = None, log_tasks: bool = False, batch: bool = False) -> Processor:
         """An asyncio processor: ``async def`` tasks run concurrently up to ``capacity`` on the event
         loop (and are cancelled at their timeout); plain functions run in threads."""
         return Processor(self, capacity=capacity, queues=queues, lease=lease, name=name,
-                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks)
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -417,6 +418,12 @@ async def execute_async(base: Base, task: ops.Started, pid: str) -> tuple[str, s
         _current.reset(token)
 
 
+async def _timed(base: Base, task: ops.Started, pid: str) -> tuple[str, str, float]:
+    began = time.monotonic()
+    outcome, payload = await execute_async(base, task, pid)
+    return outcome, payload, time.monotonic() - began
+
+
 class Processor(ProcessorBase):
     """An asyncio processor (see luasched.Processor): ``start()`` runs a heartbeat task and
     ``capacity`` slot tasks on the running loop."""
@@ -456,8 +463,8 @@ class Processor(ProcessorBase):
             reply = None
             if isinstance(step, Send):
                 reply = await self._send(step.call, stop)
-            elif isinstance(step, Run):
-                reply = await execute_async(self.sched, step.task, step.pid)
+            elif isinstance(step, Run):  # a batch's tasks run at once on the loop
+                reply = await asyncio.gather(*(_timed(self.sched, t, step.pid) for t in step.tasks))
             elif isinstance(step, Block):
                 assert stop is not None
                 await self._block(step.pid, stop)
@@ -511,7 +518,7 @@ class Processor(ProcessorBase):
             await self._recover(self.id)
         self._tasks = [asyncio.create_task(self._heartbeats(), name=f"{self.id}-heartbeat")]
         self._tasks += [asyncio.create_task(self._slot(str(i)), name=f"{self.id}-slot{i}")
-                        for i in range(self.capacity)]
+                        for i in range(self.slots)]
 
     async def _slot(self, slot: str) -> None:
         while not self._stop.is_set():

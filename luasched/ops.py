@@ -204,9 +204,10 @@ class Started:
     timeout_ms: int
 
 
-def _started(part: Sequence[str]) -> Started:
-    _, task_id, name, args_json, attempt, timeout_ms = part
-    return Started(task_id, name, args_json, int(attempt), int(timeout_ms))
+def _started_list(flat: Sequence[str]) -> list[Started]:
+    """Started tasks from a flat reply: 'task', id, name, args, attempt, timeout_ms, 'task', ..."""
+    return [Started(flat[i + 1], flat[i + 2], flat[i + 3], int(flat[i + 4]), int(flat[i + 5]))
+            for i in range(0, len(flat), 6) if flat[i] == "task"]
 
 
 def register(ns: Namespace, now_ms: int | None, pid: str, capacity: int, lease_ms: int,
@@ -235,44 +236,63 @@ def decode_deregister(reply: Any) -> list[str] | None:
     return list(reply[1]) if reply[0] == "ok" else None
 
 
-def start(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str) -> Call:
-    return ns.call("start", ns.prefix, _now(now_ms), pid, slot, rid)
+def start(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str, want: int = 1) -> Call:
+    """Start up to ``want`` of the processor's pending tasks (the oldest first)."""
+    return ns.call("start", ns.prefix, _now(now_ms), pid, slot, rid, want)
 
 
 @dataclass(frozen=True)
 class StartReply:
     status: str  # 'task' | 'empty' | 'lost'
-    task: Started | None
+    task: Started | None  # the first started task
+    tasks: list[Started] = field(default_factory=list, compare=False)  # all of them
 
 
 def decode_start(reply: Any) -> StartReply:
     reply = text(reply)
     if reply[0] == "task":
-        return StartReply("task", _started(reply))
+        tasks = _started_list(reply)
+        return StartReply("task", tasks[0], tasks)
     return StartReply(reply[0], None)
 
 
-#: What an ack asks to start next: nothing, the inbox's oldest task, or that else a queue's head.
+#: What an ack asks to start next: nothing, the inbox's oldest tasks, or else the queues' heads.
 NEXT_NONE, NEXT_INBOX, NEXT_TAKE = "0", "1", "2"
+
+#: One finished task as an ack reports it: the task, "done" | "error", the result or error JSON.
+Finished = tuple[Started, str, str]
+
+
+def ack_many(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str,
+             finished: Sequence[Finished], next_mode: str, want: int) -> Call:
+    """Ack every finished task and start up to ``want`` next ones, in ONE script call."""
+    args: list[object] = [ns.prefix, _now(now_ms), pid, slot, rid, ns.keep_s, next_mode,
+                          want if next_mode != NEXT_NONE else 0, len(finished)]
+    for task, outcome, payload in finished:
+        if outcome not in ("done", "error"):
+            raise ValueError(f"outcome must be 'done' or 'error', not {outcome!r}")
+        args += [task.id, task.attempt, outcome, payload]
+    return ns.call("ack", *args)
 
 
 def ack(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str, task: Started,
         outcome: str, payload: str, next_mode: str) -> Call:
-    if outcome not in ("done", "error"):
-        raise ValueError(f"outcome must be 'done' or 'error', not {outcome!r}")
-    return ns.call("ack", ns.prefix, _now(now_ms), pid, slot, rid, task.id, task.attempt, outcome,
-                   payload, ns.keep_s, next_mode)
+    """Ack one task and, unless next_mode is NEXT_NONE, start one next task."""
+    return ack_many(ns, now_ms, pid, slot, rid, [(task, outcome, payload)], next_mode, 1)
 
 
 @dataclass(frozen=True)
 class AckReply:
-    status: str  # 'done' | 'retry' | 'failed' | 'stale'
-    next: Started | None
+    status: str  # of the first acked task: 'done' | 'retry' | 'failed' | 'stale'
+    next: Started | None  # the first started task
+    statuses: list[str] = field(default_factory=list, compare=False)  # one per acked task
+    started: list[Started] = field(default_factory=list, compare=False)  # every started task
 
 
 def decode_ack(reply: Any) -> AckReply:
-    reply = text(reply)
-    return AckReply(reply[0], _started(reply[1]) if len(reply) > 1 else None)
+    statuses, flat = text(reply)
+    started = _started_list(flat)
+    return AckReply(statuses[0] if statuses else "", started[0] if started else None, list(statuses), started)
 
 
 # --- tasks: cancel, state, result ---------------------------------------------------------------

@@ -96,9 +96,10 @@ class Send:
 
 @dataclass(frozen=True)
 class Run:
-    """Slot step: run this started task; the reply is (outcome, payload)."""
+    """Slot step: run these started tasks (one after another, or at once where the runtime can);
+    the reply is one (outcome, payload, seconds) per task, in order."""
 
-    task: ops.Started
+    tasks: list[ops.Started]
     pid: str
     slot: str
 
@@ -127,8 +128,11 @@ class ProcessorBase:
 
     def __init__(self, sched: Base, *, capacity: int = 1, queues: Sequence[str] = ("default",),
                  lease: float = 10.0, name: str | None = None, take_next: bool = False,
-                 pool: str = "thread", app: str | None = None, log_tasks: bool = False) -> None:
+                 pool: str = "thread", app: str | None = None, log_tasks: bool = False,
+                 batch: bool = False) -> None:
         check_int(capacity, "capacity", 1, MAX_CAPACITY)
+        if not isinstance(batch, bool):
+            raise TypeError("batch must be a bool")
         if isinstance(queues, str) or not isinstance(queues, Sequence):
             raise TypeError("queues must be a sequence of queue names, e.g. ('default',)")
         if not queues:
@@ -154,6 +158,7 @@ class ProcessorBase:
         self.pool = pool
         self.app = app
         self.log_tasks = log_tasks
+        self.batch = batch
         self._id = new_processor_id(name)
         self.processed = 0
 
@@ -175,27 +180,37 @@ class ProcessorBase:
         return ops.register(self.ns, self._now(), self.id, self.capacity, to_ms(self.lease),
                             self.queues, self.name)
 
-    def _start_call(self, pid: str, slot: str) -> ops.Call:
-        return ops.start(self.ns, self._now(), pid, slot, new_request_id())
+    @property
+    def slots(self) -> int:
+        """How many slots run at once: one per unit of capacity, or one batch slot."""
+        return 1 if self.batch else self.capacity
 
-    def _ack_call(self, pid: str, slot: str, task: ops.Started, outcome: str, payload: str,
-                  by_hand: bool, stopping: bool) -> ops.Call:
-        """The ack of a finished task, asking for the next one unless the processor is stopping
-        (by hand: the next inbox task; running: the inbox's, or in take-next mode the queue's)."""
+    @property
+    def _want(self) -> int:
+        """How many tasks one slot starts per call."""
+        return self.capacity if self.batch else 1
+
+    def _start_call(self, pid: str, slot: str) -> ops.Call:
+        return ops.start(self.ns, self._now(), pid, slot, new_request_id(), self._want)
+
+    def _ack_call(self, pid: str, slot: str, finished: list[ops.Finished], by_hand: bool,
+                  stopping: bool) -> ops.Call:
+        """The ack of finished tasks, asking for the next ones unless the processor is stopping
+        (by hand: the next inbox tasks; running: the inbox's, or in take-next mode the queues')."""
         if by_hand:
             next_mode = ops.NEXT_INBOX
         elif stopping:
             next_mode = ops.NEXT_NONE
         else:
             next_mode = ops.NEXT_TAKE if self.take_next else ops.NEXT_INBOX
-        return ops.ack(self.ns, self._now(), pid, slot, new_request_id(), task, outcome, payload, next_mode)
+        return ops.ack_many(self.ns, self._now(), pid, slot, new_request_id(), finished, next_mode,
+                            self._want)
 
-    def _done(self, task: ops.Started, outcome: str, ack: ops.AckReply, started_at: float) -> None:
+    def _done(self, task: ops.Started, outcome: str, status: str, seconds: float) -> None:
         self.processed += 1
         if self.log_tasks:
             log.info("task %s %s attempt %d: %s in %.3f s", task.id, task.name, task.attempt,
-                     ack.status if ack.status != "stale" else f"{outcome}, but stale (attempt ended)",
-                     time.monotonic() - started_at)
+                     status if status != "stale" else f"{outcome}, but stale (attempt ended)", seconds)
 
     def _slot_flow(self, slot: str, stopping: Callable[[], bool] | None) -> SlotFlow:
         """The loop of one slot, sans I/O: it yields what to do (send a call, run a task, block
@@ -204,15 +219,15 @@ class ProcessorBase:
         then return how many ran."""
         ran = 0
         pid = self.id
-        task: ops.Started | None = None
+        tasks: list[ops.Started] = []
         while True:
-            if task is None:
+            if not tasks:
                 if stopping is not None and stopping():
                     return ran
                 pid = self.id
                 reply = ops.decode_start((yield Send(self._start_call(pid, slot))))
                 if reply.status == "task":
-                    task = reply.task
+                    tasks = reply.tasks
                 elif reply.status == "lost" and stopping is not None:
                     yield Recover(pid)
                     continue
@@ -221,15 +236,15 @@ class ProcessorBase:
                 else:
                     yield Block(pid)
                     continue
-            assert task is not None
-            started_at = time.monotonic()
-            outcome, payload = yield Run(task, pid, slot)
-            ran += 1
-            call = self._ack_call(pid, slot, task, outcome, payload, by_hand=stopping is None,
+            results = yield Run(tasks, pid, slot)
+            ran += len(tasks)
+            finished = [(task, outcome, payload) for task, (outcome, payload, _) in zip(tasks, results, strict=True)]
+            call = self._ack_call(pid, slot, finished, by_hand=stopping is None,
                                   stopping=stopping is not None and stopping())
             ack = ops.decode_ack((yield Send(call)))
-            self._done(task, outcome, ack, started_at)
-            task = ack.next
+            for task, (outcome, _, took_s), status in zip(tasks, results, ack.statuses, strict=True):
+                self._done(task, outcome, status, took_s)
+            tasks = ack.started
 
     def _new_id(self, lost_pid: str) -> bool:
         """Take a new id after losing the lease of ``lost_pid``; False if another slot already did."""
@@ -250,9 +265,10 @@ class Processor(ProcessorBase):
 
     def __init__(self, sched: Scheduler, *, capacity: int = 1, queues: Sequence[str] = ("default",),
                  lease: float = 10.0, name: str | None = None, take_next: bool = False,
-                 pool: str = "thread", app: str | None = None, log_tasks: bool = False) -> None:
+                 pool: str = "thread", app: str | None = None, log_tasks: bool = False,
+                 batch: bool = False) -> None:
         super().__init__(sched, capacity=capacity, queues=queues, lease=lease, name=name,
-                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks)
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch)
         self.sched = sched
         self._runners: dict[str, Runner] = {}
         self._id_lock = threading.Lock()
@@ -295,12 +311,18 @@ class Processor(ProcessorBase):
             if isinstance(step, Send):
                 reply = self._send(step.call, stop)
             elif isinstance(step, Run):
-                reply = self._runner(step.slot).run(step.task, step.pid)
+                reply = [self._timed(self._runner(step.slot), task, step.pid) for task in step.tasks]
             elif isinstance(step, Block):
                 assert stop is not None
                 self._block(step.pid, stop)
             else:
                 self._recover(step.pid)
+
+    @staticmethod
+    def _timed(runner: Runner, task: ops.Started, pid: str) -> tuple[str, str, float]:
+        began = time.monotonic()
+        outcome, payload = runner.run(task, pid)
+        return outcome, payload, time.monotonic() - began
 
     def _runner(self, slot: str) -> Runner:
         runner = self._runners.get(slot)
@@ -368,7 +390,7 @@ class Processor(ProcessorBase):
                                           daemon=True)]
         self._threads += [
             threading.Thread(target=self._slot, args=(str(i),), name=f"{self.id}-slot{i}", daemon=True)
-            for i in range(self.capacity)
+            for i in range(self.slots)
         ]
         for t in self._threads:
             t.start()

@@ -429,17 +429,19 @@ class Scheduler(Base):
 
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
                   name: str | None = None, *, take_next: bool = False, pool: str = "thread",
-                  app: str | None = None, log_tasks: bool = False) -> Processor:
+                  app: str | None = None, log_tasks: bool = False, batch: bool = False) -> Processor:
         """A processor on this namespace (call ``register``/``start`` on it). With
         ``take_next`` it takes its next task straight from its queues when its inbox is empty,
         in the same call that acks the last one (complete-and-take-next mode). ``pool`` is
         "thread" (tasks run in the slot threads) or "process" (each slot runs its tasks in a child
         process, killed at the task's timeout; needs ``app``, the "module:attribute" of this
-        Scheduler). ``log_tasks`` logs one INFO line per task."""
+        Scheduler). ``log_tasks`` logs one INFO line per task. With ``batch`` one slot starts and
+        acks up to ``capacity`` tasks per round trip and runs them one after another (for short
+        tasks: fewer round trips per task; in asyncio they run at once)."""
         from .processor import Processor
 
         return Processor(self, capacity=capacity, queues=queues, lease=lease, name=name,
-                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks)
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch)
 
     # --- reading -----------------------------------------------------------------------------
     # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a

@@ -77,12 +77,14 @@ def _where(redis_url: str | None) -> str:
               help="Run tasks in threads, or in child processes killed at a task's timeout.")
 @click.option("--take-next/--no-take-next", default=False, show_default=True,
               help="Take the next task from the queue in the same call that acks the last one.")
+@click.option("--batch/--no-batch", default=False, show_default=True,
+              help="One slot starts and acks up to --capacity tasks per round trip (short tasks).")
 @click.option("--log-tasks/--no-log-tasks", default=True, show_default=True,
               help="Log one line per task (id, name, outcome, duration).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
-                      redis_url: str | None, grace: float, pool: str, take_next: bool,
+                      redis_url: str | None, grace: float, pool: str, take_next: bool, batch: bool,
                       log_tasks: bool, log_level: str) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
 
@@ -91,7 +93,8 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     running is recovered through the lease."""
     _setup_logging(log_level)
     options: dict[str, Any] = {"capacity": capacity, "queues": tuple(q for q in queues.split(",") if q), "lease": lease,
-               "name": name, "take_next": take_next, "pool": pool, "app": app, "log_tasks": log_tasks}
+               "name": name, "take_next": take_next, "pool": pool, "app": app, "log_tasks": log_tasks,
+               "batch": batch}
     try:
         if grace < 0:
             raise ValueError(f"--grace must be >= 0, not {grace}")
