@@ -18,12 +18,24 @@ from typing import Any
 import redis.exceptions
 
 from . import ops
-from .connection import async_client, block_slice_s, owns
+from .connection import (
+    MOVED,
+    NodeClients,
+    Reads,
+    aclose_client,
+    arefresh_slots,
+    async_client,
+    block_slice_s,
+    is_cluster,
+    is_embedded,
+    owns,
+    read_targets,
+)
 from .errors import ConnectionLost, GroupNotFound, TaskCancelled, TaskFailed, TaskNotFound, translated
 from .ops import Audit, Outcome
 from .processor import SLOT_WAIT_S, Block, ProcessorBase, Run, Send, execute
 from .scheduler import RECONNECT_MAX_S, RECONNECT_MIN_S, Base, Clock
-from .scripts import Scripts
+from .scripts import READ_ONLY, Scripts
 from .tasks import (
     TaskFunction,
     TaskInfo,
@@ -45,26 +57,41 @@ __all__ = ["Group", "Processor", "Scheduler", "TaskHandle"]
 
 class Scheduler(Base):
     """The asyncio Scheduler: the constructor and the methods of luasched.Scheduler, with the ones
-    that talk to Redis as coroutines, on ``redis.asyncio`` (or the embedded server)."""
+    that talk to Redis as coroutines, on ``redis.asyncio`` (or the embedded server): the same
+    targets (URLs, Sentinel, Cluster), ``read_redis`` replicas and ``durability``."""
 
     def __init__(self, redis: object = None, namespace: str = "default", clock: Clock | None = None,
-                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False) -> None:
-        super().__init__(namespace, clock, keep, dispatch_on_submit)
-        self.client = async_client(redis)
-        self._owns_client = owns(redis)
+                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False,
+                 read_redis: object = None, service_name: str | None = None, durability: int = 0,
+                 durability_timeout: float | timedelta = 1.0) -> None:
+        super().__init__(namespace, clock, keep, dispatch_on_submit, durability=durability,
+                         durability_timeout=durability_timeout)
+        self.client = async_client(redis, service_name=service_name)
+        self._owned = [(self.client, redis)] if owns(redis) else []
+        if self.durability.replicas and is_embedded(self.client):
+            raise ValueError("durability needs a real Redis with replicas: the embedded server has none")
+        replicas = []
+        for target in read_targets(read_redis):
+            replicas.append(async_client(target, replica=True, service_name=service_name))
+            if owns(target):
+                self._owned.append((replicas[-1], target))
+        self.reads = Reads(self.client, replicas)
+        self.scripts = Scripts(self.client)
+        self.block_s = block_slice_s(self.client)
+        self._nodes = NodeClients()
         # what a sync twin (luasched.app.as_sync, for the admin commands) would connect to
         self.target = redis if isinstance(redis, str) else None
         self.embedded = redis is None
-        self.scripts = Scripts(self.client)
-        self.block_s = block_slice_s(self.client)
 
     def __repr__(self) -> str:
         return f"<luasched.aio.Scheduler namespace={self.namespace!r}>"
 
     async def close(self) -> None:
-        """Close the client if this Scheduler made it (a client you passed in stays open)."""
-        if self._owns_client:
-            await self.client.aclose()
+        """Close the clients this Scheduler made (a client you passed in stays open)."""
+        await self._nodes.aclose()
+        for client, target in self._owned:
+            await aclose_client(client, target)
+        self._owned = []
 
     async def __aenter__(self) -> Scheduler:
         return self
@@ -72,46 +99,82 @@ class Scheduler(Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # --- transport ---------------------------------------------------------------------------
+    # --- transport (see luasched.Scheduler: the same routing, awaited) ---------------------------
 
     async def call(self, call: ops.Call) -> Any:
+        if self.durability.applies(call.script):
+            return (await self.call_many([call]))[0]
         with translated(call.script):
-            return await self.scripts[call.script](keys=call.keys, args=call.args)
+            return await self.scripts[call.script](keys=call.keys, args=call.args,
+                                                   client=self.reads.for_script(call.script))
 
     async def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
         """Several script calls in one round trip (see luasched.Scheduler.call_many)."""
-        if len(calls) == 1:
+        if not calls:
+            return []
+        wait = any(self.durability.applies(c.script) for c in calls)
+        if len(calls) == 1 and not wait:
             return [await self.call(calls[0])]
-        with translated(calls[0].script if calls else "pipeline"):
-            replies = await self._pipeline(calls)
+        operation = calls[0].script
+        with translated(operation):
+            replies, client = await self._pipeline_routed(calls, wait, operation)
             refused = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
             if refused:
                 for name in {calls[i].script for i in refused}:
-                    await self.client.script_load(self.scripts[name].script)
-                for i, reply in zip(refused, await self._pipeline([calls[i] for i in refused]), strict=True):
+                    await client.script_load(self.scripts[name].script)
+                again = await self._pipeline(client, [calls[i] for i in refused], wait, operation)
+                for i, reply in zip(refused, again, strict=True):
                     replies[i] = reply
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
             return replies
 
-    async def _pipeline(self, calls: Sequence[ops.Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
+    async def _pipeline_routed(self, calls: Sequence[ops.Call], wait: bool,
+                               operation: str) -> tuple[list[Any], Any]:
+        if not is_cluster(self.client):
+            read_only = not wait and all(c.script in READ_ONLY for c in calls)
+            client = self.reads.reader() if read_only else self.client
+            return await self._pipeline(client, calls, wait, operation), client
+        for attempt in (1, 2):
+            client = await self._nodes.for_key(self.client, calls[0].keys[0])
+            try:
+                replies = await self._pipeline(client, calls, wait, operation)
+            except redis.exceptions.ConnectionError:
+                await arefresh_slots(self.client)
+                if attempt == 2:
+                    raise
+                continue
+            if attempt == 2 or not any(isinstance(r, MOVED) for r in replies):
+                break
+            await arefresh_slots(self.client)
+        return replies, client
+
+    async def _pipeline(self, client: Any, calls: Sequence[ops.Call], wait: bool, operation: str) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
         for c in calls:
             pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
+        if wait:
+            pipe.execute_command(*self.durability.command())
         replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if wait:
+            self.durability.check(replies.pop(), operation)
         return replies
 
     async def execute(self, request: ops.Request) -> Any:
+        """Send a script call or a plain command (to the primary) and return its reply."""
+        return await self._send(request, self.client)
+
+    async def _send(self, request: ops.Request, client: Any) -> Any:
         if isinstance(request, ops.Call):
             return await self.call(request)
         with translated(request.name):
             if request.name == "pipeline":
-                pipe = self.client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=False)
                 for name, args in request.args:
                     getattr(pipe, name)(*args)
                 return await pipe.execute()
-            return await getattr(self.client, request.name)(*request.args)
+            return await getattr(client, request.name)(*request.args)
 
     async def drive(self, flow: ops.Flow) -> Any:
         reply = None
@@ -227,12 +290,22 @@ class Scheduler(Base):
     # --- reading -----------------------------------------------------------------------------
 
     async def outcome(self, task_id: str) -> Outcome:
-        return ops.decode_result(await self.call(ops.result(self.ns, task_id, mark=False)), task_id)
+        return (await self.outcomes([check_task_id(task_id)]))[0]
 
     async def outcomes(self, task_ids: Sequence[str]) -> list[Outcome]:
+        return await self._outcomes(task_ids, self.reads.reader())
+
+    async def _outcomes(self, task_ids: Sequence[str], client: Any) -> list[Outcome]:
         if not task_ids:
             return []
-        return ops.decode_outcomes(await self.execute(ops.outcomes(self.ns, task_ids)), task_ids)
+        found = ops.decode_outcomes(await self._send(ops.outcomes(self.ns, task_ids), client), task_ids)
+        if client is not self.client:
+            # A replica that lags has not seen a task submitted a moment ago: ask the primary.
+            unseen = [o.task_id for o in found if o.state == "unknown"]
+            if unseen:
+                again = {o.task_id: o for o in await self._outcomes(unseen, self.client)}
+                found = [again.get(o.task_id, o) for o in found]
+        return found
 
     async def counts(self) -> dict[str, int]:
         return (await self.counts_and_queues())[0]
@@ -252,12 +325,13 @@ class Scheduler(Base):
 
     async def failed(self, limit: int = 100) -> list[ops.FailedTask]:
         ops.check_limit(limit)
+        client = self.reads.reader()  # both reads from one server: the records match the list
         with translated("failed"):
-            raw = await self.client.zrange(self.keys.failed, 0, limit - 1, withscores=True)
+            raw = await client.zrange(self.keys.failed, 0, limit - 1, withscores=True)
         scored = [(ops.text(k), s) for k, s in raw]
         if not scored:
             return []
-        return ops.decode_failed(await self.execute(ops.failed(self.ns, [t for t, _ in scored])), scored)
+        return ops.decode_failed(await self._send(ops.failed(self.ns, [t for t, _ in scored]), client), scored)
 
     async def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 100) -> list[str]:
         ids = [check_task_id(t) for t in task_ids]
@@ -278,10 +352,12 @@ class Scheduler(Base):
                 deleted += await self.client.unlink(*batch)
         return deleted
 
-    def connect(self, redis: object) -> Scheduler:
-        """This scheduler (namespace, clock, keep, modes and registered tasks) on another server."""
+    def connect(self, redis: object, *, read_redis: object = None) -> Scheduler:
+        """See luasched.Scheduler.connect."""
         other = Scheduler(redis, self.namespace, self.clock, keep=self.ns.keep_s,
-                          dispatch_on_submit=self.dispatch_on_submit)
+                          dispatch_on_submit=self.dispatch_on_submit, read_redis=read_redis,
+                          durability=self.durability.replicas,
+                          durability_timeout=self.durability.timeout_ms / 1000)
         other.registry = self.registry
         return other
 
@@ -315,7 +391,10 @@ class TaskHandle:
 
     async def state(self) -> str:
         """queued, delayed, assigned, running, done, failed or cancelled (a coroutine here)."""
-        value = await self._sched.execute(ops.state(self._sched.ns, self.id))
+        request = ops.state(self._sched.ns, self.id)
+        value = await self._sched._send(request, self._sched.reads.reader())
+        if value is None and self._sched.reads.split:
+            value = await self._sched.execute(request)  # a lagging replica may not have it yet
         if value is None:
             raise TaskNotFound(self.id)
         return str(ops.text(value))
@@ -388,8 +467,8 @@ class Group:
 
     async def progress(self) -> dict[str, int]:
         with translated("group progress"):
-            counters = await self._sched.client.hmget(self._sched.keys.group(self.id),
-                                                      "n", "done", "failed", "cancelled")
+            counters = await self._sched.reads.reader().hmget(self._sched.keys.group(self.id),
+                                                              "n", "done", "failed", "cancelled")
         counters = ops.text(counters)
         states = [o.state for o in await self._sched.outcomes(self.ids)] if counters[0] is None else None
         return ops.group_progress(counters, states)

@@ -276,6 +276,14 @@ def close_client(client: Any, target: object) -> None:
     client.close()
 
 
+async def aclose_client(client: Any, target: object) -> None:
+    """The asyncio counterpart of :func:`close_client`."""
+    if isinstance(target, str):
+        for sentinel in sentinels_of(client):
+            await sentinel.aclose()
+    await client.aclose()
+
+
 def is_cluster(client: object) -> bool:
     return isinstance(client, (redis.RedisCluster, redis.asyncio.RedisCluster))
 
@@ -379,6 +387,43 @@ def slot_client(client: Any, key: str) -> Any:
     if isinstance(client, redis.RedisCluster):
         return client.get_redis_connection(client.get_node_from_key(key))  # type: ignore[no-untyped-call]
     return client
+
+
+class NodeClients:
+    """asyncio: the own client of each cluster node that holds a namespace's slot (what
+    ``slot_client`` is for the sync client: redis.asyncio's cluster pipelines refuse EVALSHA
+    too). Made on first use from the node's connection settings, closed with ``aclose``."""
+
+    def __init__(self) -> None:
+        self._by_node: dict[str, Any] = {}
+
+    async def for_key(self, client: Any, key: str) -> Any:
+        if not isinstance(client, redis.asyncio.RedisCluster):
+            return client
+        await client.initialize()  # reads the slot map once (a no-op after that)
+        node = client.get_node_from_key(key)
+        if node is None:
+            raise redis.exceptions.ConnectionError(f"no cluster node holds the slot of {key!r}")
+        found = self._by_node.get(node.name)
+        if found is None:
+            pool = redis.asyncio.ConnectionPool(connection_class=node.connection_class,
+                                                **node.connection_kwargs)
+            found = self._by_node[node.name] = redis.asyncio.Redis(connection_pool=pool)
+        return found
+
+    async def aclose(self) -> None:
+        for client in self._by_node.values():
+            await client.aclose(close_connection_pool=True)  # the pool was made here, not by Redis()
+        self._by_node.clear()
+
+
+async def arefresh_slots(client: Any) -> None:
+    """The asyncio counterpart of :func:`refresh_slots`."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        try:
+            await client.nodes_manager.initialize()
+        except redis.exceptions.RedisError:
+            pass
 
 
 #: Replies that mean a cluster moved the slot (resharding, failover): refresh the map, resend.

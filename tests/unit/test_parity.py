@@ -22,16 +22,6 @@ PAIRS = [
 ONLY_SYNC = {"__enter__", "__exit__", "halt"}
 ONLY_ASYNC = {"__aenter__", "__aexit__"}
 
-#: Constructor options of the sync Scheduler that the asyncio one does not take yet (issue 6:
-#: replicas for reads, a Sentinel's service, durability). Their rules are pure and shared in
-#: luasched.connection (parse_url, async_client, Reads, Durability) and Base (durability), for
-#: aio.py to take up; then this set goes.
-NOT_YET_ASYNC = {
-    ("Scheduler", "__init__"): ("read_redis", "service_name", "durability", "durability_timeout"),
-    ("Scheduler", "connect"): ("read_redis",),
-}
-
-
 def public(cls: type) -> dict[str, object]:
     return {name: getattr(cls, name) for name in dir(cls)
             if (not name.startswith("_") or name in ONLY_SYNC | ONLY_ASYNC)}
@@ -51,9 +41,6 @@ def test_same_parameters(sync_cls, async_cls):
             continue
         theirs = getattr(async_cls, name)
         ours = list(inspect.signature(member).parameters)
-        pending = NOT_YET_ASYNC.get((sync_cls.__name__, name), ())
-        if pending and not set(pending) & set(inspect.signature(theirs).parameters):
-            ours = [p for p in ours if p not in pending]
         if name == "__init__" and sync_cls is luasched.Processor:
             continue  # the asyncio processor takes the same options as **options
         assert list(inspect.signature(theirs).parameters) == ours, name
