@@ -31,7 +31,15 @@ from .connection import (
     owns,
     read_targets,
 )
-from .errors import ConnectionLost, GroupNotFound, TaskCancelled, TaskFailed, TaskNotFound, translated
+from .errors import (
+    ConnectionLost,
+    GroupNotFound,
+    ResultTimeout,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+    translated,
+)
 from .ops import Audit, Outcome
 from .processor import SLOT_WAIT_S, Block, ProcessorBase, Run, Send, execute
 from .scheduler import RECONNECT_MAX_S, RECONNECT_MIN_S, Base, Clock
@@ -402,13 +410,27 @@ class TaskHandle:
     async def outcome(self) -> Outcome:
         return await self._sched.outcome(self.id)
 
-    async def result(self, timeout: float | None = None) -> Any:
+    async def result(self, timeout: float | None = None, *, cancel_if_abandoned: bool = False) -> Any:
         """See luasched.TaskHandle.result. Cancelling the awaiting coroutine (e.g. with
-        asyncio.wait_for) only stops the waiting: the task itself goes on."""
+        asyncio.wait_for) only stops the waiting: the task itself goes on, unless
+        ``cancel_if_abandoned`` (then it is cancelled if it has not started)."""
         if timeout is not None:
             seconds(timeout, "timeout")
-        flow = ops.wait_result(self._sched.ns, self.id, timeout, self._sched.block_s)
-        return (await self._sched.drive(flow)).value()
+        clock = ops.WaitClock(timeout)
+        try:
+            while True:
+                flow = ops.wait_result(self._sched.ns, self.id, clock.left(), self._sched.block_s)
+                try:
+                    return (await self._sched.drive(flow)).value()
+                except ConnectionLost:
+                    pause = clock.backoff()
+                    if pause is None:
+                        raise
+                    await asyncio.sleep(pause)
+        except (ResultTimeout, asyncio.CancelledError):
+            if cancel_if_abandoned:
+                await asyncio.shield(self.cancel())
+            raise
 
     async def cancel(self) -> bool:
         call = ops.cancel(self._sched.ns, self._sched.now_ms(), self.id, new_request_id())

@@ -373,6 +373,27 @@ def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: flo
             yield Command("expire", (wake, 300))
 
 
+class WaitClock:
+    """The time budget of a wait that survives connection loss (a restart, a failover): how
+    long is left, and how long to back off before trying again (None: no time left)."""
+
+    def __init__(self, timeout: float | None, first_backoff_s: float = 0.05, max_backoff_s: float = 5.0) -> None:
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._backoff = first_backoff_s
+        self._max = max_backoff_s
+
+    def left(self) -> float | None:
+        return None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+
+    def backoff(self) -> float | None:
+        pause = self._backoff
+        self._backoff = min(self._backoff * 2, self._max)
+        left = self.left()
+        if left is not None and left <= pause:
+            return None
+        return pause
+
+
 def outcomes(ns: Namespace, task_ids: Sequence[str]) -> Command:
     """One read of many tasks' states and payloads (a pipeline of HMGETs)."""
     return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "s", "r", "e", "by")) for t in task_ids))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, overload
@@ -25,7 +26,7 @@ from .connection import (
     slot_client,
     sync_client,
 )
-from .errors import ConnectionLost, GroupNotFound, ScriptError, TaskNotFound, translated
+from .errors import ConnectionLost, GroupNotFound, ResultTimeout, ScriptError, TaskNotFound, translated
 from .keys import Keys
 from .ops import Audit, Outcome
 from .scripts import READ_ONLY, Scripts
@@ -572,13 +573,29 @@ class TaskHandle:
     def outcome(self) -> Outcome:
         return self._sched.outcome(self.id)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None, *, cancel_if_abandoned: bool = False) -> Any:
         """Wait for the task to finish and return its value. Raises TaskFailed (with the remote
         error), TaskCancelled, TaskNotFound, or ResultTimeout (a TimeoutError). Waiting is a
-        blocking Redis call (BLPOP), not a poll."""
+        blocking Redis call (BLPOP), not a poll; it rides out a lost connection (a restart, a
+        failover) within its timeout. With ``cancel_if_abandoned``, a wait that times out (or is
+        interrupted) also cancels the task if it has not started."""
         if timeout is not None:
             seconds(timeout, "timeout")
-        return self._sched.drive(ops.wait_result(self._sched.ns, self.id, timeout, self._sched.block_s)).value()
+        clock = ops.WaitClock(timeout)
+        try:
+            while True:
+                flow = ops.wait_result(self._sched.ns, self.id, clock.left(), self._sched.block_s)
+                try:
+                    return self._sched.drive(flow).value()
+                except ConnectionLost:
+                    pause = clock.backoff()
+                    if pause is None:
+                        raise
+                    time.sleep(pause)
+        except (ResultTimeout, KeyboardInterrupt):
+            if cancel_if_abandoned:
+                self.cancel()
+            raise
 
     def cancel(self) -> bool:
         """Cancel the task if it is queued, delayed, or assigned and not started: True if it was."""

@@ -233,3 +233,17 @@ def test_async_processor_recovers_a_lost_lease(make_asched, clock):
         await s.client.aclose()
 
     run(main())
+
+
+def test_an_abandoned_async_wait_can_cancel_its_task(make_asched):
+    async def main():
+        s = make_asched()
+        kept, dropped = await s.submit("add", 1), await s.submit("add", 2)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(kept.result(), 0.1)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(dropped.result(cancel_if_abandoned=True), 0.1)
+        assert (await kept.state(), await dropped.state()) == ("queued", "cancelled")
+        await s.client.aclose()
+
+    run(main())

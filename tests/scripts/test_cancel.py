@@ -136,3 +136,12 @@ def test_cancel_counts_in_the_group(sched):
 
     assert g.progress() == {"total": 2, "done": 0, "failed": 0, "cancelled": 1, "pending": 1}
     audit_ok(sched)
+
+
+def test_an_abandoned_wait_can_cancel_its_task(sched):
+    kept, dropped = sched.submit("add", 1), sched.submit("add", 2)
+    with pytest.raises(luasched.ResultTimeout):
+        kept.result(timeout=0.05)
+    with pytest.raises(luasched.ResultTimeout):
+        dropped.result(timeout=0.05, cancel_if_abandoned=True)
+    assert (kept.state, dropped.state) == ("queued", "cancelled")
