@@ -66,8 +66,12 @@ def check_int(value: object, what: str, low: int, high: int) -> int:
 
 
 def new_task_id() -> str:
-    """12 URL-safe characters, 72 random bits."""
-    return secrets.token_urlsafe(9)
+    """12 URL-safe characters, 72 random bits; never starting with '-' (a command line would
+    take such an id for an option)."""
+    while True:
+        task_id = secrets.token_urlsafe(9)
+        if task_id[0] != "-":
+            return task_id
 
 
 def new_request_id() -> str:

@@ -45,3 +45,11 @@ def test_a_running_task_sees_its_id_attempt_and_processor(sched, clock):
     assert [(i.id, i.name, i.attempt, i.processor) for i in seen] == [(h.id, "who", 1, p.id),
                                                                       (h.id, "who", 2, p.id)]
     assert luasched.current_task() is None
+
+
+def test_task_ids_never_look_like_command_line_options():
+    from luasched.tasks import new_task_id
+
+    ids = [new_task_id() for _ in range(5000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert len(set(ids)) == 5000 and {len(i) for i in ids} == {12}
