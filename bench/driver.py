@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A snapshot of luasched's committed source (bench/run.py --core head): it comes first on the
+#: path of this process and of every luasched process, so concurrent edits are not measured.
+SRC = os.environ.get("BENCH_LUASCHED_SRC", "")
 RTCOUNT = ROOT / "bench" / "rtcount"
 SENTINEL = "bench:sentinel"
 LATENCY_KEY = "bench:latency"
@@ -100,7 +103,7 @@ class Workers:
         for i, argv in enumerate(ad.worker_commands()):
             env = dict(os.environ, **ad.worker_env(), BENCH_REDIS_URL=ad.url,
                        PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
-            path = [str(ROOT)]
+            path = [p for p in (SRC, str(ROOT)) if p]
             if rtdir is not None:
                 path.insert(0, str(RTCOUNT))
                 rt = rtdir / f"worker{i}.json"
@@ -112,7 +115,8 @@ class Workers:
             if argv[0] != sys.executable:
                 argv = [str(bindir / argv[0]), *argv[1:]]
             # a session of its own: stop() signals the whole group (taskiq forks a child worker)
-            self.procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            # cwd: `python -m` puts it first on sys.path, so luasched comes from the snapshot
+            self.procs.append(subprocess.Popen(argv, cwd=SRC or ROOT, env=env, stdout=subprocess.DEVNULL,
                                                start_new_session=True))
 
     def check(self) -> None:
@@ -293,6 +297,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["BENCH_REDIS_URL"] = args.url  # before the adapter's module makes its broker
     sys.path.insert(0, str(ROOT))
+    if SRC:
+        sys.path.insert(0, SRC)
     module = importlib.import_module(f"bench.peers.{args.system}_")
     ad = module.Adapter(args.url, args.variant, args.capacity, args.processes)
     try:

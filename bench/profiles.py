@@ -5,8 +5,9 @@
 Needs py-spy in the luasched venv (`.venv/bin/pip install py-spy`). Starts its own redis-server.
 
 - processor: `luasched processor` draining n queued tasks (take_next c1, take_next c4, plain c1
-  with a scheduler process), sampled by py-spy at 1 kHz including idle time (so waiting on
-  Redis shows as socket reads); the scheduler process is sampled too in plain mode.
+  with a scheduler process), sampled by py-spy at 1 kHz for 3 s in the middle of the drain,
+  idle time included (so waiting on Redis shows as socket reads); the scheduler process is
+  sampled too in plain mode.
 - submit: cProfile of n/4 one-by-one ``Scheduler.submit`` calls in this process.
 - latency: cProfile-free breakdown of one eager submit -> start: time of a bare EVALSHA round
   trip of ``return 1``, of the submit call, and of the whole submit -> task start.
@@ -22,7 +23,6 @@ import cProfile
 import io
 import os
 import pstats
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,11 +40,33 @@ OUT = ROOT / "bench" / "results" / "profiles"
 PYSPY = Path(sys.executable).parent / "py-spy"
 
 
+def category(names: list[str]) -> str:
+    """What a slot thread is doing, from the frames of a sample (innermost last)."""
+    leaf = names[-1]
+    if any(".blpop " in f or "_block " in f for f in names):
+        return "blocked in BLPOP on its wake list (waiting for work)"
+    if "read_from_socket" in leaf or "_socket_can_read" in leaf or "read_response" in leaf:
+        return "waiting for Redis's reply (recv; the script runs meanwhile)"
+    if "send_packed_command" in leaf:
+        return "sending the command (sendall syscall, loopback TCP)"
+    if "(redis/" in leaf or "/redis/" in leaf or "(<string>)" in leaf:
+        return "redis-py's Python code (command building, pool, parsing)"
+    if "bench/app.py" in leaf or "ThreadRunner" in leaf or leaf.startswith("execute "):
+        return "running the task"
+    if "luasched/" in leaf:
+        return "luasched's Python code"
+    if "json" in leaf:
+        return "JSON"
+    return "other: " + leaf
+
+
 def summarise(raw: Path, title: str, top: int = 25) -> str:
-    """Own and total sample shares per function from py-spy's raw (collapsed) output."""
+    """Own and total sample shares per function from py-spy's raw (collapsed) output, then the
+    slot threads alone (stacks through Processor._slot or the scheduler loop) by category."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    samples = 0
+    cats: Counter[str] = Counter()
+    samples = busy = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack:
@@ -58,17 +80,26 @@ def summarise(raw: Path, title: str, top: int = 25) -> str:
             own[names[-1]] += n
         for name in set(names):
             total[name] += n
-    lines = [f"# {title}", f"{samples} samples", "", "## own time (leaf frames)"]
+        if any("Processor._slot" in f or "Scheduler.run " in f or "Scheduler.run (" in f for f in names):
+            busy += n
+            cats[category(names)] += n
+    lines = [f"# {title}", f"{samples} samples (1 kHz, idle threads included)", ""]
+    if busy:
+        lines += ["## the slot threads (or the scheduler loop) only, by what they were doing"]
+        lines += [f"{100 * c / busy:6.1f}%  {name}" for name, c in cats.most_common(12)]
+        lines.append("")
+    lines += ["## own time (leaf frames), all threads"]
     lines += [f"{100 * c / samples:6.1f}%  {name}" for name, c in own.most_common(top)]
-    lines += ["", "## total time (inclusive)"]
+    lines += ["", "## total time (inclusive), all threads"]
     lines += [f"{100 * c / samples:6.1f}%  {name}" for name, c in total.most_common(top)]
     return "\n".join(lines) + "\n"
 
 
-def profile_processor(url: str, n: int, mode: str, capacity: int) -> None:
+def profile_processor(url: str, n: int, mode: str, capacity: int, seconds_: float = 3.0) -> None:
+    """Sample the processes for ``seconds_`` in the middle of a drain of n tasks (steady state:
+    py-spy attaches after the work began, so start-up and idle waiting stay out)."""
     sched = luasched.Scheduler(url, namespace="bench-profile")
     sched.client.flushdb()
-    sched.submit_many("noop", [()] * n)
     env = dict(os.environ, BENCH_NAMESPACE="bench-profile", BENCH_EAGER="0", PYTHONPATH=str(ROOT))
     exe = [sys.executable, "-m", "luasched"]
     take = ["--take-next"] if mode == "take_next" else []
@@ -82,33 +113,38 @@ def profile_processor(url: str, n: int, mode: str, capacity: int) -> None:
     try:
         while sched.counts()["processors"] < 1:
             time.sleep(0.01)
+        sched.submit_many("noop", [()] * n)
+        if mode == "take_next":
+            sched.dispatch(limit=100)
+        t = time.perf_counter()
+        time.sleep(0.3)
         for i, p in enumerate(procs):
             role = "processor" if i == 0 else "scheduler"
             raw = OUT / f"{name}-{role}.raw"
             spies.append((role, raw, subprocess.Popen(
                 [str(PYSPY), "record", "--pid", str(p.pid), "--rate", "1000", "--idle", "--format", "raw",
-                 "--output", str(raw), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
-        time.sleep(1.0)  # py-spy attaches
-        if mode == "take_next":
-            sched.dispatch(limit=100)
-        t = time.perf_counter()
+                 "--output", str(raw), "--duration", str(seconds_), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        for _, _, spy in spies:
+            spy.wait(60)
+        left = n - sched.counts()["done"]
         while sched.counts()["done"] < n:
             time.sleep(0.01)
         rate = n / (time.perf_counter() - t)
-        for _, _, spy in spies:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(30)
         sched.close()
-    text = f"{name}: {n} tasks at {rate:,.0f}/s under py-spy (sampling slows it)\n\n"
+    if left <= 0:
+        print(f"warning: {name}: the drain ended before the sampling did; raise --n")
+    text = f"{name}: {n} tasks at {rate:,.0f}/s, {seconds_} s sampled mid-drain by py-spy (which slows it)\n\n"
     for role, raw, _ in spies:
         text += summarise(raw, f"{name} {role}") + "\n"
+        raw.unlink()
     (OUT / f"{name}.txt").write_text(text)
-    print(text[:4000])
+    print(text[:3000])
 
 
 def profile_submit(url: str, n: int) -> None:
@@ -206,7 +242,7 @@ def main() -> None:
         if "processor" in only:
             profile_processor(server.url, args.n, "take_next", 1)
             profile_processor(server.url, args.n, "take_next", 4)
-            profile_processor(server.url, args.n // 4, "plain", 1)
+            profile_processor(server.url, args.n // 2, "plain", 1)
         if "submit" in only:
             profile_submit(server.url, args.n // 4)
         if "latency" in only:

@@ -190,10 +190,11 @@ def dispatch_section(d: dict[str, Any]) -> list[str]:
 
 
 def processes_section(d: dict[str, Any]) -> list[str]:
-    out = [f"### 7. Several processor processes ({d['n']:,} tasks queued, capacity 1 each)", ""]
+    out = [f"### 7. Several processor processes ({d['n']:,} tasks queued, one Redis)", ""]
     out.append(table(["mode", "processes", "tasks/s", "Redis CPU µs/task", "Redis CPU %", "processors' CPU µs/task"],
-                     [[r["variant"], str(r["processes"]), num(r["rate"]), num(r["redis_cpu_us_per_task"], 1),
-                       num(r["redis_cpu_pct"]), num(r.get("worker_cpu_us_per_task", 0))] for r in d["rows"]],
+                     [[short(r["label"]).split(" x")[0], str(r["processes"]), num(r["rate"]),
+                       num(r["redis_cpu_us_per_task"], 1), num(r["redis_cpu_pct"]),
+                       num(r.get("worker_cpu_us_per_task", 0))] for r in d["rows"]],
                      "lrrrrr"))
     return out
 

@@ -33,6 +33,32 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+
+def snapshot_core() -> tuple[str, str]:
+    """luasched/ and lua/ as committed at HEAD, extracted to a temporary folder that goes first
+    on every luasched process's path: the working tree is shared with engineers who change the
+    core while a suite runs, and a suite must measure one version. --core worktree skips this."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dest = tempfile.mkdtemp(prefix=f"bench-luasched-{head}-")
+    archive = subprocess.run(["git", "archive", "HEAD", "luasched", "lua"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest, head
+
+
+def _core_arg() -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--core", choices=("head", "worktree"), default="head")
+    return str(pre.parse_known_args()[0].core)
+
+
+CORE = _core_arg()
+SRC, HEAD = snapshot_core() if CORE == "head" else ("", "")
+if SRC:
+    sys.path.insert(0, SRC)
+    os.environ["BENCH_LUASCHED_SRC"] = SRC
+
 import luasched  # noqa: E402
 from bench import dispatch_cost  # noqa: E402
 from tests.servers import start_redis  # noqa: E402
@@ -79,10 +105,11 @@ class Runner:
         cmd = [py, str(DRIVER), system, action, "--url", self.url, *map(str, args)]
         if variant:
             cmd += ["--variant", variant]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        path = [p for p in (SRC, str(ROOT)) if p]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
         if stats:
             cmd.append("--stats")
-            env["PYTHONPATH"] = f"{RTCOUNT}{os.pathsep}{ROOT}"
+            env["PYTHONPATH"] = os.pathsep.join([str(RTCOUNT), *path])
             env["BENCH_RT_FILE"] = str(Path(tempfile.mkdtemp(prefix="bench-rt-")) / "producer")
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
@@ -114,6 +141,8 @@ class Runner:
 
 def git_state() -> str:
     """The commit measured, and whether the core (luasched/, lua/) differed from it."""
+    if SRC:
+        return f"{HEAD} (luasched/ and lua/ as committed, from a snapshot)"
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()
@@ -142,11 +171,12 @@ def say(row: dict[str, Any], *fields: str) -> None:
 def w_throughput(run: Runner, n: int) -> None:
     rows = []
     if "luasched" in run.systems:
-        for mode in LUASCHED_MODES:
-            for cap in (1, 4):
-                rows.append(run.repeated("luasched", "throughput", "--n", n, "--capacity", cap,
-                                         variant=mode, keys=TP_KEYS))
-                say(rows[-1], "rate", "redis_cpu_us_per_task")
+        configs = [(mode, cap) for mode in LUASCHED_MODES for cap in (1, 4)]
+        configs += [("take_next+batch", 4), ("take_next+batch", 32)]
+        for mode, cap in configs:
+            rows.append(run.repeated("luasched", "throughput", "--n", n, "--capacity", cap,
+                                     variant=mode, keys=TP_KEYS))
+            say(rows[-1], "rate", "redis_cpu_us_per_task")
     for system, variant in run.peer_configs():
         rows.append(run.repeated(system, "throughput", "--n", n, variant=variant, keys=TP_KEYS))
         say(rows[-1], "rate", "redis_cpu_us_per_task")
@@ -212,6 +242,7 @@ def w_commands(run: Runner, n: int) -> None:
     configs: list[tuple[str, str, int]] = []
     if "luasched" in run.systems:
         configs += [("luasched", m, c) for m in ("plain", "take_next") for c in (1, 4)]
+        configs += [("luasched", "take_next+batch", 32)]
     configs += [(s, v, 1) for s, v in run.peer_configs()]
     for system, variant, cap in configs:
         r = run.driver(system, "throughput", "--n", n, "--capacity", cap, "--one", variant=variant, stats=True)
@@ -239,10 +270,10 @@ def w_dispatch(run: Runner, quick: bool) -> None:
 
 def w_processes(run: Runner, n: int) -> None:
     rows = []
-    for mode in ("take_next", "plain"):
+    for mode, cap in (("take_next", 1), ("plain", 1), ("take_next+batch", 32)):
         for procs in (1, 2, 4):
-            rows.append(run.repeated("luasched", "throughput", "--n", n, "--processes", procs, variant=mode,
-                                     keys=TP_KEYS))
+            rows.append(run.repeated("luasched", "throughput", "--n", n, "--processes", procs, "--capacity", cap,
+                                     variant=mode, keys=TP_KEYS))
             rows[-1]["processes"] = procs
             say(rows[-1], "rate", "redis_cpu_pct")
     run.save("processes", {"n": n, "rows": rows})
@@ -255,6 +286,8 @@ def main() -> None:
     parser.add_argument("--systems", default="luasched," + ",".join(PEERS), help="comma-separated systems")
     parser.add_argument("--repeat", type=int, default=None, help="runs per figure (default 3, --quick 1)")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite bench/README.md and the plots")
+    parser.add_argument("--core", choices=("head", "worktree"), default="head",
+                        help="measure luasched as committed at HEAD (a snapshot; default) or the working tree")
     args = parser.parse_args()
     only = [w for w in args.only.split(",") if w]
     unknown = set(only) - set(WORKLOADS)

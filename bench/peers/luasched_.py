@@ -8,6 +8,8 @@ process: one ``dispatch()`` call from the benchmark starts each slot's first tas
 every ack takes the next task from the queue). In the latency workload, "plain+result" and
 "eager+result" wait with ``TaskHandle.result()`` (the task returns its start time) instead of the
 marker task that every peer uses (it RPUSHes its start time, the producer BLPOPs it).
+"+batch" runs the processors with ``--batch``: one slot starts and acks up to capacity tasks per
+script call.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ class Adapter(Base):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.variant = self.variant or "plain"
-        self.mode, _, how = self.variant.partition("+")
-        self.wait_with_result = how == "result"
-        if self.mode not in VARIANTS:
+        self.mode, *opts = self.variant.split("+")
+        self.wait_with_result = "result" in opts
+        self.batch = "batch" in opts
+        if self.mode not in VARIANTS or set(opts) - {"result", "batch"}:
             raise ValueError(f"luasched variant must be one of {VARIANTS}, not {self.variant!r}")
         self.namespace = os.environ.get("BENCH_NAMESPACE", "bench")
         self.sched = luasched.Scheduler(self.url, namespace=self.namespace,
@@ -47,10 +50,13 @@ class Adapter(Base):
     @property
     def concurrency(self) -> str:  # type: ignore[override]
         procs = f"{self.processes} processes" if self.processes > 1 else "1 process"
+        if self.batch:
+            return f"{procs}, one slot running up to {self.capacity} tasks per round trip (--batch)"
         return f"{procs}, {self.capacity} thread slot{'s' if self.capacity > 1 else ''}"
 
     def label(self) -> str:
-        label = f"luasched {self.mode} c{self.capacity}" + (" (result())" if self.wait_with_result else "")
+        label = (f"luasched {self.mode}{' batch' if self.batch else ''} c{self.capacity}"
+                 + (" (result())" if self.wait_with_result else ""))
         return label + (f" x{self.processes}" if self.processes > 1 else "")
 
     def submit_one(self, n: int) -> None:
@@ -84,6 +90,7 @@ class Adapter(Base):
     def worker_commands(self) -> list[list[str]]:
         exe = [sys.executable, "-m", "luasched"]
         take = ["--take-next"] if self.mode == "take_next" else []
+        take += ["--batch"] if self.batch else []
         cmds = [[*exe, "processor", "bench.app:sched", "--redis", self.url, "--capacity", str(self.capacity),
                  "--no-log-tasks", "--log-level", "warning", *take] for _ in range(self.processes)]
         if self.mode != "take_next":
