@@ -80,8 +80,10 @@ local function wake_scheduler(wake)
 end
 
 -- Keep the idle zsets and the idle set in step with the processor's load.
-local function rerank(P, stats, idle, pid)
-  local cap, qs = unpack(redis.call('HMGET', P .. 'p:' .. pid, 'c', 'qs'))
+local function rerank(P, stats, idle, pid, cap, qs)
+  if not cap then
+    cap, qs = unpack(redis.call('HMGET', P .. 'p:' .. pid, 'c', 'qs'))
+  end
   if not cap then
     return
   end
@@ -173,31 +175,37 @@ local function promote(P, delayed, now, limit)
 end
 
 -- pending -> running for processor pid. Returns {id, name, args, attempt, timeout_ms} or nil.
-local function start_next(P, stats, running, pid, now)
-  local id = redis.call('LPOP', P .. 'p:' .. pid .. ':i')
-  trim_wake(P, pid)
-  if not id then
-    return nil
-  end
+-- -> running on pid (the caller took id out of its pending list or its queue). The attempt
+-- number goes up by one. Returns {id, name, args, attempt, timeout_ms}.
+local function start_task(P, running, pid, now, id)
   local tk = P .. 't:' .. id
   local f, a, n, o = unpack(redis.call('HMGET', tk, 'f', 'a', 'n', 'o'))
   local attempt = fmt(tonumber(n or '0') + 1)
   o = o or '0'
-  redis.call('HSET', tk, 's', 'running', 'n', attempt, 'st', fmt(now))
+  redis.call('HSET', tk, 's', 'running', 'n', attempt, 'st', fmt(now), 'p', pid)
   redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
   if tonumber(o) > 0 then
     redis.call('ZADD', running, fmt(now + tonumber(o)), id)
   else
     redis.call('ZADD', running, '+inf', id)
   end
-  redis.call('HINCRBY', stats, 'assigned', -1)
   return {id, f, a, attempt, o}
+end
+
+-- pending -> running for processor pid (its inbox's oldest). Returns the task or nil.
+local function start_next(P, stats, running, pid, now)
+  local id = redis.call('LPOP', P .. 'p:' .. pid .. ':i')
+  if not id then
+    return nil
+  end
+  redis.call('HINCRBY', stats, 'assigned', -1)
+  return start_task(P, running, pid, now, id)
 end
 
 -- Start up to want tasks for pid: its inbox's oldest first; then, with take, the heads of its
 -- queues in turn while it has a free slot. Returns the started tasks and whether any came from a
 -- queue (the processor's load then grew).
-local function start_many(P, stats, running, pid, now, want, take)
+local function start_many(P, stats, running, pid, now, want, take, cap, qs)
   local tasks = {}
   while #tasks < want do
     local t = start_next(P, stats, running, pid, now)
@@ -206,10 +214,13 @@ local function start_many(P, stats, running, pid, now, want, take)
     end
     tasks[#tasks + 1] = t
   end
+  trim_wake(P, pid)
   local took = false
   if take and #tasks < want then
     local pk = P .. 'p:' .. pid
-    local cap, qs = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+    if not cap then
+      cap, qs = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+    end
     local load = redis.call('SCARD', P .. 'p:' .. pid .. ':r') -- the pending list is empty here
     local names = split_commas(qs)
     local turn = redis.call('HINCRBY', pk, 'rr', 1)
@@ -222,10 +233,7 @@ local function start_many(P, stats, running, pid, now, want, take)
       local qid = redis.call('LPOP', P .. 'q:' .. q)
       if qid then
         dry = 0
-        redis.call('RPUSH', P .. 'p:' .. pid .. ':i', qid)
-        redis.call('HSET', P .. 't:' .. qid, 's', 'assigned', 'p', pid)
-        redis.call('HINCRBY', stats, 'assigned', 1)
-        tasks[#tasks + 1] = start_next(P, stats, running, pid, now)
+        tasks[#tasks + 1] = start_task(P, running, pid, now, qid) -- queued -> running at once
         load = load + 1
         took = true
       else
@@ -313,7 +321,8 @@ local function memo_for(memo, rid)
 end
 
 -- Any state -> done | failed | cancelled; field/payload ('r' result or 'e' error) may be nil.
-local function finish(P, stats, failed, id, state, now, keep_s, field, payload)
+-- known: {w, g} read from the record already (waiter flag, group), or nil to read them here.
+local function finish(P, stats, failed, id, state, now, keep_s, field, payload, known)
   local tk = P .. 't:' .. id
   if field then
     redis.call('HSET', tk, 's', state, 'ft', fmt(now), field, payload)
@@ -323,14 +332,20 @@ local function finish(P, stats, failed, id, state, now, keep_s, field, payload)
   redis.call('HDEL', tk, 'p')
   redis.call('HINCRBY', stats, state, 1)
   local bucket = P .. 'rate:' .. fmt(math.floor(now / 10000))
-  redis.call('HINCRBY', bucket, state, 1)
-  redis.call('EXPIRE', bucket, 120)
+  if redis.call('HINCRBY', bucket, state, 1) == 1 then
+    redis.call('EXPIRE', bucket, 120)
+  end
   if state == 'failed' then
     redis.call('ZADD', failed, fmt(now), id)
   else
     redis.call('EXPIRE', tk, keep_s)
   end
-  local w, g = unpack(redis.call('HMGET', tk, 'w', 'g'))
+  local w, g
+  if known then
+    w, g = known[1], known[2]
+  else
+    w, g = unpack(redis.call('HMGET', tk, 'w', 'g'))
+  end
   if w then
     local wk = P .. 'w:' .. id
     redis.call('RPUSH', wk, '1')

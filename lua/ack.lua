@@ -52,14 +52,14 @@ for i = 0, count - 1 do
   local base = 9 + i * FIELDS
   local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
-  local s, p, n = unpack(redis.call('HMGET', tk, 's', 'p', 'n'))
+  local s, p, n, w, g = unpack(redis.call('HMGET', tk, 's', 'p', 'n', 'w', 'g'))
   local status = 'stale'
   if s == 'running' and p == pid and n == attempt then
     redis.call('ZREM', running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     redis.call('HSET', tk, 'by', pid)
     if outcome == 'done' then
-      finish(P, stats, failed, id, 'done', now, keep_s, 'r', payload)
+      finish(P, stats, failed, id, 'done', now, keep_s, 'r', payload, {w, g})
       status = 'done'
     else
       status = attempt_ended(P, stats, delayed, failed, id, now, keep_s, payload, true)
@@ -70,16 +70,17 @@ for i = 0, count - 1 do
 end
 
 local tasks, took = {}, false
-local registered = redis.call('EXISTS', pk) == 1
-if nxt ~= '0' and want > 0 and alive(procs, pid, now) then
-  tasks, took = start_many(P, stats, running, pid, now, want, nxt == '2')
+local cap, qs = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+local registered = cap ~= false and cap ~= nil
+if registered and nxt ~= '0' and want > 0 and alive(procs, pid, now) then
+  tasks, took = start_many(P, stats, running, pid, now, want, nxt == '2', cap, qs)
 end
 if registered and (freed > 0 or took) then
-  rerank(P, stats, idle, pid)
+  rerank(P, stats, idle, pid, cap, qs)
 end
 if registered and freed > 0 and not took then
   -- a slot came free: a scheduler may now place a waiting task
-  for _, q in ipairs(split_commas(redis.call('HGET', pk, 'qs'))) do
+  for _, q in ipairs(split_commas(qs)) do
     if redis.call('LLEN', P .. 'q:' .. q) > 0 then
       wake_scheduler(wake)
       break

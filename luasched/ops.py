@@ -351,7 +351,8 @@ def state(ns: Namespace, task_id: str) -> Command:
     return Command("hget", (ns.keys.task(task_id), "s"))
 
 
-def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: float) -> Flow:
+def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: float,
+                whole: float | None = None) -> Flow:
     """Wait for a task to finish; returns its Outcome. Blocks on BLPOP for at most ``slice_s`` at
     a time (below the client's socket timeout), re-checking the state between slices.
 
@@ -366,7 +367,8 @@ def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: flo
             return outcome
         left = slice_s if deadline is None else min(slice_s, deadline - time.monotonic())
         if left <= 0:
-            raise ResultTimeout(f"task {task_id} did not finish within {timeout} s (it is {outcome.state})")
+            said = timeout if whole is None else whole
+            raise ResultTimeout(f"task {task_id} did not finish within {said} s (it is {outcome.state})")
         got = yield Command("blpop", ([wake], max(left, 0.001)))
         if got:
             yield Command("rpush", (wake, "1"))

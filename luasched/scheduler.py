@@ -584,7 +584,7 @@ class TaskHandle:
         clock = ops.WaitClock(timeout)
         try:
             while True:
-                flow = ops.wait_result(self._sched.ns, self.id, clock.left(), self._sched.block_s)
+                flow = ops.wait_result(self._sched.ns, self.id, clock.left(), self._sched.block_s, timeout)
                 try:
                     return self._sched.drive(flow).value()
                 except ConnectionLost:
