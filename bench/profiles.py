@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import io
 import os
 import pstats
@@ -33,10 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import luasched  # noqa: E402
+# first: this snapshots luasched/ and lua/ at HEAD and puts the snapshot first on the path
+from bench.run import HEAD, SRC  # noqa: E402, I001
+
+luasched = importlib.import_module("luasched")
 from tests.servers import start_redis  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "profiles"
+PATH = os.pathsep.join(p for p in (SRC, str(ROOT)) if p)
+CWD = SRC or str(ROOT)  # `python -m` puts the cwd first on sys.path
 PYSPY = Path(sys.executable).parent / "py-spy"
 
 
@@ -95,19 +101,19 @@ def summarise(raw: Path, title: str, top: int = 25) -> str:
     return "\n".join(lines) + "\n"
 
 
-def profile_processor(url: str, n: int, mode: str, capacity: int, seconds_: float = 3.0) -> None:
+def profile_processor(url: str, n: int, mode: str, capacity: int, seconds_: int = 3) -> None:
     """Sample the processes for ``seconds_`` in the middle of a drain of n tasks (steady state:
     py-spy attaches after the work began, so start-up and idle waiting stay out)."""
     sched = luasched.Scheduler(url, namespace="bench-profile")
     sched.client.flushdb()
-    env = dict(os.environ, BENCH_NAMESPACE="bench-profile", BENCH_EAGER="0", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, BENCH_NAMESPACE="bench-profile", BENCH_EAGER="0", PYTHONPATH=PATH)
     exe = [sys.executable, "-m", "luasched"]
     take = ["--take-next"] if mode == "take_next" else []
     procs = [subprocess.Popen([*exe, "processor", "bench.app:sched", "--redis", url, "--capacity", str(capacity),
-                               "--no-log-tasks", "--log-level", "warning", *take], cwd=ROOT, env=env)]
+                               "--no-log-tasks", "--log-level", "warning", *take], cwd=CWD, env=env)]
     if mode != "take_next":
         procs.append(subprocess.Popen([*exe, "scheduler", "bench.app:sched", "--redis", url, "--log-level",
-                                       "warning"], cwd=ROOT, env=env))
+                                       "warning"], cwd=CWD, env=env))
     name = f"processor-{mode}-c{capacity}"
     spies = []
     try:
@@ -123,7 +129,7 @@ def profile_processor(url: str, n: int, mode: str, capacity: int, seconds_: floa
             raw = OUT / f"{name}-{role}.raw"
             spies.append((role, raw, subprocess.Popen(
                 [str(PYSPY), "record", "--pid", str(p.pid), "--rate", "1000", "--idle", "--format", "raw",
-                 "--output", str(raw), "--duration", str(seconds_), "--nonblocking"],
+                 "--output", str(raw), "--duration", str(int(seconds_)), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         for _, _, spy in spies:
             spy.wait(60)
@@ -139,7 +145,8 @@ def profile_processor(url: str, n: int, mode: str, capacity: int, seconds_: floa
         sched.close()
     if left <= 0:
         print(f"warning: {name}: the drain ended before the sampling did; raise --n")
-    text = f"{name}: {n} tasks at {rate:,.0f}/s, {seconds_} s sampled mid-drain by py-spy (which slows it)\n\n"
+    text = (f"luasched at {HEAD}, {name}: {n} tasks at {rate:,.0f}/s, {seconds_} s sampled mid-drain by py-spy "
+            f"(which slows it)\n\n")
     for role, raw, _ in spies:
         text += summarise(raw, f"{name} {role}") + "\n"
         raw.unlink()
@@ -173,7 +180,19 @@ def profile_submit(url: str, n: int) -> None:
     for _ in range(1000):
         sched.submit("noop")
     ev = r.info("commandstats")["cmdstat_evalsha"]
-    header = (f"submit one by one: {plain:,.0f}/s without the profiler, {n / elapsed:,.0f}/s with it; "
+    one = r.register_script("return 1")
+    one()
+    floor = {}
+    for what, fn in (("PING", r.ping), ("EVALSHA of 'return 1'", one), ("LPUSH", lambda: r.lpush("bench:x", "1"))):
+        t = time.perf_counter()
+        for _ in range(5000):
+            fn()
+        floor[what] = (time.perf_counter() - t) / 5000 * 1e6
+    r.delete("bench:x")
+    header = ("back-to-back round trips from redis-py on this machine: "
+              + ", ".join(f"{k} {v:.0f} us" for k, v in floor.items()) + "\n")
+    header += (f"luasched at {HEAD}: submit one by one: {plain:,.0f}/s without the profiler, "
+              f"{n / elapsed:,.0f}/s with it; "
               f"the submit script takes {int(ev['usec']) / int(ev['calls']):.1f} us per call in Redis\n\n")
     sched.client.flushdb()
     sched.close()
@@ -185,11 +204,11 @@ def latency_breakdown(url: str, n: int) -> None:
     """Where the time from submit to start goes, eager mode, one idle processor."""
     import redis
 
-    env = dict(os.environ, BENCH_NAMESPACE="bench-profile", BENCH_EAGER="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, BENCH_NAMESPACE="bench-profile", BENCH_EAGER="1", PYTHONPATH=PATH)
     sched = luasched.Scheduler(url, namespace="bench-profile", dispatch_on_submit=True)
     sched.client.flushdb()
     proc = subprocess.Popen([sys.executable, "-m", "luasched", "processor", "bench.app:sched", "--redis", url,
-                             "--capacity", "1", "--no-log-tasks", "--log-level", "warning"], cwd=ROOT, env=env)
+                             "--capacity", "1", "--no-log-tasks", "--log-level", "warning"], cwd=CWD, env=env)
     r = redis.Redis.from_url(url)
     one = r.register_script("return 1")
     try:
@@ -220,7 +239,7 @@ def latency_breakdown(url: str, n: int) -> None:
         proc.wait(30)
         sched.close()
     ev = cs["cmdstat_evalsha"]
-    text = (f"eager latency breakdown over {n} tasks (medians, ms)\n"
+    text = (f"luasched at {HEAD}: eager latency breakdown over {n} tasks (medians, ms)\n"
             f"  EVALSHA 'return 1' round trip from Python: {statistics.median(rt) * 1000:.3f}\n"
             f"  sched.submit (eager, assigns to the idle processor): {statistics.median(sub) * 1000:.3f}\n"
             f"  submit -> task start: {statistics.median(lat) * 1000:.3f}\n"
