@@ -1,6 +1,6 @@
 """The benchmark suite: luasched against RQ, arq, saq, dramatiq, Celery, huey and taskiq.
 
-    .venv/bin/python bench/run.py                      # everything, median of 3 runs (~40 min)
+    .venv/bin/python bench/run.py                      # everything, median of 3 runs (~30 min)
     .venv/bin/python bench/run.py --quick              # a smoke run: small n, 1 run (~3 min)
     .venv/bin/python bench/run.py --only latency,memory --systems luasched,huey
 
@@ -56,8 +56,12 @@ def _core_arg() -> str:
 CORE = _core_arg()
 SRC, HEAD = snapshot_core() if CORE == "head" else ("", "")
 if SRC:
+    import atexit
+    import shutil
+
     sys.path.insert(0, SRC)
     os.environ["BENCH_LUASCHED_SRC"] = SRC
+    atexit.register(shutil.rmtree, SRC, ignore_errors=True)
 
 import luasched  # noqa: E402
 from bench import dispatch_cost  # noqa: E402
