@@ -116,50 +116,89 @@ local function trim_wake(P, pid)
   end
 end
 
--- queued (already popped by the caller) -> inbox of pid, pending.
-local function assign(P, stats, idle, id, pid)
-  redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
-  redis.call('HSET', P .. 't:' .. id, 's', 'assigned', 'p', pid)
-  redis.call('HINCRBY', stats, 'assigned', 1)
-  rerank(P, stats, idle, pid)
-  redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
+-- One dispatch's view of the processors it assigned to: capacity and queues read once per call.
+local function placer(P, stats, procs, idle, now)
+  return {P = P, stats = stats, procs = procs, idle = idle, now = now, known = {}, assigned = 0}
 end
 
--- The least-loaded live idle processor serving q (ties: idle longest), or nil.
+local function proc_info(pl, pid)
+  local info = pl.known[pid]
+  if not info then
+    local cap, qs = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs'))
+    info = {cap = tonumber(cap), queues = split_commas(qs)}
+    pl.known[pid] = info
+  end
+  return info
+end
+
+-- The least-loaded live idle processor serving q (ties: idle longest) and its load, or nil.
 -- Lapsed processors met at the head are dropped from the idle sets (reap takes their inbox).
-local function pick(P, procs, idle, q, now)
-  local ik = P .. 'idle:' .. q
+local function pick(pl, q)
+  local ik = pl.P .. 'idle:' .. q
   for _ = 1, 32 do
-    local head = redis.call('ZRANGE', ik, 0, 0)[1]
-    if not head then
+    local head = redis.call('ZRANGE', ik, 0, 0, 'WITHSCORES')
+    if not head[1] then
       return nil
     end
-    if alive(procs, head, now) then
-      return head
+    if alive(pl.procs, head[1], pl.now) then
+      return head[1], math.floor(tonumber(head[2]) / TWO40)
     end
-    redis.call('ZREM', ik, head)
-    redis.call('SREM', idle, head)
+    redis.call('ZREM', ik, head[1])
+    redis.call('SREM', pl.idle, head[1])
   end
   return nil
 end
 
+-- queued (already popped by the caller) -> inbox of pid, pending; load is pid's load before.
+-- The idle ranking is updated from the known load (the score holds it): no inbox is counted.
+local function assign(pl, id, pid, load)
+  local P = pl.P
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
+  redis.call('HSET', P .. 't:' .. id, 's', 'assigned', 'p', pid)
+  pl.assigned = pl.assigned + 1
+  local info = proc_info(pl, pid)
+  load = load + 1
+  if load < info.cap then
+    local score = fmt(load * TWO40 + redis.call('HINCRBY', pl.stats, 'seq', 1))
+    for _, q in ipairs(info.queues) do
+      redis.call('ZADD', P .. 'idle:' .. q, score, pid)
+    end
+  else
+    for _, q in ipairs(info.queues) do
+      redis.call('ZREM', P .. 'idle:' .. q, pid)
+    end
+    redis.call('SREM', pl.idle, pid)
+  end
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
+end
+
 -- Move up to limit tasks from the head of queue q to chosen processors; pairs appended to out.
 -- The processor is chosen before the task is popped: a task never leaves its queue without a place.
-local function assign_from_queue(P, stats, procs, idle, q, now, limit, out)
-  local qk = P .. 'q:' .. q
+local function assign_from_queue(pl, q, limit, out)
+  local qk = pl.P .. 'q:' .. q
   local n = 0
-  while n < limit and redis.call('LLEN', qk) > 0 do
-    local pid = pick(P, procs, idle, q, now)
+  while n < limit do
+    local pid, load = pick(pl, q)
     if not pid then
       break
     end
     local id = redis.call('LPOP', qk)
-    assign(P, stats, idle, id, pid)
+    if not id then
+      break
+    end
+    assign(pl, id, pid, load)
     out[#out + 1] = id
     out[#out + 1] = pid
     n = n + 1
   end
   return n
+end
+
+-- Settle the counters of a dispatch: one write for all its assignments.
+local function placed(pl)
+  if pl.assigned > 0 then
+    redis.call('HINCRBY', pl.stats, 'assigned', pl.assigned)
+  end
 end
 
 -- delayed -> queued (tail) for up to limit tasks that are due.

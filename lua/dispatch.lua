@@ -26,7 +26,15 @@ end
 promote(P, delayed, now, limit)
 
 local out = {}
-local active = redis.call('SMEMBERS', queues)
+local pl = placer(P, stats, procs, idle, now)
+local active, left = {}, {}
+for _, q in ipairs(redis.call('SMEMBERS', queues)) do
+  local depth = redis.call('LLEN', P .. 'q:' .. q)
+  if depth > 0 then
+    active[#active + 1] = q
+    left[q] = depth
+  end
+end
 local n = 0
 while n < limit and #active > 0 do
   local still = {}
@@ -34,13 +42,17 @@ while n < limit and #active > 0 do
     if n >= limit then
       break
     end
-    if assign_from_queue(P, stats, procs, idle, q, now, 1, out) == 1 then
+    if assign_from_queue(pl, q, 1, out) == 1 then
       n = n + 1
-      still[#still + 1] = q
+      left[q] = left[q] - 1
+      if left[q] > 0 then
+        still[#still + 1] = q
+      end
     end
   end
   active = still
 end
+placed(pl)
 redis.call('HSET', stats, 'last_dispatch_ms', fmt(now))
 
 local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')[2] or ''

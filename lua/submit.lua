@@ -101,9 +101,11 @@ end
 
 local assigned = {}
 if dispatch then
+  local pl = placer(P, stats, procs, idle, now)
   for _, queue in ipairs(order) do
-    assign_from_queue(P, stats, procs, idle, queue, now, touched[queue], assigned)
+    assign_from_queue(pl, queue, touched[queue], assigned)
   end
+  placed(pl)
 end
 if #fresh > #assigned / 2 then
   wake_scheduler(wake)

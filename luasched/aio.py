@@ -112,9 +112,15 @@ class Scheduler(Base):
     async def call(self, call: ops.Call) -> Any:
         if self.durability.applies(call.script):
             return (await self.call_many([call]))[0]
+        client = self.reads.for_script(call.script)
+        script = self.scripts[call.script]
         with translated(call.script):
-            return await self.scripts[call.script](keys=call.keys, args=call.args,
-                                                   client=self.reads.for_script(call.script))
+            try:
+                return await client.execute_command("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
+            except redis.exceptions.NoScriptError:
+                await client.script_load(script.script)
+                return await client.execute_command("EVALSHA", script.sha, len(call.keys), *call.keys,
+                                                    *call.args)
 
     async def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
         """Several script calls in one round trip (see luasched.Scheduler.call_many)."""

@@ -220,10 +220,15 @@ class ProcessorBase:
         ran = 0
         pid = self.id
         tasks: list[ops.Started] = []
+        inbox_seen_empty = False  # the last ack looked for next tasks and found none
         while True:
             if not tasks:
                 if stopping is not None and stopping():
                     return ran
+                if inbox_seen_empty:
+                    inbox_seen_empty = False
+                    yield Block(pid)  # no start call first: the ack just saw the inbox empty
+                    continue
                 pid = self.id
                 reply = ops.decode_start((yield Send(self._start_call(pid, slot))))
                 if reply.status == "task":
@@ -245,6 +250,7 @@ class ProcessorBase:
             for task, (outcome, _, took_s), status in zip(tasks, results, ack.statuses, strict=True):
                 self._done(task, outcome, status, took_s)
             tasks = ack.started
+            inbox_seen_empty = not tasks and stopping is not None and not stopping()
 
     def _new_id(self, lost_pid: str) -> bool:
         """Take a new id after losing the lease of ``lost_pid``; False if another slot already did."""

@@ -118,12 +118,13 @@ class Base:
                  retry_backoff: float | timedelta | None = None) -> ops.NewTask:
         """Check and encode one task (nothing is written)."""
         name, options = self.registry.resolve(task)
-        options = options.replace(
-            queue=check_queue(queue) if queue is not None else None,
-            max_attempts=max_attempts,
-            timeout_s=seconds(timeout, "timeout", allow_none=True),
-            backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True),
-        )
+        if queue is not None or max_attempts is not None or timeout is not None or retry_backoff is not None:
+            options = options.replace(
+                queue=check_queue(queue) if queue is not None else None,
+                max_attempts=max_attempts,
+                timeout_s=seconds(timeout, "timeout", allow_none=True),
+                backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True),
+            )
         return ops.NewTask(
             check_task_id(task_id, "_id (task id)") if task_id is not None else new_task_id(),
             name,
@@ -235,9 +236,16 @@ class Scheduler(Base):
         With ``durability``, a script that writes is followed by WAIT in the same round trip."""
         if self.durability.applies(call.script):
             return self.call_many([call])[0]
+        client = self.reads.for_script(call.script)
+        script = self.scripts[call.script]
         with translated(call.script):
-            return self.scripts[call.script](keys=call.keys, args=call.args,
-                                             client=self.reads.for_script(call.script))
+            # EVALSHA straight through execute_command (redis-py's Script adds layers per call);
+            # NOSCRIPT (a new or restarted server, a replica): load it there, send it again.
+            try:
+                return client.execute_command("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
+            except redis.exceptions.NoScriptError:
+                client.script_load(script.script)
+                return client.execute_command("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
 
     def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
         """Several script calls in one round trip (a pipeline). Every script here is replay-safe, so

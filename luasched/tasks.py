@@ -98,6 +98,9 @@ class TaskOptions:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+DEFAULT_OPTIONS = TaskOptions()
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A registered task: the function and its default options."""
@@ -139,7 +142,7 @@ class Registry:
             if not task or len(task) > 200:
                 raise ValueError(f"task name must be a non-empty str of at most 200 characters, not {task!r}")
             spec = self._by_name.get(task)
-            return task, spec.options if spec else TaskOptions()
+            return task, spec.options if spec else DEFAULT_OPTIONS
         if callable(task):
             spec = self._by_fn.get(id(task))
             if spec is None or spec.fn is not task:
