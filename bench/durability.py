@@ -8,11 +8,12 @@ processor` processes of capacity 4 in complete-and-take-next mode, dispatch at s
 from the submit to the last result) and latency (one task at a time, submit -> result, p50/p99).
 With durability 1 every script that writes is followed by WAIT 1 in the same round trip.
 
---failovers N: N times for each durability, a master, two replicas and three sentinels; a producer thread submits tasks one at a
-time and two processors (threads) run them, all on a ``redis+sentinel://`` URL; the master is
-SIGKILLed after 2 s; once everything has finished on the new master, it counts the submits the
-producer had been told succeeded but that the new master does not have (lost), and the tasks
-that ran more than once (acks or starts lost). Once with durability 0, once with 1.
+--failovers N: N times for each durability, a master, two replicas and three sentinels; a producer
+thread submits tasks one at a time and two processors (threads) run them, all on a
+``redis+sentinel://`` URL; the master is SIGKILLed after 2 s; once everything has finished on the
+new master, it counts the submits the producer had been told succeeded but that the new master does
+not have (lost), and the tasks that ran more than once (acks or starts lost). Once with durability
+0, once with 1.
 """
 
 from __future__ import annotations

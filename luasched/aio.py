@@ -41,7 +41,7 @@ from .errors import (
     translated,
 )
 from .ops import Audit, Outcome
-from .processor import SLOT_WAIT_S, Block, ProcessorBase, Run, Send, execute
+from .processor import SLOT_WAIT_S, ProcessorBase, Run, Send, Wait, execute
 from .scheduler import RECONNECT_MAX_S, RECONNECT_MIN_S, Base, Clock
 from .scripts import READ_ONLY, Scripts
 from .tasks import (
@@ -175,6 +175,27 @@ class Scheduler(Base):
             self.durability.check(replies.pop(), operation)
         return replies
 
+    async def call_after_wake(self, key: str, timeout_s: float, call: ops.Call) -> Any:
+        """See luasched.Scheduler.call_after_wake."""
+        wait = self.durability.applies(call.script)
+        client = await self._nodes.for_key(self.client, call.keys[0])
+        with translated(call.script):
+            pipe = client.pipeline(transaction=False)
+            pipe.blpop([key], timeout_s)
+            pipe.evalsha(self.scripts[call.script].sha, len(call.keys), *call.keys, *call.args)
+            if wait:
+                pipe.execute_command(*self.durability.command())
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if wait:
+            self.durability.check(replies.pop(), call.script)
+        reply = replies[-1]
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return await self.call(call)  # replay-safe: the refused call never ran
+        if isinstance(reply, Exception):
+            with translated(call.script):
+                raise reply
+        return reply
+
     async def execute(self, request: ops.Request) -> Any:
         """Send a script call or a plain command (to the primary) and return its reply."""
         return await self._send(request, self.client)
@@ -271,27 +292,37 @@ class Scheduler(Base):
         stop = stop if stop is not None else asyncio.Event()
         ops.check_limit(limit)
         backoff = RECONNECT_MIN_S
+        reply: ops.DispatchReply | None = None
         while not stop.is_set():
             try:
-                await self._run_once(stop, limit, max_wait, reap_every)
+                reply = await self._run_once(stop, limit, max_wait, reap_every, reply)
                 backoff = RECONNECT_MIN_S
             except ConnectionLost as exc:
+                reply = None
                 log.warning("scheduler loop: %s; retrying in %.2f s", exc, backoff)
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
 
-    async def _run_once(self, stop: asyncio.Event, limit: int, max_wait: float, reap_every: float) -> None:
-        reply = await self.dispatch_detail(limit)
+    async def _run_once(self, stop: asyncio.Event, limit: int, max_wait: float, reap_every: float,
+                        reply: ops.DispatchReply | None) -> ops.DispatchReply | None:
+        if reply is None:
+            reply = await self.dispatch_detail(limit)
         if len(reply.assignments) == limit:
-            return
+            return None
         wait, reap_now = reply.wait_s(max_wait, reap_every)
         if reap_now:
             while await self.reap(limit):
                 pass
-            return
-        if not stop.is_set():
+            return None
+        if stop.is_set():
+            return None
+        wait = min(wait, self.block_s)
+        if self.clock is not None:  # a dispatch carries the client's time: send it after the wait
             with translated("run"):
-                await self.client.blpop([self.keys.wake], timeout=min(wait, self.block_s))
+                await self.client.blpop([self.keys.wake], timeout=wait)
+            return None
+        call = ops.dispatch(self.ns, None, limit, new_request_id())
+        return ops.decode_dispatch(await self.call_after_wake(self.keys.wake, wait, call))
 
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
                   name: str | None = None, *, take_next: bool = False, pool: str = "thread",
@@ -572,9 +603,9 @@ class Processor(ProcessorBase):
                 reply = await self._send(step.call, stop)
             elif isinstance(step, Run):  # a batch's tasks run at once on the loop
                 reply = await asyncio.gather(*(_timed(self.sched, t, step.pid) for t in step.tasks))
-            elif isinstance(step, Block):
+            elif isinstance(step, Wait):
                 assert stop is not None
-                await self._block(step.pid, stop)
+                reply = await self._wait(step, stop)
             else:
                 await self._recover(step.pid)
 
@@ -592,12 +623,16 @@ class Processor(ProcessorBase):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
 
-    async def _block(self, pid: str, stop: asyncio.Event) -> None:
+    async def _wait(self, step: Wait, stop: asyncio.Event) -> Any:
+        wake, wait_s = self.ns.keys.processor_wake(step.pid), min(SLOT_WAIT_S, self.sched.block_s)
+        call = self._start_call(step.pid, step.slot)
         try:
-            wait = min(SLOT_WAIT_S, self.sched.block_s)
-            await self.sched.execute(ops.Command("blpop", ([self.ns.keys.processor_wake(pid)], wait)))
+            if self.sched.clock is None:  # the script reads the server's time when it runs
+                return await self.sched.call_after_wake(wake, wait_s, call)
+            await self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
         except ConnectionLost:
             await _wait(stop, 0.5)
+        return await self._send(self._after_wait(call, step), stop)
 
     async def _recover(self, lost_pid: str) -> None:
         async with self._id_lock:
@@ -672,7 +707,8 @@ class Processor(ProcessorBase):
 
 #: The sync methods that are coroutines here (the rest are the same plain methods).
 ASYNC_METHODS: dict[str, tuple[str, ...]] = {
-    "Scheduler": ("close", "call", "call_many", "execute", "drive", "submit", "submit_many", "map", "group",
+    "Scheduler": ("close", "call", "call_many", "call_after_wake", "execute", "drive", "submit",
+                  "submit_many", "map", "group",
                   "dispatch", "dispatch_detail", "reap", "wake", "run", "outcome", "outcomes",
                   "counts", "queue_lengths", "counts_and_queues", "audit", "processors", "failed",
                   "retry_failed", "purge"),

@@ -105,10 +105,13 @@ class Run:
 
 
 @dataclass(frozen=True)
-class Block:
-    """Slot step: nothing to run; block on the processor's wake list for a while."""
+class Wait:
+    """Slot step: nothing to run; block on the processor's wake list for a while, then send a
+    start — both in one round trip where the server keeps the time, so that the server starts the
+    task the moment the wake-up arrives. The reply is the start's."""
 
     pid: str
+    slot: str
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class Recover:
     pid: str
 
 
-SlotStep = Send | Run | Block | Recover
+SlotStep = Send | Run | Wait | Recover
 SlotFlow = Generator[SlotStep, Any, int]
 
 
@@ -220,17 +223,14 @@ class ProcessorBase:
         ran = 0
         pid = self.id
         tasks: list[ops.Started] = []
-        inbox_seen_empty = False  # the last ack looked for next tasks and found none
+        idle = False  # the last start or ack found the inbox empty: wait before starting again
         while True:
             if not tasks:
                 if stopping is not None and stopping():
                     return ran
-                if inbox_seen_empty:
-                    inbox_seen_empty = False
-                    yield Block(pid)  # no start call first: the ack just saw the inbox empty
-                    continue
                 pid = self.id
-                reply = ops.decode_start((yield Send(self._start_call(pid, slot))))
+                reply = ops.decode_start((yield Wait(pid, slot) if idle else Send(self._start_call(pid, slot))))
+                idle = False
                 if reply.status == "task":
                     tasks = reply.tasks
                 elif reply.status == "lost" and stopping is not None:
@@ -239,7 +239,7 @@ class ProcessorBase:
                 elif stopping is None:
                     return ran
                 else:
-                    yield Block(pid)
+                    idle = True
                     continue
             results = yield Run(tasks, pid, slot)
             ran += len(tasks)
@@ -250,7 +250,12 @@ class ProcessorBase:
             for task, (outcome, _, took_s), status in zip(tasks, results, ack.statuses, strict=True):
                 self._done(task, outcome, status, took_s)
             tasks = ack.started
-            inbox_seen_empty = not tasks and stopping is not None and not stopping()
+            idle = not tasks and stopping is not None and not stopping()
+
+    def _after_wait(self, call: ops.Call, step: Wait) -> ops.Call:
+        """The start to send after a wait: the same one (the same request id: a start that ran
+        answers again), or with an injected clock a new one carrying the time after the wait."""
+        return call if self.base.clock is None else self._start_call(step.pid, step.slot)
 
     def _new_id(self, lost_pid: str) -> bool:
         """Take a new id after losing the lease of ``lost_pid``; False if another slot already did."""
@@ -318,9 +323,9 @@ class Processor(ProcessorBase):
                 reply = self._send(step.call, stop)
             elif isinstance(step, Run):
                 reply = [self._timed(self._runner(step.slot), task, step.pid) for task in step.tasks]
-            elif isinstance(step, Block):
+            elif isinstance(step, Wait):
                 assert stop is not None
-                self._block(step.pid, stop)
+                reply = self._wait(step, stop)
             else:
                 self._recover(step.pid)
 
@@ -357,12 +362,16 @@ class Processor(ProcessorBase):
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _block(self, pid: str, stop: threading.Event) -> None:
+    def _wait(self, step: Wait, stop: threading.Event) -> Any:
+        wake, wait_s = self.ns.keys.processor_wake(step.pid), min(SLOT_WAIT_S, self.sched.block_s)
+        call = self._start_call(step.pid, step.slot)
         try:
-            wait = min(SLOT_WAIT_S, self.sched.block_s)
-            self.sched.execute(ops.Command("blpop", ([self.ns.keys.processor_wake(pid)], wait)))
+            if self.sched.clock is None:  # the script reads the server's time when it runs
+                return self.sched.call_after_wake(wake, wait_s, call)
+            self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
         except ConnectionLost:
             stop.wait(0.5)
+        return self._send(self._after_wait(call, step), stop)
 
     def _recover(self, lost_pid: str) -> None:
         """The lease was lost (we were cut off, or too slow to heartbeat): join again, new id."""

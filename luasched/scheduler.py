@@ -303,6 +303,32 @@ class Scheduler(Base):
             self.durability.check(replies.pop(), operation)
         return replies
 
+    def call_after_wake(self, key: str, timeout_s: float, call: ops.Call) -> Any:
+        """BLPOP ``key`` (at most ``timeout_s``), then ``call``, in ONE round trip: pipelined, so the
+        server runs the script the moment the BLPOP returns, with no client round trip between.
+        Returns the script's reply."""
+        wait = self.durability.applies(call.script)
+        client = slot_client(self.client, call.keys[0]) if is_cluster(self.client) else self.client
+        with translated(call.script):
+            pipe = client.pipeline(transaction=False)
+            pipe.blpop([key], timeout_s)
+            pipe.evalsha(self.scripts[call.script].sha, len(call.keys), *call.keys, *call.args)
+            if wait:
+                pipe.execute_command(*self.durability.command())
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+        return self._after_wake(replies, wait, call)
+
+    def _after_wake(self, replies: list[Any], wait: bool, call: ops.Call) -> Any:
+        if wait:
+            self.durability.check(replies.pop(), call.script)
+        reply = replies[-1]
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return self.call(call)  # replay-safe: the refused call never ran
+        if isinstance(reply, Exception):
+            with translated(call.script):
+                raise reply
+        return reply
+
     def execute(self, request: ops.Request) -> Any:
         """Send a script call or a plain command (to the primary) and return its reply."""
         return self._send(request, self.client)
@@ -412,27 +438,39 @@ class Scheduler(Base):
         stop = stop if stop is not None else threading.Event()
         ops.check_limit(limit)
         backoff = RECONNECT_MIN_S
+        reply: ops.DispatchReply | None = None
         while not stop.is_set():
             try:
-                self._run_once(stop, limit, max_wait, reap_every)
+                reply = self._run_once(stop, limit, max_wait, reap_every, reply)
                 backoff = RECONNECT_MIN_S
             except ConnectionLost as exc:
+                reply = None
                 log.warning("scheduler loop: %s; retrying in %.2f s", exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
 
-    def _run_once(self, stop: threading.Event, limit: int, max_wait: float, reap_every: float) -> None:
-        reply = self.dispatch_detail(limit)
+    def _run_once(self, stop: threading.Event, limit: int, max_wait: float, reap_every: float,
+                  reply: ops.DispatchReply | None) -> ops.DispatchReply | None:
+        """One turn of the loop; returns the dispatch the next turn starts from (None: dispatch)."""
+        if reply is None:
+            reply = self.dispatch_detail(limit)
         if len(reply.assignments) == limit:
-            return
+            return None
         wait, reap_now = reply.wait_s(max_wait, reap_every)
         if reap_now:
             while self.reap(limit):
                 pass
-            return
-        if not stop.is_set():
+            return None
+        if stop.is_set():
+            return None
+        wait = min(wait, self.block_s)
+        if self.clock is not None:  # a dispatch carries the client's time: send it after the wait
             with translated("run"):
-                self.client.blpop([self.keys.wake], timeout=min(wait, self.block_s))
+                self.client.blpop([self.keys.wake], timeout=wait)
+            return None
+        # Block on the wake list and dispatch right after, in one round trip.
+        call = ops.dispatch(self.ns, None, limit, new_request_id())
+        return ops.decode_dispatch(self.call_after_wake(self.keys.wake, wait, call))
 
     # --- processors --------------------------------------------------------------------------
 

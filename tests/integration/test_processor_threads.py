@@ -153,3 +153,36 @@ def test_a_processor_cut_off_past_its_lease_registers_again_and_carries_on(make_
     finally:
         p.stop(timeout=5)
     assert sched.audit().ok
+
+
+def test_an_idle_slot_starts_with_the_injected_clocks_time_after_its_wait(make_sched, clock):
+    """An idle slot blocks, then starts what woke it: with an injected clock the start must carry
+    the time after the wait (its timeout deadline counts from then), not the time it began to wait."""
+    sched = make_sched(clock=clock, dispatch_on_submit=True)
+    release = threading.Event()
+
+    @sched.task(timeout=30.0)
+    def hold(x: int) -> int:
+        release.wait(10)
+        return x
+
+    p = sched.processor(capacity=1, lease=1000.0)  # alive across the clock's jump
+    p.start()
+    try:
+        release.set()
+        assert sched.submit(hold, 1).result(timeout=10) == 1  # the slot then waits, idle
+        time.sleep(0.2)
+        release.clear()
+        clock.advance(100)
+        h = sched.submit(hold, 2)  # dispatched to the waiting slot, which wakes and starts it
+        deadline = time.monotonic() + 10
+        while h.state != "running" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert h.state == "running"
+        assert sched.client.zscore(sched.keys.running, h.id) == (clock.now + 30.0) * 1000
+        release.set()
+        assert h.result(timeout=10) == 2
+    finally:
+        release.set()
+        p.stop(timeout=5)
+    assert sched.audit().ok

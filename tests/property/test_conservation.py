@@ -213,8 +213,8 @@ class Conservation(RuleBasedStateMachine):
     @rule(queue=st.sampled_from(QUEUES), fails=st.lists(st.integers(0, 2), min_size=1, max_size=4))
     def submit_many(self, queue: str, fails: list[int]) -> None:
         tokens = [next(self.tokens) for _ in fails]
-        hs = self.sched.submit_many("work", list(zip(tokens, fails)), queue=queue, max_attempts=2)
-        for h, token, f in zip(hs, tokens, fails):
+        hs = self.sched.submit_many("work", list(zip(tokens, fails, strict=True)), queue=queue, max_attempts=2)
+        for h, token, f in zip(hs, tokens, fails, strict=True):
             self.new_task(h.id, queue, f, 2, 0, token, 0)
 
     def add_processor_impl(self, capacity: int, queues: tuple[str, ...]) -> MProc:

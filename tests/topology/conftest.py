@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import Cluster, Replicated, redis_server_path, real_redis_required, start_cluster, start_replicated
+from tests.servers import Cluster, Replicated, real_redis_required, redis_server_path, start_cluster, start_replicated
 
 
 def need_redis_server() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from luasched import aio
-from tests.servers import Cluster, Replicated, RedisServer, probe, start_replicated
+from tests.servers import Cluster, RedisServer, Replicated, probe, start_replicated
 from tests.topology.conftest import need_redis_server
 
 pytestmark = pytest.mark.real_redis
