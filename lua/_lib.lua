@@ -1,4 +1,4 @@
---[[ _lib: local helpers that luasched/scripts.py puts in front of every script.
+--[[ _lib: local helpers that luasched/scripts.py puts in front of every script (those it uses).
   Each helper is a local function of its explicit arguments: no globals, no KEYS or ARGV.
   P is the namespace prefix "luasched:{ns}:". Every key built here starts with P, so it
   carries the namespace hash tag and lands on the same cluster slot as the KEYS given.

@@ -47,33 +47,36 @@ for i = 0, count - 1 do
 end
 
 -- every input checked; writes start here
-local touched = {}
+local touched, listed = {}, {}
 local order = {}
 for _, base in ipairs(fresh) do
   local id, name, queue, args = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
   local delay = tonumber(ARGV[base + 8])
-  redis.call('HSET', tk, 'f', name, 'a', args, 'ct', fmt(now))
+  local fields = {'f', name, 'a', args, 'ct', fmt(now), 's', delay > 0 and 'delayed' or 'queued'}
   if queue ~= DEFAULT_QUEUE then
-    redis.call('HSET', tk, 'q', queue)
+    fields[#fields + 1], fields[#fields + 2] = 'q', queue
   end
   if ARGV[base + 5] ~= DEFAULT_MAX_ATTEMPTS then
-    redis.call('HSET', tk, 'm', ARGV[base + 5])
+    fields[#fields + 1], fields[#fields + 2] = 'm', ARGV[base + 5]
   end
   if ARGV[base + 7] ~= DEFAULT_BACKOFF_MS then
-    redis.call('HSET', tk, 'b', ARGV[base + 7])
+    fields[#fields + 1], fields[#fields + 2] = 'b', ARGV[base + 7]
   end
   if tonumber(ARGV[base + 6]) > 0 then
-    redis.call('HSET', tk, 'o', ARGV[base + 6])
+    fields[#fields + 1], fields[#fields + 2] = 'o', ARGV[base + 6]
   end
   if group ~= '' then
-    redis.call('HSET', tk, 'g', group)
+    fields[#fields + 1], fields[#fields + 2] = 'g', group
+  end
+  redis.call('HSET', tk, unpack(fields)) -- one write per record
+  if not listed[queue] then
+    listed[queue] = true
+    redis.call('SADD', queues, queue)
   end
   if delay > 0 then
-    redis.call('HSET', tk, 's', 'delayed')
     redis.call('ZADD', delayed, fmt(now + delay), id)
   else
-    redis.call('HSET', tk, 's', 'queued')
     redis.call('RPUSH', P .. 'q:' .. queue, id)
     if not touched[queue] then
       touched[queue] = 0
@@ -81,7 +84,6 @@ for _, base in ipairs(fresh) do
     end
     touched[queue] = touched[queue] + 1
   end
-  redis.call('SADD', queues, queue)
 end
 
 if #fresh > 0 then

@@ -175,26 +175,21 @@ class Scheduler(Base):
             self.durability.check(replies.pop(), operation)
         return replies
 
-    async def call_after_wake(self, key: str, timeout_s: float, call: ops.Call) -> Any:
+    async def call_after_wake(self, key: str, timeout_s: float, call: ops.Call,
+                              before: ops.Call | None = None) -> Any:
         """See luasched.Scheduler.call_after_wake."""
-        wait = self.durability.applies(call.script)
+        if self._ride_alone(before):
+            assert before is not None
+            return await self.call(before), await self.call_after_wake(key, timeout_s, call)
+        calls, commands = self._wake_pipeline(key, timeout_s, call, before)
         client = await self._nodes.for_key(self.client, call.keys[0])
         with translated(call.script):
             pipe = client.pipeline(transaction=False)
-            pipe.blpop([key], timeout_s)
-            pipe.evalsha(self.scripts[call.script].sha, len(call.keys), *call.keys, *call.args)
-            if wait:
-                pipe.execute_command(*self.durability.command())
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        if wait:
-            self.durability.check(replies.pop(), call.script)
-        reply = replies[-1]
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            return await self.call(call)  # replay-safe: the refused call never ran
-        if isinstance(reply, Exception):
-            with translated(call.script):
-                raise reply
-        return reply
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+            replies = self._wake_replies(calls, await pipe.execute(raise_on_error=False))
+        return self._wake_result(calls, [await self.call(c) if isinstance(r, redis.exceptions.NoScriptError)
+                                         else r for c, r in zip(calls, replies, strict=True)])
 
     async def execute(self, request: ops.Request) -> Any:
         """Send a script call or a plain command (to the primary) and return its reply."""
@@ -626,12 +621,16 @@ class Processor(ProcessorBase):
     async def _wait(self, step: Wait, stop: asyncio.Event) -> Any:
         wake, wait_s = self.ns.keys.processor_wake(step.pid), min(SLOT_WAIT_S, self.sched.block_s)
         call = self._start_call(step.pid, step.slot)
+        if step.ack is not None and not self._pipelines_ack(step.ack):
+            return await self._send(step.ack, stop), await self._wait(Wait(step.pid, step.slot), stop)
         try:
             if self.sched.clock is None:  # the script reads the server's time when it runs
-                return await self.sched.call_after_wake(wake, wait_s, call)
+                return await self.sched.call_after_wake(wake, wait_s, call, before=step.ack)
             await self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
         except ConnectionLost:
             await _wait(stop, 0.5)
+            if step.ack is not None:  # replay-safe: the ack answers as it did if it ran
+                return await self._send(step.ack, stop), await self._send(call, stop)
         return await self._send(self._after_wait(call, step), stop)
 
     async def _recover(self, lost_pid: str) -> None:

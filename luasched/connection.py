@@ -11,7 +11,7 @@ import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import fakeredis
@@ -282,6 +282,27 @@ async def aclose_client(client: Any, target: object) -> None:
         for sentinel in sentinels_of(client):
             await sentinel.aclose()
     await client.aclose()
+
+
+def direct(client: Any, *args: Any) -> Any:
+    """``client.execute_command(*args)`` for a command that needs no reply callback (EVALSHA),
+    sent on a pooled connection without redis-py's per-call layers (retry wrapper, timing and
+    error hooks): about 20 µs less per call on this machine, which is a fifth of a task's round
+    trip. Any client but a plain ``redis.Redis`` takes the usual path, and so does a call whose
+    connection broke (redis-py then reconnects and retries; the call may have run, which every
+    script here is safe against — see the replays in the README)."""
+    if type(client) is not redis.Redis or client.connection is not None:
+        return client.execute_command(*args)
+    pool: Any = client.connection_pool
+    conn: Any = pool.get_connection()
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        conn.disconnect()
+    finally:
+        pool.release(conn)
+    return cast(Any, client).execute_command(*args)  # reconnects and retries
 
 
 def is_cluster(client: object) -> bool:

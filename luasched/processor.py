@@ -108,10 +108,14 @@ class Run:
 class Wait:
     """Slot step: nothing to run; block on the processor's wake list for a while, then send a
     start — both in one round trip where the server keeps the time, so that the server starts the
-    task the moment the wake-up arrives. The reply is the start's."""
+    task the moment the wake-up arrives. The reply is the start's. With ``ack`` (the ack of the
+    tasks the slot just ran, asking for no next task) that is sent first, in the same round trip,
+    and the reply is ``(ack reply, start reply)``: one round trip per task when the next task
+    comes from a scheduler (every assignment pushes a token on the wake list)."""
 
     pid: str
     slot: str
+    ack: ops.Call | None = None
 
 
 @dataclass(frozen=True)
@@ -224,13 +228,15 @@ class ProcessorBase:
         pid = self.id
         tasks: list[ops.Started] = []
         idle = False  # the last start or ack found the inbox empty: wait before starting again
+        answered: Any = None  # the reply of a start already sent (with the last ack)
         while True:
             if not tasks:
-                if stopping is not None and stopping():
-                    return ran
-                pid = self.id
-                reply = ops.decode_start((yield Wait(pid, slot) if idle else Send(self._start_call(pid, slot))))
-                idle = False
+                if answered is None:
+                    if stopping is not None and stopping():
+                        return ran
+                    pid = self.id
+                    answered = yield Wait(pid, slot) if idle else Send(self._start_call(pid, slot))
+                reply, answered, idle = ops.decode_start(answered), None, False
                 if reply.status == "task":
                     tasks = reply.tasks
                 elif reply.status == "lost" and stopping is not None:
@@ -244,13 +250,24 @@ class ProcessorBase:
             results = yield Run(tasks, pid, slot)
             ran += len(tasks)
             finished = [(task, outcome, payload) for task, (outcome, payload, _) in zip(tasks, results, strict=True)]
-            call = self._ack_call(pid, slot, finished, by_hand=stopping is None,
-                                  stopping=stopping is not None and stopping())
-            ack = ops.decode_ack((yield Send(call)))
+            stop_now = stopping is not None and stopping()
+            # Fed by a scheduler (not take-next, not by hand): ack, wait and start in one round trip.
+            wait_next = stopping is not None and not stop_now and not self.take_next
+            call = self._ack_call(pid, slot, finished, by_hand=stopping is None, stopping=stop_now or wait_next)
+            if wait_next:
+                acked, answered = yield Wait(pid, slot, call)
+            else:
+                acked = yield Send(call)
+            ack = ops.decode_ack(acked)
             for task, (outcome, _, took_s), status in zip(tasks, results, ack.statuses, strict=True):
                 self._done(task, outcome, status, took_s)
             tasks = ack.started
             idle = not tasks and stopping is not None and not stopping()
+
+    def _pipelines_ack(self, ack: ops.Call) -> bool:
+        """Whether an ack may ride in the wait's round trip: not when it must wait for replicas
+        (WAIT would then follow the BLPOP), nor with an injected clock (the start is made after)."""
+        return self.base.clock is None and not self.base.durability.applies(ack.script)
 
     def _after_wait(self, call: ops.Call, step: Wait) -> ops.Call:
         """The start to send after a wait: the same one (the same request id: a start that ran
@@ -365,12 +382,16 @@ class Processor(ProcessorBase):
     def _wait(self, step: Wait, stop: threading.Event) -> Any:
         wake, wait_s = self.ns.keys.processor_wake(step.pid), min(SLOT_WAIT_S, self.sched.block_s)
         call = self._start_call(step.pid, step.slot)
+        if step.ack is not None and not self._pipelines_ack(step.ack):
+            return self._send(step.ack, stop), self._wait(Wait(step.pid, step.slot), stop)
         try:
             if self.sched.clock is None:  # the script reads the server's time when it runs
-                return self.sched.call_after_wake(wake, wait_s, call)
+                return self.sched.call_after_wake(wake, wait_s, call, before=step.ack)
             self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
         except ConnectionLost:
             stop.wait(0.5)
+            if step.ack is not None:  # replay-safe: the ack answers as it did if it ran
+                return self._send(step.ack, stop), self._send(call, stop)
         return self._send(self._after_wait(call, step), stop)
 
     def _recover(self, lost_pid: str) -> None:

@@ -18,6 +18,7 @@ from .connection import (
     Reads,
     block_slice_s,
     close_client,
+    direct,
     is_cluster,
     is_embedded,
     owns,
@@ -70,6 +71,8 @@ class Args:
 class Base:
     """What the sync and asyncio schedulers share: settings, registry, and pure preparation."""
 
+    scripts: Scripts  # set by the front end, on its client
+
     def __init__(self, namespace: str, clock: Clock | None, keep: float | timedelta,
                  dispatch_on_submit: bool, *, durability: int = 0,
                  durability_timeout: float | timedelta = 1.0) -> None:
@@ -85,6 +88,40 @@ class Base:
         self.registry = Registry()
         self.dispatch_on_submit = dispatch_on_submit
         self.durability = Durability.of(durability, seconds(durability_timeout, "durability_timeout"))
+        self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
+
+    def _ride_alone(self, before: ops.Call | None) -> bool:
+        """True the first time a script is to be sent ahead of a BLPOP: it goes alone then, so
+        that the server's NOSCRIPT (not loaded there yet) is answered now, not after the wait."""
+        if before is None or before.script in self._ridden:
+            return False
+        self._ridden.add(before.script)
+        return True
+
+    def _wake_pipeline(self, key: str, timeout_s: float, call: ops.Call,
+                       before: ops.Call | None) -> tuple[list[ops.Call], list[tuple[str, tuple[Any, ...]]]]:
+        """The commands of call_after_wake: [before,] BLPOP, call[, WAIT]."""
+        calls = [before, call] if before is not None else [call]
+        evals = [("evalsha", (self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)) for c in calls]
+        commands = [*evals[:-1], ("blpop", ([key], timeout_s)), evals[-1]]
+        if any(self.durability.applies(c.script) for c in calls):
+            commands.append(("execute_command", self.durability.command()))
+        return calls, commands
+
+    def _wake_replies(self, calls: list[ops.Call], replies: list[Any]) -> list[Any]:
+        """The scripts' replies of call_after_wake's pipeline (WAIT checked, the BLPOP's dropped)."""
+        if any(self.durability.applies(c.script) for c in calls):
+            self.durability.check(replies.pop(), calls[-1].script)
+        del replies[-2]
+        return replies
+
+    @staticmethod
+    def _wake_result(calls: list[ops.Call], replies: list[Any]) -> Any:
+        for c, r in zip(calls, replies, strict=True):
+            if isinstance(r, Exception):
+                with translated(c.script):
+                    raise r
+        return tuple(replies) if len(calls) == 2 else replies[0]
 
     def now_ms(self) -> int | None:
         """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
@@ -239,13 +276,13 @@ class Scheduler(Base):
         client = self.reads.for_script(call.script)
         script = self.scripts[call.script]
         with translated(call.script):
-            # EVALSHA straight through execute_command (redis-py's Script adds layers per call);
-            # NOSCRIPT (a new or restarted server, a replica): load it there, send it again.
+            # EVALSHA on a pooled connection (redis-py's Script and execute_command add layers per
+            # call); NOSCRIPT (a new or restarted server, a replica): load it there, send it again.
             try:
-                return client.execute_command("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
+                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
             except redis.exceptions.NoScriptError:
                 client.script_load(script.script)
-                return client.execute_command("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
+                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
 
     def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
         """Several script calls in one round trip (a pipeline). Every script here is replay-safe, so
@@ -303,31 +340,23 @@ class Scheduler(Base):
             self.durability.check(replies.pop(), operation)
         return replies
 
-    def call_after_wake(self, key: str, timeout_s: float, call: ops.Call) -> Any:
+    def call_after_wake(self, key: str, timeout_s: float, call: ops.Call, before: ops.Call | None = None) -> Any:
         """BLPOP ``key`` (at most ``timeout_s``), then ``call``, in ONE round trip: pipelined, so the
         server runs the script the moment the BLPOP returns, with no client round trip between.
-        Returns the script's reply."""
-        wait = self.durability.applies(call.script)
+        Returns the script's reply; with ``before`` (a script sent ahead of the BLPOP, in the same
+        round trip) the pair of replies ``(before's, call's)``."""
+        if self._ride_alone(before):
+            assert before is not None
+            return self.call(before), self.call_after_wake(key, timeout_s, call)
+        calls, commands = self._wake_pipeline(key, timeout_s, call, before)
         client = slot_client(self.client, call.keys[0]) if is_cluster(self.client) else self.client
         with translated(call.script):
             pipe = client.pipeline(transaction=False)
-            pipe.blpop([key], timeout_s)
-            pipe.evalsha(self.scripts[call.script].sha, len(call.keys), *call.keys, *call.args)
-            if wait:
-                pipe.execute_command(*self.durability.command())
-            replies: list[Any] = pipe.execute(raise_on_error=False)
-        return self._after_wake(replies, wait, call)
-
-    def _after_wake(self, replies: list[Any], wait: bool, call: ops.Call) -> Any:
-        if wait:
-            self.durability.check(replies.pop(), call.script)
-        reply = replies[-1]
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            return self.call(call)  # replay-safe: the refused call never ran
-        if isinstance(reply, Exception):
-            with translated(call.script):
-                raise reply
-        return reply
+            for name, args in commands:
+                getattr(pipe, name)(*args)
+            replies = self._wake_replies(calls, pipe.execute(raise_on_error=False))
+        return self._wake_result(calls, [self.call(c) if isinstance(r, redis.exceptions.NoScriptError) else r
+                                         for c, r in zip(calls, replies, strict=True)])  # refused: never ran
 
     def execute(self, request: ops.Request) -> Any:
         """Send a script call or a plain command (to the primary) and return its reply."""

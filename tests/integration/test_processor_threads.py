@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
 import pytest
+import redis
 
 import luasched
 
@@ -186,3 +188,55 @@ def test_an_idle_slot_starts_with_the_injected_clocks_time_after_its_wait(make_s
         release.set()
         p.stop(timeout=5)
     assert sched.audit().ok
+
+
+class CountingConnection(redis.Connection):
+    """Counts what each thread sends: one send is one round trip (a command or a pipeline)."""
+
+    sends: collections.Counter[str] = collections.Counter()
+
+    def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        CountingConnection.sends[threading.current_thread().name] += 1
+        super().send_packed_command(command, check_health)
+
+
+@pytest.mark.real_redis
+@pytest.mark.parametrize("mode", ["plain", "eager"])
+def test_a_slot_fed_by_a_scheduler_uses_one_round_trip_per_task(redis_server, namespace, mode):
+    """Ack, wait for the next wake-up and start what it announces: one pipeline per task, in the
+    plain mode (a scheduler loop dispatches) and the eager one (submit dispatches)."""
+    eager = mode == "eager"
+    producer = luasched.Scheduler(redis_server.client(), namespace=namespace, dispatch_on_submit=eager)
+    pool = redis.ConnectionPool(port=redis_server.port, protocol=2, connection_class=CountingConnection)
+    sched = luasched.Scheduler(redis.Redis(connection_pool=pool), namespace=namespace)
+
+    @sched.task
+    def one() -> int:
+        return 1
+
+    CountingConnection.sends.clear()
+    p = sched.processor(capacity=1)
+    p.start()
+    stop = threading.Event()
+    loop = threading.Thread(target=producer.run, args=(stop,))
+    if not eager:
+        loop.start()
+    try:
+        n = 40
+        if eager:  # one at a time: submit hands each to the idle processor
+            assert [producer.submit("one").result(timeout=20) for _ in range(n)] == [1] * n
+        else:
+            handles = producer.submit_many("one", [()] * n)
+            assert [h.result(timeout=20) for h in handles] == [1] * n
+        slot = CountingConnection.sends[f"{p.id}-slot0"]
+        # setup: the first start and first ack go alone, each NOSCRIPT-load-resend on a new server
+        assert n <= slot <= n + 8, f"{slot} round trips for {n} tasks (two per task before)"
+    finally:
+        stop.set()
+        producer.wake()
+        if loop.is_alive():
+            loop.join(5)
+        p.stop(timeout=5)
+    assert producer.audit().ok
+    sched.close()
+    producer.close()

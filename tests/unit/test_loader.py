@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 
@@ -10,16 +11,42 @@ from luasched import ops, scripts
 from tests.scripts.util import audit_ok
 
 
-def test_sources_put_the_lib_first():
+def test_sources_put_the_helpers_a_script_uses_first():
     lib = (scripts.lua_dir() / f"{scripts.LIB}.lua").read_text(encoding="utf-8")
     sources = scripts.sources()
+    helpers = set(re.findall(r"^local function (\w+)", lib, re.M))
 
     assert sorted(sources) == sorted(scripts.NAMES)
     for name, source in sources.items():
         own = (scripts.lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
-        assert source.startswith(lib), name
+        assert source.startswith(f"--[[ {scripts.LIB}:"), name
         assert source.endswith(own), name
-        assert source.index(f"--[[ {name}:") > source.index(f"--[[ {scripts.LIB}:")
+        included = set(re.findall(r"^local function (\w+)", source[:-len(own)], re.M))
+        # every helper called anywhere in what is sent is defined in it (a helper left out by
+        # mistake would be a nil global at run time), and none of what is left out is called
+        called = {h for h in helpers if re.search(rf"\b{h}\(", source)}
+        assert called == included, name
+    assert "placer" in sources["dispatch"] and "placer" not in sources["heartbeat"]
+
+
+def test_lib_for_follows_helpers_through_other_helpers():
+    lib = (
+        "--[[ _lib: header ]]\n"
+        "local K = 1\n"
+        "local function a() return K end\n"
+        "-- b calls a\n"
+        "local function b() return a() end\n"
+        "local function c() return 3 end\n"
+    )
+    shaken = scripts.lib_for(lib, "return b() -- not c")
+    assert shaken == (
+        "--[[ _lib: header ]]\n"
+        "local K = 1\n"
+        "local function a() return K end\n"
+        "-- b calls a\n"
+        "local function b() return a() end\n"
+    )
+    assert scripts.lib_for(lib, "return 1") == "--[[ _lib: header ]]\n"
 
 
 def test_each_script_is_registered_by_the_sha_of_its_source(sched):
