@@ -605,12 +605,14 @@ class Scheduler(Base):
                 deleted += self.client.unlink(*batch)
         return deleted
 
-    def connect(self, redis: object, *, read_redis: object = None) -> Scheduler:
+    def connect(self, redis: object, *, read_redis: object = None,
+                durability: int | None = None) -> Scheduler:
         """This scheduler (namespace, clock, keep, modes, durability and registered tasks) on
-        another server, reading from ``read_redis`` if given."""
+        another server, reading from ``read_redis`` if given, waiting for ``durability``
+        replicas instead of this one's setting if given."""
         other = Scheduler(redis, self.namespace, self.clock, keep=self.ns.keep_s,
                           dispatch_on_submit=self.dispatch_on_submit, read_redis=read_redis,
-                          durability=self.durability.replicas,
+                          durability=self.durability.replicas if durability is None else durability,
                           durability_timeout=self.durability.timeout_ms / 1000)
         other.registry = self.registry
         return other

@@ -22,7 +22,7 @@ import luasched
 from .aio import Scheduler as AsyncScheduler
 from .app import load_any
 from .cli import EXIT_USAGE, _complain, main
-from .connection import redact
+from .connection import MAX_DURABILITY, redact
 from .scheduler import Base
 
 log = logging.getLogger("luasched")
@@ -54,10 +54,19 @@ def _on_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _scheduler(app: str, redis_url: str | None) -> Base:
-    """The APP's Scheduler (sync or asyncio), on --redis if given."""
-    sched = load_any(app)
-    return sched.connect(redis_url) if redis_url else sched  # type: ignore[attr-defined]
+def _scheduler(app: str, redis_url: str | None, durability: int | None = None) -> Base:
+    """The APP's Scheduler (sync or asyncio), on --redis if given, with --durability if given."""
+    sched: Any = load_any(app)
+    if redis_url is None and durability is None:
+        return cast(Base, sched)
+    return cast(Base, sched.connect(redis_url if redis_url is not None else sched.client, durability=durability))
+
+
+def _durability_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--durability", type=click.IntRange(0, MAX_DURABILITY), default=None, metavar="N",
+        help="Every script's writes wait for N replicas (WAIT, same round trip); "
+             "default: the APP's setting.")(fn)
 
 
 def _where(redis_url: str | None) -> str:
@@ -79,13 +88,14 @@ def _where(redis_url: str | None) -> str:
               help="Take the next task from the queue in the same call that acks the last one.")
 @click.option("--batch/--no-batch", default=False, show_default=True,
               help="One slot starts and acks up to --capacity tasks per round trip (short tasks).")
+@_durability_option
 @click.option("--log-tasks/--no-log-tasks", default=True, show_default=True,
               help="Log one line per task (id, name, outcome, duration).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
                       redis_url: str | None, grace: float, pool: str, take_next: bool, batch: bool,
-                      log_tasks: bool, log_level: str) -> None:
+                      durability: int | None, log_tasks: bool, log_level: str) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
 
     First signal: take no new task, let running ones finish within --grace seconds, give the
@@ -98,7 +108,7 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     try:
         if grace < 0:
             raise ValueError(f"--grace must be >= 0, not {grace}")
-        any_sched = _scheduler(app, redis_url)
+        any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, AsyncScheduler):
             sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(redis_url))))
         sched = cast(luasched.Scheduler, any_sched)
@@ -165,16 +175,18 @@ def _halt(p: Any) -> None:
 @click.argument("app")
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
 @click.option("--limit", type=int, default=100, show_default=True, help="Tasks per dispatch call.")
+@_durability_option
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def scheduler_command(app: str, redis_url: str | None, limit: int, log_level: str) -> None:
+def scheduler_command(app: str, redis_url: str | None, limit: int, durability: int | None,
+                      log_level: str) -> None:
     """Run the dispatch-and-reap loop for APP until SIGTERM/SIGINT. Any number may run at once.
 
     It blocks on the namespace's wake-up list (pushed by submit, register and freed slots) and
     wakes by itself only when a delayed task falls due or a lease or task timeout may lapse."""
     _setup_logging(log_level)
     try:
-        any_sched = _scheduler(app, redis_url)
+        any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, AsyncScheduler):
             sys.exit(asyncio.run(_scheduler_async(any_sched, limit, _where(redis_url))))
         sched = cast(luasched.Scheduler, any_sched)

@@ -247,6 +247,12 @@ def start_replicated(replicas: int = 1, sentinels: int = 0, quorum: int | None =
         for _ in range(replicas):
             reps.append(start_replica(master, *MASTER_ARGS))
             started.append(reps[-1])
+        if reps:  # a first write every replica has acknowledged: a test's first WAIT is not slowed
+            with probe(master.port, socket_timeout=15) as c:  # by the replication stream starting up
+                c.set("servers:warm-up", "1", px=1000)
+                acked = c.execute_command("WAIT", len(reps), 10_000)
+            if acked < len(reps):
+                raise TimeoutError(f"{acked} of {len(reps)} replicas acknowledged the master within 10 s")
         sents = []
         name = "mymaster"
         for _ in range(sentinels):

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import luasched
+from luasched import scripts
 from luasched.cli import main
 from tests.servers import RedisServer, Replicated, probe, start_replicated
 from tests.topology.conftest import need_redis_server
@@ -183,6 +184,9 @@ def test_a_script_sent_to_a_replica_fails_at_once_with_a_clear_error(group: Repl
 
 def test_durability_waits_for_replicas_in_the_same_round_trip(group: Replicated, ns: str) -> None:
     sched = luasched.Scheduler(group.master.url, ns, durability=2, durability_timeout=0.3)
+    with probe(group.master.port) as c:  # loaded: no NOSCRIPT round (and second WAIT) to count
+        for source in scripts.sources().values():
+            c.script_load(source)
     reset(group.master)
     h = sched.submit("anything", 1, _id="first")
     sched.counts()  # read-only: no WAIT
@@ -237,3 +241,41 @@ def test_cli_status_failed_and_audit_read_the_replica(group: Replicated, ns: str
 def test_durability_needs_a_real_server() -> None:
     with pytest.raises(ValueError, match="embedded server has none"):
         luasched.Scheduler(None, "x", durability=1)
+
+
+def test_processor_and_scheduler_commands_take_durability(group: Replicated, ns: str, tmp_path) -> None:
+    """--durability N on `luasched processor` and `luasched scheduler`: their scripts' writes
+    wait for N replicas (WAIT on the master), though the APP sets none; out of range: exit 2."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, CHAOS_DIR=str(tmp_path), CHAOS_NAMESPACE=ns, PYTHONPATH=str(root))
+    base = [sys.executable, "-m", "luasched"]
+    bad = subprocess.run([*base, "processor", "tests.chaos_app:sched", "--redis", group.master.url,
+                          "--durability", "99"], cwd=root, env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--durability" in bad.stderr and "Traceback" not in bad.stderr
+    embedded = subprocess.run([*base, "scheduler", "tests.chaos_app:sched", "--durability", "1"],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=30)
+    assert embedded.returncode == 2 and "embedded server has none" in embedded.stderr
+
+    reset(group.master)
+    procs = [subprocess.Popen([*base, command, "tests.chaos_app:sched", "--redis", group.master.url,
+                               "--durability", "2"], cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+             for command in ("processor", "scheduler")]
+    producer = luasched.Scheduler(group.master.url, ns)  # durability 0: its submits send no WAIT
+    try:
+        handles = producer.submit_many("record", [(i,) for i in range(10)])
+        assert [h.result(timeout=30) for h in handles] == list(range(10))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        errors = "".join(p.communicate(timeout=30)[1] for p in procs)
+    assert all(p.returncode == 0 for p in procs), errors
+    # every start, ack and dispatch of those 10 tasks was followed by a WAIT
+    assert calls(group.master)["wait"] >= 20
+    assert producer.audit().ok
+    producer.purge()
