@@ -1,6 +1,6 @@
 """Throughput of one workload spread over 1, 2, 3 shards of a real 3-master Redis Cluster.
 
-    python bench/cluster.py [--workers 4] [--seconds 5] [--batch 200] [--repeat 3]
+    python bench/cluster.py [--workers 4] [--seconds 5] [--batch 200] [--repeat 3] [--submit-only]
 
 Starts a 3-master cluster on free loopback ports. For each shard count S, the namespaces come
 from ``luasched.sharded.cluster_namespaces`` (one per master, so S shards use S masters) and
@@ -17,6 +17,10 @@ share of the most loaded master, and "ceiling" = tasks/s / that share, the rate 
 master would be saturated, i.e. what the shards could carry with a core each for Redis. On a
 machine with fewer cores than masters + client processes, measured tasks/s is bounded by the
 cores, not by the cluster; the ceiling and the per-master share show the load splitting.
+
+--submit-only: the workers only submit (``submit_many`` of --batch tasks, no dispatch), the
+sharded submit alone: per task the client builds 8 arguments and Redis writes a record and a
+queue entry, so Redis does most of the work and the rate can grow with the masters even here.
 
 This measures what the servers carry, with clients that batch: with one task per round trip
 (the threaded processor runtime), the Python processes are the limit long before Redis is.
@@ -43,8 +47,8 @@ from tests.servers import Cluster, start_cluster  # noqa: E402
 
 
 def worker(url: str, names: list[str], index: int, start_at: float, seconds: float, batch: int,
-           out: mp.Queue) -> None:  # type: ignore[type-arg]
-    work = luasched.Sharded(url, namespaces=names, dispatch_on_submit=True)
+           submit_only: bool, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    work = luasched.Sharded(url, namespaces=names, dispatch_on_submit=not submit_only)
     work.task(name="noop")(lambda: None)
     queue = f"w{index}"
     procs = work.processor(capacity=batch, queues=(queue,), lease=120.0)
@@ -56,6 +60,9 @@ def worker(url: str, names: list[str], index: int, start_at: float, seconds: flo
     until = start_at + seconds
     while time.time() < until:
         handles = work.submit_many("noop", [()] * batch, queue=queue)
+        if submit_only:
+            done += len(handles)
+            continue
         for sched, proc in pairs:
             n = sum(1 for h in handles if h._sched is sched)
             if not n:
@@ -81,13 +88,14 @@ def cpu_seconds(cluster: Cluster) -> list[float]:
     return out
 
 
-def run(cluster: Cluster, names: list[str], workers: int, seconds: float, batch: int) -> tuple[float, float]:
+def run(cluster: Cluster, names: list[str], workers: int, seconds: float, batch: int,
+        submit_only: bool) -> tuple[float, float]:
     """(tasks/s, CPU share of the busiest master over the run)."""
     url = cluster.url
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 3.0  # every worker imported and connected before the clock starts
-    procs = [ctx.Process(target=worker, args=(url, names, i, start_at, seconds, batch, out))
+    procs = [ctx.Process(target=worker, args=(url, names, i, start_at, seconds, batch, submit_only, out))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -111,19 +119,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--submit-only", action="store_true", help="the workers only submit (no processing)")
     args = parser.parse_args()
     cluster = start_cluster(3)
     try:
         client = cluster.client()
         print(f"luasched {luasched.__version__}: 3-master cluster on 127.0.0.1 ports "
               f"{', '.join(str(s.port) for s in cluster.servers)}; {args.workers} worker processes, "
-              f"batches of {args.batch}, {args.seconds:g} s per run, median of {args.repeat}; "
+              f"{'submit only, ' if args.submit_only else ''}batches of {args.batch}, "
+              f"{args.seconds:g} s per run, median of {args.repeat}; "
               f"{os.cpu_count()} CPU cores")
         print(f"{'shards':>6} {'masters':>7} {'tasks/s':>9} {'busiest master':>15} {'ceiling tasks/s':>16}")
         for shards in (1, 2, 3):
             names = cluster_namespaces(client, f"bench{shards}", shards)
             used = len({client.get_node_from_key(f"luasched:{{{n}}}:stats").name for n in names})
-            runs = [run(cluster, names, args.workers, args.seconds, args.batch) for _ in range(args.repeat)]
+            runs = [run(cluster, names, args.workers, args.seconds, args.batch, args.submit_only)
+                    for _ in range(args.repeat)]
             rate = statistics.median(r for r, _ in runs)
             share = statistics.median(b for _, b in runs)
             print(f"{shards:>6} {used:>7} {rate:9.0f} {share * 100:14.0f}% {rate / share:16.0f}")
