@@ -263,8 +263,14 @@ def render(results: Path) -> str:
                 ("memory", memory_section), ("commands", commands_section), ("dispatch", dispatch_section),
                 ("processes", processes_section)]
     for name, fn in sections:
-        if res[name]:
-            out += fn(res[name]) + [""]
+        d = res[name]
+        if d:
+            body = fn(d)
+            when = d.get("meta")
+            if meta and when and when.get("git") != meta.get("git"):
+                body[1:1] = ["", f"Measured {when['date']}, luasched at {when.get('git', '?')}: a later run of "
+                                 f"this workload than the one in the heading above."]
+            out += body + [""]
     out += ["![throughput](plots/throughput.png)", "", "![dispatch cost](plots/dispatch.png)", "",
             "![latency](plots/latency.png)", "", END]
     return "\n".join(out)
