@@ -620,19 +620,24 @@ class Processor(ProcessorBase):
                 delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def _wait(self, step: Wait, stop: asyncio.Event) -> Any:
+        """See luasched.Processor._wait."""
         wake, wait_s = self.ns.keys.processor_wake(step.pid), min(SLOT_WAIT_S, self.sched.block_s)
+        if self.sched.clock is not None:  # the start carries the client's time: made after the wait
+            acked = await self._send(step.ack, stop) if step.ack is not None else None
+            try:
+                await self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
+            except ConnectionLost:
+                await _wait(stop, 0.5)
+            started = await self._send(self._start_call(step.pid, step.slot), stop)
+            return started if step.ack is None else (acked, started)
         call = self._start_call(step.pid, step.slot)
-        if step.ack is not None and not self._pipelines_ack(step.ack):
-            return await self._send(step.ack, stop), await self._wait(Wait(step.pid, step.slot), stop)
-        try:
-            if self.sched.clock is None:  # the script reads the server's time when it runs
-                return await self.sched.call_after_wake(wake, wait_s, call, before=step.ack)
-            await self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
-        except ConnectionLost:
+        try:  # the script reads the server's time when it runs
+            return await self.sched.call_after_wake(wake, wait_s, call, before=step.ack)
+        except ConnectionLost:  # replay-safe: the same calls answer as they did if they ran
             await _wait(stop, 0.5)
-            if step.ack is not None:  # replay-safe: the ack answers as it did if it ran
-                return await self._send(step.ack, stop), await self._send(call, stop)
-        return await self._send(self._after_wait(call, step), stop)
+            if step.ack is None:
+                return await self._send(call, stop)
+            return await self._send(step.ack, stop), await self._send(call, stop)
 
     async def _recover(self, lost_pid: str) -> None:
         async with self._id_lock:

@@ -264,16 +264,6 @@ class ProcessorBase:
             tasks = ack.started
             idle = not tasks and stopping is not None and not stopping()
 
-    def _pipelines_ack(self, ack: ops.Call) -> bool:
-        """Whether an ack may ride in the wait's round trip: not when it must wait for replicas
-        (WAIT would then follow the BLPOP), nor with an injected clock (the start is made after)."""
-        return self.base.clock is None and not self.base.durability.applies(ack.script)
-
-    def _after_wait(self, call: ops.Call, step: Wait) -> ops.Call:
-        """The start to send after a wait: the same one (the same request id: a start that ran
-        answers again), or with an injected clock a new one carrying the time after the wait."""
-        return call if self.base.clock is None else self._start_call(step.pid, step.slot)
-
     def _new_id(self, lost_pid: str) -> bool:
         """Take a new id after losing the lease of ``lost_pid``; False if another slot already did."""
         if self._id != lost_pid:
@@ -381,18 +371,22 @@ class Processor(ProcessorBase):
 
     def _wait(self, step: Wait, stop: threading.Event) -> Any:
         wake, wait_s = self.ns.keys.processor_wake(step.pid), min(SLOT_WAIT_S, self.sched.block_s)
+        if self.sched.clock is not None:  # the start carries the client's time: made after the wait
+            acked = self._send(step.ack, stop) if step.ack is not None else None
+            try:
+                self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
+            except ConnectionLost:
+                stop.wait(0.5)
+            started = self._send(self._start_call(step.pid, step.slot), stop)
+            return started if step.ack is None else (acked, started)
         call = self._start_call(step.pid, step.slot)
-        if step.ack is not None and not self._pipelines_ack(step.ack):
-            return self._send(step.ack, stop), self._wait(Wait(step.pid, step.slot), stop)
-        try:
-            if self.sched.clock is None:  # the script reads the server's time when it runs
-                return self.sched.call_after_wake(wake, wait_s, call, before=step.ack)
-            self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
-        except ConnectionLost:
+        try:  # the script reads the server's time when it runs
+            return self.sched.call_after_wake(wake, wait_s, call, before=step.ack)
+        except ConnectionLost:  # replay-safe: the same calls answer as they did if they ran
             stop.wait(0.5)
-            if step.ack is not None:  # replay-safe: the ack answers as it did if it ran
-                return self._send(step.ack, stop), self._send(call, stop)
-        return self._send(self._after_wait(call, step), stop)
+            if step.ack is None:
+                return self._send(call, stop)
+            return self._send(step.ack, stop), self._send(call, stop)
 
     def _recover(self, lost_pid: str) -> None:
         """The lease was lost (we were cut off, or too slow to heartbeat): join again, new id."""

@@ -91,12 +91,16 @@ class Base:
         self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
 
     def _ride_alone(self, before: ops.Call | None) -> bool:
-        """True the first time a script is to be sent ahead of a BLPOP: it goes alone then, so
-        that the server's NOSCRIPT (not loaded there yet) is answered now, not after the wait."""
-        if before is None or before.script in self._ridden:
+        """Whether ``before`` must be sent on its own rather than ahead of a BLPOP: when it must
+        wait for replicas (its WAIT would queue behind the BLPOP), and the first time its script
+        rides (so that the server's NOSCRIPT, if not loaded there yet, is answered now, not after
+        the wait)."""
+        if before is None:
             return False
-        self._ridden.add(before.script)
-        return True
+        if self.durability.applies(before.script) or before.script not in self._ridden:
+            self._ridden.add(before.script)
+            return True
+        return False
 
     def _wake_pipeline(self, key: str, timeout_s: float, call: ops.Call,
                        before: ops.Call | None) -> tuple[list[ops.Call], list[tuple[str, tuple[Any, ...]]]]:
@@ -110,7 +114,7 @@ class Base:
 
     def _wake_replies(self, calls: list[ops.Call], replies: list[Any]) -> list[Any]:
         """The scripts' replies of call_after_wake's pipeline (WAIT checked, the BLPOP's dropped)."""
-        if any(self.durability.applies(c.script) for c in calls):
+        if len(replies) > len(calls) + 1:  # the pipeline ended with WAIT
             self.durability.check(replies.pop(), calls[-1].script)
         del replies[-2]
         return replies
