@@ -25,7 +25,8 @@
     q:<queue>    LIST  queued task ids, head first
     idle:<queue> ZSET  processor id -> load * 2^40 + seq, for processors serving <queue>
     p:<pid>      HASH  processor: c capacity, qs queues (comma-joined), ls lease ms, n name,
-                       rt registered ms, hb last heartbeat ms, m<slot> replay memo
+                       rt registered ms, hb last heartbeat ms, m<slot> / b<slot> ack / start
+                       replay memo of a slot
     p:<pid>:i    LIST  inbox, assigned and not started
     p:<pid>:r    SET   inbox, started (running)
     p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)

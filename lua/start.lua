@@ -1,6 +1,8 @@
 --[[ start: assigned -> running, the oldest tasks in a processor's inbox
   Used by a processor slot that has nothing to run. Each started task's attempt number goes up
   by one here. A replay of the same request (same rid, reply lost) answers as the first call did.
+  Its memo (b<slot>) is apart from the ack's (m<slot>): a slot that pipelines ack + BLPOP + start
+  and loses the reply replays both, and neither may overwrite the other's memo.
   KEYS[1..8] the fixed keys (see _lib): uses stats running procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)
@@ -18,7 +20,7 @@ if not now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 th
 end
 local pk = P .. 'p:' .. pid
 
-local memo = memo_for(redis.call('HGET', pk, 'm' .. slot), rid)
+local memo = memo_for(redis.call('HGET', pk, 'b' .. slot), rid)
 if memo then
   local again = memo_started(P, pid, memo[1], {})
   if #again > 0 then
@@ -31,7 +33,7 @@ if not alive(procs, pid, now) then
 end
 
 local tasks = start_many(P, stats, running, pid, now, want, false)
-redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. started_memo(tasks))
+redis.call('HSET', pk, 'b' .. slot, rid .. '|' .. started_memo(tasks))
 if #tasks == 0 then
   return {'empty'}
 end

@@ -185,6 +185,25 @@ def test_replayed_ack_without_next_task(sched, proc):
     audit_ok(sched)
 
 
+def test_an_ack_and_the_start_after_it_replayed_in_turn_both_answer_as_before(sched, proc):
+    """A slot pipelines ack + BLPOP + start; when the reply is lost it sends the ack, then the
+    start again. Both ran: the ack's replay must not overwrite the start's memo, or the start's
+    replay would start nothing while the task it started stays running on the slot for good."""
+    a, b = assigned(sched, proc, 2)
+    task = start(sched, proc.id).task
+    ack_call = ops.ack(sched.ns, sched.now_ms(), proc.id, "s0", "rid-ack", task, "done", "1", ops.NEXT_NONE)
+    start_call = ops.start(sched.ns, sched.now_ms(), proc.id, "s0", "rid-start")
+    first_ack = ops.decode_ack(sched.call(ack_call))
+    first_start = ops.decode_start(sched.call(start_call))
+    assert first_ack.status == "done" and first_start.task.id == b.id
+    after = snapshot(sched, a.id, b.id)
+
+    assert ops.decode_ack(sched.call(ack_call)) == first_ack
+    assert ops.decode_start(sched.call(start_call)) == first_start
+    assert snapshot(sched, a.id, b.id) == after
+    audit_ok(sched)
+
+
 def test_error_retries_with_exponential_backoff_then_fails(sched, clock):
     calls = []
 
