@@ -25,7 +25,9 @@
     q:<queue>    LIST  queued task ids, head first
     idle:<queue> ZSET  processor id -> load * 2^40 + seq, for processors serving <queue>
     p:<pid>      HASH  processor: c capacity, qs queues (comma-joined), ls lease ms, n name,
-                       rt registered ms, hb last heartbeat ms, m<slot> / b<slot> ack / start
+                       rt registered ms, hb last heartbeat ms, dl lease deadline ms (the
+                       same as its score in procs, written with it: a script that reads the
+                       record learns the lease in the same HMGET), m<slot> / b<slot> ack / start
                        replay memo of a slot
     p:<pid>:i    LIST  inbox, assigned and not started
     p:<pid>:r    SET   inbox, started (running)
@@ -72,6 +74,15 @@ end
 local function alive(procs, pid, now)
   local deadline = redis.call('ZSCORE', procs, pid)
   return deadline ~= false and deadline ~= nil and tonumber(deadline) >= now
+end
+
+-- The same from the record's dl field, read with other fields; a record written before dl
+-- existed (no dl) asks the registry.
+local function lease_ok(procs, pid, now, dl, cap)
+  if dl then
+    return tonumber(dl) >= now
+  end
+  return cap ~= false and cap ~= nil and alive(procs, pid, now)
 end
 
 local function wake_scheduler(wake)
@@ -122,11 +133,14 @@ local function placer(P, stats, procs, idle, now)
   return {P = P, stats = stats, procs = procs, idle = idle, now = now, known = {}, assigned = 0}
 end
 
+-- Capacity, queues and liveness of pid: one HMGET per processor and call (the lease cannot
+-- change while the script runs).
 local function proc_info(pl, pid)
   local info = pl.known[pid]
   if not info then
-    local cap, qs = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs'))
-    info = {cap = tonumber(cap), queues = split_commas(qs)}
+    local cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs', 'dl'))
+    info = {cap = tonumber(cap), queues = split_commas(qs or ''),
+            alive = lease_ok(pl.procs, pid, pl.now, dl, cap)}
     pl.known[pid] = info
   end
   return info
@@ -141,7 +155,7 @@ local function pick(pl, q)
     if not head[1] then
       return nil
     end
-    if alive(pl.procs, head[1], pl.now) then
+    if proc_info(pl, head[1]).alive then
       return head[1], math.floor(tonumber(head[2]) / TWO40)
     end
     redis.call('ZREM', ik, head[1])

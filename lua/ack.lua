@@ -70,9 +70,9 @@ for i = 0, count - 1 do
 end
 
 local tasks, took = {}, false
-local cap, qs = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+local cap, qs, dl = unpack(redis.call('HMGET', pk, 'c', 'qs', 'dl'))
 local registered = cap ~= false and cap ~= nil
-if registered and nxt ~= '0' and want > 0 and alive(procs, pid, now) then
+if registered and nxt ~= '0' and want > 0 and lease_ok(procs, pid, now, dl, cap) then
   tasks, took = start_many(P, stats, running, pid, now, want, nxt == '2', cap, qs)
 end
 if registered and (freed > 0 or took) then

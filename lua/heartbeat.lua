@@ -19,5 +19,5 @@ if not alive(procs, pid, now) then
 end
 local deadline = fmt(now + tonumber(redis.call('HGET', pk, 'ls')))
 redis.call('ZADD', procs, deadline, pid)
-redis.call('HSET', pk, 'hb', fmt(now))
+redis.call('HSET', pk, 'hb', fmt(now), 'dl', deadline)
 return {'ok', redis.call('LLEN', pk .. ':i'), deadline}

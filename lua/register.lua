@@ -22,11 +22,11 @@ if redis.call('ZSCORE', procs, pid) then
     return {'lost'}
   end
   redis.call('ZADD', procs, deadline, pid)
-  redis.call('HSET', pk, 'hb', fmt(now))
+  redis.call('HSET', pk, 'hb', fmt(now), 'dl', deadline)
   return {'ok', deadline}
 end
 redis.call('DEL', pk, pk .. ':i', pk .. ':r', pk .. ':w')
-redis.call('HSET', pk, 'c', fmt(cap), 'qs', qs, 'ls', fmt(lease), 'n', name, 'rt', fmt(now), 'hb', fmt(now))
+redis.call('HSET', pk, 'c', fmt(cap), 'qs', qs, 'ls', fmt(lease), 'n', name, 'rt', fmt(now), 'hb', fmt(now), 'dl', deadline)
 redis.call('ZADD', procs, deadline, pid)
 for _, q in ipairs(split_commas(qs)) do
   redis.call('SADD', queues, q)

@@ -20,7 +20,8 @@ if not now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 th
 end
 local pk = P .. 'p:' .. pid
 
-local memo = memo_for(redis.call('HGET', pk, 'b' .. slot), rid)
+local last, cap, dl = unpack(redis.call('HMGET', pk, 'b' .. slot, 'c', 'dl'))
+local memo = memo_for(last, rid)
 if memo then
   local again = memo_started(P, pid, memo[1], {})
   if #again > 0 then
@@ -28,7 +29,7 @@ if memo then
   end
   return {'empty'}
 end
-if not alive(procs, pid, now) then
+if not lease_ok(procs, pid, now, dl, cap) then
   return {'lost'}
 end
 

@@ -613,6 +613,8 @@ def check_audit(reply: Any) -> Audit:
         if not rec:
             problems.append(f"processor {pid} is registered but has no record")
             continue
+        if "dl" in rec and float(rec["dl"]) != float(deadline):
+            problems.append(f"processor {pid}'s record says its lease ends at {rec['dl']}, the registry {deadline}")
         for t in pending:
             put(t, f"inbox {pid} (pending)")
         for t in started:

@@ -69,6 +69,7 @@ def test_heartbeat_renews_the_lease(sched, clock):
     assert p.heartbeat() is True
 
     assert int(sched.client.zscore(sched.keys.procs, p.id)) == int(clock() * 1000) + 5000
+    assert int(sched.client.hget(sched.keys.processor(p.id), "dl")) == int(clock() * 1000) + 5000
 
 
 def test_heartbeat_of_a_never_registered_processor(sched):

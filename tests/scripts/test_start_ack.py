@@ -391,3 +391,50 @@ def test_take_next_serves_the_processors_queues_in_turn(sched):
     assert sorted(taken) == ["a", "a", "b", "b"], taken
     assert taken[0] != taken[1] and taken[2] != taken[3], taken
     audit_ok(sched)
+
+
+def _lease_in_record(sched, pid):
+    return sched.client.hget(sched.keys.processor(pid), "dl")
+
+
+def test_a_renewed_lease_counts_for_dispatch_start_and_take_next(sched, clock):
+    # dispatch, start and ack read the lease from the processor's record (one HMGET with its
+    # capacity), so every renewal must reach the record as well as the registry
+    p = sched.processor(capacity=2, lease=5)
+    assert p.register()
+    clock.advance(4)
+    assert p.heartbeat()
+    clock.advance(4)  # past the first lease, inside the renewed one
+    a, b = sched.submit("add", 1), sched.submit("add", 2)
+    assert int(_lease_in_record(sched, p.id)) == int(sched.client.zscore(sched.keys.procs, p.id))
+
+    assert sched.dispatch(limit=1) == [(a.id, p.id)]
+    task = start(sched, p.id).task
+    assert task.id == a.id
+    reply = ack(sched, p.id, task, next_mode=ops.NEXT_TAKE)
+    assert (reply.status, reply.next.id) == ("done", b.id)
+    audit_ok(sched)
+
+    clock.advance(2)  # now past the renewed lease too
+    c = sched.submit("add", 3)
+    assert ack(sched, p.id, reply.next, next_mode=ops.NEXT_TAKE) == ops.AckReply("done", None)
+    assert sched.dispatch() == []
+    assert queue_ids(sched) == [c.id]
+
+
+def test_a_record_written_before_the_lease_field_asks_the_registry(sched, clock):
+    # processors registered by an earlier version have no dl in their record
+    lapsing = sched.processor(lease=5, name="lapsing")
+    live = sched.processor(capacity=2, lease=60, name="live")
+    assert lapsing.register() and live.register()
+    for p in (lapsing, live):
+        sched.client.hdel(sched.keys.processor(p.id), "dl")
+    a = sched.submit("add", 1)
+    clock.advance(10)
+
+    assert sched.dispatch() == [(a.id, live.id)]
+    assert start(sched, lapsing.id).status == "lost"
+    task = start(sched, live.id).task
+    b = sched.submit("add", 2)
+    assert ack(sched, live.id, task, next_mode=ops.NEXT_TAKE).next.id == b.id
+    audit_ok(sched)

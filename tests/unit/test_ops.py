@@ -381,6 +381,10 @@ def _too_many_attempts(s):
     s[9][2] = ["t3", "running", "default", "p1", "4", "3"]
 
 
+def _lease_out_of_step(s):
+    s[6][0][2] = ["c", "3", "qs", "default", "dl", "4000"]  # the registry says 5000
+
+
 def _inbox_of_another(s):
     s[9][1] = ["t2", "assigned", "default", "p2", "0", "3"]
 
@@ -408,6 +412,7 @@ RULES = [
     ("queued in a queue not its own", _wrong_queue, "belongs to queue other"),
     ("attempts over max", _too_many_attempts, "used 4 attempts of 3"),
     ("inbox of another processor", _inbox_of_another, "its record says assigned on p2"),
+    ("lease in the record out of step", _lease_out_of_step, "lease ends at 4000, the registry 5000"),
 ]
 
 
