@@ -42,11 +42,13 @@ Flow = Generator[Request, Any, Any]
 
 
 def text(value: Any) -> Any:
-    """A reply with every bytes turned into str (clients made with or without decode_responses)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, list):
-        return [text(v) for v in value]
+    """A reply with every bytes turned into str (clients made with or without decode_responses).
+    Replies are lists of many short strings (a batch's tasks): a flat list costs no call per item."""
+    kind = type(value)
+    if kind is list:
+        return [v.decode() if type(v) is bytes else text(v) if type(v) is list else v for v in value]
+    if kind is bytes:
+        return value.decode()
     return value
 
 
@@ -66,7 +68,7 @@ class Namespace:
         return self.keys.prefix
 
     def call(self, script: str, *args: object) -> Call:
-        return Call(script, self.keys.fixed, tuple(str(a) for a in args))
+        return Call(script, self.keys.fixed, tuple(a if type(a) is str else str(a) for a in args))
 
 
 # --- submit ---------------------------------------------------------------------------------

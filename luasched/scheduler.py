@@ -152,12 +152,12 @@ class Base:
 
         return register(fn) if fn is not None else register
 
-    def new_task(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
-                 *, queue: str | None = None, delay: float | timedelta | None = None,
-                 task_id: str | None = None, max_attempts: int | None = None,
-                 timeout: float | timedelta | None = None,
-                 retry_backoff: float | timedelta | None = None) -> ops.NewTask:
-        """Check and encode one task (nothing is written)."""
+    def resolve(self, task: str | TaskFunction, *, queue: str | None = None,
+                delay: float | timedelta | None = None, max_attempts: int | None = None,
+                timeout: float | timedelta | None = None,
+                retry_backoff: float | timedelta | None = None) -> tuple[str, TaskOptions, float]:
+        """A registered task's name, its options with the given ones applied, and the delay in
+        seconds, all checked (once for a whole batch)."""
         name, options = self.registry.resolve(task)
         if queue is not None or max_attempts is not None or timeout is not None or retry_backoff is not None:
             options = options.replace(
@@ -166,13 +166,15 @@ class Base:
                 timeout_s=seconds(timeout, "timeout", allow_none=True),
                 backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True),
             )
+        return name, options, seconds(delay, "delay", allow_none=True) or 0.0
+
+    def new_task(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
+                 *, task_id: str | None = None, **options: Any) -> ops.NewTask:
+        """Check and encode one task (nothing is written); options as ``resolve`` takes them."""
+        name, opts, delay_s = self.resolve(task, **options)
         return ops.NewTask(
             check_task_id(task_id, "_id (task id)") if task_id is not None else new_task_id(),
-            name,
-            encode_args(name, args, kwargs),
-            options,
-            seconds(delay, "delay", allow_none=True) or 0.0,
-        )
+            name, encode_args(name, args, kwargs), opts, delay_s)
 
     def submission(self, task: str | TaskFunction, args: Sequence[Any],
                    kwargs: dict[str, Any]) -> ops.NewTask:
@@ -200,16 +202,19 @@ class Base:
                 raise ValueError(f"submit_many: {len(ids)} ids for {len(items)} items")
             if len(set(ids)) != len(ids):
                 raise ValueError("submit_many: ids repeat")
+        name, opts, delay_s = self.resolve(task, **options)
         out = []
+        args: Sequence[Any]
         for i, item in enumerate(items):
             if isinstance(item, Args):
                 args, kwargs = item.args, item.kwargs
             elif isinstance(item, (tuple, list)):
-                args, kwargs = tuple(item), {}
+                args, kwargs = item, {}
             else:
                 raise TypeError(f"submit_many: item {i} must be a tuple of arguments or an Args, "
                                 f"not {type(item).__name__}")
-            out.append(self.new_task(task, args, kwargs, task_id=ids[i] if ids else None, **options))
+            task_id = check_task_id(ids[i], "_id (task id)") if ids else new_task_id()
+            out.append(ops.NewTask(task_id, name, encode_args(name, args, kwargs), opts, delay_s))
         return out
 
 

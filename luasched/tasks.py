@@ -181,6 +181,8 @@ def encode_args(name: str, args: Sequence[object], kwargs: Mapping[str, object])
     try:
         if kwargs:
             return _dumps({"args": list(args), "kwargs": dict(kwargs)})
+        if not args:
+            return "[]"
         return _dumps(list(args))
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"arguments of task {name!r} are not JSON: {exc}") from exc

@@ -9,7 +9,7 @@ import pytest
 import luasched
 from luasched import ops
 
-from .util import audit_ok, delayed_due_ms, queue_ids, record
+from .util import audit_ok, delayed_due_ms, queue_ids, raw_record, record
 
 
 def test_submit_one_creates_a_queued_record(sched, clock):
@@ -278,3 +278,17 @@ def test_a_queued_record_leaves_out_the_fields_that_hold_their_defaults(sched):
     assert set(plain) == {"f", "a", "ct", "s"}
     custom = raw_record(sched, sched.submit("add", _queue="slow", _max_attempts=4, _retry_backoff=2).id)
     assert (custom["q"], custom["m"], custom["b"]) == ("slow", "4", "2000")
+
+
+def test_submit_many_gives_every_task_the_options_and_its_own_id(sched, clock):
+    # the options are checked once per batch; each task still gets all of them and a fresh id
+    handles = sched.submit_many("add", [(), (1,), [1, 2]], queue="other", max_attempts=5, timeout=2,
+                                retry_backoff=0.5, delay=3)
+
+    assert len({h.id for h in handles}) == 3
+    due = int(clock() * 1000) + 3000
+    for h, args in zip(handles, ["[]", "[1]", "[1,2]"], strict=True):
+        r = raw_record(sched, h.id)
+        assert (r["a"], r["q"], r["m"], r["o"], r["b"], r["s"]) == (args, "other", "5", "2000", "500", "delayed")
+        assert int(sched.client.zscore(sched.keys.delayed, h.id)) == due
+    audit_ok(sched)
