@@ -1,6 +1,7 @@
 """Throughput of one workload spread over 1, 2, 3 shards of a real 3-master Redis Cluster.
 
-    python bench/cluster.py [--workers 4] [--seconds 5] [--batch 200] [--repeat 3] [--submit-only]
+    python bench/cluster.py [--workers 4] [--seconds 5] [--batch 200] [--repeat 3]
+                            [--submit-only | --dispatch-only [--fill 400000]]
 
 Starts a 3-master cluster on free loopback ports. For each shard count S, the namespaces come
 from ``luasched.sharded.cluster_namespaces`` (one per master, so S shards use S masters) and
@@ -17,6 +18,12 @@ share of the most loaded master, and "ceiling" = tasks/s / that share, the rate 
 master would be saturated, i.e. what the shards could carry with a core each for Redis. On a
 machine with fewer cores than masters + client processes, measured tasks/s is bounded by the
 cores, not by the cluster; the ceiling and the per-master share show the load splitting.
+
+--dispatch-only: the placing step alone, the part of the work that is all Lua on the masters:
+before the clock starts, every shard gets --fill queued tasks and processors with room for them
+all; then each worker calls ``dispatch(limit=1000)`` on its shard (worker i on shard i mod S)
+until the time is up. A call places 1,000 tasks and the client only reads the pairs back, so the
+masters, not the clients, are the limit, and the rate grows with the masters the cores can run.
 
 --submit-only: the workers only submit (``submit_many`` of --batch tasks, no dispatch), the
 sharded submit alone: per task the client builds 8 arguments and Redis writes a record and a
@@ -79,6 +86,37 @@ def worker(url: str, names: list[str], index: int, start_at: float, seconds: flo
     work.close()
 
 
+def dispatcher(url: str, names: list[str], index: int, start_at: float, seconds: float,
+               out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Worker of --dispatch-only: dispatch calls of 1,000 on shard index mod S until the time is up."""
+    sched = luasched.Scheduler(url, namespace=names[index % len(names)])
+    sched.dispatch(limit=1)  # scripts loaded and connected before the clock starts
+    placed = 1
+    while time.time() < start_at:
+        time.sleep(0.001)
+    until = start_at + seconds
+    while time.time() < until:
+        got = len(sched.dispatch(limit=1000))
+        if not got:
+            raise RuntimeError(f"shard {sched.namespace} ran dry: raise --fill")
+        placed += got
+    out.put(placed)
+    sched.close()
+
+
+def fill(url: str, names: list[str], per_shard: int) -> None:
+    """--dispatch-only set-up: per shard, per_shard queued tasks and processors with room for all."""
+    for name in names:
+        sched = luasched.Scheduler(url, namespace=name)
+        sched.task(name="noop")(lambda: None)
+        for start in range(0, per_shard, 10_000):
+            sched.submit_many("noop", [()] * min(10_000, per_shard - start))
+        calls = [ops.register(sched.ns, None, f"bench-{i}", 4096, 600_000, ("default",), "bench")
+                 for i in range(-(-per_shard // 4096))]
+        sched.call_many(calls)
+        sched.close()
+
+
 def cpu_seconds(cluster: Cluster) -> list[float]:
     """CPU time each node has used so far (user + system, main and background threads)."""
     out = []
@@ -89,13 +127,17 @@ def cpu_seconds(cluster: Cluster) -> list[float]:
 
 
 def run(cluster: Cluster, names: list[str], workers: int, seconds: float, batch: int,
-        submit_only: bool) -> tuple[float, float]:
+        mode: str, per_shard: int) -> tuple[float, float]:
     """(tasks/s, CPU share of the busiest master over the run)."""
     url = cluster.url
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
+    if mode == "dispatch":
+        fill(url, names, per_shard)
     start_at = time.time() + 3.0  # every worker imported and connected before the clock starts
-    procs = [ctx.Process(target=worker, args=(url, names, i, start_at, seconds, batch, submit_only, out))
+    procs = [ctx.Process(target=dispatcher, args=(url, names, i, start_at, seconds, out))
+             if mode == "dispatch" else
+             ctx.Process(target=worker, args=(url, names, i, start_at, seconds, batch, mode == "submit", out))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -107,7 +149,13 @@ def run(cluster: Cluster, names: list[str], workers: int, seconds: float, batch:
     for p in procs:
         p.join(30)
     check = luasched.Sharded(url, namespaces=names)
-    assert check.audit().ok
+    if mode == "dispatch":  # conservation from the counters (an audit of 10^6 tasks blocks for long)
+        counts = check.counts()
+        assert counts["submitted"] == per_shard * len(names), counts
+        assert counts["queued"] + counts["assigned"] == counts["submitted"], counts
+        assert counts["assigned"] == done, (counts, done)
+    else:
+        assert check.audit().ok
     check.purge()
     check.close()
     return done / seconds, busiest
@@ -120,20 +168,30 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--submit-only", action="store_true", help="the workers only submit (no processing)")
+    parser.add_argument("--dispatch-only", action="store_true",
+                        help="the workers only dispatch tasks queued before the clock starts")
+    parser.add_argument("--fill", type=int, default=400_000,
+                        help="--dispatch-only: tasks queued per shard before each run")
     args = parser.parse_args()
-    cluster = start_cluster(3)
+    if args.submit_only and args.dispatch_only:
+        parser.error("--submit-only and --dispatch-only exclude each other")
+    mode = "submit" if args.submit_only else "dispatch" if args.dispatch_only else "all"
+    # long script calls (a dispatch of 1,000, a purge of 10^6 keys) must not look like a dead node
+    cluster = start_cluster(3, "--cluster-node-timeout", "60000")
     try:
         client = cluster.client()
         print(f"luasched {luasched.__version__}: 3-master cluster on 127.0.0.1 ports "
               f"{', '.join(str(s.port) for s in cluster.servers)}; {args.workers} worker processes, "
-              f"{'submit only, ' if args.submit_only else ''}batches of {args.batch}, "
+              f"{'submit only, ' if args.submit_only else ''}"
+              f"{f'dispatch only, calls of 1000, {args.fill} queued per shard, ' if args.dispatch_only else ''}"
+              f"batches of {args.batch}, "
               f"{args.seconds:g} s per run, median of {args.repeat}; "
               f"{os.cpu_count()} CPU cores")
         print(f"{'shards':>6} {'masters':>7} {'tasks/s':>9} {'busiest master':>15} {'ceiling tasks/s':>16}")
         for shards in (1, 2, 3):
             names = cluster_namespaces(client, f"bench{shards}", shards)
             used = len({client.get_node_from_key(f"luasched:{{{n}}}:stats").name for n in names})
-            runs = [run(cluster, names, args.workers, args.seconds, args.batch, args.submit_only)
+            runs = [run(cluster, names, args.workers, args.seconds, args.batch, mode, args.fill)
                     for _ in range(args.repeat)]
             rate = statistics.median(r for r, _ in runs)
             share = statistics.median(b for _, b in runs)
