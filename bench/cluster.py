@@ -20,8 +20,8 @@ machine with fewer cores than masters + client processes, measured tasks/s is bo
 cores, not by the cluster; the ceiling and the per-master share show the load splitting.
 
 --dispatch-only: the placing step alone, the part of the work that is all Lua on the masters:
-before the clock starts, every shard gets --fill queued tasks and processors with room for them
-all; then each worker calls ``dispatch(limit=1000)`` on its shard (worker i on shard i mod S)
+before the clock starts, ``Sharded.submit_many`` queues --fill tasks per shard (spread over the
+shards by id) and every shard gets processors with room for all its tasks; then each worker calls ``dispatch(limit=1000)`` on its shard (worker i on shard i mod S)
 until the time is up. A call places 1,000 tasks and the client only reads the pairs back, so the
 masters, not the clients, are the limit, and the rate grows with the masters the cores can run.
 
@@ -105,16 +105,19 @@ def dispatcher(url: str, names: list[str], index: int, start_at: float, seconds:
 
 
 def fill(url: str, names: list[str], per_shard: int) -> None:
-    """--dispatch-only set-up: per shard, per_shard queued tasks and processors with room for all."""
-    for name in names:
-        sched = luasched.Scheduler(url, namespace=name)
-        sched.task(name="noop")(lambda: None)
-        for start in range(0, per_shard, 10_000):
-            sched.submit_many("noop", [()] * min(10_000, per_shard - start))
-        calls = [ops.register(sched.ns, None, f"bench-{i}", 4096, 600_000, ("default",), "bench")
-                 for i in range(-(-per_shard // 4096))]
-        sched.call_many(calls)
-        sched.close()
+    """--dispatch-only set-up: per_shard tasks per shard on average, submitted through
+    ``Sharded.submit_many`` (spread over the shards by id), and on every shard processors with
+    room for all the tasks it got."""
+    work = luasched.Sharded(url, namespaces=names)
+    work.task(name="noop")(lambda: None)
+    total = per_shard * len(names)
+    for start in range(0, total, 10_000):
+        work.submit_many("noop", [()] * min(10_000, total - start))
+    for sched in work.schedulers:
+        queued = sched.counts()["queued"]
+        sched.call_many([ops.register(sched.ns, None, f"bench-{i}", 4096, 600_000, ("default",), "bench")
+                         for i in range(-(-queued // 4096))])
+    work.close()
 
 
 def cpu_seconds(cluster: Cluster) -> list[float]:
