@@ -22,8 +22,9 @@ cores, not by the cluster; the ceiling and the per-master share show the load sp
 --dispatch-only: the placing step alone, the part of the work that is all Lua on the masters:
 before the clock starts, ``Sharded.submit_many`` queues --fill tasks per shard (spread over the
 shards by id) and every shard gets processors with room for all its tasks; then each worker
-calls ``dispatch(limit=1000)`` on its shard (worker i on shard i mod S) until the time is up. A call places 1,000 tasks and the client only reads the pairs back, so the
-masters, not the clients, are the limit, and the rate grows with the masters the cores can run.
+calls ``dispatch(limit=1000)`` on its shard (worker i on shard i mod S) until the time is up.
+A call places 1,000 tasks and the client only reads the pairs back, so the masters, not the
+clients, are the limit, and the rate grows with the masters the cores can run.
 
 --submit-only: the workers only submit (``submit_many`` of --batch tasks, no dispatch), the
 sharded submit alone: per task the client builds 8 arguments and Redis writes a record and a
