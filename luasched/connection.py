@@ -7,9 +7,10 @@ and what a write waits for (``Durability``: WAIT for N replicas in the same roun
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -284,25 +285,62 @@ async def aclose_client(client: Any, target: object) -> None:
     await client.aclose()
 
 
-def direct(client: Any, *args: Any) -> Any:
+def direct(client: Any, *args: Any, held: Any = None) -> Any:
     """``client.execute_command(*args)`` for a command that needs no reply callback (EVALSHA),
     sent on a pooled connection without redis-py's per-call layers (retry wrapper, timing and
     error hooks): about 20 µs less per call on this machine, which is a fifth of a task's round
-    trip. Any client but a plain ``redis.Redis`` takes the usual path, and so does a call whose
-    connection broke (redis-py then reconnects and retries; the call may have run, which every
-    script here is safe against — see the replays in the README)."""
+    trip. ``held``: a connection this thread holds for the client (see ``hold``), used
+    instead of borrowing one per call. Any client but a plain ``redis.Redis`` takes the usual
+    path, and so does a call whose connection broke (redis-py then reconnects and retries; the
+    call may have run, which every script here is safe against — see the replays in the README)."""
     if type(client) is not redis.Redis or client.connection is not None:
         return client.execute_command(*args)
     pool: Any = client.connection_pool
-    conn: Any = pool.get_connection()
+    conn: Any = held if held is not None else pool.get_connection()
     try:
         conn.send_command(*args)
         return conn.read_response()
+    except redis.exceptions.ResponseError:
+        raise  # the error reply was read whole: the connection is in step
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         conn.disconnect()
+    except BaseException:  # interrupted between send and reply: a reply may still be on its way
+        conn.disconnect()
+        raise
     finally:
-        pool.release(conn)
+        if held is None:
+            pool.release(conn)
     return cast(Any, client).execute_command(*args)  # reconnects and retries
+
+
+class Held(threading.local):
+    """The connection the current thread holds (see ``hold``), or None."""
+
+    conn: Any = None
+
+
+@contextlib.contextmanager
+def hold(client: Any) -> Iterator[Any]:
+    """A connection of its own, made like ``client``'s pool makes them, for one thread's many
+    calls (a processor slot makes one per task for as long as it runs): borrowing from redis-py's
+    pool costs a lock, two getpid calls, a readiness poll and its metrics on every call, and
+    threads that borrow per call contend for it. The connection is outside the pool, so the
+    pool's limit stays for everyone else's calls. Yields None when the client is not a plain
+    ``redis.Redis`` on a non-blocking pool without client-side caching (calls then borrow as
+    usual), and for a Sentinel's pool: its connections find their server through the pool.
+    Closed at the end; one that broke reconnects on its next send."""
+    pool: Any = getattr(client, "connection_pool", None)
+    if (type(client) is not redis.Redis or client.connection is not None
+            or not isinstance(pool, redis.ConnectionPool)
+            or isinstance(pool, (redis.BlockingConnectionPool, redis.sentinel.SentinelConnectionPool))
+            or getattr(pool, "cache", None) is not None):
+        yield None
+        return
+    conn = pool.connection_class(**pool.connection_kwargs)
+    try:
+        yield conn
+    finally:
+        conn.disconnect()
 
 
 def is_cluster(client: object) -> bool:

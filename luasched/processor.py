@@ -426,7 +426,12 @@ class Processor(ProcessorBase):
             t.start()
 
     def _slot(self, slot: str) -> None:
-        """A slot thread: the shared loop, kept alive through anything but a halt."""
+        """A slot thread: the shared loop, kept alive through anything but a halt. Its script
+        calls go over one connection it holds for its whole life (one per task otherwise)."""
+        with self.sched._holding():
+            self._slot_loop(slot)
+
+    def _slot_loop(self, slot: str) -> None:
         while not self._stop.is_set():
             try:
                 self._run_slot(slot, self._stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -15,10 +16,12 @@ from . import ops
 from .connection import (
     MOVED,
     Durability,
+    Held,
     Reads,
     block_slice_s,
     close_client,
     direct,
+    hold,
     is_cluster,
     is_embedded,
     owns,
@@ -244,6 +247,7 @@ class Scheduler(Base):
         super().__init__(namespace, clock, keep, dispatch_on_submit, durability=durability,
                          durability_timeout=durability_timeout)
         self.client = sync_client(redis, service_name=service_name)
+        self._held = Held()
         self._owned = [(self.client, redis)] if owns(redis) else []
         replicas = []
         try:
@@ -288,10 +292,23 @@ class Scheduler(Base):
             # EVALSHA on a pooled connection (redis-py's Script and execute_command add layers per
             # call); NOSCRIPT (a new or restarted server, a replica): load it there, send it again.
             try:
-                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
+                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args,
+                              held=self._held.conn if client is self.client else None)
             except redis.exceptions.NoScriptError:
                 client.script_load(script.script)
-                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
+                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args,
+                              held=self._held.conn if client is self.client else None)
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Within it, this thread's script calls on the primary use one connection it holds
+        instead of borrowing one from the pool per call (a processor slot holds one for life)."""
+        with hold(self.client) as conn:
+            self._held.conn = conn
+            try:
+                yield
+            finally:
+                self._held.conn = None
 
     def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
         """Several script calls in one round trip (a pipeline). Every script here is replay-safe, so

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 
@@ -240,3 +241,75 @@ def test_a_slot_fed_by_a_scheduler_uses_one_round_trip_per_task(redis_server, na
     assert producer.audit().ok
     sched.close()
     producer.close()
+
+
+class CountingPool(redis.ConnectionPool):
+    """Counts, per thread, how often a connection is borrowed from the pool."""
+
+    borrows: collections.Counter[str] = collections.Counter()
+
+    def get_connection(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        CountingPool.borrows[threading.current_thread().name] += 1
+        return super().get_connection(*args, **kwargs)
+
+
+@pytest.mark.real_redis
+def test_a_slot_holds_one_connection_for_its_calls_and_closes_it(redis_server, namespace, monkeypatch):
+    """A complete-and-take-next slot makes one script call per task over the connection it holds,
+    not one borrowed from the pool per call; it survives the server dropping that connection, and
+    closes it when it stops."""
+    pool = CountingPool(port=redis_server.port, protocol=2)
+    sched = luasched.Scheduler(redis.Redis(connection_pool=pool), namespace=namespace)
+    admin = redis_server.client()
+
+    @sched.task
+    def one() -> int:
+        return 1
+
+    held: list = []
+    real_hold = luasched.scheduler.hold
+
+    @contextlib.contextmanager
+    def spy(client):  # type: ignore[no-untyped-def]
+        with real_hold(client) as conn:
+            held.append(conn)
+            yield conn
+
+    monkeypatch.setattr(luasched.scheduler, "hold", spy)
+    CountingPool.borrows.clear()
+    p = sched.processor(capacity=1, take_next=True)
+    p.start()
+    try:
+        handles = sched.submit_many("one", [()] * 40)
+        sched.dispatch(limit=1)
+        assert [h.result(timeout=20) for h in handles] == [1] * 40
+        slot = CountingPool.borrows[f"{p.id}-slot0"]
+        assert slot <= 6, f"the slot borrowed a connection {slot} times for 40 tasks"
+
+        # the server drops every client connection, the held one too: the slot carries on
+        admin.client_kill_filter(_type="normal", skipme=True)
+        handles = sched.submit_many("one", [()] * 10)
+        sched.dispatch(limit=1)
+        assert [h.result(timeout=20) for h in handles] == [1] * 10
+    finally:
+        assert p.stop(timeout=5)
+    assert len(held) == 1 and held[0] is not None
+    assert held[0]._sock is None, "a stopped slot must close the connection it held"
+    assert sched.audit().ok
+    sched.close()
+
+
+def test_no_connection_is_held_for_a_blocking_pool_or_another_client(redis_server):
+    from luasched.connection import hold
+
+    with hold(redis.Redis(connection_pool=redis.BlockingConnectionPool(port=redis_server.port))) as conn:
+        assert conn is None
+    single = redis.Redis(port=redis_server.port, single_connection_client=True)
+    with hold(single) as conn:
+        assert conn is None
+    single.close()
+    client = redis.Redis(port=redis_server.port, max_connections=1)
+    with hold(client) as conn:
+        assert conn is not None and conn.send_command("PING") is None and conn.read_response() in (b"PONG", "PONG")
+        assert client.ping()  # the held connection is not the pool's: its one connection is free
+    assert conn._sock is None, "the held connection is closed at the end"
