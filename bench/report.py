@@ -53,13 +53,11 @@ def ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["system"] == "luasched"]
 
 
-def versions(*datasets: dict[str, Any] | None) -> str:
+def versions(meta: dict[str, Any] | None, *datasets: dict[str, Any] | None) -> str:
     seen: dict[str, str] = {}
-    meta = None
     for d in datasets:
         if not d:
             continue
-        meta = meta or d.get("meta")
         for r in d.get("rows", []):
             seen.setdefault(r["system"], r["version"])
     parts = [f"{k} {v}" for k, v in seen.items()]
@@ -253,8 +251,13 @@ def goals_section(res: dict[str, dict[str, Any] | None]) -> list[str]:
 def render(results: Path) -> str:
     res = {name: load(results, name) for name in
            ("throughput", "submit", "latency", "memory", "commands", "dispatch", "processes")}
-    meta = next((d["meta"] for d in res.values() if d and "meta" in d), None)
-    out = [START, "", "## Results", "", versions(res["throughput"], res["submit"], res["latency"], res["memory"]), ""]
+    # the heading names the run most sections come from; a section from another run says so
+    metas = [d["meta"] for d in res.values() if d and "meta" in d]
+    most = max((sum(o.get("git") == m.get("git") for o in metas) for m in metas), default=0)
+    meta = min((m for m in metas if sum(o.get("git") == m.get("git") for o in metas) == most),
+               key=lambda m: m.get("date", ""), default=None)  # that run's first section
+    out = [START, "", "## Results", "",
+           versions(meta, res["throughput"], res["submit"], res["latency"], res["memory"]), ""]
     if meta:
         out += ["Command: `.venv/bin/python bench/run.py` (each measurement's exact driver command is in "
                 "bench/results/*.json under `runs[].command`).", ""]
@@ -268,7 +271,8 @@ def render(results: Path) -> str:
             body = fn(d)
             when = d.get("meta")
             if meta and when and when.get("git") != meta.get("git"):
-                body[1:1] = ["", f"Measured {when['date']}, luasched at {when.get('git', '?')}: a later run of "
+                which = "a later" if when.get("date", "") > meta.get("date", "") else "an earlier"
+                body[1:1] = ["", f"Measured {when['date']}, luasched at {when.get('git', '?')}: {which} run of "
                                  f"this workload than the one in the heading above."]
             out += body + [""]
     out += ["![throughput](plots/throughput.png)", "", "![dispatch cost](plots/dispatch.png)", "",
