@@ -174,10 +174,7 @@ class Base:
     def new_task(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
                  *, task_id: str | None = None, **options: Any) -> ops.NewTask:
         """Check and encode one task (nothing is written); options as ``resolve`` takes them."""
-        name, opts, delay_s = self.resolve(task, **options)
-        return ops.NewTask(
-            check_task_id(task_id, "_id (task id)") if task_id is not None else new_task_id(),
-            name, encode_args(name, args, kwargs), opts, delay_s)
+        return _encoded(*self.resolve(task, **options), args, kwargs, task_id)
 
     def submission(self, task: str | TaskFunction, args: Sequence[Any],
                    kwargs: dict[str, Any]) -> ops.NewTask:
@@ -216,9 +213,15 @@ class Base:
             else:
                 raise TypeError(f"submit_many: item {i} must be a tuple of arguments or an Args, "
                                 f"not {type(item).__name__}")
-            task_id = check_task_id(ids[i], "_id (task id)") if ids else new_task_id()
-            out.append(ops.NewTask(task_id, name, encode_args(name, args, kwargs), opts, delay_s))
+            out.append(_encoded(name, opts, delay_s, args, kwargs, ids[i] if ids else None))
         return out
+
+
+def _encoded(name: str, options: TaskOptions, delay_s: float, args: Sequence[Any], kwargs: dict[str, Any],
+             task_id: str | None) -> ops.NewTask:
+    """One task of a resolved name and options: its id checked (or a new one), its arguments JSON."""
+    return ops.NewTask(check_task_id(task_id, "_id (task id)") if task_id is not None else new_task_id(),
+                       name, encode_args(name, args, kwargs), options, delay_s)
 
 
 class Scheduler(Base):
@@ -291,13 +294,12 @@ class Scheduler(Base):
         with translated(call.script):
             # EVALSHA on a pooled connection (redis-py's Script and execute_command add layers per
             # call); NOSCRIPT (a new or restarted server, a replica): load it there, send it again.
+            held = self._held.conn if client is self.client else None
             try:
-                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args,
-                              held=self._held.conn if client is self.client else None)
+                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args, held=held)
             except redis.exceptions.NoScriptError:
                 client.script_load(script.script)
-                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args,
-                              held=self._held.conn if client is self.client else None)
+                return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args, held=held)
 
     @contextlib.contextmanager
     def _holding(self) -> Iterator[None]:
