@@ -185,8 +185,8 @@ class Scheduler(Base):
         client = await self._nodes.for_key(self.client, call.keys[0])
         with translated(call.script):
             pipe = client.pipeline(transaction=False)
-            for name, args in commands:
-                getattr(pipe, name)(*args)
+            for command in commands:
+                pipe.execute_command(*command)
             replies = self._wake_replies(calls, await pipe.execute(raise_on_error=False))
         return self._wake_result(calls, [await self.call(c) if isinstance(r, redis.exceptions.NoScriptError)
                                          else r for c, r in zip(calls, replies, strict=True)])

@@ -16,12 +16,12 @@ from . import ops
 from .connection import (
     MOVED,
     Durability,
-    Held,
+    Holder,
     Reads,
     block_slice_s,
     close_client,
     direct,
-    hold,
+    direct_pipeline,
     is_cluster,
     is_embedded,
     owns,
@@ -106,13 +106,13 @@ class Base:
         return False
 
     def _wake_pipeline(self, key: str, timeout_s: float, call: ops.Call,
-                       before: ops.Call | None) -> tuple[list[ops.Call], list[tuple[str, tuple[Any, ...]]]]:
+                       before: ops.Call | None) -> tuple[list[ops.Call], list[tuple[Any, ...]]]:
         """The commands of call_after_wake: [before,] BLPOP, call[, WAIT]."""
         calls = [before, call] if before is not None else [call]
-        evals = [("evalsha", (self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)) for c in calls]
-        commands = [*evals[:-1], ("blpop", ([key], timeout_s)), evals[-1]]
+        evals = [("EVALSHA", self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args) for c in calls]
+        commands = [*evals[:-1], ("BLPOP", key, timeout_s), evals[-1]]
         if any(self.durability.applies(c.script) for c in calls):
-            commands.append(("execute_command", self.durability.command()))
+            commands.append(self.durability.command())
         return calls, commands
 
     def _wake_replies(self, calls: list[ops.Call], replies: list[Any]) -> list[Any]:
@@ -250,7 +250,7 @@ class Scheduler(Base):
         super().__init__(namespace, clock, keep, dispatch_on_submit, durability=durability,
                          durability_timeout=durability_timeout)
         self.client = sync_client(redis, service_name=service_name)
-        self._held = Held()
+        self._holder = Holder(self.client)
         self._owned = [(self.client, redis)] if owns(redis) else []
         replicas = []
         try:
@@ -271,7 +271,9 @@ class Scheduler(Base):
         return f"<luasched.Scheduler namespace={self.namespace!r}>"
 
     def close(self) -> None:
-        """Close the clients this Scheduler made (a client you passed in stays open)."""
+        """Close the clients this Scheduler made (a client you passed in stays open) and the
+        connections its threads hold."""
+        self._holder.close()
         for client, target in self._owned:
             close_client(client, target)
         self._owned = []
@@ -294,23 +296,18 @@ class Scheduler(Base):
         with translated(call.script):
             # EVALSHA on a pooled connection (redis-py's Script and execute_command add layers per
             # call); NOSCRIPT (a new or restarted server, a replica): load it there, send it again.
-            held = self._held.conn if client is self.client else None
+            held = self._holder.connection() if client is self.client else None
             try:
                 return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args, held=held)
             except redis.exceptions.NoScriptError:
                 client.script_load(script.script)
                 return direct(client, "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args, held=held)
 
-    @contextlib.contextmanager
-    def _holding(self) -> Iterator[None]:
+    def _holding(self) -> contextlib.AbstractContextManager[None]:
         """Within it, this thread's script calls on the primary use one connection it holds
-        instead of borrowing one from the pool per call (a processor slot holds one for life)."""
-        with hold(self.client) as conn:
-            self._held.conn = conn
-            try:
-                yield
-            finally:
-                self._held.conn = None
+        from the first call on (a processor slot holds one for life; any thread that calls
+        often gets one of its own anyway: see ``Holder``)."""
+        return self._holder.hold()
 
     def call_many(self, calls: Sequence[ops.Call]) -> list[Any]:
         """Several script calls in one round trip (a pipeline). Every script here is replay-safe, so
@@ -379,10 +376,14 @@ class Scheduler(Base):
         calls, commands = self._wake_pipeline(key, timeout_s, call, before)
         client = slot_client(self.client, call.keys[0]) if is_cluster(self.client) else self.client
         with translated(call.script):
-            pipe = client.pipeline(transaction=False)
-            for name, args in commands:
-                getattr(pipe, name)(*args)
-            replies = self._wake_replies(calls, pipe.execute(raise_on_error=False))
+            held = self._holder.connection() if client is self.client else None
+            replies = direct_pipeline(held, commands) if held is not None else None
+            if replies is None:
+                pipe = client.pipeline(transaction=False)
+                for command in commands:
+                    pipe.execute_command(*command)
+                replies = pipe.execute(raise_on_error=False)
+            replies = self._wake_replies(calls, replies)
         return self._wake_result(calls, [self.call(c) if isinstance(r, redis.exceptions.NoScriptError) else r
                                          for c, r in zip(calls, replies, strict=True)])  # refused: never ran
 

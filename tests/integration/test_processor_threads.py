@@ -267,7 +267,7 @@ def test_a_slot_holds_one_connection_for_its_calls_and_closes_it(redis_server, n
         return 1
 
     held: list = []
-    real_hold = luasched.scheduler.hold
+    real_hold = luasched.connection.hold
 
     @contextlib.contextmanager
     def spy(client):  # type: ignore[no-untyped-def]
@@ -275,7 +275,7 @@ def test_a_slot_holds_one_connection_for_its_calls_and_closes_it(redis_server, n
             held.append(conn)
             yield conn
 
-    monkeypatch.setattr(luasched.scheduler, "hold", spy)
+    monkeypatch.setattr(luasched.connection, "hold", spy)
     CountingPool.borrows.clear()
     p = sched.processor(capacity=1, take_next=True)
     p.start()
