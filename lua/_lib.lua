@@ -130,7 +130,19 @@ end
 
 -- One dispatch's view of the processors it assigned to: capacity and queues read once per call.
 local function placer(P, stats, procs, idle, now)
-  return {P = P, stats = stats, procs = procs, idle = idle, now = now, known = {}, assigned = 0}
+  return {P = P, stats = stats, procs = procs, idle = idle, now = now, known = {}, assigned = 0,
+          seq = nil, seqs = 0}
+end
+
+-- The next tie-break number of the idle rankings: the counter is read once per call and
+-- written back once, by placed (the same numbers as one HINCRBY per placement).
+local function next_seq(pl)
+  if not pl.seq then
+    pl.seq = tonumber(redis.call('HGET', pl.stats, 'seq') or '0')
+  end
+  pl.seq = pl.seq + 1
+  pl.seqs = pl.seqs + 1
+  return pl.seq
 end
 
 -- Capacity, queues and liveness of pid: one HMGET per processor and call (the lease cannot
@@ -139,7 +151,8 @@ local function proc_info(pl, pid)
   local info = pl.known[pid]
   if not info then
     local cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs', 'dl'))
-    info = {cap = tonumber(cap), queues = split_commas(qs or ''),
+    qs = qs or ''
+    info = {cap = tonumber(cap), queues = string.find(qs, ',', 1, true) and split_commas(qs) or {qs},
             alive = lease_ok(pl.procs, pid, pl.now, dl, cap)}
     pl.known[pid] = info
   end
@@ -174,7 +187,7 @@ local function assign(pl, id, pid, load)
   local info = proc_info(pl, pid)
   load = load + 1
   if load < info.cap then
-    local score = fmt(load * TWO40 + redis.call('HINCRBY', pl.stats, 'seq', 1))
+    local score = fmt(load * TWO40 + next_seq(pl))
     for _, q in ipairs(info.queues) do
       redis.call('ZADD', P .. 'idle:' .. q, score, pid)
     end
@@ -213,6 +226,9 @@ end
 local function placed(pl)
   if pl.assigned > 0 then
     redis.call('HINCRBY', pl.stats, 'assigned', pl.assigned)
+  end
+  if pl.seqs > 0 then
+    redis.call('HINCRBY', pl.stats, 'seq', pl.seqs)
   end
 end
 
