@@ -29,6 +29,8 @@
                        same as its score in procs, written with it: a script that reads the
                        record learns the lease in the same HMGET), m<slot> / b<slot> ack / start
                        replay memo of a slot
+    cards        HASH  processor id -> "capacity lease-deadline-ms queues" (its record's c, dl
+                       and qs in one field: dispatch reads many processors in one HMGET)
     p:<pid>:i    LIST  inbox, assigned and not started
     p:<pid>:r    SET   inbox, started (running)
     p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)
@@ -85,6 +87,14 @@ local function lease_ok(procs, pid, now, dl, cap)
   return cap ~= false and cap ~= nil and alive(procs, pid, now)
 end
 
+-- A processor's card in the cards HASH: what placing a task needs of it, "capacity
+-- lease-deadline-ms queues", written wherever its record's c, dl or qs change.
+local function write_card(P, pid, cap, dl, qs)
+  if cap and dl and qs then
+    redis.call('HSET', P .. 'cards', pid, cap .. ' ' .. dl .. ' ' .. qs)
+  end
+end
+
 local function wake_scheduler(wake)
   if redis.call('LLEN', wake) == 0 then
     redis.call('RPUSH', wake, '1')
@@ -128,10 +138,14 @@ local function trim_wake(P, pid)
   end
 end
 
--- One dispatch's view of the processors it assigned to: capacity and queues read once per call.
-local function placer(P, stats, procs, idle, now)
-  return {P = P, stats = stats, procs = procs, idle = idle, now = now, known = {}, assigned = 0,
-          seq = nil, seqs = 0}
+-- One placing call (dispatch, or submit's dispatch): the processors it met, with capacity, queues
+-- and liveness read once per call (a lease cannot change while the script runs), and per queue a
+-- heap of its idle ranking's head. The ranking is kept in Lua while the call places tasks and
+-- written back once per processor by placed: a processor that takes a task is re-ranked in
+-- memory, not with a ZADD per task. want: how many tasks the call may place at most.
+local function placer(P, stats, procs, idle, now, want)
+  return {P = P, stats = stats, procs = procs, idle = idle, now = now, want = want, known = {},
+          ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -145,36 +159,177 @@ local function next_seq(pl)
   return pl.seq
 end
 
--- Capacity, queues and liveness of pid: one HMGET per processor and call (the lease cannot
--- change while the script runs).
-local function proc_info(pl, pid)
-  local info = pl.known[pid]
-  if not info then
-    local cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs', 'dl'))
-    qs = qs or ''
-    info = {cap = tonumber(cap), queues = string.find(qs, ',', 1, true) and split_commas(qs) or {qs},
-            alive = lease_ok(pl.procs, pid, pl.now, dl, cap)}
-    pl.known[pid] = info
+local function learn(pl, pid, cap, qs, dl)
+  local queues = {}
+  if qs and qs ~= '' then
+    queues = string.find(qs, ',', 1, true) and split_commas(qs) or {qs}
   end
+  local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.procs, pid, pl.now, dl, cap)}
+  pl.known[pid] = info
   return info
+end
+
+-- A binary min-heap of {key, pid}.
+local function heap_push(h, key, pid)
+  local n = #h + 1
+  h[n] = {key, pid}
+  while n > 1 do
+    local up = math.floor(n / 2)
+    if h[up][1] <= key then
+      break
+    end
+    h[n], h[up] = h[up], h[n]
+    n = up
+  end
+end
+
+local function heap_pop(h)
+  local top, n = h[1], #h
+  h[1] = h[n]
+  h[n] = nil
+  n = n - 1
+  local i = 1
+  while true do
+    local l, m = 2 * i, i
+    if l <= n and h[l][1] < h[m][1] then
+      m = l
+    end
+    if l + 1 <= n and h[l + 1][1] < h[m][1] then
+      m = l + 1
+    end
+    if m == i then
+      return top
+    end
+    h[i], h[m] = h[m], h[i]
+    i = m
+  end
+end
+
+-- Fill rank's heap from the head of its stored ranking: as many processors as the call may still
+-- place tasks (at most 256), their cards read in ONE HMGET (a processor without a card, whose
+-- record predates cards, is read from its record). A processor the call already re-ranked keeps
+-- its key from memory. bound: the last stored score read (none: the ranking was read whole);
+-- every processor not read ranks at or after it, so the heap's head is the ranking's head while
+-- it is not past bound.
+local function fetch(pl, rank)
+  local k = math.min(math.max(pl.want - pl.assigned, 1), 256)
+  local flat = redis.call('ZRANGE', rank.ik, 0, k - 1, 'WITHSCORES')
+  local unknown = {}
+  for i = 1, #flat, 2 do
+    if not pl.known[flat[i]] then
+      unknown[#unknown + 1] = flat[i]
+    end
+  end
+  if #unknown > 0 then
+    local cards = redis.call('HMGET', pl.P .. 'cards', unpack(unknown))
+    for i, pid in ipairs(unknown) do
+      local cap, dl, qs
+      if cards[i] then
+        cap, dl, qs = string.match(cards[i], '^(%d+) (%d+) (.*)$')
+      end
+      if not cap then
+        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs', 'dl'))
+      end
+      learn(pl, pid, cap, qs, dl)
+    end
+  end
+  local h = {}
+  for i = 1, #flat, 2 do
+    local pid = flat[i]
+    local info = pl.known[pid]
+    if not info.ranked then -- first sight: its stored score is its key
+      info.ranked = true
+      info.key = tonumber(flat[i + 1])
+      info.load = math.floor(info.key / TWO40)
+    end
+    if info.key then
+      heap_push(h, info.key, pid)
+    end
+  end
+  rank.heap = h
+  rank.bound = #flat == 2 * k and tonumber(flat[#flat]) or math.huge
+end
+
+-- cmd key followed by args, in calls of at most 4000 args (Lua's unpack has a limit).
+local function call_chunked(cmd, key, args)
+  for i = 1, #args, 4000 do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 3999, #args)))
+  end
+end
+
+-- Write the keys the call changed back to the idle rankings: one ZADD (or ZREM) per queue.
+local function flush(pl)
+  if #pl.dirty == 0 then
+    return
+  end
+  local adds, rems, full = {}, {}, {}
+  for _, pid in ipairs(pl.dirty) do
+    local info = pl.known[pid]
+    info.dirty = false
+    local into = info.key and adds or rems
+    for _, q in ipairs(info.queues) do
+      local list = into[q]
+      if not list then
+        list = {}
+        into[q] = list
+      end
+      if info.key then
+        list[#list + 1] = fmt(info.key)
+      end
+      list[#list + 1] = pid
+    end
+    if not info.key then
+      full[#full + 1] = pid
+    end
+  end
+  pl.dirty = {}
+  for q, args in pairs(adds) do
+    call_chunked('ZADD', pl.P .. 'idle:' .. q, args)
+  end
+  for q, pids in pairs(rems) do
+    call_chunked('ZREM', pl.P .. 'idle:' .. q, pids)
+  end
+  if #full > 0 then
+    call_chunked('SREM', pl.idle, full)
+  end
 end
 
 -- The least-loaded live idle processor serving q (ties: idle longest) and its load, or nil.
 -- Lapsed processors met at the head are dropped from the idle sets (reap takes their inbox).
 local function pick(pl, q)
-  local ik = pl.P .. 'idle:' .. q
-  for _ = 1, 32 do
-    local head = redis.call('ZRANGE', ik, 0, 0, 'WITHSCORES')
-    if not head[1] then
-      return nil
-    end
-    if proc_info(pl, head[1]).alive then
-      return head[1], math.floor(tonumber(head[2]) / TWO40)
-    end
-    redis.call('ZREM', ik, head[1])
-    redis.call('SREM', pl.idle, head[1])
+  local rank = pl.ranks[q]
+  if not rank then
+    rank = {ik = pl.P .. 'idle:' .. q}
+    pl.ranks[q] = rank
+    fetch(pl, rank)
   end
-  return nil
+  local dropped = 0
+  while true do
+    local h = rank.heap
+    if #h == 0 or h[1][1] > rank.bound then
+      if rank.bound == math.huge then
+        return nil
+      end
+      flush(pl) -- the stored ranking is then exact: read its head again
+      fetch(pl, rank)
+      if #rank.heap == 0 then
+        return nil
+      end
+    else
+      local key, pid = unpack(heap_pop(h))
+      local info = pl.known[pid]
+      if not info.alive then -- never re-ranked: one entry per heap
+        redis.call('ZREM', rank.ik, pid)
+        redis.call('SREM', pl.idle, pid)
+        dropped = dropped + 1
+        if dropped >= 32 then
+          return nil
+        end
+      elseif info.key == key then -- else a stale entry: the processor was re-ranked or is full
+        return pid, info.load
+      end
+    end
+  end
 end
 
 -- queued (already popped by the caller) -> inbox of pid, pending; load is pid's load before.
@@ -184,18 +339,22 @@ local function assign(pl, id, pid, load)
   redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
   redis.call('HSET', P .. 't:' .. id, 's', 'assigned', 'p', pid)
   pl.assigned = pl.assigned + 1
-  local info = proc_info(pl, pid)
-  load = load + 1
-  if load < info.cap then
-    local score = fmt(load * TWO40 + next_seq(pl))
+  local info = pl.known[pid]
+  info.load = load + 1
+  if not info.dirty then
+    info.dirty = true
+    pl.dirty[#pl.dirty + 1] = pid
+  end
+  if info.load < info.cap then
+    info.key = info.load * TWO40 + next_seq(pl)
     for _, q in ipairs(info.queues) do
-      redis.call('ZADD', P .. 'idle:' .. q, score, pid)
+      local rank = pl.ranks[q]
+      if rank then
+        heap_push(rank.heap, info.key, pid)
+      end
     end
   else
-    for _, q in ipairs(info.queues) do
-      redis.call('ZREM', P .. 'idle:' .. q, pid)
-    end
-    redis.call('SREM', pl.idle, pid)
+    info.key = nil -- full: out of every ranking
   end
   redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
 end
@@ -212,6 +371,7 @@ local function assign_from_queue(pl, q, limit, out)
     end
     local id = redis.call('LPOP', qk)
     if not id then
+      heap_push(pl.ranks[q].heap, pl.known[pid].key, pid) -- not taken: back in its place
       break
     end
     assign(pl, id, pid, load)
@@ -222,8 +382,9 @@ local function assign_from_queue(pl, q, limit, out)
   return n
 end
 
--- Settle the counters of a dispatch: one write for all its assignments.
+-- Settle a placing call: the rankings written back, one write for all its assignments' counters.
 local function placed(pl)
+  flush(pl)
   if pl.assigned > 0 then
     redis.call('HINCRBY', pl.stats, 'assigned', pl.assigned)
   end
@@ -502,4 +663,5 @@ local function drain(P, stats, delayed, running, failed, procs, idle, pid, now, 
   redis.call('SREM', idle, pid)
   redis.call('ZREM', procs, pid)
   redis.call('DEL', ik, rk, P .. 'p:' .. pid, P .. 'p:' .. pid .. ':w')
+  redis.call('HDEL', P .. 'cards', pid)
 end

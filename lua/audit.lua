@@ -6,7 +6,8 @@
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {now, stats (flat), {{queue, {ids}}...}, {delayed ids}, {running id, deadline...},
            {failed ids}, {{pid, deadline, {record flat}, {pending ids}, {running ids}}...},
-           {{queue, {pid, score...}}...}, {idle pids}, {{id, s, q, p, n, m}...}}
+           {{queue, {pid, score...}}...}, {idle pids}, {{id, s, q, p, n, m}...},
+           {pid, card...} (the cards HASH, flat)}
   Invariant: moves no task, writes nothing.
 ]]
 local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -53,4 +54,4 @@ for _, id in ipairs(ids) do
   end
 end
 return {fmt(now), redis.call('HGETALL', stats), qs, del, run, fail, ps, idles,
-  redis.call('SMEMBERS', idle), records}
+  redis.call('SMEMBERS', idle), records, redis.call('HGETALL', P .. 'cards')}

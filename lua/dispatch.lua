@@ -26,7 +26,7 @@ end
 promote(P, delayed, now, limit)
 
 local out = {}
-local pl = placer(P, stats, procs, idle, now)
+local pl = placer(P, stats, procs, idle, now, limit)
 local active, left = {}, {}
 for _, q in ipairs(redis.call('SMEMBERS', queues)) do
   local depth = redis.call('LLEN', P .. 'q:' .. q)

@@ -17,7 +17,9 @@ local pk = P .. 'p:' .. pid
 if not alive(procs, pid, now) then
   return {'lost'}
 end
-local deadline = fmt(now + tonumber(redis.call('HGET', pk, 'ls')))
+local ls, cap, qs = unpack(redis.call('HMGET', pk, 'ls', 'c', 'qs'))
+local deadline = fmt(now + tonumber(ls))
 redis.call('ZADD', procs, deadline, pid)
 redis.call('HSET', pk, 'hb', fmt(now), 'dl', deadline)
+write_card(P, pid, cap, deadline, qs)
 return {'ok', redis.call('LLEN', pk .. ':i'), deadline}

@@ -23,11 +23,14 @@ if redis.call('ZSCORE', procs, pid) then
   end
   redis.call('ZADD', procs, deadline, pid)
   redis.call('HSET', pk, 'hb', fmt(now), 'dl', deadline)
+  local c, q = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+  write_card(P, pid, c, deadline, q)
   return {'ok', deadline}
 end
 redis.call('DEL', pk, pk .. ':i', pk .. ':r', pk .. ':w')
 redis.call('HSET', pk, 'c', fmt(cap), 'qs', qs, 'ls', fmt(lease), 'n', name, 'rt', fmt(now), 'hb', fmt(now), 'dl', deadline)
 redis.call('ZADD', procs, deadline, pid)
+write_card(P, pid, fmt(cap), deadline, qs)
 for _, q in ipairs(split_commas(qs)) do
   redis.call('SADD', queues, q)
 end

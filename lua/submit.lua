@@ -103,7 +103,7 @@ end
 
 local assigned = {}
 if dispatch then
-  local pl = placer(P, stats, procs, idle, now)
+  local pl = placer(P, stats, procs, idle, now, #fresh)
   for _, queue in ipairs(order) do
     assign_from_queue(pl, queue, touched[queue], assigned)
   end

@@ -67,6 +67,12 @@ class Keys:
     def wake(self) -> str:
         return self.prefix + "wake"
 
+    @property
+    def cards(self) -> str:
+        """HASH processor id -> "capacity lease-deadline-ms queues": its record's c, dl and qs
+        in one field, so that dispatch reads many processors in one HMGET."""
+        return self.prefix + "cards"
+
     def task(self, task_id: str) -> str:
         return f"{self.prefix}t:{task_id}"
 

@@ -587,7 +587,9 @@ PLACES = ("queued", "delayed", "assigned", "running", "done", "failed", "cancell
 
 def check_audit(reply: Any) -> Audit:
     """Check the conservation invariant on one audit snapshot (a pure function)."""
-    now_s, stats_flat, queues, delayed, running_flat, failed, procs, idles, idle, records = text(reply)
+    now_s, stats_flat, queues, delayed, running_flat, failed, procs, idles, idle, records, *more = text(reply)
+    cards_flat = more[0] if more else []
+    cards = {cards_flat[i]: cards_flat[i + 1] for i in range(0, len(cards_flat), 2)}
     now = int(now_s)
     stats = {stats_flat[i]: int(stats_flat[i + 1]) for i in range(0, len(stats_flat), 2)}
     problems: list[str] = []
@@ -610,6 +612,7 @@ def check_audit(reply: Any) -> Audit:
     loads: dict[str, tuple[int, int, list[str]]] = {}
     for pid, deadline, rec_flat, pending, started in procs:
         rec = {rec_flat[i]: rec_flat[i + 1] for i in range(0, len(rec_flat), 2)}
+        card = cards.pop(pid, None)  # none: the record predates cards (dispatch then reads it)
         if float(deadline) < now:
             lapsed.add(pid)
         if not rec:
@@ -617,6 +620,9 @@ def check_audit(reply: Any) -> Audit:
             continue
         if "dl" in rec and float(rec["dl"]) != float(deadline):
             problems.append(f"processor {pid}'s record says its lease ends at {rec['dl']}, the registry {deadline}")
+        if card is not None and card != f"{rec.get('c')} {rec.get('dl')} {rec.get('qs')}":
+            problems.append(f"processor {pid}'s card {card!r} is out of step with its record "
+                            f"(c {rec.get('c')}, dl {rec.get('dl')}, qs {rec.get('qs')})")
         for t in pending:
             put(t, f"inbox {pid} (pending)")
         for t in started:
@@ -685,6 +691,8 @@ def check_audit(reply: Any) -> Audit:
             problems.append(f"processor {pid} ({load}/{cap}) has the wrong idle-set membership")
     for pid in idle_members - set(loads):
         problems.append(f"processor {pid} is in the idle set but not registered")
+    for pid in sorted(cards):  # what is left: cards of no registered processor
+        problems.append(f"processor {pid} has a card but is not registered")
 
     queued = sum(len(ids) for _, ids in queues)
     c = {

@@ -423,12 +423,13 @@ def test_a_renewed_lease_counts_for_dispatch_start_and_take_next(sched, clock):
 
 
 def test_a_record_written_before_the_lease_field_asks_the_registry(sched, clock):
-    # processors registered by an earlier version have no dl in their record
+    # processors registered by an earlier version have no dl in their record, and no card
     lapsing = sched.processor(lease=5, name="lapsing")
     live = sched.processor(capacity=2, lease=60, name="live")
     assert lapsing.register() and live.register()
     for p in (lapsing, live):
         sched.client.hdel(sched.keys.processor(p.id), "dl")
+        sched.client.hdel(sched.keys.cards, p.id)
     a = sched.submit("add", 1)
     clock.advance(10)
 

@@ -6,6 +6,7 @@ import pytest
 
 from luasched import ops
 from luasched.keys import FIXED, Keys
+from luasched.scripts import lua_dir
 from tests.scripts.util import ack, audit_ok, error_json, start
 
 
@@ -58,6 +59,7 @@ def test_every_named_key_exists_with_its_type(sched, busy):
         k.procs: "zset",
         k.idle: "set",
         k.wake: "list",
+        k.cards: "hash",
     }
 
     assert {key: key_type(sched, key) for key in expected} == expected
@@ -108,6 +110,11 @@ def test_no_key_escapes_the_namespace(sched, busy, namespace):
 def test_key_spelling_matches_the_lib_header(name, spelled):
     keys = Keys("ns1")
     assert getattr(keys, name)("ID") == "luasched:{ns1}:" + spelled
+
+
+def test_cards_key_spelling_matches_the_lib():
+    assert Keys("ns1").cards == "luasched:{ns1}:cards"
+    assert "P .. 'cards'" in (lua_dir() / "_lib.lua").read_text()
 
 
 def test_fixed_key_spelling():
