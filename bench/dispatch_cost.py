@@ -40,7 +40,7 @@ def _fill(sched: luasched.Scheduler, count: int) -> None:
         sched.submit_many("noop", [()] * min(chunk, count - start))
 
 
-def _dispatch(sched: luasched.Scheduler, r: Any, want: int) -> dict[str, float]:
+def _dispatch(sched: luasched.Scheduler, r: Any, want: int) -> dict[str, Any]:
     r.config_resetstat()
     spent = 0.0
     placed = 0
@@ -55,11 +55,17 @@ def _dispatch(sched: luasched.Scheduler, r: Any, want: int) -> dict[str, float]:
         placed += got
     stats = r.info("commandstats")
     evalsha = stats["cmdstat_evalsha"]
-    inner = sum(int(v["calls"]) for k, v in stats.items()
-                if k not in ("cmdstat_evalsha", "cmdstat_info", "cmdstat_config"))
+    inner = {k.removeprefix("cmdstat_"): v for k, v in stats.items()
+             if k not in ("cmdstat_evalsha", "cmdstat_info") and not k.startswith("cmdstat_config")}
+    commands_us = sum(int(v["usec"]) for v in inner.values()) / placed
     return {"client_us_per_task": spent / placed * 1e6,
             "server_us_per_task": int(evalsha["usec"]) / placed,
-            "redis_calls_per_task": inner / placed,
+            "redis_calls_per_task": sum(int(v["calls"]) for v in inner.values()) / placed,
+            # where the script's time goes: the Redis commands it calls, and the rest (Lua itself)
+            "commands_us_per_task": commands_us,
+            "lua_us_per_task": int(evalsha["usec"]) / placed - commands_us,
+            "top_commands_us_per_task": dict(sorted(((k, int(v["usec"]) / placed) for k, v in inner.items()),
+                                                    key=lambda kv: -kv[1])[:4]),
             "dispatch_calls": calls, "dispatched": placed}
 
 
@@ -101,5 +107,8 @@ def by_queue(url: str, lengths: list[int], repeat: int, want: int = 1_000) -> li
     return out
 
 
-def _median(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of every figure; the top commands of the run whose script time is the median."""
+    mid = sorted(runs, key=lambda r: r["server_us_per_task"])[len(runs) // 2]
+    return {k: mid[k] if isinstance(runs[0][k], dict) else statistics.median(r[k] for r in runs)
+            for k in runs[0]}

@@ -171,10 +171,16 @@ def commands_section(d: dict[str, Any]) -> list[str]:
 def dispatch_section(d: dict[str, Any]) -> list[str]:
     out = ["### 6. Dispatch cost per dispatched task (the dispatch script measured directly, limit 100 per call)", ""]
     bp = d["by_processors"]
+    split = "lua_us_per_task" in bp[0]
     out.append(table(["registered processors", "queued", "µs/task in the script (EVALSHA usec)",
-                      "µs/task with the round trip", "Redis commands/task inside the script"],
+                      "µs/task with the round trip", "Redis commands/task inside the script",
+                      *(["of the script: commands / Lua µs", "top commands, µs/task"] if split else [])],
                      [[num(r["processors"]), num(r["queued"]), num(r["server_us_per_task"], 2),
-                       num(r["client_us_per_task"], 2), num(r["redis_calls_per_task"], 1)] for r in bp]))
+                       num(r["client_us_per_task"], 2), num(r["redis_calls_per_task"], 1),
+                       *([f"{r['commands_us_per_task']:.2f} / {r['lua_us_per_task']:.2f}",
+                          ", ".join(f"{k} {v:.2f}" for k, v in r["top_commands_us_per_task"].items())]
+                         if split else [])] for r in bp],
+                     "rrrrrrl" if split else ""))
     lo, hi = min(r["server_us_per_task"] for r in bp), max(r["server_us_per_task"] for r in bp)
     out += ["", f"Spread over processors: max/min = {hi / lo:.2f}x.", ""]
     bq = d["by_queue"]
