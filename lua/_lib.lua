@@ -169,40 +169,46 @@ local function learn(pl, pid, cap, qs, dl)
   return info
 end
 
--- A binary min-heap of {key, pid}.
-local function heap_push(h, key, pid)
-  local n = #h + 1
-  h[n] = {key, pid}
+-- A binary min-heap of (key, pid) pairs in two arrays, rank.hk and rank.hp (no table per entry).
+local function heap_push(rank, key, pid)
+  local hk, hp = rank.hk, rank.hp
+  local n = #hk + 1
   while n > 1 do
-    local up = math.floor(n / 2)
-    if h[up][1] <= key then
+    local up = (n - n % 2) / 2
+    if hk[up] <= key then
       break
     end
-    h[n], h[up] = h[up], h[n]
+    hk[n], hp[n] = hk[up], hp[up]
     n = up
   end
+  hk[n], hp[n] = key, pid
 end
 
-local function heap_pop(h)
-  local top, n = h[1], #h
-  h[1] = h[n]
-  h[n] = nil
+local function heap_pop(rank)
+  local hk, hp = rank.hk, rank.hp
+  local key, pid, n = hk[1], hp[1], #hk
+  local lk, lp = hk[n], hp[n]
+  hk[n], hp[n] = nil, nil
   n = n - 1
-  local i = 1
-  while true do
-    local l, m = 2 * i, i
-    if l <= n and h[l][1] < h[m][1] then
-      m = l
+  if n > 0 then
+    local i = 1
+    while true do
+      local l = 2 * i
+      if l > n then
+        break
+      end
+      if l < n and hk[l + 1] < hk[l] then
+        l = l + 1
+      end
+      if lk <= hk[l] then
+        break
+      end
+      hk[i], hp[i] = hk[l], hp[l]
+      i = l
     end
-    if l + 1 <= n and h[l + 1][1] < h[m][1] then
-      m = l + 1
-    end
-    if m == i then
-      return top
-    end
-    h[i], h[m] = h[m], h[i]
-    i = m
+    hk[i], hp[i] = lk, lp
   end
+  return key, pid
 end
 
 -- Fill rank's heap from the head of its stored ranking: as many processors as the call may still
@@ -233,7 +239,7 @@ local function fetch(pl, rank)
       learn(pl, pid, cap, qs, dl)
     end
   end
-  local h = {}
+  rank.hk, rank.hp = {}, {}
   for i = 1, #flat, 2 do
     local pid = flat[i]
     local info = pl.known[pid]
@@ -243,10 +249,9 @@ local function fetch(pl, rank)
       info.load = math.floor(info.key / TWO40)
     end
     if info.key then
-      heap_push(h, info.key, pid)
+      heap_push(rank, info.key, pid)
     end
   end
-  rank.heap = h
   rank.bound = #flat == 2 * k and tonumber(flat[#flat]) or math.huge
 end
 
@@ -305,18 +310,18 @@ local function pick(pl, q)
   end
   local dropped = 0
   while true do
-    local h = rank.heap
-    if #h == 0 or h[1][1] > rank.bound then
+    local top = rank.hk[1]
+    if not top or top > rank.bound then
       if rank.bound == math.huge then
         return nil
       end
       flush(pl) -- the stored ranking is then exact: read its head again
       fetch(pl, rank)
-      if #rank.heap == 0 then
+      if not rank.hk[1] then
         return nil
       end
     else
-      local key, pid = unpack(heap_pop(h))
+      local key, pid = heap_pop(rank)
       local info = pl.known[pid]
       if not info.alive then -- never re-ranked: one entry per heap
         redis.call('ZREM', rank.ik, pid)
@@ -350,7 +355,7 @@ local function assign(pl, id, pid, load)
     for _, q in ipairs(info.queues) do
       local rank = pl.ranks[q]
       if rank then
-        heap_push(rank.heap, info.key, pid)
+        heap_push(rank, info.key, pid)
       end
     end
   else
@@ -371,7 +376,7 @@ local function assign_from_queue(pl, q, limit, out)
     end
     local id = redis.call('LPOP', qk)
     if not id then
-      heap_push(pl.ranks[q].heap, pl.known[pid].key, pid) -- not taken: back in its place
+      heap_push(pl.ranks[q], pl.known[pid].key, pid) -- not taken: back in its place
       break
     end
     assign(pl, id, pid, load)
