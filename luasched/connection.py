@@ -333,7 +333,10 @@ def direct_pipeline(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]
     the connection broke: nothing is known of what ran, and the caller sends them again through
     redis-py's pipeline, which reconnects and retries as it does for any pipeline."""
     try:
-        conn.send_packed_command(conn.pack_commands(commands))
+        if type(conn._command_packer) is HiredisRespSerializer:
+            conn.send_packed_command((b"".join(hiredis.pack_command(c) for c in commands),))
+        else:
+            conn.send_packed_command(conn.pack_commands(commands))
         replies: list[Any] = []
         for _ in commands:
             try:
