@@ -63,6 +63,75 @@ log = logging.getLogger("luasched.aio")
 __all__ = ["Group", "Processor", "Scheduler", "TaskHandle"]
 
 
+class _Coalescer:
+    """One-task submits of one event loop share round trips: a submit made while another one's
+    script call is in flight waits, and all that waited go together in the next call (one
+    script call for up to 1,000 tasks) as soon as the call in flight ends. A lone submit goes at
+    once. Every caller returns only once its own task is in Redis, or raises the error of the
+    call that carried it; a caller cancelled while it waits is left out of the call. Submits of
+    one id that wait together go in successive calls (the later ones create nothing, as a
+    replayed submit)."""
+
+    MAX = 1000
+
+    def __init__(self, send: Any) -> None:
+        self.send = send  # async (list of NewTask) -> None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.busy = False
+        self.waiting: list[tuple[ops.NewTask, asyncio.Future[None]]] = []
+        self.carrier: asyncio.Task[None] | None = None
+
+    async def submit(self, new: ops.NewTask) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # first use, or a new loop: nothing of the old one carries over
+            self.loop, self.busy, self.waiting = loop, False, []
+        if not self.busy:
+            self.busy = True
+            try:
+                await self.send([new])
+            finally:
+                self._next()
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiting.append((new, waiter))
+        await waiter
+
+    def _next(self) -> None:
+        """The call in flight ended: carry what waits (in a task of its own), or go idle."""
+        batch: list[tuple[ops.NewTask, asyncio.Future[None]]] = []
+        rest: list[tuple[ops.NewTask, asyncio.Future[None]]] = []
+        ids: set[str] = set()
+        for new, waiter in self.waiting:
+            if waiter.done():  # its caller was cancelled: it is not sent
+                continue
+            if len(batch) < self.MAX and new.id not in ids:
+                ids.add(new.id)
+                batch.append((new, waiter))
+            else:
+                rest.append((new, waiter))
+        self.waiting = rest
+        if not batch:
+            self.busy = False
+            return
+        self.carrier = asyncio.ensure_future(self._carry(batch))
+
+    async def _carry(self, batch: list[tuple[ops.NewTask, asyncio.Future[None]]]) -> None:
+        try:
+            await self.send([new for new, _ in batch])
+        except BaseException as exc:
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_result(None)
+        finally:
+            self._next()
+
+
 class Scheduler(Base):
     """The asyncio Scheduler: the constructor and the methods of luasched.Scheduler, with the ones
     that talk to Redis as coroutines, on ``redis.asyncio`` (or the embedded server): the same
@@ -90,6 +159,7 @@ class Scheduler(Base):
         # what a sync twin (luasched.app.as_sync, for the admin commands) would connect to
         self.target = redis if isinstance(redis, str) else None
         self.embedded = redis is None
+        self._coalescer = _Coalescer(lambda news: self._submit(news, ""))
 
     def __repr__(self) -> str:
         return f"<luasched.aio.Scheduler namespace={self.namespace!r}>"
@@ -218,9 +288,10 @@ class Scheduler(Base):
     # --- submitting --------------------------------------------------------------------------
 
     async def submit(self, task: str | TaskFunction, /, *args: Any, **kwargs: Any) -> TaskHandle:
-        """See luasched.Scheduler.submit."""
+        """See luasched.Scheduler.submit. Submits made concurrently on one event loop (request
+        handlers of a service) share script calls: see ``_Coalescer``."""
         new = self.submission(task, args, kwargs)
-        await self._submit([new], "")
+        await self._coalescer.submit(new)
         return TaskHandle(self, new.id)
 
     async def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
