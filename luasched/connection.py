@@ -293,6 +293,15 @@ async def aclose_client(client: Any, target: object) -> None:
     await client.aclose()
 
 
+def send_packed(conn: Any, commands: Sequence[tuple[Any, ...]]) -> None:
+    """Send ``commands`` on ``conn`` in one write: packed by hiredis when the connection packs
+    with it (the same bytes, without redis-py's per-argument type checks), else by redis-py."""
+    if type(conn._command_packer) is HiredisRespSerializer:
+        conn.send_packed_command((b"".join(hiredis.pack_command(c) for c in commands),))
+    else:
+        conn.send_packed_command(conn.pack_commands(commands))
+
+
 def direct(client: Any, *args: Any, held: Any = None) -> Any:
     """``client.execute_command(*args)`` for a command that needs no reply callback (EVALSHA),
     sent on a pooled connection without redis-py's per-call layers (retry wrapper, timing and
@@ -306,12 +315,7 @@ def direct(client: Any, *args: Any, held: Any = None) -> Any:
     pool: Any = client.connection_pool
     conn: Any = held if held is not None else pool.get_connection()
     try:
-        if type(conn._command_packer) is HiredisRespSerializer:
-            # the same bytes redis-py's packer makes, without its per-argument type checks
-            # (every argument here is a str)
-            conn.send_packed_command((hiredis.pack_command(args),))
-        else:
-            conn.send_command(*args)
+        send_packed(conn, [args])
         return conn.read_response()
     except redis.exceptions.ResponseError:
         raise  # the error reply was read whole: the connection is in step
@@ -333,10 +337,7 @@ def direct_pipeline(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]
     the connection broke: nothing is known of what ran, and the caller sends them again through
     redis-py's pipeline, which reconnects and retries as it does for any pipeline."""
     try:
-        if type(conn._command_packer) is HiredisRespSerializer:
-            conn.send_packed_command((b"".join(hiredis.pack_command(c) for c in commands),))
-        else:
-            conn.send_packed_command(conn.pack_commands(commands))
+        send_packed(conn, commands)
         replies: list[Any] = []
         for _ in commands:
             try:

@@ -587,11 +587,10 @@ PLACES = ("queued", "delayed", "assigned", "running", "done", "failed", "cancell
 
 def check_audit(reply: Any) -> Audit:
     """Check the conservation invariant on one audit snapshot (a pure function)."""
-    now_s, stats_flat, queues, delayed, running_flat, failed, procs, idles, idle, records, *more = text(reply)
-    cards_flat = more[0] if more else []
-    cards = {cards_flat[i]: cards_flat[i + 1] for i in range(0, len(cards_flat), 2)}
+    now_s, stats_flat, queues, delayed, running_flat, failed, procs, idles, idle, records, cards_flat = text(reply)
+    cards = _fields(cards_flat)
     now = int(now_s)
-    stats = {stats_flat[i]: int(stats_flat[i + 1]) for i in range(0, len(stats_flat), 2)}
+    stats = {k: int(v) for k, v in _fields(stats_flat).items()}
     problems: list[str] = []
     where: dict[str, list[str]] = {}
 
@@ -605,13 +604,13 @@ def check_audit(reply: Any) -> Audit:
         put(t, "delayed")
     for t in failed:
         put(t, "failed")
-    running = {running_flat[i]: running_flat[i + 1] for i in range(0, len(running_flat), 2)}
+    running = _fields(running_flat)
     in_running_sets: set[str] = set()
     pending_total = 0
     lapsed: set[str] = set()
     loads: dict[str, tuple[int, int, list[str]]] = {}
     for pid, deadline, rec_flat, pending, started in procs:
-        rec = {rec_flat[i]: rec_flat[i + 1] for i in range(0, len(rec_flat), 2)}
+        rec = _fields(rec_flat)
         card = cards.pop(pid, None)  # none: the record predates cards (dispatch then reads it)
         if float(deadline) < now:
             lapsed.add(pid)

@@ -10,21 +10,10 @@ import time
 import pytest
 
 import luasched
-from luasched import aio
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-@pytest.fixture
-def make_asched(make_async_client, namespace):
-    """Call inside the test's event loop; close with ``await s.client.aclose()``."""
-
-    def make(**kwargs) -> aio.Scheduler:
-        return aio.Scheduler(make_async_client(), namespace=namespace, **kwargs)
-
-    return make
 
 
 def test_async_tasks_run_concurrently_up_to_capacity(make_asched):

@@ -10,17 +10,7 @@ import pytest
 
 from luasched import aio
 
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-@pytest.fixture
-def make_asched(make_async_client, namespace):
-    def make(**kwargs) -> aio.Scheduler:
-        return aio.Scheduler(make_async_client(), namespace=namespace, **kwargs)
-
-    return make
+from .test_aio import run
 
 
 def count_calls(s: aio.Scheduler) -> list[int]:

@@ -300,6 +300,7 @@ def clean():
          ["t3", "running", "default", "p1", "1", "3"],
          ["t4", "delayed", "default", "", "1", "3"],
          ["t5", "failed", "default", "", "3", "3"]],
+        [],  # cards: none (p1's record predates them, as it predates dl)
     ]
 
 
