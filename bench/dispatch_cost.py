@@ -1,17 +1,22 @@
 """How the dispatch script's cost per dispatched task grows with processors and queue length.
 
-Measured directly on the script: the benchmark process registers processors (one pipeline of
-register calls), queues tasks with submit_many, then calls ``Scheduler.dispatch(limit=100)``
-until D tasks are placed. Two figures per point:
+Measured directly on the script: for every point of a sweep its own namespace is set up in the
+same Redis (processors registered with one pipeline of register calls, tasks queued with
+submit_many), then ``Scheduler.dispatch(limit=100)`` is called in each namespace IN TURN, one
+call each per round (the first namespace of a round rotates), until D tasks are placed in each.
+The machine's speed drifts by up to 1.5x within minutes; alternating call by call gives every
+point the same share of fast and slow moments, and every point runs against the same keyspace
+(all the sweep's namespaces at once), so that only what the sweep varies differs. Figures:
 
 - client: wall-clock time of the dispatch calls / tasks dispatched (includes the round trip);
 - server: ``INFO commandstats`` usec of EVALSHA / tasks dispatched (the script alone;
-  CONFIG RESETSTAT just before the dispatch calls, nothing else runs meanwhile).
+  CONFIG RESETSTAT just before each dispatch call, nothing else runs meanwhile), split into the
+  Redis commands the script calls and the rest (Lua).
 
 Processors: P in 10 .. 10,000, capacity ceil(D/P) each so that D = 10,000 tasks fit in every
 case, with 20,000 queued. Queue length: Q in 1k .. 1M (tasks queued before the first dispatch
-call; D more are queued so that the queue never falls below Q), 10 processors of capacity 100,
-D = 1,000.
+call; D more are queued so that the queue never falls below Q), 10 processors of capacity D/10,
+D = 5,000.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import luasched
@@ -40,68 +46,105 @@ def _fill(sched: luasched.Scheduler, count: int) -> None:
         sched.submit_many("noop", [()] * min(chunk, count - start))
 
 
-def _dispatch(sched: luasched.Scheduler, r: Any, want: int) -> dict[str, Any]:
-    r.config_resetstat()
-    spent = 0.0
-    placed = 0
-    calls = 0
-    while placed < want:
+class _Point:
+    """What the dispatch calls of one point of a sweep added up to, in one run."""
+
+    def __init__(self, sched: luasched.Scheduler) -> None:
+        self.sched = sched
+        self.spent = 0.0
+        self.placed = 0
+        self.calls = 0
+        self.evalsha_us = 0
+        self.inner: dict[str, list[int]] = {}  # command -> [calls, usec]
+
+    def dispatch(self, r: Any, limit: int) -> None:
+        r.config_resetstat()
         t = time.perf_counter()
-        got = len(sched.dispatch(limit=min(LIMIT, want - placed)))
-        spent += time.perf_counter() - t
-        calls += 1
+        got = len(self.sched.dispatch(limit=limit))
+        self.spent += time.perf_counter() - t
         if got == 0:
-            raise RuntimeError(f"dispatch placed nothing after {placed} of {want}")
-        placed += got
-    stats = r.info("commandstats")
-    evalsha = stats["cmdstat_evalsha"]
-    inner = {k.removeprefix("cmdstat_"): v for k, v in stats.items()
-             if k not in ("cmdstat_evalsha", "cmdstat_info") and not k.startswith("cmdstat_config")}
-    commands_us = sum(int(v["usec"]) for v in inner.values()) / placed
-    return {"client_us_per_task": spent / placed * 1e6,
-            "server_us_per_task": int(evalsha["usec"]) / placed,
-            "redis_calls_per_task": sum(int(v["calls"]) for v in inner.values()) / placed,
-            # where the script's time goes: the Redis commands it calls, and the rest (Lua itself)
-            "commands_us_per_task": commands_us,
-            "lua_us_per_task": int(evalsha["usec"]) / placed - commands_us,
-            "top_commands_us_per_task": dict(sorted(((k, int(v["usec"]) / placed) for k, v in inner.items()),
-                                                    key=lambda kv: -kv[1])[:4]),
-            "dispatch_calls": calls, "dispatched": placed}
+            raise RuntimeError(f"dispatch placed nothing after {self.placed} tasks")
+        self.calls += 1
+        self.placed += got
+        for name, v in r.info("commandstats").items():
+            if name == "cmdstat_evalsha":
+                self.evalsha_us += int(v["usec"])
+            elif name != "cmdstat_info" and not name.startswith("cmdstat_config"):
+                acc = self.inner.setdefault(name.removeprefix("cmdstat_"), [0, 0])
+                acc[0] += int(v["calls"])
+                acc[1] += int(v["usec"])
+
+    def figures(self) -> dict[str, Any]:
+        placed = self.placed
+        commands_us = sum(us for _, us in self.inner.values()) / placed
+        return {"client_us_per_task": self.spent / placed * 1e6,
+                "server_us_per_task": self.evalsha_us / placed,
+                "redis_calls_per_task": sum(n for n, _ in self.inner.values()) / placed,
+                # where the script's time goes: the Redis commands it calls, and the rest (Lua itself)
+                "commands_us_per_task": commands_us,
+                "lua_us_per_task": self.evalsha_us / placed - commands_us,
+                "top_commands_us_per_task": dict(sorted(((k, us / placed) for k, (_, us) in self.inner.items()),
+                                                        key=lambda kv: -kv[1])[:4]),
+                "dispatch_calls": self.calls, "dispatched": placed}
+
+
+def _interleaved(url: str, setups: dict[int, Callable[[luasched.Scheduler], None]], want: int,
+                 repeat: int) -> dict[int, list[dict[str, Any]]]:
+    """Per point, the figures of each run: every point set up in its own namespace of one Redis,
+    then their dispatch calls alternated, one call each per round, until each placed ``want``."""
+    runs: dict[int, list[dict[str, Any]]] = {k: [] for k in setups}
+    for _ in range(repeat):
+        admin = luasched.Scheduler(url, namespace="bench-dispatch")
+        r = admin.client
+        r.flushdb()
+        points = {}
+        for k, setup in setups.items():
+            sched = luasched.Scheduler(url, namespace=f"bench-dispatch-{k}")
+            setup(sched)
+            points[k] = _Point(sched)
+        order = list(points)
+        rnd = 0
+        while any(pt.placed < want for pt in points.values()):
+            for k in order[rnd % len(order):] + order[:rnd % len(order)]:
+                pt = points[k]
+                if pt.placed < want:
+                    pt.dispatch(r, min(LIMIT, want - pt.placed))
+            rnd += 1
+        for k, pt in points.items():
+            runs[k].append(pt.figures())
+            pt.sched.close()
+        r.flushdb()
+        admin.close()
+    return runs
 
 
 def by_processors(url: str, counts: list[int], repeat: int, want: int = 10_000) -> list[dict[str, Any]]:
+    def setup(p: int) -> Callable[[luasched.Scheduler], None]:
+        def go(sched: luasched.Scheduler) -> None:
+            _register(sched, p, math.ceil(want / p), "p")
+            _fill(sched, want * 2)
+        return go
+
+    runs = _interleaved(url, {p: setup(p) for p in counts}, want, repeat)
     out = []
     for p in counts:
-        runs = []
-        for rep in range(repeat):
-            sched = luasched.Scheduler(url, namespace="bench-dispatch")
-            r = sched.client
-            r.flushdb()
-            _register(sched, p, math.ceil(want / p), f"p{rep}")
-            _fill(sched, want * 2)
-            runs.append(_dispatch(sched, r, want))
-            sched.close()
-        out.append({"processors": p, "queued": want * 2, "runs": runs, **_median(runs)})
+        out.append({"processors": p, "queued": want * 2, "runs": runs[p], **_median(runs[p])})
         print(f"  dispatch, {p:>6} processors: {out[-1]['server_us_per_task']:.2f} us/task in the script, "
               f"{out[-1]['client_us_per_task']:.2f} us/task with the round trip", flush=True)
     return out
 
 
-def by_queue(url: str, lengths: list[int], repeat: int, want: int = 1_000) -> list[dict[str, Any]]:
+def by_queue(url: str, lengths: list[int], repeat: int, want: int = 5_000) -> list[dict[str, Any]]:
+    def setup(q: int) -> Callable[[luasched.Scheduler], None]:
+        def go(sched: luasched.Scheduler) -> None:
+            _fill(sched, q + want)
+            _register(sched, 10, want // 10, "q")
+        return go
+
+    runs = _interleaved(url, {q: setup(q) for q in lengths}, want, repeat)
     out = []
     for q in lengths:
-        sched = luasched.Scheduler(url, namespace="bench-dispatch")
-        r = sched.client
-        r.flushdb()
-        _fill(sched, q + want)
-        runs = []
-        for rep in range(repeat):
-            _register(sched, 10, want // 10, f"q{rep}")
-            runs.append(_dispatch(sched, r, want))
-            _fill(sched, want)  # back to q + want queued for the next repeat
-        sched.close()
-        r.flushdb()
-        out.append({"queued": q, "processors": 10, "runs": runs, **_median(runs)})
+        out.append({"queued": q, "processors": 10, "runs": runs[q], **_median(runs[q])})
         print(f"  dispatch, {q:>8} queued: {out[-1]['server_us_per_task']:.2f} us/task in the script, "
               f"{out[-1]['client_us_per_task']:.2f} us/task with the round trip", flush=True)
     return out

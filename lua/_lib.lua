@@ -387,6 +387,39 @@ local function assign_from_queue(pl, q, limit, out)
   return n
 end
 
+-- Place up to limit tasks from the heads of the named queues, one task per queue per round, so
+-- that one busy queue cannot starve the others (the rounds start at names[turn % #names + 1]);
+-- pairs {id, pid} appended to out. Returns how many.
+local function place_queued(pl, names, limit, out, turn)
+  local active, left = {}, {}
+  for k = 0, #names - 1 do
+    local q = names[(turn + k) % #names + 1]
+    local depth = redis.call('LLEN', pl.P .. 'q:' .. q)
+    if depth > 0 then
+      active[#active + 1] = q
+      left[q] = depth
+    end
+  end
+  local n = 0
+  while n < limit and #active > 0 do
+    local still = {}
+    for _, q in ipairs(active) do
+      if n >= limit then
+        break
+      end
+      if assign_from_queue(pl, q, 1, out) == 1 then
+        n = n + 1
+        left[q] = left[q] - 1
+        if left[q] > 0 then
+          still[#still + 1] = q
+        end
+      end
+    end
+    active = still
+  end
+  return n
+end
+
 -- Settle a placing call: the rankings written back, one write for all its assignments' counters.
 local function placed(pl)
   flush(pl)

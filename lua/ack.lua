@@ -6,14 +6,19 @@
   max_attempts, then the task is failed (dead letter) keeping the error. Then up to want tasks
   start in the same call: with next = '1' the oldest pending tasks of the processor's inbox;
   with next = '2' also, while the processor has a free slot, the heads of its queues in turn
-  (complete-and-take-next mode). A lapsed processor starts nothing.
+  (complete-and-take-next mode). With next = '3' nothing starts; instead the slots the ack freed
+  are filled at once, as dispatch would fill them: up to one task per freed slot from the heads of
+  the processor's queues, each to the least-loaded live idle processor serving its queue (this
+  one, or another), its wake list pushed (dispatch on ack: no scheduler on the hot path). A lapsed
+  processor starts and places nothing.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
   KEYS[1..8] the fixed keys (see _lib): uses all
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
-  ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next '0' | '1' | '2'  ARGV[8] want (0..4096)
+  ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next '0' | '1' | '2' | '3'  ARGV[8] want (0..4096)
   ARGV[9] count N (0..4096), then 4 per acked task: task id, attempt, outcome 'done' | 'error',
   result JSON (done) or error JSON (error)
-  Returns {{status per acked task}, {'task', id, name, args_json, attempt, timeout_ms, ...}}
+  Returns {{status per acked task}, {'task', id, name, args_json, attempt, timeout_ms, ...},
+           {task id, processor id, ...} placed by next = '3' (empty on a replay: the first call placed)}
     status: 'done' | 'retry' | 'failed' | 'stale'
   Invariant: each acked task leaves the inbox into exactly one place; started tasks stay in it.
 ]]
@@ -28,8 +33,8 @@ if not now or not keep_s or pid == '' or slot == '' or rid == '' or not want or 
     or want > 4096 or not count or count < 0 or count > 4096 or #ARGV ~= 9 + count * FIELDS then
   return redis.error_reply('ERR luasched ack: bad now_ms, keep_s, processor, slot, request id, want or count')
 end
-if nxt ~= '0' and nxt ~= '1' and nxt ~= '2' then
-  return redis.error_reply('ERR luasched ack: next must be 0|1|2')
+if nxt ~= '0' and nxt ~= '1' and nxt ~= '2' and nxt ~= '3' then
+  return redis.error_reply('ERR luasched ack: next must be 0|1|2|3')
 end
 for i = 0, count - 1 do
   local base = 9 + i * FIELDS
@@ -42,7 +47,7 @@ local pk = P .. 'p:' .. pid
 
 local memo = memo_for(redis.call('HGET', pk, 'm' .. slot), rid)
 if memo then
-  return {split_commas(memo[1]), memo_started(P, pid, memo[2], {})}
+  return {split_commas(memo[1]), memo_started(P, pid, memo[2], {}), {}}
 end
 
 -- every input checked; writes start here
@@ -72,13 +77,25 @@ end
 local tasks, took = {}, false
 local cap, qs, dl = unpack(redis.call('HMGET', pk, 'c', 'qs', 'dl'))
 local registered = cap ~= false and cap ~= nil
-if registered and nxt ~= '0' and want > 0 and lease_ok(procs, pid, now, dl, cap) then
+local live = registered and lease_ok(procs, pid, now, dl, cap)
+if live and (nxt == '1' or nxt == '2') and want > 0 then
   tasks, took = start_many(P, stats, running, pid, now, want, nxt == '2', cap, qs)
 end
 if registered and (freed > 0 or took) then
   rerank(P, stats, idle, pid, cap, qs)
 end
-if registered and freed > 0 and not took then
+local filled, placements = 0, {}
+if live and nxt == '3' and freed > 0 then
+  local names = split_commas(qs)
+  local turn = 0
+  if #names > 1 then -- start at a different queue each time: no queue of the processor starves another
+    turn = redis.call('HINCRBY', pk, 'rr', 1)
+  end
+  local pl = placer(P, stats, procs, idle, now, freed)
+  filled = place_queued(pl, names, freed, placements, turn)
+  placed(pl)
+end
+if registered and freed > filled and not took then
   -- a slot came free: a scheduler may now place a waiting task
   for _, q in ipairs(split_commas(qs)) do
     if redis.call('LLEN', P .. 'q:' .. q) > 0 then
@@ -90,4 +107,4 @@ end
 if registered then
   redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
 end
-return {statuses, started_reply(tasks)}
+return {statuses, started_reply(tasks), placements}

@@ -27,31 +27,7 @@ promote(P, delayed, now, limit)
 
 local out = {}
 local pl = placer(P, stats, procs, idle, now, limit)
-local active, left = {}, {}
-for _, q in ipairs(redis.call('SMEMBERS', queues)) do
-  local depth = redis.call('LLEN', P .. 'q:' .. q)
-  if depth > 0 then
-    active[#active + 1] = q
-    left[q] = depth
-  end
-end
-local n = 0
-while n < limit and #active > 0 do
-  local still = {}
-  for _, q in ipairs(active) do
-    if n >= limit then
-      break
-    end
-    if assign_from_queue(pl, q, 1, out) == 1 then
-      n = n + 1
-      left[q] = left[q] - 1
-      if left[q] > 0 then
-        still[#still + 1] = q
-      end
-    end
-  end
-  active = still
-end
+place_queued(pl, redis.call('SMEMBERS', queues), limit, out, 0)
 placed(pl)
 redis.call('HSET', stats, 'last_dispatch_ms', fmt(now))
 

@@ -392,11 +392,13 @@ class Scheduler(Base):
 
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
                   name: str | None = None, *, take_next: bool = False, pool: str = "thread",
-                  app: str | None = None, log_tasks: bool = False, batch: bool = False) -> Processor:
+                  app: str | None = None, log_tasks: bool = False, batch: bool = False,
+                  dispatch_on_ack: bool = False) -> Processor:
         """An asyncio processor: ``async def`` tasks run concurrently up to ``capacity`` on the event
         loop (and are cancelled at their timeout); plain functions run in threads."""
         return Processor(self, capacity=capacity, queues=queues, lease=lease, name=name,
-                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch)
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
+                         dispatch_on_ack=dispatch_on_ack)
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -259,7 +259,10 @@ def decode_start(reply: Any) -> StartReply:
 
 
 #: What an ack asks to start next: nothing, the inbox's oldest tasks, or else the queues' heads.
-NEXT_NONE, NEXT_INBOX, NEXT_TAKE = "0", "1", "2"
+#: What an ack does after the acks: start nothing; start from the inbox; also take from the queues
+#: (complete-and-take-next); start nothing but fill the freed slots by the least-loaded rule
+#: (dispatch on ack).
+NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE = "0", "1", "2", "3"
 
 #: One finished task as an ack reports it: the task, "done" | "error", the result or error JSON.
 Finished = tuple[Started, str, str]
@@ -268,8 +271,10 @@ Finished = tuple[Started, str, str]
 def ack_many(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str,
              finished: Sequence[Finished], next_mode: str, want: int) -> Call:
     """Ack every finished task and start up to ``want`` next ones, in ONE script call."""
+    if next_mode not in (NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE):
+        raise ValueError(f"next_mode must be one of ops.NEXT_*, not {next_mode!r}")
     args: list[object] = [ns.prefix, _now(now_ms), pid, slot, rid, ns.keep_s, next_mode,
-                          want if next_mode != NEXT_NONE else 0, len(finished)]
+                          want if next_mode in (NEXT_INBOX, NEXT_TAKE) else 0, len(finished)]
     for task, outcome, payload in finished:
         if outcome not in ("done", "error"):
             raise ValueError(f"outcome must be 'done' or 'error', not {outcome!r}")
@@ -289,12 +294,15 @@ class AckReply:
     next: Started | None  # the first started task
     statuses: list[str] = field(default_factory=list, compare=False)  # one per acked task
     started: list[Started] = field(default_factory=list, compare=False)  # every started task
+    #: (task id, processor id) of each task the ack placed (NEXT_PLACE; none on a replay)
+    placed: list[tuple[str, str]] = field(default_factory=list, compare=False)
 
 
 def decode_ack(reply: Any) -> AckReply:
-    statuses, flat = text(reply)
+    statuses, flat, placed = text(reply)
     started = _started_list(flat)
-    return AckReply(statuses[0] if statuses else "", started[0] if started else None, list(statuses), started)
+    return AckReply(statuses[0] if statuses else "", started[0] if started else None, list(statuses), started,
+                    list(zip(placed[::2], placed[1::2], strict=True)))
 
 
 # --- tasks: cancel, state, result ---------------------------------------------------------------

@@ -136,7 +136,7 @@ class ProcessorBase:
     def __init__(self, sched: Base, *, capacity: int = 1, queues: Sequence[str] = ("default",),
                  lease: float = 10.0, name: str | None = None, take_next: bool = False,
                  pool: str = "thread", app: str | None = None, log_tasks: bool = False,
-                 batch: bool = False) -> None:
+                 batch: bool = False, dispatch_on_ack: bool = False) -> None:
         check_int(capacity, "capacity", 1, MAX_CAPACITY)
         if not isinstance(batch, bool):
             raise TypeError("batch must be a bool")
@@ -151,6 +151,12 @@ class ProcessorBase:
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         if not isinstance(take_next, bool):
             raise TypeError("take_next must be a bool")
+        if not isinstance(dispatch_on_ack, bool):
+            raise TypeError("dispatch_on_ack must be a bool")
+        if take_next and dispatch_on_ack:
+            raise ValueError("take_next and dispatch_on_ack exclude each other: a take-next processor "
+                             "takes its queues' heads itself, bypassing the least-loaded choice that "
+                             "dispatch_on_ack keeps")
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
         if pool == "process" and not app:
@@ -162,6 +168,7 @@ class ProcessorBase:
         self.lease = lease_s
         self.name = name or ""
         self.take_next = take_next
+        self.dispatch_on_ack = dispatch_on_ack
         self.pool = pool
         self.app = app
         self.log_tasks = log_tasks
@@ -201,12 +208,16 @@ class ProcessorBase:
         return ops.start(self.ns, self._now(), pid, slot, new_request_id(), self._want)
 
     def _ack_call(self, pid: str, slot: str, finished: list[ops.Finished], by_hand: bool,
-                  stopping: bool) -> ops.Call:
+                  stopping: bool, waiting: bool = False) -> ops.Call:
         """The ack of finished tasks, asking for the next ones unless the processor is stopping
-        (by hand: the next inbox tasks; running: the inbox's, or in take-next mode the queues')."""
+        (by hand: the next inbox tasks; running: the inbox's, or in take-next mode the queues').
+        ``waiting``: the slot waits on its wake list next (fed by a scheduler); with
+        ``dispatch_on_ack`` the ack then fills the slots it freed from the queues itself."""
         if by_hand:
             next_mode = ops.NEXT_INBOX
-        elif stopping:
+        elif waiting and self.dispatch_on_ack:
+            next_mode = ops.NEXT_PLACE
+        elif stopping or waiting:
             next_mode = ops.NEXT_NONE
         else:
             next_mode = ops.NEXT_TAKE if self.take_next else ops.NEXT_INBOX
@@ -253,7 +264,8 @@ class ProcessorBase:
             stop_now = stopping is not None and stopping()
             # Fed by a scheduler (not take-next, not by hand): ack, wait and start in one round trip.
             wait_next = stopping is not None and not stop_now and not self.take_next
-            call = self._ack_call(pid, slot, finished, by_hand=stopping is None, stopping=stop_now or wait_next)
+            call = self._ack_call(pid, slot, finished, by_hand=stopping is None, stopping=stop_now,
+                                  waiting=wait_next)
             if wait_next:
                 acked, answered = yield Wait(pid, slot, call)
             else:
@@ -284,9 +296,10 @@ class Processor(ProcessorBase):
     def __init__(self, sched: Scheduler, *, capacity: int = 1, queues: Sequence[str] = ("default",),
                  lease: float = 10.0, name: str | None = None, take_next: bool = False,
                  pool: str = "thread", app: str | None = None, log_tasks: bool = False,
-                 batch: bool = False) -> None:
+                 batch: bool = False, dispatch_on_ack: bool = False) -> None:
         super().__init__(sched, capacity=capacity, queues=queues, lease=lease, name=name,
-                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch)
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
+                         dispatch_on_ack=dispatch_on_ack)
         self.sched = sched
         self._runners: dict[str, Runner] = {}
         self._id_lock = threading.Lock()

@@ -534,7 +534,8 @@ class Scheduler(Base):
 
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
                   name: str | None = None, *, take_next: bool = False, pool: str = "thread",
-                  app: str | None = None, log_tasks: bool = False, batch: bool = False) -> Processor:
+                  app: str | None = None, log_tasks: bool = False, batch: bool = False,
+                  dispatch_on_ack: bool = False) -> Processor:
         """A processor on this namespace (call ``register``/``start`` on it). With
         ``take_next`` it takes its next task straight from its queues when its inbox is empty,
         in the same call that acks the last one (complete-and-take-next mode). ``pool`` is
@@ -542,11 +543,16 @@ class Scheduler(Base):
         process, killed at the task's timeout; needs ``app``, the "module:attribute" of this
         Scheduler). ``log_tasks`` logs one INFO line per task. With ``batch`` one slot starts and
         acks up to ``capacity`` tasks per round trip and runs them one after another (for short
-        tasks: fewer round trips per task; in asyncio they run at once)."""
+        tasks: fewer round trips per task; in asyncio they run at once). With
+        ``dispatch_on_ack`` the call that acks finished tasks also fills the slots it freed from the
+        queues, by the least-loaded rule, as dispatch would (the task may go to another processor):
+        a backlog drains without a scheduler round trip per task; a scheduler is still needed for
+        delayed tasks, retries and reaping. It excludes ``take_next``."""
         from .processor import Processor
 
         return Processor(self, capacity=capacity, queues=queues, lease=lease, name=name,
-                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch)
+                         take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
+                         dispatch_on_ack=dispatch_on_ack)
 
     # --- reading -----------------------------------------------------------------------------
     # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a

@@ -86,6 +86,9 @@ def _where(redis_url: str | None) -> str:
               help="Run tasks in threads, or in child processes killed at a task's timeout.")
 @click.option("--take-next/--no-take-next", default=False, show_default=True,
               help="Take the next task from the queue in the same call that acks the last one.")
+@click.option("--dispatch-on-ack/--no-dispatch-on-ack", default=False, show_default=True,
+              help="The call that acks finished tasks also fills the freed slots from the queues, "
+                   "least-loaded first, as dispatch would (excludes --take-next).")
 @click.option("--batch/--no-batch", default=False, show_default=True,
               help="One slot starts and acks up to --capacity tasks per round trip (short tasks).")
 @_durability_option
@@ -94,8 +97,9 @@ def _where(redis_url: str | None) -> str:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
-                      redis_url: str | None, grace: float, pool: str, take_next: bool, batch: bool,
-                      durability: int | None, log_tasks: bool, log_level: str) -> None:
+                      redis_url: str | None, grace: float, pool: str, take_next: bool,
+                      dispatch_on_ack: bool, batch: bool, durability: int | None, log_tasks: bool,
+                      log_level: str) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
 
     First signal: take no new task, let running ones finish within --grace seconds, give the
@@ -104,7 +108,7 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     _setup_logging(log_level)
     options: dict[str, Any] = {"capacity": capacity, "queues": tuple(q for q in queues.split(",") if q), "lease": lease,
                "name": name, "take_next": take_next, "pool": pool, "app": app, "log_tasks": log_tasks,
-               "batch": batch}
+               "batch": batch, "dispatch_on_ack": dispatch_on_ack}
     try:
         if grace < 0:
             raise ValueError(f"--grace must be >= 0, not {grace}")

@@ -177,10 +177,11 @@ class Sharded:
 
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
                   name: str | None = None, *, take_next: bool = False,
-                  log_tasks: bool = False) -> Processors:
+                  log_tasks: bool = False, dispatch_on_ack: bool = False) -> Processors:
         """A processor serving every shard: one registration (with ``capacity`` slots) per shard."""
         return Processors([s.processor(capacity, queues, lease, name, take_next=take_next,
-                                       log_tasks=log_tasks) for s in self.schedulers])
+                                       log_tasks=log_tasks, dispatch_on_ack=dispatch_on_ack)
+                           for s in self.schedulers])
 
     def run(self, stop: threading.Event | None = None, *, limit: int = 100, max_wait: float = 1.0,
             reap_every: float = 0.25) -> None:

@@ -9,7 +9,8 @@ every ack takes the next task from the queue). In the latency workload, "plain+r
 "eager+result" wait with ``TaskHandle.result()`` (the task returns its start time) instead of the
 marker task that every peer uses (it RPUSHes its start time, the producer BLPOPs it).
 "+batch" runs the processors with ``--batch``: one slot starts and acks up to capacity tasks per
-script call.
+script call. "+ack" runs them with ``--dispatch-on-ack``: each ack fills the slots it freed (the
+scheduler process still runs, for what is left).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class Adapter(Base):
         self.mode, *opts = self.variant.split("+")
         self.wait_with_result = "result" in opts
         self.batch = "batch" in opts
-        if self.mode not in VARIANTS or set(opts) - {"result", "batch"}:
+        self.on_ack = "ack" in opts
+        if self.mode not in VARIANTS or set(opts) - {"result", "batch", "ack"}:
             raise ValueError(f"luasched variant must be one of {VARIANTS}, not {self.variant!r}")
         self.namespace = os.environ.get("BENCH_NAMESPACE", "bench")
         self.sched = luasched.Scheduler(self.url, namespace=self.namespace,
@@ -55,7 +57,8 @@ class Adapter(Base):
         return f"{procs}, {self.capacity} thread slot{'s' if self.capacity > 1 else ''}"
 
     def label(self) -> str:
-        label = (f"luasched {self.mode}{' batch' if self.batch else ''} c{self.capacity}"
+        label = (f"luasched {self.mode}{' batch' if self.batch else ''}{' +ack' if self.on_ack else ''}"
+                 f" c{self.capacity}"
                  + (" (result())" if self.wait_with_result else ""))
         return label + (f" x{self.processes}" if self.processes > 1 else "")
 
@@ -91,6 +94,7 @@ class Adapter(Base):
         exe = [sys.executable, "-m", "luasched"]
         take = ["--take-next"] if self.mode == "take_next" else []
         take += ["--batch"] if self.batch else []
+        take += ["--dispatch-on-ack"] if self.on_ack else []
         cmds = [[*exe, "processor", "bench.app:sched", "--redis", self.url, "--capacity", str(self.capacity),
                  "--no-log-tasks", "--log-level", "warning", *take] for _ in range(self.processes)]
         if self.mode != "take_next":

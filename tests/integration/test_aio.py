@@ -236,3 +236,28 @@ def test_an_abandoned_async_wait_can_cancel_its_task(make_asched):
         await s.client.aclose()
 
     run(main())
+
+
+def test_an_async_processor_with_dispatch_on_ack_drains_a_backlog_without_a_scheduler(make_asched):
+    async def main():
+        s = make_asched()
+
+        @s.task
+        async def double(x: int) -> int:
+            await asyncio.sleep(0.001)
+            return 2 * x
+
+        p = s.processor(capacity=2, dispatch_on_ack=True)
+        await p.start()
+        try:
+            g = await s.map(double, [(i,) for i in range(30)])
+            assert len(await s.dispatch()) == 2  # one task per slot; the acks place the rest
+            kicked = (await s.counts())["last_dispatch_ms"]
+            assert await g.results(timeout=30) == [2 * i for i in range(30)]
+            assert (await s.counts())["last_dispatch_ms"] == kicked, "nothing else may have called dispatch"
+        finally:
+            assert await p.stop(timeout=5)
+        assert (await s.audit()).ok
+        await s.client.aclose()
+
+    run(main())

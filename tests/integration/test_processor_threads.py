@@ -313,3 +313,50 @@ def test_no_connection_is_held_for_a_blocking_pool_or_another_client(redis_serve
         assert conn is not None and conn.send_command("PING") is None and conn.read_response() in (b"PONG", "PONG")
         assert client.ping()  # the held connection is not the pool's: its one connection is free
     assert conn._sock is None, "the held connection is closed at the end"
+
+
+@pytest.mark.real_redis
+def test_dispatch_on_ack_drains_a_backlog_least_loaded_first_with_one_round_trip_per_task(redis_server, namespace):
+    """Each ack fills the slots it freed from the queue, by the least-loaded rule: after one
+    dispatch call a backlog drains over both processors with no scheduler, one pipeline per task."""
+    producer = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    pool = redis.ConnectionPool(port=redis_server.port, protocol=2, connection_class=CountingConnection)
+    sched = luasched.Scheduler(redis.Redis(connection_pool=pool), namespace=namespace)
+    ran_on: collections.Counter[str] = collections.Counter()
+
+    @sched.task
+    def where() -> str:
+        name = threading.current_thread().name
+        ran_on[name.split("-slot")[0]] += 1
+        time.sleep(0.002)  # long enough that both processors are busy at once
+        return name
+
+    CountingConnection.sends.clear()
+    procs = [sched.processor(capacity=2, dispatch_on_ack=True, name=f"p{i}") for i in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        n = 120
+        handles = producer.submit_many("where", [()] * n)
+        assert len(producer.dispatch()) == 4  # each slot's first task; the acks place the rest
+        kicked = producer.counts()["last_dispatch_ms"]
+        assert len({h.result(timeout=30) for h in handles}) == 4, "every slot of both processors ran tasks"
+        assert producer.counts()["last_dispatch_ms"] == kicked, "nothing else may have called dispatch"
+        assert sum(ran_on.values()) == n and all(ran_on[p.id] >= n // 4 for p in procs), ran_on
+        for p in procs:  # setup: the first start and ack go alone, NOSCRIPT-load-resends
+            sends = sum(CountingConnection.sends[f"{p.id}-slot{slot}"] for slot in range(2))
+            assert sends <= ran_on[p.id] + 12, f"{p.id}: {sends} round trips for {ran_on[p.id]} tasks"
+    finally:
+        for p in procs:
+            p.stop(timeout=5)
+    assert producer.audit().ok
+    sched.close()
+    producer.close()
+
+
+def test_dispatch_on_ack_and_take_next_exclude_each_other(make_sched):
+    sched = make_sched()
+    with pytest.raises(ValueError, match="take_next and dispatch_on_ack"):
+        sched.processor(take_next=True, dispatch_on_ack=True)
+    with pytest.raises(TypeError, match="dispatch_on_ack must be a bool"):
+        sched.processor(dispatch_on_ack="yes")

@@ -238,25 +238,32 @@ class Conservation(RuleBasedStateMachine):
             self.move(t, "dispatch", "queued")
             t.due = None
             self.queues[t.queue].append(t.id)
+        self.placed(pairs, limit, tuple(self.queues), "dispatch")
+
+    def placed(self, pairs: list[tuple[str, str]], limit: int, queues: tuple[str, ...], by: str) -> None:
+        """Check and apply placements (of dispatch, or of an ack filling freed slots): each the
+        head of its queue, to a least-loaded live idle processor of that queue; fewer than limit
+        only when no such processor is left for a queue of ``queues`` that still holds tasks."""
         for tid, pid in pairs:
             t, p = self.model[tid], self.mprocs[pid]
+            assert t.queue in queues, f"{by} placed {tid} of queue {t.queue}, not one of {queues}"
             assert self.queues[t.queue] and self.queues[t.queue][0] == tid, \
-                f"dispatch took {tid}, not the head of queue {t.queue}: {self.queues[t.queue][:3]}"
+                f"{by} took {tid}, not the head of queue {t.queue}: {self.queues[t.queue][:3]}"
             eligible = [m for m in self.mprocs.values()
                         if self.alive(m) and t.queue in m.queues and m.load < m.capacity]
-            assert p in eligible, f"dispatch gave {tid} to {pid}, which is not an idle live processor of {t.queue}"
-            assert p.load == min(m.load for m in eligible), "dispatch did not choose the least loaded"
+            assert p in eligible, f"{by} gave {tid} to {pid}, which is not an idle live processor of {t.queue}"
+            assert p.load == min(m.load for m in eligible), f"{by} did not choose the least loaded"
             self.queues[t.queue].pop(0)
             self.move(t, "dispatch", "assigned")
             t.owner = pid
             p.pending.append(tid)
         assert len(pairs) <= limit
         if len(pairs) < limit:
-            for q, ids in self.queues.items():
-                if ids:
+            for q in queues:
+                if self.queues[q]:
                     idle = [m.proc.id for m in self.mprocs.values()
                             if self.alive(m) and q in m.queues and m.load < m.capacity]
-                    assert not idle, f"queue {q} still holds {len(ids)} tasks but {idle} are idle"
+                    assert not idle, f"queue {q} still holds {len(self.queues[q])} tasks but {idle} are idle"
 
     @rule(p=procs)
     def run_inbox(self, p: MProc) -> None:
@@ -297,28 +304,46 @@ class Conservation(RuleBasedStateMachine):
         self.inflight.append((p.proc.id, reply.task))
 
     @precondition(lambda self: self.inflight)
-    @rule(index=st.integers(0, 10), succeed=st.booleans())
-    def ack_inflight(self, index: int, succeed: bool) -> None:
-        pid, started = self.inflight.pop(index % len(self.inflight))
+    @rule(index=st.integers(0, 10), succeed=st.booleans(), place=st.booleans())
+    def ack_inflight(self, index: int, succeed: bool, place: bool) -> None:
+        self.ack_one(index % len(self.inflight), succeed, place)
+
+    @rule(p=procs, succeed=st.booleans())
+    def slot_turn(self, p: MProc, succeed: bool) -> None:
+        """A slot of a ``dispatch_on_ack`` processor: start the inbox's next task, run it, and
+        ack it with the freed slot filled in the same call."""
+        before = len(self.inflight)
+        self.start_one(p)
+        if len(self.inflight) > before:
+            self.ack_one(len(self.inflight) - 1, succeed, place=True)
+
+    def ack_one(self, index: int, succeed: bool, place: bool) -> None:
+        pid, started = self.inflight.pop(index)
         t = self.model[started.id]
         if succeed:
             payload = encode_result("work", value_of(t.token))
         else:
             payload = encode_error(RuntimeError("late failure"))
         call = ops.ack(self.sched.ns, self.sched.now_ms(), pid, "prop", new_request_id(), started,
-                       "done" if succeed else "error", payload, ops.NEXT_NONE)
+                       "done" if succeed else "error", payload, ops.NEXT_PLACE if place else ops.NEXT_NONE)
         reply = ops.decode_ack(self.sched.call(call))
         fresh = t.state == "running" and t.owner == pid and t.attempts == started.attempt
         if not fresh:
             assert reply.status == "stale", f"ack of a stale attempt of {t.id} answered {reply.status}"
+            assert reply.placed == [], "a stale ack freed no slot, yet placed tasks"
             return
-        self.mprocs[pid].running.remove(t.id)
+        p = self.mprocs[pid]
+        p.running.remove(t.id)
         if succeed:
             self.finish(t, "complete", "done")
             t.value = value_of(t.token)
             assert reply.status == "done"
         else:
             assert reply.status == self.attempt_ended(t, "error", later=True)
+        if place and self.alive(p):  # dispatch on ack: the freed slot is filled as dispatch would
+            self.placed(reply.placed, 1, p.queues, "ack")
+        else:
+            assert reply.placed == []
 
     @rule(p=procs)
     def heartbeat(self, p: MProc) -> None:

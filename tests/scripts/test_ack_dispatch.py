@@ -1,0 +1,174 @@
+"""ack.lua with next = '3' (NEXT_PLACE, a processor's ``dispatch_on_ack``): the call that acks
+finished tasks fills the slots it freed from the processor's queues, by the least-loaded rule, as
+dispatch would, and wakes no scheduler for them."""
+
+from __future__ import annotations
+
+import pytest
+
+import luasched
+from luasched import ops
+
+from .util import ack, audit_ok, pending_ids, queue_ids, start
+
+
+def wake_tokens(sched: luasched.Scheduler, pid: str) -> int:
+    return int(sched.client.llen(sched.keys.processor_wake(pid)))
+
+
+def scheduler_woken(sched: luasched.Scheduler) -> bool:
+    return bool(sched.client.llen(sched.keys.wake))
+
+
+def running_one(sched: luasched.Scheduler, p) -> ops.Started:
+    """Submit one task, dispatch it to ``p`` (the only idle processor) and start it."""
+    h = sched.submit("add", 1, 2)
+    assert sched.dispatch() == [(h.id, p.id)]
+    got = start(sched, p.id)
+    assert got.task is not None and got.task.id == h.id
+    return got.task
+
+
+def test_the_freed_slot_is_filled_from_the_queue_in_the_same_call(sched):
+    p = sched.processor(capacity=1, lease=60)
+    assert p.register()
+    first = running_one(sched, p)
+    waiting = sched.submit_many("add", [(1, 1), (2, 2)])
+    sched.client.delete(sched.keys.wake)  # what submit pushed for a scheduler
+
+    reply = ack(sched, p.id, first, next_mode=ops.NEXT_PLACE)
+
+    assert reply.statuses == ["done"] and reply.started == []
+    assert reply.placed == [(waiting[0].id, p.id)]
+    assert pending_ids(sched, p.id) == [waiting[0].id]
+    assert waiting[0].state == "assigned"
+    assert wake_tokens(sched, p.id) == 1  # a slot blocked on the wake list takes it at once
+    assert queue_ids(sched) == [waiting[1].id]
+    assert not scheduler_woken(sched), "the freed slot was filled: no scheduler needed"
+    assert sched.counts()["assigned"] == 1
+    audit_ok(sched)
+
+
+def test_the_task_goes_to_the_least_loaded_processor_not_the_acking_one(sched):
+    busy = sched.processor(capacity=2, lease=60, name="busy")
+    assert busy.register()
+    a, b = running_one(sched, busy), running_one(sched, busy)
+    fresh = sched.processor(capacity=2, lease=60, name="fresh")
+    assert fresh.register()  # load 0, while busy has 1 after the ack
+    h = sched.submit("add", 3, 3)
+
+    reply = ack(sched, busy.id, a, next_mode=ops.NEXT_PLACE)
+
+    assert reply.placed == [(h.id, fresh.id)]
+    assert pending_ids(sched, fresh.id) == [h.id] and pending_ids(sched, busy.id) == []
+    assert wake_tokens(sched, fresh.id) == 1 and wake_tokens(sched, busy.id) == 0
+    assert ack(sched, busy.id, b, next_mode=ops.NEXT_PLACE).placed == []  # the queue is empty now
+    audit_ok(sched)
+
+
+def test_it_places_at_most_one_task_per_freed_slot(sched):
+    p = sched.processor(capacity=4, lease=60)
+    assert p.register()
+    tasks = [running_one(sched, p) for _ in range(3)]
+    queued = sched.submit_many("add", [(i, i) for i in range(5)])
+
+    call = ops.ack_many(sched.ns, sched.now_ms(), p.id, "s0", "r-two", [(t, "done", "1") for t in tasks[:2]],
+                        ops.NEXT_PLACE, 4)
+    reply = ops.decode_ack(sched.call(call))
+
+    assert reply.statuses == ["done", "done"]
+    assert [tid for tid, _ in reply.placed] == [h.id for h in queued[:2]]
+    assert len(queue_ids(sched)) == 3
+    audit_ok(sched)
+
+
+def test_a_stale_ack_frees_nothing_and_places_nothing(sched, clock):
+    p = sched.processor(capacity=1, lease=60)
+    assert p.register()
+    task = running_one(sched, p)
+    sched.submit("add", 5, 5)
+    assert ack(sched, p.id, task).status == "done"
+
+    again = ack(sched, p.id, task, next_mode=ops.NEXT_PLACE)
+
+    assert again.status == "stale" and again.placed == []
+    assert len(queue_ids(sched)) == 1
+    audit_ok(sched)
+
+
+def test_a_lapsed_processor_places_nothing_and_wakes_the_scheduler(sched, clock):
+    p = sched.processor(capacity=1, lease=5)
+    assert p.register()
+    task = running_one(sched, p)
+    h = sched.submit("add", 5, 5)
+    sched.client.delete(sched.keys.wake)
+    clock.advance(6)
+
+    reply = ack(sched, p.id, task, next_mode=ops.NEXT_PLACE)
+
+    assert reply.status == "done" and reply.placed == []
+    assert queue_ids(sched) == [h.id]
+    assert scheduler_woken(sched), "a slot came free that the ack did not fill: a scheduler must look"
+    audit_ok(sched)
+
+
+def test_a_replayed_ack_places_nothing_more(sched):
+    p = sched.processor(capacity=1, lease=60)
+    assert p.register()
+    task = running_one(sched, p)
+    queued = sched.submit_many("add", [(1, 1), (2, 2)])
+    call = ops.ack(sched.ns, sched.now_ms(), p.id, "s0", "r-replay", task, "done", "3", ops.NEXT_PLACE)
+
+    first = ops.decode_ack(sched.call(call))
+    replay = ops.decode_ack(sched.call(call))
+
+    assert first.placed == [(queued[0].id, p.id)]
+    assert replay.statuses == ["done"] and replay.placed == []
+    assert queue_ids(sched) == [queued[1].id]
+    audit_ok(sched)
+
+
+def test_the_queues_of_the_processor_take_turns(sched):
+    p = sched.processor(capacity=1, queues=("a", "b"), lease=60)
+    assert p.register()
+    in_a = [sched.submit("add", i, i, _queue="a") for i in range(3)]
+    in_b = [sched.submit("add", i, i, _queue="b") for i in range(3)]
+    assert len(sched.dispatch(limit=1)) == 1
+    took = []
+    for _ in range(4):  # each queue holds at least 2 more after dispatch took one
+        got = start(sched, p.id)
+        assert got.task is not None
+        reply = ack(sched, p.id, got.task, next_mode=ops.NEXT_PLACE)
+        assert len(reply.placed) == 1
+        took.append(reply.placed[0][0])
+
+    queue_of = {h.id: "a" for h in in_a} | {h.id: "b" for h in in_b}
+    sides = [queue_of[tid] for tid in took]
+    assert sides.count("a") == 2 and sides.count("b") == 2, sides
+    assert all(x != y for x, y in zip(sides, sides[1:], strict=False)), f"one queue starved the other: {sides}"
+    audit_ok(sched)
+
+
+def test_a_queue_the_processor_does_not_serve_stays(sched):
+    p = sched.processor(capacity=1, queues=("a",), lease=60)
+    assert p.register()
+    other = sched.processor(capacity=1, queues=("b",), lease=60)
+    assert other.register()
+    h = sched.submit("add", 1, 1, _queue="a")
+    assert sched.dispatch() == [(h.id, p.id)]
+    task = start(sched, p.id).task
+    in_b = sched.submit("add", 2, 2, _queue="b")
+    sched.client.delete(sched.keys.processor_wake(other.id))
+
+    assert ack(sched, p.id, task, next_mode=ops.NEXT_PLACE).placed == []
+    assert queue_ids(sched, "b") == [in_b.id]  # dispatch's, or eager submit's, to place
+    audit_ok(sched)
+
+
+def test_a_bad_next_mode_is_refused_before_anything_is_sent(sched):
+    p = sched.processor(capacity=1, lease=60)
+    assert p.register()
+    task = running_one(sched, p)
+    with pytest.raises(ValueError, match="next_mode"):
+        ops.ack(sched.ns, sched.now_ms(), p.id, "s0", "r-bad", task, "done", "1", "9")
+    assert sched.handle(task.id).state == "running"
