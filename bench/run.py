@@ -176,7 +176,7 @@ def w_throughput(run: Runner, n: int) -> None:
     rows = []
     if "luasched" in run.systems:
         configs = [(mode, cap) for mode in LUASCHED_MODES for cap in (1, 4)]
-        configs += [("take_next+batch", 4), ("take_next+batch", 32)]
+        configs += [("plain+ack", 1), ("plain+ack", 4), ("take_next+batch", 4), ("take_next+batch", 32)]
         for mode, cap in configs:
             rows.append(run.repeated("luasched", "throughput", "--n", n, "--capacity", cap,
                                      variant=mode, keys=TP_KEYS))
@@ -245,7 +245,7 @@ def w_commands(run: Runner, n: int) -> None:
     rows = []
     configs: list[tuple[str, str, int]] = []
     if "luasched" in run.systems:
-        configs += [("luasched", m, c) for m in ("plain", "take_next") for c in (1, 4)]
+        configs += [("luasched", m, c) for m in ("plain", "plain+ack", "take_next") for c in (1, 4)]
         configs += [("luasched", "take_next+batch", 32)]
     configs += [(s, v, 1) for s, v in run.peer_configs()]
     for system, variant, cap in configs:

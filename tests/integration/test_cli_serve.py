@@ -40,7 +40,8 @@ def test_bad_input_is_one_line_and_exit_code_2(command, args, says):
 
 def test_processor_option_errors(redis_server):
     for extra, says in ((["--grace", "-1"], "--grace"), (["--capacity", "0"], "capacity"),
-                        (["--queues", "a b"], "queue")):
+                        (["--queues", "a b"], "queue"),
+                        (["--take-next", "--dispatch-on-ack"], "exclude each other")):
         done = run("processor", "tests.chaos_app:sched", "--redis", redis_server.url, *extra)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
 
@@ -69,6 +70,30 @@ def test_processor_and_scheduler_run_tasks_and_stop_on_sigterm(redis_server, nam
     assert sum(" record attempt 1: done in " in line for line in out_p.splitlines()) == 20
     assert "scheduler started" in out_l and "scheduler stopped" in out_l
     assert sched.counts()["processors"] == 0
+
+
+def test_a_processor_with_dispatch_on_ack_drains_a_backlog_after_one_dispatch(redis_server, namespace, tmp_path):
+    """--dispatch-on-ack reaches the processor: no scheduler process, one dispatch call from here
+    starts one task, and each ack places the next."""
+    import os
+
+    env = dict(os.environ, CHAOS_DIR=str(tmp_path), CHAOS_NAMESPACE=namespace, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "luasched", "processor", "tests.chaos_app:sched", "--redis",
+                             redis_server.url, "--dispatch-on-ack", "--no-log-tasks"], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    sched = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    try:
+        handles = sched.submit_many("record", [(i,) for i in range(20)])
+        deadline = time.monotonic() + 20
+        while sched.counts()["processors"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(sched.dispatch()) == 1
+        assert [h.result(timeout=30) for h in handles] == list(range(20))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 0 and "stopped after 20 tasks" in out, out
+    sched.close()
 
 
 def test_a_second_signal_stops_at_once(redis_server, namespace, tmp_path):
