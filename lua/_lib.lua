@@ -389,7 +389,8 @@ end
 
 -- Place up to limit tasks from the heads of the named queues, one task per queue per round, so
 -- that one busy queue cannot starve the others (the rounds start at names[turn % #names + 1]);
--- pairs {id, pid} appended to out. Returns how many.
+-- pairs {id, pid} appended to out. Returns how many, and whether any of the queues still holds
+-- tasks after (true when it may: a queue met no idle processor).
 local function place_queued(pl, names, limit, out, turn)
   local active, left = {}, {}
   for k = 0, #names - 1 do
@@ -417,7 +418,12 @@ local function place_queued(pl, names, limit, out, turn)
     end
     active = still
   end
-  return n
+  for _, depth in pairs(left) do
+    if depth > 0 then
+      return n, true
+    end
+  end
+  return n, false
 end
 
 -- Settle a placing call: the rankings written back, one write for all its assignments' counters.

@@ -6,11 +6,12 @@
   max_attempts, then the task is failed (dead letter) keeping the error. Then up to want tasks
   start in the same call: with next = '1' the oldest pending tasks of the processor's inbox;
   with next = '2' also, while the processor has a free slot, the heads of its queues in turn
-  (complete-and-take-next mode). With next = '3' nothing starts; instead the slots the ack freed
-  are filled at once, as dispatch would fill them: up to one task per freed slot from the heads of
-  the processor's queues, each to the least-loaded live idle processor serving its queue (this
-  one, or another), its wake list pushed (dispatch on ack: no scheduler on the hot path). A lapsed
-  processor starts and places nothing.
+  (complete-and-take-next mode). With next = '3' the slots the ack freed are first filled at once,
+  as dispatch would fill them: up to one task per freed slot from the heads of the processor's
+  queues, each to the least-loaded live idle processor serving its queue (this one, or another),
+  its wake list pushed (dispatch on ack: no scheduler on the hot path); then up to want tasks start
+  from the inbox, as with next = '1' (want 0: none; a slot that BLPOPs next lets the token it
+  was pushed wake it). A lapsed processor starts and places nothing.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
   KEYS[1..8] the fixed keys (see _lib): uses all
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
@@ -18,7 +19,8 @@
   ARGV[9] count N (0..4096), then 4 per acked task: task id, attempt, outcome 'done' | 'error',
   result JSON (done) or error JSON (error)
   Returns {{status per acked task}, {'task', id, name, args_json, attempt, timeout_ms, ...},
-           {task id, processor id, ...} placed by next = '3' (empty on a replay: the first call placed)}
+           {task id, processor id, ...} placed by next = '3' (empty on a replay: the first call placed),
+           more: 1 when next = '3' placed and the processor's queues still hold tasks, else 0}
     status: 'done' | 'retry' | 'failed' | 'stale'
   Invariant: each acked task leaves the inbox into exactly one place; started tasks stay in it.
 ]]
@@ -47,7 +49,7 @@ local pk = P .. 'p:' .. pid
 
 local memo = memo_for(redis.call('HGET', pk, 'm' .. slot), rid)
 if memo then
-  return {split_commas(memo[1]), memo_started(P, pid, memo[2], {}), {}}
+  return {split_commas(memo[1]), memo_started(P, pid, memo[2], {}), {}, 0}
 end
 
 -- every input checked; writes start here
@@ -84,16 +86,23 @@ end
 if registered and (freed > 0 or took) then
   rerank(P, stats, idle, pid, cap, qs)
 end
-local filled, placements = 0, {}
-if live and nxt == '3' and freed > 0 then
-  local names = split_commas(qs)
-  local turn = 0
-  if #names > 1 then -- start at a different queue each time: no queue of the processor starves another
-    turn = redis.call('HINCRBY', pk, 'rr', 1)
+local filled, placements, more = 0, {}, 0
+if live and nxt == '3' then
+  if freed > 0 then
+    local names = split_commas(qs)
+    local turn = 0
+    if #names > 1 then -- start at a different queue each time: no queue of the processor starves another
+      turn = redis.call('HINCRBY', pk, 'rr', 1)
+    end
+    local pl = placer(P, stats, procs, idle, now, freed)
+    local left
+    filled, left = place_queued(pl, names, freed, placements, turn)
+    placed(pl)
+    more = left and 1 or 0
   end
-  local pl = placer(P, stats, procs, idle, now, freed)
-  filled = place_queued(pl, names, freed, placements, turn)
-  placed(pl)
+  if want > 0 then -- then start from the inbox, which may now hold what was just placed here
+    tasks = start_many(P, stats, running, pid, now, want, false, cap, qs)
+  end
 end
 if registered and freed > filled and not took then
   -- a slot came free: a scheduler may now place a waiting task
@@ -107,4 +116,4 @@ end
 if registered then
   redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
 end
-return {statuses, started_reply(tasks), placements}
+return {statuses, started_reply(tasks), placements, more}

@@ -260,8 +260,8 @@ def decode_start(reply: Any) -> StartReply:
 
 #: What an ack asks to start next: nothing, the inbox's oldest tasks, or else the queues' heads.
 #: What an ack does after the acks: start nothing; start from the inbox; also take from the queues
-#: (complete-and-take-next); start nothing but fill the freed slots by the least-loaded rule
-#: (dispatch on ack).
+#: (complete-and-take-next); fill the freed slots by the least-loaded rule, then start from the
+#: inbox (dispatch on ack; want 0: start nothing).
 NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE = "0", "1", "2", "3"
 
 #: One finished task as an ack reports it: the task, "done" | "error", the result or error JSON.
@@ -274,7 +274,7 @@ def ack_many(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str,
     if next_mode not in (NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE):
         raise ValueError(f"next_mode must be one of ops.NEXT_*, not {next_mode!r}")
     args: list[object] = [ns.prefix, _now(now_ms), pid, slot, rid, ns.keep_s, next_mode,
-                          want if next_mode in (NEXT_INBOX, NEXT_TAKE) else 0, len(finished)]
+                          want if next_mode != NEXT_NONE else 0, len(finished)]
     for task, outcome, payload in finished:
         if outcome not in ("done", "error"):
             raise ValueError(f"outcome must be 'done' or 'error', not {outcome!r}")
@@ -296,13 +296,16 @@ class AckReply:
     started: list[Started] = field(default_factory=list, compare=False)  # every started task
     #: (task id, processor id) of each task the ack placed (NEXT_PLACE; none on a replay)
     placed: list[tuple[str, str]] = field(default_factory=list, compare=False)
+    #: NEXT_PLACE placed tasks and the processor's queues still hold more: the next ack, too,
+    #: will likely find a task to start
+    more: bool = field(default=False, compare=False)
 
 
 def decode_ack(reply: Any) -> AckReply:
-    statuses, flat, placed = text(reply)
+    statuses, flat, placed, more = text(reply)
     started = _started_list(flat)
     return AckReply(statuses[0] if statuses else "", started[0] if started else None, list(statuses), started,
-                    list(zip(placed[::2], placed[1::2], strict=True)))
+                    list(zip(placed[::2], placed[1::2], strict=True)), bool(int(more)))
 
 
 # --- tasks: cancel, state, result ---------------------------------------------------------------

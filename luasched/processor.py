@@ -211,18 +211,19 @@ class ProcessorBase:
                   stopping: bool, waiting: bool = False) -> ops.Call:
         """The ack of finished tasks, asking for the next ones unless the processor is stopping
         (by hand: the next inbox tasks; running: the inbox's, or in take-next mode the queues').
-        ``waiting``: the slot waits on its wake list next (fed by a scheduler); with
-        ``dispatch_on_ack`` the ack then fills the slots it freed from the queues itself."""
+        ``waiting``: the slot waits on its wake list next (fed by a scheduler). With
+        ``dispatch_on_ack`` the ack fills the slots it freed from the queues itself, then starts
+        from the inbox unless the slot waits next (the wake-up it was pushed then starts it)."""
+        want = self._want
         if by_hand:
             next_mode = ops.NEXT_INBOX
-        elif waiting and self.dispatch_on_ack:
-            next_mode = ops.NEXT_PLACE
+        elif self.dispatch_on_ack and not stopping:
+            next_mode, want = ops.NEXT_PLACE, 0 if waiting else want
         elif stopping or waiting:
             next_mode = ops.NEXT_NONE
         else:
             next_mode = ops.NEXT_TAKE if self.take_next else ops.NEXT_INBOX
-        return ops.ack_many(self.ns, self._now(), pid, slot, new_request_id(), finished, next_mode,
-                            self._want)
+        return ops.ack_many(self.ns, self._now(), pid, slot, new_request_id(), finished, next_mode, want)
 
     def _done(self, task: ops.Started, outcome: str, status: str, seconds: float) -> None:
         self.processed += 1
@@ -239,6 +240,9 @@ class ProcessorBase:
         pid = self.id
         tasks: list[ops.Started] = []
         idle = False  # the last start or ack found the inbox empty: wait before starting again
+        # dispatch on ack: the last ack left tasks queued, so the next one goes alone, places and
+        # starts (one script, no BLPOP, no start call); else it rides the wake-up pipeline
+        backlog = False
         answered: Any = None  # the reply of a start already sent (with the last ack)
         while True:
             if not tasks:
@@ -263,7 +267,8 @@ class ProcessorBase:
             finished = [(task, outcome, payload) for task, (outcome, payload, _) in zip(tasks, results, strict=True)]
             stop_now = stopping is not None and stopping()
             # Fed by a scheduler (not take-next, not by hand): ack, wait and start in one round trip.
-            wait_next = stopping is not None and not stop_now and not self.take_next
+            wait_next = (stopping is not None and not stop_now and not self.take_next
+                         and not (self.dispatch_on_ack and backlog))
             call = self._ack_call(pid, slot, finished, by_hand=stopping is None, stopping=stop_now,
                                   waiting=wait_next)
             if wait_next:
@@ -273,7 +278,7 @@ class ProcessorBase:
             ack = ops.decode_ack(acked)
             for task, (outcome, _, took_s), status in zip(tasks, results, ack.statuses, strict=True):
                 self._done(task, outcome, status, took_s)
-            tasks = ack.started
+            tasks, backlog = ack.started, ack.more
             idle = not tasks and stopping is not None and not stopping()
 
     def _new_id(self, lost_pid: str) -> bool:

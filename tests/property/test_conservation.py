@@ -294,45 +294,52 @@ class Conservation(RuleBasedStateMachine):
         if not p.pending:
             assert reply.status == "empty"
             return
-        assert reply.task is not None and reply.task.id == p.pending[0]
+        assert reply.task is not None
+        self.started(p, reply.task)
+
+    def started(self, p: MProc, task: ops.Started) -> None:
+        """A start of p's oldest pending task (by start, or by an ack that starts after it)."""
+        assert p.pending and task.id == p.pending[0], f"started {task.id}, not the oldest of {p.pending}"
         t = self.model[p.pending.pop(0)]
         t.attempts += 1
-        assert reply.task.attempt == t.attempts
+        assert task.attempt == t.attempts
         self.move(t, "start", "running")
         t.deadline = self.now + t.timeout_ms if t.timeout_ms else None
         p.running.append(t.id)
-        self.inflight.append((p.proc.id, reply.task))
+        self.inflight.append((p.proc.id, task))
 
     @precondition(lambda self: self.inflight)
     @rule(index=st.integers(0, 10), succeed=st.booleans(), place=st.booleans())
     def ack_inflight(self, index: int, succeed: bool, place: bool) -> None:
-        self.ack_one(index % len(self.inflight), succeed, place)
+        self.ack_one(index % len(self.inflight), succeed, place, want=0)
 
-    @rule(p=procs, succeed=st.booleans())
-    def slot_turn(self, p: MProc, succeed: bool) -> None:
+    @rule(p=procs, succeed=st.booleans(), want=st.integers(0, 1))
+    def slot_turn(self, p: MProc, succeed: bool, want: int) -> None:
         """A slot of a ``dispatch_on_ack`` processor: start the inbox's next task, run it, and
-        ack it with the freed slot filled in the same call."""
+        ack it with the freed slot filled in the same call, then (want 1) start the inbox's next."""
         before = len(self.inflight)
         self.start_one(p)
         if len(self.inflight) > before:
-            self.ack_one(len(self.inflight) - 1, succeed, place=True)
+            self.ack_one(len(self.inflight) - 1, succeed, place=True, want=want)
 
-    def ack_one(self, index: int, succeed: bool, place: bool) -> None:
+    def ack_one(self, index: int, succeed: bool, place: bool, want: int) -> None:
         pid, started = self.inflight.pop(index)
         t = self.model[started.id]
         if succeed:
             payload = encode_result("work", value_of(t.token))
         else:
             payload = encode_error(RuntimeError("late failure"))
-        call = ops.ack(self.sched.ns, self.sched.now_ms(), pid, "prop", new_request_id(), started,
-                       "done" if succeed else "error", payload, ops.NEXT_PLACE if place else ops.NEXT_NONE)
+        call = ops.ack_many(self.sched.ns, self.sched.now_ms(), pid, "prop", new_request_id(),
+                            [(started, "done" if succeed else "error", payload)],
+                            ops.NEXT_PLACE if place else ops.NEXT_NONE, want)
         reply = ops.decode_ack(self.sched.call(call))
+        p = self.mprocs[pid]
         fresh = t.state == "running" and t.owner == pid and t.attempts == started.attempt
         if not fresh:
             assert reply.status == "stale", f"ack of a stale attempt of {t.id} answered {reply.status}"
             assert reply.placed == [], "a stale ack freed no slot, yet placed tasks"
+            self.started_by_ack(p, place, want, reply)
             return
-        p = self.mprocs[pid]
         p.running.remove(t.id)
         if succeed:
             self.finish(t, "complete", "done")
@@ -344,6 +351,16 @@ class Conservation(RuleBasedStateMachine):
             self.placed(reply.placed, 1, p.queues, "ack")
         else:
             assert reply.placed == []
+        self.started_by_ack(p, place, want, reply)
+
+    def started_by_ack(self, p: MProc, place: bool, want: int, reply: ops.AckReply) -> None:
+        """After its placements, an ack with NEXT_PLACE starts up to want of the inbox's oldest."""
+        if not (place and want and self.alive(p)):
+            assert reply.started == [], f"an ack that should start nothing started {reply.started}"
+            return
+        assert len(reply.started) == min(want, len(p.pending))
+        for task in reply.started:
+            self.started(p, task)
 
     @rule(p=procs)
     def heartbeat(self, p: MProc) -> None:

@@ -8,8 +8,17 @@ import pytest
 
 import luasched
 from luasched import ops
+from luasched.tasks import new_request_id
 
 from .util import ack, audit_ok, pending_ids, queue_ids, start
+
+
+def place_ack(sched: luasched.Scheduler, pid: str, task: ops.Started, want: int = 0, outcome: str = "done",
+              rid: str | None = None) -> ops.AckReply:
+    """An ack that fills the freed slot (NEXT_PLACE), then starts up to ``want`` inbox tasks."""
+    call = ops.ack_many(sched.ns, sched.now_ms(), pid, "s0", rid or new_request_id(), [(task, outcome, "1")],
+                        ops.NEXT_PLACE, want)
+    return ops.decode_ack(sched.call(call))
 
 
 def wake_tokens(sched: luasched.Scheduler, pid: str) -> int:
@@ -36,7 +45,7 @@ def test_the_freed_slot_is_filled_from_the_queue_in_the_same_call(sched):
     waiting = sched.submit_many("add", [(1, 1), (2, 2)])
     sched.client.delete(sched.keys.wake)  # what submit pushed for a scheduler
 
-    reply = ack(sched, p.id, first, next_mode=ops.NEXT_PLACE)
+    reply = place_ack(sched, p.id, first)
 
     assert reply.statuses == ["done"] and reply.started == []
     assert reply.placed == [(waiting[0].id, p.id)]
@@ -57,12 +66,12 @@ def test_the_task_goes_to_the_least_loaded_processor_not_the_acking_one(sched):
     assert fresh.register()  # load 0, while busy has 1 after the ack
     h = sched.submit("add", 3, 3)
 
-    reply = ack(sched, busy.id, a, next_mode=ops.NEXT_PLACE)
+    reply = place_ack(sched, busy.id, a)
 
     assert reply.placed == [(h.id, fresh.id)]
     assert pending_ids(sched, fresh.id) == [h.id] and pending_ids(sched, busy.id) == []
     assert wake_tokens(sched, fresh.id) == 1 and wake_tokens(sched, busy.id) == 0
-    assert ack(sched, busy.id, b, next_mode=ops.NEXT_PLACE).placed == []  # the queue is empty now
+    assert place_ack(sched, busy.id, b).placed == []  # the queue is empty now
     audit_ok(sched)
 
 
@@ -73,7 +82,7 @@ def test_it_places_at_most_one_task_per_freed_slot(sched):
     queued = sched.submit_many("add", [(i, i) for i in range(5)])
 
     call = ops.ack_many(sched.ns, sched.now_ms(), p.id, "s0", "r-two", [(t, "done", "1") for t in tasks[:2]],
-                        ops.NEXT_PLACE, 4)
+                        ops.NEXT_PLACE, 0)
     reply = ops.decode_ack(sched.call(call))
 
     assert reply.statuses == ["done", "done"]
@@ -89,7 +98,7 @@ def test_a_stale_ack_frees_nothing_and_places_nothing(sched, clock):
     sched.submit("add", 5, 5)
     assert ack(sched, p.id, task).status == "done"
 
-    again = ack(sched, p.id, task, next_mode=ops.NEXT_PLACE)
+    again = place_ack(sched, p.id, task)
 
     assert again.status == "stale" and again.placed == []
     assert len(queue_ids(sched)) == 1
@@ -104,7 +113,7 @@ def test_a_lapsed_processor_places_nothing_and_wakes_the_scheduler(sched, clock)
     sched.client.delete(sched.keys.wake)
     clock.advance(6)
 
-    reply = ack(sched, p.id, task, next_mode=ops.NEXT_PLACE)
+    reply = place_ack(sched, p.id, task)
 
     assert reply.status == "done" and reply.placed == []
     assert queue_ids(sched) == [h.id]
@@ -117,10 +126,9 @@ def test_a_replayed_ack_places_nothing_more(sched):
     assert p.register()
     task = running_one(sched, p)
     queued = sched.submit_many("add", [(1, 1), (2, 2)])
-    call = ops.ack(sched.ns, sched.now_ms(), p.id, "s0", "r-replay", task, "done", "3", ops.NEXT_PLACE)
 
-    first = ops.decode_ack(sched.call(call))
-    replay = ops.decode_ack(sched.call(call))
+    first = place_ack(sched, p.id, task, rid="r-replay")
+    replay = place_ack(sched, p.id, task, rid="r-replay")
 
     assert first.placed == [(queued[0].id, p.id)]
     assert replay.statuses == ["done"] and replay.placed == []
@@ -138,7 +146,7 @@ def test_the_queues_of_the_processor_take_turns(sched):
     for _ in range(4):  # each queue holds at least 2 more after dispatch took one
         got = start(sched, p.id)
         assert got.task is not None
-        reply = ack(sched, p.id, got.task, next_mode=ops.NEXT_PLACE)
+        reply = place_ack(sched, p.id, got.task)
         assert len(reply.placed) == 1
         took.append(reply.placed[0][0])
 
@@ -160,7 +168,7 @@ def test_a_queue_the_processor_does_not_serve_stays(sched):
     in_b = sched.submit("add", 2, 2, _queue="b")
     sched.client.delete(sched.keys.processor_wake(other.id))
 
-    assert ack(sched, p.id, task, next_mode=ops.NEXT_PLACE).placed == []
+    assert place_ack(sched, p.id, task).placed == []
     assert queue_ids(sched, "b") == [in_b.id]  # dispatch's, or eager submit's, to place
     audit_ok(sched)
 
@@ -172,3 +180,56 @@ def test_a_bad_next_mode_is_refused_before_anything_is_sent(sched):
     with pytest.raises(ValueError, match="next_mode"):
         ops.ack(sched.ns, sched.now_ms(), p.id, "s0", "r-bad", task, "done", "1", "9")
     assert sched.handle(task.id).state == "running"
+
+
+def test_placing_then_starting_in_one_call_and_more_says_whether_tasks_are_left(sched):
+    """The slot's busy path: ack, fill the freed slot, start what landed in its own inbox, all in
+    one call; ``more`` tells the slot whether its next ack, too, will likely find a task."""
+    p = sched.processor(capacity=1, lease=60)
+    assert p.register()
+    task = running_one(sched, p)
+    queued = sched.submit_many("add", [(1, 1), (2, 2)])
+
+    reply = place_ack(sched, p.id, task, want=1)
+
+    assert reply.placed == [(queued[0].id, p.id)]
+    assert [t.id for t in reply.started] == [queued[0].id] and queued[0].state == "running"
+    assert reply.started[0].attempt == 1
+    assert pending_ids(sched, p.id) == [] and wake_tokens(sched, p.id) == 0  # the token went with it
+    assert reply.more is True
+    last = place_ack(sched, p.id, reply.started[0], want=1)
+    assert [t.id for t in last.started] == [queued[1].id] and last.more is False
+    done = place_ack(sched, p.id, last.started[0], want=1)
+    assert done.started == [] and done.placed == [] and done.more is False
+    assert sched.counts()["done"] == 3
+    audit_ok(sched)
+
+
+def test_placing_elsewhere_starts_nothing_here(sched):
+    busy = sched.processor(capacity=2, lease=60, name="busy")
+    assert busy.register()
+    a, _ = running_one(sched, busy), running_one(sched, busy)
+    fresh = sched.processor(capacity=2, lease=60, name="fresh")
+    assert fresh.register()
+    h = sched.submit("add", 3, 3)
+
+    reply = place_ack(sched, busy.id, a, want=1)
+
+    assert reply.placed == [(h.id, fresh.id)] and reply.started == [] and reply.more is False
+    assert h.state == "assigned"
+    audit_ok(sched)
+
+
+def test_a_replayed_place_and_start_answers_the_same_task(sched):
+    p = sched.processor(capacity=1, lease=60)
+    assert p.register()
+    task = running_one(sched, p)
+    h = sched.submit("add", 4, 4)
+
+    first = place_ack(sched, p.id, task, want=1, rid="r-again")
+    again = place_ack(sched, p.id, task, want=1, rid="r-again")
+
+    assert [t.id for t in first.started] == [h.id]
+    assert again.started == first.started and again.placed == []
+    assert sched.counts()["running"] == 1
+    audit_ok(sched)

@@ -163,11 +163,11 @@ DECODERS = [
     ("deregister unknown", ops.decode_deregister, ["unknown"]),
     ("start task", ops.decode_start, ["task", "t1", "add", "[1]", "1", "0"]),
     ("start empty", ops.decode_start, ["empty"]),
-    ("ack next", ops.decode_ack, [["done"], ["task", "t2", "add", "[]", "1", "500"], []]),
-    ("ack", ops.decode_ack, [["stale"], [], []]),
+    ("ack next", ops.decode_ack, [["done"], ["task", "t2", "add", "[]", "1", "500"], [], 0]),
+    ("ack", ops.decode_ack, [["stale"], [], [], 0]),
     ("ack many", ops.decode_ack, [["done", "retry"], ["task", "t2", "add", "[]", "1", "500",
-                                                      "task", "t3", "add", "[]", "2", "0"], []]),
-    ("ack placed", ops.decode_ack, [["done"], [], ["t2", "p1", "t3", "p2"]]),
+                                                      "task", "t3", "add", "[]", "2", "0"], [], 0]),
+    ("ack placed", ops.decode_ack, [["done"], [], ["t2", "p1", "t3", "p2"], 1]),
     ("cancel", lambda r: ops.decode_cancel(r, "t1"), ["cancelled"]),
     ("cancel refused", lambda r: ops.decode_cancel(r, "t1"), ["not_cancellable", "running"]),
     ("result done", lambda r: ops.decode_result(r, "t1"), ["done", "42", "p1"]),
@@ -194,7 +194,9 @@ def test_decoded_values():
         [("t1", "p1")], 1000, 2000, 3000, None)
     assert ops.decode_start([b"task", b"t1", b"add", b"[1]", b"2", b"500"]).task == ops.Started(
         "t1", "add", "[1]", 2, 500)
-    assert ops.decode_ack([[b"done"], [], [b"t2", b"p1", b"t3", b"p2"]]).placed == [("t2", "p1"), ("t3", "p2")]
+    placing = ops.decode_ack([[b"done"], [], [b"t2", b"p1", b"t3", b"p2"], 1])
+    assert (placing.placed, placing.more) == ([("t2", "p1"), ("t3", "p2")], True)
+    assert ops.decode_ack([[b"done"], [], [], 0]).more is False
     assert ops.decode_deregister(["unknown"]) is None
     with pytest.raises(luasched.TaskNotFound):
         ops.decode_cancel([b"unknown"], "t9")
