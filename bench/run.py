@@ -215,7 +215,7 @@ def w_latency(run: Runner, n: int, n_slow: int) -> None:
     rows = []
     keys = ("p50_ms", "p99_ms", "max_ms", "mean_ms")
     if "luasched" in run.systems:
-        for mode in ("plain", "eager", "plain+result", "eager+result"):
+        for mode in ("plain", "eager", "eager+ack", "plain+result", "eager+result"):
             rows.append(run.repeated("luasched", "latency", "--n", n, variant=mode, keys=keys))
             say(rows[-1], *keys)
     for system, variant in run.peer_configs():
@@ -274,7 +274,7 @@ def w_dispatch(run: Runner, quick: bool) -> None:
 
 def w_processes(run: Runner, n: int) -> None:
     rows = []
-    for mode, cap in (("take_next", 1), ("plain", 1), ("take_next+batch", 32)):
+    for mode, cap in (("take_next", 1), ("plain", 1), ("plain+ack", 1), ("take_next+batch", 32)):
         for procs in (1, 2, 4):
             rows.append(run.repeated("luasched", "throughput", "--n", n, "--processes", procs, "--capacity", cap,
                                      variant=mode, keys=TP_KEYS))
