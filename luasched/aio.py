@@ -72,8 +72,6 @@ class _Coalescer:
     one id that wait together go in successive calls (the later ones create nothing, as a
     replayed submit)."""
 
-    MAX = 1000
-
     def __init__(self, send: Any) -> None:
         self.send = send  # async (list of NewTask) -> None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -98,18 +96,8 @@ class _Coalescer:
 
     def _next(self) -> None:
         """The call in flight ended: carry what waits (in a task of its own), or go idle."""
-        batch: list[tuple[ops.NewTask, asyncio.Future[None]]] = []
-        rest: list[tuple[ops.NewTask, asyncio.Future[None]]] = []
-        ids: set[str] = set()
-        for new, waiter in self.waiting:
-            if waiter.done():  # its caller was cancelled: it is not sent
-                continue
-            if len(batch) < self.MAX and new.id not in ids:
-                ids.add(new.id)
-                batch.append((new, waiter))
-            else:
-                rest.append((new, waiter))
-        self.waiting = rest
+        # a waiter already done: its caller was cancelled, its task is not sent
+        batch, self.waiting = ops.take_batch(self.waiting, lambda waiter: waiter.done())
         if not batch:
             self.busy = False
             return

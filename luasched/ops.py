@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ResultTimeout, ScriptError, TaskCancelled, TaskFailed, TaskNotFound
 from .keys import Keys
@@ -83,6 +83,31 @@ class NewTask:
     args_json: str
     options: TaskOptions
     delay_s: float = 0.0
+
+
+#: At most this many one-task submits that waited share one script call (see take_batch).
+COALESCE_MAX = 1000
+
+W = TypeVar("W")
+
+
+def take_batch(waiting: list[tuple[NewTask, W]], given_up: Callable[[W], bool]
+               ) -> tuple[list[tuple[NewTask, W]], list[tuple[NewTask, W]]]:
+    """One-task submits that waited while a submit call was in flight: those the next call
+    carries (in order, at most COALESCE_MAX, an id once: a later submit of the same id goes in a
+    later call and creates nothing, as a replay) and the rest. Those ``given_up`` are in neither."""
+    batch: list[tuple[NewTask, W]] = []
+    rest: list[tuple[NewTask, W]] = []
+    ids: set[str] = set()
+    for new, waiter in waiting:
+        if given_up(waiter):
+            continue
+        if len(batch) < COALESCE_MAX and new.id not in ids:
+            ids.add(new.id)
+            batch.append((new, waiter))
+        else:
+            rest.append((new, waiter))
+    return batch, rest
 
 
 @dataclass(frozen=True)

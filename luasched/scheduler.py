@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,7 +31,15 @@ from .connection import (
     slot_client,
     sync_client,
 )
-from .errors import ConnectionLost, GroupNotFound, ResultTimeout, ScriptError, TaskNotFound, translated
+from .errors import (
+    ConnectionLost,
+    GroupNotFound,
+    LuaschedError,
+    ResultTimeout,
+    ScriptError,
+    TaskNotFound,
+    translated,
+)
 from .keys import Keys
 from .ops import Audit, Outcome
 from .scripts import READ_ONLY, Scripts
@@ -54,6 +63,90 @@ log = logging.getLogger("luasched.scheduler")
 
 #: Backoff of the scheduler loop while Redis is unreachable.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.05, 5.0
+
+class _Waiter:
+    """A one-task submit waiting for a call to carry it (see _Coalescer)."""
+
+    __slots__ = ("batch", "error", "event")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.error: BaseException | None = None
+        self.batch: list[tuple[ops.NewTask, _Waiter]] | None = None  # set: this thread carries it
+
+
+class _Coalescer:
+    """One-task submits from the threads of one process share round trips (as asyncio's do): a
+    submit made while another thread's submit call is in flight waits, and all that waited go
+    together in the next call (up to 1,000 tasks per script call), carried by the first of them as
+    soon as the call in flight ends. A lone submit goes at once, in its own thread. Every caller
+    returns only once its own task is in Redis, or raises the error of the call that carried it;
+    a caller interrupted while it waits is left out of the call (or, chosen to carry one, carries
+    it first). A forked child starts with nothing waiting."""
+
+    def __init__(self, send: Callable[[list[ops.NewTask]], Any]) -> None:
+        self.send = send
+        self.lock = threading.Lock()
+        self.busy = False
+        self.waiting: list[tuple[ops.NewTask, _Waiter]] = []
+        self.pid = os.getpid()
+
+    def submit(self, new: ops.NewTask) -> None:
+        with self.lock:
+            if self.pid != os.getpid():  # the parent's threads and their calls are not in this process
+                self.pid, self.busy, self.waiting = os.getpid(), False, []
+            if self.busy:
+                waiter = _Waiter()
+                self.waiting.append((new, waiter))
+            else:
+                self.busy = True
+                waiter = None
+        if waiter is None:
+            self._carry([new], [])
+            return
+        try:
+            waiter.event.wait()
+        except BaseException:
+            with self.lock:
+                if any(w is waiter for _, w in self.waiting):  # not taken: it is not sent
+                    self.waiting = [(n, w) for n, w in self.waiting if w is not waiter]
+                    raise
+            if waiter.batch is not None:  # chosen to carry a batch: the others wait on it
+                self._carry([n for n, _ in waiter.batch], [w for _, w in waiter.batch[1:]])
+            raise
+        if waiter.batch is not None:
+            self._carry([n for n, _ in waiter.batch], [w for _, w in waiter.batch[1:]])
+        elif waiter.error is not None:
+            raise waiter.error
+
+    def _carry(self, news: list[ops.NewTask], others: list[_Waiter]) -> None:
+        """Send ``news`` (the carrier's own task first), tell ``others`` how it went, hand on."""
+        try:
+            self.send(news)
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else LuaschedError(
+                f"the submit call that carried this task was interrupted ({type(exc).__name__}): "
+                "it may or may not have run; submitting the same _id again is safe")
+            for w in others:
+                w.error = error
+                w.event.set()
+            raise
+        else:
+            for w in others:
+                w.event.set()
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        with self.lock:
+            batch, self.waiting = ops.take_batch(self.waiting, lambda w: False)
+            if not batch:
+                self.busy = False
+                return
+            carrier = batch[0][1]
+            carrier.batch = batch
+        carrier.event.set()
+
 
 _SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff"})
 
@@ -266,6 +359,7 @@ class Scheduler(Base):
         self.reads = Reads(self.client, replicas)
         self.scripts = Scripts(self.client)
         self.block_s = block_slice_s(self.client)
+        self._coalescer = _Coalescer(lambda news: self._submit(news, ""))
 
     def __repr__(self) -> str:
         return f"<luasched.Scheduler namespace={self.namespace!r}>"
@@ -415,13 +509,14 @@ class Scheduler(Base):
 
     def submit(self, task: str | TaskFunction, /, *args: Any, **kwargs: Any) -> TaskHandle:
         """Put one task on its queue (or delayed); returns its handle. Nothing else happens:
-        handing it to a processor is dispatch's job, unless ``dispatch_on_submit`` is set.
+        handing it to a processor is dispatch's job, unless ``dispatch_on_submit`` is set. Submits
+        made by other threads while one is in flight share the next script call (``_Coalescer``).
 
         Keyword arguments go to the task, except these options: ``_queue``, ``_delay`` (seconds
         or timedelta), ``_id`` (an id of your own: submitting it again creates nothing),
         ``_max_attempts``, ``_timeout``, ``_retry_backoff``."""
         new = self.submission(task, args, kwargs)
-        self._submit([new], "")
+        self._coalescer.submit(new)
         return TaskHandle(self, new.id)
 
     def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
