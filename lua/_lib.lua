@@ -101,7 +101,8 @@ local function wake_scheduler(wake)
   end
 end
 
--- Keep the idle zsets and the idle set in step with the processor's load.
+-- Keep the idle zsets and the idle set in step with the processor's load. Returns its pending
+-- count (nil for a processor not registered).
 local function rerank(P, stats, idle, pid, cap, qs)
   if not cap then
     cap, qs = unpack(redis.call('HMGET', P .. 'p:' .. pid, 'c', 'qs'))
@@ -109,7 +110,8 @@ local function rerank(P, stats, idle, pid, cap, qs)
   if not cap then
     return
   end
-  local load = redis.call('LLEN', P .. 'p:' .. pid .. ':i') + redis.call('SCARD', P .. 'p:' .. pid .. ':r')
+  local pending = redis.call('LLEN', P .. 'p:' .. pid .. ':i')
+  local load = pending + redis.call('SCARD', P .. 'p:' .. pid .. ':r')
   if load < tonumber(cap) then
     local seq = redis.call('HINCRBY', stats, 'seq', 1)
     local score = fmt(load * TWO40 + seq)
@@ -123,6 +125,7 @@ local function rerank(P, stats, idle, pid, cap, qs)
     end
     redis.call('SREM', idle, pid)
   end
+  return pending
 end
 
 -- Tokens in a processor's wake list never outnumber its pending tasks.
@@ -337,13 +340,26 @@ local function pick(pl, q)
   end
 end
 
--- queued (already popped by the caller) -> inbox of pid, pending; load is pid's load before.
--- The idle ranking is updated from the known load (the score holds it): no inbox is counted.
-local function assign(pl, id, pid, load)
-  local P = pl.P
-  redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
-  redis.call('HSET', P .. 't:' .. id, 's', 'assigned', 'p', pid)
-  pl.assigned = pl.assigned + 1
+-- -> running on pid (the caller took id out of its pending list or its queue). The attempt
+-- number goes up by one. Returns {id, name, args, attempt, timeout_ms}.
+local function start_task(P, running, pid, now, id)
+  local tk = P .. 't:' .. id
+  local f, a, n, o = unpack(redis.call('HMGET', tk, 'f', 'a', 'n', 'o'))
+  local attempt = fmt(tonumber(n or '0') + 1)
+  o = o or '0'
+  redis.call('HSET', tk, 's', 'running', 'n', attempt, 'st', fmt(now), 'p', pid)
+  redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
+  if tonumber(o) > 0 then
+    redis.call('ZADD', running, fmt(now + tonumber(o)), id)
+  else
+    redis.call('ZADD', running, '+inf', id)
+  end
+  return {id, f, a, attempt, o}
+end
+
+-- pid took a task: its load goes up by one in memory, and it is re-ranked in the heaps (written
+-- back by flush). load is pid's load before.
+local function rerank_in_memory(pl, pid, load)
   local info = pl.known[pid]
   info.load = load + 1
   if not info.dirty then
@@ -361,6 +377,25 @@ local function assign(pl, id, pid, load)
   else
     info.key = nil -- full: out of every ranking
   end
+end
+
+-- queued (already popped by the caller) -> inbox of pid, pending; load is pid's load before.
+-- The idle ranking is updated from the known load (the score holds it): no inbox is counted.
+-- When pid is the placer's own (pl.own: the acking processor, whose slot starts what it places
+-- in the same call, its inbox being empty), the task starts at once instead: queued -> running,
+-- no inbox, no wake-up token, not counted as assigned.
+local function assign(pl, id, pid, load)
+  local P = pl.P
+  local own = pl.own
+  if own and own.pid == pid and #own.tasks < own.want then
+    own.tasks[#own.tasks + 1] = start_task(P, own.running, pid, pl.now, id)
+    rerank_in_memory(pl, pid, load)
+    return
+  end
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
+  redis.call('HSET', P .. 't:' .. id, 's', 'assigned', 'p', pid)
+  pl.assigned = pl.assigned + 1
+  rerank_in_memory(pl, pid, load)
   redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
 end
 
@@ -447,24 +482,6 @@ local function promote(P, delayed, now, limit)
     redis.call('HSET', tk, 's', 'queued')
   end
   return #ids
-end
-
--- pending -> running for processor pid. Returns {id, name, args, attempt, timeout_ms} or nil.
--- -> running on pid (the caller took id out of its pending list or its queue). The attempt
--- number goes up by one. Returns {id, name, args, attempt, timeout_ms}.
-local function start_task(P, running, pid, now, id)
-  local tk = P .. 't:' .. id
-  local f, a, n, o = unpack(redis.call('HMGET', tk, 'f', 'a', 'n', 'o'))
-  local attempt = fmt(tonumber(n or '0') + 1)
-  o = o or '0'
-  redis.call('HSET', tk, 's', 'running', 'n', attempt, 'st', fmt(now), 'p', pid)
-  redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
-  if tonumber(o) > 0 then
-    redis.call('ZADD', running, fmt(now + tonumber(o)), id)
-  else
-    redis.call('ZADD', running, '+inf', id)
-  end
-  return {id, f, a, attempt, o}
 end
 
 -- pending -> running for processor pid (its inbox's oldest). Returns the task or nil.

@@ -11,7 +11,9 @@
   queues, each to the least-loaded live idle processor serving its queue (this one, or another),
   its wake list pushed (dispatch on ack: no scheduler on the hot path); then up to want tasks start
   from the inbox, as with next = '1' (want 0: none; a slot that BLPOPs next lets the token it
-  was pushed wake it). A lapsed processor starts and places nothing.
+  was pushed wake it). With want > 0 and an empty inbox, a task placed on this processor starts
+  at once (queued -> running: no inbox, no wake-up token). A lapsed processor starts and places
+  nothing.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
   KEYS[1..8] the fixed keys (see _lib): uses all
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
@@ -83,8 +85,9 @@ local live = registered and lease_ok(procs, pid, now, dl, cap)
 if live and (nxt == '1' or nxt == '2') and want > 0 then
   tasks, took = start_many(P, stats, running, pid, now, want, nxt == '2', cap, qs)
 end
+local pending
 if registered and (freed > 0 or took) then
-  rerank(P, stats, idle, pid, cap, qs)
+  pending = rerank(P, stats, idle, pid, cap, qs)
 end
 local filled, placements, more = 0, {}, 0
 if live and nxt == '3' then
@@ -95,13 +98,19 @@ if live and nxt == '3' then
       turn = redis.call('HINCRBY', pk, 'rr', 1)
     end
     local pl = placer(P, stats, procs, idle, now, freed)
+    if want > 0 and pending == 0 then -- what lands here starts at once (nothing older waits in the inbox)
+      pl.own = {pid = pid, want = want, tasks = tasks, running = running}
+    end
     local left
     filled, left = place_queued(pl, names, freed, placements, turn)
     placed(pl)
     more = left and 1 or 0
   end
-  if want > 0 then -- then start from the inbox, which may now hold what was just placed here
-    tasks = start_many(P, stats, running, pid, now, want, false, cap, qs)
+  if want > #tasks then -- then start from the inbox, oldest first
+    local more_tasks = start_many(P, stats, running, pid, now, want - #tasks, false, cap, qs)
+    for _, t in ipairs(more_tasks) do
+      tasks[#tasks + 1] = t
+    end
   end
 end
 if registered and freed > filled and not took then

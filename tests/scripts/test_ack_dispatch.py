@@ -233,3 +233,20 @@ def test_a_replayed_place_and_start_answers_the_same_task(sched):
     assert again.started == first.started and again.placed == []
     assert sched.counts()["running"] == 1
     audit_ok(sched)
+
+
+def test_an_older_task_in_the_inbox_starts_first_and_the_placed_one_waits_its_turn(sched):
+    p = sched.processor(capacity=2, lease=60)
+    assert p.register()
+    running = running_one(sched, p)
+    older = sched.submit("add", 5, 5)
+    assert sched.dispatch() == [(older.id, p.id)]  # pending in the inbox, not started
+    newer = sched.submit("add", 6, 6)
+
+    reply = place_ack(sched, p.id, running, want=1)
+
+    assert reply.placed == [(newer.id, p.id)]
+    assert [t.id for t in reply.started] == [older.id]
+    assert pending_ids(sched, p.id) == [newer.id] and newer.state == "assigned"
+    assert wake_tokens(sched, p.id) == 1  # the placed task's token, for a slot to take it
+    audit_ok(sched)
