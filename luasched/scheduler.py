@@ -64,6 +64,7 @@ log = logging.getLogger("luasched.scheduler")
 #: Backoff of the scheduler loop while Redis is unreachable.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.05, 5.0
 
+
 class _Waiter:
     """A one-task submit waiting for a call to carry it (see _Coalescer)."""
 
@@ -102,7 +103,7 @@ class _Coalescer:
                 self.busy = True
                 waiter = None
         if waiter is None:
-            self._carry([new], [])
+            self._carry([(new, None)])
             return
         try:
             waiter.event.wait()
@@ -112,17 +113,18 @@ class _Coalescer:
                     self.waiting = [(n, w) for n, w in self.waiting if w is not waiter]
                     raise
             if waiter.batch is not None:  # chosen to carry a batch: the others wait on it
-                self._carry([n for n, _ in waiter.batch], [w for _, w in waiter.batch[1:]])
+                self._carry(waiter.batch)
             raise
         if waiter.batch is not None:
-            self._carry([n for n, _ in waiter.batch], [w for _, w in waiter.batch[1:]])
+            self._carry(waiter.batch)
         elif waiter.error is not None:
             raise waiter.error
 
-    def _carry(self, news: list[ops.NewTask], others: list[_Waiter]) -> None:
-        """Send ``news`` (the carrier's own task first), tell ``others`` how it went, hand on."""
+    def _carry(self, batch: Sequence[tuple[ops.NewTask, _Waiter | None]]) -> None:
+        """Send the batch's tasks (the carrier's own first), tell the others how it went, hand on."""
+        others = [w for _, w in batch[1:] if w is not None]
         try:
-            self.send(news)
+            self.send([new for new, _ in batch])
         except BaseException as exc:
             error = exc if isinstance(exc, Exception) else LuaschedError(
                 f"the submit call that carried this task was interrupted ({type(exc).__name__}): "

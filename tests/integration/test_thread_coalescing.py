@@ -103,19 +103,28 @@ def _wait_for(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.001)
 
 
-def test_what_waited_goes_in_the_next_call_carried_by_the_first_waiter():
-    sched = luasched.Scheduler(namespace="coalesce")
-    c, calls, release = _controlled(sched)
-    new = {x: sched.submission("add", (1, 2), {"_id": x}) for x in "abcd"}
+def _queue_behind_first(c: _Coalescer, calls: list, release: threading.Event,
+                        news: list[tuple[str, ops.NewTask]]) -> dict[str, BaseException]:
+    """Submit news[0] in its thread (its call blocks), then the others one by one, each waiting
+    behind it, then let the first call end; the errors each thread raised, by thread name."""
     errors: dict[str, BaseException] = {}
-    threads = [_start(c, new["a"], "ta", errors)]
+    (name, first), *rest = news
+    threads = [_start(c, first, name, errors)]
     _wait_for(lambda: len(calls) == 1)
-    for i, x in enumerate("bcd"):
-        threads.append(_start(c, new[x], f"t{x}", errors))
+    for i, (name, new) in enumerate(rest):
+        threads.append(_start(c, new, name, errors))
         _wait_for(lambda i=i: len(c.waiting) == i + 1)
     release.set()
     for t in threads:
         t.join(10)
+    return errors
+
+
+def test_what_waited_goes_in_the_next_call_carried_by_the_first_waiter():
+    sched = luasched.Scheduler(namespace="coalesce")
+    c, calls, release = _controlled(sched)
+    errors = _queue_behind_first(c, calls, release,
+                                 [(f"t{x}", sched.submission("add", (1, 2), {"_id": x})) for x in "abcd"])
     assert errors == {}
     assert calls == [(["a"], "ta"), (["b", "c", "d"], "tb")]
     assert not c.busy and c.waiting == []
@@ -125,16 +134,8 @@ def test_what_waited_goes_in_the_next_call_carried_by_the_first_waiter():
 def test_the_error_of_a_call_reaches_every_caller_it_carried_and_the_next_submit_goes():
     sched = luasched.Scheduler(namespace="coalesce-error")
     c, calls, release = _controlled(sched, fail_second=True)
-    new = {x: sched.submission("add", (1, 2), {"_id": x}) for x in "abc"}
-    errors: dict[str, BaseException] = {}
-    threads = [_start(c, new["a"], "ta", errors)]
-    _wait_for(lambda: len(calls) == 1)
-    for i, x in enumerate("bc"):
-        threads.append(_start(c, new[x], f"t{x}", errors))
-        _wait_for(lambda i=i: len(c.waiting) == i + 1)
-    release.set()
-    for t in threads:
-        t.join(10)
+    errors = _queue_behind_first(c, calls, release,
+                                 [(f"t{x}", sched.submission("add", (1, 2), {"_id": x})) for x in "abc"])
     assert set(errors) == {"tb", "tc"} and all(isinstance(e, ConnectionLost) for e in errors.values())
     assert sched.handle("a").state == "queued"
     c.submit(sched.submission("add", (1, 2), {"_id": "d"}))  # not stuck: the coalescer went idle
@@ -144,15 +145,9 @@ def test_the_error_of_a_call_reaches_every_caller_it_carried_and_the_next_submit
 def test_one_id_submitted_by_threads_waiting_together_goes_in_successive_calls():
     sched = luasched.Scheduler(namespace="coalesce-same")
     c, calls, release = _controlled(sched)
-    errors: dict[str, BaseException] = {}
-    threads = [_start(c, sched.submission("add", (0, 0), {"_id": "first"}), "t0", errors)]
-    _wait_for(lambda: len(calls) == 1)
-    for i in range(3):
-        threads.append(_start(c, sched.submission("add", (i, i), {"_id": "same"}), f"t{i + 1}", errors))
-        _wait_for(lambda i=i: len(c.waiting) == i + 1)
-    release.set()
-    for t in threads:
-        t.join(10)
+    errors = _queue_behind_first(c, calls, release,
+                                 [("t0", sched.submission("add", (0, 0), {"_id": "first"}))]
+                                 + [(f"t{i + 1}", sched.submission("add", (i, i), {"_id": "same"})) for i in range(3)])
     assert errors == {}
     assert [ids for ids, _ in calls] == [["first"], ["same"], ["same"], ["same"]]
     assert sched.counts()["submitted"] == 2

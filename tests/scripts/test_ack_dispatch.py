@@ -58,13 +58,19 @@ def test_the_freed_slot_is_filled_from_the_queue_in_the_same_call(sched):
     audit_ok(sched)
 
 
-def test_the_task_goes_to_the_least_loaded_processor_not_the_acking_one(sched):
+def busy_and_fresh(sched: luasched.Scheduler):
+    """A processor running two tasks (capacity 2), a fresh one (load 0, while the busy one has 1
+    after an ack), and one task queued. Returns busy, its two tasks, fresh and the queued handle."""
     busy = sched.processor(capacity=2, lease=60, name="busy")
     assert busy.register()
     a, b = running_one(sched, busy), running_one(sched, busy)
     fresh = sched.processor(capacity=2, lease=60, name="fresh")
-    assert fresh.register()  # load 0, while busy has 1 after the ack
-    h = sched.submit("add", 3, 3)
+    assert fresh.register()
+    return busy, a, b, fresh, sched.submit("add", 3, 3)
+
+
+def test_the_task_goes_to_the_least_loaded_processor_not_the_acking_one(sched):
+    busy, a, b, fresh, h = busy_and_fresh(sched)
 
     reply = place_ack(sched, busy.id, a)
 
@@ -206,12 +212,7 @@ def test_placing_then_starting_in_one_call_and_more_says_whether_tasks_are_left(
 
 
 def test_placing_elsewhere_starts_nothing_here(sched):
-    busy = sched.processor(capacity=2, lease=60, name="busy")
-    assert busy.register()
-    a, _ = running_one(sched, busy), running_one(sched, busy)
-    fresh = sched.processor(capacity=2, lease=60, name="fresh")
-    assert fresh.register()
-    h = sched.submit("add", 3, 3)
+    busy, a, _, fresh, h = busy_and_fresh(sched)
 
     reply = place_ack(sched, busy.id, a, want=1)
 
