@@ -13,10 +13,16 @@ point the same share of fast and slow moments, and every point runs against the 
   CONFIG RESETSTAT just before each dispatch call, nothing else runs meanwhile), split into the
   Redis commands the script calls and the rest (Lua).
 
-Processors: P in 10 .. 10,000, capacity ceil(D/P) each so that D = 10,000 tasks fit in every
-case, with 20,000 queued. Queue length: Q in 1k .. 1M (tasks queued before the first dispatch
-call; D more are queued so that the queue never falls below Q), 10 processors of capacity D/10,
-D = 5,000.
+Processors, all idle: P in 10 .. 10,000, capacity ceil(D/P) each so that D = 10,000 tasks fit
+in every case, with 20,000 queued. The least-loaded rule spreads a call's 100 tasks over
+min(P, 100) processors, so this sweep varies two things at once: how many processors are
+registered, and how many a call touches (its ranking entry re-written, its card read, its inbox
+and wake list pushed: work per processor touched, shared by 10 tasks at P = 10 and by one from
+P = 100 on). Processors, 10 idle: the same P registered, but P - 10 of them full (capacity 1,
+one task each, placed before the measurement), and 10 idle of capacity D/10: every call touches
+10 processors whatever P is, so this sweep varies only the number registered. Queue length: Q
+in 1k .. 1M (tasks queued before the first dispatch call; D more are queued so that the queue
+never falls below Q), 10 processors of capacity D/10, D = 5,000.
 """
 
 from __future__ import annotations
@@ -54,14 +60,17 @@ class _Point:
         self.spent = 0.0
         self.placed = 0
         self.calls = 0
+        self.touched = 0  # processors that took a task, summed over the calls
         self.evalsha_us = 0
         self.inner: dict[str, list[int]] = {}  # command -> [calls, usec]
 
     def dispatch(self, r: Any, limit: int) -> None:
         r.config_resetstat()
         t = time.perf_counter()
-        got = len(self.sched.dispatch(limit=limit))
+        pairs = self.sched.dispatch(limit=limit)
         self.spent += time.perf_counter() - t
+        got = len(pairs)
+        self.touched += len({pid for _, pid in pairs})
         if got == 0:
             raise RuntimeError(f"dispatch placed nothing after {self.placed} tasks")
         self.calls += 1
@@ -80,6 +89,7 @@ class _Point:
         return {"client_us_per_task": self.spent / placed * 1e6,
                 "server_us_per_task": self.evalsha_us / placed,
                 "redis_calls_per_task": sum(n for n, _ in self.inner.values()) / placed,
+                "tasks_per_processor_touched": placed / self.touched,
                 # where the script's time goes: the Redis commands it calls, and the rest (Lua itself)
                 "commands_us_per_task": commands_us,
                 "lua_us_per_task": self.evalsha_us / placed - commands_us,
@@ -131,6 +141,32 @@ def by_processors(url: str, counts: list[int], repeat: int, want: int = 10_000) 
         out.append({"processors": p, "queued": want * 2, "runs": runs[p], **_median(runs[p])})
         print(f"  dispatch, {p:>6} processors: {out[-1]['server_us_per_task']:.2f} us/task in the script, "
               f"{out[-1]['client_us_per_task']:.2f} us/task with the round trip", flush=True)
+    return out
+
+
+def by_registered(url: str, counts: list[int], repeat: int, want: int = 10_000, idle: int = 10) -> list[dict[str, Any]]:
+    """P registered, ``idle`` of them idle (the rest full before the measurement): what the
+    number of registered processors alone costs."""
+    def setup(p: int) -> Callable[[luasched.Scheduler], None]:
+        def go(sched: luasched.Scheduler) -> None:
+            full = p - idle
+            if full:
+                _register(sched, full, 1, "full")
+                _fill(sched, full)
+                while sched.dispatch(limit=10_000):
+                    pass
+                if sched.client.llen(sched.keys.queue("default")):
+                    raise RuntimeError("the full processors did not take one task each")
+            _register(sched, idle, math.ceil(want / idle), "idle")
+            _fill(sched, want * 2)
+        return go
+
+    runs = _interleaved(url, {p: setup(p) for p in counts}, want, repeat)
+    out = []
+    for p in counts:
+        out.append({"processors": p, "idle": idle, "queued": want * 2, "runs": runs[p], **_median(runs[p])})
+        print(f"  dispatch, {p:>6} processors, {idle} idle: {out[-1]['server_us_per_task']:.2f} us/task in the "
+              f"script, {out[-1]['client_us_per_task']:.2f} us/task with the round trip", flush=True)
     return out
 
 

@@ -84,6 +84,10 @@ def main() -> None:
             xs = [r[x] for r in rows]
             ax.plot(xs, [r["server_us_per_task"] for r in rows], "o-", color=OURS, label="in the script")
             ax.plot(xs, [r["client_us_per_task"] for r in rows], "s--", color=PEER, label="with the round trip")
+            if key == "by_processors" and d.get("by_registered"):
+                reg = d["by_registered"]
+                ax.plot([r[x] for r in reg], [r["server_us_per_task"] for r in reg], "^:", color=OURS,
+                        alpha=0.6, label="in the script, 10 idle")
             ax.set_xscale("log")
             ax.set_xlabel(label)
             ax.set_ylim(bottom=0)

@@ -172,17 +172,28 @@ def dispatch_section(d: dict[str, Any]) -> list[str]:
     out = ["### 6. Dispatch cost per dispatched task (the dispatch script measured directly, limit 100 per call)", ""]
     bp = d["by_processors"]
     split = "lua_us_per_task" in bp[0]
-    out.append(table(["registered processors", "queued", "µs/task in the script (EVALSHA usec)",
-                      "µs/task with the round trip", "Redis commands/task inside the script",
-                      *(["of the script: commands / Lua µs", "top commands, µs/task"] if split else [])],
-                     [[num(r["processors"]), num(r["queued"]), num(r["server_us_per_task"], 2),
-                       num(r["client_us_per_task"], 2), num(r["redis_calls_per_task"], 1),
-                       *([f"{r['commands_us_per_task']:.2f} / {r['lua_us_per_task']:.2f}",
-                          ", ".join(f"{k} {v:.2f}" for k, v in r["top_commands_us_per_task"].items())]
-                         if split else [])] for r in bp],
-                     "rrrrrrl" if split else ""))
-    lo, hi = min(r["server_us_per_task"] for r in bp), max(r["server_us_per_task"] for r in bp)
-    out += ["", f"Spread over processors: max/min = {hi / lo:.2f}x.", ""]
+    for key, title in (("by_processors", "All registered processors idle: a call's tasks spread over "
+                                          "min(processors, 100) of them"),
+                       ("by_registered", "10 processors idle, the others full: every call touches 10, "
+                                         "whatever the number registered")):
+        rows = d.get(key)
+        if not rows:
+            continue
+        touched = "tasks_per_processor_touched" in rows[0]
+        out += [title + ":", ""]
+        out.append(table(["registered processors", "queued", "µs/task in the script (EVALSHA usec)",
+                          "µs/task with the round trip", "Redis commands/task inside the script",
+                          *(["tasks per processor touched"] if touched else []),
+                          *(["of the script: commands / Lua µs", "top commands, µs/task"] if split else [])],
+                         [[num(r["processors"]), num(r["queued"]), num(r["server_us_per_task"], 2),
+                           num(r["client_us_per_task"], 2), num(r["redis_calls_per_task"], 1),
+                           *([num(r["tasks_per_processor_touched"], 1)] if touched else []),
+                           *([f"{r['commands_us_per_task']:.2f} / {r['lua_us_per_task']:.2f}",
+                              ", ".join(f"{k} {v:.2f}" for k, v in r["top_commands_us_per_task"].items())]
+                             if split else [])] for r in rows],
+                         "r" * (5 + touched + split) + ("l" if split else "")))
+        lo, hi = min(r["server_us_per_task"] for r in rows), max(r["server_us_per_task"] for r in rows)
+        out += ["", f"Spread over processors: max/min = {hi / lo:.2f}x.", ""]
     bq = d["by_queue"]
     out.append(table(["queued", "processors", "µs/task in the script (EVALSHA usec)", "µs/task with the round trip",
                       "Redis commands/task inside the script"],
@@ -245,10 +256,14 @@ def goals_section(res: dict[str, dict[str, Any] | None]) -> list[str]:
             add(f"processor round trips <= 1 per task ({short(r['label'])})", f"{w:.3f}", w <= 1.01)
     d = res.get("dispatch")
     if d:
-        for key, what in (("by_processors", "processors"), ("by_queue", "queue length")):
+        for key, what, field in (("by_processors", "processors, all idle", "processors"),
+                                 ("by_registered", "processors registered, 10 idle", "processors"),
+                                 ("by_queue", "queue length", "queued")):
+            if key not in d:
+                continue
             v = [r["server_us_per_task"] for r in d[key]]
-            span = f"{min(r[what.split()[0] if what == 'processors' else 'queued'] for r in d[key]):,}"
-            top = f"{max(r[what.split()[0] if what == 'processors' else 'queued'] for r in d[key]):,}"
+            span = f"{min(r[field] for r in d[key]):,}"
+            top = f"{max(r[field] for r in d[key]):,}"
             add(f"dispatch cost flat within 1.2x over {what} ({span} to {top})",
                 f"{max(v) / min(v):.2f}x ({min(v):.1f} to {max(v):.1f} µs/task)", max(v) / min(v) <= 1.2)
     return [table(["goal", "measured", ""], rows, "lll")]
