@@ -176,7 +176,8 @@ def w_throughput(run: Runner, n: int) -> None:
     rows = []
     if "luasched" in run.systems:
         configs = [(mode, cap) for mode in LUASCHED_MODES for cap in (1, 4)]
-        configs += [("plain+ack", 1), ("plain+ack", 4), ("take_next+batch", 4), ("take_next+batch", 32)]
+        configs += [("plain+ack", 1), ("plain+ack", 4), ("take_next+batch", 4), ("take_next+batch", 32),
+                    ("plain+batch+ack", 32)]
         for mode, cap in configs:
             rows.append(run.repeated("luasched", "throughput", "--n", n, "--capacity", cap,
                                      variant=mode, keys=TP_KEYS))
@@ -246,7 +247,7 @@ def w_commands(run: Runner, n: int) -> None:
     configs: list[tuple[str, str, int]] = []
     if "luasched" in run.systems:
         configs += [("luasched", m, c) for m in ("plain", "plain+ack", "take_next") for c in (1, 4)]
-        configs += [("luasched", "take_next+batch", 32)]
+        configs += [("luasched", "take_next+batch", 32), ("luasched", "plain+batch+ack", 32)]
     configs += [(s, v, 1) for s, v in run.peer_configs()]
     for system, variant, cap in configs:
         r = run.driver(system, "throughput", "--n", n, "--capacity", cap, "--one", variant=variant, stats=True)
@@ -275,7 +276,8 @@ def w_dispatch(run: Runner, quick: bool) -> None:
 
 def w_processes(run: Runner, n: int) -> None:
     rows = []
-    for mode, cap in (("take_next", 1), ("plain", 1), ("plain+ack", 1), ("take_next+batch", 32)):
+    for mode, cap in (("take_next", 1), ("plain", 1), ("plain+ack", 1), ("take_next+batch", 32),
+                      ("plain+batch+ack", 32)):
         for procs in (1, 2, 4):
             rows.append(run.repeated("luasched", "throughput", "--n", n, "--processes", procs, "--capacity", cap,
                                      variant=mode, keys=TP_KEYS))

@@ -10,7 +10,8 @@ every ack takes the next task from the queue). In the latency workload, "plain+r
 marker task that every peer uses (it RPUSHes its start time, the producer BLPOPs it).
 "+batch" runs the processors with ``--batch``: one slot starts and acks up to capacity tasks per
 script call. "+ack" runs them with ``--dispatch-on-ack``: each ack fills the slots it freed (the
-scheduler process still runs, for what is left).
+scheduler process still runs, for what is left); "plain+batch+ack" does both: one slot whose ack
+fills and starts up to capacity tasks per script call, by the least-loaded rule.
 """
 
 from __future__ import annotations

@@ -354,6 +354,40 @@ def test_dispatch_on_ack_drains_a_backlog_least_loaded_first_with_one_round_trip
     producer.close()
 
 
+@pytest.mark.real_redis
+def test_dispatch_on_ack_in_batches_places_and_starts_a_batch_per_round_trip(redis_server, namespace):
+    """A batch slot with dispatch_on_ack: each ack fills the batch it freed from the queue and,
+    while the queue holds more, starts it in the same call: one round trip per batch of 8, after
+    one dispatch call and with no scheduler."""
+    producer = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    pool = redis.ConnectionPool(port=redis_server.port, protocol=2, connection_class=CountingConnection)
+    sched = luasched.Scheduler(redis.Redis(connection_pool=pool), namespace=namespace)
+
+    @sched.task
+    def noop() -> None:
+        pass
+
+    CountingConnection.sends.clear()
+    p = sched.processor(capacity=8, batch=True, dispatch_on_ack=True, name="b")
+    p.start()
+    try:
+        n = 400
+        handles = producer.submit_many("noop", [()] * n)
+        assert len(producer.dispatch()) == 8  # the batch slot's first batch; the acks place the rest
+        kicked = producer.counts()["last_dispatch_ms"]
+        for h in handles:
+            h.result(timeout=30)
+        assert producer.counts()["last_dispatch_ms"] == kicked, "nothing else may have called dispatch"
+        sends = CountingConnection.sends[f"{p.id}-slot0"]
+        assert sends <= n // 8 + 12, f"{sends} round trips for {n} tasks in batches of 8"
+    finally:
+        p.stop(timeout=5)
+    assert p.processed == n
+    assert producer.audit().ok
+    sched.close()
+    producer.close()
+
+
 def test_dispatch_on_ack_and_take_next_exclude_each_other(make_sched):
     sched = make_sched()
     with pytest.raises(ValueError, match="take_next and dispatch_on_ack"):
