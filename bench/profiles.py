@@ -193,11 +193,57 @@ def profile_submit(url: str, n: int) -> None:
               + ", ".join(f"{k} {v:.0f} us" for k, v in floor.items()) + "\n")
     header += (f"luasched at {HEAD}: submit one by one: {plain:,.0f}/s without the profiler, "
               f"{n / elapsed:,.0f}/s with it; "
-              f"the submit script takes {int(ev['usec']) / int(ev['calls']):.1f} us per call in Redis\n\n")
+              f"the submit script takes {int(ev['usec']) / int(ev['calls']):.1f} us per call in Redis\n")
+    header += submit_script_steps(sched) + "\n"
     sched.client.flushdb()
     sched.close()
     (OUT / "submit-one.txt").write_text(header + buf.getvalue())
     print(header + buf.getvalue()[:6000])
+
+
+#: Where submit.lua is cut to time its steps: (the line the cut comes before, what the step adds).
+SUBMIT_STEPS = (
+    ("local now = clock_ms", "starting the script (KEYS, ARGV, its helpers' closures)"),
+    ("local dispatch = ", "the server's clock (TIME)"),
+    ("-- every input checked; writes start here", "checking the input and that the id is new (EXISTS)"),
+    ("if #fresh > 0 then", "writing the record and queueing the id (HSET, SADD, RPUSH)"),
+    ("local assigned = {}", "the submitted counter (HINCRBY)"),
+    ("if #fresh > #assigned / 2 then", "placing at submit (off here)"),
+    (None, "the scheduler's wake-up token (LLEN, RPUSH when it waits)"),
+)
+
+
+def submit_script_steps(sched: luasched.Scheduler, calls: int = 1000, rounds: int = 7) -> str:
+    """The submit script cut after each step (the rest replaced by ``return 1``), every cut
+    called in turn ``calls`` times per round with one new task each: the median EVALSHA usec per
+    call of each cut, and what each step adds to the one before."""
+    from luasched import ops, scripts
+
+    body = (scripts.lua_dir() / "submit.lua").read_text()
+    prefix = scripts.lib_for((scripts.lua_dir() / "_lib.lua").read_text(), body)
+    lines = body.split("\n")
+    cuts = []
+    for anchor, what in SUBMIT_STEPS:
+        at = len(lines) if anchor is None else next(i for i, line in enumerate(lines) if line.startswith(anchor))
+        cuts.append((what, prefix + "\n".join(lines[:at]) + ("" if anchor is None else "\nreturn 1")))
+    r = sched.client
+    shas = [r.script_load(src) for _, src in cuts]
+    usec: list[list[float]] = [[] for _ in cuts]
+    for _ in range(rounds):
+        for k, sha in enumerate(shas):
+            r.config_resetstat()
+            for _ in range(calls):
+                call = ops.submit(sched.ns, None, [sched.submission("noop", (), {})], dispatch=False, group="")[0]
+                r.evalsha(sha, len(call.keys), *call.keys, *call.args)
+            usec[k].append(int(r.info("commandstats")["cmdstat_evalsha"]["usec"]) / calls)
+    out = ["the submit script step by step (EVALSHA usec per call, median of "
+           f"{rounds} rounds of {calls} calls, the cuts alternated):"]
+    before = 0.0
+    for (what, _), xs in zip(cuts, usec, strict=True):
+        med = statistics.median(xs)
+        out.append(f"  +{med - before:5.2f} us = {med:5.2f}  {what}")
+        before = med
+    return "\n".join(out) + "\n"
 
 
 def latency_breakdown(url: str, n: int) -> None:
