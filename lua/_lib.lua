@@ -214,12 +214,14 @@ local function heap_pop(rank)
   return key, pid
 end
 
--- Fill rank's heap from the head of its stored ranking: as many processors as the call may still
+-- Fill rank from the head of its stored ranking: as many processors as the call may still
 -- place tasks (at most 256), their cards read in ONE HMGET (a processor without a card, whose
 -- record predates cards, is read from its record). A processor the call already re-ranked keeps
--- its key from memory. bound: the last stored score read (none: the ranking was read whole);
--- every processor not read ranks at or after it, so the heap's head is the ranking's head while
--- it is not past bound.
+-- its key from memory. The entries read in the ranking's order form a run that the call reads
+-- with a cursor (no heap work per pick); only keys re-ranked in memory go to rank's heap.
+-- bound: the last stored score read (none: the ranking was read whole); every processor not
+-- read ranks at or after it, so rank's head (peek) is the ranking's head while it is not past
+-- bound.
 local function fetch(pl, rank)
   local k = math.min(math.max(pl.want - pl.assigned, 1), 256)
   local flat = redis.call('ZRANGE', rank.ik, 0, k - 1, 'WITHSCORES')
@@ -242,20 +244,45 @@ local function fetch(pl, rank)
       learn(pl, pid, cap, qs, dl)
     end
   end
+  local rk, rp, n = {}, {}, 0
   rank.hk, rank.hp = {}, {}
   for i = 1, #flat, 2 do
     local pid = flat[i]
     local info = pl.known[pid]
+    local stored = tonumber(flat[i + 1])
     if not info.ranked then -- first sight: its stored score is its key
       info.ranked = true
-      info.key = tonumber(flat[i + 1])
-      info.load = math.floor(info.key / TWO40)
+      info.key = stored
+      info.load = math.floor(stored / TWO40)
     end
-    if info.key then
+    if info.key == stored then -- in the ranking's order
+      n = n + 1
+      rk[n], rp[n] = stored, pid
+    elseif info.key then -- re-ranked in memory by this call (another queue's placement): higher
       heap_push(rank, info.key, pid)
     end
   end
+  rank.rk, rank.rp, rank.ri = rk, rp, 1
   rank.bound = #flat == 2 * k and tonumber(flat[#flat]) or math.huge
+end
+
+-- The head of rank: the smaller of the run read from the ranking (in order: a cursor) and of
+-- the heap of keys re-ranked since (lower first; nil when both are empty); run: it is the run's.
+local function peek(rank)
+  local a, b = rank.rk[rank.ri], rank.hk[1]
+  if a and (not b or a <= b) then
+    return a, true
+  end
+  return b, false
+end
+
+local function take(rank, run)
+  if run then
+    local i = rank.ri
+    rank.ri = i + 1
+    return rank.rk[i], rank.rp[i]
+  end
+  return heap_pop(rank)
 end
 
 -- cmd key followed by args, in calls of at most 4000 args (Lua's unpack has a limit).
@@ -313,18 +340,18 @@ local function pick(pl, q)
   end
   local dropped = 0
   while true do
-    local top = rank.hk[1]
+    local top, run = peek(rank)
     if not top or top > rank.bound then
       if rank.bound == math.huge then
         return nil
       end
       flush(pl) -- the stored ranking is then exact: read its head again
       fetch(pl, rank)
-      if not rank.hk[1] then
+      if not peek(rank) then
         return nil
       end
     else
-      local key, pid = heap_pop(rank)
+      local key, pid = take(rank, run)
       local info = pl.known[pid]
       if not info.alive then -- never re-ranked: one entry per heap
         redis.call('ZREM', rank.ik, pid)
