@@ -155,7 +155,10 @@ def commands_section(d: dict[str, Any]) -> list[str]:
            "\"commands\" includes everything run inside scripts. The benchmark's own polling commands are "
            "subtracted. Round trips: every process counts its redis-py `send_packed_command` calls (one per "
            "command or per pipeline; bench/rtcount/sitecustomize.py), divided by the tasks; the processing side "
-           "includes the workers' start-up and 1 s of idle time after the drain (heartbeats, polls).", ""]
+           "includes the workers' start-up and 1 s of idle time after the drain (heartbeats, polls)."
+           + (f" Each row is the median of {len(d['rows'][0]['runs'])} runs by processing commands per task "
+              "(every figure of a row from that run; all runs in bench/results/commands.json)."
+              if d["rows"] and "runs" in d["rows"][0] else ""), ""]
     rows = []
     for r in d["rows"]:
         sub, proc, rt = r["commands_submit"], r["commands_process"], r["round_trips_process"]
