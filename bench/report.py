@@ -168,6 +168,19 @@ def commands_section(d: dict[str, Any]) -> list[str]:
     out.append(table(["system / mode", "submit: commands", "submit: round trips", "processing: commands",
                       "processing: EVALSHA", "worker round trips", "scheduler round trips",
                       "top processing commands per task"], rows, "lrrrrrrl"))
+    peers = peers_of(d["rows"])
+    if ours(d["rows"]) and peers:
+        def trips(r: dict[str, Any]) -> float:  # the processing side's: workers and scheduler
+            return float(sum(r["round_trips_process"].values()))
+
+        out += ["", "luasched / peer, per task on the processing side (below 1: luasched needs fewer): "
+                "round trips (workers and scheduler), then Redis commands:", ""]
+        def both(r: dict[str, Any], p: dict[str, Any]) -> str:
+            return (f"{ratio(trips(r), trips(p))} / "
+                    f"{ratio(_calls(r['commands_process']), _calls(p['commands_process']))}")
+
+        out.append(table(["luasched"] + [p["label"] for p in peers],
+                         [[short(r["label"])] + [both(r, p) for p in peers] for r in ours(d["rows"])]))
     return out
 
 
