@@ -148,7 +148,7 @@ end
 -- memory, not with a ZADD per task. want: how many tasks the call may place at most.
 local function placer(P, stats, procs, idle, now, want)
   return {P = P, stats = stats, procs = procs, idle = idle, now = now, want = want, known = {},
-          ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0}
+          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -163,9 +163,14 @@ local function next_seq(pl)
 end
 
 local function learn(pl, pid, cap, qs, dl)
-  local queues = {}
-  if qs and qs ~= '' then
-    queues = string.find(qs, ',', 1, true) and split_commas(qs) or {qs}
+  qs = qs or ''
+  local queues = pl.queue_lists[qs] -- shared by the processors that serve the same queues (read only)
+  if not queues then
+    queues = {}
+    if qs ~= '' then
+      queues = string.find(qs, ',', 1, true) and split_commas(qs) or {qs}
+    end
+    pl.queue_lists[qs] = queues
   end
   local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.procs, pid, pl.now, dl, cap)}
   pl.known[pid] = info
