@@ -172,7 +172,9 @@ local function learn(pl, pid, cap, qs, dl)
     end
     pl.queue_lists[qs] = queues
   end
-  local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.procs, pid, pl.now, dl, cap)}
+  -- every field it will hold named here (nil ones too): the table is made at its final size
+  local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.procs, pid, pl.now, dl, cap),
+                ranked = nil, key = nil, load = nil, dirty = nil}
   pl.known[pid] = info
   return info
 end
