@@ -316,7 +316,7 @@ local function flush(pl)
         into[q] = list
       end
       if info.key then
-        list[#list + 1] = fmt(info.key)
+        list[#list + 1] = info.key -- a number: Redis writes it with %.17g, exact below 2^53
       end
       list[#list + 1] = pid
     end
