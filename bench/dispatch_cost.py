@@ -135,13 +135,8 @@ def by_processors(url: str, counts: list[int], repeat: int, want: int = 10_000) 
             _fill(sched, want * 2)
         return go
 
-    runs = _interleaved(url, {p: setup(p) for p in counts}, want, repeat)
-    out = []
-    for p in counts:
-        out.append({"processors": p, "queued": want * 2, "runs": runs[p], **_median(runs[p])})
-        print(f"  dispatch, {p:>6} processors: {out[-1]['server_us_per_task']:.2f} us/task in the script, "
-              f"{out[-1]['client_us_per_task']:.2f} us/task with the round trip", flush=True)
-    return out
+    return _sweep(url, {p: setup(p) for p in counts}, want, repeat,
+                  lambda p: {"processors": p, "queued": want * 2}, lambda p: f"{p:>6} processors")
 
 
 def by_registered(url: str, counts: list[int], repeat: int, want: int = 10_000, idle: int = 10) -> list[dict[str, Any]]:
@@ -161,13 +156,9 @@ def by_registered(url: str, counts: list[int], repeat: int, want: int = 10_000, 
             _fill(sched, want * 2)
         return go
 
-    runs = _interleaved(url, {p: setup(p) for p in counts}, want, repeat)
-    out = []
-    for p in counts:
-        out.append({"processors": p, "idle": idle, "queued": want * 2, "runs": runs[p], **_median(runs[p])})
-        print(f"  dispatch, {p:>6} processors, {idle} idle: {out[-1]['server_us_per_task']:.2f} us/task in the "
-              f"script, {out[-1]['client_us_per_task']:.2f} us/task with the round trip", flush=True)
-    return out
+    return _sweep(url, {p: setup(p) for p in counts}, want, repeat,
+                  lambda p: {"processors": p, "idle": idle, "queued": want * 2},
+                  lambda p: f"{p:>6} processors, {idle} idle")
 
 
 def by_queue(url: str, lengths: list[int], repeat: int, want: int = 5_000) -> list[dict[str, Any]]:
@@ -177,11 +168,18 @@ def by_queue(url: str, lengths: list[int], repeat: int, want: int = 5_000) -> li
             _register(sched, 10, want // 10, "q")
         return go
 
-    runs = _interleaved(url, {q: setup(q) for q in lengths}, want, repeat)
+    return _sweep(url, {q: setup(q) for q in lengths}, want, repeat,
+                  lambda q: {"queued": q, "processors": 10}, lambda q: f"{q:>8} queued")
+
+
+def _sweep(url: str, setups: dict[int, Callable[[luasched.Scheduler], None]], want: int, repeat: int,
+           row: Callable[[int], dict[str, Any]], label: Callable[[int], str]) -> list[dict[str, Any]]:
+    """Run a sweep's points interleaved; per point ``row(point)``, its runs and their medians."""
+    runs = _interleaved(url, setups, want, repeat)
     out = []
-    for q in lengths:
-        out.append({"queued": q, "processors": 10, "runs": runs[q], **_median(runs[q])})
-        print(f"  dispatch, {q:>8} queued: {out[-1]['server_us_per_task']:.2f} us/task in the script, "
+    for k in setups:
+        out.append({**row(k), "runs": runs[k], **_median(runs[k])})
+        print(f"  dispatch, {label(k)}: {out[-1]['server_us_per_task']:.2f} us/task in the script, "
               f"{out[-1]['client_us_per_task']:.2f} us/task with the round trip", flush=True)
     return out
 
