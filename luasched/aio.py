@@ -27,9 +27,7 @@ from .connection import (
     async_client,
     block_slice_s,
     is_cluster,
-    is_embedded,
     owns,
-    read_targets,
 )
 from .errors import (
     ConnectionLost,
@@ -131,12 +129,11 @@ class Scheduler(Base):
                  durability_timeout: float | timedelta = 1.0) -> None:
         super().__init__(namespace, clock, keep, dispatch_on_submit, durability=durability,
                          durability_timeout=durability_timeout)
+        targets = self._check_targets(redis, read_redis, asynchronous=True)
         self.client = async_client(redis, service_name=service_name)
         self._owned = [(self.client, redis)] if owns(redis) else []
-        if self.durability.replicas and is_embedded(self.client):
-            raise ValueError("durability needs a real Redis with replicas: the embedded server has none")
         replicas = []
-        for target in read_targets(read_redis):
+        for target in targets:
             replicas.append(async_client(target, replica=True, service_name=service_name))
             if owns(target):
                 self._owned.append((replicas[-1], target))
@@ -555,15 +552,16 @@ class Group:
 
     async def as_completed(self, timeout: float | None = None) -> AsyncIterator[Outcome]:
         """Each member's Outcome as it finishes (``async for``)."""
+        primary = self._sched.client  # what the stream says finished, the primary has
         if not await self._exists():
-            for outcome in await self._sched.outcomes(self.ids):
+            for outcome in await self._sched._outcomes(self.ids, primary):
                 yield outcome
             return
         reader = ops.GroupReader(self._sched.ns, self.id, self.ids, timeout, self._sched.block_s)
         while not reader.done:
             finished = reader.feed(await self._sched.execute(reader.request()))
             if finished:
-                for outcome in await self._sched.outcomes([task_id for task_id, _ in finished]):
+                for outcome in await self._sched._outcomes([task_id for task_id, _ in finished], primary):
                     yield outcome
 
     async def results(self, timeout: float | None = None, *, return_exceptions: bool = False) -> list[Any]:
@@ -572,7 +570,7 @@ class Group:
             pass
         values: list[Any] = []
         for start in range(0, len(self.ids), 1000):
-            for outcome in await self._sched.outcomes(self.ids[start:start + 1000]):
+            for outcome in await self._sched._outcomes(self.ids[start:start + 1000], self._sched.client):
                 try:
                     values.append(outcome.value())
                 except (TaskFailed, TaskCancelled, TaskNotFound) as exc:
@@ -630,6 +628,7 @@ class Processor(ProcessorBase):
                              "in threads): pool='process' is for luasched.Processor")
         self.sched = sched
         self._stop = asyncio.Event()
+        self._halted = False  # stop now: no more retries either
         self._tasks: list[asyncio.Task[Any]] = []
         self._id_lock = asyncio.Lock()
 
@@ -673,7 +672,7 @@ class Processor(ProcessorBase):
             try:
                 return await self.sched.call(call)
             except ConnectionLost:
-                if stop is None:
+                if stop is None or self._halted:
                     raise
                 log.warning("processor %s: Redis unreachable, retrying %s in %.2f s", self.id,
                             call.script, delay)
@@ -765,6 +764,11 @@ class Processor(ProcessorBase):
         except ConnectionLost as exc:  # the lease will lapse and reap gives the inbox back
             log.warning("processor %s could not deregister: %s", self.id, exc)
         return not pending
+
+    def halt(self) -> None:
+        """Stop at once: no new task, no more retries; running tasks are left to the lease."""
+        self._halted = True
+        self._stop.set()
 
     @property
     def running(self) -> bool:

@@ -206,18 +206,37 @@ def owns(target: object) -> bool:
     return target is None or isinstance(target, (str, redis.sentinel.Sentinel, redis.asyncio.sentinel.Sentinel))
 
 
+def check_target(target: object, *, asynchronous: bool, what: str = "redis") -> None:
+    """Refuse a target no client can be made for (a wrong type, a bad URL), before any is made."""
+    if asynchronous:
+        kinds: tuple[type, ...] = (redis.asyncio.Redis, redis.asyncio.RedisCluster, redis.asyncio.sentinel.Sentinel)
+        names = "a redis.asyncio.Redis, RedisCluster or Sentinel"
+    else:
+        kinds = (redis.Redis, redis.RedisCluster, redis.sentinel.Sentinel)
+        names = "a redis.Redis, redis.RedisCluster or redis.Sentinel"
+    if isinstance(target, str):
+        parse_url(target)
+    elif target is not None and not isinstance(target, kinds):
+        raise TypeError(f"{what} must be None, a URL, {names}, not {type(target).__name__}")
+
+
+def is_embedded_target(target: object) -> bool:
+    """True when ``target`` is (or names) the embedded in-process server."""
+    if target is None or is_embedded(target):
+        return True
+    return isinstance(target, str) and parse_url(target).kind == "memory"
+
+
 def sync_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
     """A redis.Redis-like client for ``target``: None / "memory://", a URL (any form
     ``parse_url`` reads), a redis.Sentinel (with ``service_name``), or a ready client.
     ``replica``: the client serves reads only; a Sentinel then gives its replicas, in turn."""
+    check_target(target, asynchronous=False)
     if isinstance(target, redis.sentinel.Sentinel):
         return _sentinel_client(target, _need_service(service_name), replica)
     if isinstance(target, (redis.Redis, redis.RedisCluster)):
         return target
-    if target is not None and not isinstance(target, str):
-        raise TypeError(f"redis must be None, a URL, a redis.Redis, redis.RedisCluster or redis.Sentinel, "
-                        f"not {type(target).__name__}")
-    spec = parse_url(target or EMBEDDED_URL)
+    spec = parse_url(cast(str, target or EMBEDDED_URL))
     if spec.kind == "memory":
         return fakeredis.FakeRedis(server=embedded_server(), protocol=2)
     if spec.kind == "sentinel":
@@ -233,14 +252,12 @@ def sync_client(target: object, *, replica: bool = False, service_name: str | No
 
 def async_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
     """The asyncio counterpart of :func:`sync_client`."""
+    check_target(target, asynchronous=True)
     if isinstance(target, redis.asyncio.sentinel.Sentinel):
         return _sentinel_client(target, _need_service(service_name), replica)
     if isinstance(target, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
         return target
-    if target is not None and not isinstance(target, str):
-        raise TypeError(f"redis must be None, a URL, a redis.asyncio.Redis, RedisCluster or Sentinel, "
-                        f"not {type(target).__name__}")
-    spec = parse_url(target or EMBEDDED_URL)
+    spec = parse_url(cast(str, target or EMBEDDED_URL))
     if spec.kind == "memory":
         return fakeredis.FakeAsyncRedis(server=embedded_server(), protocol=2)
     if spec.kind == "sentinel":

@@ -413,6 +413,11 @@ def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: flo
             yield Command("expire", (wake, 300))
 
 
+#: How a loop that lost Redis tries again: after RETRY_FIRST_S, then twice as long each time, at
+#: most RETRY_MAX_S (the scheduler loop, and a processor's slots and heartbeats, on both front ends).
+RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0
+
+
 class WaitClock:
     """The time budget of a wait that survives connection loss (a restart, a failover): how
     long is left, and how long to back off before trying again (None: no time left)."""

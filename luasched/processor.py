@@ -375,7 +375,7 @@ class Processor(ProcessorBase):
     def _send(self, call: ops.Call, stop: threading.Event | None) -> Any:
         """Send a call; in the threaded runtime, retry it through connection loss. Every call
         carries its request id, so a retry of one that did run answers as the first did."""
-        delay = 0.05
+        delay = ops.RETRY_FIRST_S
         while True:
             try:
                 return self.sched.call(call)
@@ -385,7 +385,7 @@ class Processor(ProcessorBase):
                 log.warning("processor %s: Redis unreachable, retrying %s in %.2f s", self.id,
                             call.script, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, ops.RETRY_MAX_S)
 
     def _wait(self, step: Wait, stop: threading.Event) -> Any:
         wake, wait_s = self.ns.keys.processor_wake(step.pid), min(SLOT_WAIT_S, self.sched.block_s)

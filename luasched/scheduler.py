@@ -20,11 +20,12 @@ from .connection import (
     Holder,
     Reads,
     block_slice_s,
+    check_target,
     close_client,
     direct,
     direct_pipeline,
     is_cluster,
-    is_embedded,
+    is_embedded_target,
     owns,
     read_targets,
     refresh_slots,
@@ -62,7 +63,7 @@ Clock = Callable[[], float]
 log = logging.getLogger("luasched.scheduler")
 
 #: Backoff of the scheduler loop while Redis is unreachable.
-RECONNECT_MIN_S, RECONNECT_MAX_S = 0.05, 5.0
+RECONNECT_MIN_S, RECONNECT_MAX_S = ops.RETRY_FIRST_S, ops.RETRY_MAX_S
 
 
 class _Waiter:
@@ -187,6 +188,17 @@ class Base:
         self.dispatch_on_submit = dispatch_on_submit
         self.durability = Durability.of(durability, seconds(durability_timeout, "durability_timeout"))
         self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
+
+    def _check_targets(self, redis: object, read_redis: object, *, asynchronous: bool) -> list[object]:
+        """The read_redis targets, once every target is known to be usable: a constructor
+        refuses bad input before it makes any client, so a refusal leaves none open."""
+        targets = read_targets(read_redis)
+        check_target(redis, asynchronous=asynchronous)
+        for target in targets:
+            check_target(target, asynchronous=asynchronous, what="read_redis")
+        if self.durability.replicas and is_embedded_target(redis):
+            raise ValueError("durability needs a real Redis with replicas: the embedded server has none")
+        return targets
 
     def _ride_alone(self, before: ops.Call | None) -> bool:
         """Whether ``before`` must be sent on its own rather than ahead of a BLPOP: when it must
@@ -344,14 +356,13 @@ class Scheduler(Base):
                  durability_timeout: float | timedelta = 1.0) -> None:
         super().__init__(namespace, clock, keep, dispatch_on_submit, durability=durability,
                          durability_timeout=durability_timeout)
+        targets = self._check_targets(redis, read_redis, asynchronous=False)
         self.client = sync_client(redis, service_name=service_name)
         self._holder = Holder(self.client)
         self._owned = [(self.client, redis)] if owns(redis) else []
         replicas = []
         try:
-            if self.durability.replicas and is_embedded(self.client):
-                raise ValueError("durability needs a real Redis with replicas: the embedded server has none")
-            for target in read_targets(read_redis):
+            for target in targets:
                 replicas.append(sync_client(target, replica=True, service_name=service_name))
                 if owns(target):
                     self._owned.append((replicas[-1], target))

@@ -19,3 +19,9 @@ async def add(a: int, b: int) -> int:
 @sched.task
 def mul(a: int, b: int) -> int:
     return a * b
+
+
+@sched.task
+async def hold(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds

@@ -96,27 +96,36 @@ def test_a_processor_with_dispatch_on_ack_drains_a_backlog_after_one_dispatch(re
     sched.close()
 
 
-def test_a_second_signal_stops_at_once(redis_server, namespace, tmp_path):
+@pytest.mark.parametrize("app", ["tests.chaos_app:sched", "tests.aio_app:sched"])
+def test_a_second_signal_stops_at_once(app, redis_server, namespace, tmp_path):
+    """The first SIGTERM waits for the running task (grace 60 s); a second one stops at once, on
+    the threaded and on the asyncio runtime alike, leaving the task to the lease."""
     import os
 
     env = dict(os.environ, CHAOS_DIR=str(tmp_path), CHAOS_NAMESPACE=namespace, PYTHONPATH=str(ROOT))
     sched = luasched.Scheduler(redis_server.client(), namespace=namespace)
-    proc = subprocess.Popen([sys.executable, "-m", "luasched", "processor", "tests.chaos_app:sched",
+    proc = subprocess.Popen([sys.executable, "-m", "luasched", "processor", app,
                              "--redis", redis_server.url, "--lease", "30", "--grace", "60"],
                             cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while sched.counts()["processors"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    h = sched.submit("hold", 30.0)
-    assert sched.dispatch() != []
-    while h.state != "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)  # graceful: waits for the running task (grace 60 s) ...
-    time.sleep(0.3)
-    assert proc.poll() is None
-    proc.send_signal(signal.SIGTERM)  # ... a second signal: at once
-    assert proc.wait(10) == 1
-    assert h.state == "running" and sched.counts()["processors"] == 1  # left to the lease
+    try:
+        deadline = time.monotonic() + 20
+        while sched.counts()["processors"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        h = sched.submit("hold", 30.0)
+        assert sched.dispatch() != []
+        while h.state != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # graceful: waits for the running task (grace 60 s) ...
+        time.sleep(0.3)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)  # ... a second signal: at once
+        assert proc.wait(10) == 1
+        assert h.state == "running" and sched.counts()["processors"] == 1  # left to the lease
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sched.close()
 
 
 def test_an_asyncio_app_runs_on_asyncio(redis_server, namespace):

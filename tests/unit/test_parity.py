@@ -18,8 +18,8 @@ PAIRS = [
 ]
 
 #: Differences on purpose: the sync side's context manager, and TaskHandle.state, a property
-#: there and a coroutine method here (a property cannot await). The threaded processor's halt.
-ONLY_SYNC = {"__enter__", "__exit__", "halt"}
+#: there and a coroutine method here (a property cannot await).
+ONLY_SYNC = {"__enter__", "__exit__"}
 ONLY_ASYNC = {"__aenter__", "__aexit__"}
 
 def public(cls: type) -> dict[str, object]:
