@@ -48,9 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import luasched  # noqa: E402
-from luasched import ops  # noqa: E402
+from luasched.core import ops  # noqa: E402
+from luasched.core.tasks import new_request_id  # noqa: E402
 from luasched.sharded import cluster_namespaces  # noqa: E402
-from luasched.tasks import new_request_id  # noqa: E402
 from tests.servers import Cluster, start_cluster  # noqa: E402
 
 

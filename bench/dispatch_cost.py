@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import luasched
-from luasched import ops
+from luasched.core import ops
 
 LIMIT = 100
 

@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 import luasched  # noqa: E402
 from bench.dispatch_cost import _fill, _register  # noqa: E402
-from luasched import ops, scripts  # noqa: E402
-from luasched.tasks import new_request_id  # noqa: E402
+from luasched import scripts  # noqa: E402
+from luasched.core import ops  # noqa: E402
+from luasched.core.tasks import new_request_id  # noqa: E402
 from tests.servers import start_redis  # noqa: E402
 
 #: name -> [(text in lua/_lib.lua, what replaces it)]

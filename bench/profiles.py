@@ -217,7 +217,8 @@ def submit_script_steps(sched: luasched.Scheduler, calls: int = 1000, rounds: in
     """The submit script cut after each step (the rest replaced by ``return 1``), every cut
     called in turn ``calls`` times per round with one new task each: the median EVALSHA usec per
     call of each cut, and what each step adds to the one before."""
-    from luasched import ops, scripts
+    from luasched import scripts
+    from luasched.core import ops
 
     body = (scripts.lua_dir() / "submit.lua").read_text()
     prefix = scripts.lib_for((scripts.lua_dir() / "_lib.lua").read_text(), body)

@@ -1,5 +1,13 @@
 """luasched: a distributed task scheduler on Redis whose every state change is one atomic Lua script."""
 
+from ._sync.handles import Group, TaskHandle
+from ._sync.processor import Processor
+from ._sync.scheduler import Scheduler
+from .core.audit import Audit
+from .core.base import Args
+from .core.replies import Outcome
+from .core.states import State
+from .core.tasks import TaskInfo, current_task
 from .errors import (
     ConnectionLost,
     GroupNotFound,
@@ -13,12 +21,7 @@ from .errors import (
     TaskNotFound,
     UnknownTask,
 )
-from .ops import Audit, Outcome
-from .processor import Processor
-from .scheduler import Args, Group, Scheduler, TaskHandle
 from .sharded import Sharded
-from .states import State
-from .tasks import TaskInfo, current_task
 
 __version__ = "0.1.0"
 

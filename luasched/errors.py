@@ -12,16 +12,11 @@
      │    └── NotReplicated    written on the primary, but fewer replicas than ``durability`` had it
      └── ScriptError           a script refused its input: a bug in the caller or in luasched
 
-Callers never need to catch ``redis.*`` exceptions: :func:`translated` converts them at the one
-boundary where luasched talks to Redis.
+Callers never need to catch ``redis.*`` exceptions: ``luasched.routing.translated`` converts
+them at the one boundary where luasched talks to Redis. This module imports nothing.
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
-
-import redis.exceptions
 
 
 class LuaschedError(Exception):
@@ -94,27 +89,13 @@ class ScriptError(LuaschedError):
     """A script rejected its input or failed: a caller bug, or a bug in luasched."""
 
 
-#: Statuses a script may answer that mean an exception for the caller.
-STATUS_ERRORS: dict[str, type[LuaschedError]] = {
+#: Statuses a script may answer about a task that mean an exception for the caller.
+STATUS_ERRORS: dict[str, type[TaskNotFound] | type[TaskCancelled]] = {
     "unknown": TaskNotFound,
     "cancelled": TaskCancelled,
 }
 
 
-@contextlib.contextmanager
-def translated(operation: str) -> Iterator[None]:
-    """Turn redis-py exceptions raised inside the block into luasched ones naming ``operation``."""
-    try:
-        yield
-    except redis.exceptions.ConnectionError as exc:
-        raise ConnectionLost(f"{operation}: cannot reach Redis: {exc}") from exc
-    except redis.exceptions.TimeoutError as exc:
-        raise ConnectionLost(f"{operation}: Redis did not answer in time: {exc}") from exc
-    except redis.exceptions.ReadOnlyError as exc:
-        raise ScriptError(f"{operation}: the server is a read-only replica, and {operation} writes: "
-                          f"writes go to the primary (redis=...); replicas only serve reads "
-                          f"(read_redis=...)") from exc
-    except redis.exceptions.NoPermissionError as exc:
-        raise ScriptError(f"{operation}: refused by the server's ACL: {exc}") from exc
-    except redis.exceptions.ResponseError as exc:
-        raise ScriptError(f"{operation}: {exc}") from exc
+def error_for_status(status: str, task_id: str) -> LuaschedError:
+    """The exception a script's ``status`` about ``task_id`` means (a key of STATUS_ERRORS)."""
+    return STATUS_ERRORS[status](task_id)

@@ -12,8 +12,8 @@ from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 
-from . import ops
-from .tasks import encode_error, error_json, timeout_error
+from .app import load_any
+from .core.tasks import Started, encode_error, error_json, execute, timeout_error
 
 log = logging.getLogger("luasched.pool")
 
@@ -47,11 +47,8 @@ def _child(app: str, conn: Connection) -> None:
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), name="luasched-pool-watch",
                          daemon=True).start()
-    from .app import load_app
-    from .processor import execute
-
     try:
-        registry = load_app(app).registry
+        registry = load_any(app).registry
     except Exception as exc:  # anything the APP's import raises must reach the parent, not a hang
         conn.send(("error", encode_error(exc)))
         return
@@ -64,7 +61,7 @@ def _child(app: str, conn: Connection) -> None:
         if message is None:
             return
         task_id, name, args_json, attempt, timeout_ms, pid = message
-        answer = execute(registry, ops.Started(task_id, name, args_json, attempt, timeout_ms), pid)
+        answer = execute(registry, Started(task_id, name, args_json, attempt, timeout_ms), pid)
         try:
             conn.send(answer)
         except OSError:  # the parent closed the pipe meanwhile: nobody is left to tell
@@ -99,7 +96,7 @@ class ProcessRunner:
         """The child's process id, None while there is no child."""
         return self._process.pid if self._process is not None else None
 
-    def run(self, task: ops.Started, pid: str) -> tuple[str, str]:
+    def run(self, task: Started, pid: str) -> tuple[str, str]:
         with self._busy:
             if self._process is not None and wait([self._process.sentinel], 0):
                 self._discard(kill=False)  # died between tasks (killed from outside): not this task's fault

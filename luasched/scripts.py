@@ -15,6 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .core.options import READ_ONLY
+
+__all__ = ["LIB", "NAMES", "READ_ONLY", "Scripts", "lib_for", "lua_dir", "sources"]
+
 LIB = "_lib"
 
 #: Every script, by the name ops.py uses for it (= its file name without ``.lua``).
@@ -35,8 +39,6 @@ NAMES = (
     "processors",
 )
 
-#: Scripts that write nothing and may run on a replica.
-READ_ONLY = frozenset({"counts", "audit", "processors"})
 
 
 def lua_dir() -> Path:

@@ -12,11 +12,14 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from .keys import Keys, check_namespace
-from .ops import Audit, Outcome
-from .processor import Processor
-from .scheduler import Scheduler, TaskHandle
-from .tasks import TaskFunction, check_int
+from ._sync.handles import TaskHandle
+from ._sync.processor import Processor
+from ._sync.scheduler import Scheduler
+from .core.audit import Audit
+from .core.keys import Keys
+from .core.options import check_int, check_namespace
+from .core.replies import Outcome
+from .core.tasks import TaskFunction
 
 MAX_SHARDS = 1024
 
@@ -176,12 +179,10 @@ class Sharded:
         return Audit(not problems, problems, counts)
 
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
-                  name: str | None = None, *, take_next: bool = False,
-                  log_tasks: bool = False, dispatch_on_ack: bool = False) -> Processors:
-        """A processor serving every shard: one registration (with ``capacity`` slots) per shard."""
-        return Processors([s.processor(capacity, queues, lease, name, take_next=take_next,
-                                       log_tasks=log_tasks, dispatch_on_ack=dispatch_on_ack)
-                           for s in self.schedulers])
+                  name: str | None = None, **options: Any) -> Processors:
+        """A processor serving every shard: one registration (with ``capacity`` slots) per shard;
+        the other options as ``Scheduler.processor`` takes them."""
+        return Processors([s.processor(capacity, queues, lease, name, **options) for s in self.schedulers])
 
     def run(self, stop: threading.Event | None = None, *, limit: int = 100, max_wait: float = 1.0,
             reap_every: float = 0.25) -> None:

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner, Result
 
-from luasched import cli
+from luasched.cli import demo as demo_command
 from luasched.cli import main
 from tests.servers import RedisServer, free_port
 
@@ -69,7 +69,7 @@ def test_a_failed_task_means_exit_code_1(monkeypatch: pytest.MonkeyPatch) -> Non
     def run_task(delay_s: float, seed: int) -> int:
         raise RuntimeError(f"no luck with seed {seed}")
 
-    monkeypatch.setattr(cli, "run_task", run_task)
+    monkeypatch.setattr(demo_command, "run_task", run_task)
     result = demo("--tasks", "2", "--processors", "2")
     assert result.exit_code == 1, result.output
     assert result.stdout.count("FAILED RuntimeError: no luck with seed") == 2

@@ -15,7 +15,8 @@ import redis
 import redis.asyncio
 
 import luasched
-from luasched import aio, ops
+from luasched import aio
+from luasched.core import ops
 from luasched.errors import ConnectionLost
 
 FRONT_ENDS = ("sync", "asyncio")

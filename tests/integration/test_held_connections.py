@@ -13,7 +13,7 @@ import redis
 
 import luasched
 from luasched import scripts
-from luasched.connection import Holder, direct_pipeline, own_connection
+from luasched._backends.fastpath import Holder, direct_pipeline, own_connection
 
 pytestmark = pytest.mark.real_redis
 
@@ -43,7 +43,7 @@ def counted(redis_server, namespace):
 
 
 def own_connections(sched: luasched.Scheduler) -> list:
-    return list(sched._holder._made)
+    return list(sched._wire._holder._made)
 
 
 def test_a_thread_that_submits_in_a_loop_holds_one_connection_until_close(counted):
@@ -86,7 +86,7 @@ def test_a_threads_connection_closes_when_the_thread_ends(counted):
     def many() -> None:
         for _ in range(20):
             counted.submit("noop")
-        seen.append(counted._holder.connection())
+        seen.append(counted._wire._holder.connection())
 
     t = threading.Thread(target=many)
     t.start()
@@ -103,7 +103,7 @@ def test_a_threads_connection_closes_when_the_thread_ends(counted):
 def test_a_forked_child_never_writes_on_its_parents_connection(counted):
     for _ in range(Holder.HOLD_AFTER + 2):
         counted.submit("noop")
-    parents = counted._holder.connection()
+    parents = counted._wire._holder.connection()
     assert parents is not None
     read, write = os.pipe()
     pid = os.fork()
@@ -111,7 +111,7 @@ def test_a_forked_child_never_writes_on_its_parents_connection(counted):
         code = 1
         try:
             os.close(read)
-            mine = counted._holder.connection()
+            mine = counted._wire._holder.connection()
             counted.submit("noop")
             code = 0 if mine is not parents and counted.counts()["submitted"] == Holder.HOLD_AFTER + 3 else 3
         finally:
@@ -123,7 +123,7 @@ def test_a_forked_child_never_writes_on_its_parents_connection(counted):
     os.waitpid(pid, 0)
     assert child == bytes([0])
     # the parent's connection is still in step: its next replies are its own
-    assert counted._holder.connection() is parents
+    assert counted._wire._holder.connection() is parents
     counted.submit("noop")
     assert counted.counts()["submitted"] == Holder.HOLD_AFTER + 4
 
@@ -152,7 +152,7 @@ def test_no_connection_is_held_for_a_client_that_cannot_lend_one(redis_server, n
     sched = luasched.Scheduler(blocking, namespace=namespace)
     for _ in range(Holder.HOLD_AFTER + 2):
         sched.submit("noop")
-    assert sched._holder.connection() is None and own_connections(sched) == []
+    assert sched._wire._holder.connection() is None and own_connections(sched) == []
     assert sched.counts()["submitted"] == Holder.HOLD_AFTER + 2
     sched.close()
     blocking.close()

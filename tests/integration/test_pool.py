@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import luasched
-from luasched import ops
+from luasched.core import ops
 from luasched.pool import ProcessRunner
 
 APP = "tests.pool_app:sched"
@@ -64,8 +64,7 @@ def pooled(sched: luasched.Scheduler) -> Iterator[Callable[..., luasched.Process
     yield make
     for p in made:
         # stop() closes runners only for a started processor; these were driven by hand.
-        for runner in p._runners.values():
-            runner.close()
+        p._runners.close()
     assert not pool_children()
 
 
@@ -213,7 +212,7 @@ def test_a_child_killed_between_tasks_is_replaced_without_failing_the_next(runne
 
 HALTED_PARENT = """
 import os, sys, threading, time
-from luasched import ops
+from luasched.core import ops
 from luasched.pool import ProcessRunner
 
 runner = ProcessRunner("tests.pool_app:sched")

@@ -267,7 +267,7 @@ def test_a_slot_holds_one_connection_for_its_calls_and_closes_it(redis_server, n
         return 1
 
     held: list = []
-    real_hold = luasched.connection.hold
+    real_hold = luasched._backends.fastpath.hold
 
     @contextlib.contextmanager
     def spy(client):  # type: ignore[no-untyped-def]
@@ -275,7 +275,7 @@ def test_a_slot_holds_one_connection_for_its_calls_and_closes_it(redis_server, n
             held.append(conn)
             yield conn
 
-    monkeypatch.setattr(luasched.connection, "hold", spy)
+    monkeypatch.setattr(luasched._backends.fastpath, "hold", spy)
     CountingPool.borrows.clear()
     p = sched.processor(capacity=1, take_next=True)
     p.start()
@@ -300,7 +300,7 @@ def test_a_slot_holds_one_connection_for_its_calls_and_closes_it(redis_server, n
 
 
 def test_no_connection_is_held_for_a_blocking_pool_or_another_client(redis_server):
-    from luasched.connection import hold
+    from luasched._backends.fastpath import hold
 
     with hold(redis.Redis(connection_pool=redis.BlockingConnectionPool(port=redis_server.port))) as conn:
         assert conn is None

@@ -9,8 +9,9 @@ import pytest
 import redis
 
 import luasched
-from luasched import ops, scripts
-from luasched.tasks import new_request_id
+from luasched import scripts
+from luasched.core import ops
+from luasched.core.tasks import new_request_id
 from tests.proxy import ReplyDropper
 
 pytestmark = [pytest.mark.real_redis]

@@ -9,8 +9,9 @@ import time
 import pytest
 
 import luasched
-from luasched import ConnectionLost, ops
-from luasched.scheduler import _Coalescer
+from luasched import ConnectionLost
+from luasched._backends.threads import Coalescer as _Coalescer
+from luasched.core import ops
 
 
 def counted(sched: luasched.Scheduler) -> list[int]:

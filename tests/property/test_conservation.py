@@ -2,7 +2,7 @@
 
 After every step: audit() holds, the counts add up to the number submitted, every task's state
 (and queue position, and attempt count) is what the model says, and the transition it took is
-one that luasched.states allows. At the end everything drains to done/failed/cancelled with the
+one that luasched.core.states allows. At the end everything drains to done/failed/cancelled with the
 right results. Runs on the embedded server and on a real redis-server.
 """
 
@@ -31,9 +31,10 @@ from hypothesis.stateful import (
 )
 
 import luasched
-from luasched import aio, ops
-from luasched.states import FINISHED, State, allowed
-from luasched.tasks import encode_error, encode_result, new_request_id
+from luasched import aio
+from luasched.core import ops
+from luasched.core.states import FINISHED, State, allowed
+from luasched.core.tasks import encode_error, encode_result, new_request_id
 from tests.blocking import Blocking
 from tests.conftest import FakeClock
 

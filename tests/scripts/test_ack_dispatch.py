@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 import luasched
-from luasched import ops
-from luasched.tasks import new_request_id
+from luasched.core import ops
+from luasched.core.tasks import new_request_id
 
 from .util import ack, audit_ok, pending_ids, queue_ids, start
 

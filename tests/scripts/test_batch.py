@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from luasched import ops
-from luasched.tasks import new_request_id
+from luasched.core import ops
+from luasched.core.tasks import new_request_id
 
 from .util import audit_ok, pending_ids, running_ids
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import luasched
-from luasched import ops
+from luasched.core import ops
 
 from .util import ack, audit_ok, error_json, pending_ids, queue_ids, start
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from luasched import ops
+from luasched.core import ops
 
 from .util import ack, audit_ok, pending_ids, queue_ids, start
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 import luasched
-from luasched import ops
+from luasched.core import ops
 
 from .util import audit_ok
 

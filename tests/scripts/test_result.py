@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import luasched
-from luasched import ops
+from luasched.core import ops
 
 from .util import ack, audit_ok, error_json, start
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import luasched
-from luasched import ops
+from luasched.core import ops
 
 from .util import (
     ack,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import luasched
-from luasched import ops
+from luasched.core import ops
 
 from .util import audit_ok, delayed_due_ms, queue_ids, raw_record, record
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import luasched
-from luasched import ops
-from luasched.tasks import new_request_id
+from luasched.core import ops
+from luasched.core.tasks import new_request_id
 
 
 def audit_ok(sched: luasched.Scheduler) -> luasched.Audit:

@@ -9,8 +9,6 @@ import redis.asyncio
 
 import luasched
 from luasched.connection import (
-    Durability,
-    Reads,
     Target,
     acl_rules,
     async_client,
@@ -19,6 +17,8 @@ from luasched.connection import (
     redact,
     sync_client,
 )
+from luasched.core.options import Durability
+from luasched.routing import Reads
 from luasched.sharded import shard_namespaces, spread_namespaces
 
 

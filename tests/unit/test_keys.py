@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from luasched import ops
-from luasched.keys import FIXED, Keys
+from luasched.core import ops
+from luasched.core.keys import FIXED, Keys
 from luasched.scripts import lua_dir
 from tests.scripts.util import ack, audit_ok, error_json, start
 

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from luasched import ops, scripts
+from luasched import scripts
+from luasched.core import ops
 from tests.scripts.util import audit_ok
 
 

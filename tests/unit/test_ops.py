@@ -8,9 +8,11 @@ import re
 import pytest
 
 import luasched
-from luasched import ops, scripts
-from luasched.keys import Keys
-from luasched.tasks import TaskOptions
+from luasched import scripts
+from luasched.core import flows, ops
+from luasched.core.audit import check_audit
+from luasched.core.keys import Keys
+from luasched.core.options import MAX_LIMIT, TaskOptions
 
 NS = ops.Namespace(Keys("unit"), keep_s=77)
 P = NS.prefix
@@ -133,7 +135,7 @@ def test_ack_refuses_an_unknown_outcome():
         ops.ack(NS, 1, "p", "s", "r", STARTED, "maybe", "", ops.NEXT_NONE)
 
 
-@pytest.mark.parametrize("limit", [0, -1, ops.MAX_LIMIT + 1, "5", 1.0, True, None])
+@pytest.mark.parametrize("limit", [0, -1, MAX_LIMIT + 1, "5", 1.0, True, None])
 def test_limit_checked_in_the_builders(limit):
     with pytest.raises((TypeError, ValueError), match="limit"):
         ops.dispatch(NS, 1, limit, "r")
@@ -216,18 +218,18 @@ def test_decode_reap(reply, ids, processors, more, truthy):
 
 
 def test_group_reader_times_out_and_slices_its_waits():
-    reader = ops.GroupReader(NS, "g", ["t1"], timeout=10, slice_s=0.5)
+    reader = flows.GroupReader(NS, "g", ["t1"], timeout=10, slice_s=0.5)
     request = reader.request()
     assert request.name == "xread"
     assert request.args[0] == {NS.keys.group_stream("g"): "0-0"}
     assert 0 < request.args[2] <= 500  # block ms: one slice at most
-    expired = ops.GroupReader(NS, "g", ["t1"], timeout=0, slice_s=0.5)
+    expired = flows.GroupReader(NS, "g", ["t1"], timeout=0, slice_s=0.5)
     with pytest.raises(luasched.ResultTimeout, match="1 of 1"):
         expired.request()
 
 
 def test_wait_result_slices_its_waits():
-    flow = ops.wait_result(NS, "t1", None, 0.75)
+    flow = flows.wait_result(NS, "t1", None, 0.75)
     first = next(flow)
     assert first == ops.result(NS, "t1", True)
     block = flow.send(["running"])
@@ -239,12 +241,12 @@ def test_wait_result_slices_its_waits():
 
 
 def test_decode_audit_bytes_and_str_alike():
-    assert ops.check_audit(as_bytes(clean())) == ops.check_audit(clean())
+    assert check_audit(as_bytes(clean())) == check_audit(clean())
 
 
 def test_group_reader_feeds_bytes_and_str_alike():
     def reader():
-        return ops.GroupReader(NS, "g", ["t1", "t2"], timeout=None, slice_s=1.0)
+        return flows.GroupReader(NS, "g", ["t1", "t2"], timeout=None, slice_s=1.0)
 
     reply = [["stream", [["1-0", ["t", "t2", "s", "done"]], ["2-0", ["t", "other", "s", "done"]]]]]
     a, b = reader(), reader()
@@ -309,7 +311,7 @@ def clean():
 
 
 def test_a_clean_snapshot_passes():
-    found = ops.check_audit(clean())
+    found = check_audit(clean())
     assert found.ok, found.problems
     assert found.problems == []
     assert found.counts == {"submitted": 7, "queued": 1, "delayed": 1, "assigned": 1, "running": 1,
@@ -423,7 +425,7 @@ RULES = [
 
 @pytest.mark.parametrize(("change", "says"), [pytest.param(c, w, id=i) for i, c, w in RULES])
 def test_check_audit_detects(change, says):
-    found = ops.check_audit(plant(change))
+    found = check_audit(plant(change))
 
     assert not found.ok
     assert not bool(found)
@@ -436,7 +438,7 @@ def test_a_lapsed_processor_is_not_required_to_be_ranked_idle():
         s[7] = [["default", []]]
         s[8] = []
 
-    found = ops.check_audit(plant(lapse))
+    found = check_audit(plant(lapse))
     assert found.ok, found.problems
 
 

@@ -48,7 +48,7 @@ def test_a_running_task_sees_its_id_attempt_and_processor(sched, clock):
 
 
 def test_task_ids_never_look_like_command_line_options():
-    from luasched.tasks import new_task_id
+    from luasched.core.tasks import new_task_id
 
     ids = [new_task_id() for _ in range(5000)]
     assert not any(i.startswith("-") for i in ids)

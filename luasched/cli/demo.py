@@ -1,4 +1,4 @@
-"""The ``luasched`` command: parses arguments and calls luasched's public API."""
+"""``luasched demo``: submit tasks, run them on several processors, and summarise their results."""
 
 from __future__ import annotations
 
@@ -17,23 +17,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import luasched
-from luasched.connection import redact
 
-#: Exit codes: 1 when the demo ran but a task failed or audit found a problem, 2 for bad input.
-EXIT_FAILED, EXIT_USAGE = 1, 2
+from ..connection import redact
+from .common import EXIT_FAILED, EXIT_USAGE, complain
 
 #: How long ``stop`` waits for a processor's running task before giving up on it.
 STOP_TIMEOUT_S = 10.0
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(luasched.__version__, prog_name="luasched")
-def main() -> None:
-    """luasched: a distributed task scheduler on Redis whose every state change is one atomic
-    Lua script."""
-
-
-@main.command()
+@click.command()
 @click.option("--tasks", "n_tasks", type=int, default=20, show_default=True,
               help="How many tasks to submit (as one group).")
 @click.option("--processors", "n_processors", type=int, default=4, show_default=True,
@@ -49,19 +41,12 @@ def demo(ctx: click.Context, n_tasks: int, n_processors: int, redis_url: str | N
     try:
         ok = run_demo(Console(), n_tasks, n_processors, redis_url, seed)
     except luasched.ResultTimeout as exc:
-        _complain(exc)
+        complain(exc)
         ctx.exit(EXIT_FAILED)
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
-        _complain(exc)
+        complain(exc)
         ctx.exit(EXIT_USAGE)
     ctx.exit(0 if ok else EXIT_FAILED)
-
-
-def _complain(exc: BaseException) -> None:
-    # One line, whatever the exception's text: bad input must not look like a crash.
-    ctx = click.get_current_context(silent=True)
-    command = ctx.info_name if ctx is not None and ctx.info_name else "demo"
-    click.echo(f"luasched {command}: error: {' '.join(str(exc).split())}", err=True)
 
 
 def run_task(delay_s: float, seed: int) -> int:
@@ -199,5 +184,3 @@ def _summarise(console: Console, values: list[int], failures: int, per_processor
                   f"wall time        {wall_s:.2f} s\n"
                   f"sequential time  {sequential_s:.2f} s (the tasks one after another)\n"
                   f"speed-up         {sequential_s / wall_s:.2f}x", soft_wrap=True)
-# The other commands register themselves on ``main`` when imported.
-from . import admin, serve  # noqa: E402,F401

@@ -1,68 +1,20 @@
-"""Task registry, task options, and the JSON encoding of arguments, results and errors (no pickle)."""
+"""The task registry, the JSON encoding of arguments, results and errors (no pickle), and
+running one started task in the calling thread."""
 
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import json
-import math
-import re
 import secrets
 import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from .errors import SerializationError, UnknownTask
-
-DEFAULT_QUEUE = "default"
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-_TASK_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-MAX_CAPACITY = 4096
+from ..errors import SerializationError, UnknownTask
+from .options import DEFAULT_TASK_OPTIONS, TaskOptions, check_task_name
 
 TaskFunction = Callable[..., Any]
-
-
-def seconds(value: object, what: str, *, allow_none: bool = False, minimum: float = 0.0) -> float | None:
-    """A duration given as seconds or a timedelta, checked; ``what`` names the argument."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds or a timedelta, not {type(value).__name__}")
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{what} must be a finite number of seconds >= {minimum}, not {value!r}")
-    return float(value)
-
-
-def to_ms(value: float | None) -> int:
-    return 0 if value is None else round(value * 1000)
-
-
-def check_queue(queue: object, what: str = "queue") -> str:
-    if not isinstance(queue, str):
-        raise TypeError(f"{what} must be a str, not {type(queue).__name__}")
-    if not _NAME.match(queue):
-        raise ValueError(f"{what} {queue!r} must be 1-64 characters of letters, digits, '_.:-'")
-    return queue
-
-
-def check_task_id(task_id: object, what: str = "task id") -> str:
-    if not isinstance(task_id, str):
-        raise TypeError(f"{what} must be a str, not {type(task_id).__name__}")
-    if not _TASK_ID.match(task_id):
-        raise ValueError(f"{what} {task_id!r} must be 1-128 characters of letters, digits, '_.:-'")
-    return task_id
-
-
-def check_int(value: object, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{what} must be between {low} and {high}, not {value}")
-    return value
 
 
 def new_task_id() -> str:
@@ -79,26 +31,14 @@ def new_request_id() -> str:
 
 
 @dataclass(frozen=True)
-class TaskOptions:
-    """How a task is run: its queue, attempts, timeout and retry backoff (all checked here)."""
+class Started:
+    """A task a processor slot must now run: one attempt of it."""
 
-    queue: str = DEFAULT_QUEUE
-    max_attempts: int = 3
-    timeout_s: float | None = None
-    backoff_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_queue(self.queue)
-        check_int(self.max_attempts, "max_attempts", 1, 1000)
-        seconds(self.timeout_s, "timeout", allow_none=True, minimum=0.001)
-        seconds(self.backoff_s, "retry_backoff")
-
-    def replace(self, **changes: Any) -> TaskOptions:
-        """A copy with the changes that are not None."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-DEFAULT_OPTIONS = TaskOptions()
+    id: str
+    name: str
+    args_json: str
+    attempt: int
+    timeout_ms: int
 
 
 @dataclass(frozen=True)
@@ -120,8 +60,7 @@ class Registry:
     def add(self, fn: TaskFunction, name: str, options: TaskOptions) -> TaskSpec:
         if not callable(fn):
             raise TypeError(f"@task needs a function, not {type(fn).__name__}")
-        if not isinstance(name, str) or not name or len(name) > 200:
-            raise ValueError(f"task name must be a non-empty str of at most 200 characters, not {name!r}")
+        check_task_name(name)
         old = self._by_name.get(name)
         if old is not None and old.fn is not fn:
             raise ValueError(f"a different function is already registered as task {name!r}")
@@ -139,10 +78,8 @@ class Registry:
     def resolve(self, task: str | TaskFunction) -> tuple[str, TaskOptions]:
         """(name, options) for a task given by name (registered here or not) or by function."""
         if isinstance(task, str):
-            if not task or len(task) > 200:
-                raise ValueError(f"task name must be a non-empty str of at most 200 characters, not {task!r}")
-            spec = self._by_name.get(task)
-            return task, spec.options if spec else DEFAULT_OPTIONS
+            spec = self._by_name.get(check_task_name(task))
+            return task, spec.options if spec else DEFAULT_TASK_OPTIONS
         if callable(task):
             spec = self._by_fn.get(id(task))
             if spec is None or spec.fn is not task:
@@ -227,3 +164,22 @@ def decode_error(text: str) -> dict[str, str]:
         "message": str(value.get("message", "")),
         "traceback": str(value.get("traceback", "")),
     }
+
+
+def execute(registry: Registry, task: Started, pid: str) -> tuple[str, str]:
+    """Run one started task in this thread: ("done", result JSON) or ("error", error JSON).
+    A name with no registered function fails the task with a clear UnknownTask error."""
+    spec = registry.get(task.name)
+    token = _current.set(TaskInfo(task.id, task.name, task.attempt, pid))
+    try:
+        if spec is None:
+            known = ", ".join(registry.names()) or "none"
+            raise UnknownTask(f"no task named {task.name!r} is registered in this processor "
+                              f"(registered: {known})")
+        args, kwargs = decode_args(task.args_json)
+        value = spec.fn(*args, **kwargs)
+        return "done", encode_result(task.name, value)
+    except Exception as exc:  # the task's failure is data, reported to Redis
+        return "error", encode_error(exc)
+    finally:
+        _current.reset(token)

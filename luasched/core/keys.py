@@ -1,24 +1,13 @@
-"""The one place that spells luasched's Redis key names (lua/_lib.lua builds the same ones)."""
+"""The one place that spells luasched's Redis key names (the Lua scripts build the same ones)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+
+from .options import check_namespace
 
 #: Names of the fixed keys, in the order every script receives them as KEYS.
 FIXED = ("stats", "delayed", "running", "failed", "queues", "procs", "idle", "wake")
-
-_NAMESPACE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-
-
-def check_namespace(namespace: object) -> str:
-    if not isinstance(namespace, str):
-        raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
-    if not _NAMESPACE.match(namespace):
-        raise ValueError(
-            f"namespace {namespace!r} must be 1-64 characters of letters, digits, '_.:-'"
-        )
-    return namespace
 
 
 @dataclass(frozen=True)

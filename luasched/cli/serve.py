@@ -19,16 +19,14 @@ import click
 
 import luasched
 
-from .aio import Scheduler as AsyncScheduler
-from .app import load_any
-from .cli import EXIT_USAGE, _complain, main
-from .connection import MAX_DURABILITY, redact
-from .scheduler import Base
+from .. import aio
+from ..app import load_any
+from ..connection import redact
+from ..core.base import SchedulerBase
+from ..core.options import MAX_DURABILITY, ProcessorOptions
+from .common import EXIT_HALTED, EXIT_USAGE, complain
 
 log = logging.getLogger("luasched")
-
-#: Exit code after a second signal: stopped at once, work left to the leases.
-EXIT_HALTED = 1
 
 
 def _setup_logging(level: str) -> None:
@@ -54,12 +52,13 @@ def _on_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _scheduler(app: str, redis_url: str | None, durability: int | None = None) -> Base:
+def _scheduler(app: str, redis_url: str | None, durability: int | None = None) -> SchedulerBase:
     """The APP's Scheduler (sync or asyncio), on --redis if given, with --durability if given."""
     sched: Any = load_any(app)
     if redis_url is None and durability is None:
-        return cast(Base, sched)
-    return cast(Base, sched.connect(redis_url if redis_url is not None else sched.client, durability=durability))
+        return cast(SchedulerBase, sched)
+    return cast(SchedulerBase, sched.connect(redis_url if redis_url is not None else sched.client,
+                                             durability=durability))
 
 
 def _durability_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,7 +72,7 @@ def _where(redis_url: str | None) -> str:
     return redact(redis_url) if redis_url else "the APP's Redis"
 
 
-@main.command("processor")
+@click.command("processor")
 @click.argument("app")
 @click.option("--capacity", type=int, default=1, show_default=True, help="Task slots (threads or processes).")
 @click.option("--queues", default="default", show_default=True, help="Comma-separated queues to serve.")
@@ -106,20 +105,21 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     unstarted inbox back, deregister, exit 0. Second signal: stop at once (exit 1); what was
     running is recovered through the lease."""
     _setup_logging(log_level)
-    options: dict[str, Any] = {"capacity": capacity, "queues": tuple(q for q in queues.split(",") if q), "lease": lease,
-               "name": name, "take_next": take_next, "pool": pool, "app": app, "log_tasks": log_tasks,
-               "batch": batch, "dispatch_on_ack": dispatch_on_ack}
     try:
         if grace < 0:
             raise ValueError(f"--grace must be >= 0, not {grace}")
+        options = ProcessorOptions.make(
+            capacity=capacity, queues=tuple(q for q in queues.split(",") if q), lease=lease, name=name,
+            take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
+            dispatch_on_ack=dispatch_on_ack)
         any_sched = _scheduler(app, redis_url, durability)
-        if isinstance(any_sched, AsyncScheduler):
+        if isinstance(any_sched, aio.Scheduler):
             sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(redis_url))))
         sched = cast(luasched.Scheduler, any_sched)
-        p = sched.processor(**options)
+        p = luasched.Processor(sched, options)
         p.start()
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
-        _complain(exc)
+        complain(exc)
         sys.exit(EXIT_USAGE)
     stop = threading.Event()
     _on_signals(stop.set, lambda: _halt(p))
@@ -134,9 +134,9 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     sys.exit(0)
 
 
-async def _processor_async(sched: AsyncScheduler, options: dict[str, Any], grace: float, where: str) -> int:
+async def _processor_async(sched: aio.Scheduler, options: ProcessorOptions, grace: float, where: str) -> int:
     """The processor command for an asyncio APP: slots are tasks on this event loop."""
-    p = sched.processor(**options)
+    p = aio.Processor(sched, options)
     await p.start()
     stop = asyncio.Event()
     _on_loop_signals(stop.set, lambda: _halt(p))
@@ -175,7 +175,7 @@ def _halt(p: Any) -> None:
     os._exit(EXIT_HALTED)
 
 
-@main.command("scheduler")
+@click.command("scheduler")
 @click.argument("app")
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
 @click.option("--limit", type=int, default=100, show_default=True, help="Tasks per dispatch call.")
@@ -191,12 +191,12 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
     _setup_logging(log_level)
     try:
         any_sched = _scheduler(app, redis_url, durability)
-        if isinstance(any_sched, AsyncScheduler):
+        if isinstance(any_sched, aio.Scheduler):
             sys.exit(asyncio.run(_scheduler_async(any_sched, limit, _where(redis_url))))
         sched = cast(luasched.Scheduler, any_sched)
         sched.counts()  # reach Redis now: an unreachable server is a clear error, not a loop of retries
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
-        _complain(exc)
+        complain(exc)
         sys.exit(EXIT_USAGE)
     stop = threading.Event()
 
@@ -223,7 +223,7 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
     sys.exit(0)
 
 
-async def _scheduler_async(sched: AsyncScheduler, limit: int, where: str) -> int:
+async def _scheduler_async(sched: aio.Scheduler, limit: int, where: str) -> int:
     """The scheduler command for an asyncio APP."""
     await sched.counts()  # reach Redis now
     stop = asyncio.Event()

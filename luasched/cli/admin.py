@@ -8,12 +8,9 @@ problem, something is stale), 2 bad input (APP, arguments, options, URL, unreach
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import IO, Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import click
 from rich.console import Console
@@ -21,139 +18,25 @@ from rich.markup import escape
 from rich.table import Table
 
 import luasched
-from luasched.app import load_app
-from luasched.cli import EXIT_FAILED, EXIT_USAGE, main
-from luasched.connection import redact
 
-F = TypeVar("F", bound=Callable[..., Any])
+from .common import (
+    EXIT_FAILED,
+    AdminCommand,
+    age_s,
+    boundary,
+    one_line,
+    read_from,
+    reads_option,
+    scheduler_for,
+    target_options,
+    where,
+)
 
 #: The counts() entries that are times or rates, not places: shown apart from the counts.
 CLOCK_FIELDS = ("now_ms", "last_dispatch_ms", "done_last_minute", "failed_last_minute")
 
 #: health looks at this many processors (the most the processors script returns in one call).
 HEALTH_PROCESSORS = 10000
-
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
-
-
-# --- errors: one line on stderr, exit code 2 ---------------------------------------------------
-
-
-class CommandError(click.ClickException):
-    """Bad input to an admin command: one line on stderr, exit code 2 (no usage block)."""
-
-    exit_code = EXIT_USAGE
-
-    def __init__(self, command: str, message: str) -> None:
-        super().__init__(message)
-        self.command = command
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"luasched {self.command}: error: {self.format_message()}", err=True)
-
-
-class AdminCommand(click.Command):
-    """A command whose usage errors (unknown option, missing argument, bad value) are one line."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            raise CommandError(self.name or "", _one_line(exc.format_message(), None)) from None
-
-
-def _one_line(message: str, *redis_urls: str | None) -> str:
-    """The message on one line, with no password in it (from --redis, --read-redis or any URL
-    it quotes)."""
-    text = " ".join(message.split())
-    for redis_url in redis_urls:
-        if not redis_url:
-            continue
-        try:
-            password = urlsplit(redis_url).password
-        except ValueError:
-            password = None
-        for secret in {password, unquote(password)} if password else ():
-            text = text.replace(secret, "***")
-    return _URL_PASSWORD.sub(r"\1***@", text)
-
-
-@contextmanager
-def _boundary(command: str, redis_url: str | None, *read_urls: str) -> Iterator[None]:
-    """Turn luasched's exceptions for bad input or an unreachable Redis into exit code 2."""
-    try:
-        yield
-    except (luasched.LuaschedError, ValueError, TypeError) as exc:
-        raise CommandError(command, _one_line(str(exc), redis_url, *read_urls)) from None
-
-
-# --- which Scheduler: APP, or --redis URL --namespace NS ---------------------------------------
-
-
-def _load(app: str) -> luasched.Scheduler:
-    try:
-        sched: luasched.Scheduler = load_app(app)
-    except ValueError:
-        raise
-    except Exception as exc:  # the APP's module failed while importing: still bad input, not a crash
-        raise ValueError(f"cannot import APP {app!r}: {type(exc).__name__}: {exc}") from None
-    return sched
-
-
-@contextmanager
-def _scheduler(app: str | None, redis_url: str | None, namespace: str | None,
-               read_urls: Sequence[str] = ()) -> Iterator[luasched.Scheduler]:
-    """The APP's Scheduler (on --redis if given), or a bare one on --redis and --namespace;
-    reading from the --read-redis replicas if given. Schedulers made here are closed after; the
-    APP's own stays open (it is the APP's)."""
-    if app is not None and namespace is not None:
-        raise ValueError("--namespace goes with --redis when no APP is given (an APP has its own namespace)")
-    read_redis = list(read_urls) or None
-    if app is None:
-        if namespace is None or redis_url is None:
-            raise ValueError("give APP (module:attribute), or --redis URL and --namespace NS")
-        made = luasched.Scheduler(redis_url, namespace=namespace, read_redis=read_redis)
-    else:
-        sched = _load(app)
-        if redis_url is None and read_redis is None:
-            yield sched
-            return
-        made = sched.connect(redis_url if redis_url is not None else sched.client, read_redis=read_redis)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def _target(fn: F) -> F:
-    """APP, or --redis URL --namespace NS (with APP, --redis runs it on another server)."""
-    fn = click.option("--namespace", metavar="NS", default=None,
-                      help="The namespace, when no APP is given (then --redis is needed too).")(fn)
-    fn = click.option("--redis", "redis_url", metavar="URL", default=None,
-                      help="Use this Redis instead of the APP's.")(fn)
-    return fn
-
-
-def _reads(fn: F) -> F:
-    """--read-redis URL (repeatable): the read-only queries go to these replicas, in turn."""
-    return click.option("--read-redis", "read_urls", metavar="URL", multiple=True,
-                        help="Read from this replica instead of the primary (repeat for several, "
-                             "used in turn); the reads may be as stale as the replica.")(fn)
-
-
-def _read_from(read_urls: Sequence[str]) -> str:
-    return ", ".join(redact(u) for u in read_urls)
-
-
-def _where(sched: luasched.Scheduler, redis_url: str | None) -> str:
-    server = redact(redis_url) if redis_url else "the APP's Redis"
-    return f"namespace {sched.namespace} on {server}"
-
-
-def _age_s(now_ms: int, then_ms: int) -> float:
-    return max(0, now_ms - then_ms) / 1000
-
 
 # --- submit ------------------------------------------------------------------------------------
 
@@ -174,7 +57,7 @@ def parse_json_args(texts: Sequence[str]) -> list[Any]:
     return values
 
 
-@main.command("submit", cls=AdminCommand, context_settings={"ignore_unknown_options": True})
+@click.command("submit", cls=AdminCommand, context_settings={"ignore_unknown_options": True})
 @click.argument("app")
 @click.argument("task")
 @click.argument("args", nargs=-1, metavar="[JSON_ARGS]...")
@@ -195,11 +78,11 @@ def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...
     Each argument is one JSON value: 3, '"text"', '[1, 2]', '{"a": 1}' (use -- before an
     argument that looks like an option). With --wait, print the result as JSON; a failed task
     prints its error and exits 1, and so does --timeout running out."""
-    with _boundary("submit", redis_url):
+    with boundary("submit", redis_url):
         if timeout is not None and not wait:
             raise ValueError("--timeout goes with --wait")
         values = parse_json_args(args)
-        with _scheduler(app, redis_url, None) as sched:
+        with scheduler_for(app, redis_url, None) as sched:
             known = sched.registry.names()
             if task not in known:
                 raise ValueError(f"APP {app} has no task named {task!r} (registered: "
@@ -215,7 +98,7 @@ def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...
                            err=True)
                 ctx.exit(EXIT_FAILED)
             except (luasched.ResultTimeout, luasched.TaskCancelled) as exc:
-                click.echo(f"luasched submit: {_one_line(str(exc), redis_url)}", err=True)
+                click.echo(f"luasched submit: {one_line(str(exc), redis_url)}", err=True)
                 ctx.exit(EXIT_FAILED)
             click.echo(json.dumps(value))
 
@@ -237,14 +120,14 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
         "processors": [
             {"id": p.id, "name": p.name, "load": p.load, "capacity": p.capacity, "pending": p.pending,
              "running": p.running, "queues": list(p.queues),
-             "heartbeat_age_s": _age_s(now_ms, p.last_heartbeat_ms),
+             "heartbeat_age_s": age_s(now_ms, p.last_heartbeat_ms),
              "lease_left_s": (p.lease_deadline_ms - now_ms) / 1000,
              "lapsed": p.lease_deadline_ms < now_ms}
             for p in processors
         ],
         "counts": {k: v for k, v in counts.items() if k not in CLOCK_FIELDS},
         "last_dispatch_ms": last_ms or None,
-        "last_dispatch_age_s": _age_s(now_ms, last_ms) if last_ms else None,
+        "last_dispatch_age_s": age_s(now_ms, last_ms) if last_ms else None,
         "done_last_minute": counts["done_last_minute"],
         "failed_last_minute": counts["failed_last_minute"],
     }
@@ -287,10 +170,10 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
                   f"{report['failed_last_minute']} failed", soft_wrap=True)
 
 
-@main.command("status", cls=AdminCommand)
+@click.command("status", cls=AdminCommand)
 @click.argument("app", required=False)
-@_target
-@_reads
+@target_options
+@reads_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def status_command(app: str | None, redis_url: str | None, namespace: str | None,
                    read_urls: tuple[str, ...], as_json: bool) -> None:
@@ -298,10 +181,10 @@ def status_command(app: str | None, redis_url: str | None, namespace: str | None
 
     APP (module:attribute naming a Scheduler), or --redis URL --namespace NS. With --read-redis
     every figure is read from the replica (and says so)."""
-    with _boundary("status", redis_url, *read_urls), _scheduler(app, redis_url, namespace, read_urls) as sched:
+    with boundary("status", redis_url, *read_urls), scheduler_for(app, redis_url, namespace, read_urls) as sched:
         report = status_report(sched)
     if read_urls:
-        report["read_from"] = _read_from(read_urls)
+        report["read_from"] = read_from(read_urls)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -311,10 +194,10 @@ def status_command(app: str | None, redis_url: str | None, namespace: str | None
 # --- audit -------------------------------------------------------------------------------------
 
 
-@main.command("audit", cls=AdminCommand)
+@click.command("audit", cls=AdminCommand)
 @click.argument("app", required=False)
-@_target
-@_reads
+@target_options
+@reads_option
 @click.pass_context
 def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, namespace: str | None,
                   read_urls: tuple[str, ...]) -> None:
@@ -323,10 +206,10 @@ def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, na
     One read-only script over the whole namespace: O(tasks), it blocks Redis meanwhile. With
     --read-redis it runs on the replica (a consistent snapshot, as stale as the replica; stderr
     says which server was read), leaving the primary alone."""
-    with _boundary("audit", redis_url, *read_urls), _scheduler(app, redis_url, namespace, read_urls) as sched:
+    with boundary("audit", redis_url, *read_urls), scheduler_for(app, redis_url, namespace, read_urls) as sched:
         audit = sched.audit()
     if read_urls:
-        click.echo(f"luasched audit: read from replica {_read_from(read_urls)}", err=True)
+        click.echo(f"luasched audit: read from replica {read_from(read_urls)}", err=True)
     if audit.ok:
         click.echo("ok")
         return
@@ -342,16 +225,16 @@ def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-@main.command("failed", cls=AdminCommand)
+@click.command("failed", cls=AdminCommand)
 @click.argument("app", required=False)
-@_target
-@_reads
+@target_options
+@reads_option
 @click.option("--limit", type=int, default=100, show_default=True, help="Show the oldest N dead letters.")
 @click.option("--traceback", "tracebacks", is_flag=True, help="Show each task's traceback.")
 def failed_command(app: str | None, redis_url: str | None, namespace: str | None,
                    read_urls: tuple[str, ...], limit: int, tracebacks: bool) -> None:
     """List dead-lettered tasks, oldest first: id, name, queue, attempts, when, error."""
-    with _boundary("failed", redis_url, *read_urls), _scheduler(app, redis_url, namespace, read_urls) as sched:
+    with boundary("failed", redis_url, *read_urls), scheduler_for(app, redis_url, namespace, read_urls) as sched:
         dead = sched.failed(limit)
     if not dead:
         click.echo("no failed tasks")
@@ -370,9 +253,9 @@ def failed_command(app: str | None, redis_url: str | None, namespace: str | None
             console.print(escape(t.traceback.rstrip() or "(no traceback)"), soft_wrap=True, highlight=False)
 
 
-@main.command("retry-failed", cls=AdminCommand)
+@click.command("retry-failed", cls=AdminCommand)
 @click.argument("words", nargs=-1, metavar="[APP] [IDS]...")
-@_target
+@target_options
 @click.option("--limit", type=int, default=None,
               help="Without IDS: put back the oldest N (default 100). With IDS: at most N of them.")
 @click.pass_context
@@ -383,7 +266,7 @@ def retry_failed_command(ctx: click.Context, words: tuple[str, ...], redis_url: 
     The first word is APP unless --namespace is given (then all words are IDS). Exit 1 when an
     id given is not a dead letter (nothing is done to it)."""
     app, ids = (None, list(words)) if namespace is not None else (words[0] if words else None, list(words[1:]))
-    with _boundary("retry-failed", redis_url), _scheduler(app, redis_url, namespace) as sched:
+    with boundary("retry-failed", redis_url), scheduler_for(app, redis_url, namespace) as sched:
         put_back = sched.retry_failed(ids, limit if limit is not None else (len(ids) or 100))
     click.echo(f"put back {len(put_back)} task{'' if len(put_back) == 1 else 's'}")
     for task_id in put_back:
@@ -397,18 +280,18 @@ def retry_failed_command(ctx: click.Context, words: tuple[str, ...], redis_url: 
 # --- purge -------------------------------------------------------------------------------------
 
 
-@main.command("purge", cls=AdminCommand)
+@click.command("purge", cls=AdminCommand)
 @click.argument("app", required=False)
-@_target
+@target_options
 @click.option("--yes", is_flag=True, help="Really delete (required).")
 def purge_command(app: str | None, redis_url: str | None, namespace: str | None, yes: bool) -> None:
     """Delete every key of the namespace: tasks, queues, processors, results, dead letters."""
-    with _boundary("purge", redis_url), _scheduler(app, redis_url, namespace) as sched:
+    with boundary("purge", redis_url), scheduler_for(app, redis_url, namespace) as sched:
         if not yes:
-            raise ValueError(f"purge deletes every key of {_where(sched, redis_url)}; "
+            raise ValueError(f"purge deletes every key of {where(sched, redis_url)}; "
                              f"add --yes to go ahead")
         deleted = sched.purge()
-        click.echo(f"deleted {deleted} key{'' if deleted == 1 else 's'} of {_where(sched, redis_url)}")
+        click.echo(f"deleted {deleted} key{'' if deleted == 1 else 's'} of {where(sched, redis_url)}")
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -426,16 +309,16 @@ def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool =
         last_ms = counts["last_dispatch_ms"]
         if not last_ms:
             stale.append("no dispatch ever")
-        elif _age_s(now_ms, last_ms) > window_s:
-            stale.append(f"no dispatch within {window_s:g} s (last {_age_s(now_ms, last_ms):.1f} s ago)")
+        elif age_s(now_ms, last_ms) > window_s:
+            stale.append(f"no dispatch within {window_s:g} s (last {age_s(now_ms, last_ms):.1f} s ago)")
         else:
-            fine.append(f"last dispatch {_age_s(now_ms, last_ms):.1f} s ago")
+            fine.append(f"last dispatch {age_s(now_ms, last_ms):.1f} s ago")
     if heartbeat:
         if not processors:
             stale.append("no processor registered")
         else:
-            latest = min(_age_s(now_ms, p.last_heartbeat_ms) for p in processors)
-            live = sum(_age_s(now_ms, p.last_heartbeat_ms) <= window_s for p in processors)
+            latest = min(age_s(now_ms, p.last_heartbeat_ms) for p in processors)
+            live = sum(age_s(now_ms, p.last_heartbeat_ms) <= window_s for p in processors)
             if not live:
                 stale.append(f"no processor heartbeat within {window_s:g} s "
                              f"({len(processors)} registered, latest {latest:.1f} s ago)")
@@ -445,9 +328,9 @@ def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool =
     return stale, fine
 
 
-@main.command("health", cls=AdminCommand)
+@click.command("health", cls=AdminCommand)
 @click.argument("app", required=False)
-@_target
+@target_options
 @click.option("--window", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               metavar="S", help="How recent a dispatch and a heartbeat must be, in seconds.")
 @click.option("--no-dispatch-check", is_flag=True,
@@ -458,7 +341,7 @@ def health_command(ctx: click.Context, app: str | None, redis_url: str | None, n
                    window: float, no_dispatch_check: bool, no_heartbeat_check: bool) -> None:
     """For container health checks: exit 0 when a dispatch happened and a processor heartbeated
     within --window seconds (server time); else exit 1 with one line saying what is stale."""
-    with _boundary("health", redis_url), _scheduler(app, redis_url, namespace) as sched:
+    with boundary("health", redis_url), scheduler_for(app, redis_url, namespace) as sched:
         stale, fine = health_check(sched, window, dispatch=not no_dispatch_check,
                                    heartbeat=not no_heartbeat_check)
     if stale:

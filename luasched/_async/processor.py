@@ -1,0 +1,201 @@
+"""The processor runtime: register, heartbeat, run the inbox, ack each task, recover a lost lease.
+
+Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``luasched/_sync``.
+The slot loop itself is pure (``core.slots``); this module drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .._backends import aio as backend
+from ..core import ops
+from ..core.options import Backoff, ProcessorOptions
+from ..core.slots import SLOT_WAIT_S, ProcessorCore, Run, Send, Wait
+from ..core.tasks import new_request_id
+from ..errors import ConnectionLost
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+log = logging.getLogger("luasched.processor")
+
+
+class Processor(ProcessorCore):
+    """A worker that registers with a capacity and queues, keeps a lease, and runs its inbox.
+
+    Use it by hand (``register``, ``process_available``, ``heartbeat``, ``deregister``), or
+    ``start()`` it: a heartbeat and ``capacity`` slots fed from its inbox (threads, or tasks on
+    the event loop), each blocking on the processor's wake-up list when there is nothing to run.
+    ``Scheduler.processor`` makes one; the options are ``core.options.ProcessorOptions``.
+    """
+
+    def __init__(self, sched: Scheduler, options: ProcessorOptions | None = None, /, **kwargs: Any) -> None:
+        super().__init__(sched, options if options is not None else ProcessorOptions.make(**kwargs))
+        self.sched = sched
+        self._runners = backend.Runners(sched.registry, self.options)
+        self._workers = backend.Workers()
+        self._id_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._halted = False  # stop now: no more retries either
+
+    # --- by hand -----------------------------------------------------------------------------
+
+    async def register(self) -> bool:
+        """Join the namespace. True when registered; False when this id's lease lapsed and reap has
+        not yet taken its inbox back (the runtime then registers again under a new id)."""
+        return ops.decode_register(await self.sched.call(self._register_call()))
+
+    async def heartbeat(self) -> bool:
+        """Renew the lease. False when it is lost (lapsed, reaped, deregistered, never registered)."""
+        return ops.decode_heartbeat(await self.sched.call(ops.heartbeat(self.ns, self._now(), self.id)))
+
+    async def deregister(self) -> list[str]:
+        """Leave; the inbox goes back to the queues. Returns the ids given back (none if unknown)."""
+        call = ops.deregister(self.ns, self._now(), self.id, new_request_id())
+        return ops.decode_deregister(await self.sched.call(call)) or []
+
+    async def process_available(self) -> int:
+        """Run every task now in the inbox, ack each; returns how many ran. Tasks this processor
+        no longer owns are not run; a stale ack is not an error."""
+        return await self._run_slot("x", stop=None)
+
+    # --- the loop shared by process_available and the slots --------------------------------
+
+    async def _run_slot(self, slot: str, stop: asyncio.Event | None) -> int:
+        flow = self._slot_flow(slot, None if stop is None else stop.is_set)
+        reply: Any = None
+        while True:
+            try:
+                step = flow.send(reply)
+            except StopIteration as done:
+                return int(done.value)
+            reply = None
+            if isinstance(step, Send):
+                reply = await self._send(step.call, stop)
+            elif isinstance(step, Run):
+                reply = await self._runners.run(step.tasks, step.pid, step.slot)
+            elif isinstance(step, Wait):
+                assert stop is not None
+                reply = await self._wait(step, stop)
+            else:
+                await self._recover(step.pid)
+
+    async def _send(self, call: ops.Call, stop: asyncio.Event | None) -> Any:
+        """Send a call; while running, retry it through connection loss. Every call carries its
+        request id, so a retry of one that did run answers as the first did."""
+        retry = Backoff()
+        while True:
+            try:
+                return await self.sched.call(call)
+            except ConnectionLost:
+                if stop is None or self._halted:
+                    raise
+                pause = retry.next()
+                log.warning("processor %s: Redis unreachable, retrying %s in %.2f s", self.id,
+                            call.script, pause)
+                await backend.sleep(pause)
+
+    async def _wait(self, step: Wait, stop: asyncio.Event) -> Any:
+        """Block on the wake-up list, then start, in one round trip (after the ack, if any)."""
+        wake, wait_s = self.ns.keys.processor_wake(step.pid), min(SLOT_WAIT_S, self.sched.block_s)
+        if self.sched.clock is not None:  # the start carries the client's time: made after the wait
+            acked = await self._send(step.ack, stop) if step.ack is not None else None
+            try:
+                await self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
+            except ConnectionLost:
+                await backend.wait(stop, 0.5)
+            started = await self._send(self._start_call(step.pid, step.slot), stop)
+            return started if step.ack is None else (acked, started)
+        call = self._start_call(step.pid, step.slot)
+        try:  # the script reads the server's time when it runs
+            return await self.sched.call_after_wake(wake, wait_s, call, before=step.ack)
+        except ConnectionLost:  # replay-safe: the same calls answer as they did if they ran
+            await backend.wait(stop, 0.5)
+            if step.ack is None:
+                return await self._send(call, stop)
+            return await self._send(step.ack, stop), await self._send(call, stop)
+
+    async def _recover(self, lost_pid: str) -> None:
+        """The lease was lost (we were cut off, or too slow to heartbeat): join again, new id."""
+        async with self._id_lock:
+            if not self._new_id(lost_pid):
+                return
+        await self.register()
+        await self._wake_slots(lost_pid)  # slots blocked on the old id's wake list move to the new one
+
+    async def _wake_slots(self, pid: str) -> None:
+        key = self.ns.keys.processor_wake(pid)
+        try:
+            pipe = self.sched.client.pipeline(transaction=False)
+            pipe.rpush(key, *["wake"] * self.capacity)
+            pipe.expire(key, 60)
+            await pipe.execute()
+        except Exception as exc:  # a courtesy: slots also wake by themselves within SLOT_WAIT_S
+            log.debug("processor %s: could not wake its slots: %s", self.id, exc)
+
+    # --- running -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register and run in the background: a heartbeat and ``capacity`` slots (one slot with
+        ``batch``)."""
+        if self._workers:
+            raise RuntimeError(f"processor {self.id} is already started")
+        self._stop.clear()
+        self._halted = False
+        if not await self.register():
+            await self._recover(self.id)
+        self._workers.spawn(self._heartbeats, name=f"{self.id}-heartbeat")
+        for i in range(self.slots):
+            self._workers.spawn(self._slot, str(i), name=f"{self.id}-slot{i}")
+
+    async def _slot(self, slot: str) -> None:
+        """A slot: the shared loop, kept alive through anything but a halt. Its script calls go
+        over one connection it holds for its whole life where the front end holds connections."""
+        with self.sched._wire.holding():
+            while not self._stop.is_set():
+                try:
+                    await self._run_slot(slot, self._stop)
+                except ConnectionLost:
+                    if self._halted:
+                        return
+                except Exception:  # a bug must not silently kill the slot: log it, carry on
+                    log.exception("processor %s slot %s failed; carrying on", self.id, slot)
+                    await backend.wait(self._stop, 1.0)
+
+    async def _heartbeats(self) -> None:
+        interval = max(self.lease / 3, 0.001)
+        while not await backend.wait(self._stop, interval):
+            try:
+                if not await self.heartbeat():
+                    await self._recover(self.id)
+            except ConnectionLost as exc:
+                log.warning("processor %s: heartbeat failed: %s", self.id, exc)
+
+    async def stop(self, timeout: float | None = None) -> bool:
+        """Take no new task, let running ones finish (up to ``timeout`` s: then the asyncio ones
+        are cancelled, a thread's is left to finish unseen), then deregister: the unstarted inbox
+        goes back to the queues. True when every slot finished in time."""
+        if not self._workers:
+            await self._runners.close()
+            return True
+        self._stop.set()
+        await self._wake_slots(self.id)
+        finished = await self._workers.join(timeout)
+        await self._runners.close()
+        try:
+            await self.deregister()
+        except ConnectionLost as exc:  # the lease will lapse and reap gives the inbox back
+            log.warning("processor %s could not deregister: %s", self.id, exc)
+        return finished
+
+    def halt(self) -> None:
+        """Stop at once: no new task, no more retries; running tasks are left to the lease."""
+        self._halted = True
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self._workers.running

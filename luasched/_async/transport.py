@@ -1,0 +1,203 @@
+"""How a Scheduler talks to Redis: one script call, several in one round trip, a blocking wait
+with a call behind it, plain commands, and the flows of ``core.flows``, routed to the primary,
+a replica or a cluster's node, with NOSCRIPT, MOVED and WAIT handled here and nowhere else.
+
+Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``luasched/_sync``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.exceptions
+
+from .._backends import aio as backend
+from ..connection import check_target, is_embedded_target, owns, read_targets
+from ..core.flows import Flow
+from ..core.ops import Call, Request
+from ..core.options import READ_ONLY, Durability
+from ..routing import MOVED, Reads, block_slice_s, is_cluster, translated
+from ..scripts import Scripts
+
+
+class Transport:
+    """The clients of one Scheduler and every way it sends to them."""
+
+    client: Any
+    reads: Reads
+    scripts: Scripts
+    durability: Durability
+    block_s: float
+
+    def _connect(self, redis: object, read_redis: object, service_name: str | None,
+                 durability: Durability) -> None:
+        """Make the clients: ``redis`` for every write and wait, ``read_redis`` for the reads.
+        Every target is checked before any client is made, so a refusal leaves none open."""
+        targets = read_targets(read_redis)
+        check_target(redis, asynchronous=backend.ASYNC)
+        for target in targets:
+            check_target(target, asynchronous=backend.ASYNC, what="read_redis")
+        if durability.replicas and is_embedded_target(redis):
+            raise ValueError("durability needs a real Redis with replicas: the embedded server has none")
+        self.durability = durability
+        # what a twin on the other front end (the CLI's, for an asyncio APP) would connect to
+        self.target = redis if isinstance(redis, str) else None
+        self.embedded = redis is None
+        self.client = backend.make_client(redis, service_name=service_name)
+        self._owned = [(self.client, redis)] if owns(redis) else []
+        replicas = []
+        for target in targets:
+            replicas.append(backend.make_client(target, replica=True, service_name=service_name))
+            if owns(target):
+                self._owned.append((replicas[-1], target))
+        self.reads = Reads(self.client, replicas)
+        self.scripts = Scripts(self.client)
+        self.block_s = block_slice_s(self.client)
+        self._wire = backend.Wire(self.client)
+        self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
+
+    async def close(self) -> None:
+        """Close the clients this Scheduler made (a client you passed in stays open) and the
+        connections its threads hold."""
+        await self._wire.close()
+        for client, target in self._owned:
+            await backend.close(client, target)
+        self._owned = []
+
+    async def call(self, call: Call) -> Any:
+        """Run one script: on the primary, or on a replica for a read-only one (``read_redis``).
+        With ``durability``, a script that writes is followed by WAIT in the same round trip."""
+        if self.durability.applies(call.script):
+            return (await self.call_many([call]))[0]
+        client = self.reads.for_script(call.script)
+        script = self.scripts[call.script]
+        with translated(call.script):
+            try:
+                return await self._wire.evalsha(client, script.sha, call)
+            except redis.exceptions.NoScriptError:  # a new or restarted server, a replica: load it there
+                await self._wire.load(client, script.script)
+                return await self._wire.evalsha(client, script.sha, call)
+
+    async def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Several script calls in one round trip (a pipeline). Every script is replay-safe, so one
+        refused with NOSCRIPT is simply sent again after loading. With ``durability``, WAIT ends
+        the pipeline (and each resend), on the same connection as the writes."""
+        if not calls:
+            return []
+        wait = any(self.durability.applies(c.script) for c in calls)
+        if len(calls) == 1 and not wait:
+            return [await self.call(calls[0])]
+        operation = calls[0].script
+        with translated(operation):
+            replies, client = await self._pipeline_routed(calls, wait, operation)
+            refused = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+            if refused:
+                for name in {calls[i].script for i in refused}:
+                    await self._wire.load(client, self.scripts[name].script)
+                again = await self._pipeline(client, [calls[i] for i in refused], wait, operation)
+                for i, reply in zip(refused, again, strict=True):
+                    replies[i] = reply
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
+
+    async def _pipeline_routed(self, calls: Sequence[Call], wait: bool, operation: str) -> tuple[list[Any], Any]:
+        """The pipeline sent where it belongs: a replica when every call only reads; on a cluster
+        the node that holds the namespace (RedisCluster refuses EVALSHA in its pipelines, and would
+        send a WAIT to every primary), sent once more through a fresh slot map when the slot moved
+        or the node was lost (replay-safe)."""
+        if not is_cluster(self.client):
+            read_only = not wait and all(c.script in READ_ONLY for c in calls)
+            client = self.reads.reader() if read_only else self.client
+            return await self._pipeline(client, calls, wait, operation), client
+        for attempt in (1, 2):
+            client = await self._wire.node(calls[0].keys[0])
+            try:
+                replies = await self._pipeline(client, calls, wait, operation)
+            except redis.exceptions.ConnectionError:
+                await self._wire.refresh()
+                if attempt == 2:
+                    raise
+                continue
+            if attempt == 2 or not any(isinstance(r, MOVED) for r in replies):
+                break
+            await self._wire.refresh()
+        return replies, client
+
+    async def _pipeline(self, client: Any, calls: Sequence[Call], wait: bool, operation: str) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for c in calls:
+            pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
+        if wait:
+            pipe.execute_command(*self.durability.command())
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if wait:
+            self.durability.check(replies.pop(), operation)
+        return replies
+
+    async def call_after_wake(self, key: str, timeout_s: float, call: Call, before: Call | None = None) -> Any:
+        """BLPOP ``key`` (at most ``timeout_s``), then ``call``, in ONE round trip: pipelined, so the
+        server runs the script the moment the BLPOP returns, with no client round trip between.
+        Returns the script's reply; with ``before`` (a script sent ahead of the BLPOP, in the same
+        round trip) the pair of replies ``(before's, call's)``."""
+        if self._ride_alone(before):
+            assert before is not None
+            return await self.call(before), await self.call_after_wake(key, timeout_s, call)
+        calls = [before, call] if before is not None else [call]
+        evals = [("EVALSHA", self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args) for c in calls]
+        commands = [*evals[:-1], ("BLPOP", key, timeout_s), evals[-1]]
+        waits = any(self.durability.applies(c.script) for c in calls)
+        if waits:
+            commands.append(self.durability.command())
+        client = await self._wire.node(call.keys[0])
+        with translated(call.script):
+            replies = await self._wire.commands(client, commands)
+            if waits:
+                self.durability.check(replies.pop(), calls[-1].script)
+            del replies[-2]  # the BLPOP's
+        for i, (c, r) in enumerate(zip(calls, replies, strict=True)):
+            if isinstance(r, redis.exceptions.NoScriptError):  # refused, so it never ran
+                replies[i] = await self.call(c)
+            elif isinstance(r, Exception):
+                with translated(c.script):
+                    raise r
+        return tuple(replies) if len(calls) == 2 else replies[0]
+
+    def _ride_alone(self, before: Call | None) -> bool:
+        """Whether ``before`` must be sent on its own rather than ahead of a BLPOP: when it must
+        wait for replicas (its WAIT would queue behind the BLPOP), and the first time its script
+        rides (so that the server's NOSCRIPT, if not loaded there yet, is answered now, not after
+        the wait)."""
+        if before is None:
+            return False
+        if self.durability.applies(before.script) or before.script not in self._ridden:
+            self._ridden.add(before.script)
+            return True
+        return False
+
+    async def execute(self, request: Request) -> Any:
+        """Send a script call or a plain command (to the primary) and return its reply."""
+        return await self._send(request, self.client)
+
+    async def _send(self, request: Request, client: Any) -> Any:
+        if isinstance(request, Call):
+            return await self.call(request)
+        with translated(request.name):
+            if request.name == "pipeline":
+                pipe = client.pipeline(transaction=False)
+                for name, args in request.args:
+                    getattr(pipe, name)(*args)
+                return await pipe.execute()
+            return await getattr(client, request.name)(*request.args)
+
+    async def drive(self, flow: Flow) -> Any:
+        """Run a flow of ``core.flows``: send each request it yields, feed it the reply."""
+        reply = None
+        while True:
+            try:
+                request = flow.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            reply = await self.execute(request)

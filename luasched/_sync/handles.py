@@ -1,0 +1,152 @@
+# Generated from luasched/_async/handles.py by tools/unasync.py: edit that file, then run the tool.
+"""What a submit gives back: a TaskHandle (one task, by id) and a Group (tasks submitted
+together by ``map``, whose results can be gathered).
+
+Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``luasched/_sync``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .._backends import threads as backend
+from ..core import flows, ops
+from ..core.options import seconds
+from ..core.replies import Outcome
+from ..core.tasks import new_request_id
+from ..errors import ConnectionLost, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
+from ..routing import translated
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+
+class TaskHandle:
+    """A submitted task, by id."""
+
+    __slots__ = ("_sched", "id")
+
+    def __init__(self, sched: Scheduler, task_id: str) -> None:
+        self._sched = sched
+        self.id = task_id
+
+    def __repr__(self) -> str:
+        return f"<{backend.SHORT}TaskHandle {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.id == self.id and other._sched is self._sched
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def state(self) -> str:
+        """queued, delayed, assigned, running, done, failed or cancelled (a property of the
+        threaded handle; a coroutine method of the asyncio one)."""
+        request = ops.state(self._sched.ns, self.id)
+        value = self._sched._send(request, self._sched.reads.reader())
+        if value is None and self._sched.reads.split:
+            value = self._sched.execute(request)  # a lagging replica may not have it yet
+        if value is None:
+            raise TaskNotFound(self.id)
+        return str(ops.text(value))
+
+    def outcome(self) -> Outcome:
+        """The task's state and, when finished, its result or error (does not wait)."""
+        return self._sched.outcome(self.id)
+
+    def result(self, timeout: float | None = None, *, cancel_if_abandoned: bool = False) -> Any:
+        """Wait for the task to finish and return its value. Raises TaskFailed (with the remote
+        error), TaskCancelled, TaskNotFound, or ResultTimeout (a TimeoutError). Waiting is a
+        blocking Redis call (BLPOP), not a poll; it rides out a lost connection (a restart, a
+        failover) within its timeout. Giving up the wait (an interrupt, a cancelled coroutine)
+        stops only the waiting, unless ``cancel_if_abandoned``: a wait that times out or is given
+        up then also cancels the task if it has not started."""
+        if timeout is not None:
+            seconds(timeout, "timeout")
+        clock = flows.WaitClock(timeout)
+        try:
+            while True:
+                flow = flows.wait_result(self._sched.ns, self.id, clock.left(), self._sched.block_s, timeout)
+                try:
+                    return (self._sched.drive(flow)).value()
+                except ConnectionLost:
+                    pause = clock.backoff()
+                    if pause is None:
+                        raise
+                    backend.sleep(pause)
+        except (ResultTimeout, backend.ABANDONED):
+            if cancel_if_abandoned:
+                backend.shield(self.cancel())
+            raise
+
+    def cancel(self) -> bool:
+        """Cancel the task if it is queued, delayed, or assigned and not started: True if it was."""
+        call = ops.cancel(self._sched.ns, self._sched.now_ms(), self.id, new_request_id())
+        return ops.decode_cancel(self._sched.call(call), self.id)
+
+
+class Group:
+    """Tasks submitted together by ``map``; their results can be gathered."""
+
+    def __init__(self, sched: Scheduler, group_id: str, ids: list[str]) -> None:
+        self._sched = sched
+        self.id = group_id
+        self.ids = ids
+
+    def __repr__(self) -> str:
+        return f"<{backend.SHORT}Group {self.id} of {len(self.ids)} tasks>"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def handles(self) -> list[TaskHandle]:
+        return [TaskHandle(self._sched, i) for i in self.ids]
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[Outcome]:
+        """Each member's Outcome as it finishes, in finishing order (blocking reads of the group's
+        stream on the primary, no polling)."""
+        primary = self._sched.client  # what the stream says finished, the primary has
+        if not self._exists():
+            # The group's keys expire ``keep`` after its last member finished: read the members.
+            for outcome in self._sched._outcomes(self.ids, primary):
+                yield outcome
+            return
+        reader = flows.GroupReader(self._sched.ns, self.id, self.ids, timeout, self._sched.block_s)
+        while not reader.done:
+            finished = reader.feed(self._sched.execute(reader.request()))
+            if finished:
+                for outcome in self._sched._outcomes([task_id for task_id, _ in finished], primary):
+                    yield outcome
+
+    def results(self, timeout: float | None = None, *, return_exceptions: bool = False) -> list[Any]:
+        """Every member's value, in submission order, once all finished. A failed member raises
+        its TaskFailed (the first in submission order), unless ``return_exceptions``: then the
+        exception stands in the list in its place."""
+        for _ in self.as_completed(timeout):
+            pass
+        values: list[Any] = []
+        for start in range(0, len(self.ids), 1000):
+            for outcome in self._sched._outcomes(self.ids[start:start + 1000], self._sched.client):
+                try:
+                    values.append(outcome.value())
+                except (TaskFailed, TaskCancelled, TaskNotFound) as exc:
+                    if not return_exceptions:
+                        raise
+                    values.append(exc)
+        return values
+
+    def _exists(self) -> bool:
+        with translated("group"):
+            return bool(self._sched.client.exists(self._sched.keys.group(self.id)))
+
+    def progress(self) -> dict[str, int]:
+        """total, done, failed, cancelled (and pending) for the group: one read of its counters,
+        or, once the group's keys expired, of every member's state (from a replica if set)."""
+        with translated("group progress"):
+            counters = ops.text(self._sched.reads.reader().hmget(
+                self._sched.keys.group(self.id), "n", "done", "failed", "cancelled"))
+        states = [o.state for o in self._sched.outcomes(self.ids)] if counters[0] is None else None
+        return flows.group_progress(counters, states)

@@ -1,0 +1,301 @@
+# Generated from luasched/_async/scheduler.py by tools/unasync.py: edit that file, then run the tool.
+"""The Scheduler: submit tasks, hand them to processors, read their results, on one namespace.
+
+Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``luasched/_sync``.
+"""
+
+from __future__ import annotations
+
+import threading
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from .._backends import threads as backend
+from ..core import flows, ops
+from ..core.audit import Audit, check_audit
+from ..core.base import SchedulerBase
+from ..core.options import (
+    Backoff,
+    Clock,
+    Durability,
+    LoopOptions,
+    ProcessorOptions,
+    SchedulerOptions,
+    check_limit,
+    check_task_id,
+)
+from ..core.replies import DispatchReply, FailedTask, Outcome, ProcessorInfo, Reaped, SubmitReply
+from ..core.tasks import TaskFunction, new_request_id, new_task_id
+from ..errors import ConnectionLost, GroupNotFound
+from ..routing import translated
+from .handles import Group, TaskHandle
+from .processor import Processor
+from .transport import Transport
+
+log = logging.getLogger("luasched.scheduler")
+
+
+class Scheduler(Transport, SchedulerBase):
+    """Submits tasks, hands them to processors, and reads results, on one Redis namespace.
+
+    ``redis``: None or "memory://" for the embedded in-process server (shared by every Scheduler
+    of the process made that way); a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; a
+    ``redis+sentinel://host:port[,host:port]/service[/db]`` or ``redis+cluster://host:port[,...]``
+    URL; or a ready client, Cluster client or Sentinel (then give ``service_name``). Clients may
+    be made with or without ``decode_responses``.
+    ``clock``: None to use the Redis server's TIME inside scripts, or a callable returning
+    seconds whose value is passed to the scripts instead (tests drive time with it).
+    ``keep``: how long finished task records and results are kept (seconds or timedelta).
+    ``dispatch_on_submit``: also hand new tasks to idle processors in the submit call itself.
+    ``read_redis``: replicas for the read-only queries (counts, status, processors, failed tasks,
+    outcomes, audit): a URL, client or Sentinel (its replicas), or a list of them, used in turn.
+    Every script that writes and every wait for a result stays on ``redis``.
+    ``durability``: after each script that writes, wait until this many replicas have its writes
+    (WAIT, in the same round trip), at most ``durability_timeout``; else raise NotReplicated.
+    """
+
+    def __init__(self, redis: object = None, namespace: str = "default", clock: Clock | None = None,
+                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False,
+                 read_redis: object = None, service_name: str | None = None, durability: int = 0,
+                 durability_timeout: float | timedelta = 1.0) -> None:
+        wait = Durability.of(durability, durability_timeout)
+        super().__init__(SchedulerOptions(namespace, clock, keep, dispatch_on_submit, wait))  # type: ignore[arg-type]
+        self._connect(redis, read_redis, service_name, wait)
+        self._coalescer = backend.Coalescer(lambda news: self._submit(news, ""))
+
+    def __repr__(self) -> str:
+        return f"<{backend.FRONT}.Scheduler namespace={self.namespace!r}>"
+
+    def __enter__(self) -> Scheduler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self, redis: object, *, read_redis: object = None, durability: int | None = None) -> Scheduler:
+        """This scheduler (namespace, clock, keep, modes, durability and registered tasks) on
+        another server, reading from ``read_redis`` if given, waiting for ``durability``
+        replicas instead of this one's setting if given."""
+        wait = self.durability
+        other = Scheduler(redis, self.namespace, self.clock, keep=self.options.keep_s,
+                          dispatch_on_submit=self.dispatch_on_submit, read_redis=read_redis,
+                          durability=wait.replicas if durability is None else durability,
+                          durability_timeout=wait.timeout_ms / 1000)
+        other.registry = self.registry
+        return other
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def submit(self, task: str | TaskFunction, /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Put one task on its queue (or delayed); returns its handle. Nothing else happens:
+        handing it to a processor is dispatch's job, unless ``dispatch_on_submit`` is set. Submits
+        made while another one is in flight (other threads, other coroutines of the event loop)
+        share the next script call, each caller returning once its own task is in Redis.
+
+        Keyword arguments go to the task, except these options: ``_queue``, ``_delay`` (seconds
+        or timedelta), ``_id`` (an id of your own: submitting it again creates nothing),
+        ``_max_attempts``, ``_timeout``, ``_retry_backoff``."""
+        new = self.submission(task, args, kwargs)
+        self._coalescer.submit(new)
+        return TaskHandle(self, new.id)
+
+    def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
+                          ids: Sequence[str] | None = None, queue: str | None = None,
+                          delay: float | timedelta | None = None, max_attempts: int | None = None,
+                          timeout: float | timedelta | None = None,
+                          retry_backoff: float | timedelta | None = None) -> list[TaskHandle]:
+        """Submit one task per item (a tuple of arguments, or an Args) in one round trip."""
+        news = self.batch(task, items, ids, queue=queue, delay=delay, max_attempts=max_attempts,
+                          timeout=timeout, retry_backoff=retry_backoff)
+        self._submit(news, "")
+        return [TaskHandle(self, n.id) for n in news]
+
+    def map(self, task: str | TaskFunction, items: Iterable[Any], *, queue: str | None = None,
+                  max_attempts: int | None = None, timeout: float | timedelta | None = None,
+                  retry_backoff: float | timedelta | None = None) -> Group:
+        """Submit one task per item as a group whose results can be gathered (``Group.results``)."""
+        news = self.batch(task, items, None, queue=queue, max_attempts=max_attempts,
+                          timeout=timeout, retry_backoff=retry_backoff)
+        group_id = new_task_id()
+        self._submit(news, group_id)
+        return Group(self, group_id, [n.id for n in news])
+
+    def _submit(self, news: list[ops.NewTask], group: str) -> SubmitReply:
+        if not news:
+            return SubmitReply(0, [], [])
+        calls = ops.submit(self.ns, self.now_ms(), news, dispatch=self.dispatch_on_submit, group=group)
+        return ops.decode_submit(self.call_many(calls))
+
+    def handle(self, task_id: str) -> TaskHandle:
+        return TaskHandle(self, check_task_id(task_id))
+
+    def group(self, group_id: str) -> Group:
+        """The group ``map`` made, by its id (its member ids are kept with it in Redis)."""
+        check_task_id(group_id, "group id")
+        with translated("group"):
+            ids = ops.text(self.client.lrange(self.keys.group_ids(group_id), 0, -1))
+        if not ids:
+            raise GroupNotFound(group_id)
+        return Group(self, group_id, list(ids))
+
+    # --- scheduling --------------------------------------------------------------------------
+
+    def dispatch(self, limit: int = 100) -> list[tuple[str, str]]:
+        """Hand up to ``limit`` queued tasks to idle processors, in ONE script call.
+        Returns (task id, processor id) for each assignment."""
+        return (self.dispatch_detail(limit)).assignments
+
+    def dispatch_detail(self, limit: int = 100) -> DispatchReply:
+        """dispatch, with the times a scheduler loop needs (next due task, lease, timeout)."""
+        return ops.decode_dispatch(self.call(ops.dispatch(self.ns, self.now_ms(), limit, new_request_id())))
+
+    def reap(self, limit: int = 100) -> Reaped:
+        """Take back tasks from processors whose lease lapsed, and attempts past their timeout.
+        Returns the ids taken back (a list, with ``.processors`` removed and ``.more``).
+        Bounded per call: loop ``while sched.reap(): pass`` — it is falsy once nothing is left."""
+        return ops.decode_reap(self.call(ops.reap(self.ns, self.now_ms(), limit, new_request_id())))
+
+    def wake(self) -> None:
+        """Wake scheduler loops blocked in ``run`` (for example after setting their stop event)."""
+        with translated("wake"):
+            self.client.rpush(self.keys.wake, "1")
+
+    def run(self, stop: threading.Event | None = None, *, limit: int = 100,
+                  max_wait: float = 1.0, reap_every: float = 0.25) -> None:
+        """The scheduler loop: dispatch and reap until ``stop`` is set.
+
+        It blocks on the namespace's wake-up list, which submit, register and a freed slot push
+        to; it wakes by itself only when a delayed task falls due or a lease or task timeout may
+        have lapsed (at most every ``max_wait`` s, so that ``stop`` is seen). Any number of loops
+        may run at once: each step is one atomic script."""
+        stop = stop if stop is not None else threading.Event()
+        loop = LoopOptions(limit, max_wait, reap_every)
+        retry = Backoff()
+        reply: DispatchReply | None = None
+        while not stop.is_set():
+            try:
+                reply = self._turn(stop, loop, reply)
+                retry.reset()
+            except ConnectionLost as exc:
+                reply = None
+                pause = retry.next()
+                log.warning("scheduler loop: %s; retrying in %.2f s", exc, pause)
+                backend.wait(stop, pause)
+
+    def _turn(self, stop: threading.Event, loop: LoopOptions, reply: DispatchReply | None) -> DispatchReply | None:
+        """One turn of the loop; returns the dispatch the next turn starts from (None: dispatch)."""
+        if reply is None:
+            reply = self.dispatch_detail(loop.limit)
+        turn = flows.next_turn(reply, loop, self.block_s)
+        if turn.reap:
+            while self.reap(loop.limit):
+                pass
+        if turn.again or turn.reap or stop.is_set():
+            return None
+        if self.clock is not None:  # a dispatch carries the client's time: send it after the wait
+            with translated("run"):
+                self.client.blpop([self.keys.wake], timeout=turn.wait_s)
+            return None
+        # Block on the wake list and dispatch right after, in one round trip.
+        call = ops.dispatch(self.ns, None, loop.limit, new_request_id())
+        return ops.decode_dispatch(self.call_after_wake(self.keys.wake, turn.wait_s, call))
+
+    def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
+                  name: str | None = None, *, take_next: bool = False, pool: str = "thread",
+                  app: str | None = None, log_tasks: bool = False, batch: bool = False,
+                  dispatch_on_ack: bool = False) -> Processor:
+        """A processor on this namespace (call ``register``/``start`` on it); every option is
+        explained in ``luasched.core.options.ProcessorOptions``. The asyncio processor runs
+        coroutine functions concurrently up to ``capacity`` on the event loop (cancelled at their
+        timeout) and plain functions in threads; the threaded one runs each slot in a thread, or
+        each slot's tasks in a child process with ``pool="process"``."""
+        return Processor(self, ProcessorOptions.make(
+            capacity=capacity, queues=queues, lease=lease, name=name, take_next=take_next, pool=pool,
+            app=app, log_tasks=log_tasks, batch=batch, dispatch_on_ack=dispatch_on_ack))
+
+    # --- reading -----------------------------------------------------------------------------
+    # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a
+    # wait for results reads: that follows the primary, whose wake-ups it is answering.
+
+    def outcome(self, task_id: str) -> Outcome:
+        """A task's state and, when finished, its result or error (does not wait)."""
+        return (self.outcomes([check_task_id(task_id)]))[0]
+
+    def outcomes(self, task_ids: Sequence[str]) -> list[Outcome]:
+        """Outcomes of many tasks in one round trip."""
+        return self._outcomes(task_ids, self.reads.reader())
+
+    def _outcomes(self, task_ids: Sequence[str], client: Any) -> list[Outcome]:
+        if not task_ids:
+            return []
+        found = ops.decode_outcomes(self._send(ops.outcomes(self.ns, task_ids), client), task_ids)
+        if client is not self.client:
+            # A replica that lags has not seen a task submitted a moment ago: ask the primary.
+            unseen = [o.task_id for o in found if o.state == "unknown"]
+            if unseen:
+                again = {o.task_id: o for o in self._outcomes(unseen, self.client)}
+                found = [again.get(o.task_id, o) for o in found]
+        return found
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks are in each state, and processors (all, idle, lapsed): one script call."""
+        return (self.counts_and_queues())[0]
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Queue name -> number of tasks waiting in it."""
+        return (self.counts_and_queues())[1]
+
+    def counts_and_queues(self) -> tuple[dict[str, int], dict[str, int]]:
+        """counts() and queue_lengths() from one snapshot (one script call)."""
+        return ops.decode_counts(self.call(ops.counts(self.ns, self.now_ms())))
+
+    def audit(self) -> Audit:
+        """Check the conservation invariant on a live server: every task in exactly one place,
+        inboxes matching loads and idle rankings, counters adding up.
+
+        An admin tool: it reads the whole namespace in ONE script call (a consistent snapshot, so
+        it can run while processors work), which is O(tasks) and blocks Redis meanwhile. With
+        ``read_redis`` it runs on a replica (a consistent snapshot too, as stale as the replica)
+        and leaves the primary alone; a Scheduler without ``read_redis`` audits the primary."""
+        return check_audit(self.call(ops.audit(self.ns, self.now_ms())))
+
+    def processors(self, limit: int = 1000) -> list[ProcessorInfo]:
+        """The registered processors (up to ``limit``), soonest lease deadline first."""
+        return ops.decode_processors(self.call(ops.processors(self.ns, self.now_ms(), limit)))[1]
+
+    def failed(self, limit: int = 100) -> list[FailedTask]:
+        """The oldest ``limit`` dead letters, with their errors."""
+        check_limit(limit)
+        client = self.reads.reader()  # both reads from one server: the records match the list
+        with translated("failed"):
+            raw = client.zrange(self.keys.failed, 0, limit - 1, withscores=True)
+        scored = [(ops.text(k), s) for k, s in raw]
+        if not scored:
+            return []
+        return ops.decode_failed(self._send(ops.failed(self.ns, [t for t, _ in scored]), client), scored)
+
+    def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 100) -> list[str]:
+        """Put dead letters back on their queue with fresh attempts: the given ids, or else the
+        oldest ``limit``. Returns the ids put back (ids that are not dead letters are skipped)."""
+        ids = [check_task_id(t) for t in task_ids]
+        call = ops.retry_failed(self.ns, self.now_ms(), ids, limit, new_request_id())
+        return ops.decode_retry_failed(self.call(call))
+
+    def purge(self) -> int:
+        """Delete every key of this namespace: tasks, queues, processors, results. Returns how
+        many keys went. Processors still running lose their registration (their acks go stale).
+        Uses SCAN from the client (an admin operation, O(keys in the server)); on a cluster,
+        redis-py's SCAN visits every primary."""
+        deleted = 0
+        with translated("purge"):
+            batch: list[Any] = []
+            for key in self.client.scan_iter(match=self.keys.prefix + "*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += self.client.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += self.client.unlink(*batch)
+        return deleted

@@ -1,0 +1,141 @@
+"""What both Schedulers (sync and asyncio) share before any I/O: their settings, the task
+registry, and turning a submit's arguments into checked, encoded tasks (nothing is written)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any, overload
+
+from .keys import Keys
+from .ops import Namespace, NewTask
+from .options import SchedulerOptions, TaskOptions, check_queue, check_task_id, seconds
+from .tasks import Registry, TaskFunction, encode_args, new_task_id
+
+#: The options ``submit`` takes among its keyword arguments (the others go to the task).
+SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff"})
+
+
+class Args:
+    """Arguments of one task in ``submit_many``/``map`` when keyword arguments are needed."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        return f"Args(*{self.args!r}, **{self.kwargs!r})"
+
+
+class SchedulerBase:
+    """Settings, registry and the pure preparation of tasks, for both front ends."""
+
+    def __init__(self, options: SchedulerOptions) -> None:
+        self.options = options
+        self.namespace = options.namespace
+        self.keys = Keys(options.namespace)
+        self.ns = Namespace(self.keys, int(options.keep_s))
+        self.registry = Registry()
+
+    @property
+    def clock(self) -> Callable[[], float] | None:
+        return self.options.clock
+
+    @property
+    def dispatch_on_submit(self) -> bool:
+        return self.options.dispatch_on_submit
+
+    def now_ms(self) -> int | None:
+        """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
+        return self.options.now_ms()
+
+    @overload
+    def task(self, fn: TaskFunction, /) -> TaskFunction: ...
+
+    @overload
+    def task(self, fn: None = None, /, *, name: str | None = None, max_attempts: int = 3,
+             timeout: float | timedelta | None = None, queue: str = "default",
+             retry_backoff: float | timedelta = 1.0) -> Callable[[TaskFunction], TaskFunction]: ...
+
+    def task(self, fn: TaskFunction | None = None, /, *, name: str | None = None,
+             max_attempts: int = 3, timeout: float | timedelta | None = None,
+             queue: str = "default", retry_backoff: float | timedelta = 1.0) -> Any:
+        """Register a function as a task: ``@sched.task`` or ``@sched.task(name=..., ...)``."""
+        options = TaskOptions(queue, max_attempts, seconds(timeout, "timeout", allow_none=True),
+                              seconds(retry_backoff, "retry_backoff") or 0.0)
+
+        def register(f: TaskFunction) -> TaskFunction:
+            self.registry.add(f, name if name is not None else getattr(f, "__name__", ""), options)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def resolve(self, task: str | TaskFunction, *, queue: str | None = None,
+                delay: float | timedelta | None = None, max_attempts: int | None = None,
+                timeout: float | timedelta | None = None,
+                retry_backoff: float | timedelta | None = None) -> tuple[str, TaskOptions, float]:
+        """A registered task's name, its options with the given ones applied, and the delay in
+        seconds, all checked (once for a whole batch)."""
+        name, options = self.registry.resolve(task)
+        if queue is not None or max_attempts is not None or timeout is not None or retry_backoff is not None:
+            options = options.replace(
+                queue=check_queue(queue) if queue is not None else None,
+                max_attempts=max_attempts,
+                timeout_s=seconds(timeout, "timeout", allow_none=True),
+                backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True),
+            )
+        return name, options, seconds(delay, "delay", allow_none=True) or 0.0
+
+    def new_task(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
+                 *, task_id: str | None = None, **options: Any) -> NewTask:
+        """Check and encode one task (nothing is written); options as ``resolve`` takes them."""
+        return _encoded(*self.resolve(task, **options), args, kwargs, task_id)
+
+    def submission(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
+        """``submit(task, *args, **kwargs)``: kwargs starting with ``_`` are options, not arguments."""
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("_")}
+        unknown = set(options) - SUBMIT_OPTIONS
+        if unknown:
+            raise TypeError(f"submit: unknown option(s) {', '.join(sorted(unknown))}; options are "
+                            f"{', '.join(sorted(SUBMIT_OPTIONS))}")
+        return self.new_task(task, args, kwargs, queue=options.get("_queue"),
+                             delay=options.get("_delay"), task_id=options.get("_id"),
+                             max_attempts=options.get("_max_attempts"),
+                             timeout=options.get("_timeout"),
+                             retry_backoff=options.get("_retry_backoff"))
+
+    def batch(self, task: str | TaskFunction, items: Iterable[Any], ids: Sequence[str] | None,
+              **options: Any) -> list[NewTask]:
+        """Tasks for ``submit_many``/``map``: each item a tuple/list of arguments or an Args."""
+        if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+            raise TypeError("submit_many: items must be an iterable of argument tuples")
+        items = list(items)
+        if ids is not None:
+            ids = list(ids)
+            if len(ids) != len(items):
+                raise ValueError(f"submit_many: {len(ids)} ids for {len(items)} items")
+            if len(set(ids)) != len(ids):
+                raise ValueError("submit_many: ids repeat")
+        name, opts, delay_s = self.resolve(task, **options)
+        out = []
+        args: Sequence[Any]
+        for i, item in enumerate(items):
+            if isinstance(item, Args):
+                args, kwargs = item.args, item.kwargs
+            elif isinstance(item, (tuple, list)):
+                args, kwargs = item, {}
+            else:
+                raise TypeError(f"submit_many: item {i} must be a tuple of arguments or an Args, "
+                                f"not {type(item).__name__}")
+            out.append(_encoded(name, opts, delay_s, args, kwargs, ids[i] if ids else None))
+        return out
+
+
+def _encoded(name: str, options: TaskOptions, delay_s: float, args: Sequence[Any], kwargs: dict[str, Any],
+             task_id: str | None) -> NewTask:
+    """One task of a resolved name and options: its id checked (or a new one), its arguments JSON."""
+    return NewTask(check_task_id(task_id, "_id (task id)") if task_id is not None else new_task_id(),
+                   name, encode_args(name, args, kwargs), options, delay_s)
+

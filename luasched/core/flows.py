@@ -1,0 +1,164 @@
+"""Operations of several steps, sans I/O: waiting for a result, following a group, carrying
+waiting submits together, and the scheduler loop's turn. Each is a generator that yields
+requests and receives replies, or a small object asked what to send next; the front ends drive
+them over their transport."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..errors import ResultTimeout
+from .ops import Command, Namespace, NewTask, Request, decode_result, fields_of, result, text
+from .options import LoopOptions
+from .replies import DispatchReply
+
+Flow = Generator[Request, Any, Any]
+
+
+def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: float,
+                whole: float | None = None) -> Flow:
+    """Wait for a task to finish; returns its Outcome. Blocks on BLPOP for at most ``slice_s`` at
+    a time (below the client's socket timeout), re-checking the state between slices.
+
+    The waiter flag set by the result script makes the finishing script push a token to
+    w:<id>. A waiter that takes the token puts it back (with a TTL) for any other waiter.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    wake = ns.keys.task_wake(task_id)
+    while True:
+        outcome = decode_result((yield result(ns, task_id, mark=True)), task_id)
+        if outcome.finished or outcome.state == "unknown":
+            return outcome
+        left = slice_s if deadline is None else min(slice_s, deadline - time.monotonic())
+        if left <= 0:
+            said = timeout if whole is None else whole
+            raise ResultTimeout(f"task {task_id} did not finish within {said} s (it is {outcome.state})")
+        got = yield Command("blpop", ([wake], max(left, 0.001)))
+        if got:
+            yield Command("rpush", (wake, "1"))
+            yield Command("expire", (wake, 300))
+
+
+class WaitClock:
+    """The time budget of a wait that survives connection loss (a restart, a failover): how
+    long is left, and how long to back off before trying again (None: no time left)."""
+
+    def __init__(self, timeout: float | None, first_backoff_s: float = 0.05, max_backoff_s: float = 5.0) -> None:
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._backoff = first_backoff_s
+        self._max = max_backoff_s
+
+    def left(self) -> float | None:
+        return None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+
+    def backoff(self) -> float | None:
+        pause = self._backoff
+        self._backoff = min(self._backoff * 2, self._max)
+        left = self.left()
+        if left is not None and left <= pause:
+            return None
+        return pause
+
+
+class GroupReader:
+    """Follows a group's stream (XREAD BLOCK: no polling, any number of readers) and reports each
+    member as it finishes, in finishing order. Sans-I/O: ask ``request()``, send it, ``feed()`` the
+    reply; repeat until ``done``."""
+
+    def __init__(self, ns: Namespace, group_id: str, task_ids: Sequence[str], timeout: float | None,
+                 slice_s: float) -> None:
+        self._slice_s = slice_s
+        self._stream = ns.keys.group_stream(group_id)
+        self._group_id = group_id
+        self._want = set(task_ids)
+        self._seen: set[str] = set()
+        self._last = "0-0"
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    @property
+    def done(self) -> bool:
+        return len(self._seen) >= len(self._want)
+
+    def request(self) -> Command:
+        left = self._slice_s if self._deadline is None else min(self._slice_s, self._deadline - time.monotonic())
+        if left <= 0:
+            missing = len(self._want) - len(self._seen)
+            raise ResultTimeout(f"group {self._group_id}: {missing} of {len(self._want)} tasks did not "
+                                f"finish within {self._timeout} s")
+        return Command("xread", ({self._stream: self._last}, 1000, max(int(left * 1000), 1)))
+
+    def feed(self, reply: Any) -> list[tuple[str, str]]:
+        """(task id, state) of members newly seen finished."""
+        events = []
+        for _, entries in text(reply) or []:
+            for entry_id, fields in entries:
+                self._last = entry_id
+                f = fields_of(fields)
+                tid = f.get("t", "")
+                if tid in self._want and tid not in self._seen:
+                    self._seen.add(tid)
+                    events.append((tid, f.get("s", "")))
+        return events
+
+
+def group_progress(counters: Sequence[str | None], states: Sequence[str] | None) -> dict[str, int]:
+    """A group's total/done/failed/cancelled/pending from its counters (n, done, failed, cancelled),
+    or, once its keys expired (n is None), from its members' states."""
+    n, d, f, c = counters
+    if n is None:
+        states = states or []
+        n, d, f, c = str(len(states)), str(states.count("done")), str(states.count("failed")), \
+            str(states.count("cancelled"))
+    total, done, failed, cancelled = int(n), int(d or 0), int(f or 0), int(c or 0)
+    return {"total": total, "done": done, "failed": failed, "cancelled": cancelled,
+            "pending": total - done - failed - cancelled}
+
+
+#: At most this many one-task submits that waited share one script call (see take_batch).
+COALESCE_MAX = 1000
+
+W = TypeVar("W")
+
+
+def take_batch(waiting: list[tuple[NewTask, W]], given_up: Callable[[W], bool]
+               ) -> tuple[list[tuple[NewTask, W]], list[tuple[NewTask, W]]]:
+    """One-task submits that waited while a submit call was in flight: those the next call
+    carries (in order, at most COALESCE_MAX, an id once: a later submit of the same id goes in a
+    later call and creates nothing, as a replay) and the rest. Those ``given_up`` are in neither."""
+    batch: list[tuple[NewTask, W]] = []
+    rest: list[tuple[NewTask, W]] = []
+    ids: set[str] = set()
+    for new, waiter in waiting:
+        if given_up(waiter):
+            continue
+        if len(batch) < COALESCE_MAX and new.id not in ids:
+            ids.add(new.id)
+            batch.append((new, waiter))
+        else:
+            rest.append((new, waiter))
+    return batch, rest
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a scheduler loop does after a dispatch: dispatch again at once (``again``: the call
+    was full), reap (a lease or a task's timeout lapsed), or block on the namespace's wake-up
+    list for ``wait_s`` seconds and then dispatch."""
+
+    again: bool = False
+    reap: bool = False
+    wait_s: float = 0.0
+
+
+def next_turn(reply: DispatchReply, loop: LoopOptions, block_s: float) -> Turn:
+    """The scheduler loop's next step after ``reply`` (block_s: the longest one blocking call)."""
+    if len(reply.assignments) == loop.limit:
+        return Turn(again=True)
+    wait, reap_now = reply.wait_s(loop.max_wait_s, loop.reap_every_s)
+    if reap_now:
+        return Turn(reap=True)
+    return Turn(wait_s=min(wait, block_s))

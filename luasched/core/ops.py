@@ -1,0 +1,348 @@
+"""For each script, a pure builder of its call and a pure decoder of its reply (sans I/O).
+
+Both front ends only send what is built here and hand back what comes in; a reply becomes one
+of the dataclasses of ``replies``. Key names come from ``keys``, record field names from
+``fields``. Nothing here talks to Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import error_for_status
+from .keys import Keys
+from .options import DEFAULT_QUEUE, TaskOptions, check_limit, to_ms
+from .replies import (
+    AckReply,
+    DispatchReply,
+    FailedTask,
+    Outcome,
+    ProcessorInfo,
+    Reaped,
+    StartReply,
+    SubmitReply,
+)
+from .tasks import Started, decode_error
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script call: the script's name, its KEYS and its ARGV."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One plain Redis command, e.g. ``Command("blpop", (key, 5))``."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+Request = Call | Command
+
+
+def text(value: Any) -> Any:
+    """A reply with every bytes turned into str (clients made with or without decode_responses).
+    Replies are lists of many short strings (a batch's tasks): a flat list costs no call per item."""
+    kind = type(value)
+    if kind is list:
+        return [v.decode() if type(v) is bytes else text(v) if type(v) is list else v for v in value]
+    if kind is bytes:
+        return value.decode()
+    return value
+
+
+def _now(now_ms: int | None) -> str:
+    return "" if now_ms is None else str(int(now_ms))
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """What every call of one namespace needs: its key names and how long to keep records."""
+
+    keys: Keys
+    keep_s: int = 86400
+
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
+
+    def call(self, script: str, *args: object) -> Call:
+        return Call(script, self.keys.fixed, tuple(a if type(a) is str else str(a) for a in args))
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """One task to create: its id, name, encoded arguments, options and delay."""
+
+    id: str
+    name: str
+    args_json: str
+    options: TaskOptions
+    delay_s: float = 0.0
+
+
+SUBMIT_CHUNK = 1000
+
+
+def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,
+           group: str = "") -> list[Call]:
+    """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline)."""
+    calls = []
+    for start in range(0, len(tasks), SUBMIT_CHUNK):
+        chunk = tasks[start:start + SUBMIT_CHUNK]
+        args: list[object] = [ns.prefix, _now(now_ms), "1" if dispatch else "0", group, len(chunk)]
+        for t in chunk:
+            o = t.options
+            args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
+                     to_ms(o.backoff_s), to_ms(t.delay_s)]
+        calls.append(ns.call("submit", *args))
+    return calls
+
+
+def decode_submit(replies: Sequence[Any]) -> SubmitReply:
+    created, existing, assignments = 0, [], []
+    for reply in replies:
+        n, old, pairs = text(reply)
+        created += int(n)
+        existing += old
+        assignments += _pairs(pairs)
+    return SubmitReply(created, existing, assignments)
+
+
+def _pairs(flat: Sequence[str]) -> list[tuple[str, str]]:
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+# --- dispatch, reap ---------------------------------------------------------------------------
+
+
+def dispatch(ns: Namespace, now_ms: int | None, limit: int, rid: str) -> Call:
+    return ns.call("dispatch", ns.prefix, _now(now_ms), check_limit(limit), rid)
+
+
+def _ms(value: str) -> int | None:
+    return int(float(value)) if value else None
+
+
+def decode_dispatch(reply: Any) -> DispatchReply:
+    pairs, now, due, lease, deadline = text(reply)
+    return DispatchReply(_pairs(pairs), int(now), _ms(due), _ms(lease), _ms(deadline))
+
+
+def reap(ns: Namespace, now_ms: int | None, limit: int, rid: str) -> Call:
+    return ns.call("reap", ns.prefix, _now(now_ms), check_limit(limit), ns.keep_s, rid)
+
+
+def decode_reap(reply: Any) -> Reaped:
+    ids, removed, more = text(reply)
+    return Reaped(ids, removed, more == "1")
+
+
+# --- processors -------------------------------------------------------------------------------
+
+
+def _started_list(flat: Sequence[str]) -> list[Started]:
+    """Started tasks from a flat reply: 'task', id, name, args, attempt, timeout_ms, 'task', ..."""
+    return [Started(flat[i + 1], flat[i + 2], flat[i + 3], int(flat[i + 4]), int(flat[i + 5]))
+            for i in range(0, len(flat), 6) if flat[i] == "task"]
+
+
+def register(ns: Namespace, now_ms: int | None, pid: str, capacity: int, lease_ms: int,
+             queues: Sequence[str], name: str) -> Call:
+    return ns.call("register", ns.prefix, _now(now_ms), pid, capacity, lease_ms, ",".join(queues), name)
+
+
+def decode_register(reply: Any) -> bool:
+    return bool(text(reply)[0] == "ok")
+
+
+def heartbeat(ns: Namespace, now_ms: int | None, pid: str) -> Call:
+    return ns.call("heartbeat", ns.prefix, _now(now_ms), pid)
+
+
+def decode_heartbeat(reply: Any) -> bool:
+    return bool(text(reply)[0] == "ok")
+
+
+def deregister(ns: Namespace, now_ms: int | None, pid: str, rid: str) -> Call:
+    return ns.call("deregister", ns.prefix, _now(now_ms), pid, ns.keep_s, rid)
+
+
+def decode_deregister(reply: Any) -> list[str] | None:
+    reply = text(reply)
+    return list(reply[1]) if reply[0] == "ok" else None
+
+
+def start(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str, want: int = 1) -> Call:
+    """Start up to ``want`` of the processor's pending tasks (the oldest first)."""
+    return ns.call("start", ns.prefix, _now(now_ms), pid, slot, rid, want)
+
+
+def decode_start(reply: Any) -> StartReply:
+    reply = text(reply)
+    if reply[0] == "task":
+        tasks = _started_list(reply)
+        return StartReply("task", tasks[0], tasks)
+    return StartReply(reply[0], None)
+
+
+#: What an ack asks to start next: nothing, the inbox's oldest tasks, or else the queues' heads.
+#: What an ack does after the acks: start nothing; start from the inbox; also take from the queues
+#: (complete-and-take-next); fill the freed slots by the least-loaded rule, then start from the
+#: inbox (dispatch on ack; want 0: start nothing).
+NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE = "0", "1", "2", "3"
+
+#: One finished task as an ack reports it: the task, "done" | "error", the result or error JSON.
+Finished = tuple[Started, str, str]
+
+
+def ack_many(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str,
+             finished: Sequence[Finished], next_mode: str, want: int) -> Call:
+    """Ack every finished task and start up to ``want`` next ones, in ONE script call."""
+    if next_mode not in (NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE):
+        raise ValueError(f"next_mode must be one of ops.NEXT_*, not {next_mode!r}")
+    args: list[object] = [ns.prefix, _now(now_ms), pid, slot, rid, ns.keep_s, next_mode,
+                          want if next_mode != NEXT_NONE else 0, len(finished)]
+    for task, outcome, payload in finished:
+        if outcome not in ("done", "error"):
+            raise ValueError(f"outcome must be 'done' or 'error', not {outcome!r}")
+        args += [task.id, task.attempt, outcome, payload]
+    return ns.call("ack", *args)
+
+
+def ack(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str, task: Started,
+        outcome: str, payload: str, next_mode: str) -> Call:
+    """Ack one task and, unless next_mode is NEXT_NONE, start one next task."""
+    return ack_many(ns, now_ms, pid, slot, rid, [(task, outcome, payload)], next_mode, 1)
+
+
+def decode_ack(reply: Any) -> AckReply:
+    statuses, flat, placed, more = text(reply)
+    started = _started_list(flat)
+    return AckReply(statuses[0] if statuses else "", started[0] if started else None, list(statuses), started,
+                    list(zip(placed[::2], placed[1::2], strict=True)), bool(int(more)))
+
+
+# --- tasks: cancel, state, result ---------------------------------------------------------------
+
+
+def cancel(ns: Namespace, now_ms: int | None, task_id: str, rid: str) -> Call:
+    return ns.call("cancel", ns.prefix, _now(now_ms), task_id, rid, ns.keep_s)
+
+
+def decode_cancel(reply: Any, task_id: str) -> bool:
+    status = text(reply)[0]
+    if status == "unknown":
+        raise error_for_status(status, task_id)
+    return bool(status == "cancelled")
+
+
+def result(ns: Namespace, task_id: str, mark: bool) -> Call:
+    return ns.call("result", ns.prefix, task_id, "1" if mark else "0")
+
+
+def decode_result(reply: Any, task_id: str) -> Outcome:
+    reply = text(reply)
+    if len(reply) > 1:
+        return Outcome(task_id, reply[0], reply[1], reply[2])
+    return Outcome(task_id, reply[0])
+
+
+def state(ns: Namespace, task_id: str) -> Command:
+    return Command("hget", (ns.keys.task(task_id), "s"))
+
+
+def outcomes(ns: Namespace, task_ids: Sequence[str]) -> Command:
+    """One read of many tasks' states and payloads (a pipeline of HMGETs)."""
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "s", "r", "e", "by")) for t in task_ids))
+
+
+def decode_outcomes(replies: Sequence[Any], task_ids: Sequence[str]) -> list[Outcome]:
+    out = []
+    for task_id, reply in zip(task_ids, replies, strict=True):
+        s, r, e, by = text(reply)
+        if s is None:
+            out.append(Outcome(task_id, "unknown"))
+        else:
+            out.append(Outcome(task_id, s, r if s == "done" else e, by or ""))
+    return out
+
+
+def fields_of(value: Any) -> dict[str, str]:
+    """A hash or stream entry's fields as a dict (a flat reply, or a dict from a RESP3 client)."""
+    if isinstance(value, dict):
+        return {text(k): text(v) for k, v in value.items()}
+    flat = text(value)
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+# --- counts and audit -------------------------------------------------------------------------
+
+
+COUNT_NAMES = ("submitted", "queued", "delayed", "assigned", "running", "done", "failed",
+               "cancelled", "processors", "idle_processors", "lapsed_processors", "last_dispatch_ms",
+               "now_ms", "done_last_minute", "failed_last_minute")
+
+
+def counts(ns: Namespace, now_ms: int | None) -> Call:
+    return ns.call("counts", ns.prefix, _now(now_ms))
+
+
+def decode_counts(reply: Any) -> tuple[dict[str, int], dict[str, int]]:
+    flat, depths = text(reply)
+    return ({flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)},
+            {depths[i]: int(depths[i + 1]) for i in range(0, len(depths), 2)})
+
+
+def retry_failed(ns: Namespace, now_ms: int | None, task_ids: Sequence[str], limit: int,
+                 rid: str) -> Call:
+    if task_ids and len(task_ids) > check_limit(limit):
+        raise ValueError(f"retry_failed: {len(task_ids)} ids, more than limit {limit}")
+    return ns.call("retry_failed", ns.prefix, _now(now_ms), check_limit(limit), rid, *task_ids)
+
+
+def decode_retry_failed(reply: Any) -> list[str]:
+    return list(text(reply))
+
+
+def processors(ns: Namespace, now_ms: int | None, limit: int) -> Call:
+    return ns.call("processors", ns.prefix, _now(now_ms), check_limit(limit))
+
+
+def decode_processors(reply: Any) -> tuple[int, list[ProcessorInfo]]:
+    now, rows = text(reply)
+    return int(now), [
+        ProcessorInfo(pid, int(float(deadline)), name, int(cap), tuple(qs.split(",")) if qs else (),
+                      int(pending), int(running), int(hb), int(rt))
+        for pid, deadline, name, cap, qs, pending, running, hb, rt in rows
+    ]
+
+
+def failed(ns: Namespace, task_ids: Sequence[str]) -> Command:
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "f", "q", "n", "e")) for t in task_ids))
+
+
+def decode_failed(replies: Sequence[Any], scored: Sequence[tuple[str, float]]) -> list[FailedTask]:
+    out = []
+    for (task_id, failed_ms), reply in zip(scored, replies, strict=True):
+        name, queue, n, e = text(reply)
+        err = decode_error(e or "")
+        out.append(FailedTask(task_id, name or "", queue or DEFAULT_QUEUE, int(n or 0), int(failed_ms),
+                              err["type"], err["message"], err["traceback"]))
+    return out
+
+
+def audit(ns: Namespace, now_ms: int | None) -> Call:
+    return ns.call("audit", ns.prefix, _now(now_ms))
+
+

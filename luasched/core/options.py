@@ -1,0 +1,309 @@
+"""Every option of luasched, its unit and its check, once: frozen dataclasses that refuse bad
+input when they are made, so a constructor or a call raises before it writes anything.
+
+Durations are given in seconds (an int, a float or a ``timedelta``) and kept in seconds; the
+scripts take milliseconds (``to_ms``). Names carry their unit (``lease_s``, ``keep_s``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ..errors import NotReplicated
+
+DEFAULT_QUEUE = "default"
+MAX_CAPACITY = 4096
+#: At most this many tasks, processors or ids per script call (each script checks it too).
+MAX_LIMIT = 10000
+MAX_DURABILITY = 16
+POOLS = ("thread", "process")
+#: The scripts that write nothing: they may run on a replica, and no WAIT follows them.
+READ_ONLY = frozenset({"counts", "audit", "processors"})
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_TASK_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+Clock = Callable[[], float]
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+
+def seconds(value: object, what: str, *, allow_none: bool = False, minimum: float = 0.0) -> float | None:
+    """A duration given as seconds or a timedelta, checked; ``what`` names the argument."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or a timedelta, not {type(value).__name__}")
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{what} must be a finite number of seconds >= {minimum}, not {value!r}")
+    return float(value)
+
+
+def to_ms(value: float | None) -> int:
+    """Seconds (None: none) as the whole milliseconds the scripts take."""
+    return 0 if value is None else round(value * 1000)
+
+
+def check_int(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be between {low} and {high}, not {value}")
+    return value
+
+
+def check_bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def check_limit(limit: object) -> int:
+    """How many things one script call may handle: 1 to MAX_LIMIT."""
+    return check_int(limit, "limit", 1, MAX_LIMIT)
+
+
+def check_name(value: object, what: str) -> str:
+    """A queue or namespace name: 1-64 letters, digits and ``_.:-`` (no comma, no space)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if not _NAME.match(value):
+        raise ValueError(f"{what} {value!r} must be 1-64 characters of letters, digits, '_.:-'")
+    return value
+
+
+def check_queue(queue: object, what: str = "queue") -> str:
+    return check_name(queue, what)
+
+
+def check_namespace(namespace: object) -> str:
+    return check_name(namespace, "namespace")
+
+
+def check_task_id(task_id: object, what: str = "task id") -> str:
+    if not isinstance(task_id, str):
+        raise TypeError(f"{what} must be a str, not {type(task_id).__name__}")
+    if not _TASK_ID.match(task_id):
+        raise ValueError(f"{what} {task_id!r} must be 1-128 characters of letters, digits, '_.:-'")
+    return task_id
+
+
+def check_task_name(name: object) -> str:
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise ValueError(f"task name must be a non-empty str of at most 200 characters, not {name!r}")
+    return name
+
+
+# --- a task's options ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How a task is run: its queue, attempts, timeout and retry backoff (all checked here)."""
+
+    queue: str = DEFAULT_QUEUE
+    max_attempts: int = 3
+    timeout_s: float | None = None
+    backoff_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_queue(self.queue)
+        check_int(self.max_attempts, "max_attempts", 1, 1000)
+        seconds(self.timeout_s, "timeout", allow_none=True, minimum=0.001)
+        seconds(self.backoff_s, "retry_backoff")
+
+    def replace(self, **changes: Any) -> TaskOptions:
+        """A copy with the changes that are not None."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+DEFAULT_TASK_OPTIONS = TaskOptions()
+
+
+# --- a processor's options -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessorOptions:
+    """A processor's settings. ``capacity``: slots (tasks at once). ``queues``: the queues it
+    serves. ``lease_s``: how long it stays registered without a heartbeat (it heartbeats every
+    third of it). ``name``: shown in status (default: the host name). ``take_next``: an ack takes
+    the next task from the queues itself. ``pool``: "thread" or "process" (each slot runs its
+    tasks in a child process, killed at the task's timeout; needs ``app``, the
+    "module:attribute" of the Scheduler). ``log_tasks``: one INFO line per task. ``batch``: one
+    slot starts and acks up to ``capacity`` tasks per round trip. ``dispatch_on_ack``: an ack
+    fills the slots it freed from the queues, least-loaded first (excludes ``take_next``)."""
+
+    capacity: int = 1
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    lease_s: float = 10.0
+    name: str | None = None
+    take_next: bool = False
+    pool: str = "thread"
+    app: str | None = None
+    log_tasks: bool = False
+    batch: bool = False
+    dispatch_on_ack: bool = False
+
+    def __post_init__(self) -> None:
+        check_int(self.capacity, "capacity", 1, MAX_CAPACITY)
+        queues: object = self.queues
+        if isinstance(queues, str) or not isinstance(queues, Sequence):
+            raise TypeError("queues must be a sequence of queue names, e.g. ('default',)")
+        if not queues:
+            raise ValueError("queues must name at least one queue")
+        for q in queues:
+            check_queue(q, "queue name")
+        object.__setattr__(self, "queues", tuple(dict.fromkeys(queues)))
+        object.__setattr__(self, "lease_s", seconds(self.lease_s, "lease", minimum=0.001))
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, not {type(self.name).__name__}")
+        for flag in ("take_next", "log_tasks", "batch", "dispatch_on_ack"):
+            check_bool(getattr(self, flag), flag)
+        if self.take_next and self.dispatch_on_ack:
+            raise ValueError("take_next and dispatch_on_ack exclude each other: a take-next processor "
+                             "takes its queues' heads itself, bypassing the least-loaded choice that "
+                             "dispatch_on_ack keeps")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
+        if self.pool == "process" and not self.app:
+            raise ValueError("pool='process' needs app='module:attribute' naming the Scheduler, "
+                             "so that each child process can import the tasks")
+
+    @classmethod
+    def make(cls, *, lease: float | timedelta = 10.0, **options: Any) -> ProcessorOptions:
+        """From the keyword arguments ``Scheduler.processor`` takes (``lease`` in seconds or a
+        timedelta); an unknown one raises TypeError naming it."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"lease_s"}
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"unknown processor option(s) {', '.join(sorted(unknown))}; options are "
+                            f"{', '.join(sorted(known | {'lease'}))}")
+        return cls(lease_s=lease, **options)  # type: ignore[arg-type]  # checked in __post_init__
+
+    @property
+    def slots(self) -> int:
+        """How many slots run at once: one per unit of capacity, or one batch slot."""
+        return 1 if self.batch else self.capacity
+
+    @property
+    def want(self) -> int:
+        """How many tasks one slot starts per call."""
+        return self.capacity if self.batch else 1
+
+
+# --- a scheduler's options -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Durability:
+    """After a script that writes, WAIT until ``replicas`` replicas have its writes (at most
+    ``timeout_ms``), in the same round trip: a pipeline of EVALSHA + WAIT (WAIT cannot run
+    inside a script). 0 replicas: no WAIT, Redis's asynchronous replication."""
+
+    replicas: int = 0
+    timeout_ms: int = 1000
+
+    @classmethod
+    def of(cls, replicas: object, timeout: object) -> Durability:
+        if isinstance(replicas, bool) or not isinstance(replicas, int):
+            raise TypeError(f"durability must be an int (replicas to wait for), not {type(replicas).__name__}")
+        if not 0 <= replicas <= MAX_DURABILITY:
+            raise ValueError(f"durability must be between 0 and {MAX_DURABILITY}, not {replicas}")
+        timeout_s = seconds(timeout, "durability_timeout")
+        if timeout_s is None or not 0 < timeout_s <= 3600:
+            raise ValueError(f"durability_timeout must be a number of seconds in (0, 3600], not {timeout!r}")
+        return cls(replicas, max(1, round(timeout_s * 1000)))
+
+    def applies(self, script: str) -> bool:
+        """True when a call of ``script`` must be followed by WAIT."""
+        return self.replicas > 0 and script not in READ_ONLY
+
+    def command(self) -> tuple[str, int, int]:
+        """The WAIT to send right after the writes, on the same connection."""
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def check(self, acked: object, operation: str) -> None:
+        """Raise NotReplicated when WAIT answered fewer replicas than required."""
+        if isinstance(acked, Exception):
+            raise acked
+        got = int(acked)  # type: ignore[call-overload]
+        if got < self.replicas:
+            raise NotReplicated(
+                f"{operation}: written on the primary, but {got} of {self.replicas} replicas had it "
+                f"within {self.timeout_ms} ms: a failover now could lose it. The call is replay-safe: "
+                f"retry it once the replicas are back",
+                acked=got, wanted=self.replicas)
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    """A Scheduler's settings, apart from the servers it talks to. ``clock``: None to read the
+    Redis server's TIME inside the scripts, or a callable returning seconds whose value the
+    scripts take instead (tests drive time with it). ``keep_s``: how long finished task records
+    and results are kept. ``dispatch_on_submit``: a submit also hands its tasks to idle
+    processors. ``durability``: what a write waits for."""
+
+    namespace: str = "default"
+    clock: Clock | None = None
+    keep_s: float = 86400.0
+    dispatch_on_submit: bool = False
+    durability: Durability = Durability()
+
+    def __post_init__(self) -> None:
+        check_namespace(self.namespace)
+        if self.clock is not None and not callable(self.clock):
+            raise TypeError(f"clock must be a callable returning seconds, not {type(self.clock).__name__}")
+        object.__setattr__(self, "keep_s", seconds(self.keep_s, "keep", minimum=1.0))
+        check_bool(self.dispatch_on_submit, "dispatch_on_submit")
+
+    def now_ms(self) -> int | None:
+        """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
+        return None if self.clock is None else int(self.clock() * 1000)
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """The scheduler loop's settings: ``limit`` tasks per dispatch call; it wakes by itself at
+    least every ``max_wait_s`` (to see its stop flag) and reaps at most every ``reap_every_s``."""
+
+    limit: int = 100
+    max_wait_s: float = 1.0
+    reap_every_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        check_limit(self.limit)
+        object.__setattr__(self, "max_wait_s", seconds(self.max_wait_s, "max_wait", minimum=0.001))
+        object.__setattr__(self, "reap_every_s", seconds(self.reap_every_s, "reap_every"))
+
+
+# --- retrying while Redis is away ------------------------------------------------------------
+
+#: How a loop that lost Redis tries again: after RETRY_FIRST_S, then twice as long each time, at
+#: most RETRY_MAX_S (the scheduler loop, and a processor's slots and heartbeats, on both front ends).
+RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0
+
+
+class Backoff:
+    """The pauses between tries of a call that lost Redis: RETRY_FIRST_S, doubling, capped."""
+
+    def __init__(self, first_s: float = RETRY_FIRST_S, max_s: float = RETRY_MAX_S) -> None:
+        self._first, self._max = first_s, max_s
+        self._next = first_s
+
+    def next(self) -> float:
+        pause = self._next
+        self._next = min(self._next * 2, self._max)
+        return pause
+
+    def reset(self) -> None:
+        self._next = self._first

@@ -1,0 +1,131 @@
+"""What the scripts answer, decoded: one frozen dataclass per kind of reply (pure)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ScriptError, TaskFailed, error_for_status
+from .tasks import Started, decode_error
+
+
+@dataclass(frozen=True)
+class SubmitReply:
+    created: int
+    existing: list[str]
+    assignments: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class DispatchReply:
+    assignments: list[tuple[str, str]]
+    now_ms: int
+    next_due_ms: int | None  # earliest delayed task
+    next_lease_ms: int | None  # earliest lease deadline
+    next_deadline_ms: int | None  # earliest running task's timeout
+
+    def wait_s(self, cap: float, reap_every: float) -> tuple[float, bool]:
+        """How long a scheduler loop may sleep, and whether a reap is due now."""
+        soonest = [t for t in (self.next_lease_ms, self.next_deadline_ms) if t is not None]
+        reap_at = min(soonest) if soonest else None
+        reap_now = reap_at is not None and reap_at < self.now_ms
+        wait = cap
+        if self.next_due_ms is not None:
+            wait = min(wait, (self.next_due_ms - self.now_ms) / 1000)
+        if reap_at is not None:
+            wait = min(wait, max((reap_at - self.now_ms) / 1000, reap_every))
+        return max(wait, 0.001), reap_now
+
+
+class Reaped(list[str]):
+    """Ids of the tasks one reap call took back. ``processors`` are the lapsed processors it
+    removed; ``more`` says lapsed processors or overdue tasks remain. Truthy while there was work
+    or more remains, so ``while sched.reap(): pass`` leaves nothing behind."""
+
+    def __init__(self, ids: Sequence[str], processors: Sequence[str], more: bool) -> None:
+        super().__init__(ids)
+        self.processors = list(processors)
+        self.more = more
+
+    def __bool__(self) -> bool:
+        return len(self) > 0 or bool(self.processors) or self.more
+
+
+@dataclass(frozen=True)
+class StartReply:
+    status: str  # 'task' | 'empty' | 'lost'
+    task: Started | None  # the first started task
+    tasks: list[Started] = field(default_factory=list, compare=False)  # all of them
+
+
+@dataclass(frozen=True)
+class AckReply:
+    status: str  # of the first acked task: 'done' | 'retry' | 'failed' | 'stale'
+    next: Started | None  # the first started task
+    statuses: list[str] = field(default_factory=list, compare=False)  # one per acked task
+    started: list[Started] = field(default_factory=list, compare=False)  # every started task
+    #: (task id, processor id) of each task the ack placed (NEXT_PLACE; none on a replay)
+    placed: list[tuple[str, str]] = field(default_factory=list, compare=False)
+    #: NEXT_PLACE placed tasks and the processor's queues still hold more: the next ack, too,
+    #: will likely find a task to start
+    more: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A task's state and, once finished, its JSON result or error."""
+
+    task_id: str
+    state: str
+    payload: str | None = None
+    processor: str = ""  # the processor that ran the last attempt
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    def value(self) -> Any:
+        """The result; raises TaskFailed, TaskCancelled or TaskNotFound instead when there is none."""
+        if self.state == "done":
+            return json.loads(self.payload) if self.payload is not None else None
+        if self.state == "failed":
+            err = decode_error(self.payload or "")
+            raise TaskFailed(self.task_id, err["type"], err["message"], err["traceback"])
+        if self.state in ("cancelled", "unknown"):
+            raise error_for_status(self.state, self.task_id)
+        raise ScriptError(f"task {self.task_id} is {self.state}, it has no result yet")
+
+
+@dataclass(frozen=True)
+class ProcessorInfo:
+    """A registered processor as ``processors`` sees it (times in server ms)."""
+
+    id: str
+    lease_deadline_ms: int
+    name: str
+    capacity: int
+    queues: tuple[str, ...]
+    pending: int
+    running: int
+    last_heartbeat_ms: int
+    registered_ms: int
+
+    @property
+    def load(self) -> int:
+        return self.pending + self.running
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    """A dead letter: the task, when it failed (server ms), and its last error."""
+
+    id: str
+    name: str
+    queue: str
+    attempts: int
+    failed_ms: int
+    error_type: str
+    message: str
+    traceback: str

@@ -1,0 +1,211 @@
+"""A processor's pure part, shared by the threaded and the asyncio runtimes: its settings and
+identity, the calls it sends, and the loop of one slot as a flow of steps (send a call, run
+tasks, block on the wake-up list, recover a lost lease) that each runtime drives."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from . import ops
+from .base import SchedulerBase
+from .options import ProcessorOptions, to_ms
+from .tasks import Started, new_request_id
+
+log = logging.getLogger("luasched.processor")
+
+#: How long an idle slot blocks on its wake-up list before looking at its stop flag again.
+SLOT_WAIT_S = 2.0
+
+
+def new_processor_id(name: str | None) -> str:
+    base = name or socket.gethostname().split(".")[0] or "processor"
+    safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in base)[:40]
+    return f"{safe}-{os.getpid()}-{new_request_id()[:6]}"
+
+
+@dataclass(frozen=True)
+class Send:
+    """Slot step: send this call (retrying through connection loss while running)."""
+
+    call: ops.Call
+
+
+@dataclass(frozen=True)
+class Run:
+    """Slot step: run these started tasks (one after another, or at once where the runtime can);
+    the reply is one (outcome, payload, seconds) per task, in order."""
+
+    tasks: list[Started]
+    pid: str
+    slot: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Slot step: nothing to run; block on the processor's wake list for a while, then send a
+    start — both in one round trip where the server keeps the time, so that the server starts the
+    task the moment the wake-up arrives. The reply is the start's. With ``ack`` (the ack of the
+    tasks the slot just ran, asking for no next task) that is sent first, in the same round trip,
+    and the reply is ``(ack reply, start reply)``: one round trip per task when the next task
+    comes from a scheduler (every assignment pushes a token on the wake list)."""
+
+    pid: str
+    slot: str
+    ack: ops.Call | None = None
+
+
+@dataclass(frozen=True)
+class Recover:
+    """Slot step: the lease of ``pid`` was lost; register again under a new id."""
+
+    pid: str
+
+
+SlotStep = Send | Run | Wait | Recover
+SlotFlow = Generator[SlotStep, Any, int]
+
+
+class ProcessorCore:
+    """What the threaded and the asyncio processors share: settings, identity, and the pure
+    decisions of the slot loop (what to ask for next, what to log, which call to send)."""
+
+    def __init__(self, sched: SchedulerBase, options: ProcessorOptions) -> None:
+        self.base = sched
+        self.options = options
+        self._id = new_processor_id(options.name)
+        self.processed = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.options.capacity
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return self.options.queues
+
+    @property
+    def lease(self) -> float:
+        """The lease in seconds (a heartbeat every third of it)."""
+        return self.options.lease_s
+
+    @property
+    def name(self) -> str:
+        return self.options.name or ""
+
+    def __repr__(self) -> str:
+        return f"<Processor {self.id} capacity={self.capacity} queues={','.join(self.queues)}>"
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def ns(self) -> ops.Namespace:
+        return self.base.ns
+
+    def _now(self) -> int | None:
+        return self.base.now_ms()
+
+    def _register_call(self) -> ops.Call:
+        return ops.register(self.ns, self._now(), self.id, self.capacity, to_ms(self.lease),
+                            self.queues, self.name)
+
+    @property
+    def slots(self) -> int:
+        """How many slots run at once: one per unit of capacity, or one batch slot."""
+        return self.options.slots
+
+    @property
+    def _want(self) -> int:
+        """How many tasks one slot starts per call."""
+        return self.options.want
+
+    def _start_call(self, pid: str, slot: str) -> ops.Call:
+        return ops.start(self.ns, self._now(), pid, slot, new_request_id(), self._want)
+
+    def _ack_call(self, pid: str, slot: str, finished: list[ops.Finished], by_hand: bool,
+                  stopping: bool, waiting: bool = False) -> ops.Call:
+        """The ack of finished tasks, asking for the next ones unless the processor is stopping
+        (by hand: the next inbox tasks; running: the inbox's, or in take-next mode the queues').
+        ``waiting``: the slot waits on its wake list next (fed by a scheduler). With
+        ``dispatch_on_ack`` the ack fills the slots it freed from the queues itself, then starts
+        from the inbox unless the slot waits next (the wake-up it was pushed then starts it)."""
+        want = self._want
+        if by_hand:
+            next_mode = ops.NEXT_INBOX
+        elif self.options.dispatch_on_ack and not stopping:
+            next_mode, want = ops.NEXT_PLACE, 0 if waiting else want
+        elif stopping or waiting:
+            next_mode = ops.NEXT_NONE
+        else:
+            next_mode = ops.NEXT_TAKE if self.options.take_next else ops.NEXT_INBOX
+        return ops.ack_many(self.ns, self._now(), pid, slot, new_request_id(), finished, next_mode, want)
+
+    def _done(self, task: Started, outcome: str, status: str, seconds: float) -> None:
+        self.processed += 1
+        if self.options.log_tasks:
+            log.info("task %s %s attempt %d: %s in %.3f s", task.id, task.name, task.attempt,
+                     status if status != "stale" else f"{outcome}, but stale (attempt ended)", seconds)
+
+    def _slot_flow(self, slot: str, stopping: Callable[[], bool] | None) -> SlotFlow:
+        """The loop of one slot, sans I/O: it yields what to do (send a call, run a task, block
+        on the wake list, recover a lost lease) and receives the result; the threaded and the
+        asyncio runtimes drive it. ``stopping`` None means by hand: run what the inbox holds now,
+        then return how many ran."""
+        ran = 0
+        pid = self.id
+        tasks: list[Started] = []
+        idle = False  # the last start or ack found the inbox empty: wait before starting again
+        # dispatch on ack: the last ack left tasks queued, so the next one goes alone, places and
+        # starts (one script, no BLPOP, no start call); else it rides the wake-up pipeline
+        backlog = False
+        answered: Any = None  # the reply of a start already sent (with the last ack)
+        while True:
+            if not tasks:
+                if answered is None:
+                    if stopping is not None and stopping():
+                        return ran
+                    pid = self.id
+                    answered = yield Wait(pid, slot) if idle else Send(self._start_call(pid, slot))
+                reply, answered, idle = ops.decode_start(answered), None, False
+                if reply.status == "task":
+                    tasks = reply.tasks
+                elif reply.status == "lost" and stopping is not None:
+                    yield Recover(pid)
+                    continue
+                elif stopping is None:
+                    return ran
+                else:
+                    idle = True
+                    continue
+            results = yield Run(tasks, pid, slot)
+            ran += len(tasks)
+            finished = [(task, outcome, payload) for task, (outcome, payload, _) in zip(tasks, results, strict=True)]
+            stop_now = stopping is not None and stopping()
+            # Fed by a scheduler (not take-next, not by hand): ack, wait and start in one round trip.
+            wait_next = (stopping is not None and not stop_now and not self.options.take_next
+                         and not (self.options.dispatch_on_ack and backlog))
+            call = self._ack_call(pid, slot, finished, by_hand=stopping is None, stopping=stop_now,
+                                  waiting=wait_next)
+            if wait_next:
+                acked, answered = yield Wait(pid, slot, call)
+            else:
+                acked = yield Send(call)
+            ack = ops.decode_ack(acked)
+            for task, (outcome, _, took_s), status in zip(tasks, results, ack.statuses, strict=True):
+                self._done(task, outcome, status, took_s)
+            tasks, backlog = ack.started, ack.more
+            idle = not tasks and stopping is not None and not stopping()
+
+    def _new_id(self, lost_pid: str) -> bool:
+        """Take a new id after losing the lease of ``lost_pid``; False if another slot already did."""
+        if self._id != lost_pid:
+            return False
+        self._id = new_processor_id(self.name or None)
+        log.warning("processor %s lost its lease; registering again as %s", lost_pid, self._id)
+        return True

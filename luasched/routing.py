@@ -1,0 +1,145 @@
+"""Where a call goes and how its errors come back, for both front ends: which client serves a
+read (``Reads``), the node of a cluster that holds a namespace, the replies that mean the slot
+moved, how long one blocking call may wait, and the one boundary where redis-py's exceptions
+become luasched's (``translated``). No I/O of its own but a cluster's slot map refresh."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.exceptions
+
+from .core.options import READ_ONLY
+from .errors import ConnectionLost, ScriptError
+
+#: The longest a single blocking call (BLPOP, XREAD BLOCK) waits: below redis-py 8's default
+#: socket timeout of 5 s, which a client made from a URL does not show in its connection kwargs.
+MAX_BLOCK_S = 4.0
+
+
+def block_slice_s(client: Any) -> float:
+    """How long one blocking call may wait on this client: below its socket timeout (redis-py 8
+    defaults to 5 s), else a blocked call would end in a timeout error instead of an empty reply.
+    Longer waits are made of several such slices."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    timeout = kwargs.get("socket_timeout")
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        return MAX_BLOCK_S
+    return min(MAX_BLOCK_S, timeout - 1.0 if timeout > 2.0 else timeout / 2)
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, (redis.RedisCluster, redis.asyncio.RedisCluster))
+
+
+class Reads:
+    """Which client serves what: every script that writes and every write goes to the primary;
+    read-only scripts (``scripts.READ_ONLY``) and the plain reads a caller marks as such go to
+    the replicas, each in turn, or to the primary when there are none. No I/O here: the
+    clients are opaque, sync or asyncio alike."""
+
+    def __init__(self, primary: Any, replicas: Sequence[Any] = ()) -> None:
+        self.primary = primary
+        self.replicas = tuple(replicas)
+        self._turn = itertools.count()
+
+    @property
+    def split(self) -> bool:
+        """True when reads go to replicas."""
+        return bool(self.replicas)
+
+    def reader(self) -> Any:
+        """The client for the next read: the replicas in turn, else the primary."""
+        if not self.replicas:
+            return self.primary
+        return self.replicas[next(self._turn) % len(self.replicas)]
+
+    def for_script(self, name: str) -> Any:
+        """The client a script runs on: a replica for a read-only script, else the primary."""
+        return self.reader() if name in READ_ONLY else self.primary
+
+
+def slot_client(client: Any, key: str) -> Any:
+    """The client a pipeline of script calls on ``key``'s namespace goes through. On a cluster
+    that is the own client of the node holding the key's slot: RedisCluster refuses EVALSHA in
+    its pipelines, and would send a WAIT to every primary instead of after the write. Every key
+    of a namespace is on that one slot, so the whole pipeline belongs to that node."""
+    if isinstance(client, redis.RedisCluster):
+        return client.get_redis_connection(client.get_node_from_key(key))  # type: ignore[no-untyped-call]
+    return client
+
+
+class NodeClients:
+    """asyncio: the own client of each cluster node that holds a namespace's slot (what
+    ``slot_client`` is for the sync client: redis.asyncio's cluster pipelines refuse EVALSHA
+    too). Made on first use from the node's connection settings, closed with ``aclose``."""
+
+    def __init__(self) -> None:
+        self._by_node: dict[str, Any] = {}
+
+    async def for_key(self, client: Any, key: str) -> Any:
+        if not isinstance(client, redis.asyncio.RedisCluster):
+            return client
+        await client.initialize()  # reads the slot map once (a no-op after that)
+        node = client.get_node_from_key(key)
+        if node is None:
+            raise redis.exceptions.ConnectionError(f"no cluster node holds the slot of {key!r}")
+        found = self._by_node.get(node.name)
+        if found is None:
+            pool = redis.asyncio.ConnectionPool(connection_class=node.connection_class,
+                                                **node.connection_kwargs)
+            found = self._by_node[node.name] = redis.asyncio.Redis(connection_pool=pool)
+        return found
+
+    async def aclose(self) -> None:
+        for client in self._by_node.values():
+            await client.aclose(close_connection_pool=True)  # the pool was made here, not by Redis()
+        self._by_node.clear()
+
+
+async def arefresh_slots(client: Any) -> None:
+    """The asyncio counterpart of :func:`refresh_slots`."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        try:
+            await client.nodes_manager.initialize()
+        except redis.exceptions.RedisError:
+            pass
+
+
+#: Replies that mean a cluster moved the slot (resharding, failover): refresh the map, resend.
+MOVED = (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.TryAgainError)
+
+
+def refresh_slots(client: Any) -> None:
+    """After MOVED or a lost node: make a cluster client read the slot map again (best effort;
+    the next call finds out whether it worked)."""
+    if isinstance(client, redis.RedisCluster):
+        try:
+            client.nodes_manager.initialize()
+        except redis.exceptions.RedisError:
+            pass
+
+
+@contextlib.contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """Turn redis-py exceptions raised inside the block into luasched ones naming ``operation``."""
+    try:
+        yield
+    except redis.exceptions.ConnectionError as exc:
+        raise ConnectionLost(f"{operation}: cannot reach Redis: {exc}") from exc
+    except redis.exceptions.TimeoutError as exc:
+        raise ConnectionLost(f"{operation}: Redis did not answer in time: {exc}") from exc
+    except redis.exceptions.ReadOnlyError as exc:
+        raise ScriptError(f"{operation}: the server is a read-only replica, and {operation} writes: "
+                          f"writes go to the primary (redis=...); replicas only serve reads "
+                          f"(read_redis=...)") from exc
+    except redis.exceptions.NoPermissionError as exc:
+        raise ScriptError(f"{operation}: refused by the server's ACL: {exc}") from exc
+    except redis.exceptions.ResponseError as exc:
+        raise ScriptError(f"{operation}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Tools for working on luasched (not shipped in the package)."""
