@@ -3,7 +3,7 @@
     python bench/report.py [--results bench/results] [--print]
 
 Only the part between ``<!-- results:start -->`` and ``<!-- results:end -->`` is rewritten; the
-analysis around it is written by hand.
+method around it is written by hand.
 """
 
 from __future__ import annotations
@@ -53,6 +53,15 @@ def ours(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["system"] == "luasched"]
 
 
+def run_of(meta: dict[str, Any]) -> str:
+    """The luasched a run measured, for readers: its version (the JSON also keeps the commit)."""
+    return f"luasched {meta.get('luasched', '?')}"
+
+
+def machine_of(meta: dict[str, Any]) -> str:
+    return f"{meta['cpus']} cores ({meta['machine']})"
+
+
 def versions(meta: dict[str, Any] | None, *datasets: dict[str, Any] | None) -> str:
     seen: dict[str, str] = {}
     for d in datasets:
@@ -63,9 +72,8 @@ def versions(meta: dict[str, Any] | None, *datasets: dict[str, Any] | None) -> s
     parts = [f"{k} {v}" for k, v in seen.items()]
     head = ""
     if meta:
-        head = (f"Measured {meta['date']} on {meta['cpus']} cores ({meta['machine']}), Python {meta['python']}, "
-                f"Redis {meta['redis']} on loopback, luasched at {meta.get('git', '?')}; median of "
-                f"{meta['repeat']} runs per figure.\n\n")
+        head = (f"Measured {meta['date']} with {run_of(meta)} on {machine_of(meta)}, Python {meta['python']}, "
+                f"Redis {meta['redis']} on loopback; median of {meta['repeat']} runs per figure.\n\n")
     return head + "Versions: " + ", ".join(parts) + "."
 
 
@@ -309,11 +317,10 @@ def render(results: Path) -> str:
             when = d.get("meta")
             if meta and when and when.get("git") != meta.get("git"):
                 which = "a later" if when.get("date", "") > meta.get("date", "") else "an earlier"
-                body[1:1] = ["", f"Measured {when['date']}, luasched at {when.get('git', '?')}: {which} run of "
-                                 f"this workload than the one in the heading above."]
+                body[1:1] = ["", f"Measured {when['date']} with {run_of(when)} on {machine_of(when)}: {which} "
+                                 f"run of this workload than the one in the heading above."]
             out += body + [""]
-    out += ["![throughput](plots/throughput.png)", "", "![dispatch cost](plots/dispatch.png)", "",
-            "![latency](plots/latency.png)", "", END]
+    out += [END]  # the plots' links stand after the block: the docs site includes it where they do not resolve
     return "\n".join(out)
 
 
