@@ -221,7 +221,7 @@ def sync_client(target: object, *, replica: bool = False, service_name: str | No
 
 
 def async_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
-    """The asyncio counterpart of :func:`sync_client`."""
+    """The asyncio counterpart of ``sync_client``."""
     check_target(target, asynchronous=True)
     if isinstance(target, redis.asyncio.sentinel.Sentinel):
         return _sentinel_client(target, _need_service(service_name), replica)
@@ -271,7 +271,7 @@ def close_client(client: Any, target: object) -> None:
 
 
 async def aclose_client(client: Any, target: object) -> None:
-    """The asyncio counterpart of :func:`close_client`."""
+    """The asyncio counterpart of ``close_client``."""
     if isinstance(target, str):
         for sentinel in sentinels_of(client):
             await sentinel.aclose()

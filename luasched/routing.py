@@ -104,7 +104,7 @@ class NodeClients:
 
 
 async def arefresh_slots(client: Any) -> None:
-    """The asyncio counterpart of :func:`refresh_slots`."""
+    """The asyncio counterpart of ``refresh_slots``."""
     if isinstance(client, redis.asyncio.RedisCluster):
         try:
             await client.nodes_manager.initialize()

@@ -58,7 +58,7 @@ def spread_namespaces(namespace: str, shards: int, owner: Callable[[int], str],
 
 
 def cluster_namespaces(client: redis.RedisCluster, namespace: str, shards: int) -> list[str]:
-    """:func:`spread_namespaces` over the primaries of a live cluster, in turn."""
+    """``spread_namespaces`` over the primaries of a live cluster, in turn."""
     primaries = sorted(n.name for n in client.get_primaries())  # type: ignore[no-untyped-call]
 
     def owner(slot: int) -> str:
@@ -75,7 +75,7 @@ class Sharded:
     same shard and creates nothing); ``submit_many`` sends one round trip per shard;
     ``processor`` makes a processor serving every shard; ``run`` runs a scheduler loop per shard.
     Reads (counts, audit) add the shards up. Give ``shards`` (names ``namespace.0`` ...) or the
-    ``namespaces`` themselves (e.g. from :func:`cluster_namespaces`).
+    ``namespaces`` themselves (e.g. from ``cluster_namespaces``).
     """
 
     def __init__(self, redis: object = None, namespace: str = "default", shards: int = 4, *,

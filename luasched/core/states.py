@@ -6,6 +6,9 @@ from enum import Enum
 
 
 class State(str, Enum):
+    """Where a task is in its life: waiting (queued, delayed), given to a processor (assigned,
+    running), or finished (done, failed, cancelled). ``TaskHandle.state`` answers one of these."""
+
     QUEUED = "queued"
     DELAYED = "delayed"
     ASSIGNED = "assigned"

@@ -93,7 +93,7 @@ class Registry:
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """The task a processor is running in this context: see :func:`current_task`."""
+    """The task a processor is running in this context: see ``current_task``."""
 
     id: str
     name: str
