@@ -1,0 +1,113 @@
+"""A/B of two versions of luasched, end to end: throughput, submit and latency, run in turn.
+
+    .venv/bin/python bench/ab.py --base 11187b4                 # against the working tree's HEAD
+    .venv/bin/python bench/ab.py --base 11187b4 --head HEAD --rounds 5 --only submit
+
+Each version is ``luasched/`` and ``lua/`` as committed at its revision, extracted to a folder of
+its own that goes first on the path of every process of its runs (the producer, the processor
+and scheduler commands). Both are run through the same ``bench/driver.py`` and adapters, on one
+private redis-server (``FLUSHDB`` before each run), alternating A B, then B A, round after round,
+so that both see the machine as it drifts. The figure of a configuration is the median over the
+rounds; the ratio is head / base (above 1: head is faster; for latency, below 1: head is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import start_redis  # noqa: E402
+
+#: (workload, label, driver arguments, the figure kept, True when higher is better)
+CONFIGS: list[tuple[str, str, list[str], str, bool]] = [
+    ("throughput", "plain c4", ["throughput", "--n", "20000", "--capacity", "4", "--variant", "plain"], "rate", True),
+    ("throughput", "plain+ack c4", ["throughput", "--n", "20000", "--capacity", "4", "--variant", "plain+ack"],
+     "rate", True),
+    ("throughput", "take_next c4", ["throughput", "--n", "20000", "--capacity", "4", "--variant", "take_next"],
+     "rate", True),
+    ("throughput", "take_next+batch c32", ["throughput", "--n", "20000", "--capacity", "32",
+                                           "--variant", "take_next+batch"], "rate", True),
+    ("submit", "one by one", ["submit", "--n", "5000"], "rate", True),
+    ("submit", "submit_many 1000", ["submit", "--n", "20000", "--batch", "1000"], "rate", True),
+    ("latency", "plain c1 p50", ["latency", "--n", "500", "--variant", "plain"], "p50_ms", False),
+    ("latency", "eager c1 p50", ["latency", "--n", "500", "--variant", "eager"], "p50_ms", False),
+]
+
+
+def snapshot(rev: str) -> tuple[str, str]:
+    """(folder holding luasched/ and lua/ at ``rev``, its short hash)."""
+    short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    dest = tempfile.mkdtemp(prefix=f"bench-ab-{short}-")
+    archive = subprocess.run(["git", "archive", rev, "luasched", "lua"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest, short
+
+
+def run_once(src: str, url: str, args: list[str]) -> dict[str, Any]:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, str(ROOT)]))
+    cmd = [sys.executable, str(ROOT / "bench" / "driver.py"), "luasched", args[0], "--url", url, *args[1:]]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="the revision to compare against")
+    parser.add_argument("--head", default="HEAD", help="the revision measured (default HEAD)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="throughput,submit,latency", help="comma-separated workloads")
+    parser.add_argument("--json", type=Path, default=None, help="also write every run here")
+    opts = parser.parse_args()
+    wanted = set(opts.only.split(","))
+    versions = [snapshot(opts.base), snapshot(opts.head)]
+    server = start_redis()
+    figures: dict[str, dict[str, list[float]]] = {}
+    try:
+        for round_no in range(opts.rounds):
+            order = versions if round_no % 2 == 0 else versions[::-1]
+            for workload, label, args, key, _ in CONFIGS:
+                if workload not in wanted:
+                    continue
+                for src, short in order:
+                    value = float(run_once(src, server.url, args)[key])
+                    figures.setdefault(label, {}).setdefault(short, []).append(value)
+                    print(f"round {round_no + 1} {label:<22} {short}: {value:,.3f}", flush=True)
+    finally:
+        server.cleanup()
+        for src, _ in versions:
+            shutil.rmtree(src, ignore_errors=True)
+    (_, base), (_, head) = versions
+    print(f"\n| configuration | figure | {base} (base) | {head} | {head} / {base} |")
+    print("| --- | --- | --- | --- | --- |")
+    for workload, label, _, key, higher in CONFIGS:
+        if label not in figures:
+            continue
+        a, b = statistics.median(figures[label][base]), statistics.median(figures[label][head])
+        unit = "tasks/s" if key == "rate" else "ms"
+        print(f"| {workload} {label} | {unit}{'' if higher else ' (lower is better)'} | {a:,.2f} | {b:,.2f} "
+              f"| {b / a:.3f} |")
+    if opts.json is not None:
+        opts.json.write_text(json.dumps({"base": base, "head": head, "figures": figures}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
