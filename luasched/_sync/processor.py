@@ -87,13 +87,14 @@ class Processor(ProcessorCore):
     def _send(self, call: ops.Call, stop: threading.Event | None) -> Any:
         """Send a call; while running, retry it through connection loss. Every call carries its
         request id, so a retry of one that did run answers as the first did."""
-        retry = Backoff()
+        retry: Backoff | None = None  # made on the first failure: the hot path makes nothing
         while True:
             try:
                 return self.sched.call(call)
             except ConnectionLost:
                 if stop is None or self._halted:
                     raise
+                retry = retry or Backoff()
                 pause = retry.next()
                 log.warning("processor %s: Redis unreachable, retrying %s in %.2f s", self.id,
                             call.script, pause)

@@ -79,6 +79,7 @@ class ProcessorCore:
         self.options = options
         self._id = new_processor_id(options.name)
         self.processed = 0
+        self._want = options.want  # how many tasks one slot starts per call (read per task)
 
     @property
     def capacity(self) -> int:
@@ -120,10 +121,6 @@ class ProcessorCore:
         """How many slots run at once: one per unit of capacity, or one batch slot."""
         return self.options.slots
 
-    @property
-    def _want(self) -> int:
-        """How many tasks one slot starts per call."""
-        return self.options.want
 
     def _start_call(self, pid: str, slot: str) -> ops.Call:
         return ops.start(self.ns, self._now(), pid, slot, new_request_id(), self._want)
