@@ -176,18 +176,31 @@ def owns(target: object) -> bool:
     return target is None or isinstance(target, (str, redis.sentinel.Sentinel, redis.asyncio.sentinel.Sentinel))
 
 
-def check_target(target: object, *, asynchronous: bool, what: str = "redis") -> None:
+@dataclass(frozen=True)
+class Kinds:
+    """The redis-py classes of one front end (sync or asyncio): the clients ``make_client``
+    makes or takes, named as error messages name them."""
+
+    redis: type
+    cluster: type
+    sentinel: type
+    node: type
+    embedded: type
+    names: str
+
+
+SYNC = Kinds(redis.Redis, redis.RedisCluster, redis.sentinel.Sentinel, ClusterNode, fakeredis.FakeRedis,
+             "a redis.Redis, redis.RedisCluster or redis.Sentinel")
+ASYNC = Kinds(redis.asyncio.Redis, redis.asyncio.RedisCluster, redis.asyncio.sentinel.Sentinel,
+              AsyncClusterNode, fakeredis.FakeAsyncRedis, "a redis.asyncio.Redis, RedisCluster or Sentinel")
+
+
+def check_target(target: object, kinds: Kinds, what: str = "redis") -> None:
     """Refuse a target no client can be made for (a wrong type, a bad URL), before any is made."""
-    if asynchronous:
-        kinds: tuple[type, ...] = (redis.asyncio.Redis, redis.asyncio.RedisCluster, redis.asyncio.sentinel.Sentinel)
-        names = "a redis.asyncio.Redis, RedisCluster or Sentinel"
-    else:
-        kinds = (redis.Redis, redis.RedisCluster, redis.sentinel.Sentinel)
-        names = "a redis.Redis, redis.RedisCluster or redis.Sentinel"
     if isinstance(target, str):
         parse_url(target)
-    elif target is not None and not isinstance(target, kinds):
-        raise TypeError(f"{what} must be None, a URL, {names}, not {type(target).__name__}")
+    elif target is not None and not isinstance(target, (kinds.redis, kinds.cluster, kinds.sentinel)):
+        raise TypeError(f"{what} must be None, a URL, {kinds.names}, not {type(target).__name__}")
 
 
 def is_embedded_target(target: object) -> bool:
@@ -197,48 +210,36 @@ def is_embedded_target(target: object) -> bool:
     return isinstance(target, str) and parse_url(target).kind == "memory"
 
 
-def sync_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
-    """A redis.Redis-like client for ``target``: None / "memory://", a URL (any form
-    ``parse_url`` reads), a redis.Sentinel (with ``service_name``), or a ready client.
+def make_client(target: object, kinds: Kinds, *, replica: bool = False, service_name: str | None = None) -> Any:
+    """A client of ``kinds`` for ``target``: None / "memory://", a URL (any form ``parse_url``
+    reads), a Sentinel (with ``service_name``), or a ready client (returned as it is).
     ``replica``: the client serves reads only; a Sentinel then gives its replicas, in turn."""
-    check_target(target, asynchronous=False)
-    if isinstance(target, redis.sentinel.Sentinel):
+    check_target(target, kinds)
+    if isinstance(target, kinds.sentinel):
         return _sentinel_client(target, _need_service(service_name), replica)
-    if isinstance(target, (redis.Redis, redis.RedisCluster)):
+    if isinstance(target, (kinds.redis, kinds.cluster)):
         return target
     spec = parse_url(cast(str, target or EMBEDDED_URL))
     if spec.kind == "memory":
-        return fakeredis.FakeRedis(server=embedded_server(), protocol=2)
+        return kinds.embedded(server=embedded_server(), protocol=2)
     if spec.kind == "sentinel":
         options = {**spec.options, **CLIENT_DEFAULTS}
-        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(options), **options)
+        sentinel = kinds.sentinel(list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(options), **options)
         return _sentinel_client(sentinel, spec.service, replica)
     if spec.kind == "cluster":
-        nodes = [ClusterNode(h, p) for h, p in spec.hosts]  # type: ignore[no-untyped-call]
-        return redis.RedisCluster(startup_nodes=nodes, **{**spec.options, **CLIENT_DEFAULTS})
-    return _from_url(redis.Redis, spec.url)
+        nodes = [kinds.node(h, p) for h, p in spec.hosts]
+        return kinds.cluster(startup_nodes=nodes, **{**spec.options, **CLIENT_DEFAULTS})
+    return _from_url(kinds.redis, spec.url)
+
+
+def sync_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
+    """A redis.Redis-like client for ``target`` (see ``make_client``)."""
+    return make_client(target, SYNC, replica=replica, service_name=service_name)
 
 
 def async_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
-    """The asyncio counterpart of ``sync_client``."""
-    check_target(target, asynchronous=True)
-    if isinstance(target, redis.asyncio.sentinel.Sentinel):
-        return _sentinel_client(target, _need_service(service_name), replica)
-    if isinstance(target, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
-        return target
-    spec = parse_url(cast(str, target or EMBEDDED_URL))
-    if spec.kind == "memory":
-        return fakeredis.FakeAsyncRedis(server=embedded_server(), protocol=2)
-    if spec.kind == "sentinel":
-        options = {**spec.options, **CLIENT_DEFAULTS}
-        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(options), **options)
-        return _sentinel_client(sentinel, spec.service, replica)
-    if spec.kind == "cluster":
-        nodes = [AsyncClusterNode(h, p) for h, p in spec.hosts]
-        return redis.asyncio.RedisCluster(startup_nodes=nodes, **{**spec.options, **CLIENT_DEFAULTS})
-    return _from_url(redis.asyncio.Redis, spec.url)
+    """A redis.asyncio client for ``target`` (see ``make_client``)."""
+    return make_client(target, ASYNC, replica=replica, service_name=service_name)
 
 
 def _sentinel_kwargs(options: dict[str, Any]) -> dict[str, Any]:
@@ -259,23 +260,6 @@ def sentinels_of(client: Any) -> list[Any]:
     so that closing the client can close them too."""
     manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     return list(getattr(manager, "sentinels", ()))
-
-
-def close_client(client: Any, target: object) -> None:
-    """Close a (sync) client luasched made for ``target``, and the sentinel connections behind
-    it when luasched made those too (from a URL; a Sentinel you passed in stays yours)."""
-    if isinstance(target, str):
-        for sentinel in sentinels_of(client):
-            sentinel.close()
-    client.close()
-
-
-async def aclose_client(client: Any, target: object) -> None:
-    """The asyncio counterpart of ``close_client``."""
-    if isinstance(target, str):
-        for sentinel in sentinels_of(client):
-            await sentinel.aclose()
-    await client.aclose()
 
 
 def is_embedded(client: object) -> bool:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from ..connection import aclose_client, async_client
+from ..connection import ASYNC, sentinels_of
 from ..core.flows import take_batch
 from ..core.ops import Call, NewTask
 from ..core.options import ProcessorOptions
@@ -28,8 +28,6 @@ from ..core.tasks import (
 )
 from ..routing import NodeClients, arefresh_slots
 
-#: Whether this is the asyncio front end (it takes redis.asyncio clients).
-ASYNC = True
 #: How the front end names itself in reprs.
 FRONT = "luasched.aio"
 #: How its handles and groups name themselves in reprs.
@@ -39,8 +37,8 @@ ABANDONED: type[BaseException] = asyncio.CancelledError
 
 T = TypeVar("T")
 
-make_client = async_client
-close = aclose_client
+#: The redis-py classes this front end makes and takes.
+CLIENTS = ASYNC
 
 
 async def sleep(seconds: float) -> None:
@@ -59,6 +57,15 @@ async def wait(event: asyncio.Event, seconds: float) -> bool:
 async def shield(call: Awaitable[T]) -> T:
     """Run ``call`` to its end even when the caller is cancelled meanwhile."""
     return await asyncio.shield(call)
+
+
+async def close_client(client: Any, target: object) -> None:
+    """Close a client luasched made for ``target``, and the sentinel connections behind it when
+    luasched made those too (from a URL; a Sentinel you passed in stays yours)."""
+    if isinstance(target, str):
+        for sentinel in sentinels_of(client):
+            await sentinel.aclose()
+    await client.aclose()
 
 
 # --- submits of one event loop share script calls ----------------------------------------------

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..connection import close_client, sync_client
+from ..connection import SYNC, sentinels_of
 from ..core.flows import take_batch
 from ..core.ops import Call, NewTask
 from ..core.options import ProcessorOptions
@@ -21,8 +21,6 @@ from ..pool import ProcessRunner
 from ..routing import is_cluster, refresh_slots, slot_client
 from .fastpath import Holder, direct, direct_pipeline
 
-#: Whether this is the asyncio front end (it takes redis.asyncio clients).
-ASYNC = False
 #: How the front end names itself in reprs.
 FRONT = "luasched"
 #: How its handles and groups name themselves in reprs.
@@ -30,8 +28,8 @@ SHORT = ""
 #: The exceptions that mean a waiter gave up waiting (it then cancels what it asked, if told to).
 ABANDONED: type[BaseException] = KeyboardInterrupt
 
-make_client = sync_client
-close = close_client
+#: The redis-py classes this front end makes and takes.
+CLIENTS = SYNC
 
 
 def sleep(seconds: float) -> None:
@@ -47,6 +45,15 @@ def shield(value: Any) -> Any:
     """What the asyncio backend runs to the end even when its caller is cancelled; here the call
     has already run."""
     return value
+
+
+def close_client(client: Any, target: object) -> None:
+    """Close a client luasched made for ``target``, and the sentinel connections behind it when
+    luasched made those too (from a URL; a Sentinel you passed in stays yours)."""
+    if isinstance(target, str):
+        for sentinel in sentinels_of(client):
+            sentinel.close()
+    client.close()
 
 
 # --- submits from many threads share script calls ---------------------------------------------

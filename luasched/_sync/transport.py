@@ -14,7 +14,7 @@ from typing import Any
 import redis.exceptions
 
 from .._backends import threads as backend
-from ..connection import check_target, is_embedded_target, owns, read_targets
+from ..connection import check_target, is_embedded_target, make_client, owns, read_targets
 from ..core.flows import Flow
 from ..core.ops import Call, Request
 from ..core.options import READ_ONLY, Durability
@@ -36,20 +36,20 @@ class Transport:
         """Make the clients: ``redis`` for every write and wait, ``read_redis`` for the reads.
         Every target is checked before any client is made, so a refusal leaves none open."""
         targets = read_targets(read_redis)
-        check_target(redis, asynchronous=backend.ASYNC)
+        check_target(redis, backend.CLIENTS)
         for target in targets:
-            check_target(target, asynchronous=backend.ASYNC, what="read_redis")
+            check_target(target, backend.CLIENTS, "read_redis")
         if durability.replicas and is_embedded_target(redis):
             raise ValueError("durability needs a real Redis with replicas: the embedded server has none")
         self.durability = durability
         # what a twin on the other front end (the CLI's, for an asyncio APP) would connect to
         self.target = redis if isinstance(redis, str) else None
         self.embedded = redis is None
-        self.client = backend.make_client(redis, service_name=service_name)
+        self.client = make_client(redis, backend.CLIENTS, service_name=service_name)
         self._owned = [(self.client, redis)] if owns(redis) else []
         replicas = []
         for target in targets:
-            replicas.append(backend.make_client(target, replica=True, service_name=service_name))
+            replicas.append(make_client(target, backend.CLIENTS, replica=True, service_name=service_name))
             if owns(target):
                 self._owned.append((replicas[-1], target))
         self.reads = Reads(self.client, replicas)
@@ -63,7 +63,7 @@ class Transport:
         connections its threads hold."""
         self._wire.close()
         for client, target in self._owned:
-            backend.close(client, target)
+            backend.close_client(client, target)
         self._owned = []
 
     def call(self, call: Call) -> Any:
