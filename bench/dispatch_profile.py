@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from luasched import ops, scripts  # noqa: E402
 from luasched.tasks import new_request_id  # noqa: E402
 from tests.servers import start_redis  # noqa: E402
 
-#: name -> [(text in lua/_lib.lua, what replaces it)]
+#: name -> [(text in lua/lib/placement.lua, what replaces it)]
 ABLATIONS: dict[str, list[tuple[str, str]]] = {
     "as is": [],
     "no ranking write-back (the ZADD / ZREM / SREM of flush)": [
@@ -57,13 +59,18 @@ ABLATIONS: dict[str, list[tuple[str, str]]] = {
 
 
 def ablated(name: str) -> str:
-    lib = (scripts.lua_dir() / "_lib.lua").read_text()
+    """The dispatch script as sent, with lua/lib/placement.lua ablated."""
+    lib = (scripts.lua_dir() / scripts.LIB_DIR / "placement.lua").read_text()
     for old, new in ABLATIONS[name]:
         if lib.count(old) != 1:
-            raise SystemExit(f"ablation {name!r}: {old.strip()!r} is not in lua/_lib.lua once; update the ablation")
+            raise SystemExit(f"ablation {name!r}: {old.strip()!r} is not in lua/lib/placement.lua once; "
+                             "update the ablation")
         lib = lib.replace(old, new)
-    body = (scripts.lua_dir() / "dispatch.lua").read_text()
-    return scripts.lib_for(lib, body) + body
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "lua"
+        shutil.copytree(scripts.lua_dir(), folder)
+        (folder / scripts.LIB_DIR / "placement.lua").write_text(lib)
+        return scripts.LuaTree(folder).build((folder / "dispatch.lua").read_text(), "lua/dispatch.lua")
 
 
 def run_once(url: str, counts: list[int], want: int) -> dict[tuple[str, int], float]:

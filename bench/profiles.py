@@ -220,7 +220,7 @@ def submit_script_steps(sched: luasched.Scheduler, calls: int = 1000, rounds: in
     from luasched import ops, scripts
 
     body = (scripts.lua_dir() / "submit.lua").read_text()
-    prefix = scripts.lib_for((scripts.lua_dir() / "_lib.lua").read_text(), body)
+    prefix = scripts.sources()["submit"][:-len(body)]  # the helpers the whole script uses
     lines = body.split("\n")
     cuts = []
     for anchor, what in SUBMIT_STEPS:

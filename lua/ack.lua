@@ -15,7 +15,8 @@
   at once (queued -> running: no inbox, no wake-up token). A lapsed processor starts and places
   nothing.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
-  KEYS[1..8] the fixed keys (see _lib): uses all
+  Includes: util, processors, lifecycle, placement, replay
+  KEYS[1..8] the fixed keys (see lib/util): uses all
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next '0' | '1' | '2' | '3'  ARGV[8] want (0..4096)
   ARGV[9] count N (0..4096), then 4 per acked task: task id, attempt, outcome 'done' | 'error',

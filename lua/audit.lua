@@ -2,7 +2,8 @@
   An admin tool: it reads every queue, inbox and record in the namespace in one call, so it
   sees no half-finished operation, and it blocks the server while it runs. luasched/ops.py
   (check_audit) decides whether the snapshot keeps the invariant.
-  KEYS[1..8] the fixed keys (see _lib): uses all but wake
+  Includes: util
+  KEYS[1..8] the fixed keys (see lib/util): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {now, stats (flat), {{queue, {ids}}...}, {delayed ids}, {running id, deadline...},
            {failed ids}, {{pid, deadline, {record flat}, {pending ids}, {running ids}}...},

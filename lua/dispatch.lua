@@ -2,7 +2,8 @@
   Each task goes to the least-loaded live idle processor serving its queue (ties: idle longest),
   chosen before the task leaves the queue: with no idle processor nothing moves. Queues are
   served in turn, one task each per round, so one busy queue cannot starve the others.
-  KEYS[1..8] the fixed keys (see _lib): uses stats delayed running queues procs idle
+  Includes: util, lifecycle, placement, replay
+  KEYS[1..8] the fixed keys (see lib/util): uses stats delayed running queues procs idle
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   A replay of a request that assigned tasks answers as the first call did and moves nothing.
   Returns {{task id, processor id, ...}, now ms, next due ms, next lease deadline ms,

@@ -1,7 +1,8 @@
 --[[ heartbeat: renew a processor's lease
   A processor that is not registered, or whose lease already lapsed, is lost: its inbox belongs
   to reap now, and renewing would let it run tasks that may be handed out again.
-  KEYS[1..8] the fixed keys (see _lib): uses procs
+  Includes: util, processors
+  KEYS[1..8] the fixed keys (see lib/util): uses procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id
   Returns {'ok', pending count, lease deadline ms} | {'lost'}
   Invariant: moves no task.

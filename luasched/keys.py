@@ -1,4 +1,4 @@
-"""The one place that spells luasched's Redis key names (lua/_lib.lua builds the same ones)."""
+"""The one place that spells luasched's Redis key names (lua/lib/*.lua build the same ones)."""
 
 from __future__ import annotations
 

@@ -1,21 +1,27 @@
 """The one place that reads lua/*.lua and registers the scripts on a client.
 
-Each script is sent as the part of ``_lib.lua`` it uses followed by the script's own file: the
-helpers it names, and the helpers those name (a helper is a ``local`` at the top of ``_lib``;
-each one the script runs is a closure made on every call, ~0.1 µs each, so the unused ones are
-left out). The Scheduler sends EVALSHA, and on NOSCRIPT (a restarted or new server, a replica, a
-cluster node that never saw it) loads the script and sends it again.
+Shared Lua lives in libraries, ``lua/lib/<name>.lua``. A script (or a library) names the ones it
+uses on an ``Includes:`` line of its header; what is sent for a script is those libraries (and
+the ones they include, dependencies first), then the script. Of each library only the top-level
+locals the script uses, directly or through other helpers, are sent: each one the script runs is
+a closure made on every call (~0.1 µs each), so the unused ones are left out.
+
+The Scheduler sends EVALSHA, and on NOSCRIPT (a restarted or new server, a replica, a cluster
+node that never saw it) loads the script and sends it again.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-LIB = "_lib"
+#: The folder of lua/ that holds the libraries.
+LIB_DIR = "lib"
 
 #: Every script, by the name ops.py uses for it (= its file name without ``.lua``).
 NAMES = (
@@ -38,6 +44,23 @@ NAMES = (
 #: Scripts that write nothing and may run on a replica.
 READ_ONLY = frozenset({"counts", "audit", "processors"})
 
+#: Globals a script may use without defining them: Lua 5.1's and Redis's (not cmsgpack, bit,
+#: struct: the embedded server lacks them; not os, io: real Redis lacks them).
+BUILTINS = frozenset({
+    "redis", "cjson", "KEYS", "ARGV", "unpack", "tonumber", "tostring", "type", "pairs", "ipairs",
+    "next", "select", "error", "pcall", "xpcall", "assert", "rawget", "rawset", "rawequal",
+    "getmetatable", "setmetatable", "string", "table", "math",
+})
+
+KEYWORDS = frozenset({
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in", "local",
+    "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+})
+
+
+class ScriptSourceError(ValueError):
+    """A Lua file the loader refuses: it names the file, the name and where it is defined."""
+
 
 def lua_dir() -> Path:
     """The installed ``luasched/lua`` (a wheel), or the source tree's top-level ``lua/``."""
@@ -50,45 +73,254 @@ def lua_dir() -> Path:
     raise FileNotFoundError(f"luasched's Lua scripts are missing: neither {packaged} nor {source}")
 
 
-_TOP_LOCAL = re.compile(r"^local (?:function (\w+)|([\w, ]+?) =)", re.M)
-_COMMENT = re.compile(r"--\[\[.*?\]\]|--[^\n]*", re.S)
-_NAME = re.compile(r"[A-Za-z_]\w*")
+# --- reading Lua: tokens, the names a piece of code uses and defines ----------------------------
+
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<comment>--(?:\[(?P<ceq>=*)\[.*?\](?P=ceq)\]|[^\n]*))
+  | (?P<string>\[(?P<seq>=*)\[.*?\](?P=seq)\]|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<number>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<name>[A-Za-z_]\w*)
+  | (?P<op>\.\.\.|\.\.|==|~=|<=|>=|[-+*/%^\#<>=(){}\[\];:,.])
+""", re.X | re.S)
+
+_OPENS = {"(": ")", "[": "]", "{": "}"}
+_HEADER = re.compile(r"--\[(=*)\[(.*?)\]\1\]", re.S)
+_INCLUDES = re.compile(r"^\s*Includes:(.*)$", re.M)
 
 
-def _names_used(lua: str) -> set[str]:
-    return set(_NAME.findall(_COMMENT.sub(" ", lua)))
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # 'name' | 'keyword' | 'string' | 'number' | 'op'
+    text: str
+    at: int  # offset in the source
 
 
-def lib_for(lib: str, script: str) -> str:
-    """The part of ``lib`` that ``script`` needs: its header, then every top-level local the
-    script names, directly or through another one, in the order ``lib`` defines them."""
-    starts = [m.start() for m in _TOP_LOCAL.finditer(lib)]
-    if not starts:
-        return lib
-    header = lib[:starts[0]]
-    chunks = [lib[a:b] for a, b in zip(starts, [*starts[1:], len(lib)], strict=True)]
-    defines = []
-    for chunk in chunks:
-        m = _TOP_LOCAL.match(chunk)
-        assert m is not None
-        defines.append({n.strip() for n in (m.group(1) or m.group(2)).split(",")})
-    wanted = _names_used(script)
-    for i in reversed(range(len(chunks))):  # a local only uses those defined before it
-        if defines[i] & wanted:
-            wanted |= _names_used(chunks[i])
-    return header + "".join(c for c, d in zip(chunks, defines, strict=True) if d & wanted)
+def _tokens(source: str, label: str) -> list[_Token]:
+    out = []
+    at = 0
+    while at < len(source):
+        m = _TOKEN.match(source, at)
+        if not m:
+            line = source.count("\n", 0, at) + 1
+            raise ScriptSourceError(f"{label}: cannot read line {line} ({source[at:at + 20]!r}: an unclosed string?)")
+        kind = m.lastgroup  # the outer group: the inner ones close before it
+        assert kind is not None
+        if kind not in ("space", "comment"):
+            text = m.group()
+            if kind == "name" and text in KEYWORDS:
+                kind = "keyword"
+            out.append(_Token(kind, text, at))
+        at = m.end()
+    return out
+
+
+@dataclass(frozen=True)
+class _Names:
+    """What a piece of Lua uses and defines (scope-insensitive): ``free`` are the names it uses
+    and defines nowhere (fields after '.'/':' and table-constructor keys are no names)."""
+
+    used: frozenset[str]
+    defined: frozenset[str]
+
+    @property
+    def free(self) -> frozenset[str]:
+        return self.used - self.defined - BUILTINS
+
+
+def _names(tokens: list[_Token]) -> _Names:
+    used, defined = set(), set()
+    brackets: list[str] = []  # the open brackets, innermost last
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        prev = tokens[i - 1].text if i else ""
+        if tok.kind == "op" and tok.text in _OPENS:
+            brackets.append(tok.text)
+        elif tok.kind == "op" and tok.text in _OPENS.values():
+            if brackets:
+                brackets.pop()
+        elif tok.text == "local" and i + 1 < len(tokens) and tokens[i + 1].text != "function":
+            i += 1  # local a, b
+            while i < len(tokens) and tokens[i].kind == "name":
+                defined.add(tokens[i].text)
+                if i + 1 < len(tokens) and tokens[i + 1].text == ",":
+                    i += 2
+                else:
+                    break
+        elif tok.text == "for":
+            i += 1  # for k, v in / for i =
+            while i < len(tokens) and tokens[i].text not in ("in", "="):
+                if tokens[i].kind == "name":
+                    defined.add(tokens[i].text)
+                i += 1
+            continue
+        elif tok.text == "function":
+            i += 1  # function name.field:method(params) / local function name(params) / function(params)
+            if prev == "local" and i < len(tokens) and tokens[i].kind == "name":
+                defined.add(tokens[i].text)
+                i += 1
+            elif i < len(tokens) and tokens[i].kind == "name":
+                used.add(tokens[i].text)  # a global function: the name is written, not defined
+                while i < len(tokens) and tokens[i].text != "(":
+                    i += 1
+            if i < len(tokens) and tokens[i].text == "(":
+                brackets.append("(")
+                i += 1
+                while i < len(tokens) and tokens[i].text != ")":
+                    if tokens[i].kind == "name":
+                        defined.add(tokens[i].text)
+                    i += 1
+                continue  # the ')' closes the bracket
+        elif tok.kind == "name":
+            after = tokens[i + 1].text if i + 1 < len(tokens) else ""
+            field = prev in (".", ":")
+            key = bool(brackets) and brackets[-1] == "{" and prev in ("{", ",", ";") and after == "="
+            if not field and not key:
+                used.add(tok.text)
+        i += 1
+    return _Names(frozenset(used), frozenset(defined))
+
+
+def free_names(source: str, label: str = "<lua>") -> frozenset[str]:
+    """The names a piece of Lua uses without defining them (and that no builtin is)."""
+    return _names(_tokens(source, label)).free
+
+
+def declared_includes(source: str) -> tuple[str, ...]:
+    """The libraries a file's header names on its ``Includes:`` line(s), in order (text in
+    parentheses is a remark: ``Includes: (none)``)."""
+    header = _HEADER.match(source)
+    if not header:
+        return ()
+    names: list[str] = []
+    for line in _INCLUDES.findall(header.group(2)):
+        names += [n for n in re.split(r"[\s,]+", re.sub(r"\(.*?\)", " ", line)) if n]
+    return tuple(names)
+
+
+# --- libraries ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One top-level local of a library (with the comment lines just above it)."""
+
+    defines: frozenset[str]
+    text: str
+    free: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Library:
+    name: str
+    label: str  # as errors name it: "lua/lib/util.lua"
+    includes: tuple[str, ...]
+    chunks: tuple[_Chunk, ...]
+
+    @functools.cached_property
+    def defines(self) -> dict[str, _Chunk]:
+        return {n: c for c in self.chunks for n in c.defines}
+
+
+def _chunk_starts(source: str, tokens: list[_Token], label: str) -> Iterator[int]:
+    """Where each top-level ``local`` of a library starts (its comment lines above included);
+    a library holds nothing else at the top level."""
+    depth = 0  # blocks and brackets open
+    for tok in tokens:
+        if depth == 0 and tok.text == "local":
+            line = source.rfind("\n", 0, tok.at) + 1
+            while line > 0:
+                above = source.rfind("\n", 0, line - 1) + 1
+                if not source[above:line].lstrip().startswith("--"):
+                    break
+                line = above
+            yield line
+        elif depth == 0 and tok.kind == "keyword" and tok.text in ("if", "for", "while", "repeat", "do", "return"):
+            line = source.count("\n", 0, tok.at) + 1
+            raise ScriptSourceError(f"{label} line {line}: a library holds only top-level locals, not {tok.text!r}")
+        if tok.text in ("function", "do", "then", "repeat") or tok.text in _OPENS:
+            depth += 1
+        elif tok.text in ("end", "until", "elseif") or tok.text in _OPENS.values():
+            depth -= 1  # (an elseif's 'then' opens again)
+
+
+def _library(name: str, label: str, source: str) -> _Library:
+    tokens = _tokens(source, label)
+    starts = list(_chunk_starts(source, tokens, label))
+    chunks = []
+    for a, b in zip(starts, [*starts[1:], len(source)], strict=True):
+        names = _names(_tokens(source[a:b], label))
+        first = re.search(r"^local (?:function (\w+)|([\w, ]+?)\s*=)", source[a:b], re.M)
+        if not first:
+            raise ScriptSourceError(f"{label}: cannot read the top-level local at offset {a}")
+        defines = frozenset(n.strip() for n in (first.group(1) or first.group(2)).split(","))
+        chunks.append(_Chunk(defines, source[a:b].rstrip("\n") + "\n", names.free))
+    return _Library(name, label, declared_includes(source), tuple(chunks))
+
+
+def _where(folder: Path, path: Path) -> str:
+    return f"{folder.name}/{path.relative_to(folder).as_posix()}"
+
+
+class LuaTree:
+    """The libraries of one lua/ folder, checked, and the scripts built from them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.libraries: dict[str, _Library] = {}
+        for path in sorted((folder / LIB_DIR).glob("*.lua")):
+            self.libraries[path.stem] = _library(path.stem, _where(folder, path),
+                                                 path.read_text(encoding="utf-8"))
+        self.owner = {n: lib.name for lib in self.libraries.values() for n in lib.defines}
+
+    def _order(self, includes: Iterable[str], label: str, path: tuple[str, ...] = ()) -> list[str]:
+        """Every library reached from ``includes``, dependencies first."""
+        out: list[str] = []
+        for name in includes:
+            lib = self.libraries[name]
+            for dep in [*self._order(lib.includes, lib.label, (*path, name)), name]:
+                if dep not in out:
+                    out.append(dep)
+        return out
+
+    def build(self, script: str, label: str) -> str:
+        """What is sent for ``script``: the parts of its libraries it uses, then the script."""
+        includes = declared_includes(script)
+        order = self._order(includes, label)
+        free = free_names(script, label)
+        wanted = {n for n in free if n in self.owner}
+        # a helper only uses helpers sent before it: one pass from the last library back is enough
+        for name in reversed(order):
+            for chunk in reversed(self.libraries[name].chunks):
+                if chunk.defines & wanted:
+                    wanted |= {n for n in chunk.free if n in self.owner}
+        parts = []
+        for name in order:
+            lib = self.libraries[name]
+            sent = [c.text for c in lib.chunks if c.defines & wanted]
+            if sent:
+                parts.append(f"-- lib/{name}\n" + "".join(sent))
+        return "".join(parts) + script
 
 
 @functools.cache
-def sources() -> dict[str, str]:
-    """name -> full source sent to Redis (the shared helpers it uses, then the script)."""
-    folder = lua_dir()
-    lib = (folder / f"{LIB}.lua").read_text(encoding="utf-8")
-    out = {}
-    for name in NAMES:
-        script = (folder / f"{name}.lua").read_text(encoding="utf-8")
-        out[name] = lib_for(lib, script) + "\n" + script
-    return out
+def _tree(folder: Path) -> LuaTree:
+    return LuaTree(folder)
+
+
+def build(script: str, label: str, folder: Path | None = None) -> str:
+    """The source sent to Redis for the Lua text ``script`` (a file of ``folder``, named
+    ``label`` in errors): the parts of the libraries it includes that it uses, then itself."""
+    return _tree(folder or lua_dir()).build(script, label)
+
+
+@functools.cache
+def sources(folder: Path | None = None) -> dict[str, str]:
+    """name -> full source sent to Redis, for every script of ``folder`` (default: lua_dir())."""
+    folder = folder or lua_dir()
+    return {path.stem: build(path.read_text(encoding="utf-8"), _where(folder, path), folder)
+            for path in sorted(folder.glob("*.lua"))}
 
 
 class Scripts:

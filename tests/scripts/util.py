@@ -28,7 +28,7 @@ def running_ids(sched: luasched.Scheduler, pid: str) -> list[str]:
     return sorted(ops.text(list(sched.client.smembers(sched.keys.inbox_running(pid)))))
 
 
-#: Fields a task record leaves out while they hold these values (lua/_lib.lua: less memory).
+#: Fields a task record leaves out while they hold these values (lua/lib/util.lua: less memory).
 RECORD_DEFAULTS = {"q": "default", "n": "0", "m": "3", "b": "1000"}
 
 

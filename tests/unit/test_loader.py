@@ -10,43 +10,102 @@ import pytest
 from luasched import ops, scripts
 from tests.scripts.util import audit_ok
 
+LIBS = sorted((scripts.lua_dir() / scripts.LIB_DIR).glob("*.lua"))
+
+
+def lua_tree(tmp_path, files):
+    """A lua/ folder of its own: ``files`` maps a path under it ("ack.lua", "lib/util.lua") to text."""
+    folder = tmp_path / "lua"
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
 
 def test_sources_put_the_helpers_a_script_uses_first():
-    lib = (scripts.lua_dir() / f"{scripts.LIB}.lua").read_text(encoding="utf-8")
     sources = scripts.sources()
-    helpers = set(re.findall(r"^local function (\w+)", lib, re.M))
+    helpers = {h for path in LIBS for h in re.findall(r"^local function (\w+)", path.read_text(), re.M)}
+    order = [path.stem for path in LIBS]
+    assert {"util", "processors", "placement", "lifecycle", "replay"} <= set(order)
 
     assert sorted(sources) == sorted(scripts.NAMES)
     for name, source in sources.items():
         own = (scripts.lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
-        assert source.startswith(f"--[[ {scripts.LIB}:"), name
         assert source.endswith(own), name
-        included = set(re.findall(r"^local function (\w+)", source[:-len(own)], re.M))
+        sent = source[:-len(own)]
+        sections = re.findall(r"^-- lib/(\w+)$", sent, re.M)
+        assert sent == "" or sent.startswith(f"-- lib/{sections[0]}\n"), name  # libraries, then the script
+        assert set(sections) <= set(order), name
+        included = set(re.findall(r"^local function (\w+)", sent, re.M))
         # every helper called anywhere in what is sent is defined in it (a helper left out by
         # mistake would be a nil global at run time), and none of what is left out is called
         called = {h for h in helpers if re.search(rf"\b{h}\(", source)}
         assert called == included, name
+        for i, lib in enumerate(sections):  # each library after the ones it includes
+            deps = scripts.declared_includes((scripts.lua_dir() / scripts.LIB_DIR / f"{lib}.lua").read_text())
+            assert set(deps) & set(sections) <= set(sections[:i]), (name, lib)
     assert "placer" in sources["dispatch"] and "placer" not in sources["heartbeat"]
+    assert "heap_pop" not in sources["start"]  # start_many's parameter 'take' is no use of placement's take()
 
 
-def test_lib_for_follows_helpers_through_other_helpers():
-    lib = (
-        "--[[ _lib: header ]]\n"
+def test_lib_for_follows_helpers_through_other_helpers(tmp_path):
+    folder = lua_tree(tmp_path, {
+        "lib/a.lua": (
+            "--[[ lib/a: header\n  Includes: (none)\n]]\n"
+            "local K = 1\n"
+            "local function a() return K end\n"
+            "-- b calls a\n"
+            "local function b() return a() end\n"
+            "local function c() return 3 end\n"
+        ),
+        "s.lua": "--[[ s: uses b\n  Includes: a\n]]\nreturn b() -- not c\n",
+        "one.lua": "--[[ one: uses nothing\n  Includes: a\n]]\nreturn 1\n",
+    })
+    sources = scripts.sources(folder)
+    assert sources["s"] == (
+        "-- lib/a\n"
         "local K = 1\n"
         "local function a() return K end\n"
         "-- b calls a\n"
         "local function b() return a() end\n"
-        "local function c() return 3 end\n"
+        "--[[ s: uses b\n  Includes: a\n]]\nreturn b() -- not c\n"
     )
-    shaken = scripts.lib_for(lib, "return b() -- not c")
-    assert shaken == (
-        "--[[ _lib: header ]]\n"
-        "local K = 1\n"
-        "local function a() return K end\n"
-        "-- b calls a\n"
-        "local function b() return a() end\n"
-    )
-    assert scripts.lib_for(lib, "return 1") == "--[[ _lib: header ]]\n"
+    assert sources["one"] == "--[[ one: uses nothing\n  Includes: a\n]]\nreturn 1\n"
+
+
+def test_includes_are_followed_through_libraries_dependencies_first(tmp_path):
+    folder = lua_tree(tmp_path, {
+        "lib/base.lua": "--[[ lib/base: x\n  Includes: (none)\n]]\nlocal function one() return 1 end\n"
+                        "local function unused() return 0 end\n",
+        "lib/mid.lua": "--[[ lib/mid: x\n  Includes: base\n]]\nlocal function two() return one() + one() end\n",
+        "lib/top.lua": "--[[ lib/top: x\n  Includes: mid\n]]\nlocal function three() return two() + 1 end\n",
+        "s.lua": "--[[ s: x\n  Includes: top\n]]\nreturn three()\n",
+    })
+    sent = scripts.sources(folder)["s"]
+    assert re.findall(r"^-- lib/(\w+)$", sent, re.M) == ["base", "mid", "top"]
+    assert sent.index("function one") < sent.index("function two") < sent.index("function three")
+    assert "unused" not in sent
+
+
+def test_names_a_file_uses_leave_out_strings_comments_fields_keys_and_locals():
+    lua = """
+    local a, b = x1, 'y1 .. "y2"' .. [[ y3 ]] .. [==[ y4 ]] ]==]  -- y5
+    --[[ y6
+    ]] --[=[ y7 ]=]
+    local function f(p, q, ...) return p + q + a + b + x2 end
+    for i, v in ipairs(t.field1) do x3(v:method1(), s.field2, {key1 = 1, [x4] = 2, x5}) end
+    for k = 1, 2 do x6[k] = k end
+    local t, s = function(r) return r end, "\\'" .. x7
+    if a ~= b then x8() elseif a then x9() end
+    return redis.call('GET', KEYS[1]) .. tostring(a == b and x10)
+    """
+    assert scripts.free_names(lua) == {f"x{i}" for i in range(1, 11)}
+
+
+def test_the_real_scripts_load_clean():
+    tree = scripts.LuaTree(scripts.lua_dir())  # every library checked
+    assert {"util", "processors", "placement", "lifecycle", "replay"} <= set(tree.libraries)
+    assert set(scripts.sources()) == set(scripts.NAMES)
 
 
 def test_each_script_is_registered_by_the_sha_of_its_source(sched):

@@ -10,8 +10,13 @@ import pytest
 from luasched import scripts
 
 LUA = scripts.lua_dir()
-SCRIPT_FILES = sorted(p for p in LUA.glob("*.lua") if p.stem != scripts.LIB)
-ALL_FILES = sorted(LUA.glob("*.lua"))
+SCRIPT_FILES = sorted(LUA.glob("*.lua"))
+LIB_FILES = sorted((LUA / scripts.LIB_DIR).glob("*.lua"))
+ALL_FILES = SCRIPT_FILES + LIB_FILES
+
+
+def file_id(path: Path) -> str:
+    return path.relative_to(LUA).as_posix()
 
 
 def header(path: Path) -> str:
@@ -27,33 +32,58 @@ def body(path: Path) -> list[str]:
     return source[source.find("]]") + 2:].splitlines()
 
 
-def test_there_are_scripts():
+def test_there_are_scripts_and_libraries():
     assert len(SCRIPT_FILES) >= 12
-    assert (LUA / f"{scripts.LIB}.lua").is_file()
+    assert {p.stem for p in LIB_FILES} >= {"util", "processors", "placement", "lifecycle", "replay"}
+    assert not (LUA / "_lib.lua").exists()
 
 
-@pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SCRIPT_FILES, ids=file_id)
 def test_header_names_the_script(path):
     assert header(path).startswith(f"--[[ {path.stem}:")
 
 
-@pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SCRIPT_FILES, ids=file_id)
 @pytest.mark.parametrize("word", ["KEYS", "ARGV", "Returns", "Invariant"])
 def test_header_documents(path, word):
     assert word in header(path), f"the header of {path.name} does not mention {word}"
 
 
-@pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SCRIPT_FILES, ids=file_id)
 def test_header_numbers_argv_from_one_without_gaps(path):
     numbers = sorted({int(n) for n in re.findall(r"ARGV\[(\d+)\]", header(path))})
     assert numbers and numbers == list(range(1, numbers[-1] + 1)), numbers
 
 
-def test_lib_header_maps_the_keyspace():
-    text = header(LUA / f"{scripts.LIB}.lua")
-    assert text.startswith(f"--[[ {scripts.LIB}:")
+@pytest.mark.parametrize("path", LIB_FILES, ids=file_id)
+def test_library_header_names_the_library(path):
+    assert header(path).startswith(f"--[[ lib/{path.stem}: ")
+
+
+def test_util_header_maps_the_keyspace():
+    text = header(LUA / scripts.LIB_DIR / "util.lua")
     for i in range(1, 9):
         assert f"KEYS[{i}]" in text
+    for key in ("t:<id>", "q:<queue>", "idle:<queue>", "p:<pid>", "p:<pid>:i", "p:<pid>:r", "p:<pid>:w",
+                "g:<gid>", "gi:<gid>", "gs:<gid>", "w:<id>", "rate:<n>", "r:<rid>", "cards"):
+        assert f"    {key} " in text, key
+    others = [p for p in ALL_FILES if p.name != "util.lua" or p.parent.name != scripts.LIB_DIR]
+    assert not [p for p in others if "KEYS[1] stats" in header(p)]  # one map, in one place
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
+def test_header_declares_what_it_includes_on_one_line(path):
+    assert len(re.findall(r"^  Includes: ", header(path), re.M)) == 1
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
+def test_every_included_library_is_used(path):
+    """The loader refuses a name a file does not include; this is the other half: a file
+    includes only libraries it uses itself (not those it reaches through another library)."""
+    tree = scripts.LuaTree(LUA)
+    used = scripts.free_names(path.read_text(encoding="utf-8"))
+    for lib in scripts.declared_includes(path.read_text(encoding="utf-8")):
+        assert used & set(tree.libraries[lib].defines), f"{file_id(path)} includes {lib} and uses none of it"
 
 
 def test_every_name_has_a_file_and_every_file_a_name():
@@ -67,7 +97,7 @@ ASSIGNMENT = re.compile(r"^[A-Za-z_][\w.\[\]'\"]*(\s*,\s*[A-Za-z_][\w.]*)*\s*=(?
 GLOBAL_FUNCTION = re.compile(r"^function\b")
 
 
-@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
 def test_no_global_assignments(path):
     bad = []
     for number, line in enumerate(body(path), start=1):
@@ -78,7 +108,7 @@ def test_no_global_assignments(path):
     assert bad == []
 
 
-@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
 def test_column_zero_lines_are_locals_control_or_calls(path):
     allowed = re.compile(
         r"^(local\b|if\b|elseif\b|else\b|end\b|for\b|while\b|repeat\b|until\b|do\b|return\b|--|\]\]|$"
@@ -98,7 +128,7 @@ def test_the_checks_catch_a_global():
     assert not GLOBAL_FUNCTION.match("local function helper(x)")
 
 
-@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
 def test_no_forbidden_commands(path):
     """No KEYS/SCAN walks (bounded work), no cmsgpack/bit/struct (the embedded server lacks them)."""
     code = "\n".join(line.split("--", 1)[0] for line in body(path))

@@ -1,0 +1,88 @@
+--[[ lib/util: what every script may need and that knows no record: time, numbers, lists, wake-ups.
+  Includes: (none)
+
+  How shared Lua works: luasched/scripts.py sends each script as the libraries its header
+  declares on an "Includes:" line (and those they declare, dependencies first), then the script.
+  Of each library only the top-level locals the script uses, directly or through other helpers,
+  are sent. A file that uses a helper of a library it does not declare is refused.
+  Each helper is a local function of its explicit arguments: no globals, no KEYS or ARGV.
+  P is the namespace prefix "luasched:{ns}:". Every key built from it carries the namespace hash
+  tag and lands on the same cluster slot as the KEYS given. Key names must match
+  luasched/keys.py (tests/unit/test_keys.py runs both and compares).
+
+  The keyspace. The fixed keys, passed in this order as KEYS to every script:
+    KEYS[1] stats    HASH  counters: submitted assigned done failed cancelled seq, last_dispatch_ms
+    KEYS[2] delayed  ZSET  task id -> due ms
+    KEYS[3] running  ZSET  task id -> deadline ms (+inf when the task has no timeout)
+    KEYS[4] failed   ZSET  task id -> failed-at ms (the dead letters)
+    KEYS[5] queues   SET   names of every queue used
+    KEYS[6] procs    ZSET  processor id -> lease deadline ms (the registry)
+    KEYS[7] idle     SET   processors with load < capacity
+    KEYS[8] wake     LIST  wake-up token for scheduler loops (at most one element)
+
+  Keys built from P:
+    t:<id>       HASH  task record: f name, q queue, a args JSON, s state, n attempts started,
+                       m max attempts, o timeout ms, b backoff ms, p processor, g group
+                       (q, n, m, b, o left out while they hold their defaults: see below),
+                       r result JSON, e error JSON, by processor of the last attempt, w waiter flag,
+                       x cancel request id,
+                       ct created ms, st started ms, ft finished ms
+    w:<id>       LIST  wake-up token for result() waiters of task <id>
+    q:<queue>    LIST  queued task ids, head first
+    idle:<queue> ZSET  processor id -> load * 2^40 + seq, for processors serving <queue>
+    p:<pid>      HASH  processor: c capacity, qs queues (comma-joined), ls lease ms, n name,
+                       rt registered ms, hb last heartbeat ms, dl lease deadline ms (the
+                       same as its score in procs, written with it: a script that reads the
+                       record learns the lease in the same HMGET), rr turn (which of its queues
+                       a take starts with), m<slot> / b<slot> ack / start replay memo of a slot
+    cards        HASH  processor id -> "capacity lease-deadline-ms queues" (its record's c, dl
+                       and qs in one field: dispatch reads many processors in one HMGET)
+    p:<pid>:i    LIST  inbox, assigned and not started
+    p:<pid>:r    SET   inbox, started (running)
+    p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)
+    g:<gid>      HASH  group: n members, done failed cancelled counts
+    rate:<n>     HASH  tasks finished in the 10 s from n * 10 s, by state (expire after 2 min)
+    r:<rid>      STRING the reply of request <rid> (JSON), kept 30 s so that a replay answers the same
+    gi:<gid>     LIST  the member ids of group <gid>, in submission order
+    gs:<gid>     STREAM one entry per member of group <gid> that finished: t id, s state
+  Each kind of key has its own prefix, and the ids after it never contain the next kind's
+  prefix, so no task, queue or group id can name another key (task ids may contain ':').
+]]
+local TWO40 = 1099511627776
+
+-- A task record leaves out fields that hold these values, and reads a missing one as its default:
+-- every queued task has a record, and a smaller one fits a smaller allocation.
+local DEFAULT_QUEUE, DEFAULT_MAX_ATTEMPTS, DEFAULT_BACKOFF_MS = 'default', '3', '1000'
+
+local function fmt(n)
+  return string.format('%.0f', n)
+end
+
+local function clock_ms(given)
+  if given ~= '' then
+    return tonumber(given)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function split_commas(s)
+  local out = {}
+  for part in string.gmatch(s, '[^,]+') do
+    out[#out + 1] = part
+  end
+  return out
+end
+
+-- cmd key followed by args, in calls of at most 4000 args (Lua's unpack has a limit).
+local function call_chunked(cmd, key, args)
+  for i = 1, #args, 4000 do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 3999, #args)))
+  end
+end
+
+local function wake_scheduler(wake)
+  if redis.call('LLEN', wake) == 0 then
+    redis.call('RPUSH', wake, '1')
+  end
+end
