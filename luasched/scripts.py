@@ -6,6 +6,11 @@ the ones they include, dependencies first), then the script. Of each library onl
 locals the script uses, directly or through other helpers, are sent: each one the script runs is
 a closure made on every call (~0.1 µs each), so the unused ones are left out.
 
+A file is refused (ScriptSourceError) when it uses a name that neither it defines nor a Lua or
+Redis builtin is nor a library its header includes defines, when it includes a library that does
+not exist, or when includes form a cycle; a library also when it uses one of its own helpers
+before defining it, or defines a name another library defines.
+
 The Scheduler sends EVALSHA, and on NOSCRIPT (a restarted or new server, a replica, a cluster
 node that never saw it) loads the script and sends it again.
 """
@@ -272,23 +277,57 @@ class LuaTree:
         for path in sorted((folder / LIB_DIR).glob("*.lua")):
             self.libraries[path.stem] = _library(path.stem, _where(folder, path),
                                                  path.read_text(encoding="utf-8"))
-        self.owner = {n: lib.name for lib in self.libraries.values() for n in lib.defines}
+        self.owner: dict[str, str] = {}  # top-level name -> the library defining it
+        for lib in self.libraries.values():
+            for n in lib.defines:
+                if n in self.owner:
+                    raise ScriptSourceError(f"{lib.label} defines {n}, which lib/{self.owner[n]} defines too")
+                self.owner[n] = lib.name
+        for lib in self.libraries.values():
+            self._check_library(lib)
 
     def _order(self, includes: Iterable[str], label: str, path: tuple[str, ...] = ()) -> list[str]:
         """Every library reached from ``includes``, dependencies first."""
         out: list[str] = []
         for name in includes:
-            lib = self.libraries[name]
+            if name in path:
+                cycle = " -> ".join(f"lib/{n}" for n in (*path[path.index(name):], name))
+                raise ScriptSourceError(f"include cycle: {cycle}")
+            lib = self.libraries.get(name)
+            if lib is None:
+                raise ScriptSourceError(f"{label} includes {name}, which is no library "
+                                        f"({self.folder.name}/{LIB_DIR}/{name}.lua does not exist)")
             for dep in [*self._order(lib.includes, lib.label, (*path, name)), name]:
                 if dep not in out:
                     out.append(dep)
         return out
+
+    def _refuse_undeclared(self, label: str, free: Iterable[str], includes: tuple[str, ...]) -> None:
+        for n in sorted(free):
+            owner = self.owner.get(n)
+            if owner is None:
+                raise ScriptSourceError(f"{label} uses {n}, which no included library defines")
+            if owner not in includes:
+                raise ScriptSourceError(f"{label} uses {n} (defined in lib/{owner}), "
+                                        "which its header does not include")
+
+    def _check_library(self, lib: _Library) -> None:
+        self._order(lib.includes, lib.label, (lib.name,))
+        seen: set[str] = set()
+        for chunk in lib.chunks:
+            own = chunk.free & set(lib.defines)
+            later = own - seen - chunk.defines
+            if later:
+                raise ScriptSourceError(f"{lib.label} uses {min(later)} before it defines it")
+            self._refuse_undeclared(lib.label, chunk.free - own, lib.includes)
+            seen |= chunk.defines
 
     def build(self, script: str, label: str) -> str:
         """What is sent for ``script``: the parts of its libraries it uses, then the script."""
         includes = declared_includes(script)
         order = self._order(includes, label)
         free = free_names(script, label)
+        self._refuse_undeclared(label, free, includes)
         wanted = {n for n in free if n in self.owner}
         # a helper only uses helpers sent before it: one pass from the last library back is enough
         for name in reversed(order):

@@ -87,6 +87,57 @@ def test_includes_are_followed_through_libraries_dependencies_first(tmp_path):
     assert "unused" not in sent
 
 
+@pytest.mark.parametrize(("files", "message"), [
+    # a helper of a library the header does not include (included only through another library)
+    ({"lib/a.lua": "--[[ lib/a: x\n]]\nlocal function finish() return 1 end\n",
+      "lib/b.lua": "--[[ lib/b: x\n  Includes: a\n]]\nlocal function g() return finish() end\n",
+      "ack.lua": "--[[ ack: x\n  Includes: b\n]]\nreturn finish() + g()\n"},
+     "lua/ack.lua uses finish (defined in lib/a), which its header does not include"),
+    # a name no library defines (a typo)
+    ({"lib/a.lua": "--[[ lib/a: x\n]]\nlocal function finish() return 1 end\n",
+      "ack.lua": "--[[ ack: x\n  Includes: a\n]]\nreturn fnish()\n"},
+     "lua/ack.lua uses fnish, which no included library defines"),
+    # a global written is a name used and not defined
+    ({"ack.lua": "--[[ ack: x\n]]\ncount = 1\nreturn count\n"},
+     "lua/ack.lua uses count, which no included library defines"),
+    ({"ack.lua": "--[[ ack: x\n]]\nreturn bit.band(1, 3)\n"},
+     "lua/ack.lua uses bit, which no included library defines"),
+    # a library that uses what it does not include
+    ({"lib/a.lua": "--[[ lib/a: x\n]]\nlocal function one() return 1 end\n",
+      "lib/b.lua": "--[[ lib/b: x\n]]\nlocal function two() return one() end\n",
+      "s.lua": "--[[ s: x\n  Includes: b\n]]\nreturn two()\n"},
+     "lua/lib/b.lua uses one (defined in lib/a), which its header does not include"),
+    ({"lib/a.lua": "--[[ lib/a: x\n]]\nlocal function f() return g() end\nlocal function g() return 1 end\n",
+      "s.lua": "--[[ s: x\n]]\nreturn 1\n"},
+     "lua/lib/a.lua uses g before it defines it"),
+    ({"ack.lua": "--[[ ack: x\n  Includes: util, placment\n]]\nreturn 1\n",
+      "lib/util.lua": "--[[ lib/util: x\n]]\nlocal function u() return 1 end\n"},
+     "lua/ack.lua includes placment, which is no library (lua/lib/placment.lua does not exist)"),
+    ({"lib/a.lua": "--[[ lib/a: x\n  Includes: b\n]]\nlocal function f() return g() end\n",
+      "lib/b.lua": "--[[ lib/b: x\n  Includes: c\n]]\nlocal function g() return h() end\n",
+      "lib/c.lua": "--[[ lib/c: x\n  Includes: a\n]]\nlocal function h() return f() end\n",
+      "s.lua": "--[[ s: x\n  Includes: a\n]]\nreturn f()\n"},
+     "include cycle: lib/a -> lib/b -> lib/c -> lib/a"),
+    ({"lib/a.lua": "--[[ lib/a: x\n  Includes: a\n]]\nlocal function f() return 1 end\n",
+      "s.lua": "--[[ s: x\n]]\nreturn 1\n"},
+     "include cycle: lib/a -> lib/a"),
+    ({"lib/a.lua": "--[[ lib/a: x\n]]\nlocal function fmt() return 1 end\n",
+      "lib/b.lua": "--[[ lib/b: x\n]]\nlocal function fmt() return 2 end\n",
+      "s.lua": "--[[ s: x\n]]\nreturn 1\n"},
+     "lua/lib/b.lua defines fmt, which lib/a defines too"),
+    ({"lib/a.lua": "--[[ lib/a: x\n]]\nlocal function f() return 1 end\nreturn f\n",
+      "s.lua": "--[[ s: x\n]]\nreturn 1\n"},
+     "lua/lib/a.lua line 4: a library holds only top-level locals, not 'return'"),
+    ({"s.lua": "--[[ s: x\n]]\nreturn 'open\n"},
+     "lua/s.lua: cannot read line 3"),
+])
+def test_the_loader_refuses(tmp_path, files, message):
+    folder = lua_tree(tmp_path, files)
+    with pytest.raises(scripts.ScriptSourceError, match=re.escape(message)):
+        scripts.sources(folder)
+    assert issubclass(scripts.ScriptSourceError, ValueError)
+
+
 def test_names_a_file_uses_leave_out_strings_comments_fields_keys_and_locals():
     lua = """
     local a, b = x1, 'y1 .. "y2"' .. [[ y3 ]] .. [==[ y4 ]] ]==]  -- y5
