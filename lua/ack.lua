@@ -27,14 +27,13 @@
     status: 'done' | 'retry' | 'failed' | 'stale'
   Invariant: each acked task leaves the inbox into exactly one place; started tasks stay in it.
 ]]
-local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
-local P = ARGV[1]
-local now = clock_ms(ARGV[2])
-local pid, slot, rid, keep_s = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
+C.now, C.keep_s = clock_ms(ARGV[2]), tonumber(ARGV[6])
+local pid, slot, rid = ARGV[3], ARGV[4], ARGV[5]
 local nxt, want, count = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 local FIELDS = 4
-if not now or not keep_s or pid == '' or slot == '' or rid == '' or not want or want < 0
+if not C.now or not C.keep_s or pid == '' or slot == '' or rid == '' or not want or want < 0
     or want > 4096 or not count or count < 0 or count > 4096 or #ARGV ~= 9 + count * FIELDS then
   return redis.error_reply('ERR luasched ack: bad now_ms, keep_s, processor, slot, request id, want or count')
 end
@@ -52,7 +51,7 @@ local pk = P .. 'p:' .. pid
 
 local memo = memo_for(redis.call('HGET', pk, 'm' .. slot), rid)
 if memo then
-  return {split_commas(memo[1]), memo_started(P, pid, memo[2], {}), {}, 0}
+  return {split_commas(memo[1]), memo_started(C, pid, memo[2], {}), {}, 0}
 end
 
 -- every input checked; writes start here
@@ -65,14 +64,14 @@ for i = 0, count - 1 do
   local s, p, n, w, g = unpack(redis.call('HMGET', tk, 's', 'p', 'n', 'w', 'g'))
   local status = 'stale'
   if s == 'running' and p == pid and n == attempt then
-    redis.call('ZREM', running, id)
+    redis.call('ZREM', C.running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     redis.call('HSET', tk, 'by', pid)
     if outcome == 'done' then
-      finish(P, stats, failed, id, 'done', now, keep_s, 'r', payload, {w, g})
+      finish(C, id, 'done', 'r', payload, {w, g})
       status = 'done'
     else
-      status = attempt_ended(P, stats, delayed, failed, id, now, keep_s, payload, true)
+      status = attempt_ended(C, id, payload, true)
     end
     freed = freed + 1
   end
@@ -82,13 +81,13 @@ end
 local tasks, took = {}, false
 local cap, qs, dl = unpack(redis.call('HMGET', pk, 'c', 'qs', 'dl'))
 local registered = cap ~= false and cap ~= nil
-local live = registered and lease_ok(procs, pid, now, dl, cap)
+local live = registered and lease_ok(C, pid, dl, cap)
 if live and (nxt == '1' or nxt == '2') and want > 0 then
-  tasks, took = start_many(P, stats, running, pid, now, want, nxt == '2', cap, qs)
+  tasks, took = start_many(C, pid, want, nxt == '2', cap, qs)
 end
 local pending
 if registered and (freed > 0 or took) then
-  pending = rerank(P, stats, idle, pid, cap, qs)
+  pending = rerank(C, pid, cap, qs)
 end
 local filled, placements, more = 0, {}, 0
 if live and nxt == '3' then
@@ -98,9 +97,9 @@ if live and nxt == '3' then
     if #names > 1 then -- start at a different queue each time: no queue of the processor starves another
       turn = redis.call('HINCRBY', pk, 'rr', 1)
     end
-    local pl = placer(P, stats, procs, idle, now, freed)
+    local pl = placer(C, freed)
     if want > 0 and pending == 0 then -- what lands here starts at once (nothing older waits in the inbox)
-      pl.own = {pid = pid, want = want, tasks = tasks, running = running}
+      pl.own = {pid = pid, want = want, tasks = tasks}
     end
     local left
     filled, left = place_queued(pl, names, freed, placements, turn)
@@ -108,7 +107,7 @@ if live and nxt == '3' then
     more = left and 1 or 0
   end
   if want > #tasks then -- then start from the inbox, oldest first
-    local more_tasks = start_many(P, stats, running, pid, now, want - #tasks, false, cap, qs)
+    local more_tasks = start_many(C, pid, want - #tasks, false, cap, qs)
     for _, t in ipairs(more_tasks) do
       tasks[#tasks + 1] = t
     end
@@ -118,7 +117,7 @@ if registered and freed > filled and not took then
   -- a slot came free: a scheduler may now place a waiting task
   for _, q in ipairs(split_commas(qs)) do
     if redis.call('LLEN', P .. 'q:' .. q) > 0 then
-      wake_scheduler(wake)
+      wake_scheduler(C)
       break
     end
   end

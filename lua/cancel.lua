@@ -9,11 +9,11 @@
   Returns {'cancelled'} | {'unknown'} | {'not_cancellable', state}
   Invariant: the task leaves exactly one place for cancelled.
 ]]
-local stats, delayed, failed, idle = KEYS[1], KEYS[2], KEYS[4], KEYS[7]
-local P = ARGV[1]
-local now = clock_ms(ARGV[2])
-local id, rid, keep_s = ARGV[3], ARGV[4], tonumber(ARGV[5])
-if not now or id == '' or rid == '' or not keep_s then
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
+C.now, C.keep_s = clock_ms(ARGV[2]), tonumber(ARGV[5])
+local id, rid = ARGV[3], ARGV[4]
+if not C.now or id == '' or rid == '' or not C.keep_s then
   return redis.error_reply('ERR luasched cancel: bad now_ms, task id, request id or keep_s')
 end
 local tk = P .. 't:' .. id
@@ -27,15 +27,15 @@ end
 if s == 'queued' then
   redis.call('LREM', P .. 'q:' .. (q or DEFAULT_QUEUE), 1, id)
 elseif s == 'delayed' then
-  redis.call('ZREM', delayed, id)
+  redis.call('ZREM', C.delayed, id)
 elseif s == 'assigned' then
   redis.call('LREM', P .. 'p:' .. p .. ':i', 1, id)
-  redis.call('HINCRBY', stats, 'assigned', -1)
-  trim_wake(P, p)
-  rerank(P, stats, idle, p)
+  redis.call('HINCRBY', C.stats, 'assigned', -1)
+  trim_wake(C, p)
+  rerank(C, p)
 else
   return {'not_cancellable', s}
 end
 redis.call('HSET', tk, 'x', rid)
-finish(P, stats, failed, id, 'cancelled', now, keep_s, nil, nil)
+finish(C, id, 'cancelled', nil, nil)
 return {'cancelled'}

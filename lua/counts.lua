@@ -10,13 +10,13 @@
   (the last-minute figures sum the six 10 s buckets before the current one and that one)
   Invariant: moves no task, writes nothing (it may run on a replica).
 ]]
-local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local queues, procs, idle = KEYS[5], KEYS[6], KEYS[7]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
+local procs, idle = C.procs, C.idle
 local now = clock_ms(ARGV[2])
 local depths = {}
 local queued = 0
-local names = redis.call('SMEMBERS', queues)
+local names = redis.call('SMEMBERS', C.queues)
 table.sort(names)
 for _, q in ipairs(names) do
   local d = redis.call('LLEN', P .. 'q:' .. q)
@@ -24,7 +24,7 @@ for _, q in ipairs(names) do
   depths[#depths + 1] = q
   depths[#depths + 1] = d
 end
-local c = redis.call('HMGET', stats, 'submitted', 'assigned', 'done', 'cancelled', 'last_dispatch_ms')
+local c = redis.call('HMGET', C.stats, 'submitted', 'assigned', 'done', 'cancelled', 'last_dispatch_ms')
 local procs_n = redis.call('ZCARD', procs)
 local lapsed_ids = redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now))
 local lapsed = #lapsed_ids
@@ -42,11 +42,11 @@ end
 local out = {
   'submitted', tonumber(c[1]) or 0,
   'queued', queued,
-  'delayed', redis.call('ZCARD', delayed),
+  'delayed', redis.call('ZCARD', C.delayed),
   'assigned', tonumber(c[2]) or 0,
-  'running', redis.call('ZCARD', running),
+  'running', redis.call('ZCARD', C.running),
   'done', tonumber(c[3]) or 0,
-  'failed', redis.call('ZCARD', failed),
+  'failed', redis.call('ZCARD', C.failed),
   'cancelled', tonumber(c[4]) or 0,
   'processors', procs_n,
   'idle_processors', idle_n,

@@ -9,24 +9,22 @@
   Returns {'ok', {task ids given back}} | {'unknown'}
   Invariant: every id in the inbox lands in exactly one place (queue or failed).
 ]]
-local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
-local P = ARGV[1]
-local now = clock_ms(ARGV[2])
-local pid, keep_s, rid = ARGV[3], tonumber(ARGV[4]), ARGV[5]
-if not now or pid == '' or not keep_s or not rid or rid == '' then
+local C = context(KEYS, ARGV[1])
+C.now, C.keep_s = clock_ms(ARGV[2]), tonumber(ARGV[4])
+local pid, rid = ARGV[3], ARGV[5]
+if not C.now or pid == '' or not C.keep_s or not rid or rid == '' then
   return redis.error_reply('ERR luasched deregister: bad now_ms, processor id, keep_s or request id')
 end
-local seen = replayed(P, rid)
+local seen = replayed(C, rid)
 if seen then
   return seen
 end
-if not redis.call('ZSCORE', procs, pid) then
+if not redis.call('ZSCORE', C.procs, pid) then
   return {'unknown'}
 end
 local out = {}
-drain(P, stats, delayed, running, failed, procs, idle, pid, now, keep_s, 'deregistered', out)
+drain(C, pid, 'deregistered', out)
 if #out > 0 then
-  wake_scheduler(wake)
+  wake_scheduler(C)
 end
-return remember(P, rid, {'ok', out}, true)
+return remember(C, rid, {'ok', out}, true)

@@ -7,20 +7,20 @@
   Returns {'ok', pending count, lease deadline ms} | {'lost'}
   Invariant: moves no task.
 ]]
-local procs = KEYS[6]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
 local now = clock_ms(ARGV[2])
+C.now = now
 local pid = ARGV[3]
 if not now or pid == '' then
   return redis.error_reply('ERR luasched heartbeat: bad now_ms or processor id')
 end
-local pk = P .. 'p:' .. pid
-if not alive(procs, pid, now) then
+local pk = C.prefix .. 'p:' .. pid
+if not alive(C, pid) then
   return {'lost'}
 end
 local ls, cap, qs = unpack(redis.call('HMGET', pk, 'ls', 'c', 'qs'))
 local deadline = fmt(now + tonumber(ls))
-redis.call('ZADD', procs, deadline, pid)
+redis.call('ZADD', C.procs, deadline, pid)
 redis.call('HSET', pk, 'hb', fmt(now), 'dl', deadline)
-write_card(P, pid, cap, deadline, qs)
+write_card(C, pid, cap, deadline, qs)
 return {'ok', redis.call('LLEN', pk .. ':i'), deadline}

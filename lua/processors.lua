@@ -7,15 +7,15 @@
            last heartbeat ms, registered ms}...} in lease order, soonest deadline first
   Invariant: moves no task, writes nothing (it may run on a replica).
 ]]
-local procs = KEYS[6]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
 local now = clock_ms(ARGV[2])
 local limit = tonumber(ARGV[3])
 if not now or not limit or limit < 1 or limit > 10000 then
   return redis.error_reply('ERR luasched processors: bad now_ms or limit')
 end
 local out = {}
-local reg = redis.call('ZRANGE', procs, 0, limit - 1, 'WITHSCORES')
+local reg = redis.call('ZRANGE', C.procs, 0, limit - 1, 'WITHSCORES')
 for i = 1, #reg, 2 do
   local pid = reg[i]
   local pk = P .. 'p:' .. pid

@@ -10,14 +10,15 @@
   Returns {task ids put back}
   Invariant: each id leaves the dead letters for exactly one queue.
 ]]
-local stats, failed, wake = KEYS[1], KEYS[4], KEYS[8]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local P, stats, failed = C.prefix, C.stats, C.failed
 local now = clock_ms(ARGV[2])
+C.now = now
 local limit, rid = tonumber(ARGV[3]), ARGV[4]
 if not now or not limit or limit < 1 or limit > 10000 or #ARGV - 4 > limit or not rid or rid == '' then
   return redis.error_reply('ERR luasched retry_failed: bad now_ms, limit or request id, or more ids than limit')
 end
-local seen = replayed(P, rid)
+local seen = replayed(C, rid)
 if seen then
   return seen
 end
@@ -38,7 +39,7 @@ for _, id in ipairs(ids) do
     redis.call('HINCRBY', stats, 'failed', -1)
     redis.call('HSET', tk, 's', 'queued')
     redis.call('HDEL', tk, 'ft', 'n')
-    redis.call('RPUSH', P .. 'q:' .. queue_of(P, id), id)
+    redis.call('RPUSH', P .. 'q:' .. queue_of(C, id), id)
     if g and redis.call('EXISTS', P .. 'g:' .. g) == 1 then
       redis.call('HINCRBY', P .. 'g:' .. g, 'failed', -1)
       redis.call('PERSIST', P .. 'g:' .. g)
@@ -49,6 +50,6 @@ for _, id in ipairs(ids) do
   end
 end
 if #out > 0 then
-  wake_scheduler(wake)
+  wake_scheduler(C)
 end
-return remember(P, rid, out, #out > 0)
+return remember(C, rid, out, #out > 0)

@@ -11,30 +11,29 @@
     'lost': the processor is not registered or its lease lapsed; it must not run anything.
   Invariant: each task moves from the processor's pending list to its running set, never out of it.
 ]]
-local stats, running, procs = KEYS[1], KEYS[3], KEYS[6]
-local P = ARGV[1]
-local now = clock_ms(ARGV[2])
+local C = context(KEYS, ARGV[1])
+C.now = clock_ms(ARGV[2])
 local pid, slot, rid = ARGV[3], ARGV[4], ARGV[5]
 local want = tonumber(ARGV[6] or '') or 1
-if not now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 then
+if not C.now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 then
   return redis.error_reply('ERR luasched start: bad now_ms, processor, slot, request id or want')
 end
-local pk = P .. 'p:' .. pid
+local pk = C.prefix .. 'p:' .. pid
 
 local last, cap, dl = unpack(redis.call('HMGET', pk, 'b' .. slot, 'c', 'dl'))
 local memo = memo_for(last, rid)
 if memo then
-  local again = memo_started(P, pid, memo[1], {})
+  local again = memo_started(C, pid, memo[1], {})
   if #again > 0 then
     return again
   end
   return {'empty'}
 end
-if not lease_ok(procs, pid, now, dl, cap) then
+if not lease_ok(C, pid, dl, cap) then
   return {'lost'}
 end
 
-local tasks = start_many(P, stats, running, pid, now, want, false)
+local tasks = start_many(C, pid, want, false)
 redis.call('HSET', pk, 'b' .. slot, rid .. '|' .. started_memo(tasks))
 if #tasks == 0 then
   return {'empty'}

@@ -9,9 +9,10 @@
   Returns {created, {existing ids}, {task id, processor id, ...assignments}}
   Invariant: every new id is in exactly one place (queue tail or delayed, or an inbox if dispatched).
 ]]
-local stats, delayed, queues, procs, idle, wake = KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
 local now = clock_ms(ARGV[2])
+C.now = now
 local dispatch = ARGV[3] == '1'
 local group = ARGV[4]
 local count = tonumber(ARGV[5])
@@ -73,10 +74,10 @@ for _, base in ipairs(fresh) do
   redis.call('HSET', tk, unpack(fields)) -- one write per record
   if not listed[queue] then
     listed[queue] = true
-    redis.call('SADD', queues, queue)
+    redis.call('SADD', C.queues, queue)
   end
   if delay > 0 then
-    redis.call('ZADD', delayed, fmt(now + delay), id)
+    redis.call('ZADD', C.delayed, fmt(now + delay), id)
   else
     redis.call('RPUSH', P .. 'q:' .. queue, id)
     if not touched[queue] then
@@ -88,7 +89,7 @@ for _, base in ipairs(fresh) do
 end
 
 if #fresh > 0 then
-  redis.call('HINCRBY', stats, 'submitted', #fresh)
+  redis.call('HINCRBY', C.stats, 'submitted', #fresh)
   if group ~= '' then
     local gk = P .. 'g:' .. group
     redis.call('HINCRBY', gk, 'n', #fresh)
@@ -104,13 +105,13 @@ end
 
 local assigned = {}
 if dispatch then
-  local pl = placer(P, stats, procs, idle, now, #fresh)
+  local pl = placer(C, #fresh)
   for _, queue in ipairs(order) do
     assign_from_queue(pl, queue, touched[queue], assigned)
   end
   placed(pl)
 end
 if #fresh > #assigned / 2 then
-  wake_scheduler(wake)
+  wake_scheduler(C)
 end
 return {#fresh, existing, assigned}

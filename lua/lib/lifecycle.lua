@@ -4,14 +4,14 @@
   lib/placement, which includes this library (its own processor starts what it places at once).
   Includes: util, processors
 ]]
-local function queue_of(P, id)
-  return redis.call('HGET', P .. 't:' .. id, 'q') or DEFAULT_QUEUE
+local function queue_of(C, id)
+  return redis.call('HGET', C.prefix .. 't:' .. id, 'q') or DEFAULT_QUEUE
 end
-
 
 -- -> running on pid (the caller took id out of its pending list or its queue). The attempt
 -- number goes up by one. Returns {id, name, args, attempt, timeout_ms}.
-local function start_task(P, running, pid, now, id)
+local function start_task(C, pid, id)
+  local P, now = C.prefix, C.now
   local tk = P .. 't:' .. id
   local f, a, n, o = unpack(redis.call('HMGET', tk, 'f', 'a', 'n', 'o'))
   local attempt = fmt(tonumber(n or '0') + 1)
@@ -19,36 +19,37 @@ local function start_task(P, running, pid, now, id)
   redis.call('HSET', tk, 's', 'running', 'n', attempt, 'st', fmt(now), 'p', pid)
   redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
   if tonumber(o) > 0 then
-    redis.call('ZADD', running, fmt(now + tonumber(o)), id)
+    redis.call('ZADD', C.running, fmt(now + tonumber(o)), id)
   else
-    redis.call('ZADD', running, '+inf', id)
+    redis.call('ZADD', C.running, '+inf', id)
   end
   return {id, f, a, attempt, o}
 end
 
 -- pending -> running for processor pid (its inbox's oldest). Returns the task or nil.
-local function start_next(P, stats, running, pid, now)
-  local id = redis.call('LPOP', P .. 'p:' .. pid .. ':i')
+local function start_next(C, pid)
+  local id = redis.call('LPOP', C.prefix .. 'p:' .. pid .. ':i')
   if not id then
     return nil
   end
-  redis.call('HINCRBY', stats, 'assigned', -1)
-  return start_task(P, running, pid, now, id)
+  redis.call('HINCRBY', C.stats, 'assigned', -1)
+  return start_task(C, pid, id)
 end
 
 -- Start up to want tasks for pid: its inbox's oldest first; then, with take, the heads of its
 -- queues in turn while it has a free slot. Returns the started tasks and whether any came from a
 -- queue (the processor's load then grew).
-local function start_many(P, stats, running, pid, now, want, take, cap, qs)
+local function start_many(C, pid, want, take, cap, qs)
+  local P = C.prefix
   local tasks = {}
   while #tasks < want do
-    local t = start_next(P, stats, running, pid, now)
+    local t = start_next(C, pid)
     if not t then
       break
     end
     tasks[#tasks + 1] = t
   end
-  trim_wake(P, pid)
+  trim_wake(C, pid)
   local took = false
   if take and #tasks < want then
     local pk = P .. 'p:' .. pid
@@ -67,7 +68,7 @@ local function start_many(P, stats, running, pid, now, want, take, cap, qs)
       local qid = redis.call('LPOP', P .. 'q:' .. q)
       if qid then
         dry = 0
-        tasks[#tasks + 1] = start_task(P, running, pid, now, qid) -- queued -> running at once
+        tasks[#tasks + 1] = start_task(C, pid, qid) -- queued -> running at once
         load = load + 1
         took = true
       else
@@ -91,12 +92,13 @@ local function started_reply(tasks)
 end
 
 -- delayed -> queued (tail) for up to limit tasks that are due.
-local function promote(P, delayed, now, limit)
-  local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', fmt(now), 'LIMIT', 0, limit)
+local function promote(C, limit)
+  local P, delayed = C.prefix, C.delayed
+  local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', fmt(C.now), 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
     local tk = P .. 't:' .. id
     redis.call('ZREM', delayed, id)
-    redis.call('RPUSH', P .. 'q:' .. queue_of(P, id), id)
+    redis.call('RPUSH', P .. 'q:' .. queue_of(C, id), id)
     redis.call('HSET', tk, 's', 'queued')
   end
   return #ids
@@ -104,7 +106,8 @@ end
 
 -- Any state -> done | failed | cancelled; field/payload ('r' result or 'e' error) may be nil.
 -- known: {w, g} read from the record already (waiter flag, group), or nil to read them here.
-local function finish(P, stats, failed, id, state, now, keep_s, field, payload, known)
+local function finish(C, id, state, field, payload, known)
+  local P, now, keep_s = C.prefix, C.now, C.keep_s
   local tk = P .. 't:' .. id
   if field then
     redis.call('HSET', tk, 's', state, 'ft', fmt(now), field, payload)
@@ -112,13 +115,13 @@ local function finish(P, stats, failed, id, state, now, keep_s, field, payload, 
     redis.call('HSET', tk, 's', state, 'ft', fmt(now))
   end
   redis.call('HDEL', tk, 'p')
-  redis.call('HINCRBY', stats, state, 1)
+  redis.call('HINCRBY', C.stats, state, 1)
   local bucket = P .. 'rate:' .. fmt(math.floor(now / 10000))
   if redis.call('HINCRBY', bucket, state, 1) == 1 then
     redis.call('EXPIRE', bucket, 120)
   end
   if state == 'failed' then
-    redis.call('ZADD', failed, fmt(now), id)
+    redis.call('ZADD', C.failed, fmt(now), id)
   else
     redis.call('EXPIRE', tk, keep_s)
   end
@@ -149,9 +152,9 @@ local function finish(P, stats, failed, id, state, now, keep_s, field, payload, 
 end
 
 -- queued again at the head (from <where>, no attempt used).
-local function back_to_head(P, id)
-  local tk = P .. 't:' .. id
-  redis.call('LPUSH', P .. 'q:' .. queue_of(P, id), id)
+local function back_to_head(C, id)
+  local tk = C.prefix .. 't:' .. id
+  redis.call('LPUSH', C.prefix .. 'q:' .. queue_of(C, id), id)
   redis.call('HSET', tk, 's', 'queued')
   redis.call('HDEL', tk, 'p')
 end
@@ -159,45 +162,46 @@ end
 -- A started attempt ended without success (error, timeout, lease lost). The caller has already
 -- taken id out of running and the processor's running set. later: retry through delayed with
 -- exponential backoff; else retry at the head of the queue. Returns 'retry' or 'failed'.
-local function attempt_ended(P, stats, delayed, failed, id, now, keep_s, error_json, later)
-  local tk = P .. 't:' .. id
+local function attempt_ended(C, id, error_json, later)
+  local tk = C.prefix .. 't:' .. id
   local n, m, b = unpack(redis.call('HMGET', tk, 'n', 'm', 'b'))
   n = tonumber(n)
   b = b or DEFAULT_BACKOFF_MS
   if n >= tonumber(m or DEFAULT_MAX_ATTEMPTS) then
-    finish(P, stats, failed, id, 'failed', now, keep_s, 'e', error_json)
+    finish(C, id, 'failed', 'e', error_json)
     return 'failed'
   end
   redis.call('HSET', tk, 'e', error_json)
   if later then
     local backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)
-    redis.call('ZADD', delayed, fmt(now + backoff), id)
+    redis.call('ZADD', C.delayed, fmt(C.now + backoff), id)
     redis.call('HSET', tk, 's', 'delayed')
     redis.call('HDEL', tk, 'p')
   else
-    back_to_head(P, id)
+    back_to_head(C, id)
   end
   return 'retry'
 end
 
 -- Give back a processor's whole inbox and remove it. Pending tasks go back to the head of their
 -- queues in order, without using an attempt; started ones used their attempt. Ids appended to out.
-local function drain(P, stats, delayed, running, failed, procs, idle, pid, now, keep_s, reason, out)
+local function drain(C, pid, reason, out)
+  local P = C.prefix
   local ik = P .. 'p:' .. pid .. ':i'
   local rk = P .. 'p:' .. pid .. ':r'
   local pending = redis.call('LRANGE', ik, 0, -1)
   for i = #pending, 1, -1 do
-    back_to_head(P, pending[i])
+    back_to_head(C, pending[i])
   end
   if #pending > 0 then
-    redis.call('HINCRBY', stats, 'assigned', -#pending)
+    redis.call('HINCRBY', C.stats, 'assigned', -#pending)
   end
   local started = redis.call('SMEMBERS', rk)
   table.sort(started) -- SMEMBERS order differs between servers: give back in a known order
   local err = '{"type":"LeaseLost","message":"' .. reason .. ' while running on processor ' .. pid .. '"}'
   for _, id in ipairs(started) do
-    redis.call('ZREM', running, id)
-    attempt_ended(P, stats, delayed, failed, id, now, keep_s, err, false)
+    redis.call('ZREM', C.running, id)
+    attempt_ended(C, id, err, false)
   end
   for i = 1, #pending do
     out[#out + 1] = pending[i]
@@ -211,8 +215,8 @@ local function drain(P, stats, delayed, running, failed, procs, idle, pid, now, 
       redis.call('ZREM', P .. 'idle:' .. q, pid)
     end
   end
-  redis.call('SREM', idle, pid)
-  redis.call('ZREM', procs, pid)
+  redis.call('SREM', C.idle, pid)
+  redis.call('ZREM', C.procs, pid)
   redis.call('DEL', ik, rk, P .. 'p:' .. pid, P .. 'p:' .. pid .. ':w')
   redis.call('HDEL', P .. 'cards', pid)
 end

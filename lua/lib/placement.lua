@@ -9,8 +9,8 @@
 -- heap of its idle ranking's head. The ranking is kept in Lua while the call places tasks and
 -- written back once per processor by placed: a processor that takes a task is re-ranked in
 -- memory, not with a ZADD per task. want: how many tasks the call may place at most.
-local function placer(P, stats, procs, idle, now, want)
-  return {P = P, stats = stats, procs = procs, idle = idle, now = now, want = want, known = {},
+local function placer(C, want)
+  return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, want = want, known = {},
           queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0}
 end
 
@@ -36,7 +36,7 @@ local function learn(pl, pid, cap, qs, dl)
     pl.queue_lists[qs] = queues
   end
   -- every field it will hold named here (nil ones too): the table is made at its final size
-  local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.procs, pid, pl.now, dl, cap),
+  local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.C, pid, dl, cap),
                 ranked = nil, key = nil, load = nil, dirty = nil}
   pl.known[pid] = info
   return info
@@ -261,7 +261,7 @@ local function assign(pl, id, pid, load)
   local P = pl.P
   local own = pl.own
   if own and own.pid == pid and #own.tasks < own.want then
-    own.tasks[#own.tasks + 1] = start_task(P, own.running, pid, pl.now, id)
+    own.tasks[#own.tasks + 1] = start_task(pl.C, pid, id)
     rerank_in_memory(pl, pid, load)
     return
   end

@@ -4,8 +4,8 @@
   Includes: (none)
 ]]
 -- The reply a request already got (a replay of a call whose reply was lost), or nil.
-local function replayed(P, rid)
-  local seen = redis.call('GET', P .. 'r:' .. rid)
+local function replayed(C, rid)
+  local seen = redis.call('GET', C.prefix .. 'r:' .. rid)
   if seen then
     return cjson.decode(seen)
   end
@@ -13,9 +13,9 @@ local function replayed(P, rid)
 end
 
 -- Keep the reply of a request that changed something, for its replays; returns the reply.
-local function remember(P, rid, reply, changed)
+local function remember(C, rid, reply, changed)
   if changed then
-    redis.call('SET', P .. 'r:' .. rid, cjson.encode(reply), 'PX', 30000)
+    redis.call('SET', C.prefix .. 'r:' .. rid, cjson.encode(reply), 'PX', 30000)
   end
   return reply
 end
@@ -33,11 +33,11 @@ local function memo_for(memo, rid)
 end
 
 -- The task a slot's memo names, if pid still runs that attempt of it.
-local function memo_task(P, pid, id, attempt)
+local function memo_task(C, pid, id, attempt)
   if id == '' then
     return nil
   end
-  local f, a, s, p, n, o = unpack(redis.call('HMGET', P .. 't:' .. id, 'f', 'a', 's', 'p', 'n', 'o'))
+  local f, a, s, p, n, o = unpack(redis.call('HMGET', C.prefix .. 't:' .. id, 'f', 'a', 's', 'p', 'n', 'o'))
   if s ~= 'running' or p ~= pid or n ~= attempt then
     return nil
   end
@@ -54,9 +54,9 @@ local function started_memo(tasks)
 end
 
 -- The reply entries {'task', ...} for a memo's started tasks that pid still runs.
-local function memo_started(P, pid, text, out)
+local function memo_started(C, pid, text, out)
   for id, attempt in string.gmatch(text or '', '([^/,]+)/([^,]+)') do
-    local t = memo_task(P, pid, id, attempt)
+    local t = memo_task(C, pid, id, attempt)
     if t then
       out[#out + 1] = 'task'
       for _, v in ipairs(t) do

@@ -5,7 +5,11 @@
   declares on an "Includes:" line (and those they declare, dependencies first), then the script.
   Of each library only the top-level locals the script uses, directly or through other helpers,
   are sent. A file that uses a helper of a library it does not declare is refused.
-  Each helper is a local function of its explicit arguments: no globals, no KEYS or ARGV.
+  Each helper is a local function of its explicit arguments: no globals, no KEYS or ARGV. What
+  every call shares is one context C, made once per call by context(KEYS, prefix): C.prefix and
+  each fixed key by name (C.stats, C.delayed, ...), then C.now (ms) and C.keep_s (how long
+  finished records stay) once the script has parsed them. A helper that reads a field of C many
+  times in a loop binds it to a local first.
   P is the namespace prefix "luasched:{ns}:". Every key built from it carries the namespace hash
   tag and lands on the same cluster slot as the KEYS given. Key names must match
   luasched/keys.py (tests/unit/test_keys.py runs both and compares).
@@ -50,6 +54,13 @@
 ]]
 local TWO40 = 1099511627776
 
+-- The context of one call: the prefix and the fixed keys by name, in luasched/keys.py's FIXED
+-- order (now and keep_s named here too: the table is made at its final size).
+local function context(keys, prefix)
+  return {prefix = prefix, stats = keys[1], delayed = keys[2], running = keys[3], failed = keys[4],
+          queues = keys[5], procs = keys[6], idle = keys[7], wake = keys[8], now = nil, keep_s = nil}
+end
+
 -- A task record leaves out fields that hold these values, and reads a missing one as its default:
 -- every queued task has a record, and a smaller one fits a smaller allocation.
 local DEFAULT_QUEUE, DEFAULT_MAX_ATTEMPTS, DEFAULT_BACKOFF_MS = 'default', '3', '1000'
@@ -81,8 +92,8 @@ local function call_chunked(cmd, key, args)
   end
 end
 
-local function wake_scheduler(wake)
-  if redis.call('LLEN', wake) == 0 then
-    redis.call('RPUSH', wake, '1')
+local function wake_scheduler(C)
+  if redis.call('LLEN', C.wake) == 0 then
+    redis.call('RPUSH', C.wake, '1')
   end
 end
