@@ -4,13 +4,13 @@
   processor that no longer holds the task, changes nothing and answers 'stale'. An error retries
   through delayed with exponential backoff (backoff_ms * 2^(attempt-1), at most an hour) until
   max_attempts, then the task is failed (dead letter) keeping the error. Then up to want tasks
-  start in the same call: with next = '1' the oldest pending tasks of the processor's inbox;
-  with next = '2' also, while the processor has a free slot, the heads of its queues in turn
-  (complete-and-take-next mode). With next = '3' the slots the ack freed are first filled at once,
+  start in the same call: with next = 'inbox' the oldest pending tasks of the processor's inbox;
+  with next = 'take' also, while the processor has a free slot, the heads of its queues in turn
+  (complete-and-take-next mode). With next = 'place' the slots the ack freed are first filled at once,
   as dispatch would fill them: up to one task per freed slot from the heads of the processor's
   queues, each to the least-loaded live idle processor serving its queue (this one, or another),
   its wake list pushed (dispatch on ack: no scheduler on the hot path); then up to want tasks start
-  from the inbox, as with next = '1' (want 0: none; a slot that BLPOPs next lets the token it
+  from the inbox, as with next = 'inbox' (want 0: none; a slot that BLPOPs next lets the token it
   was pushed wake it). With want > 0 and an empty inbox, a task placed on this processor starts
   at once (queued -> running: no inbox, no wake-up token). A lapsed processor starts and places
   nothing.
@@ -18,12 +18,13 @@
   Includes: util, processors, lifecycle, placement, replay
   KEYS[1..8] the fixed keys (see lib/util): uses all
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
-  ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next '0' | '1' | '2' | '3'  ARGV[8] want (0..4096)
+  ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next 'none' | 'inbox' | 'take' | 'place'
+  ARGV[8] want (0..4096)
   ARGV[9] count N (0..4096), then 4 per acked task: task id, attempt, outcome 'done' | 'error',
   result JSON (done) or error JSON (error)
   Returns {{status per acked task}, {'task', id, name, args_json, attempt, timeout_ms, ...},
-           {task id, processor id, ...} placed by next = '3' (empty on a replay: the first call placed),
-           more: 1 when next = '3' placed and the processor's queues still hold tasks, else 0}
+           {task id, processor id, ...} placed by next = 'place' (empty on a replay: the first call placed),
+           more: 1 when next = 'place' placed and the processor's queues still hold tasks, else 0}
     status: 'done' | 'retry' | 'failed' | 'stale'
   Invariant: each acked task leaves the inbox into exactly one place; started tasks stay in it.
 ]]
@@ -37,8 +38,8 @@ if not C.now or not C.keep_s or pid == '' or slot == '' or rid == '' or not want
     or want > 4096 or not count or count < 0 or count > 4096 or #ARGV ~= 9 + count * FIELDS then
   return redis.error_reply('ERR luasched ack: bad now_ms, keep_s, processor, slot, request id, want or count')
 end
-if nxt ~= '0' and nxt ~= '1' and nxt ~= '2' and nxt ~= '3' then
-  return redis.error_reply('ERR luasched ack: next must be 0|1|2|3')
+if nxt ~= 'none' and nxt ~= 'inbox' and nxt ~= 'take' and nxt ~= 'place' then
+  return redis.error_reply('ERR luasched ack: next must be none|inbox|take|place, not ' .. nxt)
 end
 for i = 0, count - 1 do
   local base = 9 + i * FIELDS
@@ -82,15 +83,15 @@ local tasks, took = {}, false
 local cap, qs, dl = unpack(redis.call('HMGET', pk, 'c', 'qs', 'dl'))
 local registered = cap ~= false and cap ~= nil
 local live = registered and lease_ok(C, pid, dl, cap)
-if live and (nxt == '1' or nxt == '2') and want > 0 then
-  tasks, took = start_many(C, pid, want, nxt == '2', cap, qs)
+if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
+  tasks, took = start_many(C, pid, want, nxt == 'take', cap, qs)
 end
 local pending
 if registered and (freed > 0 or took) then
   pending = rerank(C, pid, cap, qs)
 end
 local filled, placements, more = 0, {}, 0
-if live and nxt == '3' then
+if live and nxt == 'place' then
   if freed > 0 then
     local names = split_commas(qs)
     local turn = 0

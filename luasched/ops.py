@@ -287,7 +287,7 @@ def decode_start(reply: Any) -> StartReply:
 #: What an ack does after the acks: start nothing; start from the inbox; also take from the queues
 #: (complete-and-take-next); fill the freed slots by the least-loaded rule, then start from the
 #: inbox (dispatch on ack; want 0: start nothing).
-NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE = "0", "1", "2", "3"
+NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE = "none", "inbox", "take", "place"
 
 #: One finished task as an ack reports it: the task, "done" | "error", the result or error JSON.
 Finished = tuple[Started, str, str]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
 import luasched
 from luasched import ops
+from luasched.tasks import new_request_id
 
 from .util import (
     ack,
@@ -438,4 +440,21 @@ def test_a_record_written_before_the_lease_field_asks_the_registry(sched, clock)
     task = start(sched, live.id).task
     b = sched.submit("add", 2)
     assert ack(sched, live.id, task, next_mode=ops.NEXT_TAKE).next.id == b.id
+    audit_ok(sched)
+
+
+@pytest.mark.parametrize("mode", ["3", "", "PLACE", "next"])
+def test_ack_refuses_a_next_mode_it_does_not_know(sched, mode):
+    p = sched.processor()
+    assert p.register()
+    sched.submit("add")
+    sched.dispatch()
+    task = start(sched, p.id).task
+    call = ops.ack(sched.ns, sched.now_ms(), p.id, "s0", new_request_id(), task, "done", "1", ops.NEXT_NONE)
+    bad = ops.Call("ack", call.keys, (*call.args[:6], mode, *call.args[7:]))
+
+    with pytest.raises(luasched.ScriptError, match=re.escape("next must be none|inbox|take|place")):
+        sched.call(bad)
+
+    assert running_ids(sched, p.id) == [task.id]  # nothing written
     audit_ok(sched)

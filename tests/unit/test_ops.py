@@ -34,7 +34,7 @@ CALLS = {
     "deregister": (ops.deregister(NS, 123, "p1", "r1"), (P, "123", "p1", "77", "r1")),
     "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1", "1")),
     "ack": (ops.ack(NS, 123, "p1", "s0", "r1", STARTED, "done", "42", ops.NEXT_INBOX),
-            (P, "123", "p1", "s0", "r1", "77", "1", "1", "1", "t1", "2", "done", "42")),
+            (P, "123", "p1", "s0", "r1", "77", "inbox", "1", "1", "t1", "2", "done", "42")),
     "cancel": (ops.cancel(NS, 123, "t1", "r1"), (P, "123", "t1", "r1", "77")),
     "result": (ops.result(NS, "t1", True), (P, "t1", "1")),
     "counts": (ops.counts(NS, 123), (P, "123")),
@@ -131,6 +131,13 @@ def test_submit_chunks(n, chunks):
 def test_ack_refuses_an_unknown_outcome():
     with pytest.raises(ValueError, match="outcome"):
         ops.ack(NS, 1, "p", "s", "r", STARTED, "maybe", "", ops.NEXT_NONE)
+
+
+@pytest.mark.parametrize("mode", ["3", "", "PLACE", None])
+def test_ack_refuses_an_unknown_next_mode(mode):
+    assert (ops.NEXT_NONE, ops.NEXT_INBOX, ops.NEXT_TAKE, ops.NEXT_PLACE) == ("none", "inbox", "take", "place")
+    with pytest.raises(ValueError, match="next_mode"):
+        ops.ack(NS, 1, "p", "s", "r", STARTED, "done", "", mode)
 
 
 @pytest.mark.parametrize("limit", [0, -1, ops.MAX_LIMIT + 1, "5", 1.0, True, None])
