@@ -46,7 +46,8 @@ ABLATIONS: dict[str, list[tuple[str, str]]] = {
     ],
     "no card read (HMGET cards, parse)": [
         ("    local cards = redis.call('HMGET', pl.P .. 'cards', unpack(unknown))\n", "    local cards = {}\n"),
-        ("        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs', 'dl'))",
+        ("        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, "
+         "PROC_DEADLINE_MS))",
          "        cap, qs, dl = '1000000', 'default', '99999999999999'"),
     ],
     "no wake-up token (RPUSH p:<pid>:w)": [

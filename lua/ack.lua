@@ -15,7 +15,7 @@
   at once (queued -> running: no inbox, no wake-up token). A lapsed processor starts and places
   nothing.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
-  Includes: util, processors, lifecycle, placement, replay
+  Includes: fields, util, processors, lifecycle, placement, replay
   KEYS[1..8] the fixed keys (see lib/util): uses all
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next 'none' | 'inbox' | 'take' | 'place'
@@ -33,16 +33,16 @@ local P = C.prefix
 C.now, C.keep_s = clock_ms(ARGV[2]), tonumber(ARGV[6])
 local pid, slot, rid = ARGV[3], ARGV[4], ARGV[5]
 local nxt, want, count = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
-local FIELDS = 4
+local PER_ACK = 4
 if not C.now or not C.keep_s or pid == '' or slot == '' or rid == '' or not want or want < 0
-    or want > 4096 or not count or count < 0 or count > 4096 or #ARGV ~= 9 + count * FIELDS then
+    or want > 4096 or not count or count < 0 or count > 4096 or #ARGV ~= 9 + count * PER_ACK then
   return redis.error_reply('ERR luasched ack: bad now_ms, keep_s, processor, slot, request id, want or count')
 end
 if nxt ~= 'none' and nxt ~= 'inbox' and nxt ~= 'take' and nxt ~= 'place' then
   return redis.error_reply('ERR luasched ack: next must be none|inbox|take|place, not ' .. nxt)
 end
 for i = 0, count - 1 do
-  local base = 9 + i * FIELDS
+  local base = 9 + i * PER_ACK
   local outcome = ARGV[base + 3]
   if ARGV[base + 1] == '' or not tonumber(ARGV[base + 2]) or (outcome ~= 'done' and outcome ~= 'error') then
     return redis.error_reply('ERR luasched ack: bad task id, attempt or outcome (done|error) in ack ' .. (i + 1))
@@ -50,7 +50,7 @@ for i = 0, count - 1 do
 end
 local pk = P .. 'p:' .. pid
 
-local memo = memo_for(redis.call('HGET', pk, 'm' .. slot), rid)
+local memo = memo_for(redis.call('HGET', pk, PROC_ACK_MEMO .. slot), rid)
 if memo then
   return {split_commas(memo[1]), memo_started(C, pid, memo[2], {}), {}, 0}
 end
@@ -59,17 +59,18 @@ end
 local statuses = {}
 local freed = 0
 for i = 0, count - 1 do
-  local base = 9 + i * FIELDS
+  local base = 9 + i * PER_ACK
   local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
-  local s, p, n, w, g = unpack(redis.call('HMGET', tk, 's', 'p', 'n', 'w', 'g'))
+  local s, p, n, w, g = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_PROCESSOR, TASK_ATTEMPTS, TASK_WAITER,
+    TASK_GROUP))
   local status = 'stale'
   if s == 'running' and p == pid and n == attempt then
     redis.call('ZREM', C.running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
-    redis.call('HSET', tk, 'by', pid)
+    redis.call('HSET', tk, TASK_LAST_PROCESSOR, pid)
     if outcome == 'done' then
-      finish(C, id, 'done', 'r', payload, {w, g})
+      finish(C, id, 'done', TASK_RESULT, payload, {w, g})
       status = 'done'
     else
       status = attempt_ended(C, id, payload, true)
@@ -80,7 +81,7 @@ for i = 0, count - 1 do
 end
 
 local tasks, took = {}, false
-local cap, qs, dl = unpack(redis.call('HMGET', pk, 'c', 'qs', 'dl'))
+local cap, qs, dl = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS))
 local registered = cap ~= false and cap ~= nil
 local live = registered and lease_ok(C, pid, dl, cap)
 if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
@@ -96,7 +97,7 @@ if live and nxt == 'place' then
     local names = split_commas(qs)
     local turn = 0
     if #names > 1 then -- start at a different queue each time: no queue of the processor starves another
-      turn = redis.call('HINCRBY', pk, 'rr', 1)
+      turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
     end
     local pl = placer(C, freed)
     if want > 0 and pending == 0 then -- what lands here starts at once (nothing older waits in the inbox)
@@ -124,6 +125,6 @@ if registered and freed > filled and not took then
   end
 end
 if registered then
-  redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
+  redis.call('HSET', pk, PROC_ACK_MEMO .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
 end
 return {statuses, started_reply(tasks), placements, more}

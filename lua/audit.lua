@@ -2,7 +2,7 @@
   An admin tool: it reads every queue, inbox and record in the namespace in one call, so it
   sees no half-finished operation, and it blocks the server while it runs. luasched/ops.py
   (check_audit) decides whether the snapshot keeps the invariant.
-  Includes: util
+  Includes: fields, util
   KEYS[1..8] the fixed keys (see lib/util): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {now, stats (flat), {{queue, {ids}}...}, {delayed ids}, {running id, deadline...},
@@ -48,7 +48,8 @@ local seen = {}
 for _, id in ipairs(ids) do
   if not seen[id] then
     seen[id] = true
-    local r = redis.call('HMGET', P .. 't:' .. id, 's', 'q', 'p', 'n', 'm')
+    local r = redis.call('HMGET', P .. 't:' .. id, TASK_STATE, TASK_QUEUE, TASK_PROCESSOR, TASK_ATTEMPTS,
+      TASK_MAX_ATTEMPTS)
     records[#records + 1] = {id, r[1] or '', r[2] or DEFAULT_QUEUE, r[3] or '', r[4] or '0',
       r[5] or DEFAULT_MAX_ATTEMPTS}
   end

@@ -1,7 +1,7 @@
 --[[ counts: how many tasks are in each place, and how many processors there are (read-only)
   Cost: O(number of queues + number of lapsed processors). A lapsed processor is never counted
   idle, even before a dispatch drops it from the idle rankings.
-  Includes: util
+  Includes: fields, util
   KEYS[1..8] the fixed keys (see lib/util): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {name, value, ...} for submitted queued delayed assigned running done failed
@@ -24,7 +24,7 @@ for _, q in ipairs(names) do
   depths[#depths + 1] = q
   depths[#depths + 1] = d
 end
-local c = redis.call('HMGET', C.stats, 'submitted', 'assigned', 'done', 'cancelled', 'last_dispatch_ms')
+local c = redis.call('HMGET', C.stats, STAT_SUBMITTED, STAT_ASSIGNED, STAT_DONE, STAT_CANCELLED, STAT_LAST_DISPATCH_MS)
 local procs_n = redis.call('ZCARD', procs)
 local lapsed_ids = redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now))
 local lapsed = #lapsed_ids
@@ -35,7 +35,7 @@ end
 local recent = {done = 0, failed = 0}
 local current = math.floor(now / 10000)
 for b = current - 6, current do
-  local d, f = unpack(redis.call('HMGET', P .. 'rate:' .. fmt(b), 'done', 'failed'))
+  local d, f = unpack(redis.call('HMGET', P .. 'rate:' .. fmt(b), RATE_DONE, RATE_FAILED))
   recent.done = recent.done + (tonumber(d) or 0)
   recent.failed = recent.failed + (tonumber(f) or 0)
 end

@@ -2,7 +2,7 @@
   Each task goes to the least-loaded live idle processor serving its queue (ties: idle longest),
   chosen before the task leaves the queue: with no idle processor nothing moves. Queues are
   served in turn, one task each per round, so one busy queue cannot starve the others.
-  Includes: util, lifecycle, placement, replay
+  Includes: fields, util, lifecycle, placement, replay
   KEYS[1..8] the fixed keys (see lib/util): uses stats delayed running queues procs idle
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   A replay of a request that assigned tasks answers as the first call did and moves nothing.
@@ -30,7 +30,7 @@ local out = {}
 local pl = placer(C, limit)
 place_queued(pl, redis.call('SMEMBERS', C.queues), limit, out, 0)
 placed(pl)
-redis.call('HSET', C.stats, 'last_dispatch_ms', fmt(now))
+redis.call('HSET', C.stats, STAT_LAST_DISPATCH_MS, fmt(now))
 
 local next_due = redis.call('ZRANGE', C.delayed, 0, 0, 'WITHSCORES')[2] or ''
 local next_lease = redis.call('ZRANGE', C.procs, 0, 0, 'WITHSCORES')[2] or ''

@@ -1,6 +1,6 @@
 --[[ processors: the registered processors and their state (read-only)
   Cost: O(limit).
-  Includes: util
+  Includes: fields, util
   KEYS[1..8] the fixed keys (see lib/util): uses procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)
   Returns {now ms, {pid, lease deadline ms, name, capacity, queues, pending, running,
@@ -19,7 +19,8 @@ local reg = redis.call('ZRANGE', C.procs, 0, limit - 1, 'WITHSCORES')
 for i = 1, #reg, 2 do
   local pid = reg[i]
   local pk = P .. 'p:' .. pid
-  local n, c, qs, hb, rt = unpack(redis.call('HMGET', pk, 'n', 'c', 'qs', 'hb', 'rt'))
+  local n, c, qs, hb, rt = unpack(redis.call('HMGET', pk, PROC_NAME, PROC_CAPACITY, PROC_QUEUES, PROC_HEARTBEAT_MS,
+    PROC_REGISTERED_MS))
   out[#out + 1] = {pid, reg[i + 1], n or '', c or '0', qs or '', redis.call('LLEN', pk .. ':i'),
     redis.call('SCARD', pk .. ':r'), hb or '0', rt or '0'}
 end

@@ -6,7 +6,7 @@
   Bounded: at most limit processors, then timed-out tasks while fewer than limit ids were taken
   (a processor's inbox is at most its capacity). The reply says whether lapsed processors or
   overdue tasks remain, so callers loop until it took nothing and nothing remains.
-  Includes: util, processors, lifecycle, replay
+  Includes: fields, util, processors, lifecycle, replay
   KEYS[1..8] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] keep_s
   ARGV[5] request id (a replay of a request that took something answers the same, moving nothing)
@@ -39,7 +39,7 @@ if #out < limit then
   local late = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. fmt(now), 'LIMIT', 0, limit - #out)
   for _, id in ipairs(late) do
     local tk = P .. 't:' .. id
-    local pid, o = unpack(redis.call('HMGET', tk, 'p', 'o'))
+    local pid, o = unpack(redis.call('HMGET', tk, TASK_PROCESSOR, TASK_TIMEOUT_MS))
     redis.call('ZREM', running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     local err = '{"type":"TaskTimeout","message":"task ' .. id .. ' ran past its timeout of ' .. o .. ' ms on processor ' .. pid .. '"}'

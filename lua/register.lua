@@ -2,7 +2,7 @@
   Registering an id that is already registered and alive renews its lease and changes nothing
   else (so a replay is harmless); an id whose lease lapsed is lost and must not come back:
   the processor registers again under a new id.
-  Includes: util, processors
+  Includes: fields, util, processors
   KEYS[1..8] the fixed keys (see lib/util): uses stats queues procs idle wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] capacity (1..4096)
   ARGV[5] lease_ms  ARGV[6] queues, comma-joined  ARGV[7] name
@@ -24,13 +24,14 @@ if redis.call('ZSCORE', procs, pid) then
     return {'lost'}
   end
   redis.call('ZADD', procs, deadline, pid)
-  redis.call('HSET', pk, 'hb', fmt(now), 'dl', deadline)
-  local c, q = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+  redis.call('HSET', pk, PROC_HEARTBEAT_MS, fmt(now), PROC_DEADLINE_MS, deadline)
+  local c, q = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES))
   write_card(C, pid, c, deadline, q)
   return {'ok', deadline}
 end
 redis.call('DEL', pk, pk .. ':i', pk .. ':r', pk .. ':w')
-redis.call('HSET', pk, 'c', fmt(cap), 'qs', qs, 'ls', fmt(lease), 'n', name, 'rt', fmt(now), 'hb', fmt(now), 'dl', deadline)
+redis.call('HSET', pk, PROC_CAPACITY, fmt(cap), PROC_QUEUES, qs, PROC_LEASE_MS, fmt(lease), PROC_NAME, name,
+  PROC_REGISTERED_MS, fmt(now), PROC_HEARTBEAT_MS, fmt(now), PROC_DEADLINE_MS, deadline)
 redis.call('ZADD', procs, deadline, pid)
 write_card(C, pid, fmt(cap), deadline, qs)
 for _, q in ipairs(split_commas(qs)) do

@@ -2,7 +2,7 @@
   Puts dead-lettered tasks back at the tail of their queue with their attempt count reset; the
   last error stays in the record until the task finishes again. Ids that are not dead letters
   (any more) are skipped, so a replay changes nothing.
-  Includes: util, lifecycle, replay
+  Includes: fields, util, lifecycle, replay
   KEYS[1..8] the fixed keys (see lib/util): uses stats failed wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   ARGV[5...] task ids to retry; none: the oldest dead letters, up to limit
@@ -34,14 +34,14 @@ local out = {}
 for _, id in ipairs(ids) do
   if redis.call('ZSCORE', failed, id) then
     local tk = P .. 't:' .. id
-    local g = redis.call('HGET', tk, 'g')
+    local g = redis.call('HGET', tk, TASK_GROUP)
     redis.call('ZREM', failed, id)
-    redis.call('HINCRBY', stats, 'failed', -1)
-    redis.call('HSET', tk, 's', 'queued')
-    redis.call('HDEL', tk, 'ft', 'n')
+    redis.call('HINCRBY', stats, STAT_FAILED, -1)
+    redis.call('HSET', tk, TASK_STATE, 'queued')
+    redis.call('HDEL', tk, TASK_FINISHED_MS, TASK_ATTEMPTS)
     redis.call('RPUSH', P .. 'q:' .. queue_of(C, id), id)
     if g and redis.call('EXISTS', P .. 'g:' .. g) == 1 then
-      redis.call('HINCRBY', P .. 'g:' .. g, 'failed', -1)
+      redis.call('HINCRBY', P .. 'g:' .. g, GROUP_FAILED, -1)
       redis.call('PERSIST', P .. 'g:' .. g)
       redis.call('PERSIST', P .. 'gs:' .. g)
       redis.call('PERSIST', P .. 'gi:' .. g)

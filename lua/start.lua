@@ -3,7 +3,7 @@
   by one here. A replay of the same request (same rid, reply lost) answers as the first call did.
   Its memo (b<slot>) is apart from the ack's (m<slot>): a slot that pipelines ack + BLPOP + start
   and loses the reply replays both, and neither may overwrite the other's memo.
-  Includes: util, processors, lifecycle, replay
+  Includes: fields, util, processors, lifecycle, replay
   KEYS[1..8] the fixed keys (see lib/util): uses stats running procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)
@@ -20,7 +20,7 @@ if not C.now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 
 end
 local pk = C.prefix .. 'p:' .. pid
 
-local last, cap, dl = unpack(redis.call('HMGET', pk, 'b' .. slot, 'c', 'dl'))
+local last, cap, dl = unpack(redis.call('HMGET', pk, PROC_START_MEMO .. slot, PROC_CAPACITY, PROC_DEADLINE_MS))
 local memo = memo_for(last, rid)
 if memo then
   local again = memo_started(C, pid, memo[1], {})
@@ -34,7 +34,7 @@ if not lease_ok(C, pid, dl, cap) then
 end
 
 local tasks = start_many(C, pid, want, false)
-redis.call('HSET', pk, 'b' .. slot, rid .. '|' .. started_memo(tasks))
+redis.call('HSET', pk, PROC_START_MEMO .. slot, rid .. '|' .. started_memo(tasks))
 if #tasks == 0 then
   return {'empty'}
 end

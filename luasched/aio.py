@@ -584,7 +584,7 @@ class Group:
     async def progress(self) -> dict[str, int]:
         with translated("group progress"):
             counters = await self._sched.reads.reader().hmget(self._sched.keys.group(self.id),
-                                                              "n", "done", "failed", "cancelled")
+                                                              *ops.GROUP_COUNTERS)
         counters = ops.text(counters)
         states = [o.state for o in await self._sched.outcomes(self.ids)] if counters[0] is None else None
         return ops.group_progress(counters, states)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .core.fields import GROUP, GROUP_EVENT, PROCESSOR, STATS, TASK
 from .errors import ResultTimeout, ScriptError, TaskCancelled, TaskFailed, TaskNotFound
 from .keys import Keys
 from .tasks import DEFAULT_QUEUE, TaskOptions, decode_error, to_ms
@@ -386,7 +387,7 @@ def decode_result(reply: Any, task_id: str) -> Outcome:
 
 
 def state(ns: Namespace, task_id: str) -> Command:
-    return Command("hget", (ns.keys.task(task_id), "s"))
+    return Command("hget", (ns.keys.task(task_id), TASK.state))
 
 
 def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: float,
@@ -436,7 +437,8 @@ class WaitClock:
 
 def outcomes(ns: Namespace, task_ids: Sequence[str]) -> Command:
     """One read of many tasks' states and payloads (a pipeline of HMGETs)."""
-    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "s", "r", "e", "by")) for t in task_ids))
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), TASK.state, TASK.result, TASK.error,
+                                                 TASK.last_processor)) for t in task_ids))
 
 
 def decode_outcomes(replies: Sequence[Any], task_ids: Sequence[str]) -> list[Outcome]:
@@ -485,10 +487,10 @@ class GroupReader:
             for entry_id, fields in entries:
                 self._last = entry_id
                 f = _fields(fields)
-                tid = f.get("t", "")
+                tid = f.get(GROUP_EVENT.task, "")
                 if tid in self._want and tid not in self._seen:
                     self._seen.add(tid)
-                    events.append((tid, f.get("s", "")))
+                    events.append((tid, f.get(GROUP_EVENT.state, "")))
         return events
 
 
@@ -499,9 +501,13 @@ def _fields(value: Any) -> dict[str, str]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
+#: The fields of a group record that group_progress reads, in its order.
+GROUP_COUNTERS = (GROUP.total, GROUP.done, GROUP.failed, GROUP.cancelled)
+
+
 def group_progress(counters: Sequence[str | None], states: Sequence[str] | None) -> dict[str, int]:
-    """A group's total/done/failed/cancelled/pending from its counters (n, done, failed, cancelled),
-    or, once its keys expired (n is None), from its members' states."""
+    """A group's total/done/failed/cancelled/pending from its counters (GROUP_COUNTERS), or, once
+    its keys expired (no total), from its members' states."""
     n, d, f, c = counters
     if n is None:
         states = states or []
@@ -588,7 +594,8 @@ class FailedTask:
 
 
 def failed(ns: Namespace, task_ids: Sequence[str]) -> Command:
-    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "f", "q", "n", "e")) for t in task_ids))
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), TASK.name, TASK.queue, TASK.attempts, TASK.error))
+                                     for t in task_ids))
 
 
 def decode_failed(replies: Sequence[Any], scored: Sequence[tuple[str, float]]) -> list[FailedTask]:
@@ -653,19 +660,20 @@ def check_audit(reply: Any) -> Audit:
         if not rec:
             problems.append(f"processor {pid} is registered but has no record")
             continue
-        if "dl" in rec and float(rec["dl"]) != float(deadline):
-            problems.append(f"processor {pid}'s record says its lease ends at {rec['dl']}, the registry {deadline}")
-        if card is not None and card != f"{rec.get('c')} {rec.get('dl')} {rec.get('qs')}":
+        cap_s, dl, qs = rec.get(PROCESSOR.capacity), rec.get(PROCESSOR.deadline_ms), rec.get(PROCESSOR.queues)
+        if dl is not None and float(dl) != float(deadline):
+            problems.append(f"processor {pid}'s record says its lease ends at {dl}, the registry {deadline}")
+        if card is not None and card != f"{cap_s} {dl} {qs}":
             problems.append(f"processor {pid}'s card {card!r} is out of step with its record "
-                            f"(c {rec.get('c')}, dl {rec.get('dl')}, qs {rec.get('qs')})")
+                            f"({PROCESSOR.capacity} {cap_s}, {PROCESSOR.deadline_ms} {dl}, {PROCESSOR.queues} {qs})")
         for t in pending:
             put(t, f"inbox {pid} (pending)")
         for t in started:
             put(t, f"inbox {pid} (running)")
             in_running_sets.add(t)
         pending_total += len(pending)
-        load, cap = len(pending) + len(started), int(rec["c"])
-        loads[pid] = (load, cap, rec["qs"].split(","))
+        load, cap = len(pending) + len(started), int(rec[PROCESSOR.capacity])
+        loads[pid] = (load, cap, rec[PROCESSOR.queues].split(","))
         if load > cap:
             problems.append(f"processor {pid} holds {load} tasks, over its capacity {cap}")
     for t in running:
@@ -731,21 +739,22 @@ def check_audit(reply: Any) -> Audit:
 
     queued = sum(len(ids) for _, ids in queues)
     c = {
-        "submitted": stats.get("submitted", 0),
+        "submitted": stats.get(STATS.submitted, 0),
         "queued": queued,
         "delayed": len(delayed),
         "assigned": pending_total,
         "running": len(running),
-        "done": stats.get("done", 0),
+        "done": stats.get(STATS.done, 0),
         "failed": len(failed),
-        "cancelled": stats.get("cancelled", 0),
+        "cancelled": stats.get(STATS.cancelled, 0),
         "processors": len(procs),
         "idle_processors": len(idle_members),
     }
-    if stats.get("assigned", 0) != pending_total:
-        problems.append(f"counter assigned is {stats.get('assigned', 0)}, inboxes hold {pending_total} pending")
-    if stats.get("failed", 0) != len(failed):
-        problems.append(f"counter failed is {stats.get('failed', 0)}, the dead letters hold {len(failed)}")
+    assigned, failed_n = stats.get(STATS.assigned, 0), stats.get(STATS.failed, 0)
+    if assigned != pending_total:
+        problems.append(f"counter assigned is {assigned}, inboxes hold {pending_total} pending")
+    if failed_n != len(failed):
+        problems.append(f"counter failed is {failed_n}, the dead letters hold {len(failed)}")
     placed = sum(c[k] for k in PLACES)
     if placed != c["submitted"]:
         detail = ", ".join(f"{k} {c[k]}" for k in PLACES)

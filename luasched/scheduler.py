@@ -871,6 +871,6 @@ class Group:
         or, once the group's keys expired, of every member's state."""
         with translated("group progress"):
             counters = ops.text(self._sched.reads.reader().hmget(self._sched.keys.group(self.id),
-                                                                 "n", "done", "failed", "cancelled"))
+                                                                 *ops.GROUP_COUNTERS))
         states = [o.state for o in self._sched.outcomes(self.ids)] if counters[0] is None else None
         return ops.group_progress(counters, states)

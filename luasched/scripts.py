@@ -2,9 +2,16 @@
 
 Shared Lua lives in libraries, ``lua/lib/<name>.lua``. A script (or a library) names the ones it
 uses on an ``Includes:`` line of its header; what is sent for a script is those libraries (and
-the ones they include, dependencies first), then the script. Of each library only the top-level
-locals the script uses, directly or through other helpers, are sent: each one the script runs is
-a closure made on every call (~0.1 µs each), so the unused ones are left out.
+the ones they include, dependencies first), then the script. One more library is made here: the
+pseudo-library ``fields``, a constant per record field name of luasched/core/fields.py
+(``TASK_STATE`` for ``"s"``), so that Lua and Python spell each stored name in one place. A file
+includes it like any other library, and the loader writes each constant it uses as its literal
+(``'s'``) in what it sends: Lua 5.1 has no compile-time constants, and as locals they were
+captured by each helper's closure, made on every call (ack: 2.2 µs more per call).
+
+Of each library only the top-level locals the script uses, directly or through other helpers,
+are sent: each one the script runs is a closure made on every call (~0.1 µs each), so the unused
+ones are left out.
 
 A file is refused (ScriptSourceError) when it uses a name that neither it defines nor a Lua or
 Redis builtin is nor a library its header includes defines, when it includes a library that does
@@ -25,8 +32,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .core.fields import lua_constants
+
 #: The folder of lua/ that holds the libraries.
 LIB_DIR = "lib"
+
+#: The pseudo-library of the record field names (luasched/core/fields.py) as Lua constants.
+FIELDS = "fields"
 
 #: Every script, by the name ops.py uses for it (= its file name without ``.lua``).
 NAMES = (
@@ -95,13 +107,14 @@ _INCLUDES = re.compile(r"^\s*Includes:(.*)$", re.M)
 
 
 @dataclass(frozen=True)
-class _Token:
+class Token:
     kind: str  # 'name' | 'keyword' | 'string' | 'number' | 'op'
     text: str
     at: int  # offset in the source
 
 
-def _tokens(source: str, label: str) -> list[_Token]:
+def tokens(source: str, label: str = "<lua>") -> list[Token]:
+    """The tokens of Lua source, without spaces and comments (a string is one token)."""
     out = []
     at = 0
     while at < len(source):
@@ -115,7 +128,7 @@ def _tokens(source: str, label: str) -> list[_Token]:
             text = m.group()
             if kind == "name" and text in KEYWORDS:
                 kind = "keyword"
-            out.append(_Token(kind, text, at))
+            out.append(Token(kind, text, at))
         at = m.end()
     return out
 
@@ -125,71 +138,89 @@ class _Names:
     """What a piece of Lua uses and defines (scope-insensitive): ``free`` are the names it uses
     and defines nowhere (fields after '.'/':' and table-constructor keys are no names)."""
 
-    used: frozenset[str]
+    uses: tuple[Token, ...]  # each name token that is a use
     defined: frozenset[str]
+
+    @property
+    def used(self) -> frozenset[str]:
+        return frozenset(t.text for t in self.uses)
 
     @property
     def free(self) -> frozenset[str]:
         return self.used - self.defined - BUILTINS
 
 
-def _names(tokens: list[_Token]) -> _Names:
-    used, defined = set(), set()
+def _names(toks: list[Token]) -> _Names:
+    uses: list[Token] = []
+    defined: set[str] = set()
     brackets: list[str] = []  # the open brackets, innermost last
     i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        prev = tokens[i - 1].text if i else ""
+    while i < len(toks):
+        tok = toks[i]
+        prev = toks[i - 1].text if i else ""
         if tok.kind == "op" and tok.text in _OPENS:
             brackets.append(tok.text)
         elif tok.kind == "op" and tok.text in _OPENS.values():
             if brackets:
                 brackets.pop()
-        elif tok.text == "local" and i + 1 < len(tokens) and tokens[i + 1].text != "function":
+        elif tok.text == "local" and i + 1 < len(toks) and toks[i + 1].text != "function":
             i += 1  # local a, b
-            while i < len(tokens) and tokens[i].kind == "name":
-                defined.add(tokens[i].text)
-                if i + 1 < len(tokens) and tokens[i + 1].text == ",":
+            while i < len(toks) and toks[i].kind == "name":
+                defined.add(toks[i].text)
+                if i + 1 < len(toks) and toks[i + 1].text == ",":
                     i += 2
                 else:
                     break
         elif tok.text == "for":
             i += 1  # for k, v in / for i =
-            while i < len(tokens) and tokens[i].text not in ("in", "="):
-                if tokens[i].kind == "name":
-                    defined.add(tokens[i].text)
+            while i < len(toks) and toks[i].text not in ("in", "="):
+                if toks[i].kind == "name":
+                    defined.add(toks[i].text)
                 i += 1
             continue
         elif tok.text == "function":
             i += 1  # function name.field:method(params) / local function name(params) / function(params)
-            if prev == "local" and i < len(tokens) and tokens[i].kind == "name":
-                defined.add(tokens[i].text)
+            if prev == "local" and i < len(toks) and toks[i].kind == "name":
+                defined.add(toks[i].text)
                 i += 1
-            elif i < len(tokens) and tokens[i].kind == "name":
-                used.add(tokens[i].text)  # a global function: the name is written, not defined
-                while i < len(tokens) and tokens[i].text != "(":
+            elif i < len(toks) and toks[i].kind == "name":
+                uses.append(toks[i])  # a global function: the name is written, not defined
+                while i < len(toks) and toks[i].text != "(":
                     i += 1
-            if i < len(tokens) and tokens[i].text == "(":
+            if i < len(toks) and toks[i].text == "(":
                 brackets.append("(")
                 i += 1
-                while i < len(tokens) and tokens[i].text != ")":
-                    if tokens[i].kind == "name":
-                        defined.add(tokens[i].text)
+                while i < len(toks) and toks[i].text != ")":
+                    if toks[i].kind == "name":
+                        defined.add(toks[i].text)
                     i += 1
                 continue  # the ')' closes the bracket
         elif tok.kind == "name":
-            after = tokens[i + 1].text if i + 1 < len(tokens) else ""
+            after = toks[i + 1].text if i + 1 < len(toks) else ""
             field = prev in (".", ":")
             key = bool(brackets) and brackets[-1] == "{" and prev in ("{", ",", ";") and after == "="
             if not field and not key:
-                used.add(tok.text)
+                uses.append(tok)
         i += 1
-    return _Names(frozenset(used), frozenset(defined))
+    return _Names(tuple(uses), frozenset(defined))
+
+
+def _written(source: str, label: str, names: _Names, constants: dict[str, str]) -> str:
+    """``source`` with each use of a field constant written as its literal."""
+    shadowed = names.defined & constants.keys()
+    if shadowed:
+        raise ScriptSourceError(f"{label} defines {min(shadowed)}, a name of the {FIELDS} library")
+    out, at = [], 0
+    for tok in names.uses:
+        if tok.text in constants:
+            out += [source[at:tok.at], f"'{constants[tok.text]}'"]
+            at = tok.at + len(tok.text)
+    return "".join(out) + source[at:]
 
 
 def free_names(source: str, label: str = "<lua>") -> frozenset[str]:
     """The names a piece of Lua uses without defining them (and that no builtin is)."""
-    return _names(_tokens(source, label)).free
+    return _names(tokens(source, label)).free
 
 
 def declared_includes(source: str) -> tuple[str, ...]:
@@ -222,17 +253,18 @@ class _Library:
     label: str  # as errors name it: "lua/lib/util.lua"
     includes: tuple[str, ...]
     chunks: tuple[_Chunk, ...]
+    where: str = ""  # as errors name where a name is defined: "lib/util"
 
     @functools.cached_property
     def defines(self) -> dict[str, _Chunk]:
         return {n: c for c in self.chunks for n in c.defines}
 
 
-def _chunk_starts(source: str, tokens: list[_Token], label: str) -> Iterator[int]:
+def _chunk_starts(source: str, toks: list[Token], label: str) -> Iterator[int]:
     """Where each top-level ``local`` of a library starts (its comment lines above included);
     a library holds nothing else at the top level."""
     depth = 0  # blocks and brackets open
-    for tok in tokens:
+    for tok in toks:
         if depth == 0 and tok.text == "local":
             line = source.rfind("\n", 0, tok.at) + 1
             while line > 0:
@@ -250,18 +282,27 @@ def _chunk_starts(source: str, tokens: list[_Token], label: str) -> Iterator[int
             depth -= 1  # (an elseif's 'then' opens again)
 
 
-def _library(name: str, label: str, source: str) -> _Library:
-    tokens = _tokens(source, label)
-    starts = list(_chunk_starts(source, tokens, label))
+def _library(name: str, label: str, source: str, constants: dict[str, str]) -> _Library:
+    toks = tokens(source, label)
+    starts = list(_chunk_starts(source, toks, label))
     chunks = []
     for a, b in zip(starts, [*starts[1:], len(source)], strict=True):
-        names = _names(_tokens(source[a:b], label))
-        first = re.search(r"^local (?:function (\w+)|([\w, ]+?)\s*=)", source[a:b], re.M)
+        text = source[a:b].rstrip("\n") + "\n"
+        names = _names(tokens(text, label))
+        first = re.search(r"^local (?:function (\w+)|([\w, ]+?)\s*=)", text, re.M)
         if not first:
             raise ScriptSourceError(f"{label}: cannot read the top-level local at offset {a}")
         defines = frozenset(n.strip() for n in (first.group(1) or first.group(2)).split(","))
-        chunks.append(_Chunk(defines, source[a:b].rstrip("\n") + "\n", names.free))
-    return _Library(name, label, declared_includes(source), tuple(chunks))
+        chunks.append(_Chunk(defines, _written(text, label, names, constants), names.free))
+    return _Library(name, label, declared_includes(source), tuple(chunks), f"{LIB_DIR}/{name}")
+
+
+def _fields_library(constants: dict[str, str]) -> _Library:
+    """One chunk per constant, with nothing to send: a use of it is written as its literal."""
+    for stored in constants.values():
+        assert re.fullmatch(r"[\w:]+", stored), stored
+    chunks = tuple(_Chunk(frozenset({name}), "", frozenset()) for name in constants)
+    return _Library(FIELDS, "luasched/core/fields.py", (), chunks, FIELDS)
 
 
 def _where(folder: Path, path: Path) -> str:
@@ -273,15 +314,20 @@ class LuaTree:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.libraries: dict[str, _Library] = {}
+        self.constants = lua_constants()
+        self.libraries: dict[str, _Library] = {FIELDS: _fields_library(self.constants)}
         for path in sorted((folder / LIB_DIR).glob("*.lua")):
+            if path.stem == FIELDS:
+                raise ScriptSourceError(f"{_where(folder, path)}: {FIELDS} is the pseudo-library of the field "
+                                        "names (luasched/core/fields.py); name this library otherwise")
             self.libraries[path.stem] = _library(path.stem, _where(folder, path),
-                                                 path.read_text(encoding="utf-8"))
+                                                 path.read_text(encoding="utf-8"), self.constants)
         self.owner: dict[str, str] = {}  # top-level name -> the library defining it
         for lib in self.libraries.values():
             for n in lib.defines:
                 if n in self.owner:
-                    raise ScriptSourceError(f"{lib.label} defines {n}, which lib/{self.owner[n]} defines too")
+                    raise ScriptSourceError(f"{lib.label} defines {n}, which "
+                                            f"{self.libraries[self.owner[n]].where} defines too")
                 self.owner[n] = lib.name
         for lib in self.libraries.values():
             self._check_library(lib)
@@ -291,7 +337,7 @@ class LuaTree:
         out: list[str] = []
         for name in includes:
             if name in path:
-                cycle = " -> ".join(f"lib/{n}" for n in (*path[path.index(name):], name))
+                cycle = " -> ".join(f"{LIB_DIR}/{n}" for n in (*path[path.index(name):], name))
                 raise ScriptSourceError(f"include cycle: {cycle}")
             lib = self.libraries.get(name)
             if lib is None:
@@ -308,7 +354,7 @@ class LuaTree:
             if owner is None:
                 raise ScriptSourceError(f"{label} uses {n}, which no included library defines")
             if owner not in includes:
-                raise ScriptSourceError(f"{label} uses {n} (defined in lib/{owner}), "
+                raise ScriptSourceError(f"{label} uses {n} (defined in {self.libraries[owner].where}), "
                                         "which its header does not include")
 
     def _check_library(self, lib: _Library) -> None:
@@ -326,7 +372,8 @@ class LuaTree:
         """What is sent for ``script``: the parts of its libraries it uses, then the script."""
         includes = declared_includes(script)
         order = self._order(includes, label)
-        free = free_names(script, label)
+        names = _names(tokens(script, label))
+        free = names.free
         self._refuse_undeclared(label, free, includes)
         wanted = {n for n in free if n in self.owner}
         # a helper only uses helpers sent before it: one pass from the last library back is enough
@@ -337,10 +384,10 @@ class LuaTree:
         parts = []
         for name in order:
             lib = self.libraries[name]
-            sent = [c.text for c in lib.chunks if c.defines & wanted]
+            sent = [c.text for c in lib.chunks if c.defines & wanted and c.text]
             if sent:
-                parts.append(f"-- lib/{name}\n" + "".join(sent))
-        return "".join(parts) + script
+                parts.append(f"-- {lib.where}\n" + "".join(sent))
+        return "".join(parts) + _written(script, label, names, self.constants)
 
 
 @functools.cache
@@ -358,7 +405,8 @@ def build(script: str, label: str, folder: Path | None = None) -> str:
 def sources(folder: Path | None = None) -> dict[str, str]:
     """name -> full source sent to Redis, for every script of ``folder`` (default: lua_dir())."""
     folder = folder or lua_dir()
-    return {path.stem: build(path.read_text(encoding="utf-8"), _where(folder, path), folder)
+    tree = _tree(folder)  # every library checked, used or not
+    return {path.stem: tree.build(path.read_text(encoding="utf-8"), _where(folder, path))
             for path in sorted(folder.glob("*.lua"))}
 
 

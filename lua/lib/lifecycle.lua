@@ -2,10 +2,10 @@
   Starting, finishing, retrying and giving back tasks; also a processor leaving (drain), since
   what that does is give its tasks back. Never places a task on a processor: that is
   lib/placement, which includes this library (its own processor starts what it places at once).
-  Includes: util, processors
+  Includes: fields, util, processors
 ]]
 local function queue_of(C, id)
-  return redis.call('HGET', C.prefix .. 't:' .. id, 'q') or DEFAULT_QUEUE
+  return redis.call('HGET', C.prefix .. 't:' .. id, TASK_QUEUE) or DEFAULT_QUEUE
 end
 
 -- -> running on pid (the caller took id out of its pending list or its queue). The attempt
@@ -13,10 +13,10 @@ end
 local function start_task(C, pid, id)
   local P, now = C.prefix, C.now
   local tk = P .. 't:' .. id
-  local f, a, n, o = unpack(redis.call('HMGET', tk, 'f', 'a', 'n', 'o'))
+  local f, a, n, o = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS, TASK_TIMEOUT_MS))
   local attempt = fmt(tonumber(n or '0') + 1)
   o = o or '0'
-  redis.call('HSET', tk, 's', 'running', 'n', attempt, 'st', fmt(now), 'p', pid)
+  redis.call('HSET', tk, TASK_STATE, 'running', TASK_ATTEMPTS, attempt, TASK_STARTED_MS, fmt(now), TASK_PROCESSOR, pid)
   redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
   if tonumber(o) > 0 then
     redis.call('ZADD', C.running, fmt(now + tonumber(o)), id)
@@ -32,7 +32,7 @@ local function start_next(C, pid)
   if not id then
     return nil
   end
-  redis.call('HINCRBY', C.stats, 'assigned', -1)
+  redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)
   return start_task(C, pid, id)
 end
 
@@ -54,11 +54,11 @@ local function start_many(C, pid, want, take, cap, qs)
   if take and #tasks < want then
     local pk = P .. 'p:' .. pid
     if not cap then
-      cap, qs = unpack(redis.call('HMGET', pk, 'c', 'qs'))
+      cap, qs = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES))
     end
     local load = redis.call('SCARD', P .. 'p:' .. pid .. ':r') -- the pending list is empty here
     local names = split_commas(qs)
-    local turn = redis.call('HINCRBY', pk, 'rr', 1)
+    local turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
     local dry = 0
     local k = 0
     -- start at a different queue each time, so that no queue of the processor starves another
@@ -99,22 +99,23 @@ local function promote(C, limit)
     local tk = P .. 't:' .. id
     redis.call('ZREM', delayed, id)
     redis.call('RPUSH', P .. 'q:' .. queue_of(C, id), id)
-    redis.call('HSET', tk, 's', 'queued')
+    redis.call('HSET', tk, TASK_STATE, 'queued')
   end
   return #ids
 end
 
--- Any state -> done | failed | cancelled; field/payload ('r' result or 'e' error) may be nil.
+-- Any state -> done | failed | cancelled; field/payload (TASK_RESULT or TASK_ERROR) may be nil.
+-- The stats, the rate bucket and the group count it in the field named by the state.
 -- known: {w, g} read from the record already (waiter flag, group), or nil to read them here.
 local function finish(C, id, state, field, payload, known)
   local P, now, keep_s = C.prefix, C.now, C.keep_s
   local tk = P .. 't:' .. id
   if field then
-    redis.call('HSET', tk, 's', state, 'ft', fmt(now), field, payload)
+    redis.call('HSET', tk, TASK_STATE, state, TASK_FINISHED_MS, fmt(now), field, payload)
   else
-    redis.call('HSET', tk, 's', state, 'ft', fmt(now))
+    redis.call('HSET', tk, TASK_STATE, state, TASK_FINISHED_MS, fmt(now))
   end
-  redis.call('HDEL', tk, 'p')
+  redis.call('HDEL', tk, TASK_PROCESSOR)
   redis.call('HINCRBY', C.stats, state, 1)
   local bucket = P .. 'rate:' .. fmt(math.floor(now / 10000))
   if redis.call('HINCRBY', bucket, state, 1) == 1 then
@@ -129,7 +130,7 @@ local function finish(C, id, state, field, payload, known)
   if known then
     w, g = known[1], known[2]
   else
-    w, g = unpack(redis.call('HMGET', tk, 'w', 'g'))
+    w, g = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP))
   end
   if w then
     local wk = P .. 'w:' .. id
@@ -140,9 +141,11 @@ local function finish(C, id, state, field, payload, known)
     local gk = P .. 'g:' .. g
     if redis.call('EXISTS', gk) == 1 then
       redis.call('HINCRBY', gk, state, 1)
-      redis.call('XADD', P .. 'gs:' .. g, '*', 't', id, 's', state)
-      local n, d, f, c = unpack(redis.call('HMGET', gk, 'n', 'done', 'failed', 'cancelled'))
-      if (tonumber(d) or 0) + (tonumber(f) or 0) + (tonumber(c) or 0) >= tonumber(n) then
+      redis.call('XADD', P .. 'gs:' .. g, '*', EVENT_TASK, id, EVENT_STATE, state)
+      local n, d, f, c = unpack(redis.call('HMGET', gk, GROUP_TOTAL, GROUP_DONE, GROUP_FAILED, GROUP_CANCELLED))
+      -- a group made before its total had a name of its own counts its member list (the same number)
+      n = tonumber(n) or redis.call('LLEN', P .. 'gi:' .. g)
+      if (tonumber(d) or 0) + (tonumber(f) or 0) + (tonumber(c) or 0) >= n then
         redis.call('EXPIRE', gk, keep_s)
         redis.call('EXPIRE', P .. 'gs:' .. g, keep_s)
         redis.call('EXPIRE', P .. 'gi:' .. g, keep_s)
@@ -155,8 +158,8 @@ end
 local function back_to_head(C, id)
   local tk = C.prefix .. 't:' .. id
   redis.call('LPUSH', C.prefix .. 'q:' .. queue_of(C, id), id)
-  redis.call('HSET', tk, 's', 'queued')
-  redis.call('HDEL', tk, 'p')
+  redis.call('HSET', tk, TASK_STATE, 'queued')
+  redis.call('HDEL', tk, TASK_PROCESSOR)
 end
 
 -- A started attempt ended without success (error, timeout, lease lost). The caller has already
@@ -164,19 +167,19 @@ end
 -- exponential backoff; else retry at the head of the queue. Returns 'retry' or 'failed'.
 local function attempt_ended(C, id, error_json, later)
   local tk = C.prefix .. 't:' .. id
-  local n, m, b = unpack(redis.call('HMGET', tk, 'n', 'm', 'b'))
+  local n, m, b = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_BACKOFF_MS))
   n = tonumber(n)
   b = b or DEFAULT_BACKOFF_MS
   if n >= tonumber(m or DEFAULT_MAX_ATTEMPTS) then
-    finish(C, id, 'failed', 'e', error_json)
+    finish(C, id, 'failed', TASK_ERROR, error_json)
     return 'failed'
   end
-  redis.call('HSET', tk, 'e', error_json)
+  redis.call('HSET', tk, TASK_ERROR, error_json)
   if later then
     local backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)
     redis.call('ZADD', C.delayed, fmt(C.now + backoff), id)
-    redis.call('HSET', tk, 's', 'delayed')
-    redis.call('HDEL', tk, 'p')
+    redis.call('HSET', tk, TASK_STATE, 'delayed')
+    redis.call('HDEL', tk, TASK_PROCESSOR)
   else
     back_to_head(C, id)
   end
@@ -194,7 +197,7 @@ local function drain(C, pid, reason, out)
     back_to_head(C, pending[i])
   end
   if #pending > 0 then
-    redis.call('HINCRBY', C.stats, 'assigned', -#pending)
+    redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -#pending)
   end
   local started = redis.call('SMEMBERS', rk)
   table.sort(started) -- SMEMBERS order differs between servers: give back in a known order
@@ -209,7 +212,7 @@ local function drain(C, pid, reason, out)
   for _, id in ipairs(started) do
     out[#out + 1] = id
   end
-  local qs = redis.call('HGET', P .. 'p:' .. pid, 'qs')
+  local qs = redis.call('HGET', P .. 'p:' .. pid, PROC_QUEUES)
   if qs then
     for _, q in ipairs(split_commas(qs)) do
       redis.call('ZREM', P .. 'idle:' .. q, pid)

@@ -2,7 +2,7 @@
   Chooses for each task the least-loaded live idle processor serving its queue (ties: idle
   longest), before the task leaves its queue. The processors a call meets are read once (their
   cards), their rankings kept in memory while the call places tasks and written back once.
-  Includes: util, processors, lifecycle
+  Includes: fields, util, processors, lifecycle
 ]]
 -- One placing call (dispatch, or submit's dispatch): the processors it met, with capacity, queues
 -- and liveness read once per call (a lease cannot change while the script runs), and per queue a
@@ -18,7 +18,7 @@ end
 -- written back once, by placed (the same numbers as one HINCRBY per placement).
 local function next_seq(pl)
   if not pl.seq then
-    pl.seq = tonumber(redis.call('HGET', pl.stats, 'seq') or '0')
+    pl.seq = tonumber(redis.call('HGET', pl.stats, STAT_SEQ) or '0')
   end
   pl.seq = pl.seq + 1
   pl.seqs = pl.seqs + 1
@@ -109,7 +109,7 @@ local function fetch(pl, rank)
         cap, dl, qs = string.match(cards[i], '^(%d+) (%d+) (.*)$')
       end
       if not cap then
-        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs', 'dl'))
+        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS))
       end
       learn(pl, pid, cap, qs, dl)
     end
@@ -266,7 +266,7 @@ local function assign(pl, id, pid, load)
     return
   end
   redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
-  redis.call('HSET', P .. 't:' .. id, 's', 'assigned', 'p', pid)
+  redis.call('HSET', P .. 't:' .. id, TASK_STATE, 'assigned', TASK_PROCESSOR, pid)
   pl.assigned = pl.assigned + 1
   rerank_in_memory(pl, pid, load)
   redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
@@ -338,9 +338,9 @@ end
 local function placed(pl)
   flush(pl)
   if pl.assigned > 0 then
-    redis.call('HINCRBY', pl.stats, 'assigned', pl.assigned)
+    redis.call('HINCRBY', pl.stats, STAT_ASSIGNED, pl.assigned)
   end
   if pl.seqs > 0 then
-    redis.call('HINCRBY', pl.stats, 'seq', pl.seqs)
+    redis.call('HINCRBY', pl.stats, STAT_SEQ, pl.seqs)
   end
 end

@@ -1,5 +1,5 @@
 --[[ lib/processors: a processor's liveness, card, idle rankings and wake list, kept in step with its load.
-  Includes: util
+  Includes: fields, util
 ]]
 -- A processor is alive while its lease deadline is not in the past.
 local function alive(C, pid)
@@ -29,7 +29,7 @@ end
 local function rerank(C, pid, cap, qs)
   local P = C.prefix
   if not cap then
-    cap, qs = unpack(redis.call('HMGET', P .. 'p:' .. pid, 'c', 'qs'))
+    cap, qs = unpack(redis.call('HMGET', P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES))
   end
   if not cap then
     return
@@ -37,7 +37,7 @@ local function rerank(C, pid, cap, qs)
   local pending = redis.call('LLEN', P .. 'p:' .. pid .. ':i')
   local load = pending + redis.call('SCARD', P .. 'p:' .. pid .. ':r')
   if load < tonumber(cap) then
-    local seq = redis.call('HINCRBY', C.stats, 'seq', 1)
+    local seq = redis.call('HINCRBY', C.stats, STAT_SEQ, 1)
     local score = fmt(load * TWO40 + seq)
     for _, q in ipairs(split_commas(qs)) do
       redis.call('ZADD', P .. 'idle:' .. q, score, pid)

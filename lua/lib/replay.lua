@@ -1,7 +1,7 @@
 --[[ lib/replay: answering a replayed call (its reply was lost) as the first call was answered.
   Requests that carry an id (rid) keep their reply for 30 s (r:<rid>); a processor slot's ack and
   start keep a memo in the processor's record instead (the tasks they started, still running).
-  Includes: (none)
+  Includes: fields
 ]]
 -- The reply a request already got (a replay of a call whose reply was lost), or nil.
 local function replayed(C, rid)
@@ -37,7 +37,8 @@ local function memo_task(C, pid, id, attempt)
   if id == '' then
     return nil
   end
-  local f, a, s, p, n, o = unpack(redis.call('HMGET', C.prefix .. 't:' .. id, 'f', 'a', 's', 'p', 'n', 'o'))
+  local f, a, s, p, n, o = unpack(redis.call('HMGET', C.prefix .. 't:' .. id, TASK_NAME, TASK_ARGS, TASK_STATE,
+    TASK_PROCESSOR, TASK_ATTEMPTS, TASK_TIMEOUT_MS))
   if s ~= 'running' or p ~= pid or n ~= attempt then
     return nil
   end

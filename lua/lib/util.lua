@@ -15,7 +15,7 @@
   luasched/keys.py (tests/unit/test_keys.py runs both and compares).
 
   The keyspace. The fixed keys, passed in this order as KEYS to every script:
-    KEYS[1] stats    HASH  counters: submitted assigned done failed cancelled seq, last_dispatch_ms
+    KEYS[1] stats    HASH  counters (STAT_*, below), when dispatch last ran
     KEYS[2] delayed  ZSET  task id -> due ms
     KEYS[3] running  ZSET  task id -> deadline ms (+inf when the task has no timeout)
     KEYS[4] failed   ZSET  task id -> failed-at ms (the dead letters)
@@ -24,33 +24,49 @@
     KEYS[7] idle     SET   processors with load < capacity
     KEYS[8] wake     LIST  wake-up token for scheduler loops (at most one element)
 
-  Keys built from P:
-    t:<id>       HASH  task record: f name, q queue, a args JSON, s state, n attempts started,
-                       m max attempts, o timeout ms, b backoff ms, p processor, g group
-                       (q, n, m, b, o left out while they hold their defaults: see below),
-                       r result JSON, e error JSON, by processor of the last attempt, w waiter flag,
-                       x cancel request id,
-                       ct created ms, st started ms, ft finished ms
+  Keys built from P (record fields by their constants: see "Field names" below):
+    t:<id>       HASH  task record, TASK_*: NAME, QUEUE, ARGS (JSON), STATE, ATTEMPTS (started),
+                       MAX_ATTEMPTS, TIMEOUT_MS, BACKOFF_MS, PROCESSOR (holding it), GROUP
+                       (QUEUE, ATTEMPTS, MAX_ATTEMPTS, BACKOFF_MS, TIMEOUT_MS left out while they
+                       hold their defaults: see DEFAULT_* below), RESULT (JSON), ERROR (JSON),
+                       LAST_PROCESSOR (of the last attempt), WAITER flag, CANCEL_REQUEST id,
+                       CREATED_MS, STARTED_MS, FINISHED_MS
     w:<id>       LIST  wake-up token for result() waiters of task <id>
     q:<queue>    LIST  queued task ids, head first
     idle:<queue> ZSET  processor id -> load * 2^40 + seq, for processors serving <queue>
-    p:<pid>      HASH  processor: c capacity, qs queues (comma-joined), ls lease ms, n name,
-                       rt registered ms, hb last heartbeat ms, dl lease deadline ms (the
-                       same as its score in procs, written with it: a script that reads the
-                       record learns the lease in the same HMGET), rr turn (which of its queues
-                       a take starts with), m<slot> / b<slot> ack / start replay memo of a slot
-    cards        HASH  processor id -> "capacity lease-deadline-ms queues" (its record's c, dl
-                       and qs in one field: dispatch reads many processors in one HMGET)
+    p:<pid>      HASH  processor, PROC_*: CAPACITY, QUEUES (comma-joined), LEASE_MS, NAME,
+                       REGISTERED_MS, HEARTBEAT_MS (the last), DEADLINE_MS (the lease's: the same
+                       as its score in procs, written with it, so that a script that reads the
+                       record learns the lease in the same HMGET), TURN (which of its queues a take
+                       starts with), ACK_MEMO .. <slot> / START_MEMO .. <slot> (the replay memo of a
+                       slot's ack / start)
+    cards        HASH  processor id -> "capacity lease-deadline-ms queues" (its record's CAPACITY,
+                       DEADLINE_MS and QUEUES in one field: dispatch reads many processors in one HMGET)
     p:<pid>:i    LIST  inbox, assigned and not started
     p:<pid>:r    SET   inbox, started (running)
     p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)
-    g:<gid>      HASH  group: n members, done failed cancelled counts
-    rate:<n>     HASH  tasks finished in the 10 s from n * 10 s, by state (expire after 2 min)
+    g:<gid>      HASH  group, GROUP_*: TOTAL members, DONE FAILED CANCELLED counts
+    rate:<n>     HASH  tasks finished in the 10 s from n * 10 s, RATE_*: DONE FAILED CANCELLED
+                       (expire after 2 min)
     r:<rid>      STRING the reply of request <rid> (JSON), kept 30 s so that a replay answers the same
     gi:<gid>     LIST  the member ids of group <gid>, in submission order
-    gs:<gid>     STREAM one entry per member of group <gid> that finished: t id, s state
+    gs:<gid>     STREAM one entry per member of group <gid> that finished, EVENT_*: TASK id, STATE
+  The stats HASH (KEYS[1]) holds STAT_*: SUBMITTED ASSIGNED DONE FAILED CANCELLED SEQ
+  LAST_DISPATCH_MS.
   Each kind of key has its own prefix, and the ids after it never contain the next kind's
   prefix, so no task, queue or group id can name another key (task ids may contain ':').
+
+  Field names. A Lua file never spells a record's field: luasched/core/fields.py is the one
+  table of them, shared with Python, and the loader makes it into the pseudo-library "fields",
+  which a file includes like any other library. What is sent has each constant the file uses
+  written as its literal (Lua 5.1 has no compile-time constants; as locals, every helper's closure
+  captured them on every call: 2.3 us more per ack). One constant per field,
+  <KIND>_<ATTRIBUTE> in capitals: KIND is TASK (t:<id>), PROC (p:<pid>), GROUP
+  (g:<gid>), STAT (stats), RATE (rate:<n>) or EVENT (an entry of gs:<gid>); e.g. TASK_STATE = 's',
+  PROC_CAPACITY = 'c', GROUP_TOTAL = 'total'. PROC_ACK_MEMO and PROC_START_MEMO are prefixes: the
+  field is the prefix followed by the slot. A stored name means one thing across the kinds, and the
+  counters by final state are named by the state (STAT_DONE = GROUP_DONE = RATE_DONE = 'done'):
+  finishing a task adds one to the field named by its state (HINCRBY key state 1).
 ]]
 local TWO40 = 1099511627776
 

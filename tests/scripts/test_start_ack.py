@@ -10,6 +10,7 @@ import pytest
 
 import luasched
 from luasched import ops
+from luasched.core.fields import PROCESSOR, TASK
 from luasched.tasks import new_request_id
 
 from .util import (
@@ -58,7 +59,7 @@ def test_start_takes_the_oldest_and_counts_an_attempt(sched, proc, clock):
     assert running_ids(sched, proc.id) == [a.id]
     now = int(clock() * 1000)
     assert int(sched.client.zscore(sched.keys.running, a.id)) == now + 3000
-    assert record(sched, a.id)["st"] == str(now)
+    assert record(sched, a.id)[TASK.started_ms] == str(now)
     audit_ok(sched)
 
 
@@ -224,7 +225,7 @@ def test_error_retries_with_exponential_backoff_then_fails(sched, clock):
         assert h.state == "delayed"
         backoff_ms = 2000 * 2 ** (attempt - 1)
         assert delayed_due_ms(sched, h.id) == int(clock() * 1000) + backoff_ms
-        assert json.loads(record(sched, h.id)["e"])["message"] == f"boom {attempt}"
+        assert json.loads(record(sched, h.id)[TASK.error])["message"] == f"boom {attempt}"
         audit_ok(sched)
         clock.advance(backoff_ms / 1000 - 0.001)
         assert sched.dispatch() == []  # not due yet
@@ -388,7 +389,7 @@ def test_take_next_serves_the_processors_queues_in_turn(sched):
     taken = []
     for _ in range(4):
         task = ack(sched, p.id, task, "done", "1", ops.NEXT_TAKE).next
-        taken.append(record(sched, task.id)["q"])
+        taken.append(record(sched, task.id)[TASK.queue])
 
     assert sorted(taken) == ["a", "a", "b", "b"], taken
     assert taken[0] != taken[1] and taken[2] != taken[3], taken
@@ -396,7 +397,7 @@ def test_take_next_serves_the_processors_queues_in_turn(sched):
 
 
 def _lease_in_record(sched, pid):
-    return sched.client.hget(sched.keys.processor(pid), "dl")
+    return sched.client.hget(sched.keys.processor(pid), PROCESSOR.deadline_ms)
 
 
 def test_a_renewed_lease_counts_for_dispatch_start_and_take_next(sched, clock):

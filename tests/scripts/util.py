@@ -6,6 +6,7 @@ from typing import Any
 
 import luasched
 from luasched import ops
+from luasched.core.fields import TASK
 from luasched.tasks import new_request_id
 
 
@@ -29,7 +30,7 @@ def running_ids(sched: luasched.Scheduler, pid: str) -> list[str]:
 
 
 #: Fields a task record leaves out while they hold these values (lua/lib/util.lua: less memory).
-RECORD_DEFAULTS = {"q": "default", "n": "0", "m": "3", "b": "1000"}
+RECORD_DEFAULTS = {TASK.queue: "default", TASK.attempts: "0", TASK.max_attempts: "3", TASK.backoff_ms: "1000"}
 
 
 def raw_record(sched: luasched.Scheduler, task_id: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from luasched import ops, scripts
+from luasched.core import fields
 from tests.scripts.util import audit_ok
 
 LIBS = sorted((scripts.lua_dir() / scripts.LIB_DIR).glob("*.lua"))
@@ -29,19 +30,23 @@ def test_sources_put_the_helpers_a_script_uses_first():
     assert {"util", "processors", "placement", "lifecycle", "replay"} <= set(order)
 
     assert sorted(sources) == sorted(scripts.NAMES)
+    constants = fields.lua_constants()
     for name, source in sources.items():
         own = (scripts.lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
-        assert source.endswith(own), name
+        own = re.sub(r"\b[A-Z]+_[A-Z_]+\b", lambda m: f"'{constants[m[0]]}'" if m[0] in constants else m[0], own)
+        assert source.endswith(own), name  # the script, its field constants written as literals
         sent = source[:-len(own)]
-        sections = re.findall(r"^-- lib/(\w+)$", sent, re.M)
-        assert sent == "" or sent.startswith(f"-- lib/{sections[0]}\n"), name  # libraries, then the script
-        assert set(sections) <= set(order), name
+        sections = [s.removeprefix("lib/") for s in re.findall(r"^-- (lib/\w+|fields)$", sent, re.M)]
+        assert sent == "" or re.match(r"-- (lib/)?\w+\n", sent), name  # libraries, then the script
+        assert set(sections) <= {*order, scripts.FIELDS}, name
         included = set(re.findall(r"^local function (\w+)", sent, re.M))
         # every helper called anywhere in what is sent is defined in it (a helper left out by
         # mistake would be a nil global at run time), and none of what is left out is called
         called = {h for h in helpers if re.search(rf"\b{h}\(", source)}
         assert called == included, name
         for i, lib in enumerate(sections):  # each library after the ones it includes
+            if lib == scripts.FIELDS:
+                continue
             deps = scripts.declared_includes((scripts.lua_dir() / scripts.LIB_DIR / f"{lib}.lua").read_text())
             assert set(deps) & set(sections) <= set(sections[:i]), (name, lib)
     assert "placer" in sources["dispatch"] and "placer" not in sources["heartbeat"]
@@ -157,6 +162,54 @@ def test_the_real_scripts_load_clean():
     tree = scripts.LuaTree(scripts.lua_dir())  # every library checked
     assert {"util", "processors", "placement", "lifecycle", "replay"} <= set(tree.libraries)
     assert set(scripts.sources()) == set(scripts.NAMES)
+
+
+def test_the_fields_library_is_the_table_as_lua_constants(sched):
+    """The constants the loader makes hold, in Lua itself, what luasched/core/fields.py says."""
+    constants = fields.lua_constants()
+    script = "--[[ t: every constant\n  Includes: fields\n]]\nreturn {" + ", ".join(constants) + "}\n"
+    sent = scripts.build(script, "lua/t.lua")
+
+    assert ops.text(sched.client.eval(sent, 0)) == list(constants.values())
+
+
+def test_a_field_constant_is_sent_as_its_literal():
+    """No local per constant (each helper's closure would capture it on every call): each use
+    is written as the stored name; strings, comments and fields of that name are left alone."""
+    script = ("--[[ t: TASK_STATE\n  Includes: fields\n]]\n"
+              "local t = {}\nreturn {TASK_STATE, 'TASK_STATE', t.TASK_STATE} -- TASK_STATE\n")
+    assert scripts.build(script, "lua/t.lua") == (
+        "--[[ t: TASK_STATE\n  Includes: fields\n]]\n"
+        "local t = {}\nreturn {'s', 'TASK_STATE', t.TASK_STATE} -- TASK_STATE\n")
+    for name, source in scripts.sources().items():
+        code = [t.text for t in scripts.tokens(source) if t.kind == "name"]
+        assert not set(code) & set(fields.lua_constants()), name
+    assert "'ack:' .. slot" in scripts.sources()["ack"]
+
+
+def test_a_field_constant_not_included_is_refused(tmp_path):
+    folder = lua_tree(tmp_path, {"s.lua": "--[[ s: x\n]]\nreturn TASK_STATE\n"})
+    said = "lua/s.lua uses TASK_STATE (defined in fields), which its header does not include"
+    with pytest.raises(scripts.ScriptSourceError, match=re.escape(said)):
+        scripts.sources(folder)
+    folder = lua_tree(tmp_path / "b", {"lib/fields.lua": "--[[ lib/fields: x\n]]\nlocal X = 1\n"})
+    with pytest.raises(scripts.ScriptSourceError, match="pseudo-library"):
+        scripts.sources(folder)
+    folder = lua_tree(tmp_path / "c", {"s.lua": "--[[ s: x\n]]\nlocal TASK_STATE = 'q'\nreturn TASK_STATE\n"})
+    with pytest.raises(scripts.ScriptSourceError, match="lua/s.lua defines TASK_STATE, a name of the fields library"):
+        scripts.sources(folder)
+
+
+def test_every_sent_script_stays_well_within_lua_51s_limits():
+    """At most 200 locals in a function (the main chunk holds the helpers sent and the script's
+    own top-level locals) and 60 upvalues per closure."""
+    for name, source in scripts.sources().items():
+        top = re.findall(r"^local (?:function (\w+)|([\w, ]+?)\s*=)", source, re.M)
+        count = sum(len((f or many).split(",")) for f, many in top)
+        assert count < 150, (name, count)
+        for chunk in re.split(r"^(?=local )", source, flags=re.M):
+            if chunk.startswith("local function"):
+                assert len(scripts.free_names(chunk)) < 40, (name, chunk[:40])
 
 
 def test_each_script_is_registered_by_the_sha_of_its_source(sched):

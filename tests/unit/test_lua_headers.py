@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from luasched import scripts
+from luasched.core import fields
 
 LUA = scripts.lua_dir()
 SCRIPT_FILES = sorted(LUA.glob("*.lua"))
@@ -152,3 +153,71 @@ def test_no_forbidden_commands(path):
     for pattern in (r"'KEYS'", r'"KEYS"', r"'SCAN'", r'"SCAN"', r"\bcmsgpack\b", r"\bbit\.", r"\bstruct\.",
                     r"redis\.sha1hex"):
         assert not re.search(pattern, code), f"{path.name} uses {pattern}"
+
+
+# --- record field names: the constants of luasched/core/fields.py, never a literal -------------
+
+#: Hash and stream commands, and which arguments after the key are field names.
+FIELD_ARGS = {
+    "HSET": lambda k: k % 2 == 1, "HSETNX": lambda k: k == 1, "HGET": lambda k: k >= 1,
+    "HMGET": lambda k: k >= 1, "HDEL": lambda k: k >= 1, "HEXISTS": lambda k: k == 1,
+    "HINCRBY": lambda k: k == 1, "XADD": lambda k: k >= 2 and k % 2 == 0,
+}
+STORED = {name for kind in fields.LUA_KINDS.values() for name in fields.names(kind).values()}
+#: The task's and the processor's names: short, and no value a script writes is spelled the same.
+RECORD_LETTERS = {name for kind in (fields.TASK, fields.PROCESSOR) for name in fields.names(kind).values()}
+
+
+def literal(token) -> str | None:
+    return token.text[1:-1] if token.kind == "string" and token.text[0] in "'\"" else None
+
+
+def redis_calls(source: str):
+    """(command, [argument tokens...]) of every redis.call / redis.pcall with a literal command."""
+    toks = scripts.tokens(source)
+    for i in range(len(toks) - 4):
+        if [t.text for t in toks[i:i + 4]] in (["redis", ".", "call", "("], ["redis", ".", "pcall", "("]):
+            args, cur, depth = [], [], 0
+            for t in toks[i + 4:]:
+                if t.text in ")]}" and depth == 0:
+                    break
+                depth += (t.text in "([{") - (t.text in ")]}")
+                if t.text == "," and depth == 0:
+                    args.append(cur)
+                    cur = []
+                else:
+                    cur.append(t)
+            args.append(cur)
+            if args[0] and literal(args[0][0]):
+                yield literal(args[0][0]).upper(), args[1:]
+
+
+def field_literals(source: str) -> list[str]:
+    """Field names spelled as literals: in a hash or stream command, or any literal that is a task
+    or processor field (a table of fields built for HSET ... unpack())."""
+    bad = []
+    for cmd, args in redis_calls(source):
+        is_field = FIELD_ARGS.get(cmd)
+        for k, arg in enumerate(args[1:], start=1):
+            value = literal(arg[0]) if arg else None
+            if is_field and is_field(k) and value in STORED:
+                bad.append(f"{cmd} field {value!r}")
+    for tok in scripts.tokens(source):
+        if literal(tok) in RECORD_LETTERS:
+            bad.append(f"literal {tok.text}")
+    return bad
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=file_id)
+def test_no_literal_field_names(path):
+    assert field_literals(path.read_text(encoding="utf-8")) == []
+
+
+def test_the_field_check_catches_literals():
+    assert field_literals("redis.call('HGET', tk, 's')") == ["HGET field 's'", "literal 's'"]
+    assert field_literals("redis.call('HINCRBY', stats, 'done', 1)") == ["HINCRBY field 'done'"]
+    assert field_literals("redis.call('HSET', pk, 'ack:' .. slot, memo)") == ["HSET field 'ack:'", "literal 'ack:'"]
+    assert field_literals("redis.call('XADD', k, '*', 't', id)") == ["XADD field 't'"]
+    assert field_literals("local f = {'f', name}") == ["literal 'f'"]
+    assert field_literals("redis.call('HSET', tk, TASK_STATE, 'done')") == []
+    assert field_literals("redis.call('HINCRBY', bucket, state, 1) -- 's'") == []

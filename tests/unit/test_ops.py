@@ -9,6 +9,7 @@ import pytest
 
 import luasched
 from luasched import ops, scripts
+from luasched.core.fields import PROCESSOR, STATS
 from luasched.keys import Keys
 from luasched.tasks import TaskOptions
 
@@ -293,17 +294,24 @@ def test_outcome_value(outcome, raises):
 TWO40 = 1 << 40
 
 
+def proc_record(capacity: str, deadline_ms: str | None = None) -> list[str]:
+    """A processor's record as audit reads it (HGETALL, flat), serving the queue default."""
+    flat = [PROCESSOR.capacity, capacity, PROCESSOR.queues, "default"]
+    return flat + [PROCESSOR.deadline_ms, deadline_ms] if deadline_ms else flat
+
+
 def clean():
     """A consistent snapshot: t1 queued, t2 pending and t3 running on p1 (capacity 3), t4 delayed,
     t5 failed, one done and one cancelled (no longer in any place)."""
     return [
         "1000",
-        ["submitted", "7", "assigned", "1", "done", "1", "failed", "1", "cancelled", "1", "seq", "9"],
+        [STATS.submitted, "7", STATS.assigned, "1", STATS.done, "1", STATS.failed, "1", STATS.cancelled, "1",
+         STATS.seq, "9"],
         [["default", ["t1"]]],
         ["t4"],
         ["t3", "inf"],
         ["t5"],
-        [["p1", "5000", ["c", "3", "qs", "default"], ["t2"], ["t3"]]],
+        [["p1", "5000", proc_record("3"), ["t2"], ["t3"]]],
         [["default", ["p1", str(2 * TWO40 + 9)]]],
         ["p1"],
         [["t1", "queued", "default", "", "0", "3"],
@@ -337,13 +345,13 @@ def _two_places(s):
 
 
 def _over_capacity(s):
-    s[6][0][2] = ["c", "1", "qs", "default"]
+    s[6][0][2] = proc_record("1")
     s[7] = [["default", []]]
     s[8] = []
 
 
 def _idle_but_full(s):
-    s[6][0][2] = ["c", "2", "qs", "default"]
+    s[6][0][2] = proc_record("2")
 
 
 def _not_ranked_idle(s):
@@ -394,7 +402,7 @@ def _too_many_attempts(s):
 
 
 def _lease_out_of_step(s):
-    s[6][0][2] = ["c", "3", "qs", "default", "dl", "4000"]  # the registry says 5000
+    s[6][0][2] = proc_record("3", "4000")  # the registry says 5000
 
 
 def _inbox_of_another(s):

@@ -1,0 +1,1 @@
+"""Pure parts of luasched: nothing here imports redis, asyncio or threading."""
