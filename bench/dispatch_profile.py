@@ -45,7 +45,7 @@ ABLATIONS: dict[str, list[tuple[str, str]]] = {
         ("    call_chunked('SREM', pl.idle, full)", "    local _ = full"),
     ],
     "no card read (HMGET cards, parse)": [
-        ("    local cards = redis.call('HMGET', pl.P .. 'cards', unpack(unknown))\n", "    local cards = {}\n"),
+        ("    local cards = redis.call('HMGET', pl.cards, unpack(unknown))\n", "    local cards = {}\n"),
         ("        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, "
          "PROC_DEADLINE_MS))",
          "        cap, qs, dl = '1000000', 'default', '99999999999999'"),

@@ -16,7 +16,7 @@
   nothing.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
   Includes: fields, util, processors, lifecycle, placement, replay
-  KEYS[1..8] the fixed keys (see lib/util): uses all
+  KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next 'none' | 'inbox' | 'take' | 'place'
   ARGV[8] want (0..4096)

@@ -3,7 +3,7 @@
   sees no half-finished operation, and it blocks the server while it runs. luasched/ops.py
   (check_audit) decides whether the snapshot keeps the invariant.
   Includes: fields, util
-  KEYS[1..8] the fixed keys (see lib/util): uses all but wake
+  KEYS[1..9] the fixed keys (see lib/util): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {now, stats (flat), {{queue, {ids}}...}, {delayed ids}, {running id, deadline...},
            {failed ids}, {{pid, deadline, {record flat}, {pending ids}, {running ids}}...},
@@ -55,4 +55,4 @@ for _, id in ipairs(ids) do
   end
 end
 return {fmt(now), redis.call('HGETALL', C.stats), qs, del, run, fail, ps, idles,
-  redis.call('SMEMBERS', C.idle), records, redis.call('HGETALL', P .. 'cards')}
+  redis.call('SMEMBERS', C.idle), records, redis.call('HGETALL', C.cards)}

@@ -3,7 +3,7 @@
   Removing from a queue costs O(position in the queue) (LREM), from delayed O(log n).
   A replay of the same request (same rid) answers 'cancelled' again.
   Includes: fields, util, processors, lifecycle
-  KEYS[1..8] the fixed keys (see lib/util): uses stats delayed failed idle
+  KEYS[1..9] the fixed keys (see lib/util): uses stats delayed failed idle
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] task id  ARGV[4] request id
   ARGV[5] keep_s
   Returns {'cancelled'} | {'unknown'} | {'not_cancellable', state}

@@ -2,7 +2,7 @@
   Cost: O(number of queues + number of lapsed processors). A lapsed processor is never counted
   idle, even before a dispatch drops it from the idle rankings.
   Includes: fields, util
-  KEYS[1..8] the fixed keys (see lib/util): uses all but wake
+  KEYS[1..9] the fixed keys (see lib/util): uses all but wake and cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {name, value, ...} for submitted queued delayed assigned running done failed
   cancelled processors idle_processors lapsed_processors last_dispatch_ms now_ms

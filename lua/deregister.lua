@@ -3,7 +3,7 @@
   still running used its attempt and goes back to the head of its queue (or to failed when that
   was its last attempt): stop the slots before deregistering. An unknown id changes nothing.
   Includes: util, lifecycle, replay
-  KEYS[1..8] the fixed keys (see lib/util): uses all but queues
+  KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] keep_s
   ARGV[5] request id (a replay answers as the first call did)
   Returns {'ok', {task ids given back}} | {'unknown'}

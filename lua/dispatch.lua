@@ -3,7 +3,7 @@
   chosen before the task leaves the queue: with no idle processor nothing moves. Queues are
   served in turn, one task each per round, so one busy queue cannot starve the others.
   Includes: fields, util, lifecycle, placement, replay
-  KEYS[1..8] the fixed keys (see lib/util): uses stats delayed running queues procs idle
+  KEYS[1..9] the fixed keys (see lib/util): uses stats delayed running queues procs idle cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   A replay of a request that assigned tasks answers as the first call did and moves nothing.
   Returns {{task id, processor id, ...}, now ms, next due ms, next lease deadline ms,

@@ -2,7 +2,7 @@
   A processor that is not registered, or whose lease already lapsed, is lost: its inbox belongs
   to reap now, and renewing would let it run tasks that may be handed out again.
   Includes: fields, util, processors
-  KEYS[1..8] the fixed keys (see lib/util): uses procs
+  KEYS[1..9] the fixed keys (see lib/util): uses procs cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id
   Returns {'ok', pending count, lease deadline ms} | {'lost'}
   Invariant: moves no task.

@@ -1,7 +1,7 @@
 --[[ processors: the registered processors and their state (read-only)
   Cost: O(limit).
   Includes: fields, util
-  KEYS[1..8] the fixed keys (see lib/util): uses procs
+  KEYS[1..9] the fixed keys (see lib/util): uses procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)
   Returns {now ms, {pid, lease deadline ms, name, capacity, queues, pending, running,
            last heartbeat ms, registered ms}...} in lease order, soonest deadline first

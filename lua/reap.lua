@@ -7,7 +7,7 @@
   (a processor's inbox is at most its capacity). The reply says whether lapsed processors or
   overdue tasks remain, so callers loop until it took nothing and nothing remains.
   Includes: fields, util, processors, lifecycle, replay
-  KEYS[1..8] the fixed keys (see lib/util): uses all but queues
+  KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] keep_s
   ARGV[5] request id (a replay of a request that took something answers the same, moving nothing)
   Returns {{task ids taken back}, {processor ids removed}, more ('1' | '0')}

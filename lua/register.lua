@@ -3,7 +3,7 @@
   else (so a replay is harmless); an id whose lease lapsed is lost and must not come back:
   the processor registers again under a new id.
   Includes: fields, util, processors
-  KEYS[1..8] the fixed keys (see lib/util): uses stats queues procs idle wake
+  KEYS[1..9] the fixed keys (see lib/util): uses stats queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] capacity (1..4096)
   ARGV[5] lease_ms  ARGV[6] queues, comma-joined  ARGV[7] name
   Returns {'ok', lease deadline ms} | {'lost'}

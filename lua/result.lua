@@ -2,7 +2,7 @@
   With mark = '1' and the task not finished, sets the record's waiter flag so that the script
   that finishes the task pushes a token to w:<id>, which the waiter blocks on (BLPOP).
   Includes: fields, util
-  KEYS[1..8] the fixed keys (see lib/util): uses none (the task key is built from the prefix)
+  KEYS[1..9] the fixed keys (see lib/util): uses none (the task key is built from the prefix)
   ARGV[1] prefix  ARGV[2] task id  ARGV[3] mark '1' | '0'
   Returns {'unknown'} | {state} | {'done', result_json, by} | {'failed', error_json, by} | {'cancelled'}
     (by: the processor that ran the last attempt, '' if none)

@@ -3,7 +3,7 @@
   last error stays in the record until the task finishes again. Ids that are not dead letters
   (any more) are skipped, so a replay changes nothing.
   Includes: fields, util, lifecycle, replay
-  KEYS[1..8] the fixed keys (see lib/util): uses stats failed wake
+  KEYS[1..9] the fixed keys (see lib/util): uses stats failed wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   ARGV[5...] task ids to retry; none: the oldest dead letters, up to limit
   A replay of a request that put tasks back answers as the first call did.

@@ -4,7 +4,7 @@
   Its memo (b<slot>) is apart from the ack's (m<slot>): a slot that pipelines ack + BLPOP + start
   and loses the reply replays both, and neither may overwrite the other's memo.
   Includes: fields, util, processors, lifecycle, replay
-  KEYS[1..8] the fixed keys (see lib/util): uses stats running procs
+  KEYS[1..9] the fixed keys (see lib/util): uses stats running procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)
   Returns {'task', id, name, args_json, attempt, timeout_ms, ['task', ...]...} | {'empty'} | {'lost'}

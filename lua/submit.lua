@@ -2,7 +2,7 @@
   Creates one task record per new id and places it. An id that already exists is left alone and
   reported, so a replayed submit (reply lost, call sent again) creates nothing twice.
   Includes: fields, util, placement
-  KEYS[1..8] the fixed keys (see lib/util): uses stats delayed queues procs idle wake
+  KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N
   then 8 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 #: Names of the fixed keys, in the order every script receives them as KEYS.
-FIXED = ("stats", "delayed", "running", "failed", "queues", "procs", "idle", "wake")
+FIXED = ("stats", "delayed", "running", "failed", "queues", "procs", "idle", "wake", "cards")
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 

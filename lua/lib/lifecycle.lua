@@ -221,5 +221,5 @@ local function drain(C, pid, reason, out)
   redis.call('SREM', C.idle, pid)
   redis.call('ZREM', C.procs, pid)
   redis.call('DEL', ik, rk, P .. 'p:' .. pid, P .. 'p:' .. pid .. ':w')
-  redis.call('HDEL', P .. 'cards', pid)
+  redis.call('HDEL', C.cards, pid)
 end

@@ -10,7 +10,7 @@
 -- written back once per processor by placed: a processor that takes a task is re-ranked in
 -- memory, not with a ZADD per task. want: how many tasks the call may place at most.
 local function placer(C, want)
-  return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, want = want, known = {},
+  return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
           queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0}
 end
 
@@ -102,7 +102,7 @@ local function fetch(pl, rank)
     end
   end
   if #unknown > 0 then
-    local cards = redis.call('HMGET', pl.P .. 'cards', unpack(unknown))
+    local cards = redis.call('HMGET', pl.cards, unpack(unknown))
     for i, pid in ipairs(unknown) do
       local cap, dl, qs
       if cards[i] then

@@ -20,7 +20,7 @@ end
 -- lease-deadline-ms queues", written wherever its record's c, dl or qs change.
 local function write_card(C, pid, cap, dl, qs)
   if cap and dl and qs then
-    redis.call('HSET', C.prefix .. 'cards', pid, cap .. ' ' .. dl .. ' ' .. qs)
+    redis.call('HSET', C.cards, pid, cap .. ' ' .. dl .. ' ' .. qs)
   end
 end
 

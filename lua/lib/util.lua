@@ -23,6 +23,9 @@
     KEYS[6] procs    ZSET  processor id -> lease deadline ms (the registry)
     KEYS[7] idle     SET   processors with load < capacity
     KEYS[8] wake     LIST  wake-up token for scheduler loops (at most one element)
+    KEYS[9] cards    HASH  processor id -> "capacity lease-deadline-ms queues" (its record's CAPACITY,
+                           DEADLINE_MS and QUEUES in one field: dispatch reads many processors in
+                           one HMGET)
 
   Keys built from P (record fields by their constants: see "Field names" below):
     t:<id>       HASH  task record, TASK_*: NAME, QUEUE, ARGS (JSON), STATE, ATTEMPTS (started),
@@ -40,8 +43,6 @@
                        record learns the lease in the same HMGET), TURN (which of its queues a take
                        starts with), ACK_MEMO .. <slot> / START_MEMO .. <slot> (the replay memo of a
                        slot's ack / start)
-    cards        HASH  processor id -> "capacity lease-deadline-ms queues" (its record's CAPACITY,
-                       DEADLINE_MS and QUEUES in one field: dispatch reads many processors in one HMGET)
     p:<pid>:i    LIST  inbox, assigned and not started
     p:<pid>:r    SET   inbox, started (running)
     p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)
@@ -74,7 +75,8 @@ local TWO40 = 1099511627776
 -- order (now and keep_s named here too: the table is made at its final size).
 local function context(keys, prefix)
   return {prefix = prefix, stats = keys[1], delayed = keys[2], running = keys[3], failed = keys[4],
-          queues = keys[5], procs = keys[6], idle = keys[7], wake = keys[8], now = nil, keep_s = nil}
+          queues = keys[5], procs = keys[6], idle = keys[7], wake = keys[8], cards = keys[9], now = nil,
+          keep_s = nil}
 end
 
 -- A task record leaves out fields that hold these values, and reads a missing one as its default:

@@ -3,6 +3,8 @@ the field names they store are luasched/core/fields.py's, each meaning one thing
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from luasched import ops
@@ -115,15 +117,25 @@ def test_key_spelling_matches_the_lib_header(name, spelled):
     assert getattr(keys, name)("ID") == "luasched:{ns1}:" + spelled
 
 
-def test_cards_key_spelling_matches_the_lib():
-    assert Keys("ns1").cards == "luasched:{ns1}:cards"
-    assert any("P .. 'cards'" in p.read_text() for p in (lua_dir() / "lib").glob("*.lua"))
+def test_cards_is_a_fixed_key_and_no_script_builds_it():
+    assert Keys("ns1").cards == "luasched:{ns1}:cards" == Keys("ns1").fixed[8]
+    lua = [p.read_text() for p in lua_dir().rglob("*.lua")]
+    assert not [text for text in lua if "'cards'" in text or '"cards"' in text]
+    assert any("C.cards" in text for text in lua)
+
+
+def test_the_context_names_the_fixed_keys_in_keys_py_order():
+    """lib/util's context(KEYS, prefix) gives each fixed key its name: the same order as FIXED."""
+    util = (lua_dir() / "lib" / "util.lua").read_text()
+    body = util[util.index("local function context"):]
+    body = body[:body.index("\nend")]
+    assert re.findall(r"(\w+) = keys\[(\d)\]", body) == [(name, str(i)) for i, name in enumerate(FIXED, 1)]
 
 
 def test_fixed_key_spelling():
     assert Keys("ns1").fixed == tuple(f"luasched:{{ns1}}:{n}" for n in
                                       ("stats", "delayed", "running", "failed", "queues", "procs",
-                                       "idle", "wake"))
+                                       "idle", "wake", "cards"))
 
 
 def test_a_task_id_cannot_collide_with_another_tasks_keys(sched):

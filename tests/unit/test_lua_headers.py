@@ -9,6 +9,7 @@ import pytest
 
 from luasched import scripts
 from luasched.core import fields
+from luasched.keys import FIXED
 
 LUA = scripts.lua_dir()
 SCRIPT_FILES = sorted(LUA.glob("*.lua"))
@@ -45,6 +46,11 @@ def test_header_names_the_script(path):
 
 
 @pytest.mark.parametrize("path", SCRIPT_FILES, ids=file_id)
+def test_header_names_the_fixed_keys_it_gets(path):
+    assert f"  KEYS[1..{len(FIXED)}] the fixed keys (see lib/util): uses " in header(path)
+
+
+@pytest.mark.parametrize("path", SCRIPT_FILES, ids=file_id)
 @pytest.mark.parametrize("word", ["KEYS", "ARGV", "Returns", "Invariant"])
 def test_header_documents(path, word):
     assert word in header(path), f"the header of {path.name} does not mention {word}"
@@ -63,10 +69,10 @@ def test_library_header_names_the_library(path):
 
 def test_util_header_maps_the_keyspace():
     text = header(LUA / scripts.LIB_DIR / "util.lua")
-    for i in range(1, 9):
-        assert f"KEYS[{i}]" in text
+    for i, name in enumerate(FIXED, start=1):
+        assert f"KEYS[{i}] {name} " in text
     for key in ("t:<id>", "q:<queue>", "idle:<queue>", "p:<pid>", "p:<pid>:i", "p:<pid>:r", "p:<pid>:w",
-                "g:<gid>", "gi:<gid>", "gs:<gid>", "w:<id>", "rate:<n>", "r:<rid>", "cards"):
+                "g:<gid>", "gi:<gid>", "gs:<gid>", "w:<id>", "rate:<n>", "r:<rid>"):
         assert f"    {key} " in text, key
     others = [p for p in ALL_FILES if p.name != "util.lua" or p.parent.name != scripts.LIB_DIR]
     assert not [p for p in others if "KEYS[1] stats" in header(p)]  # one map, in one place
