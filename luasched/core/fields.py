@@ -69,35 +69,35 @@ class Processor:
 
 
 @dataclass(frozen=True)
-class Group:
-    """``g:<gid>`` HASH: how many members, and how many finished in each final state."""
+class ByFinalState:
+    """Counters of finished tasks, one per final state and named by it: finishing a task adds one
+    to the field named by its state (HINCRBY key state 1)."""
 
-    total: str = "total"
     done: str = "done"
     failed: str = "failed"
     cancelled: str = "cancelled"
 
 
 @dataclass(frozen=True)
-class Stats:
+class Group(ByFinalState):
+    """``g:<gid>`` HASH: how many members, and how many finished in each final state."""
+
+    total: str = "total"
+
+
+@dataclass(frozen=True)
+class Stats(ByFinalState):
     """The ``stats`` HASH of a namespace: counters, and when dispatch last ran."""
 
     submitted: str = "submitted"
     assigned: str = "assigned"  # tasks in inboxes, not started
-    done: str = "done"
-    failed: str = "failed"
-    cancelled: str = "cancelled"
     seq: str = "seq"  # the idle rankings' tie-break sequence
     last_dispatch_ms: str = "last_dispatch_ms"
 
 
 @dataclass(frozen=True)
-class Rate:
+class Rate(ByFinalState):
     """``rate:<n>`` HASH: tasks finished in the 10 s from n * 10 s, by final state."""
-
-    done: str = "done"
-    failed: str = "failed"
-    cancelled: str = "cancelled"
 
 
 @dataclass(frozen=True)
