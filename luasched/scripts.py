@@ -33,12 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from .core.fields import lua_constants
+from .keys import FIXED
 
 #: The folder of lua/ that holds the libraries.
 LIB_DIR = "lib"
 
 #: The pseudo-library of the record field names (luasched/core/fields.py) as Lua constants.
 FIELDS = "fields"
+
+#: What a call's context C holds, by slot: it is the call's KEYS table (the fixed keys in FIXED's
+#: order), then the prefix, now and keep_s. Lua files write C.<name>; what is sent has C[<slot>].
+CONTEXT = (*FIXED, "prefix", "now", "keep_s")
 
 #: Every script, by the name ops.py uses for it (= its file name without ``.lua``).
 NAMES = (
@@ -205,16 +210,34 @@ def _names(toks: list[Token]) -> _Names:
     return _Names(tuple(uses), frozenset(defined))
 
 
-def _written(source: str, label: str, names: _Names, constants: dict[str, str]) -> str:
-    """``source`` with each use of a field constant written as its literal."""
+def _written(source: str, label: str, toks: list[Token], names: _Names, constants: dict[str, str],
+             lines_before: int = 0) -> str:
+    """``source`` with each use of a field constant written as its literal, and each C.<name>
+    (the call's context) as its slot C[<n>]. ``lines_before``: where source starts in its file."""
     shadowed = names.defined & constants.keys()
     if shadowed:
         raise ScriptSourceError(f"{label} defines {min(shadowed)}, a name of the {FIELDS} library")
+    uses = {t.at for t in names.uses}
     out, at = [], 0
-    for tok in names.uses:
-        if tok.text in constants:
+    for i, tok in enumerate(toks):
+        if tok.text != "C" and (tok.at not in uses or tok.text not in constants):
+            continue
+        after = toks[i + 1].text if i + 1 < len(toks) else ""
+        line = lines_before + source.count("\n", 0, tok.at) + 1
+        if tok.at not in uses:  # a field named C: pl.C
+            if after == ".":
+                raise ScriptSourceError(f"{label} line {line}: reads a context through a field; pass it to a "
+                                        "local or parameter named C first")
+        elif tok.text in constants:
             out += [source[at:tok.at], f"'{constants[tok.text]}'"]
             at = tok.at + len(tok.text)
+        elif after in (".", ":", "["):
+            field = toks[i + 2].text if i + 2 < len(toks) else ""
+            if after != "." or field not in CONTEXT:
+                raise ScriptSourceError(f"{label} line {line}: C{after}{field} is no field of the context "
+                                        f"(it holds {', '.join(CONTEXT)})")
+            out += [source[at:toks[i + 1].at], f"[{CONTEXT.index(field) + 1}]"]
+            at = toks[i + 2].at + len(field)
     return "".join(out) + source[at:]
 
 
@@ -288,12 +311,14 @@ def _library(name: str, label: str, source: str, constants: dict[str, str]) -> _
     chunks = []
     for a, b in zip(starts, [*starts[1:], len(source)], strict=True):
         text = source[a:b].rstrip("\n") + "\n"
-        names = _names(tokens(text, label))
+        chunk_toks = tokens(text, label)
+        names = _names(chunk_toks)
         first = re.search(r"^local (?:function (\w+)|([\w, ]+?)\s*=)", text, re.M)
         if not first:
             raise ScriptSourceError(f"{label}: cannot read the top-level local at offset {a}")
         defines = frozenset(n.strip() for n in (first.group(1) or first.group(2)).split(","))
-        chunks.append(_Chunk(defines, _written(text, label, names, constants), names.free))
+        written = _written(text, label, chunk_toks, names, constants, source.count("\n", 0, a))
+        chunks.append(_Chunk(defines, written, names.free))
     return _Library(name, label, declared_includes(source), tuple(chunks), f"{LIB_DIR}/{name}")
 
 
@@ -372,7 +397,8 @@ class LuaTree:
         """What is sent for ``script``: the parts of its libraries it uses, then the script."""
         includes = declared_includes(script)
         order = self._order(includes, label)
-        names = _names(tokens(script, label))
+        toks = tokens(script, label)
+        names = _names(toks)
         free = names.free
         self._refuse_undeclared(label, free, includes)
         wanted = {n for n in free if n in self.owner}
@@ -387,7 +413,7 @@ class LuaTree:
             sent = [c.text for c in lib.chunks if c.defines & wanted and c.text]
             if sent:
                 parts.append(f"-- {lib.where}\n" + "".join(sent))
-        return "".join(parts) + _written(script, label, names, self.constants)
+        return "".join(parts) + _written(script, label, toks, names, self.constants)
 
 
 @functools.cache

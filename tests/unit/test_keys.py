@@ -3,11 +3,9 @@ the field names they store are luasched/core/fields.py's, each meaning one thing
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from luasched import ops
+from luasched import ops, scripts
 from luasched.core import fields
 from luasched.keys import FIXED, Keys
 from luasched.scripts import lua_dir
@@ -124,12 +122,16 @@ def test_cards_is_a_fixed_key_and_no_script_builds_it():
     assert any("C.cards" in text for text in lua)
 
 
-def test_the_context_names_the_fixed_keys_in_keys_py_order():
-    """lib/util's context(KEYS, prefix) gives each fixed key its name: the same order as FIXED."""
-    util = (lua_dir() / "lib" / "util.lua").read_text()
-    body = util[util.index("local function context"):]
-    body = body[:body.index("\nend")]
-    assert re.findall(r"(\w+) = keys\[(\d)\]", body) == [(name, str(i)) for i, name in enumerate(FIXED, 1)]
+def test_the_context_names_the_fixed_keys_in_keys_py_order(sched):
+    """lib/util's context(KEYS, prefix) gives each fixed key its name (the loader's CONTEXT
+    starts with FIXED), then the prefix, now and keep_s."""
+    assert scripts.CONTEXT == (*FIXED, "prefix", "now", "keep_s")
+    names = ", ".join(f"C.{n}" for n in scripts.CONTEXT)
+    lua = ("--[[ t: x\n  Includes: util\n]]\n"
+           f"local C = context(KEYS, ARGV[1])\nC.now, C.keep_s = 5, 6\nreturn {{{names}}}\n")
+    keys = sched.keys.fixed
+    got = sched.client.eval(scripts.build(lua, "lua/t.lua"), len(keys), *keys, sched.keys.prefix)
+    assert ops.text(got) == [*keys, sched.keys.prefix, 5, 6]
 
 
 def test_fixed_key_spelling():

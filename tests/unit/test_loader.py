@@ -34,7 +34,8 @@ def test_sources_put_the_helpers_a_script_uses_first():
     for name, source in sources.items():
         own = (scripts.lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
         own = re.sub(r"\b[A-Z]+_[A-Z_]+\b", lambda m: f"'{constants[m[0]]}'" if m[0] in constants else m[0], own)
-        assert source.endswith(own), name  # the script, its field constants written as literals
+        own = re.sub(r"\bC\.(\w+)", lambda m: f"C[{scripts.CONTEXT.index(m[1]) + 1}]", own)
+        assert source.endswith(own), name  # the script, its field constants and context fields resolved
         sent = source[:-len(own)]
         sections = [s.removeprefix("lib/") for s in re.findall(r"^-- (lib/\w+|fields)$", sent, re.M)]
         assert sent == "" or re.match(r"-- (lib/)?\w+\n", sent), name  # libraries, then the script
@@ -135,6 +136,14 @@ def test_includes_are_followed_through_libraries_dependencies_first(tmp_path):
      "lua/lib/a.lua line 4: a library holds only top-level locals, not 'return'"),
     ({"s.lua": "--[[ s: x\n]]\nreturn 'open\n"},
      "lua/s.lua: cannot read line 3"),
+    # the context: only the names it holds, through a local or parameter named C
+    ({"s.lua": "--[[ s: x\n]]\nlocal C = KEYS\nreturn C.stat\n"},
+     "lua/s.lua line 4: C.stat is no field of the context (it holds stats, delayed, running"),
+    ({"s.lua": "--[[ s: x\n]]\nlocal C = KEYS\nreturn C[1]\n"},
+     "lua/s.lua line 4: C[1 is no field of the context"),
+    ({"lib/a.lua": "--[[ lib/a: x\n]]\nlocal K = 1\n\nlocal function f(pl)\n  return pl.C.now\nend\n",
+      "s.lua": "--[[ s: x\n]]\nreturn 1\n"},
+     "lua/lib/a.lua line 6: reads a context through a field"),
 ])
 def test_the_loader_refuses(tmp_path, files, message):
     folder = lua_tree(tmp_path, files)
