@@ -3,9 +3,9 @@
     .venv/bin/python bench/dispatch_ab.py --base 6557189 --processors 10,100,10000
 
 On one private redis-server and one keyspace, the two versions (the dispatch script as sent to
-Redis at ``--base``, and at the working tree) are loaded side by side and called in turn,
-``dispatch`` limit 100 each, so both see the same machine at the same moment: on a shared
-machine whose speed drifts by 1.5x between minutes, that is the way to see a 5% change.
+Redis at ``--base``, and at the working tree) are loaded side by side and called in turn
+(A B B A ...), ``dispatch`` limit 100 each, so both see the same machine at the same moment: on
+a shared machine whose speed drifts by 1.5x between minutes, that is the way to see a 5% change.
 
 A base from before ``lua/lib/`` is assembled as its loader did (``lua/_lib.lua``'s helpers the
 script names, then the script); a later one through the working tree's loader
@@ -94,6 +94,12 @@ def timed(r: Any, sha: str, call: ops.Call) -> tuple[Any, float, int]:
     return reply, wall, int(r.info("commandstats")["cmdstat_evalsha"]["usec"])
 
 
+def turn(i: int, names: list[str]) -> str:
+    """The version of call (or block) i: A B B A A B B A ..., so that neither always goes first
+    (each call meets the state the one before left) and a steady drift falls on both alike."""
+    return names[(i + 1) // 2 % 2]
+
+
 def ratio(a: float, b: float) -> str:
     return f"{b / a:.3f} ({(b / a - 1) * 100:+.1f}%)"
 
@@ -117,7 +123,7 @@ def main() -> None:
             wall: dict[str, list[float]] = {name: [] for name in versions}
             inside: dict[str, list[float]] = {name: [] for name in versions}
             for i in range(2 * args.calls):
-                name = list(versions)[i % 2]
+                name = turn(i, list(versions))
                 reply, us, usec = timed(r, shas[name], ops.dispatch(sched.ns, None, 100, new_request_id()))
                 placed = len(reply[0]) // 2
                 if placed:

@@ -4,7 +4,7 @@
 
 The sibling of dispatch_ab.py (which says how each version's script is assembled): on one
 private redis-server and one keyspace, both versions are loaded and called in alternating blocks
-of ``--block`` calls, so both see the same machine at the same moment. Workloads:
+of ``--block`` calls (A B B A ...), so both see the same machine at the same moment. Workloads:
 
 - submit 1: one new task per call (no dispatch at submit), the queue growing;
 - submit 100: a hundred new tasks per call;
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import luasched  # noqa: E402
-from bench.dispatch_ab import ratio, source_at  # noqa: E402
+from bench.dispatch_ab import ratio, source_at, turn  # noqa: E402
 from luasched import ops  # noqa: E402
 from luasched.tasks import new_request_id  # noqa: E402
 from tests.servers import start_redis  # noqa: E402
@@ -75,7 +75,7 @@ def run(r: Any, versions: dict[str, str], make: Callable[[str], ops.Call], took:
     shas = {name: r.script_load(src) for name, src in versions.items()}
     out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in versions}
     for i in range(2 * blocks):
-        name = list(versions)[i % 2]
+        name = turn(i, list(versions))
         r.config_resetstat()
         wall = 0.0
         for _ in range(block):
