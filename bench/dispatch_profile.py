@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from luasched.core import ops  # noqa: E402
 from luasched.core.tasks import new_request_id  # noqa: E402
 from tests.servers import start_redis  # noqa: E402
 
-#: name -> [(text in lua/_lib.lua, what replaces it)]
+#: name -> [(text in lua/lib/placement.lua, what replaces it)]
 ABLATIONS: dict[str, list[tuple[str, str]]] = {
     "as is": [],
     "no ranking write-back (the ZADD / ZREM / SREM of flush)": [
@@ -44,8 +46,9 @@ ABLATIONS: dict[str, list[tuple[str, str]]] = {
         ("    call_chunked('SREM', pl.idle, full)", "    local _ = full"),
     ],
     "no card read (HMGET cards, parse)": [
-        ("    local cards = redis.call('HMGET', pl.P .. 'cards', unpack(unknown))\n", "    local cards = {}\n"),
-        ("        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, 'c', 'qs', 'dl'))",
+        ("    local cards = redis.call('HMGET', pl.cards, unpack(unknown))\n", "    local cards = {}\n"),
+        ("        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, "
+         "PROC_DEADLINE_MS))",
          "        cap, qs, dl = '1000000', 'default', '99999999999999'"),
     ],
     "no wake-up token (RPUSH p:<pid>:w)": [
@@ -58,13 +61,18 @@ ABLATIONS: dict[str, list[tuple[str, str]]] = {
 
 
 def ablated(name: str) -> str:
-    lib = (scripts.lua_dir() / "_lib.lua").read_text()
+    """The dispatch script as sent, with lua/lib/placement.lua ablated."""
+    lib = (scripts.lua_dir() / scripts.LIB_DIR / "placement.lua").read_text()
     for old, new in ABLATIONS[name]:
         if lib.count(old) != 1:
-            raise SystemExit(f"ablation {name!r}: {old.strip()!r} is not in lua/_lib.lua once; update the ablation")
+            raise SystemExit(f"ablation {name!r}: {old.strip()!r} is not in lua/lib/placement.lua once; "
+                             "update the ablation")
         lib = lib.replace(old, new)
-    body = (scripts.lua_dir() / "dispatch.lua").read_text()
-    return scripts.lib_for(lib, body) + body
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "lua"
+        shutil.copytree(scripts.lua_dir(), folder)
+        (folder / scripts.LIB_DIR / "placement.lua").write_text(lib)
+        return scripts.LuaTree(folder).build((folder / "dispatch.lua").read_text(), "lua/dispatch.lua")
 
 
 def run_once(url: str, counts: list[int], want: int) -> dict[tuple[str, int], float]:

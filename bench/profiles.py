@@ -221,12 +221,17 @@ def submit_script_steps(sched: luasched.Scheduler, calls: int = 1000, rounds: in
     from luasched.core import ops
 
     body = (scripts.lua_dir() / "submit.lua").read_text()
-    prefix = scripts.lib_for((scripts.lua_dir() / "_lib.lua").read_text(), body)
+    def sent(lua: str) -> tuple[str, str]:  # (the helpers sent, the script as sent)
+        built = scripts.build(lua, "lua/submit.lua")
+        at = built.rindex("--[[ submit:")
+        return built[:at], built[at:]
+
+    prefix = sent(body)[0]  # the helpers the whole script uses
     lines = body.split("\n")
     cuts = []
     for anchor, what in SUBMIT_STEPS:
         at = len(lines) if anchor is None else next(i for i, line in enumerate(lines) if line.startswith(anchor))
-        cuts.append((what, prefix + "\n".join(lines[:at]) + ("" if anchor is None else "\nreturn 1")))
+        cuts.append((what, prefix + sent("\n".join(lines[:at]) + ("" if anchor is None else "\nreturn 1"))[1]))
     r = sched.client
     shas = [r.script_load(src) for _, src in cuts]
     usec: list[list[float]] = [[] for _ in cuts]

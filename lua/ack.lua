@@ -4,44 +4,45 @@
   processor that no longer holds the task, changes nothing and answers 'stale'. An error retries
   through delayed with exponential backoff (backoff_ms * 2^(attempt-1), at most an hour) until
   max_attempts, then the task is failed (dead letter) keeping the error. Then up to want tasks
-  start in the same call: with next = '1' the oldest pending tasks of the processor's inbox;
-  with next = '2' also, while the processor has a free slot, the heads of its queues in turn
-  (complete-and-take-next mode). With next = '3' the slots the ack freed are first filled at once,
+  start in the same call: with next = 'inbox' the oldest pending tasks of the processor's inbox;
+  with next = 'take' also, while the processor has a free slot, the heads of its queues in turn
+  (complete-and-take-next mode). With next = 'place' the slots the ack freed are first filled at once,
   as dispatch would fill them: up to one task per freed slot from the heads of the processor's
   queues, each to the least-loaded live idle processor serving its queue (this one, or another),
   its wake list pushed (dispatch on ack: no scheduler on the hot path); then up to want tasks start
-  from the inbox, as with next = '1' (want 0: none; a slot that BLPOPs next lets the token it
+  from the inbox, as with next = 'inbox' (want 0: none; a slot that BLPOPs next lets the token it
   was pushed wake it). With want > 0 and an empty inbox, a task placed on this processor starts
   at once (queued -> running: no inbox, no wake-up token). A lapsed processor starts and places
   nothing.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
-  KEYS[1..8] the fixed keys (see _lib): uses all
+  Includes: fields, util, processors, lifecycle, placement, replay
+  KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
-  ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next '0' | '1' | '2' | '3'  ARGV[8] want (0..4096)
+  ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next 'none' | 'inbox' | 'take' | 'place'
+  ARGV[8] want (0..4096)
   ARGV[9] count N (0..4096), then 4 per acked task: task id, attempt, outcome 'done' | 'error',
   result JSON (done) or error JSON (error)
   Returns {{status per acked task}, {'task', id, name, args_json, attempt, timeout_ms, ...},
-           {task id, processor id, ...} placed by next = '3' (empty on a replay: the first call placed),
-           more: 1 when next = '3' placed and the processor's queues still hold tasks, else 0}
+           {task id, processor id, ...} placed by next = 'place' (empty on a replay: the first call placed),
+           more: 1 when next = 'place' placed and the processor's queues still hold tasks, else 0}
     status: 'done' | 'retry' | 'failed' | 'stale'
   Invariant: each acked task leaves the inbox into exactly one place; started tasks stay in it.
 ]]
-local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
-local P = ARGV[1]
-local now = clock_ms(ARGV[2])
-local pid, slot, rid, keep_s = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
+C.now, C.keep_s = clock_ms(ARGV[2]), tonumber(ARGV[6])
+local pid, slot, rid = ARGV[3], ARGV[4], ARGV[5]
 local nxt, want, count = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
-local FIELDS = 4
-if not now or not keep_s or pid == '' or slot == '' or rid == '' or not want or want < 0
-    or want > 4096 or not count or count < 0 or count > 4096 or #ARGV ~= 9 + count * FIELDS then
+local PER_ACK = 4
+if not C.now or not C.keep_s or pid == '' or slot == '' or rid == '' or not want or want < 0
+    or want > 4096 or not count or count < 0 or count > 4096 or #ARGV ~= 9 + count * PER_ACK then
   return redis.error_reply('ERR luasched ack: bad now_ms, keep_s, processor, slot, request id, want or count')
 end
-if nxt ~= '0' and nxt ~= '1' and nxt ~= '2' and nxt ~= '3' then
-  return redis.error_reply('ERR luasched ack: next must be 0|1|2|3')
+if nxt ~= 'none' and nxt ~= 'inbox' and nxt ~= 'take' and nxt ~= 'place' then
+  return redis.error_reply('ERR luasched ack: next must be none|inbox|take|place, not ' .. nxt)
 end
 for i = 0, count - 1 do
-  local base = 9 + i * FIELDS
+  local base = 9 + i * PER_ACK
   local outcome = ARGV[base + 3]
   if ARGV[base + 1] == '' or not tonumber(ARGV[base + 2]) or (outcome ~= 'done' and outcome ~= 'error') then
     return redis.error_reply('ERR luasched ack: bad task id, attempt or outcome (done|error) in ack ' .. (i + 1))
@@ -49,29 +50,30 @@ for i = 0, count - 1 do
 end
 local pk = P .. 'p:' .. pid
 
-local memo = memo_for(redis.call('HGET', pk, 'm' .. slot), rid)
+local memo = memo_for(redis.call('HGET', pk, PROC_ACK_MEMO .. slot), rid)
 if memo then
-  return {split_commas(memo[1]), memo_started(P, pid, memo[2], {}), {}, 0}
+  return {split_commas(memo[1]), memo_started(C, pid, memo[2], {}), {}, 0}
 end
 
 -- every input checked; writes start here
 local statuses = {}
 local freed = 0
 for i = 0, count - 1 do
-  local base = 9 + i * FIELDS
+  local base = 9 + i * PER_ACK
   local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
-  local s, p, n, w, g = unpack(redis.call('HMGET', tk, 's', 'p', 'n', 'w', 'g'))
+  local s, p, n, w, g = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_PROCESSOR, TASK_ATTEMPTS, TASK_WAITER,
+    TASK_GROUP))
   local status = 'stale'
   if s == 'running' and p == pid and n == attempt then
-    redis.call('ZREM', running, id)
+    redis.call('ZREM', C.running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
-    redis.call('HSET', tk, 'by', pid)
+    redis.call('HSET', tk, TASK_LAST_PROCESSOR, pid)
     if outcome == 'done' then
-      finish(P, stats, failed, id, 'done', now, keep_s, 'r', payload, {w, g})
+      finish(C, id, 'done', TASK_RESULT, payload, {w, g})
       status = 'done'
     else
-      status = attempt_ended(P, stats, delayed, failed, id, now, keep_s, payload, true)
+      status = attempt_ended(C, id, payload, true)
     end
     freed = freed + 1
   end
@@ -79,27 +81,27 @@ for i = 0, count - 1 do
 end
 
 local tasks, took = {}, false
-local cap, qs, dl = unpack(redis.call('HMGET', pk, 'c', 'qs', 'dl'))
+local cap, qs, dl = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS))
 local registered = cap ~= false and cap ~= nil
-local live = registered and lease_ok(procs, pid, now, dl, cap)
-if live and (nxt == '1' or nxt == '2') and want > 0 then
-  tasks, took = start_many(P, stats, running, pid, now, want, nxt == '2', cap, qs)
+local live = registered and lease_ok(C, pid, dl, cap)
+if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
+  tasks, took = start_many(C, pid, want, nxt == 'take', cap, qs)
 end
 local pending
 if registered and (freed > 0 or took) then
-  pending = rerank(P, stats, idle, pid, cap, qs)
+  pending = rerank(C, pid, cap, qs)
 end
 local filled, placements, more = 0, {}, 0
-if live and nxt == '3' then
+if live and nxt == 'place' then
   if freed > 0 then
     local names = split_commas(qs)
     local turn = 0
     if #names > 1 then -- start at a different queue each time: no queue of the processor starves another
-      turn = redis.call('HINCRBY', pk, 'rr', 1)
+      turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
     end
-    local pl = placer(P, stats, procs, idle, now, freed)
+    local pl = placer(C, freed)
     if want > 0 and pending == 0 then -- what lands here starts at once (nothing older waits in the inbox)
-      pl.own = {pid = pid, want = want, tasks = tasks, running = running}
+      pl.own = {pid = pid, want = want, tasks = tasks}
     end
     local left
     filled, left = place_queued(pl, names, freed, placements, turn)
@@ -107,7 +109,7 @@ if live and nxt == '3' then
     more = left and 1 or 0
   end
   if want > #tasks then -- then start from the inbox, oldest first
-    local more_tasks = start_many(P, stats, running, pid, now, want - #tasks, false, cap, qs)
+    local more_tasks = start_many(C, pid, want - #tasks, false, cap, qs)
     for _, t in ipairs(more_tasks) do
       tasks[#tasks + 1] = t
     end
@@ -117,12 +119,12 @@ if registered and freed > filled and not took then
   -- a slot came free: a scheduler may now place a waiting task
   for _, q in ipairs(split_commas(qs)) do
     if redis.call('LLEN', P .. 'q:' .. q) > 0 then
-      wake_scheduler(wake)
+      wake_scheduler(C)
       break
     end
   end
 end
 if registered then
-  redis.call('HSET', pk, 'm' .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
+  redis.call('HSET', pk, PROC_ACK_MEMO .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
 end
 return {statuses, started_reply(tasks), placements, more}

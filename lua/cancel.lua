@@ -2,21 +2,22 @@
   A task that started, or already finished, is not cancelled; the reply says its state.
   Removing from a queue costs O(position in the queue) (LREM), from delayed O(log n).
   A replay of the same request (same rid) answers 'cancelled' again.
-  KEYS[1..8] the fixed keys (see _lib): uses stats delayed failed idle
+  Includes: fields, util, processors, lifecycle
+  KEYS[1..9] the fixed keys (see lib/util): uses stats delayed failed idle
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] task id  ARGV[4] request id
   ARGV[5] keep_s
   Returns {'cancelled'} | {'unknown'} | {'not_cancellable', state}
   Invariant: the task leaves exactly one place for cancelled.
 ]]
-local stats, delayed, failed, idle = KEYS[1], KEYS[2], KEYS[4], KEYS[7]
-local P = ARGV[1]
-local now = clock_ms(ARGV[2])
-local id, rid, keep_s = ARGV[3], ARGV[4], tonumber(ARGV[5])
-if not now or id == '' or rid == '' or not keep_s then
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
+C.now, C.keep_s = clock_ms(ARGV[2]), tonumber(ARGV[5])
+local id, rid = ARGV[3], ARGV[4]
+if not C.now or id == '' or rid == '' or not C.keep_s then
   return redis.error_reply('ERR luasched cancel: bad now_ms, task id, request id or keep_s')
 end
 local tk = P .. 't:' .. id
-local s, q, p, x = unpack(redis.call('HMGET', tk, 's', 'q', 'p', 'x'))
+local s, q, p, x = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_QUEUE, TASK_PROCESSOR, TASK_CANCEL_REQUEST))
 if not s then
   return {'unknown'}
 end
@@ -26,15 +27,15 @@ end
 if s == 'queued' then
   redis.call('LREM', P .. 'q:' .. (q or DEFAULT_QUEUE), 1, id)
 elseif s == 'delayed' then
-  redis.call('ZREM', delayed, id)
+  redis.call('ZREM', C.delayed, id)
 elseif s == 'assigned' then
   redis.call('LREM', P .. 'p:' .. p .. ':i', 1, id)
-  redis.call('HINCRBY', stats, 'assigned', -1)
-  trim_wake(P, p)
-  rerank(P, stats, idle, p)
+  redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)
+  trim_wake(C, p)
+  rerank(C, p)
 else
   return {'not_cancellable', s}
 end
-redis.call('HSET', tk, 'x', rid)
-finish(P, stats, failed, id, 'cancelled', now, keep_s, nil, nil)
+redis.call('HSET', tk, TASK_CANCEL_REQUEST, rid)
+finish(C, id, 'cancelled', nil, nil)
 return {'cancelled'}

@@ -1,7 +1,8 @@
 --[[ counts: how many tasks are in each place, and how many processors there are (read-only)
   Cost: O(number of queues + number of lapsed processors). A lapsed processor is never counted
   idle, even before a dispatch drops it from the idle rankings.
-  KEYS[1..8] the fixed keys (see _lib): uses all but wake
+  Includes: fields, util
+  KEYS[1..9] the fixed keys (see lib/util): uses all but wake and cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {name, value, ...} for submitted queued delayed assigned running done failed
   cancelled processors idle_processors lapsed_processors last_dispatch_ms now_ms
@@ -9,13 +10,13 @@
   (the last-minute figures sum the six 10 s buckets before the current one and that one)
   Invariant: moves no task, writes nothing (it may run on a replica).
 ]]
-local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local queues, procs, idle = KEYS[5], KEYS[6], KEYS[7]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
+local procs, idle = C.procs, C.idle
 local now = clock_ms(ARGV[2])
 local depths = {}
 local queued = 0
-local names = redis.call('SMEMBERS', queues)
+local names = redis.call('SMEMBERS', C.queues)
 table.sort(names)
 for _, q in ipairs(names) do
   local d = redis.call('LLEN', P .. 'q:' .. q)
@@ -23,7 +24,7 @@ for _, q in ipairs(names) do
   depths[#depths + 1] = q
   depths[#depths + 1] = d
 end
-local c = redis.call('HMGET', stats, 'submitted', 'assigned', 'done', 'cancelled', 'last_dispatch_ms')
+local c = redis.call('HMGET', C.stats, STAT_SUBMITTED, STAT_ASSIGNED, STAT_DONE, STAT_CANCELLED, STAT_LAST_DISPATCH_MS)
 local procs_n = redis.call('ZCARD', procs)
 local lapsed_ids = redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now))
 local lapsed = #lapsed_ids
@@ -34,18 +35,18 @@ end
 local recent = {done = 0, failed = 0}
 local current = math.floor(now / 10000)
 for b = current - 6, current do
-  local d, f = unpack(redis.call('HMGET', P .. 'rate:' .. fmt(b), 'done', 'failed'))
+  local d, f = unpack(redis.call('HMGET', P .. 'rate:' .. fmt(b), RATE_DONE, RATE_FAILED))
   recent.done = recent.done + (tonumber(d) or 0)
   recent.failed = recent.failed + (tonumber(f) or 0)
 end
 local out = {
   'submitted', tonumber(c[1]) or 0,
   'queued', queued,
-  'delayed', redis.call('ZCARD', delayed),
+  'delayed', redis.call('ZCARD', C.delayed),
   'assigned', tonumber(c[2]) or 0,
-  'running', redis.call('ZCARD', running),
+  'running', redis.call('ZCARD', C.running),
   'done', tonumber(c[3]) or 0,
-  'failed', redis.call('ZCARD', failed),
+  'failed', redis.call('ZCARD', C.failed),
   'cancelled', tonumber(c[4]) or 0,
   'processors', procs_n,
   'idle_processors', idle_n,

@@ -2,7 +2,8 @@
   Each task goes to the least-loaded live idle processor serving its queue (ties: idle longest),
   chosen before the task leaves the queue: with no idle processor nothing moves. Queues are
   served in turn, one task each per round, so one busy queue cannot starve the others.
-  KEYS[1..8] the fixed keys (see _lib): uses stats delayed running queues procs idle
+  Includes: fields, util, lifecycle, placement, replay
+  KEYS[1..9] the fixed keys (see lib/util): uses stats delayed running queues procs idle cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   A replay of a request that assigned tasks answers as the first call did and moves nothing.
   Returns {{task id, processor id, ...}, now ms, next due ms, next lease deadline ms,
@@ -11,30 +12,30 @@
   Invariant: a task leaves its queue only into an inbox, in the same call.
   Cost per task does not grow with the queue length or the number of processors.
 ]]
-local stats, delayed, running, queues, procs, idle = KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[7]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
 local now = clock_ms(ARGV[2])
+C.now = now
 local limit, rid = tonumber(ARGV[3]), ARGV[4]
 if not now or not limit or limit < 1 or limit > 10000 or not rid or rid == '' then
   return redis.error_reply('ERR luasched dispatch: bad now_ms, limit or request id')
 end
-local seen = replayed(P, rid)
+local seen = replayed(C, rid)
 if seen then
   return seen
 end
 
-promote(P, delayed, now, limit)
+promote(C, limit)
 
 local out = {}
-local pl = placer(P, stats, procs, idle, now, limit)
-place_queued(pl, redis.call('SMEMBERS', queues), limit, out, 0)
+local pl = placer(C, limit)
+place_queued(pl, redis.call('SMEMBERS', C.queues), limit, out, 0)
 placed(pl)
-redis.call('HSET', stats, 'last_dispatch_ms', fmt(now))
+redis.call('HSET', C.stats, STAT_LAST_DISPATCH_MS, fmt(now))
 
-local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')[2] or ''
-local next_lease = redis.call('ZRANGE', procs, 0, 0, 'WITHSCORES')[2] or ''
-local next_deadline = redis.call('ZRANGEBYSCORE', running, '-inf', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2] or ''
+local next_due = redis.call('ZRANGE', C.delayed, 0, 0, 'WITHSCORES')[2] or ''
+local next_lease = redis.call('ZRANGE', C.procs, 0, 0, 'WITHSCORES')[2] or ''
+local next_deadline = redis.call('ZRANGEBYSCORE', C.running, '-inf', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2] or ''
 if next_deadline == 'inf' then
   next_deadline = ''
 end
-return remember(P, rid, {out, fmt(now), next_due, next_lease, next_deadline}, #out > 0)
+return remember(C, rid, {out, fmt(now), next_due, next_lease, next_deadline}, #out > 0)

@@ -6,28 +6,29 @@
   Bounded: at most limit processors, then timed-out tasks while fewer than limit ids were taken
   (a processor's inbox is at most its capacity). The reply says whether lapsed processors or
   overdue tasks remain, so callers loop until it took nothing and nothing remains.
-  KEYS[1..8] the fixed keys (see _lib): uses all but queues
+  Includes: fields, util, processors, lifecycle, replay
+  KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] keep_s
   ARGV[5] request id (a replay of a request that took something answers the same, moving nothing)
   Returns {{task ids taken back}, {processor ids removed}, more ('1' | '0')}
   Invariant: every id taken from an inbox lands in exactly one place (queue, delayed, failed).
 ]]
-local stats, delayed, running, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local procs, idle, wake = KEYS[6], KEYS[7], KEYS[8]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local P, procs, running = C.prefix, C.procs, C.running
 local now = clock_ms(ARGV[2])
-local limit, keep_s, rid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-if not now or not limit or limit < 1 or limit > 10000 or not keep_s or not rid or rid == '' then
+C.now, C.keep_s = now, tonumber(ARGV[4])
+local limit, rid = tonumber(ARGV[3]), ARGV[5]
+if not now or not limit or limit < 1 or limit > 10000 or not C.keep_s or not rid or rid == '' then
   return redis.error_reply('ERR luasched reap: bad now_ms, limit, keep_s or request id')
 end
-local seen = replayed(P, rid)
+local seen = replayed(C, rid)
 if seen then
   return seen
 end
 
 local out, removed = {}, {}
 for _, pid in ipairs(redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now), 'LIMIT', 0, limit)) do
-  drain(P, stats, delayed, running, failed, procs, idle, pid, now, keep_s, 'lease lapsed', out)
+  drain(C, pid, 'lease lapsed', out)
   removed[#removed + 1] = pid
   if #out >= limit then
     break
@@ -38,18 +39,18 @@ if #out < limit then
   local late = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. fmt(now), 'LIMIT', 0, limit - #out)
   for _, id in ipairs(late) do
     local tk = P .. 't:' .. id
-    local pid, o = unpack(redis.call('HMGET', tk, 'p', 'o'))
+    local pid, o = unpack(redis.call('HMGET', tk, TASK_PROCESSOR, TASK_TIMEOUT_MS))
     redis.call('ZREM', running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     local err = '{"type":"TaskTimeout","message":"task ' .. id .. ' ran past its timeout of ' .. o .. ' ms on processor ' .. pid .. '"}'
-    attempt_ended(P, stats, delayed, failed, id, now, keep_s, err, true)
-    rerank(P, stats, idle, pid)
+    attempt_ended(C, id, err, true)
+    rerank(C, pid)
     out[#out + 1] = id
   end
 end
 
 if #out > 0 then
-  wake_scheduler(wake)
+  wake_scheduler(C)
 end
 local more = redis.call('ZCOUNT', procs, '-inf', '(' .. fmt(now)) + redis.call('ZCOUNT', running, '-inf', '(' .. fmt(now))
-return remember(P, rid, {out, removed, more > 0 and '1' or '0'}, #out > 0 or #removed > 0)
+return remember(C, rid, {out, removed, more > 0 and '1' or '0'}, #out > 0 or #removed > 0)

@@ -2,38 +2,41 @@
   Registering an id that is already registered and alive renews its lease and changes nothing
   else (so a replay is harmless); an id whose lease lapsed is lost and must not come back:
   the processor registers again under a new id.
-  KEYS[1..8] the fixed keys (see _lib): uses stats queues procs idle wake
+  Includes: fields, util, processors
+  KEYS[1..9] the fixed keys (see lib/util): uses stats queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] capacity (1..4096)
   ARGV[5] lease_ms  ARGV[6] queues, comma-joined  ARGV[7] name
   Returns {'ok', lease deadline ms} | {'lost'}
   Invariant: moves no task; a new processor starts idle with an empty inbox.
 ]]
-local stats, queues, procs, idle, wake = KEYS[1], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local procs = C.procs
 local now = clock_ms(ARGV[2])
+C.now = now
 local pid, cap, lease, qs, name = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 if not now or pid == '' or not cap or cap < 1 or cap > 4096 or not lease or lease < 1 or qs == '' then
   return redis.error_reply('ERR luasched register: bad now_ms, processor id, capacity, lease or queues')
 end
-local pk = P .. 'p:' .. pid
+local pk = C.prefix .. 'p:' .. pid
 local deadline = fmt(now + lease)
 if redis.call('ZSCORE', procs, pid) then
-  if not alive(procs, pid, now) then
+  if not alive(C, pid) then
     return {'lost'}
   end
   redis.call('ZADD', procs, deadline, pid)
-  redis.call('HSET', pk, 'hb', fmt(now), 'dl', deadline)
-  local c, q = unpack(redis.call('HMGET', pk, 'c', 'qs'))
-  write_card(P, pid, c, deadline, q)
+  redis.call('HSET', pk, PROC_HEARTBEAT_MS, fmt(now), PROC_DEADLINE_MS, deadline)
+  local c, q = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES))
+  write_card(C, pid, c, deadline, q)
   return {'ok', deadline}
 end
 redis.call('DEL', pk, pk .. ':i', pk .. ':r', pk .. ':w')
-redis.call('HSET', pk, 'c', fmt(cap), 'qs', qs, 'ls', fmt(lease), 'n', name, 'rt', fmt(now), 'hb', fmt(now), 'dl', deadline)
+redis.call('HSET', pk, PROC_CAPACITY, fmt(cap), PROC_QUEUES, qs, PROC_LEASE_MS, fmt(lease), PROC_NAME, name,
+  PROC_REGISTERED_MS, fmt(now), PROC_HEARTBEAT_MS, fmt(now), PROC_DEADLINE_MS, deadline)
 redis.call('ZADD', procs, deadline, pid)
-write_card(P, pid, fmt(cap), deadline, qs)
+write_card(C, pid, fmt(cap), deadline, qs)
 for _, q in ipairs(split_commas(qs)) do
-  redis.call('SADD', queues, q)
+  redis.call('SADD', C.queues, q)
 end
-rerank(P, stats, idle, pid)
-wake_scheduler(wake)
+rerank(C, pid)
+wake_scheduler(C)
 return {'ok', deadline}

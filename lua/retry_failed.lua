@@ -2,21 +2,23 @@
   Puts dead-lettered tasks back at the tail of their queue with their attempt count reset; the
   last error stays in the record until the task finishes again. Ids that are not dead letters
   (any more) are skipped, so a replay changes nothing.
-  KEYS[1..8] the fixed keys (see _lib): uses stats failed wake
+  Includes: fields, util, lifecycle, replay
+  KEYS[1..9] the fixed keys (see lib/util): uses stats failed wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   ARGV[5...] task ids to retry; none: the oldest dead letters, up to limit
   A replay of a request that put tasks back answers as the first call did.
   Returns {task ids put back}
   Invariant: each id leaves the dead letters for exactly one queue.
 ]]
-local stats, failed, wake = KEYS[1], KEYS[4], KEYS[8]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local P, stats, failed = C.prefix, C.stats, C.failed
 local now = clock_ms(ARGV[2])
+C.now = now
 local limit, rid = tonumber(ARGV[3]), ARGV[4]
 if not now or not limit or limit < 1 or limit > 10000 or #ARGV - 4 > limit or not rid or rid == '' then
   return redis.error_reply('ERR luasched retry_failed: bad now_ms, limit or request id, or more ids than limit')
 end
-local seen = replayed(P, rid)
+local seen = replayed(C, rid)
 if seen then
   return seen
 end
@@ -32,14 +34,14 @@ local out = {}
 for _, id in ipairs(ids) do
   if redis.call('ZSCORE', failed, id) then
     local tk = P .. 't:' .. id
-    local g = redis.call('HGET', tk, 'g')
+    local g = redis.call('HGET', tk, TASK_GROUP)
     redis.call('ZREM', failed, id)
-    redis.call('HINCRBY', stats, 'failed', -1)
-    redis.call('HSET', tk, 's', 'queued')
-    redis.call('HDEL', tk, 'ft', 'n')
-    redis.call('RPUSH', P .. 'q:' .. queue_of(P, id), id)
+    redis.call('HINCRBY', stats, STAT_FAILED, -1)
+    redis.call('HSET', tk, TASK_STATE, 'queued')
+    redis.call('HDEL', tk, TASK_FINISHED_MS, TASK_ATTEMPTS)
+    redis.call('RPUSH', P .. 'q:' .. queue_of(C, id), id)
     if g and redis.call('EXISTS', P .. 'g:' .. g) == 1 then
-      redis.call('HINCRBY', P .. 'g:' .. g, 'failed', -1)
+      redis.call('HINCRBY', P .. 'g:' .. g, GROUP_FAILED, -1)
       redis.call('PERSIST', P .. 'g:' .. g)
       redis.call('PERSIST', P .. 'gs:' .. g)
       redis.call('PERSIST', P .. 'gi:' .. g)
@@ -48,6 +50,6 @@ for _, id in ipairs(ids) do
   end
 end
 if #out > 0 then
-  wake_scheduler(wake)
+  wake_scheduler(C)
 end
-return remember(P, rid, out, #out > 0)
+return remember(C, rid, out, #out > 0)

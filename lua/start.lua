@@ -3,38 +3,38 @@
   by one here. A replay of the same request (same rid, reply lost) answers as the first call did.
   Its memo (b<slot>) is apart from the ack's (m<slot>): a slot that pipelines ack + BLPOP + start
   and loses the reply replays both, and neither may overwrite the other's memo.
-  KEYS[1..8] the fixed keys (see _lib): uses stats running procs
+  Includes: fields, util, processors, lifecycle, replay
+  KEYS[1..9] the fixed keys (see lib/util): uses stats running procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)
   Returns {'task', id, name, args_json, attempt, timeout_ms, ['task', ...]...} | {'empty'} | {'lost'}
     'lost': the processor is not registered or its lease lapsed; it must not run anything.
   Invariant: each task moves from the processor's pending list to its running set, never out of it.
 ]]
-local stats, running, procs = KEYS[1], KEYS[3], KEYS[6]
-local P = ARGV[1]
-local now = clock_ms(ARGV[2])
+local C = context(KEYS, ARGV[1])
+C.now = clock_ms(ARGV[2])
 local pid, slot, rid = ARGV[3], ARGV[4], ARGV[5]
 local want = tonumber(ARGV[6] or '') or 1
-if not now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 then
+if not C.now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 then
   return redis.error_reply('ERR luasched start: bad now_ms, processor, slot, request id or want')
 end
-local pk = P .. 'p:' .. pid
+local pk = C.prefix .. 'p:' .. pid
 
-local last, cap, dl = unpack(redis.call('HMGET', pk, 'b' .. slot, 'c', 'dl'))
+local last, cap, dl = unpack(redis.call('HMGET', pk, PROC_START_MEMO .. slot, PROC_CAPACITY, PROC_DEADLINE_MS))
 local memo = memo_for(last, rid)
 if memo then
-  local again = memo_started(P, pid, memo[1], {})
+  local again = memo_started(C, pid, memo[1], {})
   if #again > 0 then
     return again
   end
   return {'empty'}
 end
-if not lease_ok(procs, pid, now, dl, cap) then
+if not lease_ok(C, pid, dl, cap) then
   return {'lost'}
 end
 
-local tasks = start_many(P, stats, running, pid, now, want, false)
-redis.call('HSET', pk, 'b' .. slot, rid .. '|' .. started_memo(tasks))
+local tasks = start_many(C, pid, want, false)
+redis.call('HSET', pk, PROC_START_MEMO .. slot, rid .. '|' .. started_memo(tasks))
 if #tasks == 0 then
   return {'empty'}
 end

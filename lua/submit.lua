@@ -1,31 +1,33 @@
 --[[ submit: new tasks -> queued | delayed (and, when asked, queued -> assigned in the same call)
   Creates one task record per new id and places it. An id that already exists is left alone and
   reported, so a replayed submit (reply lost, call sent again) creates nothing twice.
-  KEYS[1..8] the fixed keys (see _lib): uses stats delayed queues procs idle wake
+  Includes: fields, util, placement
+  KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N
   then 8 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms
   Returns {created, {existing ids}, {task id, processor id, ...assignments}}
   Invariant: every new id is in exactly one place (queue tail or delayed, or an inbox if dispatched).
 ]]
-local stats, delayed, queues, procs, idle, wake = KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local P = ARGV[1]
+local C = context(KEYS, ARGV[1])
+local P = C.prefix
 local now = clock_ms(ARGV[2])
+C.now = now
 local dispatch = ARGV[3] == '1'
 local group = ARGV[4]
 local count = tonumber(ARGV[5])
-local FIELDS = 8
+local PER_TASK = 8
 
 if not now then
   return redis.error_reply('ERR luasched submit: now_ms is not a number')
 end
-if not count or count < 1 or #ARGV ~= 5 + count * FIELDS then
+if not count or count < 1 or #ARGV ~= 5 + count * PER_TASK then
   return redis.error_reply('ERR luasched submit: ARGV does not hold ' .. tostring(ARGV[5]) .. ' tasks')
 end
 
 local seen, fresh, existing = {}, {}, {}
 for i = 0, count - 1 do
-  local base = 5 + i * FIELDS
+  local base = 5 + i * PER_TASK
   local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   if id == '' or name == '' or queue == '' or string.find(queue, ',', 1, true) then
     return redis.error_reply('ERR luasched submit: empty id, name or queue, or a comma in a queue name')
@@ -53,29 +55,30 @@ for _, base in ipairs(fresh) do
   local id, name, queue, args = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
   local delay = tonumber(ARGV[base + 8])
-  local fields = {'f', name, 'a', args, 'ct', fmt(now), 's', delay > 0 and 'delayed' or 'queued'}
+  local fields = {TASK_NAME, name, TASK_ARGS, args, TASK_CREATED_MS, fmt(now), TASK_STATE,
+                  delay > 0 and 'delayed' or 'queued'}
   if queue ~= DEFAULT_QUEUE then
-    fields[#fields + 1], fields[#fields + 2] = 'q', queue
+    fields[#fields + 1], fields[#fields + 2] = TASK_QUEUE, queue
   end
   if ARGV[base + 5] ~= DEFAULT_MAX_ATTEMPTS then
-    fields[#fields + 1], fields[#fields + 2] = 'm', ARGV[base + 5]
+    fields[#fields + 1], fields[#fields + 2] = TASK_MAX_ATTEMPTS, ARGV[base + 5]
   end
   if ARGV[base + 7] ~= DEFAULT_BACKOFF_MS then
-    fields[#fields + 1], fields[#fields + 2] = 'b', ARGV[base + 7]
+    fields[#fields + 1], fields[#fields + 2] = TASK_BACKOFF_MS, ARGV[base + 7]
   end
   if tonumber(ARGV[base + 6]) > 0 then
-    fields[#fields + 1], fields[#fields + 2] = 'o', ARGV[base + 6]
+    fields[#fields + 1], fields[#fields + 2] = TASK_TIMEOUT_MS, ARGV[base + 6]
   end
   if group ~= '' then
-    fields[#fields + 1], fields[#fields + 2] = 'g', group
+    fields[#fields + 1], fields[#fields + 2] = TASK_GROUP, group
   end
   redis.call('HSET', tk, unpack(fields)) -- one write per record
   if not listed[queue] then
     listed[queue] = true
-    redis.call('SADD', queues, queue)
+    redis.call('SADD', C.queues, queue)
   end
   if delay > 0 then
-    redis.call('ZADD', delayed, fmt(now + delay), id)
+    redis.call('ZADD', C.delayed, fmt(now + delay), id)
   else
     redis.call('RPUSH', P .. 'q:' .. queue, id)
     if not touched[queue] then
@@ -87,10 +90,10 @@ for _, base in ipairs(fresh) do
 end
 
 if #fresh > 0 then
-  redis.call('HINCRBY', stats, 'submitted', #fresh)
+  redis.call('HINCRBY', C.stats, STAT_SUBMITTED, #fresh)
   if group ~= '' then
     local gk = P .. 'g:' .. group
-    redis.call('HINCRBY', gk, 'n', #fresh)
+    redis.call('HINCRBY', gk, GROUP_TOTAL, #fresh)
     redis.call('PERSIST', gk)
     local members = {}
     for _, base in ipairs(fresh) do
@@ -103,13 +106,13 @@ end
 
 local assigned = {}
 if dispatch then
-  local pl = placer(P, stats, procs, idle, now, #fresh)
+  local pl = placer(C, #fresh)
   for _, queue in ipairs(order) do
     assign_from_queue(pl, queue, touched[queue], assigned)
   end
   placed(pl)
 end
 if #fresh > #assigned / 2 then
-  wake_scheduler(wake)
+  wake_scheduler(C)
 end
 return {#fresh, existing, assigned}

@@ -147,6 +147,6 @@ class Group:
         or, once the group's keys expired, of every member's state (from a replica if set)."""
         with translated("group progress"):
             counters = ops.text(self._sched.reads.reader().hmget(
-                self._sched.keys.group(self.id), "n", "done", "failed", "cancelled"))
+                self._sched.keys.group(self.id), *flows.GROUP_COUNTERS))
         states = [o.state for o in self._sched.outcomes(self.ids)] if counters[0] is None else None
         return flows.group_progress(counters, states)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .fields import PROCESSOR, STATS
 from .ops import fields_of, text
 
 
@@ -58,19 +59,20 @@ def check_audit(reply: Any) -> Audit:
         if not rec:
             problems.append(f"processor {pid} is registered but has no record")
             continue
-        if "dl" in rec and float(rec["dl"]) != float(deadline):
-            problems.append(f"processor {pid}'s record says its lease ends at {rec['dl']}, the registry {deadline}")
-        if card is not None and card != f"{rec.get('c')} {rec.get('dl')} {rec.get('qs')}":
+        cap_s, dl, qs = rec.get(PROCESSOR.capacity), rec.get(PROCESSOR.deadline_ms), rec.get(PROCESSOR.queues)
+        if dl is not None and float(dl) != float(deadline):
+            problems.append(f"processor {pid}'s record says its lease ends at {dl}, the registry {deadline}")
+        if card is not None and card != f"{cap_s} {dl} {qs}":
             problems.append(f"processor {pid}'s card {card!r} is out of step with its record "
-                            f"(c {rec.get('c')}, dl {rec.get('dl')}, qs {rec.get('qs')})")
+                            f"({PROCESSOR.capacity} {cap_s}, {PROCESSOR.deadline_ms} {dl}, {PROCESSOR.queues} {qs})")
         for t in pending:
             put(t, f"inbox {pid} (pending)")
         for t in started:
             put(t, f"inbox {pid} (running)")
             in_running_sets.add(t)
         pending_total += len(pending)
-        load, cap = len(pending) + len(started), int(rec["c"])
-        loads[pid] = (load, cap, rec["qs"].split(","))
+        load, cap = len(pending) + len(started), int(rec[PROCESSOR.capacity])
+        loads[pid] = (load, cap, rec[PROCESSOR.queues].split(","))
         if load > cap:
             problems.append(f"processor {pid} holds {load} tasks, over its capacity {cap}")
     for t in running:
@@ -136,21 +138,22 @@ def check_audit(reply: Any) -> Audit:
 
     queued = sum(len(ids) for _, ids in queues)
     c = {
-        "submitted": stats.get("submitted", 0),
+        "submitted": stats.get(STATS.submitted, 0),
         "queued": queued,
         "delayed": len(delayed),
         "assigned": pending_total,
         "running": len(running),
-        "done": stats.get("done", 0),
+        "done": stats.get(STATS.done, 0),
         "failed": len(failed),
-        "cancelled": stats.get("cancelled", 0),
+        "cancelled": stats.get(STATS.cancelled, 0),
         "processors": len(procs),
         "idle_processors": len(idle_members),
     }
-    if stats.get("assigned", 0) != pending_total:
-        problems.append(f"counter assigned is {stats.get('assigned', 0)}, inboxes hold {pending_total} pending")
-    if stats.get("failed", 0) != len(failed):
-        problems.append(f"counter failed is {stats.get('failed', 0)}, the dead letters hold {len(failed)}")
+    assigned, failed_n = stats.get(STATS.assigned, 0), stats.get(STATS.failed, 0)
+    if assigned != pending_total:
+        problems.append(f"counter assigned is {assigned}, inboxes hold {pending_total} pending")
+    if failed_n != len(failed):
+        problems.append(f"counter failed is {failed_n}, the dead letters hold {len(failed)}")
     placed = sum(c[k] for k in PLACES)
     if placed != c["submitted"]:
         detail = ", ".join(f"{k} {c[k]}" for k in PLACES)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import ResultTimeout
+from .fields import GROUP, GROUP_EVENT
 from .ops import Command, Namespace, NewTask, Request, decode_result, fields_of, result, text
 from .options import LoopOptions
 from .replies import DispatchReply
@@ -98,16 +99,20 @@ class GroupReader:
             for entry_id, fields in entries:
                 self._last = entry_id
                 f = fields_of(fields)
-                tid = f.get("t", "")
+                tid = f.get(GROUP_EVENT.task, "")
                 if tid in self._want and tid not in self._seen:
                     self._seen.add(tid)
-                    events.append((tid, f.get("s", "")))
+                    events.append((tid, f.get(GROUP_EVENT.state, "")))
         return events
 
 
+#: The fields of a group record that group_progress reads, in its order.
+GROUP_COUNTERS = (GROUP.total, GROUP.done, GROUP.failed, GROUP.cancelled)
+
+
 def group_progress(counters: Sequence[str | None], states: Sequence[str] | None) -> dict[str, int]:
-    """A group's total/done/failed/cancelled/pending from its counters (n, done, failed, cancelled),
-    or, once its keys expired (n is None), from its members' states."""
+    """A group's total/done/failed/cancelled/pending from its counters (GROUP_COUNTERS), or, once
+    its keys expired (no total), from its members' states."""
     n, d, f, c = counters
     if n is None:
         states = states or []

@@ -1,4 +1,4 @@
-"""The one place that spells luasched's Redis key names (the Lua scripts build the same ones)."""
+"""The one place that spells luasched's Redis key names (lua/lib/*.lua build the same ones)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .options import check_namespace
 
 #: Names of the fixed keys, in the order every script receives them as KEYS.
-FIXED = ("stats", "delayed", "running", "failed", "queues", "procs", "idle", "wake")
+FIXED = ("stats", "delayed", "running", "failed", "queues", "procs", "idle", "wake", "cards")
 
 
 @dataclass(frozen=True)

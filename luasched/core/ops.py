@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import error_for_status
+from .fields import TASK
 from .keys import Keys
 from .options import DEFAULT_QUEUE, TaskOptions, check_limit, to_ms
 from .replies import (
@@ -200,7 +201,7 @@ def decode_start(reply: Any) -> StartReply:
 #: What an ack does after the acks: start nothing; start from the inbox; also take from the queues
 #: (complete-and-take-next); fill the freed slots by the least-loaded rule, then start from the
 #: inbox (dispatch on ack; want 0: start nothing).
-NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE = "0", "1", "2", "3"
+NEXT_NONE, NEXT_INBOX, NEXT_TAKE, NEXT_PLACE = "none", "inbox", "take", "place"
 
 #: One finished task as an ack reports it: the task, "done" | "error", the result or error JSON.
 Finished = tuple[Started, str, str]
@@ -259,12 +260,13 @@ def decode_result(reply: Any, task_id: str) -> Outcome:
 
 
 def state(ns: Namespace, task_id: str) -> Command:
-    return Command("hget", (ns.keys.task(task_id), "s"))
+    return Command("hget", (ns.keys.task(task_id), TASK.state))
 
 
 def outcomes(ns: Namespace, task_ids: Sequence[str]) -> Command:
     """One read of many tasks' states and payloads (a pipeline of HMGETs)."""
-    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "s", "r", "e", "by")) for t in task_ids))
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), TASK.state, TASK.result, TASK.error,
+                                                 TASK.last_processor)) for t in task_ids))
 
 
 def decode_outcomes(replies: Sequence[Any], task_ids: Sequence[str]) -> list[Outcome]:
@@ -329,7 +331,8 @@ def decode_processors(reply: Any) -> tuple[int, list[ProcessorInfo]]:
 
 
 def failed(ns: Namespace, task_ids: Sequence[str]) -> Command:
-    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), "f", "q", "n", "e")) for t in task_ids))
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t), TASK.name, TASK.queue, TASK.attempts, TASK.error))
+                                     for t in task_ids))
 
 
 def decode_failed(replies: Sequence[Any], scored: Sequence[tuple[str, float]]) -> list[FailedTask]:

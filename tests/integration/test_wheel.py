@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from luasched.scripts import LIB, NAMES
+from luasched.scripts import LIB_DIR, NAMES, lua_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_carries_the_scripts_and_py_typed(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-    wanted = {f"luasched/lua/{name}.lua" for name in (LIB, *NAMES)} | {"luasched/py.typed"}
+    libs = {f"luasched/lua/{LIB_DIR}/{p.name}" for p in (lua_dir() / LIB_DIR).glob("*.lua")}
+    wanted = {f"luasched/lua/{name}.lua" for name in NAMES} | libs | {"luasched/py.typed"}
+    assert len(libs) >= 5
     assert wanted <= names, sorted(wanted - names)
 
 

@@ -1,4 +1,4 @@
-"""ack.lua with next = '3' (NEXT_PLACE, a processor's ``dispatch_on_ack``): the call that acks
+"""ack.lua with next = 'place' (NEXT_PLACE, a processor's ``dispatch_on_ack``): the call that acks
 finished tasks fills the slots it freed from the processor's queues, by the least-loaded rule, as
 dispatch would, and wakes no scheduler for them."""
 

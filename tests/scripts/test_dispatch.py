@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from luasched.core import ops
+from luasched.core.fields import TASK
 
 from .util import ack, audit_ok, pending_ids, queue_ids, start
 
@@ -181,7 +182,7 @@ def test_round_robin_over_queues(sched, limit):
 
 
 def _queue_of(sched, task_id):
-    return ops.text(sched.client.hget(sched.keys.task(task_id), "q"))
+    return ops.text(sched.client.hget(sched.keys.task(task_id), TASK.queue))
 
 
 def test_round_robin_keeps_fifo_within_each_queue(sched):

@@ -9,6 +9,7 @@ import pytest
 
 import luasched
 from luasched.core import ops
+from luasched.core.fields import STATS
 
 from .util import audit_ok
 
@@ -123,7 +124,7 @@ def test_one_call_places_as_one_task_per_call_would(sched, make_client, namespac
     assert 0 < len(batch) < n  # the free capacity ran out before the tasks did
     assert all(i % 15 != 7 for i, _ in batch), "a lapsed processor was given a task"
     assert _ranking(sched, pids) == _ranking(twin, twin_pids)
-    assert sched.client.hget(sched.keys.stats, "seq") == twin.client.hget(twin.keys.stats, "seq")
+    assert sched.client.hget(sched.keys.stats, STATS.seq) == twin.client.hget(twin.keys.stats, STATS.seq)
     assert sched.dispatch(limit=n) == [] and sched.queue_lengths()["default"] == n - len(batch)
     audit_ok(sched)
     audit_ok(twin)

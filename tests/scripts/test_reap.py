@@ -7,6 +7,7 @@ import json
 import pytest
 
 import luasched
+from luasched.core.fields import TASK
 
 from .util import ack, audit_ok, delayed_due_ms, queue_ids, record, start
 
@@ -37,10 +38,10 @@ def test_lapsed_processor_gives_its_inbox_back(sched, clock):
     assert sorted(taken) == sorted([t1.id, t2.id, t3.id])
     # the started one used its attempt and goes first; pending ones follow in order, before t4
     assert queue_ids(sched) == [t1.id, t2.id, t3.id, t4.id]
-    assert [record(sched, t.id)["n"] for t in (t1, t2, t3)] == ["1", "0", "0"]
-    assert json.loads(record(sched, t1.id)["e"])["type"] == "LeaseLost"
+    assert [record(sched, t.id)[TASK.attempts] for t in (t1, t2, t3)] == ["1", "0", "0"]
+    assert json.loads(record(sched, t1.id)[TASK.error])["type"] == "LeaseLost"
     assert all(t.state == "queued" for t in (t1, t2, t3))
-    assert all("p" not in record(sched, t.id) for t in (t1, t2, t3))
+    assert all(TASK.processor not in record(sched, t.id) for t in (t1, t2, t3))
     audit_ok(sched)
 
 
@@ -176,7 +177,7 @@ def test_task_past_its_timeout_is_taken_back_and_retried_with_backoff(sched, clo
 
     assert h.state == "delayed"
     assert delayed_due_ms(sched, h.id) == int(clock() * 1000) + 3000
-    err = json.loads(record(sched, h.id)["e"])
+    err = json.loads(record(sched, h.id)[TASK.error])
     assert err["type"] == "TaskTimeout" and "5000 ms" in err["message"]
     assert sched.client.sismember(sched.keys.idle, p.id)  # its slot is free again
     audit_ok(sched)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from luasched.core.fields import PROCESSOR, TASK
+
 from .util import audit_ok, pending_ids, queue_ids, record, start
 
 
@@ -15,7 +17,8 @@ def test_register_makes_an_idle_processor(sched, clock):
     deadline = sched.client.zscore(sched.keys.procs, p.id)
     assert int(deadline) == int(clock() * 1000) + 30_000
     fields = {k.decode(): v.decode() for k, v in sched.client.hgetall(sched.keys.processor(p.id)).items()}
-    assert (fields["c"], fields["qs"], fields["ls"], fields["n"]) == ("4", "a,b", "30000", "box")
+    assert (fields[PROCESSOR.capacity], fields[PROCESSOR.queues], fields[PROCESSOR.lease_ms],
+            fields[PROCESSOR.name]) == ("4", "a,b", "30000", "box")
     for q in ("a", "b"):
         assert sched.client.zscore(sched.keys.idle_queue(q), p.id) is not None
     c = sched.counts()
@@ -43,7 +46,7 @@ def test_reregister_alive_is_idempotent_and_renews_the_lease(sched, clock):
 
     assert int(sched.client.zscore(sched.keys.procs, p.id)) == int(clock() * 1000) + 10_000
     assert pending_ids(sched, p.id) == [h.id]
-    assert record(sched, h.id)["s"] == "assigned"
+    assert record(sched, h.id)[TASK.state] == "assigned"
     c = sched.counts()
     assert (c["processors"], c["assigned"]) == (1, 1)
     clock.advance(8)  # alive only thanks to the renewal
@@ -69,7 +72,7 @@ def test_heartbeat_renews_the_lease(sched, clock):
     assert p.heartbeat() is True
 
     assert int(sched.client.zscore(sched.keys.procs, p.id)) == int(clock() * 1000) + 5000
-    assert int(sched.client.hget(sched.keys.processor(p.id), "dl")) == int(clock() * 1000) + 5000
+    assert int(sched.client.hget(sched.keys.processor(p.id), PROCESSOR.deadline_ms)) == int(clock() * 1000) + 5000
 
 
 def test_heartbeat_of_a_never_registered_processor(sched):
@@ -88,7 +91,7 @@ def test_deregister_gives_unstarted_tasks_back_to_the_head_in_order(sched):
     assert p.deregister() == [t1.id, t2.id]
 
     assert queue_ids(sched) == [t1.id, t2.id, t3.id]
-    assert [record(sched, t.id)["n"] for t in (t1, t2)] == ["0", "0"]
+    assert [record(sched, t.id)[TASK.attempts] for t in (t1, t2)] == ["0", "0"]
     assert sched.client.zscore(sched.keys.procs, p.id) is None
     c = sched.counts()
     assert (c["processors"], c["assigned"], c["queued"]) == (0, 0, 3)
@@ -105,8 +108,8 @@ def test_deregister_with_a_running_task_uses_its_attempt(sched):
 
     assert sorted(p.deregister()) == sorted([a.id, b.id])
 
-    assert (a.state, record(sched, a.id)["n"]) == ("queued", "1")
-    assert (b.state, record(sched, b.id)["n"]) == ("queued", "0")
+    assert (a.state, record(sched, a.id)[TASK.attempts]) == ("queued", "1")
+    assert (b.state, record(sched, b.id)[TASK.attempts]) == ("queued", "0")
     audit_ok(sched)
 
 

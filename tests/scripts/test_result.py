@@ -11,6 +11,7 @@ from redis.retry import Retry
 
 import luasched
 from luasched.core import ops
+from luasched.core.fields import TASK
 
 from .util import ack, audit_ok, error_json, start
 
@@ -48,7 +49,7 @@ def test_result_wakes_up_promptly_after_the_ack(sched, make_sched, clock):
 
     assert value == 5
     assert LATE_S * 0.5 <= waited < 10  # woken by the ack, not by the timeout
-    assert sched.client.hget(sched.keys.task(h.id), "w") == b"1"  # it did block as a marked waiter
+    assert sched.client.hget(sched.keys.task(h.id), TASK.waiter) == b"1"  # it did block as a marked waiter
     audit_ok(sched)
 
 

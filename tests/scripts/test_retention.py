@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import luasched
+from luasched.core import fields
 
 from .util import ack, audit_ok, error_json, start
 
@@ -93,6 +94,25 @@ def test_a_finished_group_expires_after_keep(kept):
     ack(s, p.id, start(s, p.id, "b").task, "done", "2", slot="b")
 
     assert 0 < s.client.ttl(s.keys.group(g.id)) <= 60
+    assert 0 < s.client.ttl(s.keys.group_stream(g.id)) <= 60
+    audit_ok(s)
+
+
+def test_a_group_recorded_before_its_total_was_named_expires_too(kept):
+    """A group written by a version that stored its member count as ``n`` (now GROUP.total)
+    counts its member list instead when it finishes."""
+    s, p = kept
+    g = s.map("add", [(1,), (2,)])
+    key = s.keys.group(g.id)
+    s.client.hdel(key, fields.GROUP.total)
+    s.client.hset(key, "n", "2")
+    s.dispatch()
+    ack(s, p.id, start(s, p.id, "a").task, "done", "1", slot="a")
+    assert s.client.ttl(key) == -1  # one member still running
+
+    ack(s, p.id, start(s, p.id, "b").task, "done", "2", slot="b")
+
+    assert 0 < s.client.ttl(key) <= 60
     assert 0 < s.client.ttl(s.keys.group_stream(g.id)) <= 60
     audit_ok(s)
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
 import luasched
 from luasched.core import ops
+from luasched.core.fields import PROCESSOR, TASK
+from luasched.core.tasks import new_request_id
 
 from .util import (
     ack,
@@ -56,7 +59,7 @@ def test_start_takes_the_oldest_and_counts_an_attempt(sched, proc, clock):
     assert running_ids(sched, proc.id) == [a.id]
     now = int(clock() * 1000)
     assert int(sched.client.zscore(sched.keys.running, a.id)) == now + 3000
-    assert record(sched, a.id)["st"] == str(now)
+    assert record(sched, a.id)[TASK.started_ms] == str(now)
     audit_ok(sched)
 
 
@@ -222,7 +225,7 @@ def test_error_retries_with_exponential_backoff_then_fails(sched, clock):
         assert h.state == "delayed"
         backoff_ms = 2000 * 2 ** (attempt - 1)
         assert delayed_due_ms(sched, h.id) == int(clock() * 1000) + backoff_ms
-        assert json.loads(record(sched, h.id)["e"])["message"] == f"boom {attempt}"
+        assert json.loads(record(sched, h.id)[TASK.error])["message"] == f"boom {attempt}"
         audit_ok(sched)
         clock.advance(backoff_ms / 1000 - 0.001)
         assert sched.dispatch() == []  # not due yet
@@ -386,7 +389,7 @@ def test_take_next_serves_the_processors_queues_in_turn(sched):
     taken = []
     for _ in range(4):
         task = ack(sched, p.id, task, "done", "1", ops.NEXT_TAKE).next
-        taken.append(record(sched, task.id)["q"])
+        taken.append(record(sched, task.id)[TASK.queue])
 
     assert sorted(taken) == ["a", "a", "b", "b"], taken
     assert taken[0] != taken[1] and taken[2] != taken[3], taken
@@ -394,7 +397,7 @@ def test_take_next_serves_the_processors_queues_in_turn(sched):
 
 
 def _lease_in_record(sched, pid):
-    return sched.client.hget(sched.keys.processor(pid), "dl")
+    return sched.client.hget(sched.keys.processor(pid), PROCESSOR.deadline_ms)
 
 
 def test_a_renewed_lease_counts_for_dispatch_start_and_take_next(sched, clock):
@@ -438,4 +441,21 @@ def test_a_record_written_before_the_lease_field_asks_the_registry(sched, clock)
     task = start(sched, live.id).task
     b = sched.submit("add", 2)
     assert ack(sched, live.id, task, next_mode=ops.NEXT_TAKE).next.id == b.id
+    audit_ok(sched)
+
+
+@pytest.mark.parametrize("mode", ["3", "", "PLACE", "next"])
+def test_ack_refuses_a_next_mode_it_does_not_know(sched, mode):
+    p = sched.processor()
+    assert p.register()
+    sched.submit("add")
+    sched.dispatch()
+    task = start(sched, p.id).task
+    call = ops.ack(sched.ns, sched.now_ms(), p.id, "s0", new_request_id(), task, "done", "1", ops.NEXT_NONE)
+    bad = ops.Call("ack", call.keys, (*call.args[:6], mode, *call.args[7:]))
+
+    with pytest.raises(luasched.ScriptError, match=re.escape("next must be none|inbox|take|place")):
+        sched.call(bad)
+
+    assert running_ids(sched, p.id) == [task.id]  # nothing written
     audit_ok(sched)

@@ -8,6 +8,7 @@ import pytest
 
 import luasched
 from luasched.core import ops
+from luasched.core.fields import TASK
 
 from .util import audit_ok, delayed_due_ms, queue_ids, raw_record, record
 
@@ -18,11 +19,11 @@ def test_submit_one_creates_a_queued_record(sched, clock):
     assert h.state == "queued"
     assert queue_ids(sched) == [h.id]
     rec = record(sched, h.id)
-    assert rec["f"] == "add"
-    assert rec["q"] == "default"
-    assert json.loads(rec["a"]) == [1, 2]
-    assert rec["n"] == "0"
-    assert rec["ct"] == str(int(clock() * 1000))
+    assert rec[TASK.name] == "add"
+    assert rec[TASK.queue] == "default"
+    assert json.loads(rec[TASK.args]) == [1, 2]
+    assert rec[TASK.attempts] == "0"
+    assert rec[TASK.created_ms] == str(int(clock() * 1000))
     assert sched.counts()["submitted"] == 1
     audit_ok(sched)
 
@@ -30,15 +31,15 @@ def test_submit_one_creates_a_queued_record(sched, clock):
 def test_submit_keyword_arguments_are_kept(sched):
     h = sched.submit("greet", "ann", punctuation="!")
 
-    assert json.loads(record(sched, h.id)["a"]) == {"args": ["ann"], "kwargs": {"punctuation": "!"}}
+    assert json.loads(record(sched, h.id)[TASK.args]) == {"args": ["ann"], "kwargs": {"punctuation": "!"}}
     audit_ok(sched)
 
 
 def test_submit_many_with_keyword_arguments(sched):
     a, b = sched.submit_many("greet", [luasched.Args("ann", end="!"), ["bob"]])
 
-    assert json.loads(record(sched, a.id)["a"]) == {"args": ["ann"], "kwargs": {"end": "!"}}
-    assert json.loads(record(sched, b.id)["a"]) == ["bob"]
+    assert json.loads(record(sched, a.id)[TASK.args]) == {"args": ["ann"], "kwargs": {"end": "!"}}
+    assert json.loads(record(sched, b.id)[TASK.args]) == ["bob"]
     audit_ok(sched)
 
 
@@ -110,7 +111,7 @@ def test_existing_id_creates_nothing_and_the_handle_points_to_it(sched):
     assert queue_ids(sched) == ["order-17"]
     assert queue_ids(sched, "elsewhere") == []
     rec = record(sched, "order-17")
-    assert (rec["f"], json.loads(rec["a"])) == ("add", [1, 2])
+    assert (rec[TASK.name], json.loads(rec[TASK.args])) == ("add", [1, 2])
     audit_ok(sched)
 
 
@@ -172,12 +173,12 @@ def test_due_delayed_task_goes_to_an_idle_processor_in_the_same_dispatch(sched, 
 @pytest.mark.parametrize(
     ("options", "fields"),
     [
-        ({"_queue": "emails"}, {"q": "emails"}),
-        ({"_max_attempts": 7}, {"m": "7"}),
-        ({"_timeout": 2.5}, {"o": "2500"}),
-        ({"_retry_backoff": 0.25}, {"b": "250"}),
+        ({"_queue": "emails"}, {TASK.queue: "emails"}),
+        ({"_max_attempts": 7}, {TASK.max_attempts: "7"}),
+        ({"_timeout": 2.5}, {TASK.timeout_ms: "2500"}),
+        ({"_retry_backoff": 0.25}, {TASK.backoff_ms: "250"}),
         ({"_queue": "x", "_max_attempts": 1, "_timeout": 60, "_retry_backoff": 0},
-         {"q": "x", "m": "1", "o": "60000", "b": "0"}),
+         {TASK.queue: "x", TASK.max_attempts: "1", TASK.timeout_ms: "60000", TASK.backoff_ms: "0"}),
     ],
 )
 def test_options_land_in_the_record(sched, options, fields):
@@ -185,7 +186,7 @@ def test_options_land_in_the_record(sched, options, fields):
 
     rec = record(sched, h.id)
     assert {k: rec.get(k) for k in fields} == fields
-    assert queue_ids(sched, fields.get("q", "default")) == [h.id]
+    assert queue_ids(sched, fields.get(TASK.queue, "default")) == [h.id]
     audit_ok(sched)
 
 
@@ -193,8 +194,8 @@ def test_defaults_in_the_record(sched):
     h = sched.submit("add")
 
     rec = record(sched, h.id)
-    assert (rec["q"], rec["m"], rec["b"]) == ("default", "3", "1000")
-    assert "o" not in rec  # no timeout
+    assert (rec[TASK.queue], rec[TASK.max_attempts], rec[TASK.backoff_ms]) == ("default", "3", "1000")
+    assert TASK.timeout_ms not in rec  # no timeout
 
 
 def test_registered_task_defaults_apply_and_options_override_them(sched):
@@ -206,15 +207,16 @@ def test_registered_task_defaults_apply_and_options_override_them(sched):
     b = sched.submit(crunch, 2, _max_attempts=1)
 
     ra, rb = record(sched, a.id), record(sched, b.id)
-    assert (ra["f"], ra["q"], ra["m"], ra["o"], ra["b"]) == ("crunch", "slow", "5", "9000", "2000")
-    assert (rb["q"], rb["m"]) == ("slow", "1")
+    assert (ra[TASK.name], ra[TASK.queue], ra[TASK.max_attempts], ra[TASK.timeout_ms], ra[TASK.backoff_ms]) == (
+        "crunch", "slow", "5", "9000", "2000")
+    assert (rb[TASK.queue], rb[TASK.max_attempts]) == ("slow", "1")
     audit_ok(sched)
 
 
 def test_submit_by_name_of_an_unregistered_task_is_allowed(sched):
     h = sched.submit("defined.elsewhere", {"k": [1, None]})
 
-    assert record(sched, h.id)["f"] == "defined.elsewhere"
+    assert record(sched, h.id)[TASK.name] == "defined.elsewhere"
     assert h.state == "queued"
     audit_ok(sched)
 
@@ -264,7 +266,7 @@ def test_without_a_clock_the_servers_time_is_used(make_sched):
     before = int(time.time() * 1000)
     h = s.submit("add", _delay=60)
 
-    created = int(record(s, h.id)["ct"])
+    created = int(record(s, h.id)[TASK.created_ms])
     assert abs(created - before) < 5000
     assert delayed_due_ms(s, h.id) == created + 60_000
     audit_ok(s)
@@ -275,9 +277,9 @@ def test_a_queued_record_leaves_out_the_fields_that_hold_their_defaults(sched):
     from .util import raw_record
 
     plain = raw_record(sched, sched.submit("add", 1).id)
-    assert set(plain) == {"f", "a", "ct", "s"}
+    assert set(plain) == {TASK.name, TASK.args, TASK.created_ms, TASK.state}
     custom = raw_record(sched, sched.submit("add", _queue="slow", _max_attempts=4, _retry_backoff=2).id)
-    assert (custom["q"], custom["m"], custom["b"]) == ("slow", "4", "2000")
+    assert (custom[TASK.queue], custom[TASK.max_attempts], custom[TASK.backoff_ms]) == ("slow", "4", "2000")
 
 
 def test_submit_many_gives_every_task_the_options_and_its_own_id(sched, clock):
@@ -289,6 +291,7 @@ def test_submit_many_gives_every_task_the_options_and_its_own_id(sched, clock):
     due = int(clock() * 1000) + 3000
     for h, args in zip(handles, ["[]", "[1]", "[1,2]"], strict=True):
         r = raw_record(sched, h.id)
-        assert (r["a"], r["q"], r["m"], r["o"], r["b"], r["s"]) == (args, "other", "5", "2000", "500", "delayed")
+        fields = (TASK.args, TASK.queue, TASK.max_attempts, TASK.timeout_ms, TASK.backoff_ms, TASK.state)
+        assert tuple(r[f] for f in fields) == (args, "other", "5", "2000", "500", "delayed")
         assert int(sched.client.zscore(sched.keys.delayed, h.id)) == due
     audit_ok(sched)

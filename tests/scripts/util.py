@@ -6,6 +6,7 @@ from typing import Any
 
 import luasched
 from luasched.core import ops
+from luasched.core.fields import TASK
 from luasched.core.tasks import new_request_id
 
 
@@ -28,8 +29,8 @@ def running_ids(sched: luasched.Scheduler, pid: str) -> list[str]:
     return sorted(ops.text(list(sched.client.smembers(sched.keys.inbox_running(pid)))))
 
 
-#: Fields a task record leaves out while they hold these values (lua/_lib.lua: less memory).
-RECORD_DEFAULTS = {"q": "default", "n": "0", "m": "3", "b": "1000"}
+#: Fields a task record leaves out while they hold these values (lua/lib/util.lua: less memory).
+RECORD_DEFAULTS = {TASK.queue: "default", TASK.attempts: "0", TASK.max_attempts: "3", TASK.backoff_ms: "1000"}
 
 
 def raw_record(sched: luasched.Scheduler, task_id: str) -> dict[str, str]:

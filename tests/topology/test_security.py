@@ -58,7 +58,7 @@ def user_url(server: RedisServer, user: str = "luasched", password: str = PASSWO
 
 def test_the_acl_lists_exactly_the_commands_the_scripts_call() -> None:
     called = set()
-    for path in (ROOT / "lua").glob("*.lua"):
+    for path in (ROOT / "lua").rglob("*.lua"):
         called |= {m.lower() for m in re.findall(r"redis\.p?call\('([A-Za-z]+)'", path.read_text())}
     assert called == set(SCRIPT_COMMANDS)
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import luasched
+from luasched.core.fields import TASK
 from tests.scripts.util import audit_ok, record
 
 
@@ -263,7 +264,7 @@ def test_a_result_that_is_not_json_fails_the_task(sched):
         h.result(timeout=1)
     assert failed.value.error_type == "SerializationError"
     assert "not JSON" in failed.value.message and "makes_a_set" in failed.value.message
-    assert json.loads(record(sched, h.id)["e"])["type"] == "SerializationError"
+    assert json.loads(record(sched, h.id)[TASK.error])["type"] == "SerializationError"
     audit_ok(sched)
 
 

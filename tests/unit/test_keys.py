@@ -1,11 +1,14 @@
-"""The key names the scripts build match luasched/keys.py, and all carry the namespace hash tag."""
+"""The key names the scripts build match luasched/core/keys.py, and all carry the namespace hash tag;
+the field names they store are luasched/core/fields.py's, each meaning one thing."""
 
 from __future__ import annotations
 
 import pytest
 
-from luasched.core import ops
+from luasched import scripts
+from luasched.core import fields, ops
 from luasched.core.keys import FIXED, Keys
+from luasched.core.states import FINISHED
 from luasched.scripts import lua_dir
 from tests.scripts.util import ack, audit_ok, error_json, start
 
@@ -112,15 +115,29 @@ def test_key_spelling_matches_the_lib_header(name, spelled):
     assert getattr(keys, name)("ID") == "luasched:{ns1}:" + spelled
 
 
-def test_cards_key_spelling_matches_the_lib():
-    assert Keys("ns1").cards == "luasched:{ns1}:cards"
-    assert "P .. 'cards'" in (lua_dir() / "_lib.lua").read_text()
+def test_cards_is_a_fixed_key_and_no_script_builds_it():
+    assert Keys("ns1").cards == "luasched:{ns1}:cards" == Keys("ns1").fixed[8]
+    lua = [p.read_text() for p in lua_dir().rglob("*.lua")]
+    assert not [text for text in lua if "'cards'" in text or '"cards"' in text]
+    assert any("C.cards" in text for text in lua)
+
+
+def test_the_context_names_the_fixed_keys_in_keys_py_order(sched):
+    """lib/util's context(KEYS, prefix) gives each fixed key its name (the loader's CONTEXT
+    starts with FIXED), then the prefix, now and keep_s."""
+    assert scripts.CONTEXT == (*FIXED, "prefix", "now", "keep_s")
+    names = ", ".join(f"C.{n}" for n in scripts.CONTEXT)
+    lua = ("--[[ t: x\n  Includes: util\n]]\n"
+           f"local C = context(KEYS, ARGV[1])\nC.now, C.keep_s = 5, 6\nreturn {{{names}}}\n")
+    keys = sched.keys.fixed
+    got = sched.client.eval(scripts.build(lua, "lua/t.lua"), len(keys), *keys, sched.keys.prefix)
+    assert ops.text(got) == [*keys, sched.keys.prefix, 5, 6]
 
 
 def test_fixed_key_spelling():
     assert Keys("ns1").fixed == tuple(f"luasched:{{ns1}}:{n}" for n in
                                       ("stats", "delayed", "running", "failed", "queues", "procs",
-                                       "idle", "wake"))
+                                       "idle", "wake", "cards"))
 
 
 def test_a_task_id_cannot_collide_with_another_tasks_keys(sched):
@@ -159,3 +176,76 @@ def test_a_task_id_that_spells_a_waiter_key_is_a_new_task(sched):
     assert late.state == "queued"  # raised ScriptError: WRONGTYPE (the id was 'existing')
     assert sched.counts()["submitted"] == 2
     assert x.state == "done"
+
+
+# --- record field names (luasched/core/fields.py) ----------------------------------------------
+
+
+def test_no_stored_name_means_two_things():
+    """A stored name is one attribute wherever it appears: ``done`` of the stats and of a group
+    are the same logical name; ``n`` as a task's attempts and a group's total would not be."""
+    meanings: dict[str, set[str]] = {}
+    for kind in fields.LUA_KINDS.values():
+        stored = fields.names(kind)
+        assert len(set(stored.values())) == len(stored), kind  # no two attributes of a kind share one
+        for attr, name in stored.items():
+            meanings.setdefault(name, set()).add(attr)
+    assert {name: attrs for name, attrs in meanings.items() if len(attrs) > 1} == {}
+
+
+def test_a_memo_prefix_is_the_start_of_no_other_field():
+    names = fields.names(fields.PROCESSOR)
+    for attr in fields.Processor.PREFIXES:
+        prefix = names[attr]
+        others = [n for a, n in names.items() if a != attr and (n.startswith(prefix) or prefix.startswith(n))]
+        assert others == [], attr
+
+
+def test_the_renamed_fields_no_longer_collide():
+    assert (fields.PROCESSOR.name, fields.GROUP.total) == ("name", "total")
+    assert fields.PROCESSOR.ack_memo not in ("m", fields.TASK.max_attempts)
+    assert fields.PROCESSOR.start_memo not in ("b", fields.TASK.backoff_ms)
+
+
+def test_the_task_record_keeps_its_short_names():
+    """Every queued task has a record: its field names are part of the measured bytes per task."""
+    assert all(len(name) <= 2 for name in fields.names(fields.TASK).values())
+    assert (fields.TASK.state, fields.TASK.attempts, fields.TASK.max_attempts) == ("s", "n", "m")
+
+
+@pytest.mark.parametrize("kind", [fields.STATS, fields.RATE, fields.GROUP], ids=type)
+def test_counters_by_final_state_are_named_by_the_state(kind):
+    """finish() adds one to the field named by the task's state (HINCRBY key state 1)."""
+    assert {getattr(kind, str(state)) for state in FINISHED} == {str(state) for state in FINISHED}
+
+
+def test_lua_constants_follow_the_scheme():
+    constants = fields.lua_constants()
+    assert constants["TASK_STATE"] == fields.TASK.state
+    assert constants["PROC_CAPACITY"] == fields.PROCESSOR.capacity
+    assert constants["GROUP_TOTAL"] == fields.GROUP.total
+    assert constants["STAT_SUBMITTED"] == fields.STATS.submitted
+    assert constants["EVENT_TASK"] == fields.GROUP_EVENT.task
+    assert len(constants) == sum(len(fields.names(k)) for k in fields.LUA_KINDS.values())
+
+
+def stored(sched, key) -> set[str]:
+    return set(ops.text(list(sched.client.hgetall(key))))
+
+
+def test_every_stored_field_is_in_the_table(sched, busy):
+    """What the scripts wrote is spelled as the table says (and nothing else is stored)."""
+    k, pid, gid = sched.keys, busy["p"].id, busy["group"].id
+    table = {kind: set(fields.names(kind).values()) for kind in fields.LUA_KINDS.values()}
+    tasks = [busy[n].id for n in ("a", "b", "c", "late")] + list(busy["group"].ids)
+    assert set().union(*(stored(sched, k.task(t)) for t in tasks)) <= table[fields.TASK]
+    assert stored(sched, k.stats) <= table[fields.STATS]
+    assert stored(sched, k.group(gid)) == table[fields.GROUP] - {fields.GROUP.cancelled}
+    buckets = ops.text(list(sched.client.scan_iter(k.rate(0)[:-1] + "*")))
+    rates = set().union(*(stored(sched, key) for key in buckets))
+    assert rates and rates <= table[fields.RATE]
+    events = sched.client.xrange(k.group_stream(gid))
+    assert events and all({ops.text(f) for f in entry} == table[fields.GROUP_EVENT] for _, entry in events)
+    proc = stored(sched, k.processor(pid))
+    memos = {f for f in proc if f.startswith((fields.PROCESSOR.ack_memo, fields.PROCESSOR.start_memo))}
+    assert memos and proc - memos <= table[fields.PROCESSOR]

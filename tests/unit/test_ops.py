@@ -11,6 +11,7 @@ import luasched
 from luasched import scripts
 from luasched.core import flows, ops
 from luasched.core.audit import check_audit
+from luasched.core.fields import PROCESSOR, STATS
 from luasched.core.keys import Keys
 from luasched.core.options import MAX_LIMIT, TaskOptions
 
@@ -36,7 +37,7 @@ CALLS = {
     "deregister": (ops.deregister(NS, 123, "p1", "r1"), (P, "123", "p1", "77", "r1")),
     "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1", "1")),
     "ack": (ops.ack(NS, 123, "p1", "s0", "r1", STARTED, "done", "42", ops.NEXT_INBOX),
-            (P, "123", "p1", "s0", "r1", "77", "1", "1", "1", "t1", "2", "done", "42")),
+            (P, "123", "p1", "s0", "r1", "77", "inbox", "1", "1", "t1", "2", "done", "42")),
     "cancel": (ops.cancel(NS, 123, "t1", "r1"), (P, "123", "t1", "r1", "77")),
     "result": (ops.result(NS, "t1", True), (P, "t1", "1")),
     "counts": (ops.counts(NS, 123), (P, "123")),
@@ -288,17 +289,24 @@ def test_outcome_value(outcome, raises):
 TWO40 = 1 << 40
 
 
+def proc_record(capacity: str, deadline_ms: str | None = None) -> list[str]:
+    """A processor's record as audit reads it (HGETALL, flat), serving the queue default."""
+    flat = [PROCESSOR.capacity, capacity, PROCESSOR.queues, "default"]
+    return flat + [PROCESSOR.deadline_ms, deadline_ms] if deadline_ms else flat
+
+
 def clean():
     """A consistent snapshot: t1 queued, t2 pending and t3 running on p1 (capacity 3), t4 delayed,
     t5 failed, one done and one cancelled (no longer in any place)."""
     return [
         "1000",
-        ["submitted", "7", "assigned", "1", "done", "1", "failed", "1", "cancelled", "1", "seq", "9"],
+        [STATS.submitted, "7", STATS.assigned, "1", STATS.done, "1", STATS.failed, "1", STATS.cancelled, "1",
+         STATS.seq, "9"],
         [["default", ["t1"]]],
         ["t4"],
         ["t3", "inf"],
         ["t5"],
-        [["p1", "5000", ["c", "3", "qs", "default"], ["t2"], ["t3"]]],
+        [["p1", "5000", proc_record("3"), ["t2"], ["t3"]]],
         [["default", ["p1", str(2 * TWO40 + 9)]]],
         ["p1"],
         [["t1", "queued", "default", "", "0", "3"],
@@ -332,13 +340,13 @@ def _two_places(s):
 
 
 def _over_capacity(s):
-    s[6][0][2] = ["c", "1", "qs", "default"]
+    s[6][0][2] = proc_record("1")
     s[7] = [["default", []]]
     s[8] = []
 
 
 def _idle_but_full(s):
-    s[6][0][2] = ["c", "2", "qs", "default"]
+    s[6][0][2] = proc_record("2")
 
 
 def _not_ranked_idle(s):
@@ -389,7 +397,7 @@ def _too_many_attempts(s):
 
 
 def _lease_out_of_step(s):
-    s[6][0][2] = ["c", "3", "qs", "default", "dl", "4000"]  # the registry says 5000
+    s[6][0][2] = proc_record("3", "4000")  # the registry says 5000
 
 
 def _inbox_of_another(s):

@@ -1,0 +1,225 @@
+--[[ lib/lifecycle: a task's moves between the places it can be (queued, delayed, running, finished).
+  Starting, finishing, retrying and giving back tasks; also a processor leaving (drain), since
+  what that does is give its tasks back. Never places a task on a processor: that is
+  lib/placement, which includes this library (its own processor starts what it places at once).
+  Includes: fields, util, processors
+]]
+local function queue_of(C, id)
+  return redis.call('HGET', C.prefix .. 't:' .. id, TASK_QUEUE) or DEFAULT_QUEUE
+end
+
+-- -> running on pid (the caller took id out of its pending list or its queue). The attempt
+-- number goes up by one. Returns {id, name, args, attempt, timeout_ms}.
+local function start_task(C, pid, id)
+  local P, now = C.prefix, C.now
+  local tk = P .. 't:' .. id
+  local f, a, n, o = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS, TASK_TIMEOUT_MS))
+  local attempt = fmt(tonumber(n or '0') + 1)
+  o = o or '0'
+  redis.call('HSET', tk, TASK_STATE, 'running', TASK_ATTEMPTS, attempt, TASK_STARTED_MS, fmt(now), TASK_PROCESSOR, pid)
+  redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
+  if tonumber(o) > 0 then
+    redis.call('ZADD', C.running, fmt(now + tonumber(o)), id)
+  else
+    redis.call('ZADD', C.running, '+inf', id)
+  end
+  return {id, f, a, attempt, o}
+end
+
+-- pending -> running for processor pid (its inbox's oldest). Returns the task or nil.
+local function start_next(C, pid)
+  local id = redis.call('LPOP', C.prefix .. 'p:' .. pid .. ':i')
+  if not id then
+    return nil
+  end
+  redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)
+  return start_task(C, pid, id)
+end
+
+-- Start up to want tasks for pid: its inbox's oldest first; then, with take, the heads of its
+-- queues in turn while it has a free slot. Returns the started tasks and whether any came from a
+-- queue (the processor's load then grew).
+local function start_many(C, pid, want, take, cap, qs)
+  local P = C.prefix
+  local tasks = {}
+  while #tasks < want do
+    local t = start_next(C, pid)
+    if not t then
+      break
+    end
+    tasks[#tasks + 1] = t
+  end
+  trim_wake(C, pid)
+  local took = false
+  if take and #tasks < want then
+    local pk = P .. 'p:' .. pid
+    if not cap then
+      cap, qs = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES))
+    end
+    local load = redis.call('SCARD', P .. 'p:' .. pid .. ':r') -- the pending list is empty here
+    local names = split_commas(qs)
+    local turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
+    local dry = 0
+    local k = 0
+    -- start at a different queue each time, so that no queue of the processor starves another
+    while #tasks < want and load < tonumber(cap) and dry < #names do
+      local q = names[(turn + k) % #names + 1]
+      k = k + 1
+      local qid = redis.call('LPOP', P .. 'q:' .. q)
+      if qid then
+        dry = 0
+        tasks[#tasks + 1] = start_task(C, pid, qid) -- queued -> running at once
+        load = load + 1
+        took = true
+      else
+        dry = dry + 1
+      end
+    end
+  end
+  return tasks, took
+end
+
+-- Flatten started tasks into reply entries {'task', id, name, args, attempt, timeout, ...}.
+local function started_reply(tasks)
+  local out = {}
+  for _, t in ipairs(tasks) do
+    out[#out + 1] = 'task'
+    for _, v in ipairs(t) do
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
+-- delayed -> queued (tail) for up to limit tasks that are due.
+local function promote(C, limit)
+  local P, delayed = C.prefix, C.delayed
+  local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', fmt(C.now), 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    local tk = P .. 't:' .. id
+    redis.call('ZREM', delayed, id)
+    redis.call('RPUSH', P .. 'q:' .. queue_of(C, id), id)
+    redis.call('HSET', tk, TASK_STATE, 'queued')
+  end
+  return #ids
+end
+
+-- Any state -> done | failed | cancelled; field/payload (TASK_RESULT or TASK_ERROR) may be nil.
+-- The stats, the rate bucket and the group count it in the field named by the state.
+-- known: {w, g} read from the record already (waiter flag, group), or nil to read them here.
+local function finish(C, id, state, field, payload, known)
+  local P, now, keep_s = C.prefix, C.now, C.keep_s
+  local tk = P .. 't:' .. id
+  if field then
+    redis.call('HSET', tk, TASK_STATE, state, TASK_FINISHED_MS, fmt(now), field, payload)
+  else
+    redis.call('HSET', tk, TASK_STATE, state, TASK_FINISHED_MS, fmt(now))
+  end
+  redis.call('HDEL', tk, TASK_PROCESSOR)
+  redis.call('HINCRBY', C.stats, state, 1)
+  local bucket = P .. 'rate:' .. fmt(math.floor(now / 10000))
+  if redis.call('HINCRBY', bucket, state, 1) == 1 then
+    redis.call('EXPIRE', bucket, 120)
+  end
+  if state == 'failed' then
+    redis.call('ZADD', C.failed, fmt(now), id)
+  else
+    redis.call('EXPIRE', tk, keep_s)
+  end
+  local w, g
+  if known then
+    w, g = known[1], known[2]
+  else
+    w, g = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP))
+  end
+  if w then
+    local wk = P .. 'w:' .. id
+    redis.call('RPUSH', wk, '1')
+    redis.call('EXPIRE', wk, 300)
+  end
+  if g then
+    local gk = P .. 'g:' .. g
+    if redis.call('EXISTS', gk) == 1 then
+      redis.call('HINCRBY', gk, state, 1)
+      redis.call('XADD', P .. 'gs:' .. g, '*', EVENT_TASK, id, EVENT_STATE, state)
+      local n, d, f, c = unpack(redis.call('HMGET', gk, GROUP_TOTAL, GROUP_DONE, GROUP_FAILED, GROUP_CANCELLED))
+      -- a group made before its total had a name of its own counts its member list (the same number)
+      n = tonumber(n) or redis.call('LLEN', P .. 'gi:' .. g)
+      if (tonumber(d) or 0) + (tonumber(f) or 0) + (tonumber(c) or 0) >= n then
+        redis.call('EXPIRE', gk, keep_s)
+        redis.call('EXPIRE', P .. 'gs:' .. g, keep_s)
+        redis.call('EXPIRE', P .. 'gi:' .. g, keep_s)
+      end
+    end
+  end
+end
+
+-- queued again at the head (from <where>, no attempt used).
+local function back_to_head(C, id)
+  local tk = C.prefix .. 't:' .. id
+  redis.call('LPUSH', C.prefix .. 'q:' .. queue_of(C, id), id)
+  redis.call('HSET', tk, TASK_STATE, 'queued')
+  redis.call('HDEL', tk, TASK_PROCESSOR)
+end
+
+-- A started attempt ended without success (error, timeout, lease lost). The caller has already
+-- taken id out of running and the processor's running set. later: retry through delayed with
+-- exponential backoff; else retry at the head of the queue. Returns 'retry' or 'failed'.
+local function attempt_ended(C, id, error_json, later)
+  local tk = C.prefix .. 't:' .. id
+  local n, m, b = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_BACKOFF_MS))
+  n = tonumber(n)
+  b = b or DEFAULT_BACKOFF_MS
+  if n >= tonumber(m or DEFAULT_MAX_ATTEMPTS) then
+    finish(C, id, 'failed', TASK_ERROR, error_json)
+    return 'failed'
+  end
+  redis.call('HSET', tk, TASK_ERROR, error_json)
+  if later then
+    local backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)
+    redis.call('ZADD', C.delayed, fmt(C.now + backoff), id)
+    redis.call('HSET', tk, TASK_STATE, 'delayed')
+    redis.call('HDEL', tk, TASK_PROCESSOR)
+  else
+    back_to_head(C, id)
+  end
+  return 'retry'
+end
+
+-- Give back a processor's whole inbox and remove it. Pending tasks go back to the head of their
+-- queues in order, without using an attempt; started ones used their attempt. Ids appended to out.
+local function drain(C, pid, reason, out)
+  local P = C.prefix
+  local ik = P .. 'p:' .. pid .. ':i'
+  local rk = P .. 'p:' .. pid .. ':r'
+  local pending = redis.call('LRANGE', ik, 0, -1)
+  for i = #pending, 1, -1 do
+    back_to_head(C, pending[i])
+  end
+  if #pending > 0 then
+    redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -#pending)
+  end
+  local started = redis.call('SMEMBERS', rk)
+  table.sort(started) -- SMEMBERS order differs between servers: give back in a known order
+  local err = '{"type":"LeaseLost","message":"' .. reason .. ' while running on processor ' .. pid .. '"}'
+  for _, id in ipairs(started) do
+    redis.call('ZREM', C.running, id)
+    attempt_ended(C, id, err, false)
+  end
+  for i = 1, #pending do
+    out[#out + 1] = pending[i]
+  end
+  for _, id in ipairs(started) do
+    out[#out + 1] = id
+  end
+  local qs = redis.call('HGET', P .. 'p:' .. pid, PROC_QUEUES)
+  if qs then
+    for _, q in ipairs(split_commas(qs)) do
+      redis.call('ZREM', P .. 'idle:' .. q, pid)
+    end
+  end
+  redis.call('SREM', C.idle, pid)
+  redis.call('ZREM', C.procs, pid)
+  redis.call('DEL', ik, rk, P .. 'p:' .. pid, P .. 'p:' .. pid .. ':w')
+  redis.call('HDEL', C.cards, pid)
+end

@@ -1,0 +1,346 @@
+--[[ lib/placement: one placing call (dispatch, submit's dispatch, ack's dispatch on ack).
+  Chooses for each task the least-loaded live idle processor serving its queue (ties: idle
+  longest), before the task leaves its queue. The processors a call meets are read once (their
+  cards), their rankings kept in memory while the call places tasks and written back once.
+  Includes: fields, util, processors, lifecycle
+]]
+-- One placing call (dispatch, or submit's dispatch): the processors it met, with capacity, queues
+-- and liveness read once per call (a lease cannot change while the script runs), and per queue a
+-- heap of its idle ranking's head. The ranking is kept in Lua while the call places tasks and
+-- written back once per processor by placed: a processor that takes a task is re-ranked in
+-- memory, not with a ZADD per task. want: how many tasks the call may place at most.
+local function placer(C, want)
+  return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
+          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0}
+end
+
+-- The next tie-break number of the idle rankings: the counter is read once per call and
+-- written back once, by placed (the same numbers as one HINCRBY per placement).
+local function next_seq(pl)
+  if not pl.seq then
+    pl.seq = tonumber(redis.call('HGET', pl.stats, STAT_SEQ) or '0')
+  end
+  pl.seq = pl.seq + 1
+  pl.seqs = pl.seqs + 1
+  return pl.seq
+end
+
+local function learn(pl, pid, cap, qs, dl)
+  qs = qs or ''
+  local queues = pl.queue_lists[qs] -- shared by the processors that serve the same queues (read only)
+  if not queues then
+    queues = {}
+    if qs ~= '' then
+      queues = string.find(qs, ',', 1, true) and split_commas(qs) or {qs}
+    end
+    pl.queue_lists[qs] = queues
+  end
+  -- every field it will hold named here (nil ones too): the table is made at its final size
+  local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.C, pid, dl, cap),
+                ranked = nil, key = nil, load = nil, dirty = nil}
+  pl.known[pid] = info
+  return info
+end
+
+-- A binary min-heap of (key, pid) pairs in two arrays, rank.hk and rank.hp (no table per entry).
+local function heap_push(rank, key, pid)
+  local hk, hp = rank.hk, rank.hp
+  local n = #hk + 1
+  while n > 1 do
+    local up = (n - n % 2) / 2
+    if hk[up] <= key then
+      break
+    end
+    hk[n], hp[n] = hk[up], hp[up]
+    n = up
+  end
+  hk[n], hp[n] = key, pid
+end
+
+local function heap_pop(rank)
+  local hk, hp = rank.hk, rank.hp
+  local key, pid, n = hk[1], hp[1], #hk
+  local lk, lp = hk[n], hp[n]
+  hk[n], hp[n] = nil, nil
+  n = n - 1
+  if n > 0 then
+    local i = 1
+    while true do
+      local l = 2 * i
+      if l > n then
+        break
+      end
+      if l < n and hk[l + 1] < hk[l] then
+        l = l + 1
+      end
+      if lk <= hk[l] then
+        break
+      end
+      hk[i], hp[i] = hk[l], hp[l]
+      i = l
+    end
+    hk[i], hp[i] = lk, lp
+  end
+  return key, pid
+end
+
+-- Fill rank from the head of its stored ranking: as many processors as the call may still
+-- place tasks (at most 256), their cards read in ONE HMGET (a processor without a card, whose
+-- record predates cards, is read from its record). A processor the call already re-ranked keeps
+-- its key from memory. The entries read in the ranking's order form a run that the call reads
+-- with a cursor (no heap work per pick); only keys re-ranked in memory go to rank's heap.
+-- bound: the last stored score read (none: the ranking was read whole); every processor not
+-- read ranks at or after it, so rank's head (peek) is the ranking's head while it is not past
+-- bound.
+local function fetch(pl, rank)
+  local k = math.min(math.max(pl.want - pl.assigned, 1), 256)
+  local flat = redis.call('ZRANGE', rank.ik, 0, k - 1, 'WITHSCORES')
+  local unknown = {}
+  for i = 1, #flat, 2 do
+    if not pl.known[flat[i]] then
+      unknown[#unknown + 1] = flat[i]
+    end
+  end
+  if #unknown > 0 then
+    local cards = redis.call('HMGET', pl.cards, unpack(unknown))
+    for i, pid in ipairs(unknown) do
+      local cap, dl, qs
+      if cards[i] then
+        cap, dl, qs = string.match(cards[i], '^(%d+) (%d+) (.*)$')
+      end
+      if not cap then
+        cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS))
+      end
+      learn(pl, pid, cap, qs, dl)
+    end
+  end
+  local rk, rp, n = {}, {}, 0
+  rank.hk, rank.hp = {}, {}
+  for i = 1, #flat, 2 do
+    local pid = flat[i]
+    local info = pl.known[pid]
+    local stored = tonumber(flat[i + 1])
+    if not info.ranked then -- first sight: its stored score is its key
+      info.ranked = true
+      info.key = stored
+      info.load = math.floor(stored / TWO40)
+    end
+    if info.key == stored then -- in the ranking's order
+      n = n + 1
+      rk[n], rp[n] = stored, pid
+    elseif info.key then -- re-ranked in memory by this call (another queue's placement): higher
+      heap_push(rank, info.key, pid)
+    end
+  end
+  rank.rk, rank.rp, rank.ri = rk, rp, 1
+  rank.bound = #flat == 2 * k and tonumber(flat[#flat]) or math.huge
+end
+
+-- The head of rank: the smaller of the run read from the ranking (in order: a cursor) and of
+-- the heap of keys re-ranked since (lower first; nil when both are empty); run: it is the run's.
+local function peek(rank)
+  local a, b = rank.rk[rank.ri], rank.hk[1]
+  if a and (not b or a <= b) then
+    return a, true
+  end
+  return b, false
+end
+
+local function take(rank, run)
+  if run then
+    local i = rank.ri
+    rank.ri = i + 1
+    return rank.rk[i], rank.rp[i]
+  end
+  return heap_pop(rank)
+end
+
+-- Write the keys the call changed back to the idle rankings: one ZADD (or ZREM) per queue.
+local function flush(pl)
+  if #pl.dirty == 0 then
+    return
+  end
+  local adds, rems, full = {}, {}, {}
+  for _, pid in ipairs(pl.dirty) do
+    local info = pl.known[pid]
+    info.dirty = false
+    local into = info.key and adds or rems
+    for _, q in ipairs(info.queues) do
+      local list = into[q]
+      if not list then
+        list = {}
+        into[q] = list
+      end
+      if info.key then
+        list[#list + 1] = info.key -- a number: Redis writes it with %.17g, exact below 2^53
+      end
+      list[#list + 1] = pid
+    end
+    if not info.key then
+      full[#full + 1] = pid
+    end
+  end
+  pl.dirty = {}
+  for q, args in pairs(adds) do
+    call_chunked('ZADD', pl.P .. 'idle:' .. q, args)
+  end
+  for q, pids in pairs(rems) do
+    call_chunked('ZREM', pl.P .. 'idle:' .. q, pids)
+  end
+  if #full > 0 then
+    call_chunked('SREM', pl.idle, full)
+  end
+end
+
+-- The least-loaded live idle processor serving q (ties: idle longest) and its load, or nil.
+-- Lapsed processors met at the head are dropped from the idle sets (reap takes their inbox).
+local function pick(pl, q)
+  local rank = pl.ranks[q]
+  if not rank then
+    rank = {ik = pl.P .. 'idle:' .. q}
+    pl.ranks[q] = rank
+    fetch(pl, rank)
+  end
+  local dropped = 0
+  while true do
+    local top, run = peek(rank)
+    if not top or top > rank.bound then
+      if rank.bound == math.huge then
+        return nil
+      end
+      flush(pl) -- the stored ranking is then exact: read its head again
+      fetch(pl, rank)
+      if not peek(rank) then
+        return nil
+      end
+    else
+      local key, pid = take(rank, run)
+      local info = pl.known[pid]
+      if not info.alive then -- never re-ranked: one entry per heap
+        redis.call('ZREM', rank.ik, pid)
+        redis.call('SREM', pl.idle, pid)
+        dropped = dropped + 1
+        if dropped >= 32 then
+          return nil
+        end
+      elseif info.key == key then -- else a stale entry: the processor was re-ranked or is full
+        return pid, info.load
+      end
+    end
+  end
+end
+
+-- pid took a task: its load goes up by one in memory, and it is re-ranked in the heaps (written
+-- back by flush). load is pid's load before.
+local function rerank_in_memory(pl, pid, load)
+  local info = pl.known[pid]
+  info.load = load + 1
+  if not info.dirty then
+    info.dirty = true
+    pl.dirty[#pl.dirty + 1] = pid
+  end
+  if info.load < info.cap then
+    info.key = info.load * TWO40 + next_seq(pl)
+    for _, q in ipairs(info.queues) do
+      local rank = pl.ranks[q]
+      if rank then
+        heap_push(rank, info.key, pid)
+      end
+    end
+  else
+    info.key = nil -- full: out of every ranking
+  end
+end
+
+-- queued (already popped by the caller) -> inbox of pid, pending; load is pid's load before.
+-- The idle ranking is updated from the known load (the score holds it): no inbox is counted.
+-- When pid is the placer's own (pl.own: the acking processor, whose slot starts what it places
+-- in the same call, its inbox being empty), the task starts at once instead: queued -> running,
+-- no inbox, no wake-up token, not counted as assigned.
+local function assign(pl, id, pid, load)
+  local P = pl.P
+  local own = pl.own
+  if own and own.pid == pid and #own.tasks < own.want then
+    own.tasks[#own.tasks + 1] = start_task(pl.C, pid, id)
+    rerank_in_memory(pl, pid, load)
+    return
+  end
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
+  redis.call('HSET', P .. 't:' .. id, TASK_STATE, 'assigned', TASK_PROCESSOR, pid)
+  pl.assigned = pl.assigned + 1
+  rerank_in_memory(pl, pid, load)
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
+end
+
+-- Move up to limit tasks from the head of queue q to chosen processors; pairs appended to out.
+-- The processor is chosen before the task is popped: a task never leaves its queue without a place.
+local function assign_from_queue(pl, q, limit, out)
+  local qk = pl.P .. 'q:' .. q
+  local n = 0
+  while n < limit do
+    local pid, load = pick(pl, q)
+    if not pid then
+      break
+    end
+    local id = redis.call('LPOP', qk)
+    if not id then
+      heap_push(pl.ranks[q], pl.known[pid].key, pid) -- not taken: back in its place
+      break
+    end
+    assign(pl, id, pid, load)
+    out[#out + 1] = id
+    out[#out + 1] = pid
+    n = n + 1
+  end
+  return n
+end
+
+-- Place up to limit tasks from the heads of the named queues, one task per queue per round, so
+-- that one busy queue cannot starve the others (the rounds start at names[turn % #names + 1]);
+-- pairs {id, pid} appended to out. Returns how many, and whether any of the queues still holds
+-- tasks after (true when it may: a queue met no idle processor).
+local function place_queued(pl, names, limit, out, turn)
+  local active, left = {}, {}
+  for k = 0, #names - 1 do
+    local q = names[(turn + k) % #names + 1]
+    local depth = redis.call('LLEN', pl.P .. 'q:' .. q)
+    if depth > 0 then
+      active[#active + 1] = q
+      left[q] = depth
+    end
+  end
+  local n = 0
+  while n < limit and #active > 0 do
+    local still = {}
+    for _, q in ipairs(active) do
+      if n >= limit then
+        break
+      end
+      if assign_from_queue(pl, q, 1, out) == 1 then
+        n = n + 1
+        left[q] = left[q] - 1
+        if left[q] > 0 then
+          still[#still + 1] = q
+        end
+      end
+    end
+    active = still
+  end
+  for _, depth in pairs(left) do
+    if depth > 0 then
+      return n, true
+    end
+  end
+  return n, false
+end
+
+-- Settle a placing call: the rankings written back, one write for all its assignments' counters.
+local function placed(pl)
+  flush(pl)
+  if pl.assigned > 0 then
+    redis.call('HINCRBY', pl.stats, STAT_ASSIGNED, pl.assigned)
+  end
+  if pl.seqs > 0 then
+    redis.call('HINCRBY', pl.stats, STAT_SEQ, pl.seqs)
+  end
+end

@@ -1,0 +1,67 @@
+--[[ lib/processors: a processor's liveness, card, idle rankings and wake list, kept in step with its load.
+  Includes: fields, util
+]]
+-- A processor is alive while its lease deadline is not in the past.
+local function alive(C, pid)
+  local deadline = redis.call('ZSCORE', C.procs, pid)
+  return deadline ~= false and deadline ~= nil and tonumber(deadline) >= C.now
+end
+
+-- The same from the record's dl field, read with other fields; a record written before dl
+-- existed (no dl) asks the registry.
+local function lease_ok(C, pid, dl, cap)
+  if dl then
+    return tonumber(dl) >= C.now
+  end
+  return cap ~= false and cap ~= nil and alive(C, pid)
+end
+
+-- A processor's card in the cards HASH: what placing a task needs of it, "capacity
+-- lease-deadline-ms queues", written wherever its record's c, dl or qs change.
+local function write_card(C, pid, cap, dl, qs)
+  if cap and dl and qs then
+    redis.call('HSET', C.cards, pid, cap .. ' ' .. dl .. ' ' .. qs)
+  end
+end
+
+-- Keep the idle zsets and the idle set in step with the processor's load. Returns its pending
+-- count (nil for a processor not registered).
+local function rerank(C, pid, cap, qs)
+  local P = C.prefix
+  if not cap then
+    cap, qs = unpack(redis.call('HMGET', P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES))
+  end
+  if not cap then
+    return
+  end
+  local pending = redis.call('LLEN', P .. 'p:' .. pid .. ':i')
+  local load = pending + redis.call('SCARD', P .. 'p:' .. pid .. ':r')
+  if load < tonumber(cap) then
+    local seq = redis.call('HINCRBY', C.stats, STAT_SEQ, 1)
+    local score = fmt(load * TWO40 + seq)
+    for _, q in ipairs(split_commas(qs)) do
+      redis.call('ZADD', P .. 'idle:' .. q, score, pid)
+    end
+    redis.call('SADD', C.idle, pid)
+  else
+    for _, q in ipairs(split_commas(qs)) do
+      redis.call('ZREM', P .. 'idle:' .. q, pid)
+    end
+    redis.call('SREM', C.idle, pid)
+  end
+  return pending
+end
+
+-- Tokens in a processor's wake list never outnumber its pending tasks.
+local function trim_wake(C, pid)
+  local P = C.prefix
+  local pending = redis.call('LLEN', P .. 'p:' .. pid .. ':i')
+  local wk = P .. 'p:' .. pid .. ':w'
+  if redis.call('LLEN', wk) > pending then
+    if pending == 0 then
+      redis.call('DEL', wk)
+    else
+      redis.call('LTRIM', wk, 0, pending - 1)
+    end
+  end
+end

@@ -1,0 +1,134 @@
+"""The stored field names of luasched's records: the one table that Python and Lua share.
+
+Each kind of record is a frozen dataclass: its attributes are the names the code uses, its
+values the names stored in Redis (``TASK.state == "s"``). A stored name means one thing: the
+same stored name appears in two kinds only for the same attribute (``done`` of the stats and of
+a group: tasks finished done). The task record keeps single letters: every queued task has one,
+and its memory per task is a measured figure (bench/README.md, ~169 B); the other records are
+few (one per processor or group) and spell their names out.
+
+The Lua scripts get the same names as constants, ``<KIND>_<ATTRIBUTE>`` in capitals with the
+kind's prefix from LUA_KINDS (``TASK_STATE``, ``PROC_CAPACITY``, ``GROUP_TOTAL``,
+``STAT_SUBMITTED``, ``RATE_DONE``, ``EVENT_TASK``): luasched/luatree.py makes them into the
+pseudo-library ``fields`` that a Lua file includes like any other, and writes each one a file
+uses as its literal in what it sends (lua/lib/util.lua's header says why).
+
+Counters by final state are named by the state: a script that finishes a task adds one to the
+field named by its state (``done``, ``failed``, ``cancelled``) of the stats, the 10 s rate bucket
+and its group, so those attributes hold their own names (tests/unit/test_keys.py checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class Task:
+    """``t:<id>`` HASH. queue, attempts, max_attempts, backoff_ms and timeout_ms are left out
+    while they hold their defaults (lua/lib/util.lua): a smaller record per queued task."""
+
+    name: str = "f"  # the registered task name
+    queue: str = "q"
+    args: str = "a"  # arguments, JSON
+    state: str = "s"
+    attempts: str = "n"  # attempts started
+    max_attempts: str = "m"
+    timeout_ms: str = "o"
+    backoff_ms: str = "b"
+    processor: str = "p"  # the processor holding it (assigned or running)
+    group: str = "g"
+    result: str = "r"  # JSON
+    error: str = "e"  # JSON
+    last_processor: str = "by"  # the processor that ran the last attempt
+    waiter: str = "w"  # a result() waiter wants a token on w:<id>
+    cancel_request: str = "x"  # the request id that cancelled it
+    created_ms: str = "ct"
+    started_ms: str = "st"
+    finished_ms: str = "ft"
+
+
+@dataclass(frozen=True)
+class Processor:
+    """``p:<pid>`` HASH. ack_memo and start_memo are prefixes: one field per slot, the prefix
+    followed by the slot's name (what an ack / a start of that slot answered, for its replay)."""
+
+    PREFIXES: ClassVar[tuple[str, ...]] = ("ack_memo", "start_memo")
+
+    capacity: str = "c"
+    queues: str = "qs"  # comma-joined
+    lease_ms: str = "ls"
+    name: str = "name"
+    registered_ms: str = "rt"
+    heartbeat_ms: str = "hb"  # the last heartbeat
+    deadline_ms: str = "dl"  # the lease deadline, the same as its score in procs
+    turn: str = "rr"  # which of its queues a take starts with
+    ack_memo: str = "ack:"
+    start_memo: str = "start:"
+
+
+@dataclass(frozen=True)
+class ByFinalState:
+    """Counters of finished tasks, one per final state and named by it: finishing a task adds one
+    to the field named by its state (HINCRBY key state 1)."""
+
+    done: str = "done"
+    failed: str = "failed"
+    cancelled: str = "cancelled"
+
+
+@dataclass(frozen=True)
+class Group(ByFinalState):
+    """``g:<gid>`` HASH: how many members, and how many finished in each final state."""
+
+    total: str = "total"
+
+
+@dataclass(frozen=True)
+class Stats(ByFinalState):
+    """The ``stats`` HASH of a namespace: counters, and when dispatch last ran."""
+
+    submitted: str = "submitted"
+    assigned: str = "assigned"  # tasks in inboxes, not started
+    seq: str = "seq"  # the idle rankings' tie-break sequence
+    last_dispatch_ms: str = "last_dispatch_ms"
+
+
+@dataclass(frozen=True)
+class Rate(ByFinalState):
+    """``rate:<n>`` HASH: tasks finished in the 10 s from n * 10 s, by final state."""
+
+
+@dataclass(frozen=True)
+class GroupEvent:
+    """An entry of the ``gs:<gid>`` STREAM: a member of the group finished."""
+
+    task: str = "t"  # its id
+    state: str = "s"
+
+
+TASK = Task()
+PROCESSOR = Processor()
+GROUP = Group()
+STATS = Stats()
+RATE = Rate()
+GROUP_EVENT = GroupEvent()
+
+Kind = Task | Processor | Group | Stats | Rate | GroupEvent
+
+#: Every kind of record by the prefix of its Lua constants.
+LUA_KINDS: dict[str, Kind] = {
+    "TASK": TASK, "PROC": PROCESSOR, "GROUP": GROUP, "STAT": STATS, "RATE": RATE, "EVENT": GROUP_EVENT,
+}
+
+
+def names(kind: Kind) -> dict[str, str]:
+    """attribute -> stored name, for one kind of record."""
+    return {f.name: getattr(kind, f.name) for f in fields(kind)}
+
+
+def lua_constants() -> dict[str, str]:
+    """The Lua constants the loader makes: ``TASK_STATE`` -> ``"s"`` ..., in table order."""
+    return {f"{prefix}_{attr.upper()}": stored
+            for prefix, kind in LUA_KINDS.items() for attr, stored in names(kind).items()}
