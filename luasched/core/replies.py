@@ -13,6 +13,9 @@ from .tasks import Started, decode_error
 
 @dataclass(frozen=True)
 class SubmitReply:
+    """What a submit call did: how many tasks it created, the ids that existed already (a replay
+    or an ``_id`` given again: nothing created), and the assignments a dispatch at submit made."""
+
     created: int
     existing: list[str]
     assignments: list[tuple[str, str]]
@@ -20,6 +23,10 @@ class SubmitReply:
 
 @dataclass(frozen=True)
 class DispatchReply:
+    """What one dispatch call did (task id, processor id of each assignment) and the times a
+    scheduler loop sleeps by: the server's now, the next delayed task due, the soonest lease
+    deadline and the soonest running task's timeout (server ms, None: none)."""
+
     assignments: list[tuple[str, str]]
     now_ms: int
     next_due_ms: int | None  # earliest delayed task
@@ -55,6 +62,9 @@ class Reaped(list[str]):
 
 @dataclass(frozen=True)
 class StartReply:
+    """What a start call did: 'task' (the tasks it started, oldest first), 'empty' (nothing in the
+    inbox) or 'lost' (the processor's lease is gone: it must run nothing)."""
+
     status: str  # 'task' | 'empty' | 'lost'
     task: Started | None  # the first started task
     tasks: list[Started] = field(default_factory=list, compare=False)  # all of them
@@ -62,6 +72,9 @@ class StartReply:
 
 @dataclass(frozen=True)
 class AckReply:
+    """What an ack call did: a status per acked task, the tasks it started next, and what it
+    placed (dispatch on ack)."""
+
     status: str  # of the first acked task: 'done' | 'retry' | 'failed' | 'stale'
     next: Started | None  # the first started task
     statuses: list[str] = field(default_factory=list, compare=False)  # one per acked task
