@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.servers import start_redis  # noqa: E402
 
-#: (workload, label, driver arguments, the figure kept, True when higher is better)
+#: (workload, label, driver arguments, the figure kept, True when higher is better). Each
+#: throughput row also keeps the CPU the worker processes and Redis spent per task, which the
+#: machine's drift in speed moves far less than the rate (CPU_KEYS).
 CONFIGS: list[tuple[str, str, list[str], str, bool]] = [
     ("throughput", "plain c4", ["throughput", "--n", "20000", "--capacity", "4", "--variant", "plain"], "rate", True),
     ("throughput", "plain+ack c4", ["throughput", "--n", "20000", "--capacity", "4", "--variant", "plain+ack"],
@@ -43,6 +45,9 @@ CONFIGS: list[tuple[str, str, list[str], str, bool]] = [
     ("latency", "plain c1 p50", ["latency", "--n", "500", "--variant", "plain"], "p50_ms", False),
     ("latency", "eager c1 p50", ["latency", "--n", "500", "--variant", "eager"], "p50_ms", False),
 ]
+
+
+CPU_KEYS = ("worker_cpu_us_per_task", "redis_cpu_us_per_task")
 
 
 def snapshot(rev: str) -> tuple[str, str]:
@@ -88,9 +93,10 @@ def main() -> None:
                 if workload not in wanted:
                     continue
                 for src, short in order:
-                    value = float(run_once(src, server.url, args)[key])
-                    figures.setdefault(label, {}).setdefault(short, []).append(value)
-                    print(f"round {round_no + 1} {label:<22} {short}: {value:,.3f}", flush=True)
+                    result = run_once(src, server.url, args)
+                    for k in (key, *(CPU_KEYS if workload == "throughput" else ())):
+                        figures.setdefault(f"{label}|{k}", {}).setdefault(short, []).append(float(result[k]))
+                    print(f"round {round_no + 1} {label:<22} {short}: {float(result[key]):,.3f}", flush=True)
     finally:
         server.cleanup()
         for src, _ in versions:
@@ -98,13 +104,17 @@ def main() -> None:
     (_, base), (_, head) = versions
     print(f"\n| configuration | figure | {base} (base) | {head} | {head} / {base} |")
     print("| --- | --- | --- | --- | --- |")
+    units = {"rate": "tasks/s", "p50_ms": "ms", "worker_cpu_us_per_task": "worker CPU µs/task",
+             "redis_cpu_us_per_task": "Redis CPU µs/task"}
     for workload, label, _, key, higher in CONFIGS:
-        if label not in figures:
-            continue
-        a, b = statistics.median(figures[label][base]), statistics.median(figures[label][head])
-        unit = "tasks/s" if key == "rate" else "ms"
-        print(f"| {workload} {label} | {unit}{'' if higher else ' (lower is better)'} | {a:,.2f} | {b:,.2f} "
-              f"| {b / a:.3f} |")
+        for k in (key, *(CPU_KEYS if workload == "throughput" else ())):
+            runs = figures.get(f"{label}|{k}")
+            if runs is None:
+                continue
+            a, b = statistics.median(runs[base]), statistics.median(runs[head])
+            better = higher and k == key
+            print(f"| {workload} {label} | {units[k]}{'' if better else ' (lower is better)'} | {a:,.2f} "
+                  f"| {b:,.2f} | {b / a:.3f} |")
     if opts.json is not None:
         opts.json.write_text(json.dumps({"base": base, "head": head, "figures": figures}, indent=2))
 

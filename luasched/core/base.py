@@ -38,18 +38,13 @@ class SchedulerBase:
         self.keys = Keys(options.namespace)
         self.ns = Namespace(self.keys, int(options.keep_s))
         self.registry = Registry()
-
-    @property
-    def clock(self) -> Callable[[], float] | None:
-        return self.options.clock
-
-    @property
-    def dispatch_on_submit(self) -> bool:
-        return self.options.dispatch_on_submit
+        # read on every call: plain attributes, not properties of options
+        self.clock: Callable[[], float] | None = options.clock
+        self.dispatch_on_submit = options.dispatch_on_submit
 
     def now_ms(self) -> int | None:
         """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
-        return self.options.now_ms()
+        return None if self.clock is None else int(self.clock() * 1000)
 
     @overload
     def task(self, fn: TaskFunction, /) -> TaskFunction: ...

@@ -266,10 +266,6 @@ class SchedulerOptions:
         object.__setattr__(self, "keep_s", seconds(self.keep_s, "keep", minimum=1.0))
         check_bool(self.dispatch_on_submit, "dispatch_on_submit")
 
-    def now_ms(self) -> int | None:
-        """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
-        return None if self.clock is None else int(self.clock() * 1000)
-
 
 @dataclass(frozen=True)
 class LoopOptions:
