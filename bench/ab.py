@@ -14,6 +14,7 @@ rounds; the ratio is head / base (above 1: head is faster; for latency, below 1:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,20 @@ def snapshot(rev: str) -> tuple[str, str]:
     return dest, short
 
 
+@contextlib.contextmanager
+def versions_on_a_server(base: str, head: str) -> Iterator[tuple[list[tuple[str, str]], Any]]:
+    """The two versions' folders (with their short hashes) and a private redis-server; all of
+    them removed after."""
+    versions = [snapshot(base), snapshot(head)]
+    server = start_redis()
+    try:
+        yield versions, server
+    finally:
+        server.cleanup()
+        for src, _ in versions:
+            shutil.rmtree(src, ignore_errors=True)
+
+
 def run_once(src: str, url: str, args: list[str]) -> dict[str, Any]:
     import redis
 
@@ -83,10 +99,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write every run here")
     opts = parser.parse_args()
     wanted = set(opts.only.split(","))
-    versions = [snapshot(opts.base), snapshot(opts.head)]
-    server = start_redis()
     figures: dict[str, dict[str, list[float]]] = {}
-    try:
+    with versions_on_a_server(opts.base, opts.head) as (versions, server):
         for round_no in range(opts.rounds):
             order = versions if round_no % 2 == 0 else versions[::-1]
             for workload, label, args, key, _ in CONFIGS:
@@ -97,10 +111,6 @@ def main() -> None:
                     for k in (key, *(CPU_KEYS if workload == "throughput" else ())):
                         figures.setdefault(f"{label}|{k}", {}).setdefault(short, []).append(float(result[k]))
                     print(f"round {round_no + 1} {label:<22} {short}: {float(result[key]):,.3f}", flush=True)
-    finally:
-        server.cleanup()
-        for src, _ in versions:
-            shutil.rmtree(src, ignore_errors=True)
     (_, base), (_, head) = versions
     print(f"\n| configuration | figure | {base} (base) | {head} | {head} / {base} |")
     print("| --- | --- | --- | --- | --- |")

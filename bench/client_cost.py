@@ -8,8 +8,9 @@ For each version (``luasched/`` and ``lua/`` of a revision, extracted as bench/a
 each path, one process runs under ``valgrind --tool=callgrind`` twice, with n tasks and with
 none, against one private redis-server; the difference over n is what one task costs the client
 (import and start-up cancel out; a first run of each version, not counted, compiles its .pyc).
-The same run gives the same count to within a few thousand instructions in all. Redis's own work is not counted: the scripts have their own
-A/B (bench/script_ab.py, bench/dispatch_ab.py). The paths:
+The same run gives the same count to within a few thousand instructions in all. Redis's own
+work is not counted: the scripts have their own A/B (bench/script_ab.py, bench/dispatch_ab.py).
+The paths:
 
 - ``submit``: n calls of ``Scheduler.submit``, one task each;
 - ``submit_many``: one ``submit_many`` of n tasks;
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,8 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ab import snapshot  # noqa: E402
-from tests.servers import start_redis  # noqa: E402
+from bench.ab import versions_on_a_server  # noqa: E402
 
 PATHS = ("submit", "submit_many", "slot")
 
@@ -92,10 +91,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--paths", default=",".join(PATHS))
     opts = parser.parse_args()
-    versions = [snapshot(opts.base), snapshot(opts.head)]
-    server = start_redis()
     per_task: dict[tuple[str, str], float] = {}
-    try:
+    with versions_on_a_server(opts.base, opts.head) as (versions, server):
         for src, _ in versions:  # the first run of a version compiles its .pyc files: not counted
             instructions(src, server.url, "submit", 0)
         for path in opts.paths.split(","):
@@ -104,10 +101,6 @@ def main() -> None:
                 full = instructions(src, server.url, path, opts.n)
                 per_task[(path, short)] = (full - empty) / opts.n
                 print(f"{path:<12} {short}: {per_task[(path, short)]:,.0f} instructions per task", flush=True)
-    finally:
-        server.cleanup()
-        for src, _ in versions:
-            shutil.rmtree(src, ignore_errors=True)
     (_, base), (_, head) = versions
     print(f"\n| path | {base} (base) | {head} | {head} / {base} |")
     print("| --- | --- | --- | --- |")
