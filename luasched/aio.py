@@ -18,7 +18,7 @@ ASYNC_METHODS: dict[str, tuple[str, ...]] = {
     "Scheduler": ("close", "call", "call_many", "call_after_wake", "execute", "drive", "submit",
                   "submit_many", "map", "group",
                   "dispatch", "dispatch_detail", "reap", "wake", "run", "outcome", "outcomes",
-                  "counts", "queue_lengths", "counts_and_queues", "audit", "processors", "failed",
+                  "task_record", "counts", "queue_lengths", "counts_and_queues", "audit", "processors", "failed",
                   "retry_failed", "purge"),
     "TaskHandle": ("state", "outcome", "result", "cancel"),
     "Group": ("as_completed", "results", "progress"),

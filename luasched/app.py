@@ -26,7 +26,9 @@ def load_any(spec: str) -> SchedulerBase:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise AppError(f"cannot import {module_name!r} (for APP {spec!r}): {exc}") from None
+        raise AppError(f"cannot import {module_name!r} (for APP {spec!r}): {exc}") from exc
+    except Exception as exc:  # the APP's own code failed while it was imported
+        raise AppError(f"importing {module_name!r} (for APP {spec!r}) failed: {type(exc).__name__}: {exc}") from exc
     obj: Any = module
     for part in attribute.split("."):
         try:

@@ -6,6 +6,7 @@ for before any client is made, and spells the ACL rules of a Redis user limited 
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -28,6 +29,9 @@ URL_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 EMBEDDED_URL = "memory://"
+#: Where a Scheduler made without ``redis=`` connects, when it is set: one APP then runs on the
+#: embedded server in a test and on Redis in production, unchanged.
+REDIS_URL_ENV = "LUASCHED_REDIS_URL"
 SENTINEL_PORT, CLUSTER_PORT = 26379, 6379
 
 #: Query options a Sentinel or Cluster URL may carry (anything else is refused, not dropped).
@@ -201,6 +205,14 @@ def check_target(target: object, kinds: Kinds, what: str = "redis") -> None:
         parse_url(target)
     elif target is not None and not isinstance(target, (kinds.redis, kinds.cluster, kinds.sentinel)):
         raise TypeError(f"{what} must be None, a URL, {kinds.names}, not {type(target).__name__}")
+
+
+def default_target(target: object) -> object:
+    """``target``; or, when it is None, the URL in ``LUASCHED_REDIS_URL`` if that is set (else None:
+    the embedded server)."""
+    if target is None:
+        return os.environ.get(REDIS_URL_ENV) or None
+    return target
 
 
 def is_embedded_target(target: object) -> bool:

@@ -29,3 +29,26 @@ def record(i: int, work_s: float = 0.002) -> int:
 def hold(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+@sched.task(max_attempts=3, retry_backoff=0.2)
+def fails_first(i: int) -> int:
+    """Fails its first attempt (a retry then runs it), succeeds after."""
+    info = luasched.current_task()
+    assert info is not None
+    if info.attempt == 1:
+        raise ValueError(f"chunk {i}: corrupt input")
+    return i
+
+
+@sched.task(max_attempts=3)
+def stalls_first(seconds: float) -> int:
+    """Its first attempt writes this process's pid to CHAOS_DIR/stalled.pid and sleeps (a test then
+    kills the process); a later attempt returns its number at once."""
+    info = luasched.current_task()
+    assert info is not None
+    if info.attempt == 1:
+        with open(os.path.join(os.environ["CHAOS_DIR"], "stalled.pid"), "w", encoding="ascii") as f:
+            f.write(str(os.getpid()))
+        time.sleep(seconds)
+    return info.attempt

@@ -36,7 +36,8 @@ class Processor(ProcessorCore):
         super().__init__(sched, options if options is not None else ProcessorOptions.make(**kwargs))
         self.sched = sched
         self._runners = backend.Runners(sched.registry, self.options)
-        self._workers = backend.Workers()
+        self._workers = backend.Workers()  # the heartbeat and the slots
+        self._duties = backend.Workers()  # the scheduler loop, when it runs one
         self._id_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._halted = False  # stop now: no more retries either
@@ -140,8 +141,8 @@ class Processor(ProcessorCore):
     # --- running -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Register and run in the background: a heartbeat and ``capacity`` slots (one slot with
-        ``batch``)."""
+        """Register and run in the background: a heartbeat, ``capacity`` slots (one slot with
+        ``batch``) and, unless ``scheduler=False``, a scheduler loop: the scheduler's duties."""
         if self._workers:
             raise RuntimeError(f"processor {self.id} is already started")
         self._stop.clear()
@@ -151,6 +152,8 @@ class Processor(ProcessorCore):
         self._workers.spawn(self._heartbeats, name=f"{self.id}-heartbeat")
         for i in range(self.slots):
             self._workers.spawn(self._slot, str(i), name=f"{self.id}-slot{i}")
+        if self.options.scheduler:
+            self._duties.spawn(self.sched.run, self._stop, name=f"{self.id}-scheduler")
 
     async def _slot(self, slot: str) -> None:
         """A slot: the shared loop, kept alive through anything but a halt. Its script calls go
@@ -184,7 +187,11 @@ class Processor(ProcessorCore):
             return True
         self._stop.set()
         await self._wake_slots(self.id)
+        if self._duties:
+            await self._wake_loops()
         finished = await self._workers.join(timeout)
+        if self._duties:
+            await self._duties.join(None)  # it sees the stop flag within the loop's max_wait
         await self._runners.close()
         try:
             await self.deregister()
@@ -197,6 +204,12 @@ class Processor(ProcessorCore):
         self._halted = True
         self._stop.set()
 
+    async def _wake_loops(self) -> None:
+        try:
+            await self.sched.wake()
+        except ConnectionLost as exc:  # a courtesy: the loop also wakes by itself within a second
+            log.debug("processor %s: could not wake its scheduler loop: %s", self.id, exc)
+
     @property
     def running(self) -> bool:
-        return self._workers.running
+        return self._workers.running or self._duties.running

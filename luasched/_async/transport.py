@@ -13,7 +13,15 @@ from typing import Any
 import redis.exceptions
 
 from .._backends import aio as backend
-from ..connection import check_target, is_embedded_target, make_client, owns, read_targets
+from ..connection import (
+    check_target,
+    default_target,
+    is_embedded,
+    is_embedded_target,
+    make_client,
+    owns,
+    read_targets,
+)
 from ..core.flows import Flow
 from ..core.ops import Call, Request
 from ..core.options import READ_ONLY, Durability
@@ -32,8 +40,10 @@ class Transport:
 
     def _connect(self, redis: object, read_redis: object, service_name: str | None,
                  durability: Durability) -> None:
-        """Make the clients: ``redis`` for every write and wait, ``read_redis`` for the reads.
-        Every target is checked before any client is made, so a refusal leaves none open."""
+        """Make the clients: ``redis`` (None: ``LUASCHED_REDIS_URL``, else the embedded server) for
+        every write and wait, ``read_redis`` for the reads. Every target is checked before any
+        client is made, so a refusal leaves none open."""
+        redis = default_target(redis)
         targets = read_targets(read_redis)
         check_target(redis, backend.CLIENTS)
         for target in targets:
@@ -43,8 +53,9 @@ class Transport:
         self.durability = durability
         # what a twin on the other front end (the CLI's, for an asyncio APP) would connect to
         self.target = redis if isinstance(redis, str) else None
-        self.embedded = redis is None
         self.client = make_client(redis, backend.CLIENTS, service_name=service_name)
+        #: True when this Scheduler runs on the in-process server: no other process reaches it
+        self.embedded = is_embedded(self.client)
         self._owned = [(self.client, redis)] if owns(redis) else []
         replicas = []
         for target in targets:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._backends import threads as backend
-from ..core import flows, ops
+from ..core import flows, ops, records
 from ..core.audit import Audit, check_audit
 from ..core.base import SchedulerBase
 from ..core.options import (
@@ -26,9 +26,10 @@ from ..core.options import (
     check_limit,
     check_task_id,
 )
+from ..core.records import TaskRecord
 from ..core.replies import DispatchReply, FailedTask, Outcome, ProcessorInfo, Reaped, SubmitReply
 from ..core.tasks import TaskFunction, new_request_id, new_task_id
-from ..errors import ConnectionLost, GroupNotFound
+from ..errors import ConnectionLost, GroupNotFound, TaskNotFound
 from ..routing import translated
 from .handles import Group, TaskHandle
 from .processor import Processor
@@ -205,7 +206,7 @@ class Scheduler(Transport, SchedulerBase):
     def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
                   name: str | None = None, *, take_next: bool = False, pool: str = "thread",
                   app: str | None = None, log_tasks: bool = False, batch: bool = False,
-                  dispatch_on_ack: bool = False) -> Processor:
+                  dispatch_on_ack: bool = False, scheduler: bool = True) -> Processor:
         """A processor on this namespace (call ``register``/``start`` on it); every option is
         explained in ``luasched.core.options.ProcessorOptions``. The asyncio processor runs
         coroutine functions concurrently up to ``capacity`` on the event loop (cancelled at their
@@ -213,7 +214,7 @@ class Scheduler(Transport, SchedulerBase):
         each slot's tasks in a child process with ``pool="process"``."""
         return Processor(self, ProcessorOptions.make(
             capacity=capacity, queues=queues, lease=lease, name=name, take_next=take_next, pool=pool,
-            app=app, log_tasks=log_tasks, batch=batch, dispatch_on_ack=dispatch_on_ack))
+            app=app, log_tasks=log_tasks, batch=batch, dispatch_on_ack=dispatch_on_ack, scheduler=scheduler))
 
     # --- reading -----------------------------------------------------------------------------
     # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a
@@ -237,6 +238,17 @@ class Scheduler(Transport, SchedulerBase):
             if unseen:
                 again = {o.task_id: o for o in self._outcomes(unseen, self.client)}
                 found = [again.get(o.task_id, o) for o in found]
+        return found
+
+    def task_record(self, task_id: str) -> TaskRecord:
+        """Everything Redis keeps about one task: state, options, attempts, processors, times,
+        result or last error (``luasched show``). Raises TaskNotFound when there is none."""
+        request = records.record(self.keys, check_task_id(task_id))
+        found = records.decode_record(self._send(request, self.reads.reader()), task_id)
+        if found is None and self.reads.split:  # a replica that lags may not have it yet
+            found = records.decode_record(self.execute(request), task_id)
+        if found is None:
+            raise TaskNotFound(task_id)
         return found
 
     def counts(self) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """The ``luasched`` command. Each command lives in a module of this package and is registered
 here, explicitly: ``demo``; the long-running ``processor`` and ``scheduler`` (``serve``); the
-admin commands ``submit``, ``status``, ``audit``, ``failed``, ``retry-failed``, ``purge`` and
-``health`` (``admin``). Every command parses its arguments and calls luasched's public API."""
+commands about tasks ``submit``, ``show``, ``cancel``, ``failed`` and ``retry-failed``
+(``tasks``); those about a namespace ``status``, ``audit``, ``purge`` and ``health``
+(``admin``). Every command parses its arguments and calls luasched's public API."""
 
 from __future__ import annotations
 
@@ -9,19 +10,20 @@ import click
 
 import luasched
 
-from . import admin, demo, serve
+from . import admin, demo, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(luasched.__version__, prog_name="luasched")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error, not only its one line.")
+def main(debug: bool) -> None:
     """luasched: a distributed task scheduler on Redis whose every state change is one atomic
     Lua script."""
 
 
-for command in (demo.demo, serve.processor_command, serve.scheduler_command, admin.submit_command,
-                admin.status_command, admin.audit_command, admin.failed_command,
-                admin.retry_failed_command, admin.purge_command, admin.health_command):
+for command in (demo.demo, serve.processor_command, serve.scheduler_command, tasks.submit_command,
+                tasks.show_command, tasks.cancel_command, tasks.failed_command, tasks.retry_failed_command,
+                admin.status_command, admin.audit_command, admin.purge_command, admin.health_command):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -1,4 +1,4 @@
-"""The admin commands of ``luasched``: submit, status, audit, failed, retry-failed, purge, health.
+"""The admin commands of ``luasched`` about a whole namespace: status, audit, purge, health.
 
 Each command parses its arguments, calls the public Scheduler API, and renders what comes back.
 Exit codes: 0 done (or healthy), 1 it ran and the answer is "no" (a task failed, audit found a
@@ -8,8 +8,6 @@ problem, something is stale), 2 bad input (APP, arguments, options, URL, unreach
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import click
@@ -24,7 +22,6 @@ from .common import (
     AdminCommand,
     age_s,
     boundary,
-    one_line,
     read_from,
     reads_option,
     scheduler_for,
@@ -37,71 +34,6 @@ CLOCK_FIELDS = ("now_ms", "last_dispatch_ms", "done_last_minute", "failed_last_m
 
 #: health looks at this many processors (the most the processors script returns in one call).
 HEALTH_PROCESSORS = 10000
-
-# --- submit ------------------------------------------------------------------------------------
-
-
-def parse_json_args(texts: Sequence[str]) -> list[Any]:
-    """Each text parsed as JSON; a bad one raises ValueError naming it (1 is the first)."""
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON (use null or a number)")
-
-    values = []
-    for i, text in enumerate(texts, 1):
-        try:
-            values.append(json.loads(text, parse_constant=no_constant))
-        except ValueError as exc:
-            raise ValueError(f"argument {i} ({text!r}) is not JSON: {exc}; a string needs JSON "
-                             f"quotes, e.g. '\"text\"'") from None
-    return values
-
-
-@click.command("submit", cls=AdminCommand, context_settings={"ignore_unknown_options": True})
-@click.argument("app")
-@click.argument("task")
-@click.argument("args", nargs=-1, metavar="[JSON_ARGS]...")
-@click.option("--wait", is_flag=True, help="Wait for the result and print it as JSON.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
-              help="With --wait: give up after S seconds (exit 1). Default: wait as long as it takes.")
-@click.option("--queue", metavar="Q", default=None, help="Put the task on queue Q, not its default one.")
-@click.option("--delay", type=float, default=None, metavar="S", help="Make it due in S seconds.")
-@click.option("--id", "task_id", metavar="ID", default=None,
-              help="The task's id (submitting an id again creates nothing).")
-@click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
-@click.pass_context
-def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...], wait: bool,
-                   timeout: float | None, queue: str | None, delay: float | None, task_id: str | None,
-                   redis_url: str | None) -> None:
-    """Submit TASK of APP (module:attribute naming a Scheduler) with JSON arguments; print its id.
-
-    Each argument is one JSON value: 3, '"text"', '[1, 2]', '{"a": 1}' (use -- before an
-    argument that looks like an option). With --wait, print the result as JSON; a failed task
-    prints its error and exits 1, and so does --timeout running out."""
-    with boundary("submit", redis_url):
-        if timeout is not None and not wait:
-            raise ValueError("--timeout goes with --wait")
-        values = parse_json_args(args)
-        with scheduler_for(app, redis_url, None) as sched:
-            known = sched.registry.names()
-            if task not in known:
-                raise ValueError(f"APP {app} has no task named {task!r} (registered: "
-                                 f"{', '.join(known) or 'none'})")
-            handle = sched.submit(task, *values, _queue=queue, _delay=delay, _id=task_id)
-            click.echo(handle.id)
-            if not wait:
-                return
-            try:
-                value = handle.result(timeout=timeout)
-            except luasched.TaskFailed as exc:
-                click.echo(f"luasched submit: task {handle.id} failed: {exc.error_type}: {exc.message}",
-                           err=True)
-                ctx.exit(EXIT_FAILED)
-            except (luasched.ResultTimeout, luasched.TaskCancelled) as exc:
-                click.echo(f"luasched submit: {one_line(str(exc), redis_url)}", err=True)
-                ctx.exit(EXIT_FAILED)
-            click.echo(json.dumps(value))
-
 
 # --- status ------------------------------------------------------------------------------------
 
@@ -216,65 +148,6 @@ def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, na
     for problem in audit.problems:
         click.echo(problem)
     ctx.exit(EXIT_FAILED)
-
-
-# --- failed and retry-failed -------------------------------------------------------------------
-
-
-def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-@click.command("failed", cls=AdminCommand)
-@click.argument("app", required=False)
-@target_options
-@reads_option
-@click.option("--limit", type=int, default=100, show_default=True, help="Show the oldest N dead letters.")
-@click.option("--traceback", "tracebacks", is_flag=True, help="Show each task's traceback.")
-def failed_command(app: str | None, redis_url: str | None, namespace: str | None,
-                   read_urls: tuple[str, ...], limit: int, tracebacks: bool) -> None:
-    """List dead-lettered tasks, oldest first: id, name, queue, attempts, when, error."""
-    with boundary("failed", redis_url, *read_urls), scheduler_for(app, redis_url, namespace, read_urls) as sched:
-        dead = sched.failed(limit)
-    if not dead:
-        click.echo("no failed tasks")
-        return
-    console = Console()
-    table = Table(title=f"failed tasks (oldest {len(dead)})")
-    for column in ("id", "name", "queue", "attempts", "failed at", "error"):
-        table.add_column(column, justify="right" if column == "attempts" else "left", no_wrap=column != "error")
-    for t in dead:
-        table.add_row(escape(t.id), escape(t.name), escape(t.queue), str(t.attempts), _utc(t.failed_ms),
-                      escape(f"{t.error_type}: {t.message}"))
-    console.print(table)
-    if tracebacks:
-        for t in dead:
-            console.print(f"\n--- {escape(t.id)} ({escape(t.name)})", soft_wrap=True)
-            console.print(escape(t.traceback.rstrip() or "(no traceback)"), soft_wrap=True, highlight=False)
-
-
-@click.command("retry-failed", cls=AdminCommand)
-@click.argument("words", nargs=-1, metavar="[APP] [IDS]...")
-@target_options
-@click.option("--limit", type=int, default=None,
-              help="Without IDS: put back the oldest N (default 100). With IDS: at most N of them.")
-@click.pass_context
-def retry_failed_command(ctx: click.Context, words: tuple[str, ...], redis_url: str | None,
-                         namespace: str | None, limit: int | None) -> None:
-    """Put dead-lettered tasks back on their queues with fresh attempts: IDS, or the oldest ones.
-
-    The first word is APP unless --namespace is given (then all words are IDS). Exit 1 when an
-    id given is not a dead letter (nothing is done to it)."""
-    app, ids = (None, list(words)) if namespace is not None else (words[0] if words else None, list(words[1:]))
-    with boundary("retry-failed", redis_url), scheduler_for(app, redis_url, namespace) as sched:
-        put_back = sched.retry_failed(ids, limit if limit is not None else (len(ids) or 100))
-    click.echo(f"put back {len(put_back)} task{'' if len(put_back) == 1 else 's'}")
-    for task_id in put_back:
-        click.echo(task_id)
-    skipped = [t for t in dict.fromkeys(ids) if t not in set(put_back)]
-    if skipped:
-        click.echo(f"luasched retry-failed: not dead letters, left alone: {', '.join(skipped)}", err=True)
-        ctx.exit(EXIT_FAILED)
 
 
 # --- purge -------------------------------------------------------------------------------------

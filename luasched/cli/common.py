@@ -4,6 +4,7 @@ command works on (APP, or --redis URL --namespace NS, with --read-redis replicas
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, TypeVar
@@ -14,7 +15,7 @@ import click
 import luasched
 
 from ..app import AppError, load_any
-from ..connection import redact
+from ..connection import REDIS_URL_ENV, redact
 from ..core.base import SchedulerBase
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,11 +29,36 @@ EXIT_HALTED = 1
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
 
 
+def debugging() -> bool:
+    """Whether ``luasched --debug`` was given: errors then come with their tracebacks."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("debug"))
+
+
+def show_traceback(exc: BaseException) -> None:
+    """With --debug, the traceback of ``exc`` (and what caused it) on stderr; else nothing."""
+    if debugging():
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+
+
 def complain(exc: BaseException) -> None:
     """Bad input, on one line of stderr whatever the exception's text: it must not look like a crash."""
+    show_traceback(exc)
     ctx = click.get_current_context(silent=True)
     who = f"luasched {ctx.info_name}" if ctx is not None and ctx.info_name else "luasched"
     click.echo(f"{who}: error: {' '.join(str(exc).split())}", err=True)
+
+
+def refuse_embedded(sched: SchedulerBase, app: str | None, redis_url: str | None) -> None:
+    """A command runs in a process of its own: a Scheduler on the in-process server cannot meet
+    any other process there, so waiting would hang and every count would read zero. Refuse it,
+    saying how to point the APP at a Redis, unless --redis memory:// asked for it by name."""
+    if redis_url is not None or not getattr(sched, "embedded", False):
+        return  # --redis names the server (memory:// asks for the in-process one by name)
+    what = f"APP {app}" if app else "this Scheduler"
+    raise ValueError(f"{what} runs on the embedded in-process server, which no other process can reach "
+                     f"(this command runs in a process of its own): give --redis URL, set "
+                     f"{REDIS_URL_ENV}=redis://..., or make the Scheduler with redis=\"redis://...\"")
 
 
 def as_sync(sched: SchedulerBase, spec: str = "APP") -> luasched.Scheduler:
@@ -99,6 +125,7 @@ def boundary(command: str, redis_url: str | None, *read_urls: str) -> Iterator[N
     try:
         yield
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
+        show_traceback(exc)
         raise CommandError(command, one_line(str(exc), redis_url, *read_urls)) from None
 
 
@@ -107,14 +134,8 @@ def boundary(command: str, redis_url: str | None, *read_urls: str) -> Iterator[N
 
 def load_sync(app: str) -> luasched.Scheduler:
     """The APP as a sync Scheduler (an asyncio APP: its sync twin, see ``as_sync``); an APP that
-    fails to import is bad input, not a crash."""
-    try:
-        sched = as_sync(load_any(app), app)
-    except ValueError:
-        raise
-    except Exception as exc:  # the APP's module failed while importing: still bad input, not a crash
-        raise ValueError(f"cannot import APP {app!r}: {type(exc).__name__}: {exc}") from None
-    return sched
+    fails to import is bad input (AppError), not a crash."""
+    return as_sync(load_any(app), app)
 
 
 @contextmanager
@@ -132,6 +153,7 @@ def scheduler_for(app: str | None, redis_url: str | None, namespace: str | None,
         made = luasched.Scheduler(redis_url, namespace=namespace, read_redis=read_redis)
     else:
         sched = load_sync(app)
+        refuse_embedded(sched, app, redis_url)
         if redis_url is None and read_redis is None:
             yield sched
             return

@@ -24,7 +24,7 @@ from ..app import load_any
 from ..connection import redact
 from ..core.base import SchedulerBase
 from ..core.options import MAX_DURABILITY, ProcessorOptions
-from .common import EXIT_HALTED, EXIT_USAGE, complain
+from .common import EXIT_HALTED, EXIT_USAGE, complain, refuse_embedded
 
 log = logging.getLogger("luasched")
 
@@ -55,6 +55,7 @@ def _on_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
 def _scheduler(app: str, redis_url: str | None, durability: int | None = None) -> SchedulerBase:
     """The APP's Scheduler (sync or asyncio), on --redis if given, with --durability if given."""
     sched: Any = load_any(app)
+    refuse_embedded(sched, app, redis_url)
     if redis_url is None and durability is None:
         return cast(SchedulerBase, sched)
     return cast(SchedulerBase, sched.connect(redis_url if redis_url is not None else sched.client,
@@ -68,8 +69,10 @@ def _durability_option(fn: Callable[..., Any]) -> Callable[..., Any]:
              "default: the APP's setting.")(fn)
 
 
-def _where(redis_url: str | None) -> str:
-    return redact(redis_url) if redis_url else "the APP's Redis"
+def _where(sched: SchedulerBase) -> str:
+    """The server a Scheduler talks to, as a log line says it (no password)."""
+    target = getattr(sched, "target", None)
+    return redact(target) if target else "the APP's Redis client"
 
 
 @click.command("processor")
@@ -77,7 +80,7 @@ def _where(redis_url: str | None) -> str:
 @click.option("--capacity", type=int, default=1, show_default=True, help="Task slots (threads or processes).")
 @click.option("--queues", default="default", show_default=True, help="Comma-separated queues to serve.")
 @click.option("--lease", type=float, default=10.0, show_default=True, help="Lease in seconds (heartbeat every third).")
-@click.option("--name", default=None, help="A name shown in status (default: the host name).")
+@click.option("--name", default=None, help="A name shown in status (default: the host name and process id).")
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="On the first signal, how long running tasks may take to finish.")
@@ -90,6 +93,9 @@ def _where(redis_url: str | None) -> str:
                    "least-loaded first, as dispatch would (excludes --take-next).")
 @click.option("--batch/--no-batch", default=False, show_default=True,
               help="One slot starts and acks up to --capacity tasks per round trip (short tasks).")
+@click.option("--scheduler/--no-scheduler", default=True, show_default=True,
+              help="Also do the scheduler's duties (place what no submit or ack placed, promote delayed "
+                   "tasks, reap lapsed processors), so that processors alone are a whole deployment.")
 @_durability_option
 @click.option("--log-tasks/--no-log-tasks", default=True, show_default=True,
               help="Log one line per task (id, name, outcome, duration).")
@@ -97,9 +103,12 @@ def _where(redis_url: str | None) -> str:
               type=click.Choice(["debug", "info", "warning", "error"]))
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
                       redis_url: str | None, grace: float, pool: str, take_next: bool,
-                      dispatch_on_ack: bool, batch: bool, durability: int | None, log_tasks: bool,
-                      log_level: str) -> None:
+                      dispatch_on_ack: bool, batch: bool, scheduler: bool, durability: int | None,
+                      log_tasks: bool, log_level: str) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
+
+    Processors alone are a complete deployment: each also does the scheduler's duties (any
+    number may), unless --no-scheduler (then run `luasched scheduler` somewhere).
 
     First signal: take no new task, let running ones finish within --grace seconds, give the
     unstarted inbox back, deregister, exit 0. Second signal: stop at once (exit 1); what was
@@ -111,10 +120,10 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
         options = ProcessorOptions.make(
             capacity=capacity, queues=tuple(q for q in queues.split(",") if q), lease=lease, name=name,
             take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
-            dispatch_on_ack=dispatch_on_ack)
+            dispatch_on_ack=dispatch_on_ack, scheduler=scheduler)
         any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, aio.Scheduler):
-            sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(redis_url))))
+            sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(any_sched))))
         sched = cast(luasched.Scheduler, any_sched)
         p = luasched.Processor(sched, options)
         p.start()
@@ -123,8 +132,9 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
         sys.exit(EXIT_USAGE)
     stop = threading.Event()
     _on_signals(stop.set, lambda: _halt(p))
-    log.info("processor %s started: capacity %d, queues %s, lease %.1f s, pool %s, on %s",
-             p.id, capacity, ",".join(p.queues), lease, pool, _where(redis_url))
+    log.info("processor %s started: capacity %d, queues %s, lease %.1f s, pool %s, %s, on %s",
+             p.id, capacity, ",".join(p.queues), lease, pool,
+             "with the scheduler's duties" if scheduler else "no scheduler duties", _where(any_sched))
     while not stop.wait(1.0):
         pass
     finished = p.stop(timeout=grace)
@@ -192,7 +202,7 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
     try:
         any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, aio.Scheduler):
-            sys.exit(asyncio.run(_scheduler_async(any_sched, limit, _where(redis_url))))
+            sys.exit(asyncio.run(_scheduler_async(any_sched, limit, _where(any_sched))))
         sched = cast(luasched.Scheduler, any_sched)
         sched.counts()  # reach Redis now: an unreachable server is a clear error, not a loop of retries
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
@@ -208,7 +218,7 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
         os._exit(EXIT_HALTED)
 
     _on_signals(graceful, now)
-    log.info("scheduler started for namespace %s on %s", sched.namespace, _where(redis_url))
+    log.info("scheduler started for namespace %s on %s", sched.namespace, _where(sched))
     loop = threading.Thread(target=sched.run, args=(stop,), kwargs={"limit": limit}, daemon=True)
     loop.start()
     while loop.is_alive() and not stop.wait(1.0):

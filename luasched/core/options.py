@@ -136,12 +136,16 @@ DEFAULT_TASK_OPTIONS = TaskOptions()
 class ProcessorOptions:
     """A processor's settings. ``capacity``: slots (tasks at once). ``queues``: the queues it
     serves. ``lease_s``: how long it stays registered without a heartbeat (it heartbeats every
-    third of it). ``name``: shown in status (default: the host name). ``take_next``: an ack takes
-    the next task from the queues itself. ``pool``: "thread" or "process" (each slot runs its
-    tasks in a child process, killed at the task's timeout; needs ``app``, the
-    "module:attribute" of the Scheduler). ``log_tasks``: one INFO line per task. ``batch``: one
-    slot starts and acks up to ``capacity`` tasks per round trip. ``dispatch_on_ack``: an ack
-    fills the slots it freed from the queues, least-loaded first (excludes ``take_next``)."""
+    third of it). ``name``: shown in status (default: the host name and the process id).
+    ``take_next``: an ack takes the next task from the queues itself. ``pool``: "thread" or
+    "process" (each slot runs its tasks in a child process, killed at the task's timeout; needs
+    ``app``, the "module:attribute" of the Scheduler). ``log_tasks``: one INFO line per task.
+    ``batch``: one slot starts and acks up to ``capacity`` tasks per round trip.
+    ``dispatch_on_ack``: an ack fills the slots it freed from the queues, least-loaded first
+    (excludes ``take_next``). ``scheduler``: a started processor also does the scheduler's
+    duties (a scheduler loop: it places what no submit or ack placed, promotes delayed tasks and
+    reaps lapsed processors), so that processors alone are a complete deployment; any number of
+    processors and scheduler loops may do them at once."""
 
     capacity: int = 1
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
@@ -153,6 +157,7 @@ class ProcessorOptions:
     log_tasks: bool = False
     batch: bool = False
     dispatch_on_ack: bool = False
+    scheduler: bool = True
 
     def __post_init__(self) -> None:
         check_int(self.capacity, "capacity", 1, MAX_CAPACITY)
@@ -167,7 +172,7 @@ class ProcessorOptions:
         object.__setattr__(self, "lease_s", seconds(self.lease_s, "lease", minimum=0.001))
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"name must be a str, not {type(self.name).__name__}")
-        for flag in ("take_next", "log_tasks", "batch", "dispatch_on_ack"):
+        for flag in ("take_next", "log_tasks", "batch", "dispatch_on_ack", "scheduler"):
             check_bool(getattr(self, flag), flag)
         if self.take_next and self.dispatch_on_ack:
             raise ValueError("take_next and dispatch_on_ack exclude each other: a take-next processor "

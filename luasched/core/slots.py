@@ -22,7 +22,13 @@ log = logging.getLogger("luasched.processor")
 SLOT_WAIT_S = 2.0
 
 
+def default_processor_name() -> str:
+    """What a processor is called when it is not named: its host and its process id."""
+    return f"{socket.gethostname().split('.')[0] or 'processor'}-{os.getpid()}"
+
+
 def new_processor_id(name: str | None) -> str:
+    """A new id: the name (made safe), the process id, and 6 random characters."""
     base = name or socket.gethostname().split(".")[0] or "processor"
     safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in base)[:40]
     return f"{safe}-{os.getpid()}-{new_request_id()[:6]}"
@@ -96,7 +102,8 @@ class ProcessorCore:
 
     @property
     def name(self) -> str:
-        return self.options.name or ""
+        """As given, or its host and process id."""
+        return self.options.name or default_processor_name()
 
     def __repr__(self) -> str:
         return f"<Processor {self.id} capacity={self.capacity} queues={','.join(self.queues)}>"

@@ -47,9 +47,10 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def processor(self, capacity: int = 2, lease: float = 1.0) -> subprocess.Popen[bytes]:
+    def processor(self, capacity: int = 2, lease: float = 1.0, *, duties: bool = True) -> subprocess.Popen[bytes]:
+        """A processor process; ``duties=False``: with --no-scheduler (a scheduler process places)."""
         return self.spawn("processor", "--capacity", str(capacity), "--lease", str(lease),
-                          "--grace", "10", "--no-log-tasks")
+                          "--grace", "10", "--no-log-tasks", *([] if duties else ["--no-scheduler"]))
 
     def scheduler(self) -> subprocess.Popen[bytes]:
         return self.spawn("scheduler")
@@ -163,7 +164,8 @@ def test_redis_killed_and_restarted_mid_run(cluster, own_redis, namespace):
 def test_sigterm_stops_gracefully_and_loses_nothing(cluster, own_redis, namespace):
     n = 400
     sched = luasched.Scheduler(own_redis.client(), namespace=namespace)
-    workers = [cluster.processor(capacity=2, lease=30.0) for _ in range(3)]
+    # --no-scheduler: the scheduler process places, so work under way means it is up
+    workers = [cluster.processor(capacity=2, lease=30.0, duties=False) for _ in range(3)]
     deadline = time.monotonic() + 20
     while sched.counts()["processors"] < 3 and time.monotonic() < deadline:
         time.sleep(0.05)

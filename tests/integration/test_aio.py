@@ -205,7 +205,7 @@ def test_async_processor_recovers_a_lost_lease(make_asched, clock):
         async def one() -> int:
             return 1
 
-        p = s.processor(lease=0.3)
+        p = s.processor(lease=0.3, scheduler=False)  # reaps by hand
         await p.start()
         old = p.id
         clock.advance(60)
@@ -247,7 +247,7 @@ def test_an_async_processor_with_dispatch_on_ack_drains_a_backlog_without_a_sche
             await asyncio.sleep(0.001)
             return 2 * x
 
-        p = s.processor(capacity=2, dispatch_on_ack=True)
+        p = s.processor(capacity=2, dispatch_on_ack=True, scheduler=False)
         await p.start()
         try:
             g = await s.map(double, [(i,) for i in range(30)])

@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,16 @@ ROW = r"^[│|] {label} +[│|] +(?P<value>\d+) [│|]$"
 
 
 def cli(*args: str) -> Result:
+    """The command as a user types it, on the APP's embedded server: ``--redis memory://`` names it
+    (in this one process, CliRunner's, the test reaches it too); without --redis a command refuses
+    the embedded server (``test_the_embedded_server_is_refused_across_processes``)."""
+    command, *rest = args
+    if "--redis" not in rest and command != "demo":
+        rest = ["--redis", "memory://", *rest]
+    return raw_cli(command, *rest)
+
+
+def raw_cli(*args: str) -> Result:
     # Wide enough that rich never wraps a table cell, so rows can be read back.
     return CliRunner().invoke(main, list(args), env={"COLUMNS": "250"})
 
@@ -86,19 +95,20 @@ def run_one(sched: luasched.Scheduler, capacity: int = 1, queues: tuple[str, ...
 
 @contextmanager
 def running(sched: luasched.Scheduler) -> Iterator[luasched.Processor]:
-    """A started processor and a scheduler loop, stopped on exit."""
-    stop = threading.Event()
-    loop = threading.Thread(target=sched.run, args=(stop,))
+    """A started processor (with the scheduler's duties, the default), stopped on exit."""
     p = sched.processor(capacity=2)
     p.start()
-    loop.start()
     try:
         yield p
     finally:
         p.stop(timeout=10)
-        stop.set()
-        sched.wake()
-        loop.join(10)
+
+
+def submitted_id(stderr: str) -> str:
+    """The id ``submit --wait`` reports on stderr (stdout keeps the result alone)."""
+    found = re.search(r"^luasched submit: task (\S+) submitted; waiting for its result$", stderr, re.M)
+    assert found, stderr
+    return found.group(1)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
@@ -134,20 +144,29 @@ def test_submit_options_queue_delay_id(app: luasched.Scheduler) -> None:
 def test_submit_wait_prints_the_result_or_the_remote_error(app: luasched.Scheduler) -> None:
     with running(app):
         result = ok(cli("submit", APP, "add", "20", "22", "--wait", "--timeout", "10"))
-        task_id, value = result.stdout.splitlines()
-        assert json.loads(value) == 42
+        assert json.loads(result.stdout) == 42  # stdout is the result alone: JSON
+        task_id = submitted_id(result.stderr)
         assert app.handle(task_id).state == "done"
 
         failed = ok(cli("submit", APP, "boom", '"out of cheese"', "--wait"), code=1)
-        task_id = failed.stdout.strip()
+        task_id = submitted_id(failed.stderr)
+        assert failed.stdout == ""
         assert app.handle(task_id).state == "failed"
-        assert failed.stderr == f"luasched submit: task {task_id} failed: RuntimeError: out of cheese\n"
+        assert failed.stderr.splitlines()[-1] == f"luasched submit: task {task_id} failed: RuntimeError: out of cheese"
+
+        as_json = ok(cli("submit", APP, "add", "1", "2", "--wait", "--json"))
+        report = json.loads(as_json.stdout)
+        assert report == {"id": report["id"], "state": "done", "result": 3} and as_json.stderr == ""
+        failed_json = json.loads(ok(cli("submit", APP, "boom", '"no"', "--wait", "--json"), code=1).stdout)
+        assert failed_json == {"id": failed_json["id"], "state": "failed",
+                               "error": {"type": "RuntimeError", "message": "no"}}
+        assert app.handle(failed_json["id"]).state == "failed"
 
 
 def test_submit_wait_timeout_exits_1(app: luasched.Scheduler) -> None:
     result = ok(cli("submit", APP, "add", "1", "2", "--wait", "--timeout", "0.2"), code=1)
-    task_id = result.stdout.strip()
-    assert "did not finish within 0.2 s" in result.stderr
+    task_id = submitted_id(result.stderr)
+    assert "did not finish within 0.2 s" in result.stderr and result.stdout == ""
     assert app.handle(task_id).state == "queued"  # no processor: still waiting, not lost
 
 
@@ -189,8 +208,8 @@ def test_submit_on_real_redis_runs_there(app: luasched.Scheduler, real: luasched
     with running(real):
         result = ok(cli("submit", APP, "add", "3", "4", "--wait", "--timeout", "10",
                         "--redis", redis_server.url))
-    task_id, value = result.stdout.splitlines()
-    assert json.loads(value) == 7
+    task_id = submitted_id(result.stderr)
+    assert json.loads(result.stdout) == 7
     assert real.handle(task_id).state == "done"
     assert app.counts()["submitted"] == 0  # nothing went to the APP's own (embedded) server
 
@@ -214,7 +233,7 @@ def _busy_namespace(sched: luasched.Scheduler, key: str) -> luasched.Processor:
     sched.submit("boom", "bad luck")
     sched.dispatch()
     assert by_hand.process_available() == 2
-    busy = sched.processor(capacity=1, queues=("slow",), name="busy")
+    busy = sched.processor(capacity=1, queues=("slow",), name="busy", scheduler=False)  # no duties
     busy.start()
     held = sched.submit("hold", key)
     sched.dispatch()
@@ -302,7 +321,7 @@ def test_status_on_real_redis_with_app_and_with_namespace(real: luasched.Schedul
     ([APP, "extra-word"], "Got unexpected extra argument (extra-word)"),
 ])
 def test_status_bad_input_is_one_line_exit_2(app: luasched.Scheduler, args: list[str], says: str) -> None:
-    refused(cli("status", *args), says)
+    refused(raw_cli("status", *args), says)
 
 
 # --- passwords and unreachable servers, for every command ------------------------------------------
@@ -458,7 +477,7 @@ def test_purge_needs_yes_then_deletes_the_namespace(app: luasched.Scheduler) -> 
     refused(cli("purge", APP), "add --yes to go ahead")
     assert app.counts()["submitted"] == before == 2
     result = ok(cli("purge", APP, "--yes"))
-    assert re.fullmatch(rf"deleted \d+ keys of namespace {app.namespace} on the APP's Redis\n", result.stdout)
+    assert re.fullmatch(rf"deleted \d+ keys of namespace {app.namespace} on memory://\n", result.stdout)
     assert list(app.client.scan_iter(match=app.keys.prefix + "*")) == []
     assert app.counts()["submitted"] == 0
 

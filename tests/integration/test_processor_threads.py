@@ -73,7 +73,7 @@ def test_stop_lets_running_tasks_finish_and_gives_back_the_rest(live):
         release.wait(10)
         return x
 
-    p = sched.processor(capacity=1)
+    p = sched.processor(capacity=1, scheduler=False)  # dispatched by hand below
     p.start()
     handles = sched.submit_many(slow, [(i,) for i in range(3)])
     assert sched.dispatch() == [(handles[0].id, p.id)]  # capacity 1: one at a time
@@ -100,7 +100,7 @@ def test_no_scheduler_at_all_with_dispatch_on_submit_and_take_next(live):
         seen.append(threading.current_thread().name)
         return x
 
-    live.processor(sched, capacity=1, take_next=True)
+    live.processor(sched, capacity=1, take_next=True, scheduler=False)
     handles = sched.submit_many(echo, [(i,) for i in range(40)])
     assert [h.result(timeout=20) for h in handles] == list(range(40))
     assert sched.counts()["last_dispatch_ms"] == 0, "nothing may have called dispatch"
@@ -135,7 +135,7 @@ def test_a_processor_cut_off_past_its_lease_registers_again_and_carries_on(make_
     def double(x: int) -> int:
         return 2 * x
 
-    p = sched.processor(lease=0.3)  # heartbeats every 0.1 s of real time
+    p = sched.processor(lease=0.3, scheduler=False)  # heartbeats every 0.1 s of real time; reaped by hand
     p.start()
     try:
         old = p.id
@@ -332,7 +332,7 @@ def test_dispatch_on_ack_drains_a_backlog_least_loaded_first_with_one_round_trip
         return name
 
     CountingConnection.sends.clear()
-    procs = [sched.processor(capacity=2, dispatch_on_ack=True, name=f"p{i}") for i in range(2)]
+    procs = [sched.processor(capacity=2, dispatch_on_ack=True, name=f"p{i}", scheduler=False) for i in range(2)]
     for p in procs:
         p.start()
     try:
@@ -368,7 +368,7 @@ def test_dispatch_on_ack_in_batches_places_and_starts_a_batch_per_round_trip(red
         pass
 
     CountingConnection.sends.clear()
-    p = sched.processor(capacity=8, batch=True, dispatch_on_ack=True, name="b")
+    p = sched.processor(capacity=8, batch=True, dispatch_on_ack=True, name="b", scheduler=False)
     p.start()
     try:
         n = 400

@@ -1,0 +1,83 @@
+"""A task's whole record, read in one command and decoded: what ``luasched show`` prints and
+``Scheduler.task_record`` returns. The stored names come from ``fields``; a field left out of the
+record holds its default (the scripts store a queued task's record without them)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .fields import TASK
+from .keys import Keys
+from .ops import Command, fields_of
+from .options import DEFAULT_TASK_OPTIONS
+from .tasks import decode_args, decode_error
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """Everything Redis keeps about one task. Times are the server's, in ms (0: not yet).
+    ``processor`` holds it now (assigned or running); ``last_processor`` ran its last attempt.
+    ``result`` is the value of a done task; ``error`` the last error (type, message, traceback) of
+    a failed one or of the attempt before a retry."""
+
+    id: str
+    name: str
+    state: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    timeout_s: float | None
+    retry_backoff_s: float
+    processor: str
+    last_processor: str
+    group: str
+    created_ms: int
+    started_ms: int
+    finished_ms: int
+    result: Any = None
+    error: dict[str, str] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as plain JSON data (``luasched show --json``)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def record(keys: Keys, task_id: str) -> Command:
+    """Read one task's whole record (HGETALL: a record is a dozen short fields)."""
+    return Command("hgetall", (keys.task(task_id),))
+
+
+def decode_record(reply: Any, task_id: str) -> TaskRecord | None:
+    """The record, or None when there is no task ``task_id`` (never made, or expired)."""
+    f = fields_of(reply)
+    if not f:
+        return None
+    defaults = DEFAULT_TASK_OPTIONS
+    args, kwargs = decode_args(f.get(TASK.args, "[]"))
+    timeout_ms = int(f.get(TASK.timeout_ms, "0"))
+    state = f.get(TASK.state, "")
+    error = decode_error(f[TASK.error]) if TASK.error in f else None
+    return TaskRecord(
+        id=task_id,
+        name=f.get(TASK.name, ""),
+        state=state,
+        queue=f.get(TASK.queue, defaults.queue),
+        args=args,
+        kwargs=kwargs,
+        attempts=int(f.get(TASK.attempts, "0")),
+        max_attempts=int(f.get(TASK.max_attempts, str(defaults.max_attempts))),
+        timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None,
+        retry_backoff_s=int(f.get(TASK.backoff_ms, str(round(defaults.backoff_s * 1000)))) / 1000,
+        processor=f.get(TASK.processor, ""),
+        last_processor=f.get(TASK.last_processor, ""),
+        group=f.get(TASK.group, ""),
+        created_ms=int(f.get(TASK.created_ms, "0")),
+        started_ms=int(f.get(TASK.started_ms, "0")),
+        finished_ms=int(f.get(TASK.finished_ms, "0")),
+        result=json.loads(f[TASK.result]) if state == "done" and TASK.result in f else None,
+        error=error,
+    )
