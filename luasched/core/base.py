@@ -10,7 +10,7 @@ from typing import Any, overload
 from .keys import Keys
 from .ops import Namespace, NewTask
 from .options import SchedulerOptions, TaskOptions, check_queue, check_task_id, seconds
-from .tasks import Registry, TaskFunction, encode_args, new_task_id
+from .tasks import Arity, Registry, TaskFunction, encode_args, new_task_id
 
 #: The options ``submit`` takes among its keyword arguments (the others go to the task).
 SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff"})
@@ -70,10 +70,11 @@ class SchedulerBase:
     def resolve(self, task: str | TaskFunction, *, queue: str | None = None,
                 delay: float | timedelta | None = None, max_attempts: int | None = None,
                 timeout: float | timedelta | None = None,
-                retry_backoff: float | timedelta | None = None) -> tuple[str, TaskOptions, float]:
-        """A registered task's name, its options with the given ones applied, and the delay in
-        seconds, all checked (once for a whole batch)."""
-        name, options = self.registry.resolve(task)
+                retry_backoff: float | timedelta | None = None) -> tuple[str, TaskOptions, float, Arity | None]:
+        """A registered task's name, its options with the given ones applied, the delay in
+        seconds, all checked (once for a whole batch), and what arguments it takes (None: a name
+        this process has no function for)."""
+        name, options, arity = self.registry.resolve(task)
         if queue is not None or max_attempts is not None or timeout is not None or retry_backoff is not None:
             options = options.replace(
                 queue=check_queue(queue) if queue is not None else None,
@@ -81,7 +82,7 @@ class SchedulerBase:
                 timeout_s=seconds(timeout, "timeout", allow_none=True),
                 backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True),
             )
-        return name, options, seconds(delay, "delay", allow_none=True) or 0.0
+        return name, options, seconds(delay, "delay", allow_none=True) or 0.0, arity
 
     def new_task(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
                  *, task_id: str | None = None, **options: Any) -> NewTask:
@@ -113,7 +114,7 @@ class SchedulerBase:
                 raise ValueError(f"submit_many: {len(ids)} ids for {len(items)} items")
             if len(set(ids)) != len(ids):
                 raise ValueError("submit_many: ids repeat")
-        name, opts, delay_s = self.resolve(task, **options)
+        name, opts, delay_s, arity = self.resolve(task, **options)
         out = []
         args: Sequence[Any]
         for i, item in enumerate(items):
@@ -124,13 +125,16 @@ class SchedulerBase:
             else:
                 raise TypeError(f"submit_many: item {i} must be a tuple of arguments or an Args, "
                                 f"not {type(item).__name__}")
-            out.append(_encoded(name, opts, delay_s, args, kwargs, ids[i] if ids else None))
+            out.append(_encoded(name, opts, delay_s, arity, args, kwargs, ids[i] if ids else None))
         return out
 
 
-def _encoded(name: str, options: TaskOptions, delay_s: float, args: Sequence[Any], kwargs: dict[str, Any],
-             task_id: str | None) -> NewTask:
-    """One task of a resolved name and options: its id checked (or a new one), its arguments JSON."""
+def _encoded(name: str, options: TaskOptions, delay_s: float, arity: Arity | None, args: Sequence[Any],
+             kwargs: dict[str, Any], task_id: str | None) -> NewTask:
+    """One task of a resolved name and options: its arguments checked against the function's
+    signature (when this process has it), its id checked (or a new one), its arguments JSON."""
+    if arity is not None:
+        arity.check(name, args, kwargs)
     return NewTask(check_task_id(task_id, "_id (task id)") if task_id is not None else new_task_id(),
                    name, encode_args(name, args, kwargs), options, delay_s)
 

@@ -4,7 +4,9 @@ running one started task in the calling thread."""
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
+import math
 import secrets
 import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
@@ -41,13 +43,49 @@ class Started:
     timeout_ms: int
 
 
+class Arity:
+    """The arguments a registered function accepts, worked out once at registration so that
+    ``submit`` refuses a call the function could never take (instead of a task that fails every
+    attempt with TypeError). Positional-only calls are checked by counting; a call with keyword
+    arguments binds to the signature."""
+
+    __slots__ = ("low", "high", "counted", "signature")
+
+    def __init__(self, fn: TaskFunction) -> None:
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # no signature to read (some builtins): the run will tell
+            self.signature = None
+        params = list(self.signature.parameters.values()) if self.signature is not None else []
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.low = sum(p.default is p.empty for p in positional)
+        self.high = math.inf if any(p.kind is p.VAR_POSITIONAL for p in params) else len(positional)
+        # counting is enough unless a keyword-only parameter must be given
+        self.counted = not any(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params)
+
+    def check(self, name: str, args: Sequence[object], kwargs: Mapping[str, object]) -> None:
+        """Raise TypeError, naming the task and its signature, if the function cannot take these."""
+        if not kwargs and self.counted and self.low <= len(args) <= self.high:
+            return
+        if self.signature is None:
+            return
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            plain = self.signature.replace(  # the names and defaults a user wrote, no annotations
+                parameters=[p.replace(annotation=p.empty) for p in self.signature.parameters.values()],
+                return_annotation=inspect.Signature.empty)
+            raise TypeError(f"task {name!r} takes {name}{plain}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """A registered task: the function and its default options."""
+    """A registered task: the function, its default options and the arguments it accepts."""
 
     name: str
     fn: TaskFunction
     options: TaskOptions
+    arity: Arity
 
 
 class Registry:
@@ -64,7 +102,7 @@ class Registry:
         old = self._by_name.get(name)
         if old is not None and old.fn is not fn:
             raise ValueError(f"a different function is already registered as task {name!r}")
-        spec = TaskSpec(name, fn, options)
+        spec = TaskSpec(name, fn, options, Arity(fn))
         self._by_name[name] = spec
         self._by_fn[id(fn)] = spec
         return spec
@@ -75,11 +113,12 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._by_name)
 
-    def resolve(self, task: str | TaskFunction) -> tuple[str, TaskOptions]:
-        """(name, options) for a task given by name (registered here or not) or by function."""
+    def resolve(self, task: str | TaskFunction) -> tuple[str, TaskOptions, Arity | None]:
+        """(name, options, arity) for a task given by name (registered here or not: then no arity
+        to check against) or by function."""
         if isinstance(task, str):
             spec = self._by_name.get(check_task_name(task))
-            return task, spec.options if spec else DEFAULT_TASK_OPTIONS
+            return (task, spec.options, spec.arity) if spec else (task, DEFAULT_TASK_OPTIONS, None)
         if callable(task):
             spec = self._by_fn.get(id(task))
             if spec is None or spec.fn is not task:
@@ -87,7 +126,7 @@ class Registry:
                 raise UnknownTask(
                     f"{name} is not a registered task: decorate it with @sched.task, or submit it by name"
                 )
-            return spec.name, spec.options
+            return spec.name, spec.options, spec.arity
         raise TypeError(f"task must be a registered function or a task name, not {type(task).__name__}")
 
 

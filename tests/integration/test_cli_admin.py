@@ -176,6 +176,8 @@ def test_submit_wait_timeout_exits_1(app: luasched.Scheduler) -> None:
     (["add", "NaN", "1"], "argument 1 ('NaN') is not JSON"),
     (["add", "1", "--bogus"], "argument 2 ('--bogus') is not JSON"),
     (["nope", "1"], "has no task named 'nope' (registered: add, boom, flaky, hold)"),
+    (["add", "1"], "task 'add' takes add(a, b): missing a required argument: 'b'"),
+    (["add", "1", "2", "3"], "too many positional arguments"),
     (["add", "1", "2", "--timeout", "5"], "--timeout goes with --wait"),
     (["add", "1", "2", "--wait", "--timeout", "0"], "--timeout"),
     (["add", "1", "2", "--delay", "-1"], "delay must be a finite number of seconds >= 0"),

@@ -268,14 +268,61 @@ def test_a_result_that_is_not_json_fails_the_task(sched):
     audit_ok(sched)
 
 
-def test_arguments_the_task_does_not_accept_fail_the_task(sched):
+def _signatures(sched):
+    @sched.task
+    def one_arg(x):
+        return x
+
+    @sched.task
+    def flexible(a, b=2, *rest, key, **more):
+        return a
+
+    return one_arg, flexible
+
+
+@pytest.mark.parametrize("args, kwargs, says", [
+    ((), {}, "missing a required argument: 'x'"),
+    ((1, 2), {}, "too many positional arguments"),
+    ((), {"y": 1}, "missing a required argument: 'x'"),
+    ((1,), {"x": 1}, "multiple values for argument 'x'"),
+])
+def test_arguments_the_function_cannot_take_are_refused_at_submit(sched, unchanged, args, kwargs, says):
+    """A registered function's signature is checked when the task is submitted, by submit,
+    submit_many and map alike: no task is written that would fail every attempt with TypeError."""
+    one_arg, _ = _signatures(sched)
+    with pytest.raises(TypeError, match=f"^task 'one_arg' takes one_arg\\(x\\): {says}$"):
+        sched.submit(one_arg, *args, **kwargs)
+    with pytest.raises(TypeError, match=says):
+        sched.submit("one_arg", *args, **kwargs)  # by name, registered here: checked too
+    with pytest.raises(TypeError, match=says):
+        sched.submit_many(one_arg, [(1,), luasched.Args(*args, **kwargs)])  # none of the batch
+    with pytest.raises(TypeError, match=says):
+        sched.map(one_arg, [(1,), luasched.Args(*args, **kwargs)])
+
+
+def test_what_the_function_can_take_is_accepted(sched):
+    one_arg, flexible = _signatures(sched)
+    assert sched.submit(one_arg, 1).state == "queued"
+    assert sched.submit(one_arg, x=1).state == "queued"
+    assert sched.submit(flexible, 1, key=3).state == "queued"
+    assert sched.submit(flexible, 1, 2, 3, 4, key=3, extra=5).state == "queued"
+    with pytest.raises(TypeError, match="missing a required argument: 'key'"):
+        sched.submit(flexible, 1, 2, 3)  # counting alone would accept it: key is keyword-only
+    assert sched.counts()["submitted"] == 4
+
+
+def test_arguments_the_task_does_not_accept_fail_the_task(sched, make_sched, clock):
+    """A producer that has only the task's name (not its function) cannot check: the processor's
+    run fails the attempt with the TypeError, a clear error rather than a lost task."""
+
     @sched.task(max_attempts=1)
     def one_arg(x):
         return x
 
-    p = sched.processor()
+    producer = make_sched(clock=clock)  # the same namespace, no task registered
+    p = sched.processor(scheduler=False)
     assert p.register()
-    h = sched.submit(one_arg, 1, 2)
+    h = producer.submit("one_arg", 1, 2, _max_attempts=1)
     sched.dispatch()
     p.process_available()
 
