@@ -126,20 +126,40 @@ def refresh_slots(client: Any) -> None:
             pass
 
 
+#: What each operation does, in a user's words: an error says "could not <this>: <why>".
+ACTIONS = {
+    "submit": "submit the task", "dispatch": "place queued tasks", "reap": "take back tasks from lapsed processors",
+    "register": "register the processor", "heartbeat": "renew the processor's lease",
+    "deregister": "deregister the processor", "start": "start the next task", "ack": "report a finished task",
+    "cancel": "cancel the task", "result": "read the task's result", "counts": "read the counts",
+    "processors": "list the processors", "audit": "audit the namespace", "retry_failed": "retry the failed tasks",
+    "failed": "list the failed tasks", "purge": "purge the namespace", "group": "read the group",
+    "group progress": "read the group's progress", "wake": "wake the scheduler loops",
+    "run": "wait for work (scheduler loop)", "task_record": "read the task's record",
+}
+
+
+def _action(operation: str) -> str:
+    return ACTIONS.get(operation, f"send {operation.upper()}")
+
+
 @contextlib.contextmanager
 def translated(operation: str) -> Iterator[None]:
-    """Turn redis-py exceptions raised inside the block into luasched ones naming ``operation``."""
+    """Turn redis-py exceptions raised inside the block into luasched ones saying what could not
+    be done (``ACTIONS``) and why."""
     try:
         yield
     except redis.exceptions.ConnectionError as exc:
-        raise ConnectionLost(f"{operation}: cannot reach Redis: {exc}") from exc
+        raise ConnectionLost(f"could not {_action(operation)}: cannot reach Redis: {exc}") from exc
     except redis.exceptions.TimeoutError as exc:
-        raise ConnectionLost(f"{operation}: Redis did not answer in time: {exc}") from exc
+        raise ConnectionLost(f"could not {_action(operation)}: Redis did not answer in time: "
+                             f"{exc}") from exc
     except redis.exceptions.ReadOnlyError as exc:
-        raise ScriptError(f"{operation}: the server is a read-only replica, and {operation} writes: "
-                          f"writes go to the primary (redis=...); replicas only serve reads "
+        raise ScriptError(f"could not {_action(operation)}: the server is a read-only replica, "
+                          f"and that writes: writes go to the primary (redis=...); replicas only serve reads "
                           f"(read_redis=...)") from exc
     except redis.exceptions.NoPermissionError as exc:
-        raise ScriptError(f"{operation}: refused by the server's ACL: {exc}") from exc
+        raise ScriptError(f"could not {_action(operation)}: refused by the server's ACL: "
+                          f"{exc}") from exc
     except redis.exceptions.ResponseError as exc:
-        raise ScriptError(f"{operation}: {exc}") from exc
+        raise ScriptError(f"could not {_action(operation)}: {exc}") from exc

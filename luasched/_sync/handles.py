@@ -15,6 +15,7 @@ from ..core import flows, ops
 from ..core.options import seconds
 from ..core.replies import Outcome
 from ..core.tasks import new_request_id
+from ..core.words import counted
 from ..errors import ConnectionLost, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
 from ..routing import translated
 
@@ -96,7 +97,7 @@ class Group:
         self.ids = ids
 
     def __repr__(self) -> str:
-        return f"<{backend.SHORT}Group {self.id} of {len(self.ids)} tasks>"
+        return f"<{backend.SHORT}Group {self.id} of {counted(len(self.ids), 'task')}>"
 
     def __len__(self) -> int:
         return len(self.ids)

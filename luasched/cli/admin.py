@@ -17,6 +17,7 @@ from rich.table import Table
 
 import luasched
 
+from ..core.words import counted
 from .common import (
     EXIT_FAILED,
     AdminCommand,
@@ -196,7 +197,7 @@ def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool =
                 stale.append(f"no processor heartbeat within {window_s:g} s "
                              f"({len(processors)} registered, latest {latest:.1f} s ago)")
             else:
-                fine.append(f"{live} of {len(processors)} processors heartbeated within {window_s:g} s "
+                fine.append(f"{live} of {counted(len(processors), 'processor')} heartbeated within {window_s:g} s "
                             f"(latest {latest:.1f} s ago)")
     return stale, fine
 

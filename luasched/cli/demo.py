@@ -19,6 +19,7 @@ from rich.table import Table
 import luasched
 
 from ..connection import redact
+from ..core.words import counted
 from .common import EXIT_FAILED, EXIT_USAGE, complain
 
 #: How long ``stop`` waits for a processor's running task before giving up on it.
@@ -74,7 +75,7 @@ def run_demo(console: Console, n_tasks: int, n_processors: int, redis_url: str |
         started = time.monotonic()
         group = sched.map(run_task, items)
         where = "the embedded server" if redis_url is None else redact(redis_url)
-        console.print(f"luasched demo: {n_tasks} tasks on {n_processors} processors, "
+        console.print(f"luasched demo: {counted(n_tasks, 'task')} on {counted(n_processors, 'processor')}, "
                       f"{escape(where)}, namespace {namespace}, seed {seed}", soft_wrap=True)
         with _running(sched, n_processors) as processors:
             values, per_processor, failures = _gather(console, group, timeout_s=sequential_s + 30)

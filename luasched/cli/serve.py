@@ -24,6 +24,7 @@ from ..app import load_any
 from ..connection import redact
 from ..core.base import SchedulerBase
 from ..core.options import MAX_DURABILITY, ProcessorOptions
+from ..core.words import counted
 from .common import EXIT_HALTED, EXIT_USAGE, complain, refuse_embedded
 
 log = logging.getLogger("luasched")
@@ -138,7 +139,7 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     while not stop.wait(1.0):
         pass
     finished = p.stop(timeout=grace)
-    log.info("processor %s stopped after %d tasks%s", p.id, p.processed,
+    log.info("processor %s stopped after %s%s", p.id, counted(p.processed, "task"),
              "" if finished else f"; tasks still running after {grace} s were given back")
     sched.close()
     sys.exit(0)
@@ -154,7 +155,7 @@ async def _processor_async(sched: aio.Scheduler, options: ProcessorOptions, grac
              p.id, p.capacity, ",".join(p.queues), p.lease, where)
     await stop.wait()
     finished = await p.stop(timeout=grace)
-    log.info("processor %s stopped after %d tasks%s", p.id, p.processed,
+    log.info("processor %s stopped after %s%s", p.id, counted(p.processed, "task"),
              "" if finished else f"; tasks still running after {grace} s were cancelled")
     await sched.close()
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 
 from .fields import PROCESSOR, STATS
 from .ops import fields_of, text
+from .words import counted
 
 
 @dataclass
@@ -74,7 +75,7 @@ def check_audit(reply: Any) -> Audit:
         load, cap = len(pending) + len(started), int(rec[PROCESSOR.capacity])
         loads[pid] = (load, cap, rec[PROCESSOR.queues].split(","))
         if load > cap:
-            problems.append(f"processor {pid} holds {load} tasks, over its capacity {cap}")
+            problems.append(f"processor {pid} holds {counted(load, 'task')}, over its capacity {cap}")
     for t in running:
         if t not in in_running_sets:
             problems.append(f"task {t} is in the running zset but in no processor's running set")
@@ -157,5 +158,6 @@ def check_audit(reply: Any) -> Audit:
     placed = sum(c[k] for k in PLACES)
     if placed != c["submitted"]:
         detail = ", ".join(f"{k} {c[k]}" for k in PLACES)
-        problems.append(f"{c['submitted']} tasks were submitted but {placed} are accounted for ({detail})")
+        submitted = f"{counted(c['submitted'], 'task')} {'was' if c['submitted'] == 1 else 'were'} submitted"
+        problems.append(f"{submitted} but {placed} are accounted for ({detail})")
     return Audit(not problems, problems, c)

@@ -15,6 +15,7 @@ from .fields import GROUP, GROUP_EVENT
 from .ops import Command, Namespace, NewTask, Request, decode_result, fields_of, result, text
 from .options import LoopOptions
 from .replies import DispatchReply
+from .words import counted
 
 Flow = Generator[Request, Any, Any]
 
@@ -88,7 +89,7 @@ class GroupReader:
         left = self._slice_s if self._deadline is None else min(self._slice_s, self._deadline - time.monotonic())
         if left <= 0:
             missing = len(self._want) - len(self._seen)
-            raise ResultTimeout(f"group {self._group_id}: {missing} of {len(self._want)} tasks did not "
+            raise ResultTimeout(f"group {self._group_id}: {missing} of {counted(len(self._want), 'task')} did not "
                                 f"finish within {self._timeout} s")
         return Command("xread", ({self._stream: self._last}, 1000, max(int(left * 1000), 1)))
 

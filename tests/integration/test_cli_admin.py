@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 import luasched
 from luasched.cli import main
+from luasched.routing import ACTIONS
 from tests import cli_app
 from tests.conftest import FakeClock
 from tests.servers import RedisServer
@@ -351,6 +352,17 @@ def test_unreachable_or_bad_url_is_exit_2_and_never_shows_the_password(
     assert "s3cret" not in result.output
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unreachable_redis_is_said_in_a_users_words(app: luasched.Scheduler, command: str) -> None:
+    """What could not be done, then why: no script's or command's internal name leads the line."""
+    result = cli(*COMMANDS[command], "--redis", "redis://127.0.0.1:1/0")
+    assert result.exit_code == 2
+    line = result.stderr.strip()
+    assert re.match(rf"luasched {command}: error: could not [a-z' ]+: cannot reach Redis: ", line), line
+    action = line.split("could not ", 1)[1].split(":", 1)[0]
+    assert action in ACTIONS.values(), action
+
+
 def test_purge_refusal_names_the_server_without_its_password(app: luasched.Scheduler) -> None:
     result = cli("purge", "--redis", SECRET_URL, "--namespace", "x")
     refused(result, "add --yes to go ahead")
@@ -509,10 +521,10 @@ def test_health_stale_until_a_dispatch_and_a_heartbeat(app: luasched.Scheduler) 
     p.register()
     assert ok(cli("health", APP), code=1).stdout == "stale: no dispatch ever\n"
     assert ok(cli("health", APP, "--no-dispatch-check")).stdout.startswith(
-        "ok: 1 of 1 processors heartbeated within 60 s")
+        "ok: 1 of 1 processor heartbeated within 60 s")
     app.dispatch()
     assert p.heartbeat()
-    assert re.fullmatch(r"ok: last dispatch \d+\.\d s ago; 1 of 1 processors heartbeated within 60 s "
+    assert re.fullmatch(r"ok: last dispatch \d+\.\d s ago; 1 of 1 processor heartbeated within 60 s "
                         r"\(latest \d+\.\d s ago\)\n", ok(cli("health", APP)).stdout)
 
 
