@@ -1,4 +1,4 @@
-"""The wheel: it carries every Lua script and py.typed, and works installed outside the repo."""
+"""The wheel: it carries every Lua script, py.typed and the LICENSE, and works installed outside the repo."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,7 @@ def test_wheel_carries_the_scripts_and_py_typed(wheel: Path) -> None:
         names = set(zf.namelist())
     libs = {f"luasched/lua/{LIB_DIR}/{p.name}" for p in (lua_dir() / LIB_DIR).glob("*.lua")}
     wanted = {f"luasched/lua/{name}.lua" for name in NAMES} | libs | {"luasched/py.typed"}
+    wanted |= {f"luasched-{version('luasched')}.dist-info/licenses/LICENSE"}
     assert len(libs) >= 5
     assert wanted <= names, sorted(wanted - names)
 
