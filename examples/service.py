@@ -5,15 +5,17 @@
     GET  /analyses/{id}/events    Server-Sent Events: one event per text as it is analysed
     GET  /analyses/{id}/summary?wait=S   the gathered result: words, longest text, mean length
 
-Run it with processors in the same process (small deployments), on the embedded server:
+Run it alone: with no Redis named it uses the embedded in-process server and runs two processor
+slots in this process (EMBEDDED_PROCESSORS=N for more):
 
-    pip install starlette uvicorn
-    EMBEDDED_PROCESSORS=2 uvicorn examples.service:app
+    pip install 'luasched[web]'
+    uvicorn examples.service:app
 
-or point it at Redis (LUASCHED_REDIS=redis://...) and run processors and a scheduler beside it:
+or point it at Redis with LUASCHED_REDIS_URL and run processors beside it (each processor also
+does the scheduler's duties; `docker compose up` in the repository runs this with two of them):
 
-    luasched processor examples.service:sched --capacity 8
-    luasched scheduler examples.service:sched
+    LUASCHED_REDIS_URL=redis://localhost:6379/0 uvicorn examples.service:app
+    LUASCHED_REDIS_URL=redis://localhost:6379/0 luasched processor examples.service:sched --capacity 8
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from starlette.routing import Route
 import luasched
 from luasched import aio
 
-sched = aio.Scheduler(os.environ.get("LUASCHED_REDIS"), namespace=os.environ.get("LUASCHED_NAMESPACE", "analysis"),
-                      dispatch_on_submit=True)
+# No redis= here: the Scheduler reads LUASCHED_REDIS_URL, or uses the embedded server without it.
+sched = aio.Scheduler(namespace=os.environ.get("LUASCHED_NAMESPACE", "analysis"), dispatch_on_submit=True)
 
 
 @sched.task(max_attempts=2)
@@ -112,27 +114,28 @@ async def summary(request: Request) -> JSONResponse:
     return JSONResponse(summarise(results))
 
 
+def embedded_processors() -> int:
+    """How many processor slots this process runs: EMBEDDED_PROCESSORS, by default 2 on the
+    embedded server (no other process can reach it) and none on Redis (processors run apart)."""
+    n = int(os.environ.get("EMBEDDED_PROCESSORS", "2" if sched.embedded else "0"))
+    if sched.embedded and n < 1:
+        raise RuntimeError("the service runs on the embedded in-process server, which no processor of another "
+                           "process can reach: set LUASCHED_REDIS_URL=redis://..., or EMBEDDED_PROCESSORS >= 1")
+    return n
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """With EMBEDDED_PROCESSORS=N, run N processor slots and a scheduler loop in this process."""
-    n = int(os.environ.get("EMBEDDED_PROCESSORS", "0"))
-    if not n:
-        try:
-            yield
-        finally:
-            await sched.close()
-        return
-    processor = sched.processor(capacity=n, take_next=True)
-    await processor.start()
-    stop = asyncio.Event()
-    loop = asyncio.create_task(sched.run(stop))
+    """Run the processor slots this process hosts (they also do the scheduler's duties)."""
+    n = embedded_processors()
+    processor = sched.processor(capacity=n) if n else None
+    if processor is not None:
+        await processor.start()
     try:
         yield
     finally:
-        stop.set()
-        await sched.wake()
-        await loop
-        await processor.stop(timeout=10)
+        if processor is not None:
+            await processor.stop(timeout=10)
         await sched.close()
 
 

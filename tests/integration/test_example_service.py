@@ -14,21 +14,47 @@ from starlette.testclient import TestClient  # noqa: E402
 TEXTS = ["the quick brown fox", "jumps over", "the extraordinarily lazy dog", ""]
 
 
-@pytest.fixture(params=["embedded", "real"])
-def service(monkeypatch, request):
-    if request.param == "real":
-        monkeypatch.setitem(os.environ, "LUASCHED_REDIS", request.getfixturevalue("redis_server").url)
+def load_service(monkeypatch, redis_url: str | None, processors: str | None):
+    """examples.service as uvicorn would import it, with this environment."""
+    if redis_url is None:
+        monkeypatch.delitem(os.environ, "LUASCHED_REDIS_URL", raising=False)
     else:
-        monkeypatch.delitem(os.environ, "LUASCHED_REDIS", raising=False)
-    monkeypatch.setitem(os.environ, "EMBEDDED_PROCESSORS", "2")
+        monkeypatch.setitem(os.environ, "LUASCHED_REDIS_URL", redis_url)
+    if processors is None:
+        monkeypatch.delitem(os.environ, "EMBEDDED_PROCESSORS", raising=False)
+    else:
+        monkeypatch.setitem(os.environ, "EMBEDDED_PROCESSORS", processors)
     monkeypatch.setitem(os.environ, "LUASCHED_NAMESPACE", f"svc-{uuid.uuid4().hex[:8]}")
     import importlib
 
     import examples.service as module
 
-    module = importlib.reload(module)  # a fresh Scheduler in a fresh namespace, in this loop
+    return importlib.reload(module)  # a fresh Scheduler in a fresh namespace, in this loop
+
+
+@pytest.fixture(params=["embedded", "real"])
+def service(monkeypatch, request):
+    """embedded: started with no environment at all (its own two processor slots); real: on
+    LUASCHED_REDIS_URL with two slots in this process (processors apart work the same way)."""
+    if request.param == "real":
+        module = load_service(monkeypatch, request.getfixturevalue("redis_server").url, "2")
+    else:
+        module = load_service(monkeypatch, None, None)
     with TestClient(module.app) as client:
         yield client
+
+
+def test_on_the_embedded_server_with_no_processor_it_refuses_to_start(monkeypatch):
+    """Nothing could ever run its tasks: it says so at startup instead of answering 202 forever."""
+    module = load_service(monkeypatch, None, "0")
+    assert module.sched.embedded
+    with pytest.raises(RuntimeError, match="LUASCHED_REDIS_URL=redis://"), TestClient(module.app):
+        pass
+
+
+def test_on_redis_it_runs_no_processor_of_its_own(monkeypatch, redis_server):
+    module = load_service(monkeypatch, redis_server.url, None)
+    assert not module.sched.embedded and module.embedded_processors() == 0
 
 
 def test_submit_a_batch_and_get_the_summary(service):
