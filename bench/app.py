@@ -7,8 +7,10 @@ import time
 
 import luasched
 
+# BENCH_EAGER "1"/"0" pins dispatch_on_submit; empty or unset: the Scheduler's default.
+_eager = os.environ.get("BENCH_EAGER") or None
 sched = luasched.Scheduler(namespace=os.environ.get("BENCH_NAMESPACE", "bench"),
-                           dispatch_on_submit=os.environ.get("BENCH_EAGER") == "1")
+                           **({} if _eager is None else {"dispatch_on_submit": _eager == "1"}))
 
 
 @sched.task

@@ -258,6 +258,11 @@ def goals_section(res: dict[str, dict[str, Any] | None]) -> list[str]:
                 b1["rate"] >= 10000 and b1["rate"] >= 2 * peer["rate"])
         add("end-to-end >= 2x the best peer", f"{best['rate'] / peer['rate']:.2f}x {peer['label']} "
             f"({num(peer['rate'])}/s)", best["rate"] >= 2 * peer["rate"])
+        default = next((r for r in ours(t["rows"]) if r.get("variant") == "default"), None)
+        if default:
+            add("the defaults (`luasched processor APP`, nothing else) >= 2.5x the best peer",
+                f"{num(default['rate'])}/s, {default['rate'] / peer['rate']:.2f}x {peer['label']}",
+                default["rate"] >= 2.5 * peer["rate"])
     s = res.get("submit")
     if s and ours(s["rows"]):
         one = next(r for r in ours(s["rows"]) if r["mode"] == "one")
@@ -266,6 +271,12 @@ def goals_section(res: dict[str, dict[str, Any] | None]) -> list[str]:
         add("submit_many >= 50k/s", f"{num(bulk['rate'])}/s ({bulk['mode']})", bulk["rate"] >= 50000)
     lat = res.get("latency")
     if lat and ours(lat["rows"]):
+        default = next((r for r in ours(lat["rows"]) if r.get("variant") == "default"), None)
+        huey = next((r for r in peers_of(lat["rows"]) if r["system"] == "huey"), None)
+        if default and huey:
+            add("latency with the defaults no worse than huey's, p50 and p99",
+                f"p50 {default['p50_ms']:.2f} / {huey['p50_ms']:.2f} ms, p99 {default['p99_ms']:.2f} / "
+                f"{huey['p99_ms']:.2f} ms", default["p50_ms"] <= huey["p50_ms"] and default["p99_ms"] <= huey["p99_ms"])
         for r in ours(lat["rows"]):
             add(f"latency p50 <= 0.4 ms, p99 <= 1 ms ({short(r['label'])})",
                 f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms", r["p50_ms"] <= 0.4 and r["p99_ms"] <= 1.0)

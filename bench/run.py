@@ -175,7 +175,8 @@ def say(row: dict[str, Any], *fields: str) -> None:
 def w_throughput(run: Runner, n: int) -> None:
     rows = []
     if "luasched" in run.systems:
-        configs = [(mode, cap) for mode in LUASCHED_MODES for cap in (1, 4)]
+        configs = [("default", 0)]  # what the documented commands give (the capacity is the default's)
+        configs += [(mode, cap) for mode in LUASCHED_MODES for cap in (1, 4)]
         configs += [("plain+ack", 1), ("plain+ack", 4), ("take_next+batch", 4), ("take_next+batch", 32),
                     ("plain+batch+ack", 32)]
         for mode, cap in configs:
@@ -216,7 +217,7 @@ def w_latency(run: Runner, n: int, n_slow: int) -> None:
     rows = []
     keys = ("p50_ms", "p99_ms", "max_ms", "mean_ms")
     if "luasched" in run.systems:
-        for mode in ("plain", "eager", "eager+ack", "plain+result", "eager+result"):
+        for mode in ("default", "plain", "eager", "eager+ack", "plain+result", "eager+result"):
             rows.append(run.repeated("luasched", "latency", "--n", n, variant=mode, keys=keys))
             say(rows[-1], *keys)
     for system, variant in run.peer_configs():

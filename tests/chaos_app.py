@@ -48,7 +48,9 @@ def stalls_first(seconds: float) -> int:
     info = luasched.current_task()
     assert info is not None
     if info.attempt == 1:
-        with open(os.path.join(os.environ["CHAOS_DIR"], "stalled.pid"), "w", encoding="ascii") as f:
+        path = os.path.join(os.environ["CHAOS_DIR"], "stalled.pid")
+        with open(path + ".tmp", "w", encoding="ascii") as f:
             f.write(str(os.getpid()))
+        os.replace(path + ".tmp", path)  # a reader sees the whole pid or no file
         time.sleep(seconds)
     return info.attempt

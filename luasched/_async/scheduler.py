@@ -202,12 +202,14 @@ class Scheduler(Transport, SchedulerBase):
         call = ops.dispatch(self.ns, None, loop.limit, new_request_id())
         return ops.decode_dispatch(await self.call_after_wake(self.keys.wake, turn.wait_s, call))
 
-    def processor(self, capacity: int = 1, queues: Sequence[str] = ("default",), lease: float = 10.0,
-                  name: str | None = None, *, take_next: bool = False, pool: str = "thread",
-                  app: str | None = None, log_tasks: bool = False, batch: bool = False,
-                  dispatch_on_ack: bool = False, scheduler: bool = True) -> Processor:
-        """A processor on this namespace (call ``register``/``start`` on it); every option is
-        explained in ``luasched.core.options.ProcessorOptions``. The asyncio processor runs
+    def processor(self, capacity: int = ProcessorOptions.capacity,
+                  queues: Sequence[str] = ProcessorOptions.queues, lease: float = ProcessorOptions.lease_s,
+                  name: str | None = None, *, take_next: bool = ProcessorOptions.take_next,
+                  pool: str = ProcessorOptions.pool, app: str | None = None,
+                  log_tasks: bool = ProcessorOptions.log_tasks, batch: bool = ProcessorOptions.batch,
+                  dispatch_on_ack: bool | None = None, scheduler: bool = ProcessorOptions.scheduler) -> Processor:
+        """A processor on this namespace (call ``register``/``start`` on it); every option and
+        its default is ``luasched.core.options.ProcessorOptions``'s. The asyncio processor runs
         coroutine functions concurrently up to ``capacity`` on the event loop (cancelled at their
         timeout) and plain functions in threads; the threaded one runs each slot in a thread, or
         each slot's tasks in a child process with ``pool="process"``."""

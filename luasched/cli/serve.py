@@ -78,7 +78,8 @@ def _where(sched: SchedulerBase) -> str:
 
 @click.command("processor")
 @click.argument("app")
-@click.option("--capacity", type=int, default=1, show_default=True, help="Task slots (threads or processes).")
+@click.option("--capacity", type=int, default=ProcessorOptions.capacity, show_default=True,
+              help="Task slots (threads or processes).")
 @click.option("--queues", default="default", show_default=True, help="Comma-separated queues to serve.")
 @click.option("--lease", type=float, default=10.0, show_default=True, help="Lease in seconds (heartbeat every third).")
 @click.option("--name", default=None, help="A name shown in status (default: the host name and process id).")
@@ -89,22 +90,24 @@ def _where(sched: SchedulerBase) -> str:
               help="Run tasks in threads, or in child processes killed at a task's timeout.")
 @click.option("--take-next/--no-take-next", default=False, show_default=True,
               help="Take the next task from the queue in the same call that acks the last one.")
-@click.option("--dispatch-on-ack/--no-dispatch-on-ack", default=False, show_default=True,
+@click.option("--dispatch-on-ack/--no-dispatch-on-ack", default=None,
               help="The call that acks finished tasks also fills the freed slots from the queues, "
-                   "least-loaded first, as dispatch would (excludes --take-next).")
+                   "least-loaded first, as dispatch would. On by default, unless --take-next; "
+                   "--no-dispatch-on-ack is the plain mode (only dispatch places).")
 @click.option("--batch/--no-batch", default=False, show_default=True,
               help="One slot starts and acks up to --capacity tasks per round trip (short tasks).")
 @click.option("--scheduler/--no-scheduler", default=True, show_default=True,
               help="Also do the scheduler's duties (place what no submit or ack placed, promote delayed "
                    "tasks, reap lapsed processors), so that processors alone are a whole deployment.")
 @_durability_option
-@click.option("--log-tasks/--no-log-tasks", default=True, show_default=True,
-              help="Log one line per task (id, name, outcome, duration).")
+@click.option("--log-tasks/--no-log-tasks", default=ProcessorOptions.log_tasks, show_default=True,
+              help="Log one INFO line per finished task (id, name, outcome, duration). Failures, retries "
+                   "and dead letters are logged either way.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
                       redis_url: str | None, grace: float, pool: str, take_next: bool,
-                      dispatch_on_ack: bool, batch: bool, scheduler: bool, durability: int | None,
+                      dispatch_on_ack: bool | None, batch: bool, scheduler: bool, durability: int | None,
                       log_tasks: bool, log_level: str) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
 
@@ -127,12 +130,12 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
             sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(any_sched))))
         sched = cast(luasched.Scheduler, any_sched)
         p = luasched.Processor(sched, options)
+        stop = threading.Event()
+        _on_signals(stop.set, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
         p.start()
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         complain(exc)
         sys.exit(EXIT_USAGE)
-    stop = threading.Event()
-    _on_signals(stop.set, lambda: _halt(p))
     log.info("processor %s started: capacity %d, queues %s, lease %.1f s, pool %s, %s, on %s",
              p.id, capacity, ",".join(p.queues), lease, pool,
              "with the scheduler's duties" if scheduler else "no scheduler duties", _where(any_sched))
@@ -148,9 +151,9 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
 async def _processor_async(sched: aio.Scheduler, options: ProcessorOptions, grace: float, where: str) -> int:
     """The processor command for an asyncio APP: slots are tasks on this event loop."""
     p = aio.Processor(sched, options)
-    await p.start()
     stop = asyncio.Event()
-    _on_loop_signals(stop.set, lambda: _halt(p))
+    _on_loop_signals(stop.set, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
+    await p.start()
     log.info("processor %s started: capacity %d, queues %s, lease %.1f s, asyncio, on %s",
              p.id, p.capacity, ",".join(p.queues), p.lease, where)
     await stop.wait()
@@ -179,6 +182,11 @@ def _on_loop_signals(graceful: Callable[[], None], now: Callable[[], None]) -> N
         loop.add_signal_handler(signum, handler, signum)
 
 
+def _exit_halted() -> None:
+    logging.shutdown()
+    os._exit(EXIT_HALTED)
+
+
 def _halt(p: Any) -> None:
     p.halt()
     log.warning("processor %s halted; running tasks come back when its lease lapses", p.id)
@@ -205,20 +213,12 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
         if isinstance(any_sched, aio.Scheduler):
             sys.exit(asyncio.run(_scheduler_async(any_sched, limit, _where(any_sched))))
         sched = cast(luasched.Scheduler, any_sched)
+        stop = threading.Event()
+        _on_signals(stop.set, _exit_halted)
         sched.counts()  # reach Redis now: an unreachable server is a clear error, not a loop of retries
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         complain(exc)
         sys.exit(EXIT_USAGE)
-    stop = threading.Event()
-
-    def graceful() -> None:
-        stop.set()
-
-    def now() -> None:
-        logging.shutdown()
-        os._exit(EXIT_HALTED)
-
-    _on_signals(graceful, now)
     log.info("scheduler started for namespace %s on %s", sched.namespace, _where(sched))
     loop = threading.Thread(target=sched.run, args=(stop,), kwargs={"limit": limit}, daemon=True)
     loop.start()
@@ -236,14 +236,9 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
 
 async def _scheduler_async(sched: aio.Scheduler, limit: int, where: str) -> int:
     """The scheduler command for an asyncio APP."""
-    await sched.counts()  # reach Redis now
     stop = asyncio.Event()
-
-    def now() -> None:
-        logging.shutdown()
-        os._exit(EXIT_HALTED)
-
-    _on_loop_signals(stop.set, now)
+    _on_loop_signals(stop.set, _exit_halted)
+    await sched.counts()  # reach Redis now
     log.info("scheduler started for namespace %s on %s (asyncio)", sched.namespace, where)
     loop = asyncio.create_task(sched.run(stop, limit=limit))
     await stop.wait()

@@ -141,13 +141,16 @@ class ProcessorOptions:
     "process" (each slot runs its tasks in a child process, killed at the task's timeout; needs
     ``app``, the "module:attribute" of the Scheduler). ``log_tasks``: one INFO line per task.
     ``batch``: one slot starts and acks up to ``capacity`` tasks per round trip.
-    ``dispatch_on_ack``: an ack fills the slots it freed from the queues, least-loaded first
-    (excludes ``take_next``). ``scheduler``: a started processor also does the scheduler's
-    duties (a scheduler loop: it places what no submit or ack placed, promotes delayed tasks and
-    reaps lapsed processors), so that processors alone are a complete deployment; any number of
-    processors and scheduler loops may do them at once."""
+    ``dispatch_on_ack``: an ack fills the slots it freed from the queues, least-loaded first, so
+    that a backlog drains at one round trip per task with no scheduler in the way (excludes
+    ``take_next``); None, the default, means on unless ``take_next`` (False: the plain mode, where
+    only dispatch, submit with ``dispatch_on_submit`` and the scheduler loop place).
+    ``scheduler``: a started processor also does the scheduler's duties (a scheduler loop: it
+    places what no submit or ack placed, promotes delayed tasks and reaps lapsed processors), so
+    that processors alone are a complete deployment; any number of processors and scheduler loops
+    may do them at once. ``capacity`` defaults to 4 thread slots (or coroutines on asyncio)."""
 
-    capacity: int = 1
+    capacity: int = 4
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
     lease_s: float = 10.0
     name: str | None = None
@@ -156,7 +159,7 @@ class ProcessorOptions:
     app: str | None = None
     log_tasks: bool = False
     batch: bool = False
-    dispatch_on_ack: bool = False
+    dispatch_on_ack: bool | None = None
     scheduler: bool = True
 
     def __post_init__(self) -> None:
@@ -170,6 +173,8 @@ class ProcessorOptions:
             check_queue(q, "queue name")
         object.__setattr__(self, "queues", tuple(dict.fromkeys(queues)))
         object.__setattr__(self, "lease_s", seconds(self.lease_s, "lease", minimum=0.001))
+        if self.dispatch_on_ack is None:  # the fast path, unless the other fast path was asked for
+            object.__setattr__(self, "dispatch_on_ack", self.take_next is False)
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"name must be a str, not {type(self.name).__name__}")
         for flag in ("take_next", "log_tasks", "batch", "dispatch_on_ack", "scheduler"):

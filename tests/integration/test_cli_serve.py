@@ -53,7 +53,7 @@ def test_processor_and_scheduler_run_tasks_and_stop_on_sigterm(redis_server, nam
     env = dict(os.environ, **env)
     cmd = [sys.executable, "-m", "luasched"]
     proc = subprocess.Popen([*cmd, "processor", "tests.chaos_app:sched", "--redis", redis_server.url,
-                             "--capacity", "2", "--no-scheduler"],  # the scheduler process places
+                             "--capacity", "2", "--no-scheduler", "--log-tasks"],  # the scheduler process places
                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     loop = subprocess.Popen([*cmd, "scheduler", "tests.chaos_app:sched", "--redis", redis_server.url],
                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
@@ -80,7 +80,8 @@ def test_a_processor_with_dispatch_on_ack_drains_a_backlog_after_one_dispatch(re
 
     env = dict(os.environ, CHAOS_DIR=str(tmp_path), CHAOS_NAMESPACE=namespace, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "luasched", "processor", "tests.chaos_app:sched", "--redis",
-                             redis_server.url, "--dispatch-on-ack", "--no-log-tasks", "--no-scheduler"],
+                             redis_server.url, "--dispatch-on-ack", "--no-log-tasks", "--no-scheduler",
+                             "--capacity", "1"],
                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     sched = luasched.Scheduler(redis_server.client(), namespace=namespace)
     try:

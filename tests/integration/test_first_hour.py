@@ -135,7 +135,7 @@ def test_processors_alone_run_delayed_tasks_retries_and_reaps(redis_server: Redi
     env = {**{k: v for k, v in os.environ.items() if k != "LUASCHED_REDIS_URL"}, "PYTHONPATH": str(ROOT),
            "CHAOS_DIR": str(tmp_path), "CHAOS_NAMESPACE": namespace}
     command = [sys.executable, "-m", "luasched", "processor", "tests.chaos_app:sched", "--redis", redis_server.url,
-               "--lease", "1", "--capacity", "2"]
+               "--lease", "1", "--capacity", "2", "--grace", "1"]
     logs = [open(tmp_path / f"processor-{i}.log", "wb") for i in range(2)]  # noqa: SIM115
     procs = [subprocess.Popen(command, cwd=ROOT, env=env, stderr=log) for log in logs]
     for log in logs:

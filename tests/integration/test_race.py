@@ -29,7 +29,9 @@ def test_concurrent_dispatchers_hand_out_each_task_once(redis_server, namespace)
 
     producer = make()
     eager = make(dispatch_on_submit=True)  # producers that also hand out at submit time
-    processors = [worker.processor(capacity=2, queues=("default",), lease=30.0) for _ in range(4)]
+    # plain processors: the dispatchers below (and the eager submits) are what races here
+    processors = [worker.processor(capacity=2, queues=("default",), lease=30.0, dispatch_on_ack=False, scheduler=False)
+                  for _ in range(4)]
     for p in processors:
         p.start()
 

@@ -176,9 +176,10 @@ def test_logs_never_show_a_password(acl_server: RedisServer, caplog: pytest.LogC
 
     # The processor and scheduler commands, run for real: their start and stop lines.
     url = f"redis://ops:{OPS_PASSWORD}@127.0.0.1:{acl_server.port}/0"
-    procs = [subprocess.Popen([sys.executable, "-m", "luasched", command, "tests.cli_app:sched", "--redis", url],
+    # --no-scheduler: a dispatch then means the scheduler process is up and logged its start line
+    procs = [subprocess.Popen([sys.executable, "-m", "luasched", *command, "tests.cli_app:sched", "--redis", url],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for command in ("processor", "scheduler")]
+             for command in (["processor", "--no-scheduler"], ["scheduler"])]
     try:
         with probe(acl_server.port) as c:
             wait_until(lambda: c.zcard("luasched:{cli-app}:procs") >= 1, "the processor registering")
