@@ -8,6 +8,7 @@ unreachable Redis). Every listing has ``--json``.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +20,8 @@ from rich.table import Table
 
 import luasched
 
+from ..core.replies import FailedTask
+from ..core.words import counted
 from .common import (
     EXIT_FAILED,
     AdminCommand,
@@ -209,9 +212,24 @@ def failed_command(app: str | None, redis_url: str | None, namespace: str | None
         click.echo("no failed tasks")
         return
     console = Console()
+    if console.width < WIDE:
+        _failed_blocks(console, dead)
+    else:
+        _failed_table(console, dead)
+    if tracebacks:
+        for t in dead:
+            console.print(f"\n--- {escape(t.id)} ({escape(t.name)})", soft_wrap=True)
+            console.print(escape(t.traceback.rstrip() or "(no traceback)"), soft_wrap=True, highlight=False)
+
+
+#: From this terminal width on, ``failed`` is a table; narrower (a pipe is 80), a block per task.
+WIDE = 110
+
+
+def _failed_table(console: Console, dead: Sequence[FailedTask]) -> None:
     table = Table(title=f"failed tasks (oldest {len(dead)})")
-    # The error is what a person looks for: it always keeps a third of the width and wraps; the
-    # other columns give way first (an id is cut with an ellipsis, never the error).
+    # The error is what a person looks for: it keeps a third of the width and wraps; the other
+    # columns give way first (an id is cut with an ellipsis, never the error).
     table.add_column("id", overflow="ellipsis", no_wrap=True, max_width=14)
     table.add_column("name", overflow="fold")
     table.add_column("queue", overflow="fold")
@@ -222,10 +240,18 @@ def failed_command(app: str | None, redis_url: str | None, namespace: str | None
         table.add_row(escape(t.id), escape(t.name), escape(t.queue), str(t.attempts), _utc(t.failed_ms),
                       escape(f"{t.error_type}: {t.message}"))
     console.print(table)
-    if tracebacks:
-        for t in dead:
-            console.print(f"\n--- {escape(t.id)} ({escape(t.name)})", soft_wrap=True)
-            console.print(escape(t.traceback.rstrip() or "(no traceback)"), soft_wrap=True, highlight=False)
+
+
+def _failed_blocks(console: Console, dead: Sequence[FailedTask]) -> None:
+    """Narrow: a line per task (id, name, queue, attempts, when), then its error, indented and
+    wrapped to the width, whole."""
+    console.print(f"failed tasks (oldest {len(dead)})", highlight=False)
+    for t in dead:
+        console.print(f"\n{escape(t.id)}  {escape(t.name)}  queue {escape(t.queue)}  "
+                      f"{counted(t.attempts, 'attempt')}  failed {_utc(t.failed_ms)}", highlight=False)
+        error = textwrap.fill(f"{t.error_type}: {t.message}", width=console.width, initial_indent="  ",
+                              subsequent_indent="  ", break_on_hyphens=False)
+        console.print(escape(error), soft_wrap=True, highlight=False)
 
 
 @click.command("retry-failed", cls=AdminCommand)

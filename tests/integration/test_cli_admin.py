@@ -4,6 +4,7 @@ server (CliRunner in-process shares it with the test) and on the session's real 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -582,3 +583,77 @@ def test_health_on_real_redis_as_a_container_would_run_it(redis_server: RedisSer
     finally:
         sched.purge()
         sched.close()
+
+
+# --- show, cancel, failed --json, failed at 80 columns -------------------------------------------
+
+
+def test_show_prints_a_tasks_record_as_text_and_json(app: luasched.Scheduler) -> None:
+    done = app.submit("add", 20, 22)
+    failed = app.submit("boom", "out of cheese")
+    run_one(app, capacity=2)
+    text = ok(cli("show", APP, done.id)).stdout
+    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in text.splitlines())
+    assert lines["id"] == done.id and lines["state"] == "done" and lines["result"] == "42"
+    assert lines["arguments"] == "[20, 22]" and lines["attempts"] == "1 of 3" and lines["queue"] == "default"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", lines["finished"])
+    shown_json = cli("show", APP, failed.id, "--json")  # not ok(): the JSON carries the traceback
+    assert shown_json.exit_code == 0
+    as_json = json.loads(shown_json.stdout)
+    assert as_json["state"] == "failed" and as_json["attempts"] == 1
+    assert as_json["error"]["type"] == "RuntimeError" and as_json["error"]["message"] == "out of cheese"
+    shown = cli("show", APP, failed.id)  # not ok(): the task's own traceback is shown
+    assert shown.exit_code == 0 and "error          RuntimeError: out of cheese" in shown.stdout
+    assert "raise RuntimeError(message)" in shown.stdout
+    refused(cli("show", APP, "no-such-task"), "no-such-task")
+
+
+def test_cancel_cancels_a_task_that_has_not_started_only(app: luasched.Scheduler) -> None:
+    waiting = app.submit("add", 1, 2)
+    assert ok(cli("cancel", APP, waiting.id)).stdout == f"cancelled task {waiting.id}\n"
+    assert waiting.state == "cancelled"
+    finished = app.submit("add", 3, 4)
+    run_one(app)
+    late = ok(cli("cancel", APP, finished.id), code=1)
+    assert late.stdout == "" and f"task {finished.id} is done" in late.stderr
+    assert finished.result(timeout=1) == 7
+
+
+def test_failed_json_is_one_object_per_dead_letter(app: luasched.Scheduler) -> None:
+    handles = [app.submit("boom", f"fault {i}") for i in range(2)]
+    run_one(app, capacity=2)
+    listed = cli("failed", APP, "--json")  # not ok(): the JSON carries the tracebacks
+    assert listed.exit_code == 0
+    objects = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [o["id"] for o in objects] == [h.id for h in handles]
+    assert [o["error"]["message"] for o in objects] == ["fault 0", "fault 1"]
+    assert all(o["error"]["type"] == "RuntimeError" and "raise RuntimeError" in o["error"]["traceback"]
+               and o["attempts"] == 1 and o["queue"] == "default" for o in objects)
+
+
+def test_failed_at_80_columns_shows_the_whole_error(app: luasched.Scheduler) -> None:
+    """A narrow terminal, or a pipe (80 columns), keeps the error column: it wraps, never vanishes."""
+    message = "the input file chunk-0007.csv has a corrupt header on line 1: expected 12 fields, got 9"
+    app.submit("boom", message)
+    run_one(app)
+    result = CliRunner().invoke(main, ["failed", APP, "--redis", "memory://"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    error = " ".join(line.strip() for line in lines if line.startswith("  "))
+    assert error == f"RuntimeError: {message}"
+    assert re.search(r"^\S+  boom  queue default  1 attempt  failed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$",
+                     result.stdout, re.MULTILINE), result.stdout
+
+
+def test_failed_in_a_pipe_shows_the_whole_error(real: luasched.Scheduler, redis_server: RedisServer) -> None:
+    message = "the input file chunk-0007.csv has a corrupt header on line 1: expected 12 fields, got 9"
+    real.submit("boom", message)
+    run_one(real)
+    piped = subprocess.run([sys.executable, "-m", "luasched", "failed", "--redis", redis_server.url,
+                            "--namespace", real.namespace], capture_output=True, text=True, cwd=ROOT,
+                           env={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")})
+    assert piped.returncode == 0, piped.stderr
+    lines = piped.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert " ".join(line.strip() for line in lines if line.startswith("  ")) == f"RuntimeError: {message}"
