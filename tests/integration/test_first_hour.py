@@ -166,3 +166,22 @@ def test_processors_alone_run_delayed_tasks_retries_and_reaps(redis_server: Redi
                 p.send_signal(signal.SIGTERM)
         assert [p.wait(30) for p in procs if p.returncode != -signal.SIGKILL] == [0]
         sched.close()
+
+
+@pytest.mark.parametrize("mode", [[], ["--take-next"], ["--no-dispatch-on-ack"]])
+def test_a_processor_alone_drains_what_is_submitted_in_every_mode(redis_server: RedisServer, namespace: str,
+                                                                  tmp_path: Path, mode: list[str]) -> None:
+    """No dispatch call from anywhere, no scheduler process: `--take-next` used to wait forever
+    for a first dispatch, and the plain mode for a scheduler."""
+    env = {**{k: v for k, v in os.environ.items() if k != "LUASCHED_REDIS_URL"}, "PYTHONPATH": str(ROOT),
+           "CHAOS_DIR": str(tmp_path), "CHAOS_NAMESPACE": namespace, "LUASCHED_REDIS_URL": redis_server.url}
+    proc = subprocess.Popen([sys.executable, "-m", "luasched", "processor", "tests.chaos_app:sched", *mode],
+                            cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    sched = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    try:
+        handles = sched.submit_many("record", [(i,) for i in range(30)])
+        assert [h.result(timeout=20) for h in handles] == list(range(30))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        sched.close()
