@@ -145,7 +145,8 @@ class ProcessorOptions:
     (excludes ``take_next``). ``scheduler``: a started processor also does the scheduler's
     duties (a scheduler loop: it places what no submit or ack placed, promotes delayed tasks and
     reaps lapsed processors), so that processors alone are a complete deployment; any number of
-    processors and scheduler loops may do them at once."""
+    processors and scheduler loops may do them at once. ``summary_every_s``: that loop logs a
+    summary line this often (None: never; see ``LoopOptions``)."""
 
     capacity: int = 1
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
@@ -158,9 +159,11 @@ class ProcessorOptions:
     batch: bool = False
     dispatch_on_ack: bool = False
     scheduler: bool = True
+    summary_every_s: float | None = 60.0
 
     def __post_init__(self) -> None:
         check_int(self.capacity, "capacity", 1, MAX_CAPACITY)
+        object.__setattr__(self, "summary_every_s", check_summary_every(self.summary_every_s))
         queues: object = self.queues
         if isinstance(queues, str) or not isinstance(queues, Sequence):
             raise TypeError("queues must be a sequence of queue names, e.g. ('default',)")
@@ -185,15 +188,16 @@ class ProcessorOptions:
                              "so that each child process can import the tasks")
 
     @classmethod
-    def make(cls, *, lease: float | timedelta = 10.0, **options: Any) -> ProcessorOptions:
-        """From the keyword arguments ``Scheduler.processor`` takes (``lease`` in seconds or a
-        timedelta); an unknown one raises TypeError naming it."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"lease_s"}
+    def make(cls, *, lease: float | timedelta = 10.0, summary_every: float | timedelta | None = 60.0,
+             **options: Any) -> ProcessorOptions:
+        """From the keyword arguments ``Scheduler.processor`` takes (``lease`` and
+        ``summary_every`` in seconds or a timedelta); an unknown one raises TypeError naming it."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"lease_s", "summary_every_s"}
         unknown = set(options) - known
         if unknown:
             raise TypeError(f"unknown processor option(s) {', '.join(sorted(unknown))}; options are "
-                            f"{', '.join(sorted(known | {'lease'}))}")
-        return cls(lease_s=lease, **options)  # type: ignore[arg-type]  # checked in __post_init__
+                            f"{', '.join(sorted(known | {'lease', 'summary_every'}))}")
+        return cls(lease_s=lease, summary_every_s=summary_every, **options)  # type: ignore[arg-type]  # checked
 
     @property
     def slots(self) -> int:
@@ -272,19 +276,28 @@ class SchedulerOptions:
         check_bool(self.dispatch_on_submit, "dispatch_on_submit")
 
 
+def check_summary_every(value: object) -> float | None:
+    """How often a scheduler loop logs its summary line: seconds (or a timedelta), or None: never."""
+    return seconds(value, "summary_every", allow_none=True, minimum=0.001)
+
+
 @dataclass(frozen=True)
 class LoopOptions:
     """The scheduler loop's settings: ``limit`` tasks per dispatch call; it wakes by itself at
-    least every ``max_wait_s`` (to see its stop flag) and reaps at most every ``reap_every_s``."""
+    least every ``max_wait_s`` (to see its stop flag) and reaps at most every ``reap_every_s``.
+    Every ``summary_every_s`` it logs one INFO line of what it did meanwhile (tasks placed,
+    delayed tasks promoted, tasks reaped), idle or not; None: never."""
 
     limit: int = 100
     max_wait_s: float = 1.0
     reap_every_s: float = 0.25
+    summary_every_s: float | None = 60.0
 
     def __post_init__(self) -> None:
         check_limit(self.limit)
         object.__setattr__(self, "max_wait_s", seconds(self.max_wait_s, "max_wait", minimum=0.001))
         object.__setattr__(self, "reap_every_s", seconds(self.reap_every_s, "reap_every"))
+        object.__setattr__(self, "summary_every_s", check_summary_every(self.summary_every_s))
 
 
 # --- retrying while Redis is away ------------------------------------------------------------
