@@ -139,7 +139,8 @@ class ProcessorOptions:
     third of it). ``name``: shown in status (default: the host name and the process id).
     ``take_next``: an ack takes the next task from the queues itself. ``pool``: "thread" or
     "process" (each slot runs its tasks in a child process, killed at the task's timeout; needs
-    ``app``, the "module:attribute" of the Scheduler). ``log_tasks``: one INFO line per task.
+    ``app``, the "module:attribute" of the Scheduler). ``log_tasks``: one INFO line per task done
+    (failed attempts, retries and dead letters are logged either way).
     ``batch``: one slot starts and acks up to ``capacity`` tasks per round trip.
     ``dispatch_on_ack``: an ack fills the slots it freed from the queues, least-loaded first
     (excludes ``take_next``). ``scheduler``: a started processor also does the scheduler's
