@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from pythonjsonlogger.json import JsonFormatter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +22,10 @@ def json_formatter() -> logging.Formatter:
     """One JSON object per line: timestamp (ISO 8601, UTC), level, logger, message, and the
     fields a line carries in ``extra`` (a task line: task_id, task_name, attempt, outcome,
     duration_s, error_type...); a traceback in ``exc_info``."""
+    # Imported here, when asked for: it costs ~40 ms, and a command installs its signal handlers
+    # only once its imports are done (a SIGTERM before that kills it with no graceful stop).
+    from pythonjsonlogger.json import JsonFormatter
+
     return JsonFormatter("%(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level", "name": "logger"},
                          timestamp=True)
 

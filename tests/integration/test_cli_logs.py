@@ -201,7 +201,7 @@ def test_json_lines_carry_the_fields(serve, sched):
     registered(sched)
     h = sched.submit("fails_first", 7)
     assert h.result(timeout=20) == 7
-    p.wait_for(r'"message": "task \w+ fails_first attempt 2: done in ')
+    p.wait_for(rf'"message": "task {re.escape(h.id)} fails_first attempt 2: done in ')
     p.wait_for(r'"message": "scheduler loop, last ')
     records = [json.loads(line) for line in p.stop().splitlines()]  # every line is one JSON object
     assert all({"timestamp", "level", "logger", "message"} <= set(r) for r in records)
