@@ -263,17 +263,26 @@ def test_processor_and_scheduler_commands_take_durability(group: Replicated, ns:
     assert embedded.returncode == 2 and "embedded in-process server" in embedded.stderr
 
     reset(group.master)
-    procs = [subprocess.Popen([*base, command, "tests.chaos_app:sched", "--redis", group.master.url,
-                               "--durability", "2"], cwd=root, env=env, stderr=subprocess.PIPE, text=True)
-             for command in ("processor", "scheduler")]
+    logs = [tmp_path / f"{command}.log" for command in ("processor", "scheduler")]
+    procs = []
+    for command, log in zip(("processor", "scheduler"), logs, strict=True):
+        with open(log, "w") as err:  # the process holds its own copy
+            procs.append(subprocess.Popen([*base, command, "tests.chaos_app:sched", "--redis", group.master.url,
+                                           "--durability", "2"], cwd=root, env=env, stderr=err))
     producer = luasched.Scheduler(group.master.url, ns)  # durability 0: its submits send no WAIT
     try:
         handles = producer.submit_many("record", [(i,) for i in range(10)])
         assert [h.result(timeout=30) for h in handles] == list(range(10))
+        # the processor may do all the work before the scheduler is up: a SIGTERM before its signal
+        # handlers are in place would kill it, not stop it
+        deadline = time.monotonic() + 30
+        while not all(" started" in log.read_text() for log in logs) and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
-        errors = "".join(p.communicate(timeout=30)[1] for p in procs)
+            p.wait(30)
+        errors = "".join(log.read_text() for log in logs)
     assert all(p.returncode == 0 for p in procs), errors
     # every start, ack and dispatch of those 10 tasks was followed by a WAIT
     assert calls(group.master)["wait"] >= 20

@@ -157,7 +157,8 @@ def test_status_never_prints_a_password(acl_server: RedisServer) -> None:
     assert refused.exit_code == 2 and "WRONG-777" not in refused.output
 
 
-def test_logs_never_show_a_password(acl_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_never_show_a_password(acl_server: RedisServer, caplog: pytest.LogCaptureFixture,
+                                    tmp_path: Path) -> None:
     # In this process: the scheduler loop logs every reconnection attempt to an unreachable server.
     dead = start_redis()
     dead.cleanup()
@@ -176,18 +177,24 @@ def test_logs_never_show_a_password(acl_server: RedisServer, caplog: pytest.LogC
 
     # The processor and scheduler commands, run for real: their start and stop lines.
     url = f"redis://ops:{OPS_PASSWORD}@127.0.0.1:{acl_server.port}/0"
-    procs = [subprocess.Popen([sys.executable, "-m", "luasched", command, "tests.cli_app:sched", "--redis", url],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for command in ("processor", "scheduler")]
+    logs = [tmp_path / f"{command}.log" for command in ("processor", "scheduler")]
+    procs = []
+    for command, log in zip(("processor", "scheduler"), logs, strict=True):
+        with open(log, "w") as err:  # the process holds its own copy
+            procs.append(subprocess.Popen([sys.executable, "-m", "luasched", command, "tests.cli_app:sched",
+                                           "--redis", url], cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True))
     try:
         with probe(acl_server.port) as c:
             wait_until(lambda: c.zcard("luasched:{cli-app}:procs") >= 1, "the processor registering")
             wait_until(lambda: c.hget("luasched:{cli-app}:stats", "last_dispatch_ms"), "the scheduler dispatching")
+        # the processor dispatches too: wait for the scheduler's own start line (a SIGTERM before its
+        # signal handlers are in place would kill it, not stop it)
+        wait_until(lambda: all(" started" in log.read_text() for log in logs), "both commands started")
     finally:
         outputs = []
-        for proc in procs:
+        for proc, log in zip(procs, logs, strict=True):
             proc.send_signal(signal.SIGTERM)
-            outputs.append(proc.communicate(timeout=30))
+            outputs.append((proc.communicate(timeout=30)[0], log.read_text()))
     for out, err in outputs:
         assert OPS_PASSWORD not in out + err
         assert "ops:***@127.0.0.1" in err, err
