@@ -24,6 +24,7 @@ from ..core.options import (
     ProcessorOptions,
     SchedulerOptions,
     check_limit,
+    check_summary_every,
     check_task_id,
 )
 from ..core.records import TaskRecord
@@ -175,7 +176,7 @@ class Scheduler(Transport, SchedulerBase):
         ``luasched.scheduler``, INFO) and, every ``summary_every`` s (None: never), a summary
         line: tasks placed, delayed tasks promoted, tasks reaped."""
         stop = stop if stop is not None else threading.Event()
-        loop = LoopOptions(limit, max_wait, reap_every, summary_every)  # type: ignore[arg-type]  # checked there
+        loop = LoopOptions(limit, max_wait, reap_every, check_summary_every(summary_every))
         summary = logs.LoopSummary(loop.summary_every_s)
         retry = Backoff()
         reply: DispatchReply | None = None
