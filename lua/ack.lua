@@ -24,7 +24,9 @@
   result JSON (done) or error JSON (error)
   Returns {{status per acked task}, {'task', id, name, args_json, attempt, timeout_ms, ...},
            {task id, processor id, ...} placed by next = 'place' (empty on a replay: the first call placed),
-           more: 1 when next = 'place' placed and the processor's queues still hold tasks, else 0}
+           more: 1 when next = 'place' placed and the processor's queues still hold tasks, else 0,
+           {per acked error that ended an attempt: task id, ms until the retry is due ('' when
+            failed), max_attempts} (empty on a replay): what the processor's log line says}
     status: 'done' | 'retry' | 'failed' | 'stale'
   Invariant: each acked task leaves the inbox into exactly one place; started tasks stay in it.
 ]]
@@ -52,11 +54,11 @@ local pk = P .. 'p:' .. pid
 
 local memo = memo_for(redis.call('HGET', pk, PROC_ACK_MEMO .. slot), rid)
 if memo then
-  return {split_commas(memo[1]), memo_started(C, pid, memo[2], {}), {}, 0}
+  return {split_commas(memo[1]), memo_started(C, pid, memo[2], {}), {}, 0, {}}
 end
 
 -- every input checked; writes start here
-local statuses = {}
+local statuses, ended = {}, {}
 local freed = 0
 for i = 0, count - 1 do
   local base = 9 + i * PER_ACK
@@ -73,7 +75,11 @@ for i = 0, count - 1 do
       finish(C, id, 'done', TASK_RESULT, payload, {w, g})
       status = 'done'
     else
-      status = attempt_ended(C, id, payload, true)
+      local retry_ms, m
+      status, retry_ms, m = attempt_ended(C, id, payload, true)
+      ended[#ended + 1] = id
+      ended[#ended + 1] = retry_ms and fmt(retry_ms) or ''
+      ended[#ended + 1] = fmt(m)
     end
     freed = freed + 1
   end
@@ -127,4 +133,4 @@ end
 if registered then
   redis.call('HSET', pk, PROC_ACK_MEMO .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
 end
-return {statuses, started_reply(tasks), placements, more}
+return {statuses, started_reply(tasks), placements, more, ended}

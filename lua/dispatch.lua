@@ -7,8 +7,9 @@
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   A replay of a request that assigned tasks answers as the first call did and moves nothing.
   Returns {{task id, processor id, ...}, now ms, next due ms, next lease deadline ms,
-           next task deadline ms}  (the last three '' when there is none: a scheduler loop
-           sleeps until the earliest of them, or until woken)
+           next task deadline ms, promoted}  (the three times '' when there is none: a scheduler
+           loop sleeps until the earliest of them, or until woken; promoted: how many delayed
+           tasks fell due and were queued, for the loop's summary line)
   Invariant: a task leaves its queue only into an inbox, in the same call.
   Cost per task does not grow with the queue length or the number of processors.
 ]]
@@ -24,7 +25,7 @@ if seen then
   return seen
 end
 
-promote(C, limit)
+local promoted = promote(C, limit)
 
 local out = {}
 local pl = placer(C, limit)
@@ -38,4 +39,4 @@ local next_deadline = redis.call('ZRANGEBYSCORE', C.running, '-inf', '+inf', 'WI
 if next_deadline == 'inf' then
   next_deadline = ''
 end
-return remember(C, rid, {out, fmt(now), next_due, next_lease, next_deadline}, #out > 0)
+return remember(C, rid, {out, fmt(now), next_due, next_lease, next_deadline, fmt(promoted)}, #out > 0)

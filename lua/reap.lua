@@ -10,7 +10,11 @@
   KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] keep_s
   ARGV[5] request id (a replay of a request that took something answers the same, moving nothing)
-  Returns {{task ids taken back}, {processor ids removed}, more ('1' | '0')}
+  Returns {{task ids taken back}, {processor ids removed}, more ('1' | '0'),
+           {per processor removed, in order: how many ids it gave back, how many of them failed},
+           {per task past its timeout (the last ids taken back): id, processor, timeout_ms,
+            'retry' | 'failed', ms until the retry is due ('' when failed)}}
+    (the last two say what a scheduler loop logs; a reply of the first three alone reads the same)
   Invariant: every id taken from an inbox lands in exactly one place (queue, delayed, failed).
 ]]
 local C = context(KEYS, ARGV[1])
@@ -26,10 +30,12 @@ if seen then
   return seen
 end
 
-local out, removed = {}, {}
+local out, removed, counts, overdue = {}, {}, {}, {}
 for _, pid in ipairs(redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now), 'LIMIT', 0, limit)) do
-  drain(C, pid, 'lease lapsed', out)
+  local n, dead = drain(C, pid, 'lease lapsed', out)
   removed[#removed + 1] = pid
+  counts[#counts + 1] = fmt(n)
+  counts[#counts + 1] = fmt(dead)
   if #out >= limit then
     break
   end
@@ -43,9 +49,14 @@ if #out < limit then
     redis.call('ZREM', running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     local err = '{"type":"TaskTimeout","message":"task ' .. id .. ' ran past its timeout of ' .. o .. ' ms on processor ' .. pid .. '"}'
-    attempt_ended(C, id, err, true)
+    local status, backoff = attempt_ended(C, id, err, true)
     rerank(C, pid)
     out[#out + 1] = id
+    overdue[#overdue + 1] = id
+    overdue[#overdue + 1] = pid
+    overdue[#overdue + 1] = o
+    overdue[#overdue + 1] = status
+    overdue[#overdue + 1] = backoff and fmt(backoff) or ''
   end
 end
 
@@ -53,4 +64,4 @@ if #out > 0 then
   wake_scheduler(C)
 end
 local more = redis.call('ZCOUNT', procs, '-inf', '(' .. fmt(now)) + redis.call('ZCOUNT', running, '-inf', '(' .. fmt(now))
-return remember(C, rid, {out, removed, more > 0 and '1' or '0'}, #out > 0 or #removed > 0)
+return remember(C, rid, {out, removed, more > 0 and '1' or '0', counts, overdue}, #out > 0 or #removed > 0)

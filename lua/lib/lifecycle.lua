@@ -164,30 +164,35 @@ end
 
 -- A started attempt ended without success (error, timeout, lease lost). The caller has already
 -- taken id out of running and the processor's running set. later: retry through delayed with
--- exponential backoff; else retry at the head of the queue. Returns 'retry' or 'failed'.
+-- exponential backoff; else retry at the head of the queue. Returns 'retry' or 'failed', then
+-- the ms until the retry is due (0 at the head of the queue; nil when failed) and max_attempts
+-- (what a processor's log line says: "retry 2/3 in 0.50 s").
 local function attempt_ended(C, id, error_json, later)
   local tk = C.prefix .. 't:' .. id
   local n, m, b = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_BACKOFF_MS))
   n = tonumber(n)
   b = b or DEFAULT_BACKOFF_MS
-  if n >= tonumber(m or DEFAULT_MAX_ATTEMPTS) then
+  m = tonumber(m or DEFAULT_MAX_ATTEMPTS)
+  if n >= m then
     finish(C, id, 'failed', TASK_ERROR, error_json)
-    return 'failed'
+    return 'failed', nil, m
   end
   redis.call('HSET', tk, TASK_ERROR, error_json)
+  local backoff = 0
   if later then
-    local backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)
+    backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)
     redis.call('ZADD', C.delayed, fmt(C.now + backoff), id)
     redis.call('HSET', tk, TASK_STATE, 'delayed')
     redis.call('HDEL', tk, TASK_PROCESSOR)
   else
     back_to_head(C, id)
   end
-  return 'retry'
+  return 'retry', backoff, m
 end
 
 -- Give back a processor's whole inbox and remove it. Pending tasks go back to the head of their
 -- queues in order, without using an attempt; started ones used their attempt. Ids appended to out.
+-- Returns how many ids it appended, and how many of them were on their last attempt (now failed).
 local function drain(C, pid, reason, out)
   local P = C.prefix
   local ik = P .. 'p:' .. pid .. ':i'
@@ -202,9 +207,12 @@ local function drain(C, pid, reason, out)
   local started = redis.call('SMEMBERS', rk)
   table.sort(started) -- SMEMBERS order differs between servers: give back in a known order
   local err = '{"type":"LeaseLost","message":"' .. reason .. ' while running on processor ' .. pid .. '"}'
+  local dead = 0
   for _, id in ipairs(started) do
     redis.call('ZREM', C.running, id)
-    attempt_ended(C, id, err, false)
+    if attempt_ended(C, id, err, false) == 'failed' then
+      dead = dead + 1
+    end
   end
   for i = 1, #pending do
     out[#out + 1] = pending[i]
@@ -222,4 +230,5 @@ local function drain(C, pid, reason, out)
   redis.call('ZREM', C.procs, pid)
   redis.call('DEL', ik, rk, P .. 'p:' .. pid, P .. 'p:' .. pid .. ':w')
   redis.call('HDEL', C.cards, pid)
+  return #pending + #started, dead
 end

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._backends import aio as backend
-from ..core import flows, ops, records
+from ..core import flows, logs, ops, records
 from ..core.audit import Audit, check_audit
 from ..core.base import SchedulerBase
 from ..core.options import (
@@ -23,6 +23,7 @@ from ..core.options import (
     ProcessorOptions,
     SchedulerOptions,
     check_limit,
+    check_summary_every,
     check_task_id,
 )
 from ..core.records import TaskRecord
@@ -163,51 +164,63 @@ class Scheduler(Transport, SchedulerBase):
             await self.client.rpush(self.keys.wake, "1")
 
     async def run(self, stop: asyncio.Event | None = None, *, limit: int = 100,
-                  max_wait: float = 1.0, reap_every: float = 0.25) -> None:
+                  max_wait: float = 1.0, reap_every: float = 0.25,
+                  summary_every: float | timedelta | None = 60.0) -> None:
         """The scheduler loop: dispatch and reap until ``stop`` is set.
 
         It blocks on the namespace's wake-up list, which submit, register and a freed slot push
         to; it wakes by itself only when a delayed task falls due or a lease or task timeout may
         have lapsed (at most every ``max_wait`` s, so that ``stop`` is seen). Any number of loops
-        may run at once: each step is one atomic script."""
+        may run at once: each step is one atomic script. It logs each reap (logger
+        ``luasched.scheduler``, INFO) and, every ``summary_every`` s (None: never), a summary
+        line: tasks placed, delayed tasks promoted, tasks reaped."""
         stop = stop if stop is not None else asyncio.Event()
-        loop = LoopOptions(limit, max_wait, reap_every)
+        loop = LoopOptions(limit, max_wait, reap_every, check_summary_every(summary_every))
+        summary = logs.LoopSummary(loop.summary_every_s)
         retry = Backoff()
         reply: DispatchReply | None = None
         while not stop.is_set():
             try:
-                reply = await self._turn(stop, loop, reply)
+                reply = await self._turn(stop, loop, reply, summary)
                 retry.reset()
             except ConnectionLost as exc:
                 reply = None
                 pause = retry.next()
                 log.warning("scheduler loop: %s; retrying in %.2f s", exc, pause)
                 await backend.wait(stop, pause)
+            summary.tick()
 
-    async def _turn(self, stop: asyncio.Event, loop: LoopOptions, reply: DispatchReply | None) -> DispatchReply | None:
+    async def _turn(self, stop: asyncio.Event, loop: LoopOptions, reply: DispatchReply | None,
+                    summary: logs.LoopSummary) -> DispatchReply | None:
         """One turn of the loop; returns the dispatch the next turn starts from (None: dispatch)."""
         if reply is None:
             reply = await self.dispatch_detail(loop.limit)
+            summary.dispatched(reply)
         turn = flows.next_turn(reply, loop, self.block_s)
         if turn.reap:
-            while await self.reap(loop.limit):
-                pass
+            while reaped := await self.reap(loop.limit):
+                logs.reaped(reaped)
+                summary.took_back(reaped)
         if turn.again or turn.reap or stop.is_set():
             return None
+        wait_s = min(turn.wait_s, summary.left_s())  # a summary line is written when it is due
         if self.clock is not None:  # a dispatch carries the client's time: send it after the wait
             with translated("run"):
-                await self.client.blpop([self.keys.wake], timeout=turn.wait_s)
+                await self.client.blpop([self.keys.wake], timeout=wait_s)
             return None
         # Block on the wake list and dispatch right after, in one round trip.
         call = ops.dispatch(self.ns, None, loop.limit, new_request_id())
-        return ops.decode_dispatch(await self.call_after_wake(self.keys.wake, turn.wait_s, call))
+        reply = ops.decode_dispatch(await self.call_after_wake(self.keys.wake, wait_s, call))
+        summary.dispatched(reply)
+        return reply
 
     def processor(self, capacity: int = ProcessorOptions.capacity,
                   queues: Sequence[str] = ProcessorOptions.queues, lease: float = ProcessorOptions.lease_s,
                   name: str | None = None, *, take_next: bool = ProcessorOptions.take_next,
                   pool: str = ProcessorOptions.pool, app: str | None = None,
                   log_tasks: bool = ProcessorOptions.log_tasks, batch: bool = ProcessorOptions.batch,
-                  dispatch_on_ack: bool | None = None, scheduler: bool = ProcessorOptions.scheduler) -> Processor:
+                  dispatch_on_ack: bool | None = None, scheduler: bool = ProcessorOptions.scheduler,
+                  summary_every: float | timedelta | None = ProcessorOptions.summary_every_s) -> Processor:
         """A processor on this namespace (call ``register``/``start`` on it); every option and
         its default is ``luasched.core.options.ProcessorOptions``'s. The asyncio processor runs
         coroutine functions concurrently up to ``capacity`` on the event loop (cancelled at their
@@ -215,7 +228,8 @@ class Scheduler(Transport, SchedulerBase):
         each slot's tasks in a child process with ``pool="process"``."""
         return Processor(self, ProcessorOptions.make(
             capacity=capacity, queues=queues, lease=lease, name=name, take_next=take_next, pool=pool,
-            app=app, log_tasks=log_tasks, batch=batch, dispatch_on_ack=dispatch_on_ack, scheduler=scheduler))
+            app=app, log_tasks=log_tasks, batch=batch, dispatch_on_ack=dispatch_on_ack, scheduler=scheduler,
+            summary_every=summary_every))
 
     # --- reading -----------------------------------------------------------------------------
     # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a

@@ -154,7 +154,10 @@ class Processor(ProcessorCore):
         for i in range(self.slots):
             self._workers.spawn(self._slot, str(i), name=f"{self.id}-slot{i}")
         if self.options.scheduler:
-            self._duties.spawn(self.sched.run, self._stop, name=f"{self.id}-scheduler")
+            self._duties.spawn(self._scheduler_duties, name=f"{self.id}-scheduler")
+
+    def _scheduler_duties(self) -> None:
+        self.sched.run(self._stop, summary_every=self.options.summary_every_s)
 
     def _slot(self, slot: str) -> None:
         """A slot: the shared loop, kept alive through anything but a halt. Its script calls go

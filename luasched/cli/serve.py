@@ -26,13 +26,9 @@ from ..core.base import SchedulerBase
 from ..core.options import MAX_DURABILITY, ProcessorOptions
 from ..core.words import counted
 from .common import EXIT_HALTED, EXIT_USAGE, complain, refuse_embedded
+from .logs import log_options, setup_logging, summary_interval, summary_options
 
 log = logging.getLogger("luasched")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _on_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
@@ -101,14 +97,15 @@ def _where(sched: SchedulerBase) -> str:
                    "tasks, reap lapsed processors), so that processors alone are a whole deployment.")
 @_durability_option
 @click.option("--log-tasks/--no-log-tasks", default=ProcessorOptions.log_tasks, show_default=True,
-              help="Log one INFO line per finished task (id, name, outcome, duration). Failures, retries "
-                   "and dead letters are logged either way.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+              help="Log one INFO line per task done (id, name, attempt, duration). Failed attempts, "
+                   "retries and dead letters are logged either way.")
+@log_options
+@summary_options
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
                       redis_url: str | None, grace: float, pool: str, take_next: bool,
                       dispatch_on_ack: bool | None, batch: bool, scheduler: bool, durability: int | None,
-                      log_tasks: bool, log_level: str) -> None:
+                      log_tasks: bool, log_level: str, log_format: str, quiet: bool,
+                      summary_every_s: float) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
 
     Processors alone are a complete deployment: each also does the scheduler's duties (any
@@ -117,14 +114,15 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     First signal: take no new task, let running ones finish within --grace seconds, give the
     unstarted inbox back, deregister, exit 0. Second signal: stop at once (exit 1); what was
     running is recovered through the lease."""
-    _setup_logging(log_level)
+    setup_logging(log_level, log_format)
     try:
         if grace < 0:
             raise ValueError(f"--grace must be >= 0, not {grace}")
         options = ProcessorOptions.make(
             capacity=capacity, queues=tuple(q for q in queues.split(",") if q), lease=lease, name=name,
             take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
-            dispatch_on_ack=dispatch_on_ack, scheduler=scheduler)
+            dispatch_on_ack=dispatch_on_ack, scheduler=scheduler,
+            summary_every=summary_interval(quiet, summary_every_s))
         any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, aio.Scheduler):
             sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(any_sched))))
@@ -199,19 +197,20 @@ def _halt(p: Any) -> None:
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
 @click.option("--limit", type=int, default=100, show_default=True, help="Tasks per dispatch call.")
 @_durability_option
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@log_options
+@summary_options
 def scheduler_command(app: str, redis_url: str | None, limit: int, durability: int | None,
-                      log_level: str) -> None:
+                      log_level: str, log_format: str, quiet: bool, summary_every_s: float) -> None:
     """Run the dispatch-and-reap loop for APP until SIGTERM/SIGINT. Any number may run at once.
 
     It blocks on the namespace's wake-up list (pushed by submit, register and freed slots) and
     wakes by itself only when a delayed task falls due or a lease or task timeout may lapse."""
-    _setup_logging(log_level)
+    setup_logging(log_level, log_format)
+    loop_options = {"limit": limit, "summary_every": summary_interval(quiet, summary_every_s)}
     try:
         any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, aio.Scheduler):
-            sys.exit(asyncio.run(_scheduler_async(any_sched, limit, _where(any_sched))))
+            sys.exit(asyncio.run(_scheduler_async(any_sched, loop_options, _where(any_sched))))
         sched = cast(luasched.Scheduler, any_sched)
         stop = threading.Event()
         _on_signals(stop.set, _exit_halted)
@@ -220,7 +219,7 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
         complain(exc)
         sys.exit(EXIT_USAGE)
     log.info("scheduler started for namespace %s on %s", sched.namespace, _where(sched))
-    loop = threading.Thread(target=sched.run, args=(stop,), kwargs={"limit": limit}, daemon=True)
+    loop = threading.Thread(target=sched.run, args=(stop,), kwargs=loop_options, daemon=True)
     loop.start()
     while loop.is_alive() and not stop.wait(1.0):
         pass
@@ -234,13 +233,13 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
     sys.exit(0)
 
 
-async def _scheduler_async(sched: aio.Scheduler, limit: int, where: str) -> int:
+async def _scheduler_async(sched: aio.Scheduler, loop_options: dict[str, Any], where: str) -> int:
     """The scheduler command for an asyncio APP."""
     stop = asyncio.Event()
     _on_loop_signals(stop.set, _exit_halted)
     await sched.counts()  # reach Redis now
     log.info("scheduler started for namespace %s on %s (asyncio)", sched.namespace, where)
-    loop = asyncio.create_task(sched.run(stop, limit=limit))
+    loop = asyncio.create_task(sched.run(stop, **loop_options))
     await stop.wait()
     await sched.wake()
     await loop

@@ -18,8 +18,11 @@ from .options import DEFAULT_QUEUE, TaskOptions, check_limit, to_ms
 from .replies import (
     AckReply,
     DispatchReply,
+    Ended,
     FailedTask,
+    Lapsed,
     Outcome,
+    Overdue,
     ProcessorInfo,
     Reaped,
     StartReply,
@@ -136,8 +139,11 @@ def _ms(value: str) -> int | None:
 
 
 def decode_dispatch(reply: Any) -> DispatchReply:
-    pairs, now, due, lease, deadline = text(reply)
-    return DispatchReply(_pairs(pairs), int(now), _ms(due), _ms(lease), _ms(deadline))
+    """Also a reply without its last entry (promoted), as scripts before it answered."""
+    reply = text(reply)
+    pairs, now, due, lease, deadline = reply[:5]
+    promoted = int(reply[5]) if len(reply) > 5 else 0
+    return DispatchReply(_pairs(pairs), int(now), _ms(due), _ms(lease), _ms(deadline), promoted)
 
 
 def reap(ns: Namespace, now_ms: int | None, limit: int, rid: str) -> Call:
@@ -145,8 +151,20 @@ def reap(ns: Namespace, now_ms: int | None, limit: int, rid: str) -> Call:
 
 
 def decode_reap(reply: Any) -> Reaped:
-    ids, removed, more = text(reply)
-    return Reaped(ids, removed, more == "1")
+    """Also a reply of the first three entries alone (no lapsed or overdue details)."""
+    reply = text(reply)
+    ids, removed, more = reply[:3]
+    lapsed, overdue = [], []
+    if len(reply) > 4:
+        counts, late = reply[3], reply[4]
+        at = 0
+        for i, pid in enumerate(removed):
+            n = int(counts[2 * i])
+            lapsed.append(Lapsed(pid, ids[at:at + n], int(counts[2 * i + 1])))
+            at += n
+        overdue = [Overdue(late[i], late[i + 1], int(late[i + 2] or 0), _ms(late[i + 4]))
+                   for i in range(0, len(late), 5)]
+    return Reaped(ids, removed, more == "1", lapsed, overdue)
 
 
 # --- processors -------------------------------------------------------------------------------
@@ -228,10 +246,15 @@ def ack(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str, task: 
 
 
 def decode_ack(reply: Any) -> AckReply:
-    statuses, flat, placed, more = text(reply)
+    """Also a reply without its last entry (how attempts ended), as scripts before it answered."""
+    reply = text(reply)
+    statuses, flat, placed, more = reply[0], reply[1], reply[2], reply[3]
     started = _started_list(flat)
+    ended = reply[4] if len(reply) > 4 else None
     return AckReply(statuses[0] if statuses else "", started[0] if started else None, list(statuses), started,
-                    list(zip(placed[::2], placed[1::2], strict=True)), bool(int(more)))
+                    list(zip(placed[::2], placed[1::2], strict=True)), bool(int(more)),
+                    {ended[i]: Ended(_ms(ended[i + 1]), int(ended[i + 2])) for i in range(0, len(ended), 3)}
+                    if ended else {})
 
 
 # --- tasks: cancel, state, result ---------------------------------------------------------------

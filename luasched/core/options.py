@@ -139,7 +139,8 @@ class ProcessorOptions:
     third of it). ``name``: shown in status (default: the host name and the process id).
     ``take_next``: an ack takes the next task from the queues itself. ``pool``: "thread" or
     "process" (each slot runs its tasks in a child process, killed at the task's timeout; needs
-    ``app``, the "module:attribute" of the Scheduler). ``log_tasks``: one INFO line per task.
+    ``app``, the "module:attribute" of the Scheduler). ``log_tasks``: one INFO line per task done
+    (failed attempts, retries and dead letters are logged either way).
     ``batch``: one slot starts and acks up to ``capacity`` tasks per round trip.
     ``dispatch_on_ack``: an ack fills the slots it freed from the queues, least-loaded first, so
     that a backlog drains at one round trip per task with no scheduler in the way (excludes
@@ -148,7 +149,9 @@ class ProcessorOptions:
     ``scheduler``: a started processor also does the scheduler's duties (a scheduler loop: it
     places what no submit or ack placed, promotes delayed tasks and reaps lapsed processors), so
     that processors alone are a complete deployment; any number of processors and scheduler loops
-    may do them at once. ``capacity`` defaults to 4 thread slots (or coroutines on asyncio)."""
+    may do them at once. ``summary_every_s``: that loop logs a summary line this often (None:
+    never; see ``LoopOptions``). ``capacity`` defaults to 4 thread slots (or coroutines on
+    asyncio)."""
 
     capacity: int = 4
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
@@ -161,9 +164,11 @@ class ProcessorOptions:
     batch: bool = False
     dispatch_on_ack: bool | None = None
     scheduler: bool = True
+    summary_every_s: float | None = 60.0
 
     def __post_init__(self) -> None:
         check_int(self.capacity, "capacity", 1, MAX_CAPACITY)
+        object.__setattr__(self, "summary_every_s", check_summary_every(self.summary_every_s))
         queues: object = self.queues
         if isinstance(queues, str) or not isinstance(queues, Sequence):
             raise TypeError("queues must be a sequence of queue names, e.g. ('default',)")
@@ -190,15 +195,16 @@ class ProcessorOptions:
                              "so that each child process can import the tasks")
 
     @classmethod
-    def make(cls, *, lease: float | timedelta = 10.0, **options: Any) -> ProcessorOptions:
-        """From the keyword arguments ``Scheduler.processor`` takes (``lease`` in seconds or a
-        timedelta); an unknown one raises TypeError naming it."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"lease_s"}
+    def make(cls, *, lease: float | timedelta = 10.0, summary_every: float | timedelta | None = 60.0,
+             **options: Any) -> ProcessorOptions:
+        """From the keyword arguments ``Scheduler.processor`` takes (``lease`` and
+        ``summary_every`` in seconds or a timedelta); an unknown one raises TypeError naming it."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"lease_s", "summary_every_s"}
         unknown = set(options) - known
         if unknown:
             raise TypeError(f"unknown processor option(s) {', '.join(sorted(unknown))}; options are "
-                            f"{', '.join(sorted(known | {'lease'}))}")
-        return cls(lease_s=lease, **options)  # type: ignore[arg-type]  # checked in __post_init__
+                            f"{', '.join(sorted(known | {'lease', 'summary_every'}))}")
+        return cls(lease_s=lease, summary_every_s=summary_every, **options)  # type: ignore[arg-type]  # checked
 
     @property
     def slots(self) -> int:
@@ -277,19 +283,28 @@ class SchedulerOptions:
         check_bool(self.dispatch_on_submit, "dispatch_on_submit")
 
 
+def check_summary_every(value: object) -> float | None:
+    """How often a scheduler loop logs its summary line: seconds (or a timedelta), or None: never."""
+    return seconds(value, "summary_every", allow_none=True, minimum=0.001)
+
+
 @dataclass(frozen=True)
 class LoopOptions:
     """The scheduler loop's settings: ``limit`` tasks per dispatch call; it wakes by itself at
-    least every ``max_wait_s`` (to see its stop flag) and reaps at most every ``reap_every_s``."""
+    least every ``max_wait_s`` (to see its stop flag) and reaps at most every ``reap_every_s``.
+    Every ``summary_every_s`` it logs one INFO line of what it did meanwhile (tasks placed,
+    delayed tasks promoted, tasks reaped), idle or not; None: never."""
 
     limit: int = 100
     max_wait_s: float = 1.0
     reap_every_s: float = 0.25
+    summary_every_s: float | None = 60.0
 
     def __post_init__(self) -> None:
         check_limit(self.limit)
         object.__setattr__(self, "max_wait_s", seconds(self.max_wait_s, "max_wait", minimum=0.001))
         object.__setattr__(self, "reap_every_s", seconds(self.reap_every_s, "reap_every"))
+        object.__setattr__(self, "summary_every_s", check_summary_every(self.summary_every_s))
 
 
 # --- retrying while Redis is away ------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ class DispatchReply:
     next_due_ms: int | None  # earliest delayed task
     next_lease_ms: int | None  # earliest lease deadline
     next_deadline_ms: int | None  # earliest running task's timeout
+    promoted: int = 0  # delayed tasks that fell due and were queued by this call
 
     def wait_s(self, cap: float, reap_every: float) -> tuple[float, bool]:
         """How long a scheduler loop may sleep, and whether a reap is due now."""
@@ -46,15 +47,42 @@ class DispatchReply:
         return max(wait, 0.001), reap_now
 
 
+@dataclass(frozen=True)
+class Lapsed:
+    """A processor whose lease lapsed, removed by a reap: the ids it gave back (its pending tasks,
+    then those it was running), and how many of them were on their last attempt (now failed)."""
+
+    processor: str
+    task_ids: list[str]
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """A running task a reap took back because it ran past its timeout: the processor it ran on,
+    the timeout, and when its retry is due (ms from the reap; None: that was its last attempt, it
+    failed for good)."""
+
+    task_id: str
+    processor: str
+    timeout_ms: int
+    retry_in_ms: int | None
+
+
 class Reaped(list[str]):
     """Ids of the tasks one reap call took back. ``processors`` are the lapsed processors it
     removed; ``more`` says lapsed processors or overdue tasks remain. Truthy while there was work
-    or more remains, so ``while sched.reap(): pass`` leaves nothing behind."""
+    or more remains, so ``while sched.reap(): pass`` leaves nothing behind. ``lapsed`` says what
+    each removed processor gave back and ``overdue`` each task past its timeout (what the
+    scheduler loop logs)."""
 
-    def __init__(self, ids: Sequence[str], processors: Sequence[str], more: bool) -> None:
+    def __init__(self, ids: Sequence[str], processors: Sequence[str], more: bool,
+                 lapsed: Sequence[Lapsed] = (), overdue: Sequence[Overdue] = ()) -> None:
         super().__init__(ids)
         self.processors = list(processors)
         self.more = more
+        self.lapsed = list(lapsed)
+        self.overdue = list(overdue)
 
     def __bool__(self) -> bool:
         return len(self) > 0 or bool(self.processors) or self.more
@@ -71,6 +99,15 @@ class StartReply:
 
 
 @dataclass(frozen=True)
+class Ended:
+    """An attempt an ack ended with an error: when the retry is due (ms from the ack; None: it
+    was the last attempt, the task failed for good, a dead letter) and the task's max_attempts."""
+
+    retry_in_ms: int | None
+    max_attempts: int
+
+
+@dataclass(frozen=True)
 class AckReply:
     """What an ack call did: a status per acked task, the tasks it started next, and what it
     placed (dispatch on ack)."""
@@ -84,6 +121,8 @@ class AckReply:
     #: NEXT_PLACE placed tasks and the processor's queues still hold more: the next ack, too,
     #: will likely find a task to start
     more: bool = field(default=False, compare=False)
+    #: task id -> how its attempt ended, for each acked error that ended one (none on a replay)
+    ended: Mapping[str, Ended] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

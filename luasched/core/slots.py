@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from . import ops
+from . import logs, ops
 from .base import SchedulerBase
 from .options import ProcessorOptions, to_ms
 from .tasks import Started, new_request_id
@@ -150,12 +150,6 @@ class ProcessorCore:
             next_mode = ops.NEXT_TAKE if self.options.take_next else ops.NEXT_INBOX
         return ops.ack_many(self.ns, self._now(), pid, slot, new_request_id(), finished, next_mode, want)
 
-    def _done(self, task: Started, outcome: str, status: str, seconds: float) -> None:
-        self.processed += 1
-        if self.options.log_tasks:
-            log.info("task %s %s attempt %d: %s in %.3f s", task.id, task.name, task.attempt,
-                     status if status != "stale" else f"{outcome}, but stale (attempt ended)", seconds)
-
     def _slot_flow(self, slot: str, stopping: Callable[[], bool] | None) -> SlotFlow:
         """The loop of one slot, sans I/O: it yields what to do (send a call, run a task, block
         on the wake list, recover a lost lease) and receives the result; the threaded and the
@@ -189,11 +183,21 @@ class ProcessorCore:
                     continue
             results = yield Run(tasks, pid, slot)
             ran += len(tasks)
-            finished = [(task, outcome, payload) for task, (outcome, payload, _) in zip(tasks, results, strict=True)]
+            self.processed += len(tasks)
+            finished: list[ops.Finished] = []
+            failed = False
+            for task, (outcome, payload, took_s) in zip(tasks, results, strict=True):
+                finished.append((task, outcome, payload))
+                if outcome != "done":
+                    failed = True
+                elif self.options.log_tasks:  # now, not once the ack's reply is back
+                    logs.attempt_done(task, took_s, pid)
             stop_now = stopping is not None and stopping()
             # Fed by a scheduler (not take-next, not by hand): ack, wait and start in one round trip.
+            # Not after a failure: what its line says (when the retry comes, or a dead letter) is in
+            # the ack's reply, which must not wait behind the BLPOP.
             wait_next = (stopping is not None and not stop_now and not self.options.take_next
-                         and not (self.options.dispatch_on_ack and backlog))
+                         and not (self.options.dispatch_on_ack and backlog) and not failed)
             call = self._ack_call(pid, slot, finished, by_hand=stopping is None, stopping=stop_now,
                                   waiting=wait_next)
             if wait_next:
@@ -201,8 +205,8 @@ class ProcessorCore:
             else:
                 acked = yield Send(call)
             ack = ops.decode_ack(acked)
-            for task, (outcome, _, took_s), status in zip(tasks, results, ack.statuses, strict=True):
-                self._done(task, outcome, status, took_s)
+            if failed or "stale" in ack.statuses:
+                logs.acked(tasks, results, ack.statuses, ack.ended, pid)
             tasks, backlog = ack.started, ack.more
             idle = not tasks and stopping is not None and not stopping()
 

@@ -255,3 +255,15 @@ def test_dispatch_detail_without_deadlines(sched):
     assert d.next_due_ms is None
     assert d.next_deadline_ms is None
     audit_ok(sched)
+
+
+def test_dispatch_says_how_many_delayed_tasks_it_promoted(sched, clock):
+    """The scheduler loop's summary line counts them ("promoted 2")."""
+    sched.submit_many("add", [(1,), (2,)], delay=5)
+    sched.submit("add", 3, _delay=60)
+    assert sched.dispatch_detail().promoted == 0
+    clock.advance(5)
+
+    assert sched.dispatch_detail().promoted == 2
+    assert sched.dispatch_detail().promoted == 0  # once
+    audit_ok(sched)

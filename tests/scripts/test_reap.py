@@ -8,6 +8,7 @@ import pytest
 
 import luasched
 from luasched.core.fields import TASK
+from luasched.core.replies import Lapsed, Overdue
 
 from .util import ack, audit_ok, delayed_due_ms, queue_ids, record, start
 
@@ -36,6 +37,8 @@ def test_lapsed_processor_gives_its_inbox_back(sched, clock):
     taken = sched.reap()
 
     assert sorted(taken) == sorted([t1.id, t2.id, t3.id])
+    # what the scheduler loop logs: which processor, the ids it gave back (pending, then started)
+    assert taken.lapsed == [Lapsed(p.id, [t2.id, t3.id, t1.id], 0)] and taken.overdue == []
     # the started one used its attempt and goes first; pending ones follow in order, before t4
     assert queue_ids(sched) == [t1.id, t2.id, t3.id, t4.id]
     assert [record(sched, t.id)[TASK.attempts] for t in (t1, t2, t3)] == ["1", "0", "0"]
@@ -72,7 +75,9 @@ def test_started_task_on_its_last_attempt_fails(sched, clock):
     start(sched, p.id)
     clock.advance(6)
 
-    assert sched.reap() == [h.id]
+    taken = sched.reap()
+    assert taken == [h.id]
+    assert taken.lapsed == [Lapsed(p.id, [h.id], 1)]  # its last attempt: a dead letter
 
     assert h.state == "failed"
     with pytest.raises(luasched.TaskFailed) as failed:
@@ -126,6 +131,9 @@ def test_reap_is_bounded_by_limit(sched, clock):
         audit_ok(sched)
 
     assert [len(b) for b in batches] == [2, 2, 1]
+    lapsed = [lp for b in batches for lp in b.lapsed]
+    assert sorted(lp.processor for lp in lapsed) == sorted(p.id for p in ps)
+    assert all(len(lp.task_ids) == 1 for lp in lapsed)
     assert sorted(t for b in batches for t in b) == sorted(h.id for h in handles)
     assert sched.counts()["processors"] == 0
     assert sched.queue_lengths() == {"default": 5}
@@ -173,10 +181,12 @@ def test_task_past_its_timeout_is_taken_back_and_retried_with_backoff(sched, clo
     assert sched.reap() == []  # at the deadline, not past it
     clock.advance(0.001)
 
-    assert sched.reap() == [h.id]
+    taken = sched.reap()
+    assert taken == [h.id]
 
     assert h.state == "delayed"
     assert delayed_due_ms(sched, h.id) == int(clock() * 1000) + 3000
+    assert (taken.lapsed, taken.overdue) == ([], [Overdue(h.id, p.id, 5000, 3000)])  # as the loop logs it
     err = json.loads(record(sched, h.id)[TASK.error])
     assert err["type"] == "TaskTimeout" and "5000 ms" in err["message"]
     assert sched.client.sismember(sched.keys.idle, p.id)  # its slot is free again
@@ -200,7 +210,8 @@ def test_task_past_its_timeout_on_its_last_attempt_fails(sched, clock):
     task = start(sched, p.id).task
     clock.advance(2)
 
-    assert sched.reap() == [h.id]
+    taken = sched.reap()
+    assert taken == [h.id] and taken.overdue == [Overdue(h.id, p.id, 1000, None)]  # failed for good
 
     assert h.state == "failed"
     with pytest.raises(luasched.TaskFailed) as failed:

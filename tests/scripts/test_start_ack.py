@@ -11,6 +11,7 @@ import pytest
 import luasched
 from luasched.core import ops
 from luasched.core.fields import PROCESSOR, TASK
+from luasched.core.replies import Ended
 from luasched.core.tasks import new_request_id
 
 from .util import (
@@ -173,6 +174,8 @@ def test_replayed_ack_answers_the_same_and_changes_nothing(sched, proc, outcome)
     assert first.status == ("done" if outcome == "done" else "retry")
     assert first.next is not None and first.next.id == b.id
     assert second == first
+    assert first.ended == ({} if outcome == "done" else {a.id: Ended(1000, 3)})
+    assert second.ended == {}  # a replay does not say again how the attempt ended
     assert snapshot(sched, a.id, b.id) == after_first
     audit_ok(sched)
 
@@ -251,14 +254,18 @@ def test_backoff_doubles_per_attempt_through_the_script(sched, proc, clock):
     dues = []
     for _ in range(4):
         task = start(sched, proc.id).task
-        assert ack(sched, proc.id, task, "error", error_json()).status == "retry"
+        reply = ack(sched, proc.id, task, "error", error_json())
+        assert reply.status == "retry"
         dues.append(delayed_due_ms(sched, h.id) - int(clock() * 1000))
+        # what the processor logs ("retry 2/5 in 0.50 s") is the delay the script scheduled
+        assert reply.ended == {h.id: Ended(dues[-1], 5)}
         clock.advance(dues[-1] / 1000)
         assert sched.dispatch() == [(h.id, proc.id)]
     assert dues == [500, 1000, 2000, 4000]
     task = start(sched, proc.id).task
     assert task.attempt == 5
-    assert ack(sched, proc.id, task, "error", error_json("last")).status == "failed"
+    last = ack(sched, proc.id, task, "error", error_json("last"))
+    assert last.status == "failed" and last.ended == {h.id: Ended(None, 5)}
     audit_ok(sched)
 
 
@@ -266,7 +273,8 @@ def test_backoff_is_capped_at_an_hour(sched, proc, clock):
     (h,) = assigned(sched, proc, _retry_backoff=10_000)
     task = start(sched, proc.id).task
 
-    assert ack(sched, proc.id, task, "error", error_json()).status == "retry"
+    reply = ack(sched, proc.id, task, "error", error_json())
+    assert reply.status == "retry" and reply.ended[h.id].retry_in_ms == 3_600_000
 
     assert delayed_due_ms(sched, h.id) == int(clock() * 1000) + 3_600_000
     audit_ok(sched)
@@ -276,7 +284,8 @@ def test_zero_backoff_retries_at_once(sched, proc):
     (h,) = assigned(sched, proc, _retry_backoff=0)
     task = start(sched, proc.id).task
 
-    assert ack(sched, proc.id, task, "error", error_json()).status == "retry"
+    reply = ack(sched, proc.id, task, "error", error_json())
+    assert reply.status == "retry" and reply.ended == {h.id: Ended(0, 3)}
 
     assert sched.dispatch() == [(h.id, proc.id)]
     audit_ok(sched)

@@ -14,6 +14,7 @@ from luasched.core.audit import check_audit
 from luasched.core.fields import PROCESSOR, STATS
 from luasched.core.keys import Keys
 from luasched.core.options import MAX_LIMIT, TaskOptions
+from luasched.core.replies import Ended, Lapsed, Overdue
 
 NS = ops.Namespace(Keys("unit"), keep_s=77)
 P = NS.prefix
@@ -157,8 +158,10 @@ def as_bytes(value):
 
 DECODERS = [
     ("submit", lambda r: ops.decode_submit([r]), [2, ["old"], ["t1", "p1", "t2", "p1"]]),
-    ("dispatch", ops.decode_dispatch, [["t1", "p1"], "1000", "2000", "3000.0", ""]),
-    ("reap", ops.decode_reap, [["t1", "t2"], ["p1"], "1"]),
+    ("dispatch", ops.decode_dispatch, [["t1", "p1"], "1000", "2000", "3000.0", "", "2"]),
+    ("dispatch, no promoted", ops.decode_dispatch, [["t1", "p1"], "1000", "2000", "3000.0", ""]),
+    ("reap", ops.decode_reap, [["t1", "t2", "t3"], ["p1"], "1", ["2", "1"], ["t3", "p2", "5000", "retry", "3000"]]),
+    ("reap, no details", ops.decode_reap, [["t1", "t2"], ["p1"], "1"]),
     ("register ok", ops.decode_register, ["ok", "5000"]),
     ("register lost", ops.decode_register, ["lost"]),
     ("heartbeat", ops.decode_heartbeat, ["ok", 3, "5000"]),
@@ -171,6 +174,7 @@ DECODERS = [
     ("ack many", ops.decode_ack, [["done", "retry"], ["task", "t2", "add", "[]", "1", "500",
                                                       "task", "t3", "add", "[]", "2", "0"], [], 0]),
     ("ack placed", ops.decode_ack, [["done"], [], ["t2", "p1", "t3", "p2"], 1]),
+    ("ack ended", ops.decode_ack, [["retry", "failed", "done"], [], [], 0, ["t1", "500", "3", "t2", "", "3"]]),
     ("cancel", lambda r: ops.decode_cancel(r, "t1"), ["cancelled"]),
     ("cancel refused", lambda r: ops.decode_cancel(r, "t1"), ["not_cancellable", "running"]),
     ("result done", lambda r: ops.decode_result(r, "t1"), ["done", "42", "p1"]),
@@ -216,6 +220,29 @@ def test_decode_reap(reply, ids, processors, more, truthy):
     got = ops.decode_reap(as_bytes(reply))
     assert list(got) == ids
     assert (got.processors, got.more, bool(got)) == (processors, more, truthy)
+
+
+def test_decode_reap_details():
+    """What each lapsed processor gave back (its share of the ids, in order) and each overdue task."""
+    got = ops.decode_reap(as_bytes([["a1", "a2", "b1", "t1", "t2"], ["pa", "pb", "pc"], "0",
+                                    ["2", "0", "1", "1", "0", "0"],
+                                    ["t1", "px", "5000", "retry", "3000", "t2", "py", "1000", "failed", ""]]))
+    assert got.lapsed == [Lapsed("pa", ["a1", "a2"], 0), Lapsed("pb", ["b1"], 1), Lapsed("pc", [], 0)]
+    assert got.overdue == [Overdue("t1", "px", 5000, 3000), Overdue("t2", "py", 1000, None)]
+    old = ops.decode_reap([["a1"], ["pa"], "0"])  # a reply of the first three entries alone
+    assert (list(old), old.processors, old.lapsed, old.overdue) == (["a1"], ["pa"], [], [])
+
+
+def test_decode_ack_says_how_attempts_ended():
+    got = ops.decode_ack(as_bytes([["retry", "failed", "done", "stale"], [], [], 0,
+                                   ["t1", "500", "3", "t2", "", "5"]]))
+    assert got.ended == {"t1": Ended(500, 3), "t2": Ended(None, 5)}
+    assert ops.decode_ack([["done"], [], [], 0]).ended == {}  # a reply without the entry
+
+
+def test_decode_dispatch_promoted():
+    assert ops.decode_dispatch([[], "1000", "", "", "", "4"]).promoted == 4
+    assert ops.decode_dispatch([[], "1000", "", "", ""]).promoted == 0
 
 
 def test_group_reader_times_out_and_slices_its_waits():
