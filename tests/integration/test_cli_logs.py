@@ -105,7 +105,7 @@ def logged_at(line: str) -> float:
 
 
 def test_a_retry_says_when_it_comes_and_why(serve, sched):
-    p = serve("processor", "--lease", "5")
+    p = serve("processor", "--lease", "5", "--log-tasks")
     registered(sched)
     h = sched.submit("fails_first", 7)
     assert h.result(timeout=20) == 7
@@ -136,7 +136,7 @@ def test_a_dead_letter_is_a_warning_and_its_traceback_is_at_debug(serve, sched, 
 
 def test_lines_are_written_when_the_event_happens(serve, sched):
     """Not when the ack's reply comes back: that may wait behind a 2 s BLPOP on an idle processor."""
-    p = serve("processor", "--lease", "5")
+    p = serve("processor", "--lease", "5", "--log-tasks")
     registered(sched)
     done = sched.submit("record", 1)
     assert done.result(timeout=20) == 1
@@ -197,7 +197,8 @@ def test_the_summary_line_and_quiet(serve, sched, command, quiet):
 
 
 def test_json_lines_carry_the_fields(serve, sched):
-    p = serve("processor", "--lease", "5", "--log-format", "json", "--log-level", "debug", "--summary-every", "0.3")
+    p = serve("processor", "--lease", "5", "--log-tasks", "--log-format", "json", "--log-level", "debug",
+              "--summary-every", "0.3")
     registered(sched)
     h = sched.submit("fails_first", 7)
     assert h.result(timeout=20) == 7
