@@ -105,8 +105,9 @@ class Adapter(Base):
 
     def worker_commands(self) -> list[list[str]]:
         exe = [sys.executable, "-m", "luasched"]
-        if self.mode == "default":
-            return [[*exe, "processor", "bench.app:sched", "--redis", self.url] for _ in range(self.processes)]
+        if self.mode == "default":  # BENCH_PROCESSOR_FLAGS: flags to A/B against the defaults
+            extra = os.environ.get("BENCH_PROCESSOR_FLAGS", "").split()
+            return [[*exe, "processor", "bench.app:sched", "--redis", self.url, *extra] for _ in range(self.processes)]
         take = ["--take-next"] if self.mode == "take_next" else []
         take += ["--batch"] if self.batch else []
         take += ["--dispatch-on-ack"] if self.on_ack else [] if self.mode == "take_next" else ["--no-dispatch-on-ack"]
