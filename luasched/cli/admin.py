@@ -165,7 +165,7 @@ def purge_command(app: str | None, redis_url: str | None, namespace: str | None,
             raise ValueError(f"purge deletes every key of {where(sched, redis_url)}; "
                              f"add --yes to go ahead")
         deleted = sched.purge()
-        click.echo(f"deleted {deleted} key{'' if deleted == 1 else 's'} of {where(sched, redis_url)}")
+        click.echo(f"deleted {counted(deleted, 'key')} of {where(sched, redis_url)}")
 
 
 # --- health ------------------------------------------------------------------------------------

@@ -188,8 +188,7 @@ def _exit_halted() -> None:
 def _halt(p: Any) -> None:
     p.halt()
     log.warning("processor %s halted; running tasks come back when its lease lapses", p.id)
-    logging.shutdown()
-    os._exit(EXIT_HALTED)
+    _exit_halted()
 
 
 @click.command("scheduler")

@@ -269,7 +269,7 @@ def retry_failed_command(ctx: click.Context, words: tuple[str, ...], redis_url: 
     app, ids = (None, list(words)) if namespace is not None else (words[0] if words else None, list(words[1:]))
     with boundary("retry-failed", redis_url), scheduler_for(app, redis_url, namespace) as sched:
         put_back = sched.retry_failed(ids, limit if limit is not None else (len(ids) or 100))
-    click.echo(f"put back {len(put_back)} task{'' if len(put_back) == 1 else 's'}")
+    click.echo(f"put back {counted(len(put_back), 'task')}")
     for task_id in put_back:
         click.echo(task_id)
     skipped = [t for t in dict.fromkeys(ids) if t not in set(put_back)]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from .replies import DispatchReply, Ended, Reaped
 from .tasks import Started, decode_error
+from .words import counted
 
 task_log = logging.getLogger("luasched.processor")
 loop_log = logging.getLogger("luasched.scheduler")
@@ -123,8 +124,8 @@ def reaped(reply: Reaped) -> None:
         n = len(lapsed.task_ids)
         shown = ", ".join(lapsed.task_ids[:IDS_SHOWN]) + (", ..." if n > IDS_SHOWN else "")
         dead = f" ({lapsed.failed} on their last attempt: failed)" if lapsed.failed else ""
-        loop_log.info("reaped processor %s: its lease lapsed; %d task%s given back%s%s", lapsed.processor, n,
-                      "" if n == 1 else "s", f": {shown}" if n else "", dead,
+        loop_log.info("reaped processor %s: its lease lapsed; %s given back%s%s", lapsed.processor,
+                      counted(n, "task"), f": {shown}" if n else "", dead,
                       extra={"event": "reap", "processor": lapsed.processor, "tasks": n,
                              "failed": lapsed.failed})
     for late in reply.overdue:
