@@ -36,7 +36,7 @@ import luasched
 from luasched import aio
 
 # No redis= here: the Scheduler reads LUASCHED_REDIS_URL, or uses the embedded server without it.
-sched = aio.Scheduler(namespace=os.environ.get("LUASCHED_NAMESPACE", "analysis"), dispatch_on_submit=True)
+sched = aio.Scheduler(namespace=os.environ.get("LUASCHED_NAMESPACE", "analysis"))
 
 
 @sched.task(max_attempts=2)

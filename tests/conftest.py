@@ -106,9 +106,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def make_sched(make_client: Callable[..., Any], namespace: str) -> Callable[..., luasched.Scheduler]:
-    """Factory of Schedulers on this test's backend and namespace (all share one namespace)."""
+    """Factory of Schedulers on this test's backend and namespace (all share one namespace).
+    The scripts' tests place by explicit calls, so a submit here leaves its tasks queued unless
+    the test asks for ``dispatch_on_submit=True`` (the Scheduler's own default)."""
 
     def make(**kwargs: Any) -> luasched.Scheduler:
+        kwargs.setdefault("dispatch_on_submit", False)
         client_kwargs = {k: kwargs.pop(k) for k in ("decode_responses",) if k in kwargs}
         return luasched.Scheduler(make_client(**client_kwargs), namespace=namespace, **kwargs)
 

@@ -49,7 +49,9 @@ class Scheduler(Transport, SchedulerBase):
     ``clock``: None to use the Redis server's TIME inside scripts, or a callable returning
     seconds whose value is passed to the scripts instead (tests drive time with it).
     ``keep``: how long finished task records and results are kept (seconds or timedelta).
-    ``dispatch_on_submit``: also hand new tasks to idle processors in the submit call itself.
+    ``dispatch_on_submit``: also hand new tasks to idle processors in the submit call itself
+    (default True: a task submitted while a processor is idle starts at once; False leaves it
+    queued for an ack, dispatch or the scheduler loop to place).
     ``read_redis``: replicas for the read-only queries (counts, status, processors, failed tasks,
     outcomes, audit): a URL, client or Sentinel (its replicas), or a list of them, used in turn.
     Every script that writes and every wait for a result stays on ``redis``.
@@ -58,7 +60,7 @@ class Scheduler(Transport, SchedulerBase):
     """
 
     def __init__(self, redis: object = None, namespace: str = "default", clock: Clock | None = None,
-                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = False,
+                 *, keep: float | timedelta = 86400.0, dispatch_on_submit: bool = True,
                  read_redis: object = None, service_name: str | None = None, durability: int = 0,
                  durability_timeout: float | timedelta = 1.0) -> None:
         wait = Durability.of(durability, durability_timeout)

@@ -267,12 +267,13 @@ class SchedulerOptions:
     Redis server's TIME inside the scripts, or a callable returning seconds whose value the
     scripts take instead (tests drive time with it). ``keep_s``: how long finished task records
     and results are kept. ``dispatch_on_submit``: a submit also hands its tasks to idle
-    processors. ``durability``: what a write waits for."""
+    processors, in the same script (the default; False leaves them to dispatch, acks and the
+    scheduler loop). ``durability``: what a write waits for."""
 
     namespace: str = "default"
     clock: Clock | None = None
     keep_s: float = 86400.0
-    dispatch_on_submit: bool = False
+    dispatch_on_submit: bool = True
     durability: Durability = Durability()
 
     def __post_init__(self) -> None:

@@ -163,8 +163,9 @@ def test_redis_killed_and_restarted_mid_run(cluster, own_redis, namespace):
 
 def test_sigterm_stops_gracefully_and_loses_nothing(cluster, own_redis, namespace):
     n = 400
-    sched = luasched.Scheduler(own_redis.client(), namespace=namespace)
-    # --no-scheduler: the scheduler process places, so work under way means it is up
+    # Submits that place nothing and processors with --no-scheduler: only the scheduler process
+    # places, so work under way means it is up (and has its signal handlers).
+    sched = luasched.Scheduler(own_redis.client(), namespace=namespace, dispatch_on_submit=False)
     workers = [cluster.processor(capacity=2, lease=30.0, duties=False) for _ in range(3)]
     deadline = time.monotonic() + 20
     while sched.counts()["processors"] < 3 and time.monotonic() < deadline:

@@ -229,7 +229,7 @@ def test_submit_wait_timeout_on_real_redis_past_the_socket_timeout(
 
 
 def _busy_namespace(sched: luasched.Scheduler, key: str) -> luasched.Processor:
-    """done 1, failed 1, running 1 (on a started processor "busy"), queued 2, delayed 1, and
+    """done 1, failed 1, running 1 (on a started processor "busy"), queued 2 (behind it), delayed 1, and
     a second processor "by-hand"; returns the started one (the caller stops it)."""
     by_hand = sched.processor(capacity=2, name="by-hand")
     by_hand.register()
@@ -242,8 +242,8 @@ def _busy_namespace(sched: luasched.Scheduler, key: str) -> luasched.Processor:
     held = sched.submit("hold", key)
     sched.dispatch()
     wait_until(lambda: held.state == "running", "the held task to start")
-    sched.submit("add", 2, 2)
-    sched.submit("add", 3, 3)
+    sched.submit("add", 2, 2, _queue="slow")  # queued: the only processor of "slow" is full
+    sched.submit("add", 3, 3, _queue="slow")
     sched.submit("add", 4, 4, _delay=600)
     return busy
 
@@ -264,7 +264,7 @@ def test_status_shows_what_counts_says(app: luasched.Scheduler, namespace: str) 
     shown = {k: v for k, v in counts.items()
              if k not in ("now_ms", "last_dispatch_ms", "done_last_minute", "failed_last_minute")}
     assert as_json["counts"] == shown
-    assert as_json["queues"] == {"default": 2, "slow": 0}
+    assert as_json["queues"] == {"default": 0, "slow": 2}
     assert as_json["done_last_minute"] == 1 and as_json["failed_last_minute"] == 1
     assert as_json["last_dispatch_ms"] == counts["last_dispatch_ms"]
     assert 0 <= as_json["last_dispatch_age_s"] < 10
@@ -277,7 +277,7 @@ def test_status_shows_what_counts_says(app: luasched.Scheduler, namespace: str) 
     # The tables show the same numbers.
     for name, value in shown.items():
         assert row(tables, name.replace("_", " ")) == value, name
-    assert row(tables, "default") == 2 and row(tables, "slow") == 0
+    assert row(tables, "default") == 0 and row(tables, "slow") == 2
     assert re.search(rf"^[│|] {re.escape(procs['busy']['id'])} +[│|] busy +[│|] +1/1 [│|] slow +[│|] "
                      r"+\d+\.\d s ago [│|] +\d+\.\d s left [│|]$", tables, re.MULTILINE), tables
     assert re.search(r"^last dispatch +\d+\.\d s ago$", tables, re.MULTILINE)
@@ -299,17 +299,17 @@ def test_status_on_real_redis_with_app_and_with_namespace(real: luasched.Schedul
                                                           redis_server: RedisServer) -> None:
     real.submit("add", 1, 2)
     real.submit("hold", "never-run")
-    p = real.processor(capacity=3, queues=("default", "slow"), name="far")
+    p = real.processor(capacity=2, queues=("default", "slow"), name="far")
     p.register()
-    real.dispatch()  # both to "far"
-    real.submit("add", 5, 6)
+    real.dispatch()  # both to "far", which is then full
+    real.submit("add", 5, 6)  # so this one stays queued
     for args in (["status", APP, "--redis", redis_server.url, "--json"],
                  ["status", "--redis", redis_server.url, "--namespace", real.namespace, "--json"]):
         shown = json.loads(ok(cli(*args)).stdout)
         assert shown["counts"]["assigned"] == 2 and shown["counts"]["queued"] == 1
         assert shown["queues"] == real.queue_lengths() == {"default": 1, "slow": 0}
         [far] = shown["processors"]
-        assert (far["id"], far["name"], far["load"], far["capacity"]) == (p.id, "far", 2, 3)
+        assert (far["id"], far["name"], far["load"], far["capacity"]) == (p.id, "far", 2, 2)
         assert far["queues"] == ["default", "slow"]
 
 

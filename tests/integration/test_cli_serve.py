@@ -113,10 +113,10 @@ def test_a_second_signal_stops_at_once(app, redis_server, namespace, tmp_path):
         deadline = time.monotonic() + 20
         while sched.counts()["processors"] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        h = sched.submit("hold", 30.0)
-        assert sched.dispatch() != []
+        h = sched.submit("hold", 30.0)  # placed by the submit itself (dispatch_on_submit)
         while h.state != "running" and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert h.state == "running"
         proc.send_signal(signal.SIGTERM)  # graceful: waits for the running task (grace 60 s) ...
         time.sleep(0.3)
         assert proc.poll() is None

@@ -319,7 +319,8 @@ def test_no_connection_is_held_for_a_blocking_pool_or_another_client(redis_serve
 def test_dispatch_on_ack_drains_a_backlog_least_loaded_first_with_one_round_trip_per_task(redis_server, namespace):
     """Each ack fills the slots it freed from the queue, by the least-loaded rule: after one
     dispatch call a backlog drains over both processors with no scheduler, one pipeline per task."""
-    producer = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    # A backlog submitted the plain way (queued, placed by nobody), started by one dispatch call:
+    producer = luasched.Scheduler(redis_server.client(), namespace=namespace, dispatch_on_submit=False)
     pool = redis.ConnectionPool(port=redis_server.port, protocol=2, connection_class=CountingConnection)
     sched = luasched.Scheduler(redis.Redis(connection_pool=pool), namespace=namespace)
     ran_on: collections.Counter[str] = collections.Counter()
@@ -359,7 +360,8 @@ def test_dispatch_on_ack_in_batches_places_and_starts_a_batch_per_round_trip(red
     """A batch slot with dispatch_on_ack: each ack fills the batch it freed from the queue and,
     while the queue holds more, starts it in the same call: one round trip per batch of 8, after
     one dispatch call and with no scheduler."""
-    producer = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    # A backlog submitted the plain way (queued, placed by nobody), started by one dispatch call:
+    producer = luasched.Scheduler(redis_server.client(), namespace=namespace, dispatch_on_submit=False)
     pool = redis.ConnectionPool(port=redis_server.port, protocol=2, connection_class=CountingConnection)
     sched = luasched.Scheduler(redis.Redis(connection_pool=pool), namespace=namespace)
 

@@ -37,8 +37,8 @@ def flaky(proxy, namespace, clock):
 
 @pytest.fixture
 def direct(redis_server, namespace, clock):
-    client = redis_server.client()
-    yield luasched.Scheduler(client, namespace=namespace, clock=clock)
+    client = redis_server.client()  # places only by explicit calls, so that dispatch has work to replay
+    yield luasched.Scheduler(client, namespace=namespace, clock=clock, dispatch_on_submit=False)
     client.close()
 
 

@@ -83,7 +83,8 @@ class MProc:
 
 
 def sync_front(client: Any, namespace: str, clock: FakeClock) -> tuple[Any, Callable[[], None]]:
-    return luasched.Scheduler(client, namespace=namespace, clock=clock), lambda: None
+    # The model places only through its dispatch and ack rules: submits leave tasks queued.
+    return luasched.Scheduler(client, namespace=namespace, clock=clock, dispatch_on_submit=False), lambda: None
 
 
 def async_front(client: Any, namespace: str, clock: FakeClock) -> tuple[Any, Callable[[], None]]:
@@ -94,7 +95,7 @@ def async_front(client: Any, namespace: str, clock: FakeClock) -> tuple[Any, Cal
         aclient = fakeredis.FakeAsyncRedis(server=server, protocol=2)
     else:
         aclient = redis.asyncio.Redis(port=client.connection_pool.connection_kwargs["port"], protocol=2)
-    sched = aio.Scheduler(aclient, namespace=namespace, clock=clock)
+    sched = aio.Scheduler(aclient, namespace=namespace, clock=clock, dispatch_on_submit=False)
 
     def close() -> None:
         loop.run_until_complete(aclient.aclose())

@@ -107,7 +107,7 @@ def test_one_call_places_as_one_task_per_call_would(sched, make_client, namespac
     """700 tasks over 300 processors (more than one read of the ranking's head, so the ranking is
     written back and read again within the call): the same processor for every task, the same
     rankings after, as 700 calls that place one task each."""
-    twin = luasched.Scheduler(make_client(), namespace=namespace + "-twin", clock=clock)
+    twin = luasched.Scheduler(make_client(), namespace=namespace + "-twin", clock=clock, dispatch_on_submit=False)
     pids, n = _world(sched, clock, seed)
     clock.advance(-10)
     twin_pids, _ = _world(twin, clock, seed)

@@ -40,7 +40,8 @@ async def run_some(s: aio.Scheduler, n: int) -> list[int]:
     p = s.processor(capacity=4, batch=True)
     await p.register()
     hs = await s.submit_many(square, [(i,) for i in range(n)])
-    while sum([await h.state() == "done" for h in hs]) < n:
+    ids = [h.id for h in hs]
+    while sum(o.state == "done" for o in await s.outcomes(ids)) < n:  # one round trip per look
         await s.dispatch()
         await p.process_available()
     await p.deregister()

@@ -61,7 +61,9 @@ def cli(*args: str) -> Result:
 def fill(group: Replicated, ns: str) -> tuple[luasched.Scheduler, list[luasched.TaskHandle]]:
     """A namespace with tasks done, failed, queued, a processor, a group; durability 2 makes sure
     both replicas have all of it before the test reads them."""
-    writer = luasched.Scheduler(group.master.url, ns, durability=2, durability_timeout=5.0)
+    # dispatch_on_submit=False: the last two stay queued although the processor is idle
+    writer = luasched.Scheduler(group.master.url, ns, durability=2, durability_timeout=5.0,
+                                dispatch_on_submit=False)
 
     @writer.task(max_attempts=1)
     def add(a: int, b: int) -> int:
