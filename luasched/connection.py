@@ -15,9 +15,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 import fakeredis
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 import redis.asyncio.sentinel
+import redis.exceptions
+import redis.retry
 import redis.sentinel
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode
 
 from .core.keys import Keys
@@ -159,13 +163,56 @@ def _host(text: str, default_port: int, url: str) -> tuple[str, int]:
 
 
 #: Every client luasched makes speaks RESP2 (redis-py 8 would pick RESP3, whose reply shapes
-#: differ) and gives up connecting after 5 s.
-CLIENT_DEFAULTS: dict[str, Any] = {"protocol": 2, "socket_connect_timeout": 5}
+#: differ), gives up connecting after 5 s and waiting for a reply after 10 s (a black-holed
+#: connection is noticed; luasched's blocking calls wait at most 4 s at a time, below it), and
+#: keeps its connections alive with TCP keepalive. A URL's own options (``?socket_timeout=``)
+#: take precedence.
+CLIENT_DEFAULTS: dict[str, Any] = {"protocol": 2, "socket_connect_timeout": 5, "socket_timeout": 10,
+                                   "socket_keepalive": True}
+#: A command whose connection broke (reset, closed) is sent again on a new one, up to 3 times,
+#: 50 ms to 1 s apart: every script is replay-safe. A reply that does not come in time is not
+#: retried here: the caller learns of it (ConnectionLost), and luasched's own loops retry.
+RETRIES, RETRY_ON = 3, (redis.exceptions.ConnectionError,)
 
 
-def _sentinel_client(sentinel: Any, service: str, replica: bool) -> Any:
+def _client_defaults(kinds: Kinds) -> dict[str, Any]:
+    """CLIENT_DEFAULTS and the retry policy (RETRIES) of this front end's clients."""
+    retry = kinds.retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES, supported_errors=RETRY_ON)
+    return {**CLIENT_DEFAULTS, "retry": retry}
+
+
+#: Where the Redis password may come from instead of the URL, where ``ps`` would show it: this
+#: variable, or the file (a Docker or Kubernetes secret) the second one names. Used by every
+#: client made from a URL that carries no password.
+PASSWORD_ENV, PASSWORD_FILE_ENV = "LUASCHED_REDIS_PASSWORD", "LUASCHED_REDIS_PASSWORD_FILE"
+
+
+def env_password() -> str | None:
+    """The password of ``PASSWORD_ENV`` or of the file ``PASSWORD_FILE_ENV`` names (its final
+    newline dropped), or None."""
+    value = os.environ.get(PASSWORD_ENV)
+    if value:
+        return value
+    path = os.environ.get(PASSWORD_FILE_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"{PASSWORD_FILE_ENV}={path}: cannot read the password: {exc.strerror}") from None
+
+
+def _with_env_password(options: dict[str, Any]) -> dict[str, Any]:
+    if "password" in options:
+        return options
+    password = env_password()
+    return options if password is None else {**options, "password": password}
+
+
+def _sentinel_client(sentinel: Any, service: str, replica: bool, kinds: Kinds) -> Any:
     pick = sentinel.slave_for if replica else sentinel.master_for
-    return pick(service, **CLIENT_DEFAULTS)
+    return pick(service, **_client_defaults(kinds))
 
 
 def _need_service(service_name: str | None) -> str:
@@ -191,12 +238,14 @@ class Kinds:
     node: type
     embedded: type
     names: str
+    retry: type
 
 
 SYNC = Kinds(redis.Redis, redis.RedisCluster, redis.sentinel.Sentinel, ClusterNode, fakeredis.FakeRedis,
-             "a redis.Redis, redis.RedisCluster or redis.Sentinel")
+             "a redis.Redis, redis.RedisCluster or redis.Sentinel", redis.retry.Retry)
 ASYNC = Kinds(redis.asyncio.Redis, redis.asyncio.RedisCluster, redis.asyncio.sentinel.Sentinel,
-              AsyncClusterNode, fakeredis.FakeAsyncRedis, "a redis.asyncio.Redis, RedisCluster or Sentinel")
+              AsyncClusterNode, fakeredis.FakeAsyncRedis, "a redis.asyncio.Redis, RedisCluster or Sentinel",
+              redis.asyncio.retry.Retry)
 
 
 def check_target(target: object, kinds: Kinds, what: str = "redis") -> None:
@@ -228,20 +277,20 @@ def make_client(target: object, kinds: Kinds, *, replica: bool = False, service_
     ``replica``: the client serves reads only; a Sentinel then gives its replicas, in turn."""
     check_target(target, kinds)
     if isinstance(target, kinds.sentinel):
-        return _sentinel_client(target, _need_service(service_name), replica)
+        return _sentinel_client(target, _need_service(service_name), replica, kinds)
     if isinstance(target, (kinds.redis, kinds.cluster)):
         return target
     spec = parse_url(cast(str, target or EMBEDDED_URL))
     if spec.kind == "memory":
         return kinds.embedded(server=embedded_server(), protocol=2)
     if spec.kind == "sentinel":
-        options = {**spec.options, **CLIENT_DEFAULTS}
+        options = _with_env_password({**CLIENT_DEFAULTS, **spec.options, "protocol": CLIENT_DEFAULTS["protocol"]})
         sentinel = kinds.sentinel(list(spec.hosts), sentinel_kwargs=_sentinel_kwargs(options), **options)
-        return _sentinel_client(sentinel, spec.service, replica)
+        return _sentinel_client(sentinel, spec.service, replica, kinds)
     if spec.kind == "cluster":
         nodes = [kinds.node(h, p) for h, p in spec.hosts]
-        return kinds.cluster(startup_nodes=nodes, **{**spec.options, **CLIENT_DEFAULTS})
-    return _from_url(kinds.redis, spec.url)
+        return kinds.cluster(startup_nodes=nodes, **_with_env_password({**spec.options, **CLIENT_DEFAULTS}))
+    return _from_url(kinds, spec.url)
 
 
 def sync_client(target: object, *, replica: bool = False, service_name: str | None = None) -> Any:
@@ -260,9 +309,12 @@ def _sentinel_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k.startswith(("socket_", "ssl")) or k == "protocol"}
 
 
-def _from_url(cls: Any, url: str) -> Any:
+def _from_url(kinds: Kinds, url: str) -> Any:
     try:
-        return cls.from_url(url, **CLIENT_DEFAULTS)
+        in_url = urlsplit(url).password is not None or "password=" in urlsplit(url).query
+        options = _client_defaults(kinds)
+        maker: Any = kinds.redis
+        return maker.from_url(url, **(options if in_url else _with_env_password(options)))
     except ValueError as exc:
         raise ValueError(f"redis URL {redact(url)!r}: {exc}") from None
 

@@ -10,6 +10,7 @@
      ├── ResultTimeout         result() waited longer than its timeout (also a TimeoutError)
      ├── ConnectionLost        Redis could not be reached (also a ConnectionError)
      │    └── NotReplicated    written on the primary, but fewer replicas than ``durability`` had it
+     ├── ServerRefused         Redis is up but refuses for now (OOM, BUSY, MISCONF, LOADING, READONLY)
      └── ScriptError           a script refused its input: a bug in the caller or in luasched
 
 Callers never need to catch ``redis.*`` exceptions: ``luasched.routing.translated`` converts
@@ -83,6 +84,35 @@ class NotReplicated(ConnectionLost):
         super().__init__(message)
         self.acked = acked
         self.wanted = wanted
+
+
+class ServerRefused(LuaschedError):
+    """Redis is up but refused the call for now, and nothing was written: ``reason`` says why.
+
+    - ``"oom"``: out of memory (``maxmemory`` with ``noeviction``); frees when tasks finish and
+      their records expire, or when an operator raises the limit;
+    - ``"busy"``: a long script blocks the server (BUSY);
+    - ``"misconf"``: the server cannot save and refuses writes (MISCONF, stop-writes-on-bgsave-error);
+    - ``"loading"``: the server is loading its data set after a restart (LOADING);
+    - ``"readonly"``: a replica, as during a failover (READONLY), or a replica given as ``redis=``;
+    - ``"noreplicas"``: fewer replicas than ``min-replicas-to-write`` (NOREPLICAS), or a replica
+      cut off from its primary (MASTERDOWN).
+
+    Each of these passes. Every script is replay-safe, so retrying the call is always safe: the
+    processors, scheduler loops and result waiters retry by themselves, logging the episode once.
+    """
+
+    REASONS = ("oom", "busy", "misconf", "loading", "readonly", "noreplicas")
+
+    def __init__(self, message: str, *, reason: str, answer: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        #: what Redis answered, as it said it
+        self.answer = answer
+
+
+#: What a loop that must not stop rides out: it waits and sends the same request again.
+TRANSIENT: tuple[type[LuaschedError], ...] = (ConnectionLost, ServerRefused)
 
 
 class ScriptError(LuaschedError):

@@ -15,7 +15,7 @@ import redis.asyncio
 import redis.exceptions
 
 from .core.options import READ_ONLY
-from .errors import ConnectionLost, ScriptError
+from .errors import ConnectionLost, ScriptError, ServerRefused
 
 #: The longest a single blocking call (BLPOP, XREAD BLOCK) waits: below redis-py 8's default
 #: socket timeout of 5 s, which a client made from a URL does not show in its connection kwargs.
@@ -135,7 +135,7 @@ ACTIONS = {
     "processors": "list the processors", "audit": "audit the namespace", "retry_failed": "retry the failed tasks",
     "failed": "list the failed tasks", "purge": "purge the namespace", "group": "read the group",
     "group progress": "read the group's progress", "wake": "wake the scheduler loops",
-    "run": "wait for work (scheduler loop)", "task_record": "read the task's record",
+    "run": "wait for work (scheduler loop)", "config": "read Redis's settings", "task_record": "read the task's record",
 }
 
 
@@ -143,23 +143,60 @@ def _action(operation: str) -> str:
     return ACTIONS.get(operation, f"send {operation.upper()}")
 
 
+#: The first word of a refusal that passes, its reason (``ServerRefused.reason``), and what it means.
+REFUSALS = {
+    "OOM": ("oom", "Redis is out of memory (maxmemory) and refuses what would grow it"),
+    "BUSY": ("busy", "Redis is busy running a long script"),
+    "MISCONF": ("misconf", "Redis cannot save its data and refuses writes (MISCONF)"),
+    "LOADING": ("loading", "Redis is loading its data set"),
+    "READONLY": ("readonly", "the server is a read-only replica, and that writes: writes go to the primary "
+                             "(redis=...; a failover may be under way); replicas only serve reads (read_redis=...)"),
+    "NOREPLICAS": ("noreplicas", "Redis has fewer replicas than min-replicas-to-write"),
+    "MASTERDOWN": ("noreplicas", "the replica has lost its primary"),
+}
+
+
+def refusal(exc: BaseException) -> tuple[str, str] | None:
+    """(reason, meaning) when ``exc`` is a refusal that passes (``REFUSALS``), else None. Matched
+    on the reply's first word, which is the same from a command and from inside a script."""
+    if not isinstance(exc, redis.exceptions.RedisError):
+        return None
+    if isinstance(exc, redis.exceptions.BusyLoadingError):
+        return REFUSALS["LOADING"]
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return REFUSALS["READONLY"]
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return REFUSALS["OOM"]
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return REFUSALS.get(str(exc).split(" ", 1)[0])
+    return None
+
+
+def translate(operation: str, exc: redis.exceptions.RedisError) -> Exception:
+    """The luasched exception a redis-py one raised while doing ``operation`` means, saying what
+    could not be done (``ACTIONS``) and why; an exception it does not know is returned as it is."""
+    refused = refusal(exc)
+    if refused is not None:
+        reason, meaning = refused
+        return ServerRefused(f"could not {_action(operation)}: {meaning}: {exc}", reason=reason, answer=str(exc))
+    if isinstance(exc, redis.exceptions.ConnectionError):
+        return ConnectionLost(f"could not {_action(operation)}: cannot reach Redis: {exc}")
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return ConnectionLost(f"could not {_action(operation)}: Redis did not answer in time: {exc}")
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return ScriptError(f"could not {_action(operation)}: refused by the server's ACL: {exc}")
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return ScriptError(f"could not {_action(operation)}: {exc}")
+    return exc
+
+
 @contextlib.contextmanager
 def translated(operation: str) -> Iterator[None]:
-    """Turn redis-py exceptions raised inside the block into luasched ones saying what could not
-    be done (``ACTIONS``) and why."""
+    """Turn redis-py exceptions raised inside the block into luasched ones (``translate``)."""
     try:
         yield
-    except redis.exceptions.ConnectionError as exc:
-        raise ConnectionLost(f"could not {_action(operation)}: cannot reach Redis: {exc}") from exc
-    except redis.exceptions.TimeoutError as exc:
-        raise ConnectionLost(f"could not {_action(operation)}: Redis did not answer in time: "
-                             f"{exc}") from exc
-    except redis.exceptions.ReadOnlyError as exc:
-        raise ScriptError(f"could not {_action(operation)}: the server is a read-only replica, "
-                          f"and that writes: writes go to the primary (redis=...); replicas only serve reads "
-                          f"(read_redis=...)") from exc
-    except redis.exceptions.NoPermissionError as exc:
-        raise ScriptError(f"could not {_action(operation)}: refused by the server's ACL: "
-                          f"{exc}") from exc
-    except redis.exceptions.ResponseError as exc:
-        raise ScriptError(f"could not {_action(operation)}: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        ours = translate(operation, exc)
+        if ours is exc:
+            raise
+        raise ours from exc

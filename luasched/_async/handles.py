@@ -15,7 +15,7 @@ from ..core.options import seconds
 from ..core.replies import Outcome
 from ..core.tasks import new_request_id
 from ..core.words import counted
-from ..errors import ConnectionLost, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
+from ..errors import TRANSIENT, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
 from ..routing import translated
 
 if TYPE_CHECKING:
@@ -60,9 +60,10 @@ class TaskHandle:
         """Wait for the task to finish and return its value. Raises TaskFailed (with the remote
         error), TaskCancelled, TaskNotFound, or ResultTimeout (a TimeoutError). Waiting is a
         blocking Redis call (BLPOP), not a poll; it rides out a lost connection (a restart, a
-        failover) within its timeout. Giving up the wait (an interrupt, a cancelled coroutine)
-        stops only the waiting, unless ``cancel_if_abandoned``: a wait that times out or is given
-        up then also cancels the task if it has not started."""
+        failover, a server loading its data or out of memory) within its timeout. Giving up the
+        wait (an interrupt, a cancelled coroutine) stops only the waiting, unless
+        ``cancel_if_abandoned``: a wait that times out or is given up then also cancels the task
+        if it has not started."""
         if timeout is not None:
             seconds(timeout, "timeout")
         clock = flows.WaitClock(timeout)
@@ -71,7 +72,7 @@ class TaskHandle:
                 flow = flows.wait_result(self._sched.ns, self.id, clock.left(), self._sched.block_s, timeout)
                 try:
                     return (await self._sched.drive(flow)).value()
-                except ConnectionLost:
+                except TRANSIENT:  # a lost Redis or a refusal that passes, within the timeout
                     pause = clock.backoff()
                     if pause is None:
                         raise

@@ -15,6 +15,7 @@ from .._backends import aio as backend
 from ..core import flows, logs, ops, records
 from ..core.audit import Audit, check_audit
 from ..core.base import SchedulerBase
+from ..core.faults import Episode, Patience
 from ..core.options import (
     Backoff,
     Clock,
@@ -25,11 +26,12 @@ from ..core.options import (
     check_limit,
     check_summary_every,
     check_task_id,
+    seconds,
 )
 from ..core.records import TaskRecord
 from ..core.replies import DispatchReply, FailedTask, Outcome, ProcessorInfo, Reaped, SubmitReply
 from ..core.tasks import TaskFunction, new_request_id, new_task_id
-from ..errors import ConnectionLost, GroupNotFound, TaskNotFound
+from ..errors import TRANSIENT, GroupNotFound, LuaschedError, TaskNotFound
 from ..routing import translated
 from .handles import Group, TaskHandle
 from .processor import Processor
@@ -180,17 +182,38 @@ class Scheduler(Transport, SchedulerBase):
         loop = LoopOptions(limit, max_wait, reap_every, check_summary_every(summary_every))
         summary = logs.LoopSummary(loop.summary_every_s)
         retry = Backoff()
+        fault = Episode(log)
         reply: DispatchReply | None = None
         while not stop.is_set():
             try:
                 reply = await self._turn(stop, loop, reply, summary)
-                retry.reset()
-            except ConnectionLost as exc:
+            except TRANSIENT as exc:  # a lost Redis or a refusal that passes: logged once, waited out
                 reply = None
-                pause = retry.next()
-                log.warning("scheduler loop: %s; retrying in %.2f s", exc, pause)
-                await backend.wait(stop, pause)
+                fault.failed("scheduler loop", exc)
+                await backend.wait(stop, retry.next())
+            else:
+                if fault.since is not None:
+                    fault.recovered("scheduler loop")
+                    retry.reset()
             summary.tick()
+
+    async def wait_for_redis(self, timeout: float | timedelta | None = None) -> None:
+        """Return once Redis answers (a read of the counts), waiting while it refuses
+        connections, is loading or refuses for now, with capped backoff, at most ``timeout`` (None:
+        as long as it takes); then raise the last error. A wrong password or an untrusted
+        certificate raises at once. ``luasched scheduler`` starts with it."""
+        patience = Patience(log, "scheduler", seconds(timeout, "timeout", allow_none=True))
+        while True:
+            try:
+                await self.counts()
+            except TRANSIENT as exc:
+                pause = patience.pause(exc)
+                if pause is None:
+                    raise
+                await backend.sleep(pause)
+                continue
+            patience.done()
+            return
 
     async def _turn(self, stop: asyncio.Event, loop: LoopOptions, reply: DispatchReply | None,
                     summary: logs.LoopSummary) -> DispatchReply | None:
@@ -222,7 +245,8 @@ class Scheduler(Transport, SchedulerBase):
                   pool: str = ProcessorOptions.pool, app: str | None = None,
                   log_tasks: bool = ProcessorOptions.log_tasks, batch: bool = ProcessorOptions.batch,
                   dispatch_on_ack: bool | None = None, scheduler: bool = ProcessorOptions.scheduler,
-                  summary_every: float | timedelta | None = ProcessorOptions.summary_every_s) -> Processor:
+                  summary_every: float | timedelta | None = ProcessorOptions.summary_every_s,
+                  connect_timeout: float | timedelta | None = ProcessorOptions.connect_timeout_s) -> Processor:
         """A processor on this namespace (call ``register``/``start`` on it); every option and
         its default is ``luasched.core.options.ProcessorOptions``'s. The asyncio processor runs
         coroutine functions concurrently up to ``capacity`` on the event loop (cancelled at their
@@ -231,7 +255,7 @@ class Scheduler(Transport, SchedulerBase):
         return Processor(self, ProcessorOptions.make(
             capacity=capacity, queues=queues, lease=lease, name=name, take_next=take_next, pool=pool,
             app=app, log_tasks=log_tasks, batch=batch, dispatch_on_ack=dispatch_on_ack, scheduler=scheduler,
-            summary_every=summary_every))
+            summary_every=summary_every, connect_timeout=connect_timeout))
 
     # --- reading -----------------------------------------------------------------------------
     # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a
@@ -267,6 +291,18 @@ class Scheduler(Transport, SchedulerBase):
         if found is None:
             raise TaskNotFound(task_id)
         return found
+
+    async def eviction_policy(self) -> str | None:
+        """Redis's ``maxmemory-policy``: "noeviction" is the only safe one (any other lets Redis
+        delete tasks, results and counters under memory pressure, without a word). None where it
+        cannot be read: CONFIG refused by an ACL or a managed Redis, or the embedded server."""
+        try:
+            with translated("config"):
+                got = await self.client.config_get("maxmemory-policy")
+        except LuaschedError:
+            return None
+        value = dict(got).get("maxmemory-policy") if got else None
+        return value.decode() if isinstance(value, bytes) else value
 
     async def counts(self) -> dict[str, int]:
         """How many tasks are in each state, and processors (all, idle, lapsed): one script call."""

@@ -234,7 +234,12 @@ class Runners:
             return "done", encode_result(task.name, value)
         except asyncio.TimeoutError:
             return "error", timeout_error(task.id, task.timeout_ms, "and was cancelled")
-        except Exception as exc:  # the task's failure is data, reported to Redis
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():  # the processor is cancelled: let it stop
+                raise
+            return "error", encode_error(exc)  # raised by the task itself
+        except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit) as exc:  # data, reported to Redis
             return "error", encode_error(exc)
         finally:
             _current.reset(token)

@@ -12,11 +12,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .._backends import threads as backend
-from ..core import ops
+from ..core import logs, ops
+from ..core.faults import Episode, Patience
 from ..core.options import Backoff, ProcessorOptions
 from ..core.slots import SLOT_WAIT_S, ProcessorCore, Run, Send, Wait
 from ..core.tasks import new_request_id
-from ..errors import ConnectionLost
+from ..errors import TRANSIENT, LuaschedError
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -42,6 +43,7 @@ class Processor(ProcessorCore):
         self._id_lock = threading.Lock()
         self._stop = threading.Event()
         self._halted = False  # stop now: no more retries either
+        self._fault = Episode(log)  # a lost Redis or a refusal, logged once per episode
 
     # --- by hand -----------------------------------------------------------------------------
 
@@ -86,20 +88,26 @@ class Processor(ProcessorCore):
                 self._recover(step.pid)
 
     def _send(self, call: ops.Call, stop: threading.Event | None) -> Any:
-        """Send a call; while running, retry it through connection loss. Every call carries its
-        request id, so a retry of one that did run answers as the first did."""
+        """Send a call; while running, retry it through a lost connection or a refusal that
+        passes (OOM, BUSY, MISCONF, LOADING, READONLY). Every call carries its request id, so a
+        retry of one that did run answers as the first did. An ack is retried whatever the error,
+        until it lands or answers that the attempt is over (stale): a finished task is never left
+        running."""
         retry: Backoff | None = None  # made on the first failure: the hot path makes nothing
         while True:
             try:
-                return self.sched.call(call)
-            except ConnectionLost:
-                if stop is None or self._halted:
+                reply = self.sched.call(call)
+            except LuaschedError as exc:
+                if (stop is None or self._halted
+                        or not (isinstance(exc, TRANSIENT) or call.script == "ack")):
                     raise
                 retry = retry or Backoff()
-                pause = retry.next()
-                log.warning("processor %s: Redis unreachable, retrying %s in %.2f s", self.id,
-                            call.script, pause)
-                backend.sleep(pause)
+                self._fault.failed(f"processor {self.id}", exc)
+                backend.sleep(retry.next())
+                continue
+            if self._fault.since is not None:
+                self._fault.recovered(f"processor {self.id}")
+            return reply
 
     def _wait(self, step: Wait, stop: threading.Event) -> Any:
         """Block on the wake-up list, then start, in one round trip (after the ack, if any)."""
@@ -108,25 +116,30 @@ class Processor(ProcessorCore):
             acked = self._send(step.ack, stop) if step.ack is not None else None
             try:
                 self.sched.execute(ops.Command("blpop", ([wake], wait_s)))
-            except ConnectionLost:
+            except TRANSIENT as exc:
+                self._fault.failed(f"processor {self.id}", exc)
                 backend.wait(stop, 0.5)
             started = self._send(self._start_call(step.pid, step.slot), stop)
             return started if step.ack is None else (acked, started)
         call = self._start_call(step.pid, step.slot)
         try:  # the script reads the server's time when it runs
             return self.sched.call_after_wake(wake, wait_s, call, before=step.ack)
-        except ConnectionLost:  # replay-safe: the same calls answer as they did if they ran
+        except TRANSIENT as exc:  # replay-safe: the same calls answer as they did if they ran
+            self._fault.failed(f"processor {self.id}", exc)
             backend.wait(stop, 0.5)
             if step.ack is None:
                 return self._send(call, stop)
             return self._send(step.ack, stop), self._send(call, stop)
 
     def _recover(self, lost_pid: str) -> None:
-        """The lease was lost (we were cut off, or too slow to heartbeat): join again, new id."""
+        """The lease of ``lost_pid`` was lost (we were cut off, or too slow to heartbeat): join
+        again under a new id. Serialised in the process: of the slots and the heartbeat that
+        learn of the loss at once, the first takes the new id and registers it, the others find
+        the id already changed and do nothing; so a processor never has two registrations."""
         with self._id_lock:
             if not self._new_id(lost_pid):
                 return
-        self.register()
+            self.register()
         self._wake_slots(lost_pid)  # slots blocked on the old id's wake list move to the new one
 
     def _wake_slots(self, pid: str) -> None:
@@ -148,13 +161,31 @@ class Processor(ProcessorCore):
             raise RuntimeError(f"processor {self.id} is already started")
         self._stop.clear()
         self._halted = False
-        if not self.register():
+        if not self._join():
             self._recover(self.id)
+        if not self.sched.embedded:
+            logs.eviction(self.sched.eviction_policy(), f"processor {self.id}", log)
         self._workers.spawn(self._heartbeats, name=f"{self.id}-heartbeat")
         for i in range(self.slots):
             self._workers.spawn(self._slot, str(i), name=f"{self.id}-slot{i}")
         if self.options.scheduler:
             self._duties.spawn(self._scheduler_duties, name=f"{self.id}-scheduler")
+
+    def _join(self) -> bool:
+        """Register, waiting for Redis while it refuses connections, is loading or refuses writes
+        (``connect_timeout``); the reply of ``register``."""
+        patience = Patience(log, f"processor {self.id}", self.options.connect_timeout_s)
+        while True:
+            try:
+                registered = self.register()
+            except TRANSIENT as exc:
+                pause = patience.pause(exc)
+                if pause is None:
+                    raise
+                backend.sleep(pause)
+                continue
+            patience.done()
+            return registered
 
     def _scheduler_duties(self) -> None:
         self.sched.run(self._stop, summary_every=self.options.summary_every_s)
@@ -166,7 +197,7 @@ class Processor(ProcessorCore):
             while not self._stop.is_set():
                 try:
                     self._run_slot(slot, self._stop)
-                except ConnectionLost:
+                except TRANSIENT:
                     if self._halted:
                         return
                 except Exception:  # a bug must not silently kill the slot: log it, carry on
@@ -174,13 +205,31 @@ class Processor(ProcessorCore):
                     backend.wait(self._stop, 1.0)
 
     def _heartbeats(self) -> None:
+        """Renew the lease every third of it, through anything: a lost Redis or a refusal is
+        logged once per episode, a bug is logged and the next beat tried. If this loop ends while
+        the processor runs, the processor stops its slots (and its lease lapses, giving its inbox
+        back) rather than hold tasks it no longer vouches for."""
         interval = max(self.lease / 3, 0.001)
-        while not backend.wait(self._stop, interval):
-            try:
-                if not self.heartbeat():
-                    self._recover(self.id)
-            except ConnectionLost as exc:
-                log.warning("processor %s: heartbeat failed: %s", self.id, exc)
+        try:
+            while not backend.wait(self._stop, interval):
+                pid = self.id  # the id this beat renews: a slot may take a new one meanwhile
+                try:
+                    if not ops.decode_heartbeat(self.sched.call(ops.heartbeat(self.ns, self._now(), pid))):
+                        self._recover(pid)
+                except TRANSIENT as exc:
+                    self._fault.failed(f"processor {self.id}", exc, "renewing its lease again in "
+                                       f"{interval:.2f} s; the lease lasts {self.lease:g} s")
+                    continue
+                except Exception:  # a bug: keep the lease alive, say so
+                    log.exception("processor %s: heartbeat failed; next one in %.2f s", self.id, interval)
+                    continue
+                if self._fault.since is not None:
+                    self._fault.recovered(f"processor {self.id}")
+        finally:
+            if not self._stop.is_set():
+                log.error("processor %s: its heartbeat stopped; stopping its slots, the lease gives "
+                          "its inbox back", self.id)
+                self.halt()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Take no new task, let running ones finish (up to ``timeout`` s: then the asyncio ones
@@ -199,7 +248,7 @@ class Processor(ProcessorCore):
         self._runners.close()
         try:
             self.deregister()
-        except ConnectionLost as exc:  # the lease will lapse and reap gives the inbox back
+        except TRANSIENT as exc:  # the lease will lapse and reap gives the inbox back
             log.warning("processor %s could not deregister: %s", self.id, exc)
         return finished
 
@@ -211,7 +260,7 @@ class Processor(ProcessorCore):
     def _wake_loops(self) -> None:
         try:
             self.sched.wake()
-        except ConnectionLost as exc:  # a courtesy: the loop also wakes by itself within a second
+        except TRANSIENT as exc:  # a courtesy: the loop also wakes by itself within a second
             log.debug("processor %s: could not wake its scheduler loop: %s", self.id, exc)
 
     @property

@@ -63,7 +63,17 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
         "last_dispatch_age_s": age_s(now_ms, last_ms) if last_ms else None,
         "done_last_minute": counts["done_last_minute"],
         "failed_last_minute": counts["failed_last_minute"],
+        "maxmemory_policy": sched.eviction_policy(),
     }
+
+
+def eviction_words(policy: str | None) -> str:
+    """What a maxmemory-policy means for luasched, in a few words."""
+    if policy is None:
+        return "unknown (CONFIG is not allowed here); luasched needs noeviction"
+    if policy == "noeviction":
+        return "noeviction"
+    return f"{policy}: Redis may delete tasks under memory pressure; set noeviction"
 
 
 def render_status(console: Console, report: dict[str, Any]) -> None:
@@ -100,7 +110,8 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
     age = report["last_dispatch_age_s"]
     console.print(f"last dispatch     {'never' if age is None else f'{age:.1f} s ago'}\n"
                   f"last minute       {report['done_last_minute']} done, "
-                  f"{report['failed_last_minute']} failed", soft_wrap=True)
+                  f"{report['failed_last_minute']} failed\n"
+                  f"eviction          {escape(eviction_words(report['maxmemory_policy']))}", soft_wrap=True)
 
 
 @click.command("status", cls=AdminCommand)
@@ -172,13 +183,17 @@ def purge_command(app: str | None, redis_url: str | None, namespace: str | None,
 
 
 def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool = True,
-                 heartbeat: bool = True) -> tuple[list[str], list[str]]:
-    """(what is stale, what is fine), judged on the server's clock."""
+                 heartbeat: bool = True, eviction: bool = False) -> tuple[list[str], list[str]]:
+    """(what is stale, what is fine), judged on the server's clock. A maxmemory-policy that
+    evicts is a failure unless ``eviction`` allows it."""
     processors = sched.processors(HEALTH_PROCESSORS) if heartbeat else []
     counts = sched.counts()
     now_ms = counts["now_ms"]
     stale: list[str] = []
     fine: list[str] = []
+    policy = sched.eviction_policy()
+    if policy not in (None, "noeviction") and not eviction:
+        stale.append(f"maxmemory-policy {policy}: Redis may delete tasks (--allow-eviction to accept it)")
     if dispatch:
         last_ms = counts["last_dispatch_ms"]
         if not last_ms:
@@ -210,14 +225,17 @@ def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool =
 @click.option("--no-dispatch-check", is_flag=True,
               help="Do not require a recent dispatch (deployments with no scheduler process).")
 @click.option("--no-heartbeat-check", is_flag=True, help="Do not require a recent processor heartbeat.")
+@click.option("--allow-eviction", is_flag=True,
+              help="Accept a maxmemory-policy other than noeviction (Redis may then delete tasks).")
 @click.pass_context
 def health_command(ctx: click.Context, app: str | None, redis_url: str | None, namespace: str | None,
-                   window: float, no_dispatch_check: bool, no_heartbeat_check: bool) -> None:
+                   window: float, no_dispatch_check: bool, no_heartbeat_check: bool, allow_eviction: bool) -> None:
     """For container health checks: exit 0 when a dispatch happened and a processor heartbeated
-    within --window seconds (server time); else exit 1 with one line saying what is stale."""
+    within --window seconds (server time), and Redis does not evict keys; else exit 1 with one
+    line saying what is stale."""
     with boundary("health", redis_url), scheduler_for(app, redis_url, namespace) as sched:
         stale, fine = health_check(sched, window, dispatch=not no_dispatch_check,
-                                   heartbeat=not no_heartbeat_check)
+                                   heartbeat=not no_heartbeat_check, eviction=allow_eviction)
     if stale:
         click.echo(f"stale: {'; '.join(stale)}")
         ctx.exit(EXIT_FAILED)

@@ -22,6 +22,7 @@ import luasched
 from .. import aio
 from ..app import load_any
 from ..connection import redact
+from ..core import logs
 from ..core.base import SchedulerBase
 from ..core.options import MAX_DURABILITY, ProcessorOptions
 from ..core.words import counted
@@ -47,6 +48,29 @@ def _on_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def _once_started(graceful: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A first-signal handler that stops gracefully once the process has started, and exits at
+    once (0) before that, when nothing runs yet (it may be waiting for Redis); and the call that
+    marks the start."""
+    started = threading.Event()
+
+    def handler() -> None:
+        if started.is_set():
+            graceful()
+        else:
+            log.info("stopped before starting")
+            _exit(0)
+
+    return handler, started.set
+
+
+def _connect_timeout_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--connect-timeout", "connect_timeout", type=click.FloatRange(min=0), default=None, metavar="S",
+        help="At start, wait at most S seconds for Redis while it refuses connections, is loading "
+             "or refuses writes, then exit 2. Default: wait as long as it takes.")(fn)
 
 
 def _scheduler(app: str, redis_url: str | None, durability: int | None = None) -> SchedulerBase:
@@ -99,13 +123,14 @@ def _where(sched: SchedulerBase) -> str:
 @click.option("--log-tasks/--no-log-tasks", default=ProcessorOptions.log_tasks, show_default=True,
               help="Log one INFO line per task done (id, name, attempt, duration). Failed attempts, "
                    "retries and dead letters are logged either way.")
+@_connect_timeout_option
 @log_options
 @summary_options
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
                       redis_url: str | None, grace: float, pool: str, take_next: bool,
                       dispatch_on_ack: bool | None, batch: bool, scheduler: bool, durability: int | None,
-                      log_tasks: bool, log_level: str, log_format: str, quiet: bool,
-                      summary_every_s: float) -> None:
+                      log_tasks: bool, connect_timeout: float | None, log_level: str, log_format: str,
+                      quiet: bool, summary_every_s: float) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
 
     Processors alone are a complete deployment: each also does the scheduler's duties (any
@@ -113,7 +138,8 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
 
     First signal: take no new task, let running ones finish within --grace seconds, give the
     unstarted inbox back, deregister, exit 0. Second signal: stop at once (exit 1); what was
-    running is recovered through the lease."""
+    running is recovered through the lease. Started before Redis, it waits for Redis (see
+    --connect-timeout); a signal then exits at once."""
     setup_logging(log_level, log_format)
     try:
         if grace < 0:
@@ -122,15 +148,17 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
             capacity=capacity, queues=tuple(q for q in queues.split(",") if q), lease=lease, name=name,
             take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
             dispatch_on_ack=dispatch_on_ack, scheduler=scheduler,
-            summary_every=summary_interval(quiet, summary_every_s))
+            summary_every=summary_interval(quiet, summary_every_s), connect_timeout=connect_timeout)
         any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, aio.Scheduler):
             sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(any_sched))))
         sched = cast(luasched.Scheduler, any_sched)
         p = luasched.Processor(sched, options)
         stop = threading.Event()
-        _on_signals(stop.set, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
+        graceful, started = _once_started(stop.set)
+        _on_signals(graceful, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
         p.start()
+        started()
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         complain(exc)
         sys.exit(EXIT_USAGE)
@@ -150,8 +178,10 @@ async def _processor_async(sched: aio.Scheduler, options: ProcessorOptions, grac
     """The processor command for an asyncio APP: slots are tasks on this event loop."""
     p = aio.Processor(sched, options)
     stop = asyncio.Event()
-    _on_loop_signals(stop.set, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
+    graceful, started = _once_started(stop.set)
+    _on_loop_signals(graceful, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
     await p.start()
+    started()
     log.info("processor %s started: capacity %d, queues %s, lease %.1f s, asyncio, on %s",
              p.id, p.capacity, ",".join(p.queues), p.lease, where)
     await stop.wait()
@@ -180,9 +210,14 @@ def _on_loop_signals(graceful: Callable[[], None], now: Callable[[], None]) -> N
         loop.add_signal_handler(signum, handler, signum)
 
 
-def _exit_halted() -> None:
+def _exit(code: int) -> None:
+    """Exit now, from a signal handler, with the log written."""
     logging.shutdown()
-    os._exit(EXIT_HALTED)
+    os._exit(code)
+
+
+def _exit_halted() -> None:
+    _exit(EXIT_HALTED)
 
 
 def _halt(p: Any) -> None:
@@ -196,10 +231,12 @@ def _halt(p: Any) -> None:
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
 @click.option("--limit", type=int, default=100, show_default=True, help="Tasks per dispatch call.")
 @_durability_option
+@_connect_timeout_option
 @log_options
 @summary_options
 def scheduler_command(app: str, redis_url: str | None, limit: int, durability: int | None,
-                      log_level: str, log_format: str, quiet: bool, summary_every_s: float) -> None:
+                      connect_timeout: float | None, log_level: str, log_format: str, quiet: bool,
+                      summary_every_s: float) -> None:
     """Run the dispatch-and-reap loop for APP until SIGTERM/SIGINT. Any number may run at once.
 
     It blocks on the namespace's wake-up list (pushed by submit, register and freed slots) and
@@ -209,11 +246,14 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
     try:
         any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, aio.Scheduler):
-            sys.exit(asyncio.run(_scheduler_async(any_sched, loop_options, _where(any_sched))))
+            sys.exit(asyncio.run(_scheduler_async(any_sched, loop_options, _where(any_sched), connect_timeout)))
         sched = cast(luasched.Scheduler, any_sched)
         stop = threading.Event()
-        _on_signals(stop.set, _exit_halted)
-        sched.counts()  # reach Redis now: an unreachable server is a clear error, not a loop of retries
+        graceful, started = _once_started(stop.set)
+        _on_signals(graceful, _exit_halted)
+        sched.wait_for_redis(connect_timeout)  # started before Redis (a compose file): wait for it
+        started()
+        logs.eviction(sched.eviction_policy(), "scheduler", log)
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         complain(exc)
         sys.exit(EXIT_USAGE)
@@ -232,11 +272,15 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
     sys.exit(0)
 
 
-async def _scheduler_async(sched: aio.Scheduler, loop_options: dict[str, Any], where: str) -> int:
+async def _scheduler_async(sched: aio.Scheduler, loop_options: dict[str, Any], where: str,
+                           connect_timeout: float | None) -> int:
     """The scheduler command for an asyncio APP."""
     stop = asyncio.Event()
-    _on_loop_signals(stop.set, _exit_halted)
-    await sched.counts()  # reach Redis now
+    graceful, started = _once_started(stop.set)
+    _on_loop_signals(graceful, _exit_halted)
+    await sched.wait_for_redis(connect_timeout)
+    started()
+    logs.eviction(await sched.eviction_policy(), "scheduler", log)
     log.info("scheduler started for namespace %s on %s (asyncio)", sched.namespace, where)
     loop = asyncio.create_task(sched.run(stop, **loop_options))
     await stop.wait()

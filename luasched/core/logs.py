@@ -116,6 +116,17 @@ def acked(tasks: Sequence[Started], results: Sequence[tuple[str, str, float]], s
 # --- the scheduler loop ------------------------------------------------------------------------
 
 
+def eviction(policy: str | None, who: str, logger: logging.Logger) -> None:
+    """Say, once at start, when Redis may evict luasched's keys (or when that cannot be told)."""
+    if policy is None:
+        logger.info("%s: could not read Redis's maxmemory-policy (CONFIG is not allowed here); "
+                    "luasched needs noeviction", who)
+    elif policy != "noeviction":
+        logger.warning("%s: Redis's maxmemory-policy is %s: under memory pressure Redis deletes keys, and "
+                       "with them tasks, results and counters, without a word; set maxmemory-policy "
+                       "noeviction", who, policy)
+
+
 def reaped(reply: Reaped) -> None:
     """What one reap took back (INFO): each lapsed processor and each task past its timeout."""
     if not loop_log.isEnabledFor(INFO):

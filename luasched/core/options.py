@@ -26,8 +26,9 @@ POOLS = ("thread", "process")
 #: The scripts that write nothing: they may run on a replica, and no WAIT follows them.
 READ_ONLY = frozenset({"counts", "audit", "processors"})
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-_TASK_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+# Matched with fullmatch: "$" would also match before a final newline.
+_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_TASK_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
 Clock = Callable[[], float]
 
@@ -76,7 +77,7 @@ def check_name(value: object, what: str) -> str:
     """A queue or namespace name: 1-64 letters, digits and ``_.:-`` (no comma, no space)."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, not {type(value).__name__}")
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise ValueError(f"{what} {value!r} must be 1-64 characters of letters, digits, '_.:-'")
     return value
 
@@ -92,7 +93,7 @@ def check_namespace(namespace: object) -> str:
 def check_task_id(task_id: object, what: str = "task id") -> str:
     if not isinstance(task_id, str):
         raise TypeError(f"{what} must be a str, not {type(task_id).__name__}")
-    if not _TASK_ID.match(task_id):
+    if not _TASK_ID.fullmatch(task_id):
         raise ValueError(f"{what} {task_id!r} must be 1-128 characters of letters, digits, '_.:-'")
     return task_id
 
@@ -100,6 +101,11 @@ def check_task_id(task_id: object, what: str = "task id") -> str:
 def check_task_name(name: object) -> str:
     if not isinstance(name, str) or not name or len(name) > 200:
         raise ValueError(f"task name must be a non-empty str of at most 200 characters, not {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"task name {name!r} cannot be written as UTF-8 (a lone surrogate at "
+                         f"position {exc.start}): use only characters UTF-8 can carry") from None
     return name
 
 
@@ -150,8 +156,10 @@ class ProcessorOptions:
     places what no submit or ack placed, promotes delayed tasks and reaps lapsed processors), so
     that processors alone are a complete deployment; any number of processors and scheduler loops
     may do them at once. ``summary_every_s``: that loop logs a summary line this often (None:
-    never; see ``LoopOptions``). ``capacity`` defaults to 4 thread slots (or coroutines on
-    asyncio)."""
+    never; see ``LoopOptions``). ``connect_timeout_s``: how long ``start()`` waits for Redis
+    while it refuses connections, is loading or refuses writes (None, the default: as long as it
+    takes; a wrong password or an untrusted certificate fails at once). ``capacity`` defaults to
+    4 thread slots (or coroutines on asyncio)."""
 
     capacity: int = 4
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
@@ -165,9 +173,12 @@ class ProcessorOptions:
     dispatch_on_ack: bool | None = None
     scheduler: bool = True
     summary_every_s: float | None = 60.0
+    connect_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         check_int(self.capacity, "capacity", 1, MAX_CAPACITY)
+        object.__setattr__(self, "connect_timeout_s",
+                           seconds(self.connect_timeout_s, "connect_timeout", allow_none=True))
         object.__setattr__(self, "summary_every_s", check_summary_every(self.summary_every_s))
         queues: object = self.queues
         if isinstance(queues, str) or not isinstance(queues, Sequence):
@@ -196,15 +207,18 @@ class ProcessorOptions:
 
     @classmethod
     def make(cls, *, lease: float | timedelta = 10.0, summary_every: float | timedelta | None = 60.0,
-             **options: Any) -> ProcessorOptions:
-        """From the keyword arguments ``Scheduler.processor`` takes (``lease`` and
-        ``summary_every`` in seconds or a timedelta); an unknown one raises TypeError naming it."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"lease_s", "summary_every_s"}
+             connect_timeout: float | timedelta | None = None, **options: Any) -> ProcessorOptions:
+        """From the keyword arguments ``Scheduler.processor`` takes (``lease``, ``summary_every``
+        and ``connect_timeout`` in seconds or a timedelta); an unknown one raises TypeError
+        naming it."""
+        timed = {"lease_s", "summary_every_s", "connect_timeout_s"}
+        known = {f.name for f in dataclasses.fields(cls)} - timed
         unknown = set(options) - known
         if unknown:
             raise TypeError(f"unknown processor option(s) {', '.join(sorted(unknown))}; options are "
-                            f"{', '.join(sorted(known | {'lease', 'summary_every'}))}")
-        return cls(lease_s=lease, summary_every_s=summary_every, **options)  # type: ignore[arg-type]  # checked
+                            f"{', '.join(sorted(known | {'lease', 'summary_every', 'connect_timeout'}))}")
+        return cls(lease_s=lease, summary_every_s=summary_every, connect_timeout_s=connect_timeout,  # type: ignore[arg-type]  # checked
+                   **options)
 
     @property
     def slots(self) -> int:

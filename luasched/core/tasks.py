@@ -8,6 +8,7 @@ import inspect
 import json
 import math
 import secrets
+import threading
 import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -162,6 +163,8 @@ def encode_args(name: str, args: Sequence[object], kwargs: Mapping[str, object])
         return _dumps(list(args))
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"arguments of task {name!r} are not JSON: {exc}") from exc
+    except RecursionError:
+        raise SerializationError(f"arguments of task {name!r} are not JSON: nested too deep") from None
 
 
 def decode_args(text: str) -> tuple[list[Any], dict[str, Any]]:
@@ -176,6 +179,8 @@ def encode_result(name: str, value: object) -> str:
         return _dumps(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"result of task {name!r} is not JSON: {exc}") from exc
+    except RecursionError:
+        raise SerializationError(f"result of task {name!r} is not JSON: nested too deep") from None
 
 
 def error_json(error_type: str, message: str, traceback: str = "") -> str:
@@ -190,7 +195,17 @@ def timeout_error(task_id: str, timeout_ms: int, what: str) -> str:
 
 def encode_error(exc: BaseException) -> str:
     text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-    return error_json(type(exc).__name__, str(exc), text[-8000:])
+    message = str(exc)
+    if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt, GeneratorExit, ...
+        message = (f"the task raised {type(exc).__name__}({message}): a task cannot stop its processor; "
+                   f"the attempt failed")
+    return error_json(type(exc).__name__, message, text[-8000:])
+
+
+def interrupts_caller(exc: BaseException) -> bool:
+    """True for a Ctrl-C in the main thread: it stops the caller (``process_available`` by hand),
+    not only the task. Anywhere else a task's BaseException fails the attempt."""
+    return isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
 
 
 def decode_error(text: str) -> dict[str, str]:
@@ -218,7 +233,9 @@ def execute(registry: Registry, task: Started, pid: str) -> tuple[str, str]:
         args, kwargs = decode_args(task.args_json)
         value = spec.fn(*args, **kwargs)
         return "done", encode_result(task.name, value)
-    except Exception as exc:  # the task's failure is data, reported to Redis
+    except BaseException as exc:  # the task's failure is data, reported to Redis, whatever it raised
+        if interrupts_caller(exc):
+            raise
         return "error", encode_error(exc)
     finally:
         _current.reset(token)

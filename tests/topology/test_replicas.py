@@ -172,7 +172,7 @@ def test_a_script_sent_to_a_replica_fails_at_once_with_a_clear_error(group: Repl
     if how == "counts":  # a read-only script runs there (it is what read_redis does)
         assert wrong.counts()["submitted"] == 0
         return
-    with pytest.raises(luasched.ScriptError, match="the server is a read-only replica") as refused:
+    with pytest.raises(luasched.ServerRefused, match="the server is a read-only replica") as refused:
         if how == "submit":
             wrong.submit("anything", 1)
         elif how == "submit_many":
@@ -180,6 +180,7 @@ def test_a_script_sent_to_a_replica_fails_at_once_with_a_clear_error(group: Repl
         else:
             wrong.dispatch()
     assert time.monotonic() - began < 2.0
+    assert refused.value.reason == "readonly"
     says = {"submit": "could not submit the task", "submit_many": "could not submit the task",
             "dispatch": "could not place queued tasks"}[how]
     assert str(refused.value).startswith(f"{says}: the server is a read-only replica"), refused.value

@@ -47,6 +47,21 @@ def test_one_bad_item_writes_none_of_the_batch(sched, unchanged, value):
         sched.map("add", [(i,) for i in range(1500)] + [(value,)])
 
 
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_arguments_nested_too_deep_are_a_serialization_error(sched, unchanged):
+    deep = _nested(100_000)
+    with pytest.raises(luasched.SerializationError, match="nested too deep"):
+        sched.submit("add", deep)
+    with pytest.raises(luasched.SerializationError, match="nested too deep"):
+        sched.submit_many("add", [(1,), (deep,)])
+
+
 def test_serialization_error_is_also_a_type_error(sched, unchanged):
     with pytest.raises(TypeError):
         sched.submit("add", {1})
@@ -108,6 +123,10 @@ BAD_CALLS = [
      "ids"),
     ("submit_many bad id", lambda s: s.submit_many("add", [(1,)], ids=["a b"]), ValueError, "id"),
     ("submit_many queue", lambda s: s.submit_many("add", [(1,)], queue="a b"), ValueError, "queue"),
+    ("submit _queue newline", lambda s: s.submit("add", _queue="q\n"), ValueError, "queue"),
+    ("submit_many id newline", lambda s: s.submit_many("add", [(1,)], ids=["a\n"]), ValueError, "id"),
+    ("submit name surrogate", lambda s: s.submit("add\ud800"), ValueError, "UTF-8"),
+    ("task name surrogate", lambda s: s.task(name="x\udfff")(lambda: None), ValueError, "UTF-8"),
     ("map max_attempts", lambda s: s.map("add", [(1,)], max_attempts=0), ValueError, "max_attempts"),
     ("dispatch limit=0", lambda s: s.dispatch(limit=0), ValueError, "limit"),
     ("dispatch limit=-1", lambda s: s.dispatch(limit=-1), ValueError, "limit"),
@@ -131,6 +150,7 @@ BAD_CALLS = [
     ("processor name=5", _processor(name=5), TypeError, "name"),
     ("processor take_next='yes'", _processor(take_next="yes"), TypeError, "take_next"),
     ("handle bad id", lambda s: s.handle("a b"), ValueError, "id"),
+    ("handle id newline", lambda s: s.handle("abc\n"), ValueError, "id"),
     ("handle int", lambda s: s.handle(5), TypeError, "id"),
     ("result timeout=-1", lambda s: s.handle("x").result(timeout=-1), ValueError, "timeout"),
     ("result timeout='1'", lambda s: s.handle("x").result(timeout="1"), TypeError, "timeout"),
@@ -172,6 +192,7 @@ BAD_SCHEDULERS = [
     ("namespace empty", {"namespace": ""}, ValueError, "namespace"),
     ("namespace space", {"namespace": "a b"}, ValueError, "namespace"),
     ("namespace int", {"namespace": 5}, TypeError, "namespace"),
+    ("namespace newline", {"namespace": "ns\n"}, ValueError, "namespace"),
     ("clock str", {"clock": "x"}, TypeError, "clock"),
     ("keep 0", {"keep": 0}, ValueError, "keep"),
     ("keep negative", {"keep": -5}, ValueError, "keep"),

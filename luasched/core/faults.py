@@ -1,0 +1,80 @@
+"""Faults that pass, told once: a loop that must not stop (a processor's slots and heartbeat, a
+scheduler loop, a wait for Redis at start) rides out a lost connection or a refusal (OOM, BUSY,
+MISCONF, LOADING, READONLY: ``errors.TRANSIENT``) by sending the same request again, and logs
+the episode twice: one WARNING when it starts, saying what Redis answered and what is being
+done, and one INFO line when Redis answers again, with how long it lasted. No I/O here."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..errors import LuaschedError
+from .options import Backoff
+from .words import counted
+
+
+def permanent(exc: LuaschedError) -> bool:
+    """True when waiting cannot help: a wrong password or user, a certificate the client does not
+    trust. redis-py raises these as connection errors; they are not."""
+    cause = exc.__cause__
+    names = {type(cause).__name__} if cause is not None else set()
+    if names & {"AuthenticationError", "AuthorizationError", "AuthenticationWrongNumberOfArgsError"}:
+        return True
+    text = str(exc)
+    return "certificate verify failed" in text or "WRONGPASS" in text or "NOAUTH" in text
+
+
+class Episode:
+    """One fault at a time, per process part (a processor, a scheduler loop): the first failure
+    of an episode logs at WARNING, later ones stay quiet, and the first success after them logs
+    the recovery at INFO. Safe to share between the slots of a processor: the worst a race does
+    is to log a line twice."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        #: time.monotonic() when the episode began; None while Redis answers
+        self.since: float | None = None
+        self.failures = 0
+
+    def failed(self, who: str, exc: BaseException, doing: str = "retrying with backoff until it goes through") -> None:
+        self.failures += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            self.log.warning("%s: %s; %s", who, exc, doing)
+
+    def recovered(self, who: str) -> None:
+        since = self.since
+        if since is None:
+            return
+        self.since = None
+        failures, self.failures = self.failures, 0
+        self.log.info("%s: Redis answers again after %.1f s (%s); carrying on", who,
+                      time.monotonic() - since, counted(failures, "failed call"))
+
+
+class Patience:
+    """Waiting for Redis at start (a process started before Redis, as in a compose file, or
+    while it loads its data after a restart): capped backoff between tries, one WARNING when the
+    wait begins and one INFO line when Redis answers, until ``timeout_s`` (None: as long as it
+    takes). Waiting stops at once when it cannot help (``permanent``)."""
+
+    def __init__(self, log: logging.Logger, who: str, timeout_s: float | None) -> None:
+        self.who = who
+        self.timeout_s = timeout_s
+        self._episode = Episode(log)
+        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._retry = Backoff()
+
+    def pause(self, exc: LuaschedError) -> float | None:
+        """How long to sleep before the next try; None: give up (raise ``exc``)."""
+        left = None if self._deadline is None else self._deadline - time.monotonic()
+        if permanent(exc) or (left is not None and left <= 0):
+            return None
+        limit = "as long as it takes" if self.timeout_s is None else f"at most {self.timeout_s:g} s"
+        self._episode.failed(self.who, exc, f"waiting for Redis ({limit})")
+        pause = self._retry.next()
+        return pause if left is None else min(pause, left)
+
+    def done(self) -> None:
+        self._episode.recovered(self.who)
