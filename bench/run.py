@@ -127,11 +127,37 @@ class Runner:
                  stats: bool = False, repeat: int | None = None) -> dict[str, Any]:
         runs = [self.driver(system, action, *args, variant=variant, stats=stats)
                 for _ in range(repeat or self.repeat)]
+        return self.row(system, args, variant, keys, runs)
+
+    def in_turn(self, action: str, configs: list[tuple[str, tuple[Any, ...], str]],
+                keys: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Each (system, args, variant) run once per round, ``repeat`` rounds, the rows' medians.
+        A shared machine has slow phases that come and go; measured in turn, a phase slows every
+        row alike instead of the rows measured during it (in the run of 2026-12-03 09:01 the
+        row measured first ran 35% below one that does the same work per task)."""
+        runs: list[list[dict[str, Any]]] = [[] for _ in configs]
+        for round_ in range(self.repeat):
+            print(f"  round {round_ + 1} of {self.repeat}: {len(configs)} rows", flush=True)
+            for i, (system, args, variant) in enumerate(configs):
+                runs[i].append(self.driver(system, action, *args, variant=variant))
+        return [self.row(system, args, variant, keys, r)
+                for (system, args, variant), r in zip(configs, runs, strict=True)]
+
+    @staticmethod
+    def row(system: str, args: tuple[Any, ...], variant: str, keys: tuple[str, ...],
+            runs: list[dict[str, Any]]) -> dict[str, Any]:
         med = {k: statistics.median(r[k] for r in runs) for k in keys}
         first = runs[0]
         return {"system": system, "variant": variant, "label": first["label"], "version": first["version"],
                 "concurrency": first["concurrency"], "batch_api": first["batch_api"],
                 "args": [str(a) for a in args], **med, "runs": runs}
+
+    def warm_up(self, system: str, action: str, *args: Any, variant: str = "") -> None:
+        """One untimed run, discarded, before a workload's first row: a fresh redis-server grows
+        its memory during its first workload (allocations, page faults), which slowed the row
+        measured first and only that one (in the runs of 2026-12-03 the first row's three runs
+        rose 3,971 -> 4,527 -> 5,157 tasks/s while its Redis CPU per task fell)."""
+        self.driver(system, action, *args, variant=variant)
 
     def peer_configs(self) -> list[tuple[str, str]]:
         return [(s, v) for s, v in PEER_CONFIGS if s in self.systems]
@@ -173,19 +199,19 @@ def say(row: dict[str, Any], *fields: str) -> None:
 
 
 def w_throughput(run: Runner, n: int) -> None:
-    rows = []
+    first = ("luasched", "default") if "luasched" in run.systems else run.peer_configs()[0]
+    run.warm_up(first[0], "throughput", "--n", n, variant=first[1])
+    configs: list[tuple[str, tuple[Any, ...], str]] = []
     if "luasched" in run.systems:
-        configs = [("default", 0)]  # what the documented commands give (the capacity is the default's)
-        configs += [(mode, cap) for mode in LUASCHED_MODES for cap in (1, 4)]
-        configs += [("plain+ack", 1), ("plain+ack", 4), ("take_next+batch", 4), ("take_next+batch", 32),
-                    ("plain+batch+ack", 32)]
-        for mode, cap in configs:
-            rows.append(run.repeated("luasched", "throughput", "--n", n, "--capacity", cap,
-                                     variant=mode, keys=TP_KEYS))
-            say(rows[-1], "rate", "redis_cpu_us_per_task")
-    for system, variant in run.peer_configs():
-        rows.append(run.repeated(system, "throughput", "--n", n, variant=variant, keys=TP_KEYS))
-        say(rows[-1], "rate", "redis_cpu_us_per_task")
+        modes = [("default", 0)]  # what the documented commands give (the capacity is the default's)
+        modes += [(mode, cap) for mode in LUASCHED_MODES for cap in (1, 4)]
+        modes += [("plain+ack", 1), ("plain+ack", 4), ("take_next+batch", 4), ("take_next+batch", 32),
+                  ("plain+batch+ack", 32)]
+        configs += [("luasched", ("--n", n, "--capacity", cap), mode) for mode, cap in modes]
+    configs += [(system, ("--n", n), variant) for system, variant in run.peer_configs()]
+    rows = run.in_turn("throughput", configs, TP_KEYS)
+    for row in rows:
+        say(row, "rate", "redis_cpu_us_per_task")
     run.save("throughput", {"n": n, "rows": rows})
 
 
@@ -216,15 +242,19 @@ def w_submit(run: Runner, n_one: int, n_batch: int) -> None:
 def w_latency(run: Runner, n: int, n_slow: int) -> None:
     rows = []
     keys = ("p50_ms", "p99_ms", "max_ms", "mean_ms")
+    first = ("luasched", "default") if "luasched" in run.systems else run.peer_configs()[0]
+    run.warm_up(first[0], "latency", "--n", n, variant=first[1])
+    configs: list[tuple[str, tuple[Any, ...], str]] = []
     if "luasched" in run.systems:
-        for mode in ("default", "plain", "eager", "eager+ack", "plain+result", "eager+result"):
-            rows.append(run.repeated("luasched", "latency", "--n", n, variant=mode, keys=keys))
-            say(rows[-1], *keys)
+        configs += [("luasched", ("--n", n), mode)
+                    for mode in ("default", "plain", "eager", "eager+ack", "plain+result", "eager+result")]
     for system, variant in run.peer_configs():
         # arq's default 0.5 s poll makes each task wait ~0.25 s: fewer tasks, same percentiles
         count = n_slow if (system, variant) == ("arq", "") else n
-        rows.append(run.repeated(system, "latency", "--n", count, variant=variant, keys=keys))
-        say(rows[-1], *keys)
+        configs.append((system, ("--n", count), variant))
+    rows = run.in_turn("latency", configs, keys)
+    for row in rows:
+        say(row, *keys)
     run.save("latency", {"n": n, "n_arq_default": n_slow, "rows": rows})
 
 

@@ -346,9 +346,10 @@ def read_targets(read_redis: object) -> list[object]:
 
 # --- a Redis ACL user limited to luasched ------------------------------------------------------
 
-#: Commands luasched sends itself (scripts, waits, wake-ups, reads, purge, durability).
+#: Commands luasched sends itself (scripts, waits, wake-ups, reads, purge, durability, and the
+#: eviction check's INFO memory).
 CLIENT_COMMANDS = ("evalsha", "script|load", "blpop", "rpush", "expire", "hget", "hmget", "exists",
-                   "xread", "zrange", "lrange", "scan", "unlink", "wait")
+                   "xread", "zrange", "lrange", "scan", "unlink", "wait", "info")
 
 #: Commands the Lua scripts call (a test checks every ``redis.call`` in lua/ is listed here):
 #: an ACL user is checked for these too, inside the scripts.

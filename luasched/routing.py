@@ -135,7 +135,7 @@ ACTIONS = {
     "processors": "list the processors", "audit": "audit the namespace", "retry_failed": "retry the failed tasks",
     "failed": "list the failed tasks", "purge": "purge the namespace", "group": "read the group",
     "group progress": "read the group's progress", "wake": "wake the scheduler loops",
-    "run": "wait for work (scheduler loop)", "config": "read Redis's settings", "task_record": "read the task's record",
+    "run": "wait for work (scheduler loop)", "info": "read Redis's settings", "task_record": "read the task's record",
 }
 
 

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 
+import luasched
 from luasched import aio
 
 sched = aio.Scheduler(namespace=os.environ.get("CHAOS_NAMESPACE", "aio-app"))
+
+
+@sched.task(max_attempts=50, retry_backoff=0.05)
+async def record(i: int, work_s: float = 0.002) -> int:
+    """As tests.chaos_app's record: each run appends its id to CHAOS_DIR/<pid>.log."""
+    info = luasched.current_task()
+    assert info is not None
+    with open(os.path.join(os.environ["CHAOS_DIR"], f"{os.getpid()}.log"), "a", encoding="ascii") as f:
+        f.write(f"{info.id}\n")
+    await asyncio.sleep(random.uniform(0, work_s))
+    return i
 
 
 @sched.task

@@ -293,15 +293,16 @@ class Scheduler(Transport, SchedulerBase):
         return found
 
     async def eviction_policy(self) -> str | None:
-        """Redis's ``maxmemory-policy``: "noeviction" is the only safe one (any other lets Redis
-        delete tasks, results and counters under memory pressure, without a word). None where it
-        cannot be read: CONFIG refused by an ACL or a managed Redis, or the embedded server."""
+        """Redis's ``maxmemory-policy``, read from INFO memory (which managed services allow
+        where they refuse CONFIG): "noeviction" is the only safe one (any other lets Redis delete
+        tasks, results and counters under memory pressure, without a word). None where it cannot
+        be read: INFO refused, or the embedded server."""
         try:
-            with translated("config"):
-                got = await self.client.config_get("maxmemory-policy")
+            with translated("info"):
+                got = await self.client.info("memory")
         except LuaschedError:
             return None
-        value = dict(got).get("maxmemory-policy") if got else None
+        value = got.get("maxmemory_policy") if isinstance(got, dict) else None
         return value.decode() if isinstance(value, bytes) else value
 
     async def counts(self) -> dict[str, int]:

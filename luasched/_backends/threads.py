@@ -239,7 +239,8 @@ class Runners:
     def _timed(self, task: Started, pid: str, slot: str) -> tuple[str, str, float]:
         began = time.monotonic()
         if self.app is None:
-            outcome, payload = execute(self.registry, task, pid)
+            outcome, payload = execute(self.registry, task, pid,
+                                       ctrl_c_stops=threading.current_thread() is threading.main_thread())
         else:
             pool = self._pools.get(slot)
             if pool is None:

@@ -70,7 +70,7 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
 def eviction_words(policy: str | None) -> str:
     """What a maxmemory-policy means for luasched, in a few words."""
     if policy is None:
-        return "unknown (CONFIG is not allowed here); luasched needs noeviction"
+        return "unknown (INFO is not allowed here); luasched needs noeviction"
     if policy == "noeviction":
         return "noeviction"
     return f"{policy}: Redis may delete tasks under memory pressure; set noeviction"

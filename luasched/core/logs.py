@@ -119,7 +119,7 @@ def acked(tasks: Sequence[Started], results: Sequence[tuple[str, str, float]], s
 def eviction(policy: str | None, who: str, logger: logging.Logger) -> None:
     """Say, once at start, when Redis may evict luasched's keys (or when that cannot be told)."""
     if policy is None:
-        logger.info("%s: could not read Redis's maxmemory-policy (CONFIG is not allowed here); "
+        logger.info("%s: could not read Redis's maxmemory-policy (INFO is not allowed here); "
                     "luasched needs noeviction", who)
     elif policy != "noeviction":
         logger.warning("%s: Redis's maxmemory-policy is %s: under memory pressure Redis deletes keys, and "

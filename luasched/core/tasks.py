@@ -8,7 +8,6 @@ import inspect
 import json
 import math
 import secrets
-import threading
 import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -202,11 +201,6 @@ def encode_error(exc: BaseException) -> str:
     return error_json(type(exc).__name__, message, text[-8000:])
 
 
-def interrupts_caller(exc: BaseException) -> bool:
-    """True for a Ctrl-C in the main thread: it stops the caller (``process_available`` by hand),
-    not only the task. Anywhere else a task's BaseException fails the attempt."""
-    return isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()
-
 
 def decode_error(text: str) -> dict[str, str]:
     try:
@@ -220,9 +214,11 @@ def decode_error(text: str) -> dict[str, str]:
     }
 
 
-def execute(registry: Registry, task: Started, pid: str) -> tuple[str, str]:
+def execute(registry: Registry, task: Started, pid: str, ctrl_c_stops: bool = False) -> tuple[str, str]:
     """Run one started task in this thread: ("done", result JSON) or ("error", error JSON).
-    A name with no registered function fails the task with a clear UnknownTask error."""
+    A name with no registered function fails the task with a clear UnknownTask error. Whatever
+    the task raises fails it, SystemExit and KeyboardInterrupt included, except, with
+    ``ctrl_c_stops`` (the main thread, where it is the user's Ctrl-C), a KeyboardInterrupt."""
     spec = registry.get(task.name)
     token = _current.set(TaskInfo(task.id, task.name, task.attempt, pid))
     try:
@@ -234,7 +230,7 @@ def execute(registry: Registry, task: Started, pid: str) -> tuple[str, str]:
         value = spec.fn(*args, **kwargs)
         return "done", encode_result(task.name, value)
     except BaseException as exc:  # the task's failure is data, reported to Redis, whatever it raised
-        if interrupts_caller(exc):
+        if ctrl_c_stops and isinstance(exc, KeyboardInterrupt):
             raise
         return "error", encode_error(exc)
     finally:

@@ -38,10 +38,11 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs = tmp / "logs"
         self.logs.mkdir()
+        self.app = APP  # or tests.aio_app:sched, the asyncio runtime
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{len(self.procs)}-{args[0]}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen([sys.executable, "-m", "luasched", *args, APP, "--redis", self.server.url],
+        p = subprocess.Popen([sys.executable, "-m", "luasched", *args, self.app, "--redis", self.server.url],
                              cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.procs.append(p)

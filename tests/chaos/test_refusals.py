@@ -87,15 +87,21 @@ def ride_out(cluster: Cluster, server: RedisServer, fault_on: Callable[[], None]
     sched.close()
 
 
+#: The threaded and the asyncio runtime (both front ends' processors and scheduler loops).
+APPS = [pytest.param(APP, id="threads"), pytest.param("tests.aio_app:sched", id="asyncio")]
+
+
 @pytest.fixture
-def cluster(tmp_path, namespace):
+def cluster(request, tmp_path, namespace):
     server = start_redis("--save", "3600 1", "--enable-protected-configs", "yes")
     c = Cluster(server, tmp_path, namespace)
+    c.app = getattr(request, "param", APP)
     yield c
     c.stop_all()
     server.cleanup()
 
 
+@pytest.mark.parametrize("cluster", APPS, indirect=True)
 def test_out_of_memory_is_ridden_out(cluster):
     admin = probe(cluster.server.port)
     ride_out(cluster, cluster.server, lambda: admin.config_set("maxmemory", 1),
@@ -148,6 +154,7 @@ def test_a_failed_save_is_ridden_out(cluster):
     ride_out(cluster, cluster.server, fail_save, save_again, says="cannot save", reason="misconf")
 
 
+@pytest.mark.parametrize("cluster", APPS, indirect=True)
 def test_a_moment_as_a_replica_is_ridden_out_and_no_ack_is_dropped(cluster):
     """READONLY, as during a failover: the server is a replica of a primary that does not answer
     (it keeps its data), then a primary again. Acks refused meanwhile land afterwards: no

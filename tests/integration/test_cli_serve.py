@@ -28,7 +28,9 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     (["tests.chaos_app:nothing"], "no attribute"),
     (["tests.chaos_app:os"], "not a luasched.Scheduler"),
     (["no-colon"], "module:attribute"),
-    (["tests.chaos_app:sched", "--redis", "redis://user:s3cret@127.0.0.1:1/0"], "cannot reach Redis"),
+    # (a processor waits for Redis by default: --connect-timeout gives up)
+    (["tests.chaos_app:sched", "--redis", "redis://user:s3cret@127.0.0.1:1/0", "--connect-timeout", "0.5"],
+     "cannot reach Redis"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(command, args, says):
     done = run(command, *args)
