@@ -46,6 +46,18 @@ def finish(sched: luasched.Scheduler, n: int, cluster: Cluster, timeout: float) 
     raise AssertionError(f"not finished in {timeout} s: {counts_through(sched)}\n{cluster.tail()}")
 
 
+def recovered(folder: Path, which: Callable[[str], bool]) -> dict[str, str]:
+    """The logs, once each one ``which`` names has logged its recovery: a process between two
+    tries sees Redis up at its next one (at most 2 s later), perhaps after the work is done."""
+    deadline = time.monotonic() + 10
+    while True:
+        logs = {p.name: p.read_text() for p in folder.iterdir()}
+        if all("Redis answers again" in text for name, text in logs.items() if which(name)):
+            return logs
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.1)
+
+
 def ride_out(cluster: Cluster, server: RedisServer, fault_on: Callable[[], None],
              fault_off: Callable[[], None], *, says: str, reason: str, hold_s: float = 3.0) -> None:
     """Processors at work; the fault for ``hold_s`` (longer than their lease); then the checks."""
@@ -76,6 +88,7 @@ def ride_out(cluster: Cluster, server: RedisServer, fault_on: Callable[[], None]
         assert sched.counts()["submitted"] == N, "the refused submit wrote nothing"
     check_end(sched, handles, cluster, max_duplicates=PROCESSORS * CAPACITY * 2)
     assert all(p.poll() is None for p in procs), "every process lives\n" + cluster.tail()
+    recovered(cluster.logs, lambda name: True)
     for log in sorted(cluster.logs.iterdir()):
         text = log.read_text()
         assert "Traceback" not in text, text[-3000:]
@@ -222,7 +235,7 @@ def test_processes_started_before_redis_wait_for_it_through_its_loading(tmp_path
         assert [h.result(timeout=20) for h in handles] == list(range(50))
         assert sched.audit().ok
         sched.close()
-        logs = {p.name: p.read_text() for p in cluster.logs.iterdir()}
+        logs = recovered(cluster.logs, lambda name: not name.startswith("2-"))
         [gave_up] = [text for name, text in logs.items() if name.startswith("2-")]
         assert "could not register the processor: cannot reach Redis" in gave_up, gave_up
         for name, text in logs.items():
