@@ -109,27 +109,30 @@ def cluster(request, tmp_path, namespace):
     server = start_redis("--save", "3600 1", "--enable-protected-configs", "yes")
     c = Cluster(server, tmp_path, namespace)
     c.app = getattr(request, "param", APP)
+    c.admin = probe(server.port)  # the operator's connection: CONFIG, REPLICAOF, BGSAVE
     yield c
+    c.admin.close()
     c.stop_all()
     server.cleanup()
 
 
 @pytest.mark.parametrize("cluster", APPS, indirect=True)
 def test_out_of_memory_is_ridden_out(cluster):
-    admin = probe(cluster.server.port)
+    admin = cluster.admin
     ride_out(cluster, cluster.server, lambda: admin.config_set("maxmemory", 1),
              lambda: admin.config_set("maxmemory", 0), says="out of memory", reason="oom")
 
 
 def test_a_long_script_is_ridden_out(cluster):
     """BUSY: another client's script spins past busy-reply-threshold, then is killed."""
-    admin = probe(cluster.server.port)
+    admin = cluster.admin
     admin.config_set("busy-reply-threshold", 100)
     spinning: list[BaseException] = []
 
     def spin() -> None:
         try:
-            probe(cluster.server.port, socket_timeout=60).eval("while true do end", 0)
+            with probe(cluster.server.port, socket_timeout=60) as client:
+                client.eval("while true do end", 0)
         except redis.exceptions.RedisError as exc:
             spinning.append(exc)
 
@@ -140,7 +143,8 @@ def test_a_long_script_is_ridden_out(cluster):
         time.sleep(0.3)  # past the threshold: every other client now gets BUSY
 
     def kill() -> None:
-        probe(cluster.server.port).script_kill()
+        with probe(cluster.server.port) as client:
+            client.script_kill()
         spinner.join(10)
 
     ride_out(cluster, cluster.server, busy, kill, says="busy running a long script", reason="busy")
@@ -149,7 +153,7 @@ def test_a_long_script_is_ridden_out(cluster):
 
 def test_a_failed_save_is_ridden_out(cluster):
     """MISCONF: a background save fails (its folder cannot be written), writes are refused."""
-    admin = probe(cluster.server.port)
+    admin = cluster.admin
     home = admin.config_get("dir")["dir"]
 
     def fail_save() -> None:
@@ -172,7 +176,7 @@ def test_a_moment_as_a_replica_is_ridden_out_and_no_ack_is_dropped(cluster):
     """READONLY, as during a failover: the server is a replica of a primary that does not answer
     (it keeps its data), then a primary again. Acks refused meanwhile land afterwards: no
     finished task is left running."""
-    admin = probe(cluster.server.port)
+    admin = cluster.admin
     ride_out(cluster, cluster.server, lambda: admin.replicaof("127.0.0.1", free_port()),
              lambda: admin.replicaof("NO", "ONE"), says="read-only replica", reason="readonly")
 
@@ -220,7 +224,8 @@ def test_processes_started_before_redis_wait_for_it_through_its_loading(tmp_path
         deadline = time.monotonic() + 20
         while True:
             try:
-                probe(port).ping()
+                with probe(port) as client:
+                    client.ping()
                 break
             except redis.exceptions.BusyLoadingError:
                 loading_seen = True

@@ -77,9 +77,11 @@ def test_a_url_client_retries_a_connection_cut_under_a_submit(redis_server, name
             proxy.drop_reply_to(sched.scripts["submit"].sha.encode())
             handles.append(sched.submit("job", i))  # the reply is lost: redis-py sends it again
         assert proxy.dropped == 20
-        direct = luasched.Scheduler(redis_server.client(), namespace=namespace)
+        client = redis_server.client()
+        direct = luasched.Scheduler(client, namespace=namespace)
         assert direct.counts()["submitted"] == 20 and direct.queue_lengths() == {"default": 20}
         assert direct.audit().ok
+        client.close()
         sched.close()
     finally:
         proxy.close()
@@ -96,17 +98,19 @@ def test_the_password_can_come_from_the_environment_or_a_file(tmp_path, monkeypa
     try:
         with server.client() as admin:
             admin.config_set("requirepass", "s3cret")
-        with pytest.raises(luasched.LuaschedError, match="(?i)auth"):
-            luasched.Scheduler(url, namespace=namespace).counts()
+        with pytest.raises(luasched.LuaschedError, match="(?i)auth"), luasched.Scheduler(url, namespace=namespace) as s:
+            s.counts()
         secret = tmp_path / "redis-password"
         secret.write_text("s3cret\n")
         monkeypatch.setenv("LUASCHED_REDIS_PASSWORD_FILE", str(secret))
-        assert luasched.Scheduler(url, namespace=namespace).counts()["submitted"] == 0
+        with luasched.Scheduler(url, namespace=namespace) as s:
+            assert s.counts()["submitted"] == 0
         shown = CliRunner().invoke(main, ["status", "--redis", url, "--namespace", namespace, "--json"])
         assert shown.exit_code == 0, shown.output
         monkeypatch.delenv("LUASCHED_REDIS_PASSWORD_FILE")
         monkeypatch.setenv("LUASCHED_REDIS_PASSWORD", "s3cret")
-        assert luasched.Scheduler(url, namespace=namespace).counts()["submitted"] == 0
+        with luasched.Scheduler(url, namespace=namespace) as s:
+            assert s.counts()["submitted"] == 0
         monkeypatch.setenv("LUASCHED_REDIS_PASSWORD", "")
         monkeypatch.setenv("LUASCHED_REDIS_PASSWORD_FILE", str(tmp_path / "missing"))
         with pytest.raises(ValueError, match="LUASCHED_REDIS_PASSWORD_FILE=.*cannot read the password"):
