@@ -346,10 +346,14 @@ def read_targets(read_redis: object) -> list[object]:
 
 # --- a Redis ACL user limited to luasched ------------------------------------------------------
 
-#: Commands luasched sends itself (scripts, waits, wake-ups, reads, purge, durability, and the
-#: eviction check's INFO memory).
+#: Commands luasched sends itself (scripts, waits, wake-ups, reads, durability, and the eviction
+#: check's INFO memory).
 CLIENT_COMMANDS = ("evalsha", "script|load", "blpop", "rpush", "expire", "hget", "hmget", "exists",
-                   "xread", "zrange", "lrange", "scan", "unlink", "wait", "info")
+                   "xread", "zrange", "lrange", "wait", "info")
+
+#: What ``purge`` sends besides: SCAN lists the names of every key in the database (other
+#: namespaces' too; an ACL key pattern does not filter it), so only an admin user gets it.
+PURGE_COMMANDS = ("scan", "unlink")
 
 #: Commands the Lua scripts call (a test checks every ``redis.call`` in lua/ is listed here):
 #: an ACL user is checked for these too, inside the scripts.
@@ -359,12 +363,16 @@ SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hget", "hgetall", 
                    "zcount", "zrange", "zrangebyscore", "zrem", "zscore")
 
 
-def acl_rules(namespace: str | None = None) -> str:
+def acl_rules(namespace: str | None = None, *, purge: bool = False) -> str:
     """The ACL rules of a Redis user that can run luasched on ``namespace`` (every namespace
     when None) and nothing else: its keys only, no channels, only the commands luasched sends
     and its scripts call. Use as ``ACL SETUSER <name> on ><password> <rules>``. On Redis 7.2 and
     later add ``+client|setinfo`` (redis-py sends it on connect and ignores a refusal, but each
-    refusal is an entry in ACL LOG); Redis 7.0 does not know that command."""
+    refusal is an entry in ACL LOG); Redis 7.0 does not know that command.
+
+    ``purge=True`` adds SCAN and UNLINK, which ``purge`` needs, for an admin user: SCAN shows the
+    names (not the contents) of every key in the database, other namespaces' too."""
     keys = f"~{Keys(namespace).prefix}*" if namespace is not None else "~luasched:*"
-    commands = " ".join(f"+{c}" for c in sorted(set(CLIENT_COMMANDS) | set(SCRIPT_COMMANDS)))
+    wanted = set(CLIENT_COMMANDS) | set(SCRIPT_COMMANDS) | (set(PURGE_COMMANDS) if purge else set())
+    commands = " ".join(f"+{c}" for c in sorted(wanted))
     return f"resetkeys {keys} resetchannels -@all {commands}"

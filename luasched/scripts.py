@@ -32,6 +32,7 @@ NAMES = (
     "result",
     "counts",
     "audit",
+    "audit_slice",
     "retry_failed",
     "processors",
 )

@@ -11,8 +11,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .._backends import aio as backend
-from ..core import logs, ops
-from ..core.faults import Episode, Patience
+from ..core import ops
+from ..core.faults import Episode
 from ..core.options import Backoff, ProcessorOptions
 from ..core.slots import SLOT_WAIT_S, ProcessorCore, Run, Send, Wait
 from ..core.tasks import new_request_id
@@ -162,8 +162,7 @@ class Processor(ProcessorCore):
         self._halted = False
         if not await self._join():
             await self._recover(self.id)
-        if not self.sched.embedded:
-            logs.eviction(await self.sched.eviction_policy(), f"processor {self.id}", log)
+        await self.sched.check_eviction(f"processor {self.id}")
         self._workers.spawn(self._heartbeats, name=f"{self.id}-heartbeat")
         for i in range(self.slots):
             self._workers.spawn(self._slot, str(i), name=f"{self.id}-slot{i}")
@@ -173,18 +172,8 @@ class Processor(ProcessorCore):
     async def _join(self) -> bool:
         """Register, waiting for Redis while it refuses connections, is loading or refuses writes
         (``connect_timeout``); the reply of ``register``."""
-        patience = Patience(log, f"processor {self.id}", self.options.connect_timeout_s)
-        while True:
-            try:
-                registered = await self.register()
-            except TRANSIENT as exc:
-                pause = patience.pause(exc)
-                if pause is None:
-                    raise
-                await backend.sleep(pause)
-                continue
-            patience.done()
-            return registered
+        return await self.sched.patiently(  # type: ignore[no-any-return]
+            log, f"processor {self.id}", self.options.connect_timeout_s, self.register)
 
     async def _scheduler_duties(self) -> None:
         await self.sched.run(self._stop, summary_every=self.options.summary_every_s)

@@ -7,7 +7,8 @@ Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -22,9 +23,11 @@ from ..connection import (
     owns,
     read_targets,
 )
+from ..core.faults import Patience
 from ..core.flows import Flow
 from ..core.ops import Call, Request
 from ..core.options import READ_ONLY, Durability
+from ..errors import TRANSIENT
 from ..routing import MOVED, Reads, block_slice_s, is_cluster, translated
 from ..scripts import Scripts
 
@@ -202,6 +205,26 @@ class Transport:
                     getattr(pipe, name)(*args)
                 return await pipe.execute()
             return await getattr(client, request.name)(*request.args)
+
+    async def patiently(self, logger: logging.Logger, who: str, timeout_s: float | None,
+                        attempt: Callable[[], Any]) -> Any:
+        """``await attempt()`` until Redis lets it through, waiting while Redis refuses
+        connections, is loading or refuses for now (``errors.TRANSIENT``), with capped backoff,
+        at most ``timeout_s`` (None: as long as it takes); then raise the last error. A wrong
+        password or an untrusted certificate raises at once. Logged to ``logger`` as
+        ``core.faults.Patience`` says, under ``who``."""
+        patience = Patience(logger, who, timeout_s)
+        while True:
+            try:
+                got = await attempt()
+            except TRANSIENT as exc:
+                pause = patience.pause(exc)
+                if pause is None:
+                    raise
+                await backend.sleep(pause)
+                continue
+            patience.done()
+            return got
 
     async def drive(self, flow: Flow) -> Any:
         """Run a flow of ``core.flows``: send each request it yields, feed it the reply."""

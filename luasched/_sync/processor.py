@@ -12,8 +12,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .._backends import threads as backend
-from ..core import logs, ops
-from ..core.faults import Episode, Patience
+from ..core import ops
+from ..core.faults import Episode
 from ..core.options import Backoff, ProcessorOptions
 from ..core.slots import SLOT_WAIT_S, ProcessorCore, Run, Send, Wait
 from ..core.tasks import new_request_id
@@ -163,8 +163,7 @@ class Processor(ProcessorCore):
         self._halted = False
         if not self._join():
             self._recover(self.id)
-        if not self.sched.embedded:
-            logs.eviction(self.sched.eviction_policy(), f"processor {self.id}", log)
+        self.sched.check_eviction(f"processor {self.id}")
         self._workers.spawn(self._heartbeats, name=f"{self.id}-heartbeat")
         for i in range(self.slots):
             self._workers.spawn(self._slot, str(i), name=f"{self.id}-slot{i}")
@@ -174,18 +173,8 @@ class Processor(ProcessorCore):
     def _join(self) -> bool:
         """Register, waiting for Redis while it refuses connections, is loading or refuses writes
         (``connect_timeout``); the reply of ``register``."""
-        patience = Patience(log, f"processor {self.id}", self.options.connect_timeout_s)
-        while True:
-            try:
-                registered = self.register()
-            except TRANSIENT as exc:
-                pause = patience.pause(exc)
-                if pause is None:
-                    raise
-                backend.sleep(pause)
-                continue
-            patience.done()
-            return registered
+        return self.sched.patiently(  # type: ignore[no-any-return]
+            log, f"processor {self.id}", self.options.connect_timeout_s, self.register)
 
     def _scheduler_duties(self) -> None:
         self.sched.run(self._stop, summary_every=self.options.summary_every_s)

@@ -14,9 +14,9 @@ from typing import Any
 
 from .._backends import threads as backend
 from ..core import flows, logs, ops, records
-from ..core.audit import Audit, check_audit
+from ..core.audit import Audit
 from ..core.base import SchedulerBase
-from ..core.faults import Episode, Patience
+from ..core.faults import Episode
 from ..core.options import (
     Backoff,
     Clock,
@@ -70,6 +70,7 @@ class Scheduler(Transport, SchedulerBase):
         super().__init__(SchedulerOptions(namespace, clock, keep, dispatch_on_submit, wait))  # type: ignore[arg-type]
         self._connect(redis, read_redis, service_name, wait)
         self._coalescer = backend.Coalescer(lambda news: self._submit(news, ""))
+        self._eviction_checked = False
 
     def __repr__(self) -> str:
         return f"<{backend.FRONT}.Scheduler namespace={self.namespace!r}>"
@@ -131,6 +132,8 @@ class Scheduler(Transport, SchedulerBase):
     def _submit(self, news: list[ops.NewTask], group: str) -> SubmitReply:
         if not news:
             return SubmitReply(0, [], [])
+        if not self._eviction_checked:
+            self.check_eviction("scheduler")
         calls = ops.submit(self.ns, self.now_ms(), news, dispatch=self.dispatch_on_submit, group=group)
         return ops.decode_submit(self.call_many(calls))
 
@@ -180,6 +183,8 @@ class Scheduler(Transport, SchedulerBase):
         ``luasched.scheduler``, INFO) and, every ``summary_every`` s (None: never), a summary
         line: tasks placed, delayed tasks promoted, tasks reaped."""
         stop = stop if stop is not None else threading.Event()
+        if not self._eviction_checked:
+            self.check_eviction("scheduler loop")
         loop = LoopOptions(limit, max_wait, reap_every, check_summary_every(summary_every))
         summary = logs.LoopSummary(loop.summary_every_s)
         retry = Backoff()
@@ -203,18 +208,7 @@ class Scheduler(Transport, SchedulerBase):
         connections, is loading or refuses for now, with capped backoff, at most ``timeout`` (None:
         as long as it takes); then raise the last error. A wrong password or an untrusted
         certificate raises at once. ``luasched scheduler`` starts with it."""
-        patience = Patience(log, "scheduler", seconds(timeout, "timeout", allow_none=True))
-        while True:
-            try:
-                self.counts()
-            except TRANSIENT as exc:
-                pause = patience.pause(exc)
-                if pause is None:
-                    raise
-                backend.sleep(pause)
-                continue
-            patience.done()
-            return
+        self.patiently(log, "scheduler", seconds(timeout, "timeout", allow_none=True), self.counts)
 
     def _turn(self, stop: threading.Event, loop: LoopOptions, reply: DispatchReply | None,
                     summary: logs.LoopSummary) -> DispatchReply | None:
@@ -301,10 +295,26 @@ class Scheduler(Transport, SchedulerBase):
         try:
             with translated("info"):
                 got = self.client.info("memory")
+        except TRANSIENT:
+            raise
         except LuaschedError:
             return None
         value = got.get("maxmemory_policy") if isinstance(got, dict) else None
         return value.decode() if isinstance(value, bytes) else value
+
+    def check_eviction(self, who: str) -> None:
+        """Say once per Scheduler, at its first submit, loop or processor start, when Redis may
+        evict luasched's keys (a WARNING naming the policy), or that it could not be checked
+        (INFO refused). Asked again next time when Redis does not answer now."""
+        if self._eviction_checked or self.embedded:
+            return
+        self._eviction_checked = True
+        try:
+            policy = self.eviction_policy()
+        except TRANSIENT:
+            self._eviction_checked = False
+            return
+        logs.eviction(policy, who, log)
 
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state, and processors (all, idle, lapsed): one script call."""
@@ -318,15 +328,17 @@ class Scheduler(Transport, SchedulerBase):
         """counts() and queue_lengths() from one snapshot (one script call)."""
         return ops.decode_counts(self.call(ops.counts(self.ns, self.now_ms())))
 
-    def audit(self) -> Audit:
+    def audit(self, *, slice_size: int = flows.AUDIT_SLICE) -> Audit:
         """Check the conservation invariant on a live server: every task in exactly one place,
         inboxes matching loads and idle rankings, counters adding up.
 
-        An admin tool: it reads the whole namespace in ONE script call (a consistent snapshot, so
-        it can run while processors work), which is O(tasks) and blocks Redis meanwhile. With
-        ``read_redis`` it runs on a replica (a consistent snapshot too, as stale as the replica)
-        and leaves the primary alone; a Scheduler without ``read_redis`` audits the primary."""
-        return check_audit(self.call(ops.audit(self.ns, self.now_ms())))
+        An admin tool that can run while processors work and never holds Redis for long: one
+        consistent snapshot of the counters, the processors and their inboxes, then the queued,
+        delayed and failed tasks in slices of ``slice_size``, each read with its records in one
+        call (a few ms of server time each). With ``read_redis`` it runs on a
+        replica (as stale as the replica) and leaves the primary alone."""
+        check_limit(slice_size)
+        return self.drive(flows.audit(self.ns, self.now_ms(), slice_size))  # type: ignore[no-any-return]
 
     def processors(self, limit: int = 1000) -> list[ProcessorInfo]:
         """The registered processors (up to ``limit``), soonest lease deadline first."""

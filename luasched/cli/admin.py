@@ -17,6 +17,8 @@ from rich.table import Table
 
 import luasched
 
+from ..core.flows import AUDIT_SLICE
+from ..core.options import MAX_LIMIT
 from ..core.words import counted
 from .common import (
     EXIT_FAILED,
@@ -142,16 +144,19 @@ def status_command(app: str | None, redis_url: str | None, namespace: str | None
 @click.argument("app", required=False)
 @target_options
 @reads_option
+@click.option("--slice-size", type=click.IntRange(1, MAX_LIMIT), default=AUDIT_SLICE, show_default=True,
+              help="Queued, delayed or failed tasks read per call.")
 @click.pass_context
 def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, namespace: str | None,
-                  read_urls: tuple[str, ...]) -> None:
+                  read_urls: tuple[str, ...], slice_size: int) -> None:
     """Check the conservation invariant: print "ok" (exit 0), or each problem (exit 1).
 
-    One read-only script over the whole namespace: O(tasks), it blocks Redis meanwhile. With
-    --read-redis it runs on the replica (a consistent snapshot, as stale as the replica; stderr
-    says which server was read), leaving the primary alone."""
+    Read-only, in bounded calls: a snapshot of the counters and the processors, then the queued,
+    delayed and failed tasks --slice-size at a time (a few ms of Redis each), so Redis
+    keeps serving everyone meanwhile. With --read-redis it runs on the replica (as stale as the
+    replica; stderr says which server was read), leaving the primary alone."""
     with boundary("audit", redis_url, *read_urls), scheduler_for(app, redis_url, namespace, read_urls) as sched:
-        audit = sched.audit()
+        audit = sched.audit(slice_size=slice_size)
     if read_urls:
         click.echo(f"luasched audit: read from replica {read_from(read_urls)}", err=True)
     if audit.ok:

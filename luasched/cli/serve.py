@@ -22,7 +22,6 @@ import luasched
 from .. import aio
 from ..app import load_any
 from ..connection import redact
-from ..core import logs
 from ..core.base import SchedulerBase
 from ..core.options import MAX_DURABILITY, ProcessorOptions
 from ..core.words import counted
@@ -253,7 +252,7 @@ def scheduler_command(app: str, redis_url: str | None, limit: int, durability: i
         _on_signals(graceful, _exit_halted)
         sched.wait_for_redis(connect_timeout)  # started before Redis (a compose file): wait for it
         started()
-        logs.eviction(sched.eviction_policy(), "scheduler", log)
+        sched.check_eviction("scheduler")
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         complain(exc)
         sys.exit(EXIT_USAGE)
@@ -280,7 +279,7 @@ async def _scheduler_async(sched: aio.Scheduler, loop_options: dict[str, Any], w
     _on_loop_signals(graceful, _exit_halted)
     await sched.wait_for_redis(connect_timeout)
     started()
-    logs.eviction(await sched.eviction_policy(), "scheduler", log)
+    await sched.check_eviction("scheduler")
     log.info("scheduler started for namespace %s on %s (asyncio)", sched.namespace, where)
     loop = asyncio.create_task(sched.run(stop, **loop_options))
     await stop.wait()

@@ -1,9 +1,18 @@
-"""The conservation invariant, checked on one audit snapshot (a pure function of the reply of
-lua/audit.lua): every task in exactly one place, inboxes matching loads and idle rankings,
-counters adding up."""
+"""The conservation invariant, checked on an audit's replies (pure: no I/O): every task in
+exactly one place, inboxes matching loads and idle rankings, counters adding up.
+
+An audit reads the namespace in bounded calls (luasched/core/flows.py ``audit``): first the frame
+(lua/audit.lua), one consistent snapshot of the counters, the sizes of the big places (queues, the
+delayed set, the dead letters) and everything else in full; then the members of the big places in
+slices (lua/audit_slice.lua), each slice with its records in one call. What needs one moment is
+checked on one reply: the counters against the sizes (no task lost or counted twice), the
+processors against their inboxes and rankings (in the frame), each queued, delayed or failed task
+against its own record (in its slice). A task that sits in two big places at once shows as a
+record that disagrees with one of them, or as a size the counters do not explain."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,138 +35,178 @@ class Audit:
 
 TWO40 = 1 << 40
 PLACES = ("queued", "delayed", "assigned", "running", "done", "failed", "cancelled")
+#: The state a task's record must hold in each big place.
+STATE_IN = {"queue": "queued", "delayed": "delayed", "failed": "failed"}
+#: An audit of a badly broken namespace reports this many problems, then how many more it found.
+MAX_PROBLEMS = 1000
 
 
-def check_audit(reply: Any) -> Audit:
-    """Check the conservation invariant on one audit snapshot (a pure function)."""
-    now_s, stats_flat, queues, delayed, running_flat, failed, procs, idles, idle, records, cards_flat = text(reply)
-    cards = fields_of(cards_flat)
-    now = int(now_s)
-    stats = {k: int(v) for k, v in fields_of(stats_flat).items()}
-    problems: list[str] = []
-    where: dict[str, list[str]] = {}
+class AuditCheck:
+    """The invariant checked on an audit's frame (at construction), then on each slice as it
+    comes (``add_slice``); ``result()`` says what was found. Holds only the frame and the problems,
+    never the members of the big places, so an audit of a million tasks stays small."""
 
-    def put(task_id: str, place: str) -> None:
-        where.setdefault(task_id, []).append(place)
+    def __init__(self, frame: Any) -> None:
+        self._problems: list[str] = []
+        self._more = 0
+        self.counts: dict[str, int] = {}
+        (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
+         cards_flat) = text(frame)
+        #: (place, queue, size) of each big place, in the order the slices read them
+        self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
+        self.places += [("delayed", "", int(delayed_n)), ("failed", "", int(failed_n))]
+        self._check_frame(int(now_s), {k: int(v) for k, v in fields_of(stats_flat).items()}, procs,
+                          fields_of(running_flat), idles, idle, held, fields_of(cards_flat))
 
-    for q, ids in queues:
-        for t in ids:
-            put(t, f"queue {q}")
-    for t in delayed:
-        put(t, "delayed")
-    for t in failed:
-        put(t, "failed")
-    running = fields_of(running_flat)
-    in_running_sets: set[str] = set()
-    pending_total = 0
-    lapsed: set[str] = set()
-    loads: dict[str, tuple[int, int, list[str]]] = {}
-    for pid, deadline, rec_flat, pending, started in procs:
-        rec = fields_of(rec_flat)
-        card = cards.pop(pid, None)  # none: the record predates cards (dispatch then reads it)
-        if float(deadline) < now:
-            lapsed.add(pid)
-        if not rec:
-            problems.append(f"processor {pid} is registered but has no record")
-            continue
-        cap_s, dl, qs = rec.get(PROCESSOR.capacity), rec.get(PROCESSOR.deadline_ms), rec.get(PROCESSOR.queues)
-        if dl is not None and float(dl) != float(deadline):
-            problems.append(f"processor {pid}'s record says its lease ends at {dl}, the registry {deadline}")
-        if card is not None and card != f"{cap_s} {dl} {qs}":
-            problems.append(f"processor {pid}'s card {card!r} is out of step with its record "
-                            f"({PROCESSOR.capacity} {cap_s}, {PROCESSOR.deadline_ms} {dl}, {PROCESSOR.queues} {qs})")
-        for t in pending:
-            put(t, f"inbox {pid} (pending)")
-        for t in started:
-            put(t, f"inbox {pid} (running)")
-            in_running_sets.add(t)
-        pending_total += len(pending)
-        load, cap = len(pending) + len(started), int(rec[PROCESSOR.capacity])
-        loads[pid] = (load, cap, rec[PROCESSOR.queues].split(","))
-        if load > cap:
-            problems.append(f"processor {pid} holds {counted(load, 'task')}, over its capacity {cap}")
-    for t in running:
-        if t not in in_running_sets:
-            problems.append(f"task {t} is in the running zset but in no processor's running set")
-    for t in in_running_sets - set(running):
-        problems.append(f"task {t} runs on a processor but is missing from the running zset")
+    def problem(self, what: str) -> None:
+        if len(self._problems) < MAX_PROBLEMS:
+            self._problems.append(what)
+        else:
+            self._more += 1
 
-    for t, places in where.items():
-        if len(places) > 1:
-            problems.append(f"task {t} is in {len(places)} places: {', '.join(places)}")
+    def result(self) -> Audit:
+        problems = list(self._problems)
+        if self._more:
+            problems.append(f"... and {self._more} more problems")
+        return Audit(not problems, problems, dict(self.counts))
 
-    expect_state = {"queue": "queued", "delayed": "delayed", "failed": "failed"}
-    for task_id, s, q, p, n, m in records:
-        places = where.get(task_id, [])
-        if not s:
-            problems.append(f"task {task_id} is in {places[0] if places else '?'} but has no record")
-            continue
-        if not places:
-            continue
-        place = places[0]
-        kind = place.split(" ")[0]
-        if kind == "inbox":
-            owner = place.split(" ")[1]
-            want = "running" if place.endswith("(running)") else "assigned"
-            if s != want or p != owner:
-                problems.append(f"task {task_id} is in {place} but its record says {s} on {p or 'none'}")
-        elif s != expect_state[kind]:
-            problems.append(f"task {task_id} is in {place} but its record says {s}")
-        elif kind == "queue" and place != f"queue {q}":
-            problems.append(f"task {task_id} is in {place} but belongs to queue {q}")
-        if n and m and int(n) > int(m):
-            problems.append(f"task {task_id} used {n} attempts of {m}")
-
-    idle_members = set(idle)
-    for q, flat in idles:
-        for i in range(0, len(flat), 2):
-            pid, score = flat[i], int(float(flat[i + 1]))
-            if pid not in loads:
-                problems.append(f"processor {pid} is idle for queue {q} but is not registered")
+    def add_slice(self, place: str, queue: str, rows: Sequence[Any]) -> None:
+        """Check one slice of a big place: each task's record against the place it was read in."""
+        label = f"queue {queue}" if place == "queue" else place
+        seen: set[str] = set()
+        for task_id, s, q, _p, n, m in text(rows):
+            if task_id in seen:
+                self.problem(f"task {task_id} is in {label} twice")
                 continue
-            load, cap, served = loads[pid]
-            if q not in served:
-                problems.append(f"processor {pid} is idle for queue {q} but does not serve it")
-            if score // TWO40 != load:
-                problems.append(f"processor {pid} is ranked with load {score // TWO40} for {q}, holds {load}")
-            if load >= cap:
-                problems.append(f"processor {pid} is idle for {q} but full ({load}/{cap})")
-    idle_by_queue = {q: {flat[i] for i in range(0, len(flat), 2)} for q, flat in idles}
-    for pid, (load, cap, served) in loads.items():
-        if pid in lapsed:
-            continue
-        for q in served:
-            if (load < cap) != (pid in idle_by_queue.get(q, set())):
-                problems.append(f"processor {pid} ({load}/{cap}) is {'not ' if load < cap else ''}"
-                                f"ranked idle for queue {q}")
-        if (load < cap) != (pid in idle_members):
-            problems.append(f"processor {pid} ({load}/{cap}) has the wrong idle-set membership")
-    for pid in idle_members - set(loads):
-        problems.append(f"processor {pid} is in the idle set but not registered")
-    for pid in sorted(cards):  # what is left: cards of no registered processor
-        problems.append(f"processor {pid} has a card but is not registered")
+            seen.add(task_id)
+            if not s:
+                self.problem(f"task {task_id} is in {label} but has no record")
+                continue
+            if s != STATE_IN[place]:
+                self.problem(f"task {task_id} is in {label} but its record says {s}")
+            elif place == "queue" and q != queue:
+                self.problem(f"task {task_id} is in {label} but belongs to queue {q}")
+            self._attempts(task_id, n, m)
 
-    queued = sum(len(ids) for _, ids in queues)
-    c = {
-        "submitted": stats.get(STATS.submitted, 0),
-        "queued": queued,
-        "delayed": len(delayed),
-        "assigned": pending_total,
-        "running": len(running),
-        "done": stats.get(STATS.done, 0),
-        "failed": len(failed),
-        "cancelled": stats.get(STATS.cancelled, 0),
-        "processors": len(procs),
-        "idle_processors": len(idle_members),
-    }
-    assigned, failed_n = stats.get(STATS.assigned, 0), stats.get(STATS.failed, 0)
-    if assigned != pending_total:
-        problems.append(f"counter assigned is {assigned}, inboxes hold {pending_total} pending")
-    if failed_n != len(failed):
-        problems.append(f"counter failed is {failed_n}, the dead letters hold {len(failed)}")
-    placed = sum(c[k] for k in PLACES)
-    if placed != c["submitted"]:
-        detail = ", ".join(f"{k} {c[k]}" for k in PLACES)
-        submitted = f"{counted(c['submitted'], 'task')} {'was' if c['submitted'] == 1 else 'were'} submitted"
-        problems.append(f"{submitted} but {placed} are accounted for ({detail})")
-    return Audit(not problems, problems, c)
+    def _attempts(self, task_id: str, n: str, m: str) -> None:
+        if n and m and int(n) > int(m):
+            self.problem(f"task {task_id} used {n} attempts of {m}")
+
+    def _check_frame(self, now: int, stats: dict[str, int], procs: Any, running: dict[str, str], idles: Any,
+                     idle: Any, held: Any, cards: dict[str, str]) -> None:
+        problem = self.problem
+        where: dict[str, list[str]] = {}
+        in_running_sets: set[str] = set()
+        pending_total = 0
+        lapsed: set[str] = set()
+        loads: dict[str, tuple[int, int, list[str]]] = {}
+        for pid, deadline, rec_flat, pending, started in procs:
+            rec = fields_of(rec_flat)
+            card = cards.pop(pid, None)  # none: the record predates cards (dispatch then reads it)
+            if float(deadline) < now:
+                lapsed.add(pid)
+            if not rec:
+                problem(f"processor {pid} is registered but has no record")
+                continue
+            cap_s, dl, qs = rec.get(PROCESSOR.capacity), rec.get(PROCESSOR.deadline_ms), rec.get(PROCESSOR.queues)
+            if dl is not None and float(dl) != float(deadline):
+                problem(f"processor {pid}'s record says its lease ends at {dl}, the registry {deadline}")
+            if card is not None and card != f"{cap_s} {dl} {qs}":
+                problem(f"processor {pid}'s card {card!r} is out of step with its record "
+                        f"({PROCESSOR.capacity} {cap_s}, {PROCESSOR.deadline_ms} {dl}, {PROCESSOR.queues} {qs})")
+            for t in pending:
+                where.setdefault(t, []).append(f"inbox {pid} (pending)")
+            for t in started:
+                where.setdefault(t, []).append(f"inbox {pid} (running)")
+                in_running_sets.add(t)
+            pending_total += len(pending)
+            load, cap = len(pending) + len(started), int(rec[PROCESSOR.capacity])
+            loads[pid] = (load, cap, rec[PROCESSOR.queues].split(","))
+            if load > cap:
+                problem(f"processor {pid} holds {counted(load, 'task')}, over its capacity {cap}")
+        for t in running:
+            if t not in in_running_sets:
+                problem(f"task {t} is in the running zset but in no processor's running set")
+        for t in in_running_sets - set(running):
+            problem(f"task {t} runs on a processor but is missing from the running zset")
+        for t, places in where.items():
+            if len(places) > 1:
+                problem(f"task {t} is in {len(places)} places: {', '.join(places)}")
+
+        for task_id, s, _q, p, n, m in held:
+            places = where.get(task_id, [])
+            if not s:
+                problem(f"task {task_id} is in {places[0] if places else 'the running zset'} but has no record")
+                continue
+            if places:
+                place = places[0]
+                owner = place.split(" ")[1]
+                want = "running" if place.endswith("(running)") else "assigned"
+                if s != want or p != owner:
+                    problem(f"task {task_id} is in {place} but its record says {s} on {p or 'none'}")
+            self._attempts(task_id, n, m)
+
+        idle_members = set(idle)
+        for q, flat in idles:
+            for i in range(0, len(flat), 2):
+                pid, score = flat[i], int(float(flat[i + 1]))
+                if pid not in loads:
+                    problem(f"processor {pid} is idle for queue {q} but is not registered")
+                    continue
+                load, cap, served = loads[pid]
+                if q not in served:
+                    problem(f"processor {pid} is idle for queue {q} but does not serve it")
+                if score // TWO40 != load:
+                    problem(f"processor {pid} is ranked with load {score // TWO40} for {q}, holds {load}")
+                if load >= cap:
+                    problem(f"processor {pid} is idle for {q} but full ({load}/{cap})")
+        idle_by_queue = {q: {flat[i] for i in range(0, len(flat), 2)} for q, flat in idles}
+        for pid, (load, cap, served) in loads.items():
+            if pid in lapsed:
+                continue
+            for q in served:
+                if (load < cap) != (pid in idle_by_queue.get(q, set())):
+                    problem(f"processor {pid} ({load}/{cap}) is {'not ' if load < cap else ''}"
+                            f"ranked idle for queue {q}")
+            if (load < cap) != (pid in idle_members):
+                problem(f"processor {pid} ({load}/{cap}) has the wrong idle-set membership")
+        for pid in idle_members - set(loads):
+            problem(f"processor {pid} is in the idle set but not registered")
+        for pid in sorted(cards):  # what is left: cards of no registered processor
+            problem(f"processor {pid} has a card but is not registered")
+
+        sizes = {place: 0 for place in STATE_IN}
+        for place, _q, n in self.places:
+            sizes[place] += n
+        c = {
+            "submitted": stats.get(STATS.submitted, 0),
+            "queued": sizes["queue"],
+            "delayed": sizes["delayed"],
+            "assigned": pending_total,
+            "running": len(running),
+            "done": stats.get(STATS.done, 0),
+            "failed": sizes["failed"],
+            "cancelled": stats.get(STATS.cancelled, 0),
+            "processors": len(procs),
+            "idle_processors": len(idle_members),
+        }
+        self.counts = c
+        assigned, failed_n = stats.get(STATS.assigned, 0), stats.get(STATS.failed, 0)
+        if assigned != pending_total:
+            problem(f"counter assigned is {assigned}, inboxes hold {pending_total} pending")
+        if failed_n != c["failed"]:
+            problem(f"counter failed is {failed_n}, the dead letters hold {c['failed']}")
+        placed = sum(c[k] for k in PLACES)
+        if placed != c["submitted"]:
+            detail = ", ".join(f"{k} {c[k]}" for k in PLACES)
+            submitted = f"{counted(c['submitted'], 'task')} {'was' if c['submitted'] == 1 else 'were'} submitted"
+            problem(f"{submitted} but {placed} are accounted for ({detail})")
+
+
+def check_audit(frame: Any, slices: Sequence[tuple[str, str, Sequence[Any]]] = ()) -> Audit:
+    """Check the invariant on an audit's frame and its slices, each (place, queue, rows): a pure
+    function, for replies already read."""
+    check = AuditCheck(frame)
+    for place, queue, rows in slices:
+        check.add_slice(place, queue, rows)
+    return check.result()

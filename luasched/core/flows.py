@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import ResultTimeout
+from . import ops
+from .audit import AuditCheck
 from .fields import GROUP, GROUP_EVENT
 from .ops import Command, Namespace, NewTask, Request, decode_result, fields_of, result, text
 from .options import LoopOptions
@@ -18,6 +20,26 @@ from .replies import DispatchReply
 from .words import counted
 
 Flow = Generator[Request, Any, Any]
+
+
+#: How many tasks of a big place one audit call reads: a few ms of server time (bench/audit.py).
+AUDIT_SLICE = 500
+
+
+def audit(ns: Namespace, now_ms: int | None, slice_size: int = AUDIT_SLICE) -> Flow:
+    """Audit a namespace in bounded calls; returns an Audit (see core/audit.py for what is checked
+    on which call). No call reads more than ``slice_size`` queued, delayed or failed tasks, so
+    other clients wait at most that long behind one, however big the namespace."""
+    check = AuditCheck((yield ops.audit(ns, now_ms)))
+    for place, queue, _size in check.places:
+        start = 0
+        while True:
+            size, rows = text((yield ops.audit_slice(ns, place, queue, start, slice_size)))
+            check.add_slice(place, queue, rows)
+            start += len(rows)
+            if not rows or start >= int(size):
+                break
+    return check.result()
 
 
 def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: float,

@@ -369,6 +369,19 @@ def decode_failed(replies: Sequence[Any], scored: Sequence[tuple[str, float]]) -
 
 
 def audit(ns: Namespace, now_ms: int | None) -> Call:
+    """The frame of an audit (lua/audit.lua): everything but the members of the big places."""
     return ns.call("audit", ns.prefix, _now(now_ms))
+
+
+#: The big places an audit reads in slices (lua/audit_slice.lua): a queue, the delayed set, the
+#: dead letters.
+SLICED_PLACES = ("queue", "delayed", "failed")
+
+
+def audit_slice(ns: Namespace, place: str, queue: str, start: int, count: int) -> Call:
+    """Members [start, start + count) of a big place, with their records, in one call."""
+    if place not in SLICED_PLACES:
+        raise ValueError(f"audit_slice: place must be one of {', '.join(SLICED_PLACES)}, not {place!r}")
+    return ns.call("audit_slice", ns.prefix, place, queue, int(start), check_limit(count))
 
 

@@ -384,6 +384,9 @@ def test_audit_ok_and_each_problem(app: luasched.Scheduler) -> None:
     problems = app.audit().problems
     assert len(problems) >= 2
     assert result.stdout.splitlines() == problems
+    assert ok(cli("audit", APP, "--slice-size", "1"), code=1).stdout.splitlines() == problems
+    refused = cli("audit", APP, "--slice-size", "0")
+    assert refused.exit_code == 2 and "--slice-size" in refused.output, refused.output
 
 
 def test_audit_on_real_redis(real: luasched.Scheduler, redis_server: RedisServer) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -76,3 +77,30 @@ def test_a_process_warns_at_start_on_an_evicting_redis(evicting, namespace, tmp_
     finally:
         proc.terminate()
         proc.communicate(timeout=20)  # waits, and closes the pipe
+
+
+@pytest.mark.parametrize("use", ["submit", "run"])
+def test_a_scheduler_warns_once_at_its_first_use(evicting, redis_server, namespace, caplog, use):
+    """A producer or a loop in the user's own process is told too: once, at its first submit or
+    loop, and not on a server that keeps every key."""
+    def first_use(sched: luasched.Scheduler) -> None:
+        if use == "submit":
+            sched.submit("noop")
+        else:
+            stop = threading.Event()
+            stop.set()  # the loop checks, then sees the stop at once
+            sched.run(stop)
+
+    caplog.set_level("INFO", logger="luasched")
+    for server, warned in ((evicting, True), (redis_server, False)):
+        caplog.clear()
+        with luasched.Scheduler(server.url, namespace=namespace) as sched:
+            first_use(sched)
+            first_use(sched)
+            sched.submit("noop")
+        said = [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+        if warned:
+            assert len(said) == 1, [r.getMessage() for r in said]
+            assert said[0].levelname == "WARNING" and "maxmemory-policy is allkeys-lru" in said[0].getMessage()
+        else:
+            assert said == []

@@ -13,38 +13,6 @@ import redis
 import luasched
 
 
-@pytest.fixture
-def live(make_sched):
-    """Schedulers on server time (no injected clock), stopped loops and processors at the end."""
-    started: list = []
-    stops: list[tuple[threading.Event, threading.Thread, luasched.Scheduler]] = []
-
-    class Live:
-        def sched(self, **kwargs) -> luasched.Scheduler:
-            return make_sched(**kwargs)
-
-        def processor(self, sched, **kwargs) -> luasched.Processor:
-            p = sched.processor(**kwargs)
-            p.start()
-            started.append(p)
-            return p
-
-        def loop(self, sched) -> None:
-            stop = threading.Event()
-            t = threading.Thread(target=sched.run, args=(stop,))
-            t.start()
-            stops.append((stop, t, sched))
-
-    yield Live()
-    for stop, t, sched in stops:
-        stop.set()
-        sched.wake()
-        t.join(5)
-        assert not t.is_alive(), "the scheduler loop did not stop"
-    for p in started:
-        p.stop(timeout=5)
-
-
 def test_scheduler_loop_and_processor_threads_run_everything(live):
     sched = live.sched()
 

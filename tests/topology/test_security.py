@@ -38,13 +38,15 @@ def cli(*args: str) -> Result:
 
 @pytest.fixture(scope="module")
 def acl_server() -> Iterator[RedisServer]:
-    """A server with two users: ``luasched`` (namespace billing only, the README's rules) and
-    ``ops`` (every luasched namespace)."""
+    """A server with three users: ``luasched`` (namespace billing only, the README's rules),
+    ``admin`` (the same and purge) and ``ops`` (every luasched namespace, and purge)."""
     need_redis_server()
     server = start_redis()
     with probe(server.port) as c:
         c.execute_command("ACL", "SETUSER", "luasched", "on", f">{PASSWORD}", *acl_rules("billing").split())
-        c.execute_command("ACL", "SETUSER", "ops", "on", f">{OPS_PASSWORD}", *acl_rules().split())
+        admin = acl_rules("billing", purge=True)
+        c.execute_command("ACL", "SETUSER", "admin", "on", f">{OPS_PASSWORD}", *admin.split())
+        c.execute_command("ACL", "SETUSER", "ops", "on", f">{OPS_PASSWORD}", *acl_rules(purge=True).split())
     yield server
     server.cleanup()
 
@@ -110,9 +112,20 @@ def test_an_acl_user_runs_everything_on_its_namespace_and_nothing_else(acl_serve
         sched.wake()
         loop.join(10)
     sched.reap()
-    assert sched.purge() > 0
     with probe(acl_server.port) as c:
         assert c.acl_log() == []  # nothing luasched did was refused
+    # The runtime user cannot list key names (SCAN would show other namespaces'): purge is the
+    # admin user's.
+    with pytest.raises(luasched.ScriptError, match="refused by the server's ACL"):
+        sched.purge()
+    with redis.Redis(port=acl_server.port, username="luasched", password=PASSWORD) as raw:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            raw.scan(0)
+    with luasched.Scheduler(user_url(acl_server, "admin", OPS_PASSWORD), "billing") as admin:
+        assert admin.purge() > 0
+    with probe(acl_server.port) as c:
+        assert c.exists("luasched:{billing}:stats") == 0
+        c.execute_command("ACL", "LOG", "RESET")
 
     # Outside its namespace, the same user is refused: by luasched, and by a plain client.
     other = luasched.Scheduler(user_url(acl_server), "payroll")
@@ -176,19 +189,26 @@ def test_logs_never_show_a_password(acl_server: RedisServer, caplog: pytest.LogC
 
     # The processor and scheduler commands, run for real: their start and stop lines.
     url = f"redis://ops:{OPS_PASSWORD}@127.0.0.1:{acl_server.port}/0"
-    # --no-scheduler: a dispatch then means the scheduler process is up and logged its start line
     procs = [subprocess.Popen([sys.executable, "-m", "luasched", *command, "tests.cli_app:sched", "--redis", url],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for command in (["processor", "--no-scheduler"], ["scheduler"])]
+    outputs = []
     try:
-        with probe(acl_server.port) as c:
-            wait_until(lambda: c.zcard("luasched:{cli-app}:procs") >= 1, "the processor registering")
-            wait_until(lambda: c.hget("luasched:{cli-app}:stats", "last_dispatch_ms"), "the scheduler dispatching")
+        firsts = []
+        for proc in procs:  # each one's lines up to its start line (a signal before it stops it unlogged)
+            assert proc.stderr is not None
+            lines = []
+            while not any(" started" in line for line in lines):
+                line = proc.stderr.readline()
+                assert line, "".join(lines)
+                lines.append(line)
+            firsts.append("".join(lines))
     finally:
-        outputs = []
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             outputs.append(proc.communicate(timeout=30))
+    outputs = [(out, first + err) for (out, err), first in zip(outputs, firsts, strict=True)]
     for out, err in outputs:
         assert OPS_PASSWORD not in out + err
         assert "ops:***@127.0.0.1" in err, err

@@ -10,7 +10,7 @@ import pytest
 import luasched
 from luasched import scripts
 from luasched.core import flows, ops
-from luasched.core.audit import check_audit
+from luasched.core.audit import MAX_PROBLEMS, check_audit
 from luasched.core.fields import PROCESSOR, STATS
 from luasched.core.keys import Keys
 from luasched.core.options import MAX_LIMIT, TaskOptions
@@ -43,6 +43,7 @@ CALLS = {
     "result": (ops.result(NS, "t1", True), (P, "t1", "1")),
     "counts": (ops.counts(NS, 123), (P, "123")),
     "audit": (ops.audit(NS, 123), (P, "123")),
+    "audit_slice": (ops.audit_slice(NS, "queue", "q1", 2000, 1000), (P, "queue", "q1", "2000", "1000")),
     "retry_failed": (ops.retry_failed(NS, 123, [], 5, "r1"), (P, "123", "5", "r1")),
     "processors": (ops.processors(NS, 123, 50), (P, "123", "50")),
 }
@@ -60,6 +61,7 @@ HEADER_WORDS = {
     "result": ["prefix", "task", "mark"],
     "counts": ["prefix", "now_ms"],
     "audit": ["prefix", "now_ms"],
+    "audit_slice": ["prefix", "place", "queue", "start", "count"],
     "retry_failed": ["prefix", "now_ms", "limit", "request"],
     "processors": ["prefix", "now_ms", "limit"],
 }
@@ -269,7 +271,9 @@ def test_wait_result_slices_its_waits():
 
 
 def test_decode_audit_bytes_and_str_alike():
-    assert check_audit(as_bytes(clean())) == check_audit(clean())
+    frame, slices = clean()
+    as_read = [(place, queue, as_bytes(rows)) for place, queue, rows in slices]
+    assert check_audit(as_bytes(frame), as_read) == check_audit(frame, slices)
 
 
 def test_group_reader_feeds_bytes_and_str_alike():
@@ -323,30 +327,33 @@ def proc_record(capacity: str, deadline_ms: str | None = None) -> list[str]:
 
 
 def clean():
-    """A consistent snapshot: t1 queued, t2 pending and t3 running on p1 (capacity 3), t4 delayed,
-    t5 failed, one done and one cancelled (no longer in any place)."""
-    return [
+    """A consistent audit (frame, slices): t1 queued, t2 pending and t3 running on p1 (capacity
+    3), t4 delayed, t5 failed, one done and one cancelled (no longer in any place)."""
+    frame = [
         "1000",
         [STATS.submitted, "7", STATS.assigned, "1", STATS.done, "1", STATS.failed, "1", STATS.cancelled, "1",
          STATS.seq, "9"],
-        [["default", ["t1"]]],
-        ["t4"],
+        [["default", 1]],
+        1,
         ["t3", "inf"],
-        ["t5"],
+        1,
         [["p1", "5000", proc_record("3"), ["t2"], ["t3"]]],
         [["default", ["p1", str(2 * TWO40 + 9)]]],
         ["p1"],
-        [["t1", "queued", "default", "", "0", "3"],
-         ["t2", "assigned", "default", "p1", "0", "3"],
-         ["t3", "running", "default", "p1", "1", "3"],
-         ["t4", "delayed", "default", "", "1", "3"],
-         ["t5", "failed", "default", "", "3", "3"]],
+        [["t2", "assigned", "default", "p1", "0", "3"],
+         ["t3", "running", "default", "p1", "1", "3"]],
         [],  # cards: none (p1's record predates them, as it predates dl)
     ]
+    slices = [
+        ["queue", "default", [["t1", "queued", "default", "", "0", "3"]]],
+        ["delayed", "", [["t4", "delayed", "default", "", "1", "3"]]],
+        ["failed", "", [["t5", "failed", "default", "", "3", "3"]]],
+    ]
+    return frame, slices
 
 
-def test_a_clean_snapshot_passes():
-    found = check_audit(clean())
+def test_a_clean_audit_passes():
+    found = check_audit(*clean())
     assert found.ok, found.problems
     assert found.problems == []
     assert found.counts == {"submitted": 7, "queued": 1, "delayed": 1, "assigned": 1, "running": 1,
@@ -355,88 +362,112 @@ def test_a_clean_snapshot_passes():
 
 
 def plant(change):
-    snap = clean()
-    change(snap)
-    return snap
+    frame, slices = clean()
+    change(frame, slices)
+    return frame, slices
 
 
-def _two_places(s):
-    s[3].append("t1")  # t1 also delayed
-    s[9][3] = ["t4", "delayed", "default", "", "1", "3"]
-    s[1][1] = "8"
+def _queued_and_delayed(f, s):
+    s[1][2].append(["t1", "queued", "default", "", "0", "3"])  # t1 also delayed
+    f[3] = 2
+    f[1][1] = "8"
 
 
-def _over_capacity(s):
-    s[6][0][2] = proc_record("1")
-    s[7] = [["default", []]]
-    s[8] = []
+def _pending_and_running(f, s):
+    f[6][0][4].append("t2")  # t2 both pending and running on p1
+    f[4] += ["t2", "inf"]
+    f[1][1] = "8"
 
 
-def _idle_but_full(s):
-    s[6][0][2] = proc_record("2")
+def _twice_in_a_slice(f, s):
+    s[0][2].append(["t1", "queued", "default", "", "0", "3"])
+    f[2] = [["default", 2]]
+    f[1][1] = "8"
 
 
-def _not_ranked_idle(s):
-    s[7] = [["default", []]]
+def _over_capacity(f, s):
+    f[6][0][2] = proc_record("1")
+    f[7] = [["default", []]]
+    f[8] = []
 
 
-def _rank_with_wrong_load(s):
-    s[7] = [["default", ["p1", str(1 * TWO40 + 9)]]]
+def _idle_but_full(f, s):
+    f[6][0][2] = proc_record("2")
 
 
-def _idle_for_a_queue_not_served(s):
-    s[7].append(["other", ["p1", str(2 * TWO40 + 9)]])
+def _not_ranked_idle(f, s):
+    f[7] = [["default", []]]
 
 
-def _idle_but_unregistered(s):
-    s[8].append("ghost")
+def _rank_with_wrong_load(f, s):
+    f[7] = [["default", ["p1", str(1 * TWO40 + 9)]]]
 
 
-def _running_zset_only(s):
-    s[4] += ["t9", "inf"]
-    s[9].append(["t9", "running", "default", "p1", "1", "3"])
-    s[1][1] = "8"
+def _idle_for_a_queue_not_served(f, s):
+    f[7].append(["other", ["p1", str(2 * TWO40 + 9)]])
 
 
-def _running_set_only(s):
-    s[4] = []
+def _idle_but_unregistered(f, s):
+    f[8].append("ghost")
 
 
-def _no_processor_record(s):
-    s[6][0][2] = []
+def _running_zset_only(f, s):
+    f[4] += ["t9", "inf"]
+    f[9].append(["t9", "running", "default", "p1", "1", "3"])
+    f[1][1] = "8"
 
 
-def _missing_record(s):
-    s[9][0] = ["t1", "", "", "", "", ""]
+def _running_set_only(f, s):
+    f[4] = []
 
 
-def _lost_task(s):
-    s[2] = [["default", []]]
-    s[9] = s[9][1:]
+def _no_processor_record(f, s):
+    f[6][0][2] = []
 
 
-def _wrong_queue(s):
-    s[9][0] = ["t1", "queued", "other", "", "0", "3"]
+def _missing_record(f, s):
+    s[0][2][0] = ["t1", "", "", "", "", ""]
 
 
-def _too_many_attempts(s):
-    s[9][2] = ["t3", "running", "default", "p1", "4", "3"]
+def _missing_record_held(f, s):
+    f[9][0] = ["t2", "", "", "", "", ""]
 
 
-def _lease_out_of_step(s):
-    s[6][0][2] = proc_record("3", "4000")  # the registry says 5000
+def _lost_task(f, s):
+    f[2] = [["default", 0]]
+    s[0][2] = []
 
 
-def _inbox_of_another(s):
-    s[9][1] = ["t2", "assigned", "default", "p2", "0", "3"]
+def _wrong_queue(f, s):
+    s[0][2][0] = ["t1", "queued", "other", "", "0", "3"]
+
+
+def _too_many_attempts(f, s):
+    f[9][1] = ["t3", "running", "default", "p1", "4", "3"]
+
+
+def _too_many_attempts_failed(f, s):
+    s[2][2][0] = ["t5", "failed", "default", "", "4", "3"]
+
+
+def _lease_out_of_step(f, s):
+    f[6][0][2] = proc_record("3", "4000")  # the registry says 5000
+
+
+def _inbox_of_another(f, s):
+    f[9][0] = ["t2", "assigned", "default", "p2", "0", "3"]
 
 
 RULES = [
-    ("wrong state", lambda s: s[9].__setitem__(0, ["t1", "delayed", "default", "", "0", "3"]),
+    ("wrong state", lambda f, s: s[0][2].__setitem__(0, ["t1", "delayed", "default", "", "0", "3"]),
      "is in queue default but its record says delayed"),
-    ("running says assigned", lambda s: s[9].__setitem__(2, ["t3", "assigned", "default", "p1", "1", "3"]),
+    ("delayed says queued", lambda f, s: s[1][2].__setitem__(0, ["t4", "queued", "default", "", "1", "3"]),
+     "is in delayed but its record says queued"),
+    ("running says assigned", lambda f, s: f[9].__setitem__(1, ["t3", "assigned", "default", "p1", "1", "3"]),
      "is in inbox p1 (running) but its record says assigned"),
-    ("in two places", _two_places, "is in 2 places"),
+    ("queued and delayed", _queued_and_delayed, "t1 is in delayed but its record says queued"),
+    ("pending and running", _pending_and_running, "is in 2 places"),
+    ("twice in one slice", _twice_in_a_slice, "t1 is in queue default twice"),
     ("over capacity", _over_capacity, "over its capacity 1"),
     ("idle but full", _idle_but_full, "is idle for default but full"),
     ("not ranked idle", _not_ranked_idle, "is not ranked idle for queue default"),
@@ -446,13 +477,15 @@ RULES = [
     ("running zset without a processor", _running_zset_only, "in no processor's running set"),
     ("running set without the zset", _running_set_only, "missing from the running zset"),
     ("processor without record", _no_processor_record, "has no record"),
-    ("task without record", _missing_record, "has no record"),
-    ("assigned counter", lambda s: s[1].__setitem__(3, "2"), "counter assigned is 2"),
-    ("failed counter", lambda s: s[1].__setitem__(7, "0"), "counter failed is 0"),
-    ("submitted counter", lambda s: s[1].__setitem__(1, "8"), "8 tasks were submitted but 7"),
+    ("task without record", _missing_record, "t1 is in queue default but has no record"),
+    ("held task without record", _missing_record_held, "t2 is in inbox p1 (pending) but has no record"),
+    ("assigned counter", lambda f, s: f[1].__setitem__(3, "2"), "counter assigned is 2"),
+    ("failed counter", lambda f, s: f[1].__setitem__(7, "0"), "counter failed is 0"),
+    ("submitted counter", lambda f, s: f[1].__setitem__(1, "8"), "8 tasks were submitted but 7"),
     ("a task lost", _lost_task, "7 tasks were submitted but 6"),
     ("queued in a queue not its own", _wrong_queue, "belongs to queue other"),
     ("attempts over max", _too_many_attempts, "used 4 attempts of 3"),
+    ("attempts over max, failed", _too_many_attempts_failed, "t5 used 4 attempts of 3"),
     ("inbox of another processor", _inbox_of_another, "its record says assigned on p2"),
     ("lease in the record out of step", _lease_out_of_step, "lease ends at 4000, the registry 5000"),
 ]
@@ -460,7 +493,7 @@ RULES = [
 
 @pytest.mark.parametrize(("change", "says"), [pytest.param(c, w, id=i) for i, c, w in RULES])
 def test_check_audit_detects(change, says):
-    found = check_audit(plant(change))
+    found = check_audit(*plant(change))
 
     assert not found.ok
     assert not bool(found)
@@ -468,13 +501,49 @@ def test_check_audit_detects(change, says):
 
 
 def test_a_lapsed_processor_is_not_required_to_be_ranked_idle():
-    def lapse(s):
-        s[6][0][1] = "999"  # deadline before now (1000)
-        s[7] = [["default", []]]
-        s[8] = []
+    def lapse(f, s):
+        f[6][0][1] = "999"  # deadline before now (1000)
+        f[7] = [["default", []]]
+        f[8] = []
 
-    found = check_audit(plant(lapse))
+    found = check_audit(*plant(lapse))
     assert found.ok, found.problems
+
+
+def test_a_broken_namespace_reports_a_bounded_number_of_problems():
+    frame, slices = clean()
+    rows = [[f"x{i}", "", "", "", "", ""] for i in range(MAX_PROBLEMS + 5)]
+    found = check_audit(frame, [*slices, ["queue", "default", rows]])
+    assert len(found.problems) == MAX_PROBLEMS + 1
+    assert found.problems[-1] == "... and 5 more problems"
+
+
+def test_the_audit_flow_reads_every_place_in_slices():
+    """flows.audit asks for the frame, then each big place in slices of slice_size until the
+    place's size is read, and checks every slice."""
+    frame, _ = clean()
+    frame[2] = [["default", 5]]
+    frame[1][1] = "11"
+    queued = [[f"q{i}", "queued", "default", "", "0", "3"] for i in range(5)]
+    flow = flows.audit(NS, 123, slice_size=2)
+    asked = [next(flow)]
+    reply = frame
+    answers = {("queue", "default"): queued, ("delayed", ""): [["t4", "delayed", "default", "", "1", "3"]],
+               ("failed", ""): [["t5", "failed", "default", "", "3", "3"]]}
+    try:
+        while True:
+            request = flow.send(reply)
+            asked.append(request)
+            _, place, queue, start, count = request.args
+            rows = answers[(place, queue)]
+            reply = [len(rows), rows[int(start):int(start) + int(count)]]
+    except StopIteration as done:
+        found = done.value
+    assert found.ok, found.problems
+    assert found.counts["queued"] == 5
+    assert asked[0] == ops.audit(NS, 123)
+    assert [(r.args[1], r.args[3]) for r in asked[1:]] == [
+        ("queue", "0"), ("queue", "2"), ("queue", "4"), ("delayed", "0"), ("failed", "0")]
 
 
 def test_retry_failed_names_its_ids_after_the_limit():

@@ -1,0 +1,22 @@
+--[[ lib/snapshot: what the audit's calls read of a task (read-only helpers).
+  Includes: fields, util
+]]
+
+-- The records of ``ids`` as audit rows {id, state, queue, processor, attempts, max attempts}:
+-- '' for a missing field (a missing record has state ''), the defaults for the fields a record
+-- leaves out. ``seen`` (optional) skips ids already given and notes the new ones.
+local function record_rows(P, ids, seen)
+  local rows = {}
+  for _, id in ipairs(ids) do
+    if not (seen and seen[id]) then
+      if seen then
+        seen[id] = true
+      end
+      local r = redis.call('HMGET', P .. 't:' .. id, TASK_STATE, TASK_QUEUE, TASK_PROCESSOR, TASK_ATTEMPTS,
+        TASK_MAX_ATTEMPTS)
+      rows[#rows + 1] = {id, r[1] or '', r[2] or DEFAULT_QUEUE, r[3] or '', r[4] or '0',
+        r[5] or DEFAULT_MAX_ATTEMPTS}
+    end
+  end
+  return rows
+end
