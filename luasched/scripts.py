@@ -3,11 +3,18 @@
 What is sent for a script is assembled by ``luatree``: the libraries its header includes (only
 the helpers it uses), then the script. The Scheduler sends EVALSHA, and on NOSCRIPT (a restarted
 or new server, a replica, a cluster node that never saw it) loads the script and sends it again.
+
+To a server that reads script flags (Redis 7 and later, Valkey) each script goes with a shebang
+line declaring them (``FLAGS``): a script that may write is then refused whole, before it runs,
+when the server is out of memory, where without one Redis checks only its first write command
+and lets the rest of it grow memory past ``maxmemory``. A server that cannot read a shebang
+(the embedded server, Redis 6) gets the plain sources: ``Scripts`` holds which this client sends.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,8 +22,8 @@ from typing import Any
 from .core.options import READ_ONLY
 from .luatree import CONTEXT, FIELDS, LIB_DIR, LuaTree, ScriptSourceError, declared_includes, free_names, tokens
 
-__all__ = ["CONTEXT", "FIELDS", "LIB_DIR", "NAMES", "READ_ONLY", "LuaTree", "ScriptSourceError", "Scripts",
-           "build", "declared_includes", "free_names", "lua_dir", "sources", "tokens"]
+__all__ = ["CONTEXT", "FIELDS", "FLAGS", "LIB_DIR", "NAMES", "READ_ONLY", "LuaTree", "ScriptSourceError", "Scripts",
+           "build", "declared_includes", "flagged_sources", "free_names", "lua_dir", "shebang", "sources", "tokens"]
 
 #: Every script, by the name ops.py uses for it (= its file name without ``.lua``).
 NAMES = (
@@ -36,6 +43,24 @@ NAMES = (
     "retry_failed",
     "processors",
 )
+
+#: The flags a script declares in its shebang, where the server reads them; a script not named
+#: here declares none (``#!lua``), so Redis refuses it whole, before it runs, when it is out of
+#: memory (OOM), cannot save (MISCONF), is a replica (READONLY) or lacks replicas (NOREPLICAS).
+#: - ``no-writes``: the read-only scripts (``READ_ONLY``): they run out of memory and on
+#:   replicas, and the server refuses any write they attempt;
+#: - ``allow-oom``: scripts that run out of memory because they cannot grow it. heartbeat
+#:   writes only over what register wrote (the lease in procs, its record's two times, its
+#:   card), with numbers of the same length; result writes at most the one-byte waiter flag
+#:   into an existing task record, once per task. Keeping leases through an out-of-memory
+#:   spell spares the reap, the re-registrations and the duplicates that lapsed leases cost
+#:   after it, and a finished task's result stays readable.
+FLAGS: dict[str, str] = {**{name: "no-writes" for name in sorted(READ_ONLY)},
+                         "heartbeat": "allow-oom", "result": "allow-oom"}
+
+#: What a server that cannot read a shebang answers to one (Lua 5.1 compiling ``#!lua``):
+#: Redis 6 when the script is loaded, the embedded server when it runs.
+_SHEBANG_UNREAD = re.compile(r":1: unexpected symbol near '#'")
 
 
 def lua_dir() -> Path:
@@ -69,11 +94,43 @@ def sources(folder: Path | None = None) -> dict[str, str]:
             for path in sorted(folder.glob("*.lua"))}
 
 
-class Scripts:
-    """The scripts registered on one client (sync or asyncio): ``scripts["dispatch"]`` is callable."""
+def shebang(name: str) -> str:
+    """The first line of script ``name`` for a server that reads script flags (``FLAGS``)."""
+    flags = FLAGS.get(name)
+    return f"#!lua flags={flags}\n" if flags else "#!lua\n"
 
-    def __init__(self, client: Any) -> None:
-        self._by_name = {name: client.register_script(src) for name, src in sources().items()}
+
+@functools.cache
+def flagged_sources(folder: Path | None = None) -> dict[str, str]:
+    """name -> source sent to a server that reads script flags: ``shebang`` + ``sources``. The
+    shebang replaces no line: Redis reports the same line numbers as for the plain source."""
+    return {name: shebang(name) + src for name, src in sources(folder).items()}
+
+
+class Scripts:
+    """The scripts registered on one client (sync or asyncio): ``scripts["dispatch"]`` is callable,
+    with ``.sha`` and ``.script``, as the client sends it now.
+
+    ``flagged`` says which sources the client sends: with their shebang (``flagged_sources``) or
+    plain (``sources``). It starts True but for the embedded server, and turns False for good
+    when a server shows it cannot read a shebang (``unflag``), so that every path (one call, a
+    pipeline, a call behind a BLPOP, the NOSCRIPT reload) sends what this one attribute says."""
+
+    def __init__(self, client: Any, *, flagged: bool = True) -> None:
+        self.flagged = flagged
+        self._flagged = {name: client.register_script(src) for name, src in flagged_sources().items()}
+        self._plain = {name: client.register_script(src) for name, src in sources().items()}
 
     def __getitem__(self, name: str) -> Any:
-        return self._by_name[name]
+        return (self._flagged if self.flagged else self._plain)[name]
+
+    def unflag(self, reply: object) -> bool:
+        """Whether ``reply`` (to loading or running a script) is a server that cannot read a
+        shebang (a compile error on line 1, which only a shebang can cause: every plain source
+        opens with a comment). The script did not run: from now on this client sends the plain
+        sources, and the caller sends the call again. (Such a server checks memory only at a
+        script's first write command: luasched cannot do better there.)"""
+        if not isinstance(reply, Exception) or not _SHEBANG_UNREAD.search(str(reply)):
+            return False
+        self.flagged = False  # (already False when another thread's call learnt it first)
+        return True

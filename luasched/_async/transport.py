@@ -8,7 +8,7 @@ Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -66,7 +66,8 @@ class Transport:
             if owns(target):
                 self._owned.append((replicas[-1], target))
         self.reads = Reads(self.client, replicas)
-        self.scripts = Scripts(self.client)
+        # the embedded server cannot read a shebang; any other learns so at its first refusal
+        self.scripts = Scripts(self.client, flagged=not self.embedded)
         self.block_s = block_slice_s(self.client)
         self._wire = backend.Wire(self.client)
         self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
@@ -85,13 +86,34 @@ class Transport:
         if self.durability.applies(call.script):
             return (await self.call_many([call]))[0]
         client = self.reads.for_script(call.script)
-        script = self.scripts[call.script]
+        tries = 3  # NOSCRIPT; then, on a server that cannot read a shebang, the plain script
         with translated(call.script):
+            while True:
+                try:
+                    return await self._wire.evalsha(client, self.scripts[call.script].sha, call)
+                except redis.exceptions.ResponseError as exc:
+                    tries -= 1
+                    if not tries or not self._unsent(exc):
+                        raise
+                await self._load(client, [call.script])
+
+    def _unsent(self, reply: object) -> bool:
+        """Whether an EVALSHA's error reply means the script never ran and is to be loaded and
+        sent again: NOSCRIPT (a new or restarted server, a replica, a cluster node that never saw
+        it), or a server that cannot read a shebang (``Scripts.unflag``: from now on the plain
+        sources are sent)."""
+        return isinstance(reply, redis.exceptions.NoScriptError) or self.scripts.unflag(reply)
+
+    async def _load(self, client: Any, names: Iterable[str]) -> None:
+        """Load the scripts ``names`` on ``client``, as this Scheduler sends them (``Scripts``); a
+        server that refuses to compile a shebang gets the plain source."""
+        for name in sorted(set(names)):
             try:
-                return await self._wire.evalsha(client, script.sha, call)
-            except redis.exceptions.NoScriptError:  # a new or restarted server, a replica: load it there
-                await self._wire.load(client, script.script)
-                return await self._wire.evalsha(client, script.sha, call)
+                await self._wire.load(client, self.scripts[name].script)
+            except redis.exceptions.ResponseError as exc:
+                if not self.scripts.unflag(exc):
+                    raise
+                await self._wire.load(client, self.scripts[name].script)
 
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Several script calls in one round trip (a pipeline). Every script is replay-safe, so one
@@ -105,10 +127,11 @@ class Transport:
         operation = calls[0].script
         with translated(operation):
             replies, client = await self._pipeline_routed(calls, wait, operation)
-            refused = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
-            if refused:
-                for name in {calls[i].script for i in refused}:
-                    await self._wire.load(client, self.scripts[name].script)
+            for _ in range(2):  # NOSCRIPT; then, on a server that cannot read a shebang, the plain scripts
+                refused = [i for i, r in enumerate(replies) if self._unsent(r)]
+                if not refused:
+                    break
+                await self._load(client, [calls[i].script for i in refused])
                 again = await self._pipeline(client, [calls[i] for i in refused], wait, operation)
                 for i, reply in zip(refused, again, strict=True):
                     replies[i] = reply
@@ -172,7 +195,7 @@ class Transport:
                 self.durability.check(replies.pop(), calls[-1].script)
             del replies[-2]  # the BLPOP's
         for i, (c, r) in enumerate(zip(calls, replies, strict=True)):
-            if isinstance(r, redis.exceptions.NoScriptError):  # refused, so it never ran
+            if self._unsent(r):  # refused, so it never ran
                 replies[i] = await self.call(c)
             elif isinstance(r, Exception):
                 with translated(c.script):

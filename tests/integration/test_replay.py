@@ -29,7 +29,7 @@ def flaky(proxy, namespace, clock):
     """A Scheduler whose replies pass through the proxy; redis-py's default retries are on."""
     client = redis.Redis(port=proxy.port, protocol=2)
     sched = luasched.Scheduler(client, namespace=namespace, clock=clock)
-    for source in scripts.sources().values():  # loaded: the lost reply is a script's, not NOSCRIPT
+    for source in scripts.flagged_sources().values():  # loaded: the lost reply is a script's, not NOSCRIPT
         client.script_load(source)
     yield sched
     client.close()

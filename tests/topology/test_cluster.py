@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import redis
 from click.testing import CliRunner
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -93,6 +94,9 @@ def test_every_key_of_a_namespace_is_on_its_slot_after_a_full_workload(cluster: 
         sched.wake()
         loop.join(10)
     assert sched.audit().ok
+    # the scripts ran with their shebang: Redis then refuses a key of another slot (no
+    # allow-cross-slot-keys), even one built inside a script and held by the same node
+    assert sched.scripts.flagged
     after = keys_by_node(cluster, "luasched:{slots}:*")
     for on in (live, after):
         assert len(on) == 1, f"the namespace's keys are on {len(on)} nodes"
@@ -103,6 +107,22 @@ def test_every_key_of_a_namespace_is_on_its_slot_after_a_full_workload(cluster: 
     assert sched.purge() == len(next(iter(after.values())))
     assert keys_by_node(cluster, "luasched:{slots}:*") == {}
     sched.close()
+
+
+def test_a_flagged_script_may_not_reach_past_its_slot(cluster: Cluster) -> None:
+    """What keeps every luasched key on its namespace's slot now that scripts carry a shebang:
+    a key built inside the script, outside the slot of its KEYS, is refused even on the node
+    that holds both, where a plain script (as on Redis 6) was let through."""
+    key = "luasched:{reach}:stats"
+    node = cluster.owner(key_slot(key.encode()))
+    other = next(f"elsewhere:{i}" for i in range(10_000)
+                 if key_slot(f"elsewhere:{i}".encode()) != key_slot(key.encode())
+                 and cluster.owner(key_slot(f"elsewhere:{i}".encode())) is node)
+    reach = "return redis.call('EXISTS', KEYS[1]) + redis.call('EXISTS', ARGV[1])"
+    with probe(node.port) as c:
+        assert c.eval(reach, 1, key, other) == 0
+        with pytest.raises(redis.exceptions.ResponseError, match="do not hash to the same slot"):
+            c.eval("#!lua\n" + reach, 1, key, other)
 
 
 def test_sharded_spreads_one_workload_over_every_master(cluster: Cluster) -> None:

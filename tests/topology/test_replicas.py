@@ -190,7 +190,7 @@ def test_a_script_sent_to_a_replica_fails_at_once_with_a_clear_error(group: Repl
 def test_durability_waits_for_replicas_in_the_same_round_trip(group: Replicated, ns: str) -> None:
     sched = luasched.Scheduler(group.master.url, ns, durability=2, durability_timeout=0.3)
     with probe(group.master.port) as c:  # loaded: no NOSCRIPT round (and second WAIT) to count
-        for source in scripts.sources().values():
+        for source in scripts.flagged_sources().values():
             c.script_load(source)
     reset(group.master)
     h = sched.submit("anything", 1, _id="first")
