@@ -33,7 +33,7 @@ CALLS = {
     "dispatch": (ops.dispatch(NS, 123, 7, "r1"), (P, "123", "7", "r1")),
     "reap": (ops.reap(NS, 123, 9, "r1"), (P, "123", "9", "77", "r1")),
     "register": (ops.register(NS, 123, "p1", 4, 5000, ["a", "b"], "box"),
-                 (P, "123", "p1", "4", "5000", "a,b", "box")),
+                 (P, "123", "p1", "4", "5000", "a,b", "box", "0")),
     "heartbeat": (ops.heartbeat(NS, 123, "p1"), (P, "123", "p1")),
     "deregister": (ops.deregister(NS, 123, "p1", "r1"), (P, "123", "p1", "77", "r1")),
     "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1", "1")),
@@ -51,7 +51,7 @@ CALLS = {
 HEADER_WORDS = {
     "dispatch": ["prefix", "now_ms", "limit", "request"],
     "reap": ["prefix", "now_ms", "limit", "keep_s", "request"],
-    "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name"],
+    "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name", "default"],
     "heartbeat": ["prefix", "now_ms", "processor"],
     "deregister": ["prefix", "now_ms", "processor", "keep_s", "request"],
     "start": ["prefix", "now_ms", "processor", "slot", "request", "want"],
