@@ -14,6 +14,8 @@
   was pushed wake it). With want > 0 and an empty inbox, a task placed on this processor starts
   at once (queued -> running: no inbox, no wake-up token). A lapsed processor starts and places
   nothing.
+  A stale ack for an attempt that reap ended past its timeout frees the slot it held (the
+  processor's stuck count goes down: see reap), as the ack of a running task does.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
   Includes: fields, util, processors, lifecycle, placement, replay
   KEYS[1..9] the fixed keys (see lib/util): uses all but queues
@@ -59,7 +61,7 @@ end
 
 -- every input checked; writes start here
 local statuses, ended = {}, {}
-local freed = 0
+local freed, unstuck = 0, 0
 for i = 0, count - 1 do
   local base = 9 + i * PER_ACK
   local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
@@ -82,20 +84,29 @@ for i = 0, count - 1 do
       ended[#ended + 1] = fmt(m)
     end
     freed = freed + 1
+  elseif redis.call('HDEL', pk, PROC_REAPED_CALL .. attempt .. ':' .. id) == 1 then
+    -- reap ended this attempt past its timeout while the slot was still in the call: the slot
+    -- is back, and free again
+    unstuck = unstuck + 1
   end
   statuses[#statuses + 1] = status
 end
+if unstuck > 0 then
+  redis.call('HINCRBY', pk, PROC_STUCK, -unstuck)
+  freed = freed + unstuck
+end
 
 local tasks, took = {}, false
-local cap, qs, dl = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS))
+local cap, qs, dl, stuck, dto = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS,
+  PROC_STUCK, PROC_DEFAULT_TIMEOUT_MS))
 local registered = cap ~= false and cap ~= nil
 local live = registered and lease_ok(C, pid, dl, cap)
 if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
-  tasks, took = start_many(C, pid, want, nxt == 'take', cap, qs)
+  tasks, took = start_many(C, pid, want, nxt == 'take', dto, cap, qs, stuck)
 end
 local pending
 if registered and (freed > 0 or took) then
-  pending = rerank(C, pid, cap, qs)
+  pending = rerank(C, pid, cap, qs, stuck)
 end
 local filled, placements, more = 0, {}, 0
 if live and nxt == 'place' then
@@ -107,7 +118,7 @@ if live and nxt == 'place' then
     end
     local pl = placer(C, freed)
     if want > 0 and pending == 0 then -- what lands here starts at once (nothing older waits in the inbox)
-      pl.own = {pid = pid, want = want, tasks = tasks}
+      pl.own = {pid = pid, want = want, tasks = tasks, dto = dto}
     end
     local left
     filled, left = place_queued(pl, names, freed, placements, turn)
@@ -115,7 +126,7 @@ if live and nxt == 'place' then
     more = left and 1 or 0
   end
   if want > #tasks then -- then start from the inbox, oldest first
-    local more_tasks = start_many(C, pid, want - #tasks, false, cap, qs)
+    local more_tasks = start_many(C, pid, want - #tasks, false, dto, cap, qs, stuck)
     for _, t in ipairs(more_tasks) do
       tasks[#tasks + 1] = t
     end

@@ -2,7 +2,9 @@
   A lapsed processor's pending tasks go back to the head of their queues without using an
   attempt; its started tasks used their attempt and go back to the head of their queue, or to
   failed when it was the last one; then the processor is removed. A started task past its
-  timeout ends its attempt (a late ack from it is stale) and retries with backoff, or fails.
+  timeout ends its attempt (a late ack from it is stale) and retries with backoff, or fails;
+  its slot stays taken (the processor's stuck count, in its load) until that late ack frees it:
+  the call may still run, and a slot whose call runs on is never offered another task.
   Bounded: at most limit processors, then timed-out tasks while fewer than limit ids were taken
   (a processor's inbox is at most its capacity). The reply says whether lapsed processors or
   overdue tasks remain, so callers loop until it took nothing and nothing remains.
@@ -45,9 +47,19 @@ if #out < limit then
   local late = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. fmt(now), 'LIMIT', 0, limit - #out)
   for _, id in ipairs(late) do
     local tk = P .. 't:' .. id
-    local pid, o = unpack(redis.call('HMGET', tk, TASK_PROCESSOR, TASK_TIMEOUT_MS))
+    local pid, o, n, st = unpack(redis.call('HMGET', tk, TASK_PROCESSOR, TASK_TIMEOUT_MS, TASK_ATTEMPTS,
+      TASK_STARTED_MS))
+    local pk = P .. 'p:' .. pid
+    local cap, dto = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_DEFAULT_TIMEOUT_MS))
+    o = attempt_timeout(o, dto)
     redis.call('ZREM', running, id)
-    redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
+    redis.call('SREM', pk .. ':r', id)
+    if cap then
+      -- the slot is still in the call (a thread cannot be stopped; a coroutine may ignore its
+      -- cancellation): it stays taken, counted in the load as stuck, until the slot acks
+      redis.call('HSET', pk, PROC_REAPED_CALL .. n .. ':' .. id, st or fmt(now))
+      redis.call('HINCRBY', pk, PROC_STUCK, 1)
+    end
     local err = '{"type":"TaskTimeout","message":"task ' .. id .. ' ran past its timeout of ' .. o .. ' ms on processor ' .. pid .. '"}'
     local status, backoff = attempt_ended(C, id, err, true)
     rerank(C, pid)

@@ -6,6 +6,7 @@
   KEYS[1..9] the fixed keys (see lib/util): uses stats queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] capacity (1..4096)
   ARGV[5] lease_ms  ARGV[6] queues, comma-joined  ARGV[7] name
+  ARGV[8] default timeout ms of tasks without their own (0..2^53; '' or '0' = none)
   Returns {'ok', lease deadline ms} | {'lost'}
   Invariant: moves no task; a new processor starts idle with an empty inbox.
 ]]
@@ -14,8 +15,10 @@ local procs = C.procs
 local now = clock_ms(ARGV[2])
 C.now = now
 local pid, cap, lease, qs, name = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
-if not now or pid == '' or not cap or cap < 1 or cap > 4096 or not lease or lease < 1 or qs == '' then
-  return redis.error_reply('ERR luasched register: bad now_ms, processor id, capacity, lease or queues')
+local dto = tonumber(ARGV[8] or '') or 0
+if not now or pid == '' or not cap or cap < 1 or cap > 4096 or not lease or lease < 1 or qs == '' or dto < 0 then
+  return redis.error_reply('ERR luasched register: bad now_ms, processor id, capacity, lease, queues or '
+    .. 'default timeout')
 end
 local pk = C.prefix .. 'p:' .. pid
 local deadline = fmt(now + lease)
@@ -33,6 +36,9 @@ redis.call('DEL', pk, pk .. ':i', pk .. ':r', pk .. ':w')
 redis.call('HSET', pk, PROC_CAPACITY, fmt(cap), PROC_QUEUES, qs, PROC_LEASE_MS, fmt(lease), PROC_NAME, name,
   PROC_REGISTERED_MS, fmt(now), PROC_HEARTBEAT_MS, fmt(now), PROC_DEADLINE_MS, deadline)
 redis.call('ZADD', procs, deadline, pid)
+if dto > 0 then
+  redis.call('HSET', pk, PROC_DEFAULT_TIMEOUT_MS, fmt(dto))
+end
 write_card(C, pid, fmt(cap), deadline, qs)
 for _, q in ipairs(split_commas(qs)) do
   redis.call('SADD', C.queues, q)

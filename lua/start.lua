@@ -8,6 +8,7 @@
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)
   Returns {'task', id, name, args_json, attempt, timeout_ms, ['task', ...]...} | {'empty'} | {'lost'}
+    timeout_ms: the task's own, else the processor's default (register), '0' for none.
     'lost': the processor is not registered or its lease lapsed; it must not run anything.
   Invariant: each task moves from the processor's pending list to its running set, never out of it.
 ]]
@@ -20,7 +21,8 @@ if not C.now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 
 end
 local pk = C.prefix .. 'p:' .. pid
 
-local last, cap, dl = unpack(redis.call('HMGET', pk, PROC_START_MEMO .. slot, PROC_CAPACITY, PROC_DEADLINE_MS))
+local last, cap, dl, dto = unpack(redis.call('HMGET', pk, PROC_START_MEMO .. slot, PROC_CAPACITY, PROC_DEADLINE_MS,
+  PROC_DEFAULT_TIMEOUT_MS))
 local memo = memo_for(last, rid)
 if memo then
   local again = memo_started(C, pid, memo[1], {})
@@ -33,7 +35,7 @@ if not lease_ok(C, pid, dl, cap) then
   return {'lost'}
 end
 
-local tasks = start_many(C, pid, want, false)
+local tasks = start_many(C, pid, want, false, dto)
 redis.call('HSET', pk, PROC_START_MEMO .. slot, rid .. '|' .. started_memo(tasks))
 if #tasks == 0 then
   return {'empty'}

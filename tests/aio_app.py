@@ -38,3 +38,24 @@ def mul(a: int, b: int) -> int:
 async def hold(seconds: float) -> float:
     await asyncio.sleep(seconds)
     return seconds
+
+
+@sched.task(max_attempts=3, retry_backoff=0.05)
+async def stubborn_first() -> dict[str, object]:
+    """Its first attempt never returns and ignores its cancellation; a later attempt returns its
+    number and where it ran."""
+    info = luasched.current_task()
+    assert info is not None
+    while info.attempt == 1:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+    return {"attempt": info.attempt, "processor": info.processor}
+
+
+@sched.task
+async def whereami() -> str:
+    info = luasched.current_task()
+    assert info is not None
+    return info.processor

@@ -54,3 +54,39 @@ def stalls_first(seconds: float) -> int:
         os.replace(path + ".tmp", path)  # a reader sees the whole pid or no file
         time.sleep(seconds)
     return info.attempt
+
+
+@sched.task(max_attempts=3, retry_backoff=0.05)
+def exit_first(code: int) -> int:
+    """Its first attempt ends the process it runs in with ``os._exit(code)`` (a thread-pool
+    processor, or a pool's child process); a later attempt returns its number."""
+    info = luasched.current_task()
+    assert info is not None
+    if info.attempt == 1:
+        os._exit(code)
+    return info.attempt
+
+
+@sched.task(max_attempts=3, retry_backoff=0.05)
+def never_first() -> dict[str, object]:
+    """Its first attempt never returns; a later attempt returns its number and where it ran."""
+    info = luasched.current_task()
+    assert info is not None
+    while info.attempt == 1:
+        time.sleep(3600)
+    return {"attempt": info.attempt, "processor": info.processor}
+
+
+@sched.task(max_attempts=1)
+def never() -> None:
+    """Never returns."""
+    while True:
+        time.sleep(3600)
+
+
+@sched.task
+def whereami() -> str:
+    """The id of the processor running it."""
+    info = luasched.current_task()
+    assert info is not None
+    return info.processor

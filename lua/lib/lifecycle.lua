@@ -8,14 +8,25 @@ local function queue_of(C, id)
   return redis.call('HGET', C.prefix .. 't:' .. id, TASK_QUEUE) or DEFAULT_QUEUE
 end
 
+-- The timeout of an attempt, ms: the task's own (its record's TASK_TIMEOUT_MS o, nil when it has
+-- none), else the default of the processor running it (dto: its record's
+-- PROC_DEFAULT_TIMEOUT_MS, nil when none); '0' for none.
+local function attempt_timeout(o, dto)
+  if o and tonumber(o) > 0 then
+    return o
+  end
+  return dto or '0'
+end
+
 -- -> running on pid (the caller took id out of its pending list or its queue). The attempt
--- number goes up by one. Returns {id, name, args, attempt, timeout_ms}.
-local function start_task(C, pid, id)
+-- number goes up by one. dto: pid's default timeout (see attempt_timeout). Returns {id, name,
+-- args, attempt, timeout_ms}.
+local function start_task(C, pid, id, dto)
   local P, now = C.prefix, C.now
   local tk = P .. 't:' .. id
   local f, a, n, o = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS, TASK_TIMEOUT_MS))
   local attempt = fmt(tonumber(n or '0') + 1)
-  o = o or '0'
+  o = attempt_timeout(o, dto)
   redis.call('HSET', tk, TASK_STATE, 'running', TASK_ATTEMPTS, attempt, TASK_STARTED_MS, fmt(now), TASK_PROCESSOR, pid)
   redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
   if tonumber(o) > 0 then
@@ -27,23 +38,24 @@ local function start_task(C, pid, id)
 end
 
 -- pending -> running for processor pid (its inbox's oldest). Returns the task or nil.
-local function start_next(C, pid)
+local function start_next(C, pid, dto)
   local id = redis.call('LPOP', C.prefix .. 'p:' .. pid .. ':i')
   if not id then
     return nil
   end
   redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)
-  return start_task(C, pid, id)
+  return start_task(C, pid, id, dto)
 end
 
 -- Start up to want tasks for pid: its inbox's oldest first; then, with take, the heads of its
--- queues in turn while it has a free slot. Returns the started tasks and whether any came from a
--- queue (the processor's load then grew).
-local function start_many(C, pid, want, take, cap, qs)
+-- queues in turn while it has a free slot. dto: pid's default timeout; cap, qs, stuck as read
+-- from its record (nil: read here when take needs them). Returns the started tasks and whether
+-- any came from a queue (the processor's load then grew).
+local function start_many(C, pid, want, take, dto, cap, qs, stuck)
   local P = C.prefix
   local tasks = {}
   while #tasks < want do
-    local t = start_next(C, pid)
+    local t = start_next(C, pid, dto)
     if not t then
       break
     end
@@ -54,9 +66,9 @@ local function start_many(C, pid, want, take, cap, qs)
   if take and #tasks < want then
     local pk = P .. 'p:' .. pid
     if not cap then
-      cap, qs = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES))
+      cap, qs, stuck = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_STUCK))
     end
-    local load = redis.call('SCARD', P .. 'p:' .. pid .. ':r') -- the pending list is empty here
+    local load = load_of(C, pid, 0, stuck) -- the pending list is empty here
     local names = split_commas(qs)
     local turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
     local dry = 0
@@ -68,7 +80,7 @@ local function start_many(C, pid, want, take, cap, qs)
       local qid = redis.call('LPOP', P .. 'q:' .. q)
       if qid then
         dry = 0
-        tasks[#tasks + 1] = start_task(C, pid, qid) -- queued -> running at once
+        tasks[#tasks + 1] = start_task(C, pid, qid, dto) -- queued -> running at once
         load = load + 1
         took = true
       else

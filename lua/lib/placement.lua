@@ -255,13 +255,13 @@ end
 -- queued (already popped by the caller) -> inbox of pid, pending; load is pid's load before.
 -- The idle ranking is updated from the known load (the score holds it): no inbox is counted.
 -- When pid is the placer's own (pl.own: the acking processor, whose slot starts what it places
--- in the same call, its inbox being empty), the task starts at once instead: queued -> running,
--- no inbox, no wake-up token, not counted as assigned.
+-- in the same call, its inbox being empty; own.dto its default timeout), the task starts at once
+-- instead: queued -> running, no inbox, no wake-up token, not counted as assigned.
 local function assign(pl, id, pid, load)
   local P = pl.P
   local own = pl.own
   if own and own.pid == pid and #own.tasks < own.want then
-    own.tasks[#own.tasks + 1] = start_task(pl.C, pid, id)
+    own.tasks[#own.tasks + 1] = start_task(pl.C, pid, id, own.dto)
     rerank_in_memory(pl, pid, load)
     return
   end

@@ -24,18 +24,26 @@ local function write_card(C, pid, cap, dl, qs)
   end
 end
 
+-- A processor's load: its inbox (pending and running) and its stuck slots (a slot still in the
+-- call of an attempt that reap ended past its timeout: not free until it acks). stuck is the
+-- record's PROC_STUCK as read (nil or false: none).
+local function load_of(C, pid, pending, stuck)
+  return pending + redis.call('SCARD', C.prefix .. 'p:' .. pid .. ':r') + (tonumber(stuck) or 0)
+end
+
 -- Keep the idle zsets and the idle set in step with the processor's load. Returns its pending
--- count (nil for a processor not registered).
-local function rerank(C, pid, cap, qs)
+-- count (nil for a processor not registered). cap, qs and stuck as read from its record (a
+-- caller that gives cap gives the three), or nil to read them here.
+local function rerank(C, pid, cap, qs, stuck)
   local P = C.prefix
   if not cap then
-    cap, qs = unpack(redis.call('HMGET', P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES))
+    cap, qs, stuck = unpack(redis.call('HMGET', P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, PROC_STUCK))
   end
   if not cap then
     return
   end
   local pending = redis.call('LLEN', P .. 'p:' .. pid .. ':i')
-  local load = pending + redis.call('SCARD', P .. 'p:' .. pid .. ':r')
+  local load = load_of(C, pid, pending, stuck)
   if load < tonumber(cap) then
     local seq = redis.call('HINCRBY', C.stats, STAT_SEQ, 1)
     local score = fmt(load * TWO40 + seq)

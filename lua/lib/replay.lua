@@ -32,7 +32,8 @@ local function memo_for(memo, rid)
   return parts
 end
 
--- The task a slot's memo names, if pid still runs that attempt of it.
+-- The task a slot's memo names, if pid still runs that attempt of it (its timeout as the start
+-- gave it: its own, else the processor's default).
 local function memo_task(C, pid, id, attempt)
   if id == '' then
     return nil
@@ -42,7 +43,10 @@ local function memo_task(C, pid, id, attempt)
   if s ~= 'running' or p ~= pid or n ~= attempt then
     return nil
   end
-  return {id, f, a, n, o or '0'}
+  if not o or tonumber(o) <= 0 then
+    o = redis.call('HGET', C.prefix .. 'p:' .. pid, PROC_DEFAULT_TIMEOUT_MS) or '0'
+  end
+  return {id, f, a, n, o}
 end
 
 -- Started tasks as a memo keeps them: "id/attempt,id/attempt" (ids hold neither '/' nor ',').

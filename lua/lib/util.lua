@@ -44,7 +44,10 @@
                        as its score in procs, written with it, so that a script that reads the
                        record learns the lease in the same HMGET), TURN (which of its queues a take
                        starts with), ACK_MEMO .. <slot> / START_MEMO .. <slot> (the replay memo of a
-                       slot's ack / start)
+                       slot's ack / start), DEFAULT_TIMEOUT_MS (of its tasks that have none),
+                       STUCK (how many of its slots are still in the call of an attempt that reap
+                       ended past its timeout: part of its load until their acks) and one
+                       REAPED_CALL .. <attempt>:<id> per such call (-> when it started, ms)
     p:<pid>:i    LIST  inbox, assigned and not started
     p:<pid>:r    SET   inbox, started (running)
     p:<pid>:w    LIST  wake-up tokens for the processor's slots (never more than its pending)

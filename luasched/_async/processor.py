@@ -221,8 +221,9 @@ class Processor(ProcessorCore):
 
     async def stop(self, timeout: float | None = None) -> bool:
         """Take no new task, let running ones finish (up to ``timeout`` s: then the asyncio ones
-        are cancelled, a thread's is left to finish unseen), then deregister: the unstarted inbox
-        goes back to the queues. True when every slot finished in time."""
+        are cancelled, and one that ignores it is left running, as a thread's is left to finish
+        unseen), then deregister: the unstarted inbox goes back to the queues. True when every
+        slot finished in time."""
         if not self._workers:
             await self._runners.close()
             return True

@@ -240,7 +240,8 @@ class Scheduler(Transport, SchedulerBase):
                   log_tasks: bool = ProcessorOptions.log_tasks, batch: bool = ProcessorOptions.batch,
                   dispatch_on_ack: bool | None = None, scheduler: bool = ProcessorOptions.scheduler,
                   summary_every: float | timedelta | None = ProcessorOptions.summary_every_s,
-                  connect_timeout: float | timedelta | None = ProcessorOptions.connect_timeout_s) -> Processor:
+                  connect_timeout: float | timedelta | None = ProcessorOptions.connect_timeout_s,
+                  default_timeout: float | timedelta | None = ProcessorOptions.default_timeout_s) -> Processor:
         """A processor on this namespace (call ``register``/``start`` on it); every option and
         its default is ``luasched.core.options.ProcessorOptions``'s. The asyncio processor runs
         coroutine functions concurrently up to ``capacity`` on the event loop (cancelled at their
@@ -249,7 +250,7 @@ class Scheduler(Transport, SchedulerBase):
         return Processor(self, ProcessorOptions.make(
             capacity=capacity, queues=queues, lease=lease, name=name, take_next=take_next, pool=pool,
             app=app, log_tasks=log_tasks, batch=batch, dispatch_on_ack=dispatch_on_ack, scheduler=scheduler,
-            summary_every=summary_every, connect_timeout=connect_timeout))
+            summary_every=summary_every, connect_timeout=connect_timeout, default_timeout=default_timeout))
 
     # --- reading -----------------------------------------------------------------------------
     # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a

@@ -171,6 +171,10 @@ class Wire:
 # --- a processor's slots and heartbeat ------------------------------------------------------------
 
 
+#: How long a stop waits for the slots it cancelled to end.
+CANCEL_GRACE_S = 1.0
+
+
 class Workers:
     """A processor's tasks on the running event loop: its heartbeat and its slots."""
 
@@ -185,12 +189,17 @@ class Workers:
 
     async def join(self, timeout: float | None) -> bool:
         """Wait for every task (up to ``timeout`` s): True when all ended in time; the others are
-        cancelled (a task cancelled mid-run is left to the lease)."""
+        cancelled (a task cancelled mid-run is left to the lease). A slot whose task ignores its
+        cancellation is left running on the loop after CANCEL_GRACE_S, as a thread slot is left
+        to finish unseen: the stop goes on (and deregisters) rather than wait for it forever."""
         _, pending = await asyncio.wait(self._tasks, timeout=timeout)
         for t in pending:
             t.cancel()
         if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            ended, _ = await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+            for t in ended:  # what they raised is retrieved, as gather(return_exceptions=True) did
+                if not t.cancelled():
+                    t.exception()
         self._tasks = []
         return not pending
 

@@ -224,8 +224,9 @@ class Workers:
 
 class Runners:
     """Run a slot's started tasks one after another: in the slot's thread (pool "thread"; a
-    timeout cannot stop a Python call in a thread: reap ends the attempt and its late ack is
-    stale), or in a child process of the slot's own (pool "process", killed at the timeout)."""
+    timeout cannot stop a Python call in a thread: reap ends the attempt and marks the slot
+    stuck, so that it is offered no work, and the late ack is stale and frees it), or in a
+    child process of the slot's own (pool "process", killed at the timeout)."""
 
     def __init__(self, registry: Registry, options: ProcessorOptions) -> None:
         self.registry = registry

@@ -19,7 +19,7 @@ import luasched
 
 from ..core.flows import AUDIT_SLICE
 from ..core.options import MAX_LIMIT
-from ..core.words import counted
+from ..core.words import counted, duration
 from .common import (
     EXIT_FAILED,
     AdminCommand,
@@ -54,7 +54,9 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
         "queues": queues,
         "processors": [
             {"id": p.id, "name": p.name, "load": p.load, "capacity": p.capacity, "pending": p.pending,
-             "running": p.running, "queues": list(p.queues),
+             "running": p.running, "stuck": p.stuck, "queues": list(p.queues),
+             "longest_running_s": None if p.oldest_started_ms is None else age_s(now_ms, p.oldest_started_ms),
+             "default_timeout_s": None if p.default_timeout_ms is None else p.default_timeout_ms / 1000,
              "heartbeat_age_s": age_s(now_ms, p.last_heartbeat_ms),
              "lease_left_s": (p.lease_deadline_ms - now_ms) / 1000,
              "lapsed": p.lease_deadline_ms < now_ms}
@@ -78,6 +80,12 @@ def eviction_words(policy: str | None) -> str:
     return f"{policy}: Redis may delete tasks under memory pressure; set noeviction"
 
 
+def load_words(p: dict[str, Any]) -> str:
+    """A processor's load for the status table: "2/4", or "3/4, 1 stuck"."""
+    load = f"{p['load']}/{p['capacity']}"
+    return f"{load}, {p['stuck']} stuck" if p["stuck"] else load
+
+
 def render_status(console: Console, report: dict[str, Any]) -> None:
     read_from = f", read from replica {report['read_from']}" if report.get("read_from") else ""
     console.print(f"luasched status: namespace {escape(report['namespace'])}{escape(read_from)}", soft_wrap=True)
@@ -92,15 +100,21 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
         console.print("queues: none used yet")
     if report["processors"]:
         procs = Table(title="processors")
-        for column in ("id", "name", "load", "queues", "heartbeat", "lease"):
-            procs.add_column(column, justify="right" if column in ("load", "heartbeat", "lease") else "left",
+        right = ("load", "longest running", "heartbeat", "lease")
+        for column in ("id", "name", "load", "longest running", "queues", "heartbeat", "lease"):
+            procs.add_column(column, justify="right" if column in right else "left",
                              no_wrap=column != "queues")
         for p in report["processors"]:
             lease = (f"lapsed {-p['lease_left_s']:.1f} s ago" if p["lapsed"]
                      else f"{p['lease_left_s']:.1f} s left")
-            procs.add_row(escape(p["id"]), escape(p["name"]), f"{p['load']}/{p['capacity']}",
+            longest = "-" if p["longest_running_s"] is None else duration(p["longest_running_s"])
+            procs.add_row(escape(p["id"]), escape(p["name"]), load_words(p), longest,
                           escape(",".join(p["queues"])), f"{p['heartbeat_age_s']:.1f} s ago", lease)
         console.print(procs)
+        stuck = [p for p in report["processors"] if p["stuck"]]
+        if stuck:
+            console.print(f"stuck             {counted(sum(p['stuck'] for p in stuck), 'slot')} still in a "
+                          "call that ran past its timeout: not offered work until it returns", soft_wrap=True)
     else:
         console.print("processors: none registered")
     counts = Table(title="counts")

@@ -118,6 +118,9 @@ def _where(sched: SchedulerBase) -> str:
 @click.option("--scheduler/--no-scheduler", default=True, show_default=True,
               help="Also do the scheduler's duties (place what no submit or ack placed, promote delayed "
                    "tasks, reap lapsed processors), so that processors alone are a whole deployment.")
+@click.option("--default-timeout", "default_timeout", type=float, default=None, metavar="S",
+              help="The timeout of tasks that set none of their own: an attempt past S seconds is "
+                   "ended and retried (its process killed with --pool process). Default: none.")
 @_durability_option
 @click.option("--log-tasks/--no-log-tasks", default=ProcessorOptions.log_tasks, show_default=True,
               help="Log one INFO line per task done (id, name, attempt, duration). Failed attempts, "
@@ -127,7 +130,8 @@ def _where(sched: SchedulerBase) -> str:
 @summary_options
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
                       redis_url: str | None, grace: float, pool: str, take_next: bool,
-                      dispatch_on_ack: bool | None, batch: bool, scheduler: bool, durability: int | None,
+                      dispatch_on_ack: bool | None, batch: bool, scheduler: bool,
+                      default_timeout: float | None, durability: int | None,
                       log_tasks: bool, connect_timeout: float | None, log_level: str, log_format: str,
                       quiet: bool, summary_every_s: float) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
@@ -147,7 +151,8 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
             capacity=capacity, queues=tuple(q for q in queues.split(",") if q), lease=lease, name=name,
             take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
             dispatch_on_ack=dispatch_on_ack, scheduler=scheduler,
-            summary_every=summary_interval(quiet, summary_every_s), connect_timeout=connect_timeout)
+            summary_every=summary_interval(quiet, summary_every_s), connect_timeout=connect_timeout,
+            default_timeout=default_timeout)
         any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, aio.Scheduler):
             sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(any_sched))))
@@ -161,8 +166,8 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     except (luasched.LuaschedError, ValueError, TypeError) as exc:
         complain(exc)
         sys.exit(EXIT_USAGE)
-    log.info("processor %s started: capacity %d, queues %s, lease %.1f s, pool %s, %s, on %s",
-             p.id, capacity, ",".join(p.queues), lease, pool,
+    log.info("processor %s started: capacity %d, queues %s, lease %.1f s, pool %s%s, %s, on %s",
+             p.id, capacity, ",".join(p.queues), lease, pool, _default_timeout_words(options),
              "with the scheduler's duties" if scheduler else "no scheduler duties", _where(any_sched))
     while not stop.wait(1.0):
         pass
@@ -173,6 +178,12 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
     sys.exit(0)
 
 
+def _default_timeout_words(options: ProcessorOptions) -> str:
+    """The start line's words for --default-timeout (none when not given)."""
+    timeout = options.default_timeout_s
+    return "" if timeout is None else f", default timeout {timeout:g} s"
+
+
 async def _processor_async(sched: aio.Scheduler, options: ProcessorOptions, grace: float, where: str) -> int:
     """The processor command for an asyncio APP: slots are tasks on this event loop."""
     p = aio.Processor(sched, options)
@@ -181,13 +192,15 @@ async def _processor_async(sched: aio.Scheduler, options: ProcessorOptions, grac
     _on_loop_signals(graceful, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
     await p.start()
     started()
-    log.info("processor %s started: capacity %d, queues %s, lease %.1f s, asyncio, on %s",
-             p.id, p.capacity, ",".join(p.queues), p.lease, where)
+    log.info("processor %s started: capacity %d, queues %s, lease %.1f s, asyncio%s, on %s",
+             p.id, p.capacity, ",".join(p.queues), p.lease, _default_timeout_words(options), where)
     await stop.wait()
     finished = await p.stop(timeout=grace)
     log.info("processor %s stopped after %s%s", p.id, counted(p.processed, "task"),
              "" if finished else f"; tasks still running after {grace} s were cancelled")
     await sched.close()
+    if not finished:  # a task that ignores its cancellation would hold asyncio.run's clean-up forever
+        _exit(0)
     return 0
 
 

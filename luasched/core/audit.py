@@ -120,7 +120,13 @@ class AuditCheck:
                 where.setdefault(t, []).append(f"inbox {pid} (running)")
                 in_running_sets.add(t)
             pending_total += len(pending)
-            load, cap = len(pending) + len(started), int(rec[PROCESSOR.capacity])
+            # a slot still in the call of an attempt that reap ended stays taken (lua/reap.lua)
+            stuck = int(rec.get(PROCESSOR.stuck) or 0)
+            calls = sum(name.startswith(PROCESSOR.reaped_call) for name in rec)
+            if stuck != calls:
+                problem(f"processor {pid} counts {counted(stuck, 'stuck slot')} but holds "
+                        f"{counted(calls, 'reaped call')}")
+            load, cap = len(pending) + len(started) + stuck, int(rec[PROCESSOR.capacity])
             loads[pid] = (load, cap, rec[PROCESSOR.queues].split(","))
             if load > cap:
                 problem(f"processor {pid} holds {counted(load, 'task')}, over its capacity {cap}")

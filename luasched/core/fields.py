@@ -52,9 +52,12 @@ class Task:
 @dataclass(frozen=True)
 class Processor:
     """``p:<pid>`` HASH. ack_memo and start_memo are prefixes: one field per slot, the prefix
-    followed by the slot's name (what an ack / a start of that slot answered, for its replay)."""
+    followed by the slot's name (what an ack / a start of that slot answered, for its replay).
+    reaped_call is a prefix too: one field per attempt that reap ended past its timeout while the
+    slot running it has not acked (``reaped:<attempt>:<task id>`` -> when the attempt started,
+    ms); ``stuck`` counts them, and they count in the processor's load until that ack."""
 
-    PREFIXES: ClassVar[tuple[str, ...]] = ("ack_memo", "start_memo")
+    PREFIXES: ClassVar[tuple[str, ...]] = ("ack_memo", "start_memo", "reaped_call")
 
     capacity: str = "c"
     queues: str = "qs"  # comma-joined
@@ -64,8 +67,11 @@ class Processor:
     heartbeat_ms: str = "hb"  # the last heartbeat
     deadline_ms: str = "dl"  # the lease deadline, the same as its score in procs
     turn: str = "rr"  # which of its queues a take starts with
+    default_timeout_ms: str = "dto"  # the timeout of a task that has none of its own (absent: none)
+    stuck: str = "stuck"  # slots still running an attempt that reap ended (absent: none)
     ack_memo: str = "ack:"
     start_memo: str = "start:"
+    reaped_call: str = "reaped:"
 
 
 @dataclass(frozen=True)

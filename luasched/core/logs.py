@@ -142,7 +142,8 @@ def reaped(reply: Reaped) -> None:
     for late in reply.overdue:
         then = ("failed for good (its last attempt)" if late.retry_in_ms is None
                 else f"retry in {late.retry_in_ms / 1000:.2f} s")
-        loop_log.info("reaped task %s from processor %s: it ran past its timeout of %.3f s; %s", late.task_id,
+        loop_log.info("reaped task %s from processor %s: it ran past its timeout of %.3f s; %s; its slot "
+                      "stays taken until the call ends", late.task_id,
                       late.processor, late.timeout_ms / 1000, then,
                       extra={"event": "timeout", "task_id": late.task_id, "processor": late.processor,
                              "outcome": "dead_letter" if late.retry_in_ms is None else "retry"})

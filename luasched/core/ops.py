@@ -177,8 +177,10 @@ def _started_list(flat: Sequence[str]) -> list[Started]:
 
 
 def register(ns: Namespace, now_ms: int | None, pid: str, capacity: int, lease_ms: int,
-             queues: Sequence[str], name: str) -> Call:
-    return ns.call("register", ns.prefix, _now(now_ms), pid, capacity, lease_ms, ",".join(queues), name)
+             queues: Sequence[str], name: str, default_timeout_ms: int = 0) -> Call:
+    """``default_timeout_ms``: the timeout of the tasks it runs that have none (0: none)."""
+    return ns.call("register", ns.prefix, _now(now_ms), pid, capacity, lease_ms, ",".join(queues), name,
+                   default_timeout_ms)
 
 
 def decode_register(reply: Any) -> bool:
@@ -348,8 +350,9 @@ def decode_processors(reply: Any) -> tuple[int, list[ProcessorInfo]]:
     now, rows = text(reply)
     return int(now), [
         ProcessorInfo(pid, int(float(deadline)), name, int(cap), tuple(qs.split(",")) if qs else (),
-                      int(pending), int(running), int(hb), int(rt))
-        for pid, deadline, name, cap, qs, pending, running, hb, rt in rows
+                      int(pending), int(running), int(hb), int(rt), int(stuck), _ms(oldest),
+                      int(dto) or None)
+        for pid, deadline, name, cap, qs, pending, running, hb, rt, stuck, oldest, dto in rows
     ]
 
 

@@ -158,8 +158,10 @@ class ProcessorOptions:
     may do them at once. ``summary_every_s``: that loop logs a summary line this often (None:
     never; see ``LoopOptions``). ``connect_timeout_s``: how long ``start()`` waits for Redis
     while it refuses connections, is loading or refuses writes (None, the default: as long as it
-    takes; a wrong password or an untrusted certificate fails at once). ``capacity`` defaults to
-    4 thread slots (or coroutines on asyncio)."""
+    takes; a wrong password or an untrusted certificate fails at once). ``default_timeout_s``:
+    the timeout of the tasks this processor runs that have none of their own (None, the default:
+    such a task may run as long as it likes). ``capacity`` defaults to 4 thread slots (or
+    coroutines on asyncio)."""
 
     capacity: int = 4
     queues: tuple[str, ...] = (DEFAULT_QUEUE,)
@@ -174,11 +176,14 @@ class ProcessorOptions:
     scheduler: bool = True
     summary_every_s: float | None = 60.0
     connect_timeout_s: float | None = None
+    default_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         check_int(self.capacity, "capacity", 1, MAX_CAPACITY)
         object.__setattr__(self, "connect_timeout_s",
                            seconds(self.connect_timeout_s, "connect_timeout", allow_none=True))
+        object.__setattr__(self, "default_timeout_s",
+                           seconds(self.default_timeout_s, "default_timeout", allow_none=True, minimum=0.001))
         object.__setattr__(self, "summary_every_s", check_summary_every(self.summary_every_s))
         queues: object = self.queues
         if isinstance(queues, str) or not isinstance(queues, Sequence):
@@ -207,18 +212,20 @@ class ProcessorOptions:
 
     @classmethod
     def make(cls, *, lease: float | timedelta = 10.0, summary_every: float | timedelta | None = 60.0,
-             connect_timeout: float | timedelta | None = None, **options: Any) -> ProcessorOptions:
-        """From the keyword arguments ``Scheduler.processor`` takes (``lease``, ``summary_every``
-        and ``connect_timeout`` in seconds or a timedelta); an unknown one raises TypeError
-        naming it."""
-        timed = {"lease_s", "summary_every_s", "connect_timeout_s"}
+             connect_timeout: float | timedelta | None = None,
+             default_timeout: float | timedelta | None = None, **options: Any) -> ProcessorOptions:
+        """From the keyword arguments ``Scheduler.processor`` takes (``lease``, ``summary_every``,
+        ``connect_timeout`` and ``default_timeout`` in seconds or a timedelta); an unknown one
+        raises TypeError naming it."""
+        timed = {"lease_s", "summary_every_s", "connect_timeout_s", "default_timeout_s"}
         known = {f.name for f in dataclasses.fields(cls)} - timed
         unknown = set(options) - known
         if unknown:
+            given = {"lease", "summary_every", "connect_timeout", "default_timeout"}
             raise TypeError(f"unknown processor option(s) {', '.join(sorted(unknown))}; options are "
-                            f"{', '.join(sorted(known | {'lease', 'summary_every', 'connect_timeout'}))}")
+                            f"{', '.join(sorted(known | given))}")
         return cls(lease_s=lease, summary_every_s=summary_every, connect_timeout_s=connect_timeout,  # type: ignore[arg-type]  # checked
-                   **options)
+                   default_timeout_s=default_timeout, **options)  # type: ignore[arg-type]  # checked
 
     @property
     def slots(self) -> int:

@@ -152,7 +152,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class ProcessorInfo:
-    """A registered processor as ``processors`` sees it (times in server ms)."""
+    """A registered processor as ``processors`` sees it (times in server ms). ``stuck``: slots
+    still in the call of an attempt that reap ended past its timeout (a thread cannot be
+    stopped, a coroutine may ignore its cancellation); each stays taken, never offered a task,
+    until its call returns. ``oldest_started_ms``: when the longest-running of its running tasks
+    and stuck calls started (None: none). ``default_timeout_ms``: the timeout of its tasks that
+    have none of their own (None: none)."""
 
     id: str
     lease_deadline_ms: int
@@ -163,10 +168,14 @@ class ProcessorInfo:
     running: int
     last_heartbeat_ms: int
     registered_ms: int
+    stuck: int = 0
+    oldest_started_ms: int | None = None
+    default_timeout_ms: int | None = None
 
     @property
     def load(self) -> int:
-        return self.pending + self.running
+        """What placement counts: pending, running and stuck."""
+        return self.pending + self.running + self.stuck
 
 
 @dataclass(frozen=True)

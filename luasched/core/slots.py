@@ -121,7 +121,7 @@ class ProcessorCore:
 
     def _register_call(self) -> ops.Call:
         return ops.register(self.ns, self._now(), self.id, self.capacity, to_ms(self.lease),
-                            self.queues, self.name)
+                            self.queues, self.name, to_ms(self.options.default_timeout_s))
 
     @property
     def slots(self) -> int:

@@ -274,12 +274,17 @@ def test_status_shows_what_counts_says(app: luasched.Scheduler, namespace: str) 
     assert (procs["by-hand"]["load"], procs["by-hand"]["capacity"]) == (0, 2)
     for p in procs.values():
         assert 0 <= p["heartbeat_age_s"] < 10 and 0 < p["lease_left_s"] <= 10 and not p["lapsed"]
+        assert p["stuck"] == 0 and p["default_timeout_s"] is None
+    assert 0 <= procs["busy"]["longest_running_s"] < 10  # how long the held task has run
+    assert procs["by-hand"]["longest_running_s"] is None
     # The tables show the same numbers.
     for name, value in shown.items():
         assert row(tables, name.replace("_", " ")) == value, name
     assert row(tables, "default") == 0 and row(tables, "slow") == 2
-    assert re.search(rf"^[│|] {re.escape(procs['busy']['id'])} +[│|] busy +[│|] +1/1 [│|] slow +[│|] "
-                     r"+\d+\.\d s ago [│|] +\d+\.\d s left [│|]$", tables, re.MULTILINE), tables
+    assert re.search(rf"^[│|] {re.escape(procs['busy']['id'])} +[│|] busy +[│|] +1/1 [│|] +\d+\.\d s [│|] "
+                     r"slow +[│|] +\d+\.\d s ago [│|] +\d+\.\d s left [│|]$", tables, re.MULTILINE), tables
+    assert re.search(rf"^[│|] {re.escape(procs['by-hand']['id'])} +[│|] by-hand +[│|] +0/2 [│|] +- [│|] ",
+                     tables, re.MULTILINE), tables
     assert re.search(r"^last dispatch +\d+\.\d s ago$", tables, re.MULTILINE)
     assert re.search(r"^last minute +1 done, 1 failed$", tables, re.MULTILINE)
 

@@ -42,7 +42,8 @@ def test_bad_input_is_one_line_and_exit_code_2(command, args, says):
 
 def test_processor_option_errors(redis_server):
     for extra, says in ((["--grace", "-1"], "--grace"), (["--capacity", "0"], "capacity"),
-                        (["--queues", "a b"], "queue"),
+                        (["--queues", "a b"], "queue"), (["--default-timeout", "0"], "default_timeout"),
+                        (["--default-timeout", "nan"], "default_timeout"),
                         (["--take-next", "--dispatch-on-ack"], "exclude each other")):
         done = run("processor", "tests.chaos_app:sched", "--redis", redis_server.url, *extra)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr

@@ -76,10 +76,13 @@ class MProc:
     crashed: bool = False
     pending: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
+    #: (task id, attempt) of each attempt reap ended past its timeout whose ack has not come:
+    #: its slot is still in the call, taken until that ack
+    stuck: set[tuple[str, int]] = field(default_factory=set)
 
     @property
     def load(self) -> int:
-        return len(self.pending) + len(self.running)
+        return len(self.pending) + len(self.running) + len(self.stuck)
 
 
 def sync_front(client: Any, namespace: str, clock: FakeClock) -> tuple[Any, Callable[[], None]]:
@@ -181,7 +184,7 @@ class Conservation(RuleBasedStateMachine):
             self.to_head(self.model[tid], event)
         for tid in sorted(p.running):
             self.attempt_ended(self.model[tid], event, later=False)
-        p.pending, p.running = [], []
+        p.pending, p.running, p.stuck = [], [], set()
         p.registered = False
 
     def new_task(self, handle_id: str, queue: str, fail_times: int, max_attempts: int,
@@ -339,7 +342,14 @@ class Conservation(RuleBasedStateMachine):
         fresh = t.state == "running" and t.owner == pid and t.attempts == started.attempt
         if not fresh:
             assert reply.status == "stale", f"ack of a stale attempt of {t.id} answered {reply.status}"
-            assert reply.placed == [], "a stale ack freed no slot, yet placed tasks"
+            if (t.id, started.attempt) in p.stuck:  # reap ended it: the ack frees its slot
+                p.stuck.remove((t.id, started.attempt))
+                if place and self.alive(p):
+                    self.placed(reply.placed, 1, p.queues, "ack")
+                else:
+                    assert reply.placed == []
+            else:
+                assert reply.placed == [], "a stale ack freed no slot, yet placed tasks"
             self.started_by_ack(p, place, want, reply)
             return
         p.running.remove(t.id)
@@ -397,7 +407,9 @@ class Conservation(RuleBasedStateMachine):
                        if t.state == "running" and t.deadline is not None and t.deadline < self.now),
                       key=lambda t: (t.deadline, t.id))
         for t in late:
-            self.mprocs[t.owner].running.remove(t.id)
+            owner = self.mprocs[t.owner]
+            owner.running.remove(t.id)
+            owner.stuck.add((t.id, t.attempts))  # its slot is still in the call
             self.attempt_ended(t, "timeout", later=True)
             expect.append(t.id)
         assert sorted(taken) == sorted(expect)

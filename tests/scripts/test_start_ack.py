@@ -375,13 +375,13 @@ def test_stale_ack_in_take_next_mode_stays_within_capacity(sched, clock):
     first = start(sched, p.id).task
     clock.advance(6)
     assert sched.reap() == [h.id]  # attempt 1 timed out: back to delayed
-    assert sched.dispatch() == [(h.id, p.id)]
-    assert start(sched, p.id, "s1").task.attempt == 2  # p is full again (1/1)
+    assert sched.dispatch() == []  # its slot is still in attempt 1's call: p stays full (1/1)
     waiting = sched.submit("add")
 
-    # the late ack of attempt 1 is stale; the slot asks for its next task
-    assert ack(sched, p.id, first, "done", "1", ops.NEXT_TAKE).status == "stale"
-
+    # the late ack of attempt 1 is stale and frees the slot; the slot takes one task, no more
+    reply = ack(sched, p.id, first, "done", "1", ops.NEXT_TAKE)
+    assert reply.status == "stale"
+    assert [t.id for t in reply.started] == [h.id]  # promoted by the dispatch above, queued first
     assert waiting.state == "queued"
     audit_ok(sched)
 

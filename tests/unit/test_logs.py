@@ -83,9 +83,10 @@ def test_reap_lines(caplog):
     assert lines(caplog) == [
         ("INFO", "reaped processor p1: its lease lapsed; 2 tasks given back: a, b (1 on their last attempt: failed)"),
         ("INFO", "reaped processor p2: its lease lapsed; 12 tasks given back: " + ", ".join(many[:10]) + ", ..."),
-        ("INFO", "reaped task late from processor p3: it ran past its timeout of 5.000 s; retry in 2.00 s"),
+        ("INFO", "reaped task late from processor p3: it ran past its timeout of 5.000 s; retry in 2.00 s; "
+                 "its slot stays taken until the call ends"),
         ("INFO", "reaped task last from processor p3: it ran past its timeout of 1.500 s; "
-                 "failed for good (its last attempt)"),
+                 "failed for good (its last attempt); its slot stays taken until the call ends"),
     ]
 
 

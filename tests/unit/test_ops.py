@@ -33,7 +33,7 @@ CALLS = {
     "dispatch": (ops.dispatch(NS, 123, 7, "r1"), (P, "123", "7", "r1")),
     "reap": (ops.reap(NS, 123, 9, "r1"), (P, "123", "9", "77", "r1")),
     "register": (ops.register(NS, 123, "p1", 4, 5000, ["a", "b"], "box"),
-                 (P, "123", "p1", "4", "5000", "a,b", "box")),
+                 (P, "123", "p1", "4", "5000", "a,b", "box", "0")),
     "heartbeat": (ops.heartbeat(NS, 123, "p1"), (P, "123", "p1")),
     "deregister": (ops.deregister(NS, 123, "p1", "r1"), (P, "123", "p1", "77", "r1")),
     "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1", "1")),
@@ -52,7 +52,7 @@ CALLS = {
 HEADER_WORDS = {
     "dispatch": ["prefix", "now_ms", "limit", "request"],
     "reap": ["prefix", "now_ms", "limit", "keep_s", "request"],
-    "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name"],
+    "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name", "default"],
     "heartbeat": ["prefix", "now_ms", "processor"],
     "deregister": ["prefix", "now_ms", "processor", "keep_s", "request"],
     "start": ["prefix", "now_ms", "processor", "slot", "request", "want"],
@@ -454,6 +454,10 @@ def _lease_out_of_step(f, s):
     f[6][0][2] = proc_record("3", "4000")  # the registry says 5000
 
 
+def _stuck_without_its_call(f, s):
+    f[6][0][2] = proc_record("3") + [PROCESSOR.stuck, "1"]  # a stuck slot, but no reaped call noted
+
+
 def _inbox_of_another(f, s):
     f[9][0] = ["t2", "assigned", "default", "p2", "0", "3"]
 
@@ -487,6 +491,7 @@ RULES = [
     ("attempts over max", _too_many_attempts, "used 4 attempts of 3"),
     ("attempts over max, failed", _too_many_attempts_failed, "t5 used 4 attempts of 3"),
     ("inbox of another processor", _inbox_of_another, "its record says assigned on p2"),
+    ("stuck slot without its call", _stuck_without_its_call, "counts 1 stuck slot but holds 0 reaped calls"),
     ("lease in the record out of step", _lease_out_of_step, "lease ends at 4000, the registry 5000"),
 ]
 
