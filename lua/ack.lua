@@ -134,8 +134,9 @@ if live and nxt == 'place' then
 end
 if registered and freed > filled and not took then
   -- a slot came free: a scheduler may now place a waiting task
+  local paused = pauses(C)
   for _, q in ipairs(split_commas(qs)) do
-    if redis.call('LLEN', P .. 'q:' .. q) > 0 then
+    if not is_paused(paused, q) and redis.call('LLEN', P .. 'q:' .. q) > 0 then
       wake_scheduler(C)
       break
     end

@@ -11,7 +11,7 @@
   Returns {now, stats (flat), {{queue, length}...}, delayed count, {running id, deadline...},
            failed count, {{pid, deadline, {record flat}, {pending ids}, {running ids}}...},
            {{queue, {pid, score...}}...}, {idle pids}, {{id, s, q, p, n, m}...} (of the held
-           tasks), {pid, card...} (the cards HASH, flat)}
+           tasks), {pid, card...} (the cards HASH, flat), {scope, ms...} (the pauses, flat)}
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -46,4 +46,4 @@ for i = 1, #run, 2 do
 end
 return {fmt(now), redis.call('HGETALL', C.stats), qs, redis.call('ZCARD', C.delayed), run,
   redis.call('ZCARD', C.failed), ps, idles, redis.call('SMEMBERS', C.idle), record_rows(P, held, {}),
-  redis.call('HGETALL', C.cards)}
+  redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused')}

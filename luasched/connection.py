@@ -348,8 +348,8 @@ def read_targets(read_redis: object) -> list[object]:
 
 #: Commands luasched sends itself (scripts, waits, wake-ups, reads, durability, and the eviction
 #: check's INFO memory).
-CLIENT_COMMANDS = ("evalsha", "script|load", "blpop", "rpush", "expire", "hget", "hmget", "exists",
-                   "xread", "zrange", "lrange", "wait", "info")
+CLIENT_COMMANDS = ("evalsha", "script|load", "blpop", "rpush", "expire", "hget", "hmget", "hgetall",
+                   "exists", "xread", "zrange", "lrange", "wait", "info")
 
 #: What ``purge`` sends besides: SCAN lists the names of every key in the database (other
 #: namespaces' too; an ACL key pattern does not filter it), so only an admin user gets it.
@@ -358,8 +358,8 @@ PURGE_COMMANDS = ("scan", "unlink")
 #: Commands the Lua scripts call (a test checks every ``redis.call`` in lua/ is listed here):
 #: an ACL user is checked for these too, inside the scripts.
 SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hget", "hgetall", "hincrby", "hmget",
-                   "hset", "llen", "lpop", "lpush", "lrange", "lrem", "ltrim", "persist", "rpush", "sadd",
-                   "scard", "set", "sismember", "smembers", "srem", "time", "xadd", "zadd", "zcard",
+                   "hset", "hsetnx", "llen", "lpop", "lpush", "lrange", "lrem", "ltrim", "persist", "rpush",
+                   "sadd", "scard", "set", "sismember", "smembers", "srem", "time", "xadd", "zadd", "zcard",
                    "zcount", "zrange", "zrangebyscore", "zrem", "zscore")
 
 

@@ -42,6 +42,7 @@ NAMES = (
     "audit_slice",
     "retry_failed",
     "processors",
+    "pause",
 )
 
 #: The flags a script declares in its shebang, where the server reads them; a script not named

@@ -71,13 +71,14 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck)
     local load = load_of(C, pid, 0, stuck) -- the pending list is empty here
     local names = split_commas(qs)
     local turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
+    local paused = pauses(C)
     local dry = 0
     local k = 0
     -- start at a different queue each time, so that no queue of the processor starves another
     while #tasks < want and load < tonumber(cap) and dry < #names do
       local q = names[(turn + k) % #names + 1]
       k = k + 1
-      local qid = redis.call('LPOP', P .. 'q:' .. q)
+      local qid = not is_paused(paused, q) and redis.call('LPOP', P .. 'q:' .. q)
       if qid then
         dry = 0
         tasks[#tasks + 1] = start_task(C, pid, qid, dto) -- queued -> running at once

@@ -8,10 +8,11 @@
 -- and liveness read once per call (a lease cannot change while the script runs), and per queue a
 -- heap of its idle ranking's head. The ranking is kept in Lua while the call places tasks and
 -- written back once per processor by placed: a processor that takes a task is re-ranked in
--- memory, not with a ZADD per task. want: how many tasks the call may place at most.
+-- memory, not with a ZADD per task. want: how many tasks the call may place at most. paused: the
+-- namespace's pauses, read once (nil: nothing is paused); a paused queue gives no task.
 local function placer(C, want)
   return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
-          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0}
+          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0, paused = pauses(C)}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -275,6 +276,9 @@ end
 -- Move up to limit tasks from the head of queue q to chosen processors; pairs appended to out.
 -- The processor is chosen before the task is popped: a task never leaves its queue without a place.
 local function assign_from_queue(pl, q, limit, out)
+  if is_paused(pl.paused, q) then
+    return 0
+  end
   local qk = pl.P .. 'q:' .. q
   local n = 0
   while n < limit do
@@ -303,7 +307,7 @@ local function place_queued(pl, names, limit, out, turn)
   local active, left = {}, {}
   for k = 0, #names - 1 do
     local q = names[(turn + k) % #names + 1]
-    local depth = redis.call('LLEN', pl.P .. 'q:' .. q)
+    local depth = is_paused(pl.paused, q) and 0 or redis.call('LLEN', pl.P .. 'q:' .. q)
     if depth > 0 then
       active[#active + 1] = q
       left[q] = depth

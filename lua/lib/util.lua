@@ -57,6 +57,8 @@
     r:<rid>      STRING the reply of request <rid> (JSON), kept 30 s so that a replay answers the same
     gi:<gid>     LIST  the member ids of group <gid>, in submission order
     gs:<gid>     STREAM one entry per member of group <gid> that finished, EVENT_*: TASK id, STATE
+    paused       HASH  what is paused: '*' (the whole namespace) or 'q:<queue>' -> ms paused at;
+                       nothing of a paused scope is placed (lua/pause.lua sets and clears it)
   The stats HASH (KEYS[1]) holds STAT_*: SUBMITTED ASSIGNED DONE FAILED CANCELLED SEQ
   LAST_DISPATCH_MS.
   Each kind of key has its own prefix, and the ids after it never contain the next kind's
@@ -114,6 +116,26 @@ local function call_chunked(cmd, key, args)
   for i = 1, #args, 4000 do
     redis.call(cmd, key, unpack(args, i, math.min(i + 3999, #args)))
   end
+end
+
+-- The pauses of the namespace (the HASH P..'paused': field '*' for the whole namespace, or
+-- 'q:<queue>'; value the ms it was paused at), as a set, or nil when nothing is paused (the
+-- usual case: one HGETALL of a missing key per placing call).
+local function pauses(C)
+  local flat = redis.call('HGETALL', C.prefix .. 'paused')
+  if #flat == 0 then
+    return nil
+  end
+  local set = {}
+  for i = 1, #flat, 2 do
+    set[flat[i]] = true
+  end
+  return set
+end
+
+-- Whether queue q is paused (by itself or with the whole namespace), given pauses(C).
+local function is_paused(set, q)
+  return set ~= nil and (set['*'] ~= nil or set['q:' .. q] ~= nil)
 end
 
 local function wake_scheduler(C)

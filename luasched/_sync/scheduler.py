@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._backends import threads as backend
-from ..core import flows, logs, ops, records
+from ..core import flows, logs, ops, pauses, records
 from ..core.audit import Audit
 from ..core.base import SchedulerBase
 from ..core.faults import Episode
@@ -30,7 +30,7 @@ from ..core.options import (
     seconds,
 )
 from ..core.records import TaskRecord
-from ..core.replies import DispatchReply, FailedTask, Outcome, ProcessorInfo, Reaped, SubmitReply
+from ..core.replies import DispatchReply, FailedTask, Outcome, Paused, ProcessorInfo, Reaped, SubmitReply
 from ..core.tasks import TaskFunction, new_request_id, new_task_id
 from ..errors import TRANSIENT, GroupNotFound, LuaschedError, TaskNotFound
 from ..routing import translated
@@ -362,6 +362,24 @@ class Scheduler(Transport, SchedulerBase):
         ids = [check_task_id(t) for t in task_ids]
         call = ops.retry_failed(self.ns, self.now_ms(), ids, limit, new_request_id())
         return ops.decode_retry_failed(self.call(call))
+
+    def pause(self, queue: str | None = None, *, key: str | None = None) -> bool:
+        """Stop placing the tasks of ``queue``, or of the whole namespace (no queue): once this
+        returns, no dispatch, submit, ack or take-next places one. Tasks keep arriving and wait
+        queued (delayed ones still come due into their queue); running tasks finish. True when it
+        paused something not paused already. One script: every placing call sees it or not."""
+        return bool(self.call(pauses.pause(self.ns, self.now_ms(), "pause", self._pause_scope(queue, key))))
+
+    def resume(self, queue: str | None = None, *, key: str | None = None) -> bool:
+        """Lift a pause of ``queue``, or of the whole namespace (no queue), and wake the scheduler
+        loops to place what waited. A queue paused by itself stays paused when the namespace is
+        resumed, and the other way round. True when that scope was paused."""
+        return bool(self.call(pauses.pause(self.ns, self.now_ms(), "resume", self._pause_scope(queue, key))))
+
+    def paused(self) -> list[Paused]:
+        """The pauses in force: the whole namespace first (``queue`` None), then each queue."""
+        with translated("paused"):
+            return pauses.decode_paused(self.client.hgetall(self.keys.paused))
 
     def purge(self) -> int:
         """Delete every key of this namespace: tasks, queues, processors, results. Returns how

@@ -23,7 +23,8 @@ def main(debug: bool) -> None:
 
 for command in (demo.demo, serve.processor_command, serve.scheduler_command, tasks.submit_command,
                 tasks.show_command, tasks.cancel_command, tasks.failed_command, tasks.retry_failed_command,
-                admin.status_command, admin.audit_command, admin.purge_command, admin.health_command):
+                admin.status_command, admin.audit_command, admin.pause_command, admin.resume_command,
+                admin.purge_command, admin.health_command):
     main.add_command(command)
 
 __all__ = ["main"]

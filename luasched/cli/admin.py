@@ -68,7 +68,15 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
         "done_last_minute": counts["done_last_minute"],
         "failed_last_minute": counts["failed_last_minute"],
         "maxmemory_policy": sched.eviction_policy(),
+        "paused": [{"queue": x.queue, "since_ms": x.since_ms, "age_s": age_s(now_ms, x.since_ms)}
+                   for x in sched.paused()],
     }
+
+
+def pause_words(paused: list[dict[str, Any]]) -> str:
+    """The pauses in force, for the status lines: "nothing", or "queue a (3.0 s), ..."."""
+    return ", ".join(f"{'the whole namespace' if x['queue'] is None else 'queue ' + x['queue']} "
+                     f"({duration(x['age_s'])})" for x in paused) or "nothing"
 
 
 def eviction_words(policy: str | None) -> str:
@@ -127,7 +135,8 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
     console.print(f"last dispatch     {'never' if age is None else f'{age:.1f} s ago'}\n"
                   f"last minute       {report['done_last_minute']} done, "
                   f"{report['failed_last_minute']} failed\n"
-                  f"eviction          {escape(eviction_words(report['maxmemory_policy']))}", soft_wrap=True)
+                  f"eviction          {escape(eviction_words(report['maxmemory_policy']))}\n"
+                  f"paused            {escape(pause_words(report['paused']))}", soft_wrap=True)
 
 
 @click.command("status", cls=AdminCommand)
@@ -179,6 +188,39 @@ def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, na
     for problem in audit.problems:
         click.echo(problem)
     ctx.exit(EXIT_FAILED)
+
+
+# --- pause and resume ----------------------------------------------------------------------------
+
+
+def _pause_command(action: str) -> click.Command:
+    doing = {"pause": "Stop placing", "resume": "Resume placing"}[action]
+
+    @click.command(action, cls=AdminCommand)
+    @click.argument("words", nargs=-1, metavar="[APP] [QUEUE]")
+    @target_options
+    @click.option("--key", default=None, help="A task key (not yet: luasched has no task keys).")
+    def command(words: tuple[str, ...], redis_url: str | None, namespace: str | None, key: str | None) -> None:
+        app, rest = (None, list(words)) if namespace is not None else (words[0] if words else None, list(words[1:]))
+        queue = rest[0] if rest else None
+        scope = "the whole namespace" if queue is None else f"queue {queue}"
+        with boundary(action, redis_url), scheduler_for(app, redis_url, namespace) as sched:
+            if len(rest) > 1:
+                raise ValueError(f"one QUEUE at most, not {len(rest)}: {' '.join(rest)}")
+            changed = getattr(sched, action)(queue, key=key)
+        if action == "pause":
+            click.echo(f"paused {scope}" if changed else f"{scope} was paused already")
+        else:
+            click.echo(f"resumed {scope}" if changed else f"{scope} was not paused")
+
+    command.help = (f"{doing} the tasks of QUEUE, or of the whole namespace (no QUEUE).\n\n"
+                    "The first word is APP unless --namespace is given (then it is QUEUE). While "
+                    "paused, tasks keep arriving and wait queued; running tasks finish.")
+    return command
+
+
+pause_command = _pause_command("pause")
+resume_command = _pause_command("resume")
 
 
 # --- purge -------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from typing import Any
 
 from .fields import PROCESSOR, STATS
 from .ops import fields_of, text
+from .options import is_queue_name
+from .pauses import WHOLE_NAMESPACE
 from .words import counted
 
 
@@ -51,12 +53,13 @@ class AuditCheck:
         self._more = 0
         self.counts: dict[str, int] = {}
         (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
-         cards_flat) = text(frame)
+         cards_flat, *rest) = text(frame)
         #: (place, queue, size) of each big place, in the order the slices read them
         self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
         self.places += [("delayed", "", int(delayed_n)), ("failed", "", int(failed_n))]
         self._check_frame(int(now_s), {k: int(v) for k, v in fields_of(stats_flat).items()}, procs,
                           fields_of(running_flat), idles, idle, held, fields_of(cards_flat))
+        self._check_pauses(fields_of(rest[0]) if rest else {})
 
     def problem(self, what: str) -> None:
         if len(self._problems) < MAX_PROBLEMS:
@@ -87,6 +90,15 @@ class AuditCheck:
             elif place == "queue" and q != queue:
                 self.problem(f"task {task_id} is in {label} but belongs to queue {q}")
             self._attempts(task_id, n, m)
+
+    def _check_pauses(self, pauses: dict[str, str]) -> None:
+        """Each pause names the whole namespace (``*``) or a queue (``q:<name>``), since a time."""
+        for scope, since in pauses.items():
+            queue = scope[2:] if scope.startswith("q:") else None
+            if scope != WHOLE_NAMESPACE and not (queue and is_queue_name(queue)):
+                self.problem(f"pause {scope!r} names neither the namespace nor a queue")
+            if not since.isdigit():
+                self.problem(f"pause {scope!r} has no time it began ({since!r})")
 
     def _attempts(self, task_id: str, n: str, m: str) -> None:
         if n and m and int(n) > int(m):

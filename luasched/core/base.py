@@ -42,6 +42,14 @@ class SchedulerBase:
         self.clock: Callable[[], float] | None = options.clock
         self.dispatch_on_submit = options.dispatch_on_submit
 
+    @staticmethod
+    def _pause_scope(queue: str | None, key: str | None) -> str | None:
+        """What ``pause``/``resume`` act on: a checked queue name, or None (the namespace)."""
+        if key is not None:
+            raise ValueError("pausing by key needs task keys, which luasched does not have yet: "
+                             "pause a queue, or the whole namespace")
+        return None if queue is None else check_queue(queue)
+
     def now_ms(self) -> int | None:
         """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
         return None if self.clock is None else int(self.clock() * 1000)

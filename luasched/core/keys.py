@@ -62,6 +62,11 @@ class Keys:
         in one field, so that dispatch reads many processors in one HMGET."""
         return self.prefix + "cards"
 
+    @property
+    def paused(self) -> str:
+        """HASH of what is paused: ``*`` (the whole namespace) or ``q:<queue>`` -> ms paused at."""
+        return self.prefix + "paused"
+
     def task(self, task_id: str) -> str:
         return f"{self.prefix}t:{task_id}"
 

@@ -82,6 +82,11 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
+def is_queue_name(value: str) -> bool:
+    """Whether ``value`` is a well-formed queue (or namespace) name."""
+    return _NAME.fullmatch(value) is not None
+
+
 def check_queue(queue: object, what: str = "queue") -> str:
     return check_name(queue, what)
 

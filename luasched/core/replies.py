@@ -190,3 +190,13 @@ class FailedTask:
     error_type: str
     message: str
     traceback: str
+
+
+@dataclass(frozen=True)
+class Paused:
+    """One pause in force: of ``queue``, or of the whole namespace when ``queue`` is None; since
+    ``since_ms`` (server ms). ``key`` is None (pauses by task key come with task keys)."""
+
+    queue: str | None
+    since_ms: int
+    key: str | None = None

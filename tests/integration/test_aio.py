@@ -261,3 +261,32 @@ def test_an_async_processor_with_dispatch_on_ack_drains_a_backlog_without_a_sche
         await s.client.aclose()
 
     run(main())
+
+
+def test_an_async_scheduler_pauses_and_resumes_a_running_processor(make_asched):
+    """The asyncio front end pauses as the threaded one does: an eager submit to a paused queue
+    leaves its task queued beside a live processor, and resume lets the processor run it."""
+    async def main():
+        s = make_asched(dispatch_on_submit=True)
+
+        @s.task
+        async def double(x: int) -> int:
+            return 2 * x
+
+        p = s.processor(capacity=2)
+        await p.start()
+        try:
+            assert await (await s.submit(double, 1)).result(timeout=10) == 2
+            assert await s.pause("default") is True
+            held = await s.submit(double, 2)
+            assert await held.state() == "queued"
+            assert [x.queue for x in await s.paused()] == ["default"]
+            assert await s.resume("default") is True
+            assert await held.result(timeout=10) == 4
+            assert await s.paused() == []
+        finally:
+            assert await p.stop(timeout=5)
+        assert (await s.audit()).ok
+        await s.client.aclose()
+
+    run(main())

@@ -665,3 +665,33 @@ def test_failed_in_a_pipe_shows_the_whole_error(real: luasched.Scheduler, redis_
     lines = piped.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert " ".join(line.strip() for line in lines if line.startswith("  ")) == f"RuntimeError: {message}"
+
+
+# --- pause and resume ----------------------------------------------------------------------------
+
+
+def test_pause_and_resume_a_queue_under_a_running_processor(real: luasched.Scheduler,
+                                                            redis_server: RedisServer) -> None:
+    """A live processor (the scheduler's duties included) and eager submits: a task of a paused
+    queue stays queued where it would start at once, status says so, and resume runs it."""
+    base = ["--redis", redis_server.url, "--namespace", real.namespace]
+    with running(real):
+        assert real.submit("add", 1, 1).result(timeout=10) == 2  # the processor is up and placing
+        assert ok(cli("pause", *base, "default")).stdout == "paused queue default\n"
+        assert ok(cli("pause", *base, "default")).stdout == "queue default was paused already\n"
+        held = real.submit("add", 2, 2)
+        assert held.state == "queued", "an eager submit placed a task of a paused queue"
+        report = json.loads(ok(cli("status", *base, "--json")).stdout)
+        assert [x["queue"] for x in report["paused"]] == ["default"]
+        assert "paused            queue default (" in ok(cli("status", *base)).stdout
+        assert ok(cli("resume", *base, "default")).stdout == "resumed queue default\n"
+        assert held.result(timeout=10) == 4
+    assert ok(cli("resume", *base)).stdout == "the whole namespace was not paused\n"
+    assert "paused            nothing" in ok(cli("status", *base)).stdout
+
+
+def test_pause_bad_input_is_one_line_exit_2(app: luasched.Scheduler) -> None:
+    refused(cli("pause", APP, "default", "--key", "t1"), "needs task keys")
+    refused(cli("pause", APP, "no spaces"), "queue")
+    refused(cli("resume", APP, "a", "b"), "one QUEUE at most")
+    assert app.paused() == []

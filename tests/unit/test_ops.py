@@ -9,12 +9,12 @@ import pytest
 
 import luasched
 from luasched import scripts
-from luasched.core import flows, ops
+from luasched.core import flows, ops, pauses
 from luasched.core.audit import MAX_PROBLEMS, check_audit
 from luasched.core.fields import PROCESSOR, STATS
 from luasched.core.keys import Keys
 from luasched.core.options import MAX_LIMIT, TaskOptions
-from luasched.core.replies import Ended, Lapsed, Overdue
+from luasched.core.replies import Ended, Lapsed, Overdue, Paused
 
 NS = ops.Namespace(Keys("unit"), keep_s=77)
 P = NS.prefix
@@ -46,6 +46,7 @@ CALLS = {
     "audit_slice": (ops.audit_slice(NS, "queue", "q1", 2000, 1000), (P, "queue", "q1", "2000", "1000")),
     "retry_failed": (ops.retry_failed(NS, 123, [], 5, "r1"), (P, "123", "5", "r1")),
     "processors": (ops.processors(NS, 123, 50), (P, "123", "50")),
+    "pause": (pauses.pause(NS, 123, "pause", "q1"), (P, "123", "pause", "q1")),
 }
 
 # what the header calls each position (its first word), for the same scripts
@@ -64,6 +65,7 @@ HEADER_WORDS = {
     "audit_slice": ["prefix", "place", "queue", "start", "count"],
     "retry_failed": ["prefix", "now_ms", "limit", "request"],
     "processors": ["prefix", "now_ms", "limit"],
+    "pause": ["prefix", "now_ms", "action", "scope"],
 }
 
 
@@ -458,6 +460,10 @@ def _stuck_without_its_call(f, s):
     f[6][0][2] = proc_record("3") + [PROCESSOR.stuck, "1"]  # a stuck slot, but no reaped call noted
 
 
+def _a_pause_of_nothing(f, s):
+    f.append(["q:bad name", "5", "*", "soon"])
+
+
 def _inbox_of_another(f, s):
     f[9][0] = ["t2", "assigned", "default", "p2", "0", "3"]
 
@@ -491,6 +497,8 @@ RULES = [
     ("attempts over max", _too_many_attempts, "used 4 attempts of 3"),
     ("attempts over max, failed", _too_many_attempts_failed, "t5 used 4 attempts of 3"),
     ("inbox of another processor", _inbox_of_another, "its record says assigned on p2"),
+    ("a pause of no queue", _a_pause_of_nothing, "pause 'q:bad name' names neither the namespace nor a queue"),
+    ("a pause without its time", _a_pause_of_nothing, "pause '*' has no time it began ('soon')"),
     ("stuck slot without its call", _stuck_without_its_call, "counts 1 stuck slot but holds 0 reaped calls"),
     ("lease in the record out of step", _lease_out_of_step, "lease ends at 4000, the registry 5000"),
 ]
@@ -549,6 +557,19 @@ def test_the_audit_flow_reads_every_place_in_slices():
     assert asked[0] == ops.audit(NS, 123)
     assert [(r.args[1], r.args[3]) for r in asked[1:]] == [
         ("queue", "0"), ("queue", "2"), ("queue", "4"), ("delayed", "0"), ("failed", "0")]
+
+
+def test_pauses_decode_namespace_first_and_refuse_bad_scopes():
+    assert pauses.decode_paused([b"q:b", b"7", b"*", b"5", b"q:a", b"6"]) == [
+        Paused(None, 5), Paused("a", 6), Paused("b", 7)]
+    assert pauses.pause(NS, 1, "resume", None).args[-1] == "*"
+    with pytest.raises(ValueError):
+        pauses.pause(NS, 1, "pause", "bad name")
+    with pytest.raises(ValueError):
+        pauses.pause(NS, 1, "stop", None)
+    frame, slices = clean()
+    frame.append(["*", "5", "q:a", "6"])
+    assert check_audit(frame, slices).ok
 
 
 def test_retry_failed_names_its_ids_after_the_limit():
