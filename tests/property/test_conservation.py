@@ -127,6 +127,7 @@ class Conservation(RuleBasedStateMachine):
         self.inflight: list[tuple[str, ops.Started]] = []
         self.tokens = itertools.count(1)
         self.submitted = 0
+        self.paused: set[str | None] = set()  # None: the whole namespace
 
         @self.sched.task(name="work", retry_backoff=BACKOFF_MS / 1000)
         def work(token: int, fail_times: int) -> int:
@@ -245,6 +246,20 @@ class Conservation(RuleBasedStateMachine):
             self.queues[t.queue].append(t.id)
         self.placed(pairs, limit, tuple(self.queues), "dispatch")
 
+    def held(self, queue: str) -> bool:
+        """Whether a pause (of the queue, or of the namespace) keeps placement off ``queue``."""
+        return None in self.paused or queue in self.paused
+
+    @rule(queue=st.sampled_from((None, *QUEUES)), pause=st.booleans())
+    def pause_or_resume(self, queue: str | None, pause: bool) -> None:
+        if pause:
+            assert self.sched.pause(queue) is (queue not in self.paused)
+            self.paused.add(queue)
+        else:
+            assert self.sched.resume(queue) is (queue in self.paused)
+            self.paused.discard(queue)
+        assert {x.queue for x in self.sched.paused()} == self.paused
+
     def placed(self, pairs: list[tuple[str, str]], limit: int, queues: tuple[str, ...], by: str) -> None:
         """Check and apply placements (of dispatch, or of an ack filling freed slots): each the
         head of its queue, to a least-loaded live idle processor of that queue; fewer than limit
@@ -252,6 +267,7 @@ class Conservation(RuleBasedStateMachine):
         for tid, pid in pairs:
             t, p = self.model[tid], self.mprocs[pid]
             assert t.queue in queues, f"{by} placed {tid} of queue {t.queue}, not one of {queues}"
+            assert not self.held(t.queue), f"{by} placed {tid} of queue {t.queue}, which is paused"
             assert self.queues[t.queue] and self.queues[t.queue][0] == tid, \
                 f"{by} took {tid}, not the head of queue {t.queue}: {self.queues[t.queue][:3]}"
             eligible = [m for m in self.mprocs.values()
@@ -265,7 +281,7 @@ class Conservation(RuleBasedStateMachine):
         assert len(pairs) <= limit
         if len(pairs) < limit:
             for q in queues:
-                if self.queues[q]:
+                if self.queues[q] and not self.held(q):
                     idle = [m.proc.id for m in self.mprocs.values()
                             if self.alive(m) and q in m.queues and m.load < m.capacity]
                     assert not idle, f"queue {q} still holds {len(self.queues[q])} tasks but {idle} are idle"
@@ -471,6 +487,9 @@ class Conservation(RuleBasedStateMachine):
 
     def drain_everything(self) -> None:
         self.inflight.clear()
+        for scope in list(self.paused):
+            assert self.sched.resume(scope)
+        self.paused.clear()
         final = self.add_processor_impl(8, QUEUES)
         for _ in range(60):
             if all(State(t.state) in FINISHED for t in self.model.values()):
