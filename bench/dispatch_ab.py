@@ -115,7 +115,7 @@ def main() -> None:
     server = start_redis()
     try:
         for p in (int(x) for x in args.processors.split(",")):
-            sched = luasched.Scheduler(server.url, namespace="bench-ab")
+            sched = luasched.Scheduler(server.url, namespace="bench-ab", dispatch_on_submit=False)
             r = sched.client
             r.flushdb()
             dispatch_cost._register(sched, p, min(math.ceil(200 * args.calls / p), 4096), "ab")

@@ -109,7 +109,7 @@ def _interleaved(url: str, setups: dict[int, Callable[[luasched.Scheduler], None
         r.flushdb()
         points = {}
         for k, setup in setups.items():
-            sched = luasched.Scheduler(url, namespace=f"bench-dispatch-{k}")
+            sched = luasched.Scheduler(url, namespace=f"bench-dispatch-{k}", dispatch_on_submit=False)
             setup(sched)
             points[k] = _Point(sched)
         order = list(points)

@@ -83,7 +83,7 @@ def run_once(url: str, counts: list[int], want: int) -> dict[tuple[str, int], fl
     for k, name in enumerate(ABLATIONS):
         sha = r.script_load(ablated(name))
         for p in counts:
-            sched = luasched.Scheduler(url, namespace=f"bench-profile-{k}-{p}")
+            sched = luasched.Scheduler(url, namespace=f"bench-profile-{k}-{p}", dispatch_on_submit=False)
             _register(sched, p, math.ceil(want / p), "p")
             _fill(sched, want * 2)
             points[(name, p)] = [sched, sha, 0, 0]  # scheduler, script, EVALSHA usec, tasks placed

@@ -108,7 +108,7 @@ def main() -> None:
                 return ops.submit(sched.ns, None, [sched.submission("noop", (), {}) for _ in range(n)])[0]
             workloads.append((f"submit {n}", "submit", submit, lambda reply: None))
         for mode, label in ((ops.NEXT_PLACE, "place"), (ops.NEXT_TAKE, "take")):
-            ns = luasched.Scheduler(server.url, namespace=f"bench-script-ab-{label}")
+            ns = luasched.Scheduler(server.url, namespace=f"bench-script-ab-{label}", dispatch_on_submit=False)
             ns.submit_many("noop", [()] * (calls + 10))
             acker = Acker(ns, mode)
             workloads.append((f"ack {label}", "ack", acker.call, acker.took))
