@@ -138,7 +138,13 @@ def start_redis(*extra: str, port: int | None = None, directory: Path | None = N
     exe = redis_server_path()
     if exe is None:
         raise FileNotFoundError("redis-server is not on PATH")
-    port = port or free_port()
+    if port is None:  # a free port can be taken by another test process before the server binds it
+        for _ in range(2):
+            try:
+                return start_redis(*extra, port=free_port(), directory=directory, tls=tls, sentinel=sentinel)
+            except RuntimeError:
+                continue
+        port = free_port()
     d = directory or Path(tempfile.mkdtemp(prefix=f"luasched-redis-{port}-"))
     ports = ["--port", "0", "--tls-port", str(port), *tls.server_args()] if tls else ["--port", str(port)]
     if sentinel:
