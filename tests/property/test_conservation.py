@@ -538,6 +538,9 @@ class Conservation(RuleBasedStateMachine):
         assert audit.counts["done"] + audit.counts["failed"] + audit.counts["cancelled"] == self.submitted
 
 
+# 200 examples of 40 steps take ~100 s on the embedded server alone, more beside another worker:
+# the suite's 120 s per test would cut one off mid-example.
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("front", ["sync", "asyncio"])
 @pytest.mark.parametrize("backend", ["embedded", "real"])
 def test_conservation(backend: str, front: str, request: pytest.FixtureRequest) -> None:
