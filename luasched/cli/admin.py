@@ -246,7 +246,8 @@ def purge_command(app: str | None, redis_url: str | None, namespace: str | None,
 def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool = True,
                  heartbeat: bool = True, eviction: bool = False) -> tuple[list[str], list[str]]:
     """(what is stale, what is fine), judged on the server's clock. A maxmemory-policy that
-    evicts is a failure unless ``eviction`` allows it."""
+    evicts is a failure unless ``eviction`` allows it; a pause is said among what is fine (it is
+    deliberate: a container restarted for it would change nothing)."""
     processors = sched.processors(HEALTH_PROCESSORS) if heartbeat else []
     counts = sched.counts()
     now_ms = counts["now_ms"]
@@ -275,6 +276,10 @@ def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool =
             else:
                 fine.append(f"{live} of {counted(len(processors), 'processor')} heartbeated within {window_s:g} s "
                             f"(latest {latest:.1f} s ago)")
+    paused = sched.paused()
+    if paused:  # deliberate, so not stale; but said, since nothing of it runs meanwhile
+        fine.append("paused: " + pause_words([{"queue": x.queue, "age_s": age_s(now_ms, x.since_ms)}
+                                                for x in paused]))
     return stale, fine
 
 

@@ -542,6 +542,9 @@ def test_health_without_processors_and_the_checks_switched_off(app: luasched.Sch
     assert ok(cli("health", APP), code=1).stdout == "stale: no processor registered\n"
     assert ok(cli("health", APP, "--no-heartbeat-check")).stdout.startswith("ok: last dispatch")
     assert ok(cli("health", APP, "--no-heartbeat-check", "--no-dispatch-check")).stdout == "ok: Redis answers\n"
+    app.pause("default")
+    assert re.fullmatch(r"ok: paused: queue default \(\d+(\.\d+)? (ms|s)\)\n",
+                        ok(cli("health", APP, "--no-heartbeat-check", "--no-dispatch-check")).stdout)
 
 
 def test_health_goes_stale_when_time_passes(namespace: str, monkeypatch: pytest.MonkeyPatch,
