@@ -53,13 +53,13 @@ class AuditCheck:
         self._more = 0
         self.counts: dict[str, int] = {}
         (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
-         cards_flat, *rest) = text(frame)
+         cards_flat, pauses_flat) = text(frame)
         #: (place, queue, size) of each big place, in the order the slices read them
         self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
         self.places += [("delayed", "", int(delayed_n)), ("failed", "", int(failed_n))]
         self._check_frame(int(now_s), {k: int(v) for k, v in fields_of(stats_flat).items()}, procs,
                           fields_of(running_flat), idles, idle, held, fields_of(cards_flat))
-        self._check_pauses(fields_of(rest[0]) if rest else {})
+        self._check_pauses(fields_of(pauses_flat))
 
     def problem(self, what: str) -> None:
         if len(self._problems) < MAX_PROBLEMS:

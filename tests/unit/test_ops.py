@@ -345,6 +345,7 @@ def clean():
         [["t2", "assigned", "default", "p1", "0", "3"],
          ["t3", "running", "default", "p1", "1", "3"]],
         [],  # cards: none (p1's record predates them, as it predates dl)
+        [],  # pauses: none
     ]
     slices = [
         ["queue", "default", [["t1", "queued", "default", "", "0", "3"]]],
@@ -461,7 +462,7 @@ def _stuck_without_its_call(f, s):
 
 
 def _a_pause_of_nothing(f, s):
-    f.append(["q:bad name", "5", "*", "soon"])
+    f[11] = ["q:bad name", "5", "*", "soon"]
 
 
 def _inbox_of_another(f, s):
@@ -568,7 +569,7 @@ def test_pauses_decode_namespace_first_and_refuse_bad_scopes():
     with pytest.raises(ValueError):
         pauses.pause(NS, 1, "stop", None)
     frame, slices = clean()
-    frame.append(["*", "5", "q:a", "6"])
+    frame[11] = ["*", "5", "q:a", "6"]
     assert check_audit(frame, slices).ok
 
 
