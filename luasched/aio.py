@@ -20,7 +20,7 @@ ASYNC_METHODS: dict[str, tuple[str, ...]] = {
                   "dispatch", "dispatch_detail", "reap", "wake", "run", "outcome", "outcomes",
                   "task_record", "counts", "queue_lengths", "counts_and_queues", "audit", "processors", "failed",
                   "retry_failed", "purge", "wait_for_redis", "eviction_policy", "check_eviction", "patiently",
-                  "pause", "resume", "paused"),
+                  "pause", "resume", "paused", "limit", "remove_limit", "set_weight", "set_queue", "limits"),
     "TaskHandle": ("state", "outcome", "result", "cancel"),
     "Group": ("as_completed", "results", "progress"),
     "Processor": ("register", "heartbeat", "deregister", "process_available", "start", "stop"),

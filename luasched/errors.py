@@ -12,6 +12,7 @@
      │    └── NotReplicated    written on the primary, but fewer replicas than ``durability`` had it
      ├── ServerRefused         Redis is up but refuses for now (OOM, BUSY, MISCONF, LOADING, READONLY)
      └── ScriptError           a script refused its input: a bug in the caller or in luasched
+          └── UnknownLimiter   a task names a limiter that does not exist (also a ValueError)
 
 Callers never need to catch ``redis.*`` exceptions: ``luasched.routing.translated`` converts
 them at the one boundary where luasched talks to Redis. This module imports nothing.
@@ -117,6 +118,16 @@ TRANSIENT: tuple[type[LuaschedError], ...] = (ConnectionLost, ServerRefused)
 
 class ScriptError(LuaschedError):
     """A script rejected its input or failed: a caller bug, or a bug in luasched."""
+
+
+class UnknownLimiter(ScriptError, ValueError):
+    """A submit named a limiter that does not exist (no limiter of that name, and no pattern
+    ``prefix*`` matching it): the script refused the call whole, so none of its tasks was
+    created. Make the limiter first (``Scheduler.limit``)."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 #: Statuses a script may answer about a task that mean an exception for the caller.

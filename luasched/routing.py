@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import redis.asyncio
 import redis.exceptions
 
 from .core.options import READ_ONLY
-from .errors import ConnectionLost, ScriptError, ServerRefused
+from .errors import ConnectionLost, ScriptError, ServerRefused, UnknownLimiter
 
 #: The longest a single blocking call (BLPOP, XREAD BLOCK) waits: below redis-py 8's default
 #: socket timeout of 5 s, which a client made from a URL does not show in its connection kwargs.
@@ -136,6 +137,8 @@ ACTIONS = {
     "failed": "list the failed tasks", "purge": "purge the namespace", "group": "read the group",
     "group progress": "read the group's progress", "wake": "wake the scheduler loops",
     "run": "wait for work (scheduler loop)", "info": "read Redis's settings", "task_record": "read the task's record",
+    "policy": "change a placement policy", "limits": "read the limiters", "pause": "pause or resume placing",
+    "paused": "read the pauses",
 }
 
 
@@ -186,8 +189,17 @@ def translate(operation: str, exc: redis.exceptions.RedisError) -> Exception:
     if isinstance(exc, redis.exceptions.NoPermissionError):
         return ScriptError(f"could not {_action(operation)}: refused by the server's ACL: {exc}")
     if isinstance(exc, redis.exceptions.ResponseError):
+        unknown = _NO_LIMITER.search(str(exc))
+        if unknown is not None:
+            return UnknownLimiter(f"could not {_action(operation)}: no limiter named {unknown[1]!r} (and no "
+                                  f"pattern 'prefix*' matching it): make it first with limit()", unknown[1])
         return ScriptError(f"could not {_action(operation)}: {exc}")
     return exc
+
+
+#: What a script answers when a task names a limiter that does not exist (lua/submit.lua).
+#: A name may hold a quote: the name ends at the quote followed by a space, punctuation or the end.
+_NO_LIMITER = re.compile(r"no limiter named '(.+?)'(?=[\s.,;:)]|$)")
 
 
 @contextlib.contextmanager

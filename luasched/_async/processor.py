@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._backends import aio as backend
 from ..core import ops
-from ..core.faults import Episode
-from ..core.options import Backoff, ProcessorOptions
+from ..core.faults import Backoff, Episode
+from ..core.options import ProcessorOptions
 from ..core.slots import SLOT_WAIT_S, ProcessorCore, Run, Send, Wait
 from ..core.tasks import new_request_id
 from ..errors import TRANSIENT, LuaschedError

@@ -23,13 +23,17 @@ from ..connection import (
     owns,
     read_targets,
 )
+from ..core import logs
 from ..core.faults import Patience
 from ..core.flows import Flow
 from ..core.ops import Call, Request
 from ..core.options import READ_ONLY, Durability
-from ..errors import TRANSIENT
+from ..errors import TRANSIENT, LuaschedError
 from ..routing import MOVED, Reads, block_slice_s, is_cluster, translated
 from ..scripts import Scripts
+
+#: The eviction warning is the Scheduler's to say (its first submit, loop or processor start).
+log = logging.getLogger("luasched.scheduler")
 
 
 class Transport:
@@ -71,6 +75,7 @@ class Transport:
         self.block_s = block_slice_s(self.client)
         self._wire = backend.Wire(self.client)
         self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
+        self._eviction_checked = False
 
     async def close(self) -> None:
         """Close the clients this Scheduler made (a client you passed in stays open) and the
@@ -228,6 +233,35 @@ class Transport:
                     getattr(pipe, name)(*args)
                 return await pipe.execute()
             return await getattr(client, request.name)(*request.args)
+
+    async def eviction_policy(self) -> str | None:
+        """Redis's ``maxmemory-policy``, read from INFO memory (which managed services allow
+        where they refuse CONFIG): "noeviction" is the only safe one (any other lets Redis delete
+        tasks, results and counters under memory pressure, without a word). None where it cannot
+        be read: INFO refused, or the embedded server."""
+        try:
+            with translated("info"):
+                got = await self.client.info("memory")
+        except TRANSIENT:
+            raise
+        except LuaschedError:
+            return None
+        value = got.get("maxmemory_policy") if isinstance(got, dict) else None
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def check_eviction(self, who: str) -> None:
+        """Say once per Scheduler, at its first submit, loop or processor start, when Redis may
+        evict luasched's keys (a WARNING naming the policy), or that it could not be checked
+        (INFO refused). Asked again next time when Redis does not answer now."""
+        if self._eviction_checked or self.embedded:
+            return
+        self._eviction_checked = True
+        try:
+            policy = await self.eviction_policy()
+        except TRANSIENT:
+            self._eviction_checked = False
+            return
+        logs.eviction(policy, who, log)
 
     async def patiently(self, logger: logging.Logger, who: str, timeout_s: float | None,
                         attempt: Callable[[], Any]) -> Any:

@@ -13,12 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 from .._backends import threads as backend
-from ..core import flows, logs, ops, pauses, records
+from ..core import flows, logs, ops, records
 from ..core.audit import Audit
-from ..core.base import SchedulerBase
-from ..core.faults import Episode
+from ..core.faults import Backoff, Episode
 from ..core.options import (
-    Backoff,
     Clock,
     Durability,
     LoopOptions,
@@ -30,18 +28,18 @@ from ..core.options import (
     seconds,
 )
 from ..core.records import TaskRecord
-from ..core.replies import DispatchReply, FailedTask, Outcome, Paused, ProcessorInfo, Reaped, SubmitReply
+from ..core.replies import DispatchReply, FailedTask, Outcome, ProcessorInfo, Reaped, SubmitReply
 from ..core.tasks import TaskFunction, new_request_id, new_task_id
-from ..errors import TRANSIENT, GroupNotFound, LuaschedError, TaskNotFound
+from ..errors import TRANSIENT, GroupNotFound, LuaschedError, TaskNotFound, UnknownLimiter
 from ..routing import translated
 from .handles import Group, TaskHandle
+from .policies import Policies
 from .processor import Processor
-from .transport import Transport
 
 log = logging.getLogger("luasched.scheduler")
 
 
-class Scheduler(Transport, SchedulerBase):
+class Scheduler(Policies):
     """Submits tasks, hands them to processors, and reads results, on one Redis namespace.
 
     ``redis``: None or "memory://" for the embedded in-process server (shared by every Scheduler
@@ -69,8 +67,8 @@ class Scheduler(Transport, SchedulerBase):
         wait = Durability.of(durability, durability_timeout)
         super().__init__(SchedulerOptions(namespace, clock, keep, dispatch_on_submit, wait))  # type: ignore[arg-type]
         self._connect(redis, read_redis, service_name, wait)
-        self._coalescer = backend.Coalescer(lambda news: self._submit(news, ""))
-        self._eviction_checked = False
+        self._coalescer = backend.Coalescer(self._submit_shared)
+        self._refused: dict[str, LuaschedError] = {}  # task id -> why its shared submit call refused it
 
     def __repr__(self) -> str:
         return f"<{backend.FRONT}.Scheduler namespace={self.namespace!r}>"
@@ -103,28 +101,52 @@ class Scheduler(Transport, SchedulerBase):
 
         Keyword arguments go to the task, except these options: ``_queue``, ``_delay`` (seconds
         or timedelta), ``_id`` (an id of your own: submitting it again creates nothing),
-        ``_max_attempts``, ``_timeout``, ``_retry_backoff``."""
+        ``_max_attempts``, ``_timeout``, ``_retry_backoff``, and how it is placed: ``_priority``
+        (0 to 9, lower first), ``_key`` (its tenant or entity) and ``_limits`` (a tuple of the
+        limiter names it counts against; an unknown one raises UnknownLimiter, nothing written)."""
         new = self.submission(task, args, kwargs)
         self._coalescer.submit(new)
+        refused = self._refused.pop(new.id, None)
+        if refused is not None:
+            raise refused
         return TaskHandle(self, new.id)
+
+    def _submit_shared(self, news: list[ops.NewTask]) -> None:
+        """The coalescer's call for submits made at once. A call refused for a limiter that does
+        not exist wrote nothing: its tasks then go one by one, so that only the submits naming
+        that limiter raise (the others are created)."""
+        try:
+            self._submit(news, "")
+            return
+        except UnknownLimiter:
+            if len(news) == 1:
+                raise
+        for new in news:
+            try:
+                self._submit([new], "")
+            except UnknownLimiter as exc:
+                self._refused[new.id] = exc
 
     def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
                           ids: Sequence[str] | None = None, queue: str | None = None,
                           delay: float | timedelta | None = None, max_attempts: int | None = None,
                           timeout: float | timedelta | None = None,
-                          retry_backoff: float | timedelta | None = None) -> list[TaskHandle]:
-        """Submit one task per item (a tuple of arguments, or an Args) in one round trip."""
+                          retry_backoff: float | timedelta | None = None, priority: int | None = None,
+                          key: str | None = None, limits: Sequence[str] | None = None) -> list[TaskHandle]:
+        """Submit one task per item (a tuple of arguments, or an Args) in one round trip; the
+        options, as ``submit``'s without the underscore, apply to every item."""
         news = self.batch(task, items, ids, queue=queue, delay=delay, max_attempts=max_attempts,
-                          timeout=timeout, retry_backoff=retry_backoff)
+                          timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits)
         self._submit(news, "")
         return [TaskHandle(self, n.id) for n in news]
 
     def map(self, task: str | TaskFunction, items: Iterable[Any], *, queue: str | None = None,
                   max_attempts: int | None = None, timeout: float | timedelta | None = None,
-                  retry_backoff: float | timedelta | None = None) -> Group:
+                  retry_backoff: float | timedelta | None = None, priority: int | None = None,
+                  key: str | None = None, limits: Sequence[str] | None = None) -> Group:
         """Submit one task per item as a group whose results can be gathered (``Group.results``)."""
         news = self.batch(task, items, None, queue=queue, max_attempts=max_attempts,
-                          timeout=timeout, retry_backoff=retry_backoff)
+                          timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits)
         group_id = new_task_id()
         self._submit(news, group_id)
         return Group(self, group_id, [n.id for n in news])
@@ -288,35 +310,6 @@ class Scheduler(Transport, SchedulerBase):
             raise TaskNotFound(task_id)
         return found
 
-    def eviction_policy(self) -> str | None:
-        """Redis's ``maxmemory-policy``, read from INFO memory (which managed services allow
-        where they refuse CONFIG): "noeviction" is the only safe one (any other lets Redis delete
-        tasks, results and counters under memory pressure, without a word). None where it cannot
-        be read: INFO refused, or the embedded server."""
-        try:
-            with translated("info"):
-                got = self.client.info("memory")
-        except TRANSIENT:
-            raise
-        except LuaschedError:
-            return None
-        value = got.get("maxmemory_policy") if isinstance(got, dict) else None
-        return value.decode() if isinstance(value, bytes) else value
-
-    def check_eviction(self, who: str) -> None:
-        """Say once per Scheduler, at its first submit, loop or processor start, when Redis may
-        evict luasched's keys (a WARNING naming the policy), or that it could not be checked
-        (INFO refused). Asked again next time when Redis does not answer now."""
-        if self._eviction_checked or self.embedded:
-            return
-        self._eviction_checked = True
-        try:
-            policy = self.eviction_policy()
-        except TRANSIENT:
-            self._eviction_checked = False
-            return
-        logs.eviction(policy, who, log)
-
     def counts(self) -> dict[str, int]:
         """How many tasks are in each state, and processors (all, idle, lapsed): one script call."""
         return (self.counts_and_queues())[0]
@@ -362,24 +355,6 @@ class Scheduler(Transport, SchedulerBase):
         ids = [check_task_id(t) for t in task_ids]
         call = ops.retry_failed(self.ns, self.now_ms(), ids, limit, new_request_id())
         return ops.decode_retry_failed(self.call(call))
-
-    def pause(self, queue: str | None = None, *, key: str | None = None) -> bool:
-        """Stop placing the tasks of ``queue``, or of the whole namespace (no queue): once this
-        returns, no dispatch, submit, ack or take-next places one. Tasks keep arriving and wait
-        queued (delayed ones still come due into their queue); running tasks finish. True when it
-        paused something not paused already. One script: every placing call sees it or not."""
-        return bool(self.call(pauses.pause(self.ns, self.now_ms(), "pause", self._pause_scope(queue, key))))
-
-    def resume(self, queue: str | None = None, *, key: str | None = None) -> bool:
-        """Lift a pause of ``queue``, or of the whole namespace (no queue), and wake the scheduler
-        loops to place what waited. A queue paused by itself stays paused when the namespace is
-        resumed, and the other way round. True when that scope was paused."""
-        return bool(self.call(pauses.pause(self.ns, self.now_ms(), "resume", self._pause_scope(queue, key))))
-
-    def paused(self) -> list[Paused]:
-        """The pauses in force: the whole namespace first (``queue`` None), then each queue."""
-        with translated("paused"):
-            return pauses.decode_paused(self.client.hgetall(self.keys.paused))
 
     def purge(self) -> int:
         """Delete every key of this namespace: tasks, queues, processors, results. Returns how

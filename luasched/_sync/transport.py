@@ -24,13 +24,17 @@ from ..connection import (
     owns,
     read_targets,
 )
+from ..core import logs
 from ..core.faults import Patience
 from ..core.flows import Flow
 from ..core.ops import Call, Request
 from ..core.options import READ_ONLY, Durability
-from ..errors import TRANSIENT
+from ..errors import TRANSIENT, LuaschedError
 from ..routing import MOVED, Reads, block_slice_s, is_cluster, translated
 from ..scripts import Scripts
+
+#: The eviction warning is the Scheduler's to say (its first submit, loop or processor start).
+log = logging.getLogger("luasched.scheduler")
 
 
 class Transport:
@@ -72,6 +76,7 @@ class Transport:
         self.block_s = block_slice_s(self.client)
         self._wire = backend.Wire(self.client)
         self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
+        self._eviction_checked = False
 
     def close(self) -> None:
         """Close the clients this Scheduler made (a client you passed in stays open) and the
@@ -229,6 +234,35 @@ class Transport:
                     getattr(pipe, name)(*args)
                 return pipe.execute()
             return getattr(client, request.name)(*request.args)
+
+    def eviction_policy(self) -> str | None:
+        """Redis's ``maxmemory-policy``, read from INFO memory (which managed services allow
+        where they refuse CONFIG): "noeviction" is the only safe one (any other lets Redis delete
+        tasks, results and counters under memory pressure, without a word). None where it cannot
+        be read: INFO refused, or the embedded server."""
+        try:
+            with translated("info"):
+                got = self.client.info("memory")
+        except TRANSIENT:
+            raise
+        except LuaschedError:
+            return None
+        value = got.get("maxmemory_policy") if isinstance(got, dict) else None
+        return value.decode() if isinstance(value, bytes) else value
+
+    def check_eviction(self, who: str) -> None:
+        """Say once per Scheduler, at its first submit, loop or processor start, when Redis may
+        evict luasched's keys (a WARNING naming the policy), or that it could not be checked
+        (INFO refused). Asked again next time when Redis does not answer now."""
+        if self._eviction_checked or self.embedded:
+            return
+        self._eviction_checked = True
+        try:
+            policy = self.eviction_policy()
+        except TRANSIENT:
+            self._eviction_checked = False
+            return
+        logs.eviction(policy, who, log)
 
     def patiently(self, logger: logging.Logger, who: str, timeout_s: float | None,
                         attempt: Callable[[], Any]) -> Any:

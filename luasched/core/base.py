@@ -9,11 +9,12 @@ from typing import Any, overload
 
 from .keys import Keys
 from .ops import Namespace, NewTask
-from .options import SchedulerOptions, TaskOptions, check_queue, check_task_id, seconds
+from .options import DEFAULT_PRIORITY, SchedulerOptions, TaskOptions, check_task_id, seconds
 from .tasks import Arity, Registry, TaskFunction, encode_args, new_task_id
 
 #: The options ``submit`` takes among its keyword arguments (the others go to the task).
-SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff"})
+SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff",
+                            "_priority", "_key", "_limits"})
 
 
 class Args:
@@ -42,14 +43,6 @@ class SchedulerBase:
         self.clock: Callable[[], float] | None = options.clock
         self.dispatch_on_submit = options.dispatch_on_submit
 
-    @staticmethod
-    def _pause_scope(queue: str | None, key: str | None) -> str | None:
-        """What ``pause``/``resume`` act on: a checked queue name, or None (the namespace)."""
-        if key is not None:
-            raise ValueError("pausing by key needs task keys, which luasched does not have yet: "
-                             "pause a queue, or the whole namespace")
-        return None if queue is None else check_queue(queue)
-
     def now_ms(self) -> int | None:
         """The injected clock's time in ms, or None: the scripts then read the server's TIME."""
         return None if self.clock is None else int(self.clock() * 1000)
@@ -60,14 +53,19 @@ class SchedulerBase:
     @overload
     def task(self, fn: None = None, /, *, name: str | None = None, max_attempts: int = 3,
              timeout: float | timedelta | None = None, queue: str = "default",
-             retry_backoff: float | timedelta = 1.0) -> Callable[[TaskFunction], TaskFunction]: ...
+             retry_backoff: float | timedelta = 1.0, priority: int = DEFAULT_PRIORITY,
+             key: str | None = None, limits: Sequence[str] = ()) -> Callable[[TaskFunction], TaskFunction]: ...
 
     def task(self, fn: TaskFunction | None = None, /, *, name: str | None = None,
              max_attempts: int = 3, timeout: float | timedelta | None = None,
-             queue: str = "default", retry_backoff: float | timedelta = 1.0) -> Any:
-        """Register a function as a task: ``@sched.task`` or ``@sched.task(name=..., ...)``."""
+             queue: str = "default", retry_backoff: float | timedelta = 1.0,
+             priority: int = DEFAULT_PRIORITY, key: str | None = None, limits: Sequence[str] = ()) -> Any:
+        """Register a function as a task: ``@sched.task`` or ``@sched.task(name=..., ...)``.
+        ``priority``, ``key`` and ``limits`` are its defaults for placement (see
+        ``core.options.TaskOptions``); each submit may override them."""
         options = TaskOptions(queue, max_attempts, seconds(timeout, "timeout", allow_none=True),
-                              seconds(retry_backoff, "retry_backoff") or 0.0)
+                              seconds(retry_backoff, "retry_backoff") or 0.0, priority, key,
+                              limits)  # type: ignore[arg-type]  # checked: a tuple is kept
 
         def register(f: TaskFunction) -> TaskFunction:
             self.registry.add(f, name if name is not None else getattr(f, "__name__", ""), options)
@@ -78,18 +76,19 @@ class SchedulerBase:
     def resolve(self, task: str | TaskFunction, *, queue: str | None = None,
                 delay: float | timedelta | None = None, max_attempts: int | None = None,
                 timeout: float | timedelta | None = None,
-                retry_backoff: float | timedelta | None = None) -> tuple[str, TaskOptions, float, Arity | None]:
-        """A registered task's name, its options with the given ones applied, the delay in
-        seconds, all checked (once for a whole batch), and what arguments it takes (None: a name
-        this process has no function for)."""
+                retry_backoff: float | timedelta | None = None, priority: int | None = None,
+                key: str | None = None,
+                limits: Sequence[str] | None = None) -> tuple[str, TaskOptions, float, Arity | None]:
+        """A registered task's name, its options with the given ones applied (None: the task's
+        own), the delay in seconds, all checked (once for a whole batch), and what arguments it
+        takes (None: a name this process has no function for)."""
         name, options, arity = self.registry.resolve(task)
-        if queue is not None or max_attempts is not None or timeout is not None or retry_backoff is not None:
+        changes = {"queue": queue, "max_attempts": max_attempts, "priority": priority, "key": key,
+                   "limits": limits}
+        if timeout is not None or retry_backoff is not None or any(v is not None for v in changes.values()):
             options = options.replace(
-                queue=check_queue(queue) if queue is not None else None,
-                max_attempts=max_attempts,
                 timeout_s=seconds(timeout, "timeout", allow_none=True),
-                backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True),
-            )
+                backoff_s=seconds(retry_backoff, "retry_backoff", allow_none=True), **changes)
         return name, options, seconds(delay, "delay", allow_none=True) or 0.0, arity
 
     def new_task(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
@@ -108,7 +107,9 @@ class SchedulerBase:
                              delay=options.get("_delay"), task_id=options.get("_id"),
                              max_attempts=options.get("_max_attempts"),
                              timeout=options.get("_timeout"),
-                             retry_backoff=options.get("_retry_backoff"))
+                             retry_backoff=options.get("_retry_backoff"),
+                             priority=options.get("_priority"), key=options.get("_key"),
+                             limits=options.get("_limits"))
 
     def batch(self, task: str | TaskFunction, items: Iterable[Any], ids: Sequence[str] | None,
               **options: Any) -> list[NewTask]:

@@ -10,7 +10,6 @@ import logging
 import time
 
 from ..errors import LuaschedError
-from .options import Backoff
 from .words import counted
 
 
@@ -78,3 +77,24 @@ class Patience:
 
     def done(self) -> None:
         self._episode.recovered(self.who)
+
+
+#: How a loop that lost Redis tries again: after RETRY_FIRST_S, then twice as long each time, at
+#: most RETRY_MAX_S (the scheduler loop, and a processor's slots and heartbeats, on both front ends).
+RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0
+
+
+class Backoff:
+    """The pauses between tries of a call that lost Redis: RETRY_FIRST_S, doubling, capped."""
+
+    def __init__(self, first_s: float = RETRY_FIRST_S, max_s: float = RETRY_MAX_S) -> None:
+        self._first, self._max = first_s, max_s
+        self._next = first_s
+
+    def next(self) -> float:
+        pause = self._next
+        self._next = min(self._next * 2, self._max)
+        return pause
+
+    def reset(self) -> None:
+        self._next = self._first

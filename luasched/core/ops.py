@@ -98,9 +98,15 @@ class NewTask:
 SUBMIT_CHUNK = 1000
 
 
+#: What submit sends per task, after its five fixed ARGV (lua/submit.lua's header).
+PER_TASK = 11
+
+
 def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,
            group: str = "") -> list[Call]:
-    """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline)."""
+    """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline); PER_TASK
+    values each: id, name, queue, args, max_attempts, timeout_ms, backoff_ms, delay_ms, priority,
+    key ('' none), limits (comma-joined, '' none)."""
     calls = []
     for start in range(0, len(tasks), SUBMIT_CHUNK):
         chunk = tasks[start:start + SUBMIT_CHUNK]
@@ -108,7 +114,7 @@ def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispa
         for t in chunk:
             o = t.options
             args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
-                     to_ms(o.backoff_s), to_ms(t.delay_s)]
+                     to_ms(o.backoff_s), to_ms(t.delay_s), o.priority, o.key or "", ",".join(o.limits)]
         calls.append(ns.call("submit", *args))
     return calls
 

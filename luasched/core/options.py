@@ -23,6 +23,10 @@ MAX_CAPACITY = 4096
 MAX_LIMIT = 10000
 MAX_DURABILITY = 16
 POOLS = ("thread", "process")
+#: A task's priority when none is given (0 is placed first, 9 last).
+DEFAULT_PRIORITY = 5
+#: The longest task key and limiter name, in characters; the most limiters one task names.
+MAX_KEY, MAX_LIMITER, MAX_TASK_LIMITS = 256, 200, 16
 #: The scripts that write nothing: they may run on a replica, and no WAIT follows them.
 READ_ONLY = frozenset({"counts", "audit", "audit_slice", "processors"})
 
@@ -106,12 +110,51 @@ def check_task_id(task_id: object, what: str = "task id") -> str:
 def check_task_name(name: object) -> str:
     if not isinstance(name, str) or not name or len(name) > 200:
         raise ValueError(f"task name must be a non-empty str of at most 200 characters, not {name!r}")
+    return _utf8(name, "task name")
+
+
+def _utf8(value: str, what: str) -> str:
     try:
-        name.encode("utf-8")
+        value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(f"task name {name!r} cannot be written as UTF-8 (a lone surrogate at "
+        raise ValueError(f"{what} {value!r} cannot be written as UTF-8 (a lone surrogate at "
                          f"position {exc.start}): use only characters UTF-8 can carry") from None
-    return name
+    return value
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """A task key (a tenant, an entity): a non-empty str of at most MAX_KEY characters."""
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a str, not {type(key).__name__}")
+    if not 0 < len(key) <= MAX_KEY:
+        raise ValueError(f"{what} must be a non-empty str of at most {MAX_KEY} characters, not {key!r}")
+    return _utf8(key, what)
+
+
+def check_limiter_name(name: object, *, pattern: bool = False) -> str:
+    """A limiter's name: 1 to MAX_LIMITER characters, no comma, no whitespace; with ``pattern``
+    (``Scheduler.limit``) a final ``*`` makes it the default of every name with that prefix. A
+    task names a concrete limiter: no ``*`` at all."""
+    if not isinstance(name, str):
+        raise TypeError(f"limiter name must be a str, not {type(name).__name__}")
+    if not 0 < len(name) <= MAX_LIMITER or "," in name or any(c.isspace() for c in name):
+        raise ValueError(f"limiter name {name!r} must be 1-{MAX_LIMITER} characters, no ',' and no whitespace")
+    if "*" in (name[:-1] if pattern else name):
+        where = ("only as its last character (a pattern 'prefix*')" if pattern
+                 else "nowhere in a task's limits (a task names a concrete limiter, not a pattern)")
+        raise ValueError(f"limiter name {name!r}: '*' may appear {where}")
+    return _utf8(name, "limiter name")
+
+
+def check_limits(limits: object) -> tuple[str, ...]:
+    """A task's limiters: a tuple (or list) of limiter names, repeats dropped, first kept."""
+    if isinstance(limits, (str, bytes)) or not isinstance(limits, Sequence):
+        raise TypeError(f"limits must be a tuple of limiter names, not a {type(limits).__name__} "
+                        f"(one limiter: limits=('name',))")
+    names = tuple(dict.fromkeys(check_limiter_name(n) for n in limits))
+    if len(names) > MAX_TASK_LIMITS:
+        raise ValueError(f"a task names at most {MAX_TASK_LIMITS} limiters, not {len(names)}")
+    return names
 
 
 # --- a task's options ------------------------------------------------------------------------
@@ -119,18 +162,27 @@ def check_task_name(name: object) -> str:
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """How a task is run: its queue, attempts, timeout and retry backoff (all checked here)."""
+    """How a task is run: its queue, attempts, timeout and retry backoff, and how it is placed:
+    its ``priority`` (0 to 9, lower first), its ``key`` (the tenant or entity it belongs to: None
+    is the queue's one implicit key) and the ``limits`` it counts against (limiter names)."""
 
     queue: str = DEFAULT_QUEUE
     max_attempts: int = 3
     timeout_s: float | None = None
     backoff_s: float = 1.0
+    priority: int = DEFAULT_PRIORITY
+    key: str | None = None
+    limits: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
         check_int(self.max_attempts, "max_attempts", 1, 1000)
         seconds(self.timeout_s, "timeout", allow_none=True, minimum=0.001)
         seconds(self.backoff_s, "retry_backoff")
+        check_int(self.priority, "priority", 0, 9)
+        if self.key is not None:
+            check_key(self.key)
+        object.__setattr__(self, "limits", check_limits(self.limits))
 
     def replace(self, **changes: Any) -> TaskOptions:
         """A copy with the changes that are not None."""
@@ -332,26 +384,3 @@ class LoopOptions:
         object.__setattr__(self, "max_wait_s", seconds(self.max_wait_s, "max_wait", minimum=0.001))
         object.__setattr__(self, "reap_every_s", seconds(self.reap_every_s, "reap_every"))
         object.__setattr__(self, "summary_every_s", check_summary_every(self.summary_every_s))
-
-
-# --- retrying while Redis is away ------------------------------------------------------------
-
-#: How a loop that lost Redis tries again: after RETRY_FIRST_S, then twice as long each time, at
-#: most RETRY_MAX_S (the scheduler loop, and a processor's slots and heartbeats, on both front ends).
-RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0
-
-
-class Backoff:
-    """The pauses between tries of a call that lost Redis: RETRY_FIRST_S, doubling, capped."""
-
-    def __init__(self, first_s: float = RETRY_FIRST_S, max_s: float = RETRY_MAX_S) -> None:
-        self._first, self._max = first_s, max_s
-        self._next = first_s
-
-    def next(self) -> float:
-        pause = self._next
-        self._next = min(self._next * 2, self._max)
-        return pause
-
-    def reset(self) -> None:
-        self._next = self._first

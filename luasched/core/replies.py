@@ -194,9 +194,28 @@ class FailedTask:
 
 @dataclass(frozen=True)
 class Paused:
-    """One pause in force: of ``queue``, or of the whole namespace when ``queue`` is None; since
-    ``since_ms`` (server ms). ``key`` is None (pauses by task key come with task keys)."""
+    """One pause in force, since ``since_ms`` (server ms): of ``queue``, or of every queue when
+    ``queue`` is None; of the tasks of ``key`` alone when it is set (None: of every task)."""
 
     queue: str | None
     since_ms: int
     key: str | None = None
+
+
+@dataclass(frozen=True)
+class LimitInfo:
+    """A limiter and its state now (``Scheduler.limits``). ``rate`` placements per ``per``
+    seconds with a burst of ``burst`` (None: no rate), at most ``max_running`` of its tasks
+    assigned or running at once (None: no cap). ``running``: its tasks assigned or running now;
+    ``waiting``: the lanes (queue, priority, key) it holds back now. ``pattern``: for a concrete
+    limiter made from a pattern ``prefix*`` (one holding tasks or holding back work), that
+    pattern; None for a limiter configured by its own name."""
+
+    name: str
+    rate: float | None
+    per: float
+    burst: int
+    max_running: int | None
+    running: int
+    waiting: int
+    pattern: str | None = None

@@ -96,7 +96,7 @@ def _processor(**kwargs):
 BAD_CALLS = [
     ("submit task=123", lambda s: s.submit(123), TypeError, "task"),
     ("submit task=''", lambda s: s.submit(""), ValueError, "task name"),
-    ("submit unknown option", lambda s: s.submit("add", _priority=1), TypeError, "_priority"),
+    ("submit unknown option", lambda s: s.submit("add", _prio=1), TypeError, "_prio"),
     ("submit _queue bad", lambda s: s.submit("add", _queue="a b"), ValueError, "queue"),
     ("submit _queue comma", lambda s: s.submit("add", _queue="a,b"), ValueError, "queue"),
     ("submit _queue empty", lambda s: s.submit("add", _queue=""), ValueError, "queue"),

@@ -46,7 +46,7 @@ CALLS = {
     "audit_slice": (ops.audit_slice(NS, "queue", "q1", 2000, 1000), (P, "queue", "q1", "2000", "1000")),
     "retry_failed": (ops.retry_failed(NS, 123, [], 5, "r1"), (P, "123", "5", "r1")),
     "processors": (ops.processors(NS, 123, 50), (P, "123", "50")),
-    "pause": (pauses.pause(NS, 123, "pause", "q1"), (P, "123", "pause", "q1")),
+    "pause": (pauses.pause(NS, 123, "pause", "q1", "k1"), (P, "123", "pause", "q1", "k1")),
 }
 
 # what the header calls each position (its first word), for the same scripts
@@ -65,7 +65,7 @@ HEADER_WORDS = {
     "audit_slice": ["prefix", "place", "queue", "start", "count"],
     "retry_failed": ["prefix", "now_ms", "limit", "request"],
     "processors": ["prefix", "now_ms", "limit"],
-    "pause": ["prefix", "now_ms", "action", "scope"],
+    "pause": ["prefix", "now_ms", "action", "scope", "key"],
 }
 
 
@@ -109,20 +109,20 @@ def task(i, **options):
 
 
 def test_submit_shape():
-    new = ops.NewTask("id1", "add", "[1]", TaskOptions("q1", 5, 2.5, 0.25), delay_s=3)
+    new = ops.NewTask("id1", "add", "[1]", TaskOptions("q1", 5, 2.5, 0.25, 0, "tenant 1", ("a:1", "b")), delay_s=3)
     (call,) = ops.submit(NS, 123, [new], dispatch=True, group="g1")
 
     assert call.script == "submit"
     assert call.keys == NS.keys.fixed
     assert call.args == (P, "123", "1", "g1", "1",
-                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000")
+                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0", "tenant 1", "a:1,b")
     words = argv_names("submit")
     assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count"]
 
 
 def test_submit_defaults():
     (call,) = ops.submit(NS, None, [task(1)])
-    assert call.args == (P, "", "0", "", "1", "id1", "add", "default", "[1]", "3", "0", "1000", "0")
+    assert call.args == (P, "", "0", "", "1", "id1", "add", "default", "[1]", "3", "0", "1000", "0", "5", "", "")
 
 
 @pytest.mark.parametrize(("n", "chunks"), [(1, [1]), (999, [999]), (1000, [1000]), (1001, [1000, 1]),
@@ -131,8 +131,8 @@ def test_submit_chunks(n, chunks):
     calls = ops.submit(NS, 1, [task(i) for i in range(n)])
 
     assert [int(c.args[4]) for c in calls] == chunks
-    assert [len(c.args) for c in calls] == [5 + 8 * k for k in chunks]
-    ids = [a for c in calls for a in c.args[5::8]]
+    assert [len(c.args) for c in calls] == [5 + ops.PER_TASK * k for k in chunks]
+    ids = [a for c in calls for a in c.args[5::ops.PER_TASK]]
     assert ids == [f"id{i}" for i in range(n)]
 
 

@@ -1,0 +1,80 @@
+"""What a Scheduler says about placement, besides the tasks themselves: pauses, limiters,
+fairness weights and a queue's priority aging. Each change is one script call (lua/pause.lua,
+lua/policy.lua), so every placing call sees it whole or not at all.
+
+Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``luasched/_sync``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ..core import pauses, policies
+from ..core.base import SchedulerBase
+from ..core.replies import LimitInfo, Paused
+from ..routing import translated
+from .transport import Transport
+
+
+class Policies(Transport, SchedulerBase):
+    """The placement policies of one namespace (a part of Scheduler)."""
+
+    async def pause(self, queue: str | None = None, *, key: str | None = None) -> bool:
+        """Stop placing the tasks of ``queue``, or of every queue (no queue); with ``key``, only
+        the tasks of that task key (in ``queue``, or in every queue). Once this returns, no
+        dispatch, submit, ack or take-next places one. Tasks keep arriving and wait queued
+        (delayed ones still come due into their queue); running tasks finish. True when it paused
+        something not paused already. One script: every placing call sees it or not."""
+        return bool(await self.call(pauses.pause(self.ns, self.now_ms(), "pause", queue, key)))
+
+    async def resume(self, queue: str | None = None, *, key: str | None = None) -> bool:
+        """Lift the pause of exactly that scope (``queue`` or every queue, ``key`` or every key)
+        and wake the scheduler loops to place what waited. Pauses of other scopes stay: a queue
+        paused by itself stays paused when the namespace is resumed, a key paused in every queue
+        stays paused when one queue is resumed, and so on. True when that scope was paused."""
+        return bool(await self.call(pauses.pause(self.ns, self.now_ms(), "resume", queue, key)))
+
+    async def paused(self) -> list[Paused]:
+        """The pauses in force: the whole namespace first (``queue`` and ``key`` None), then each
+        queue, then each key paused in every queue, then each key paused in one queue."""
+        with translated("paused"):
+            return pauses.decode_paused(await self.client.hgetall(self.keys.paused))
+
+    async def limit(self, name: str, *, rate: float | None = None, per: float | timedelta = 1.0,
+                    burst: int = 1, max_running: int | None = None) -> bool:
+        """Create or update the limiter ``name``; True when it was created, False when updated.
+
+        ``rate`` placements per ``per`` seconds with a burst of ``burst``: at most
+        ``burst + rate * t / per`` placements in any window of t seconds. ``max_running``: at most
+        that many of its tasks assigned or running at once, across every processor. Give one or
+        both. A name ending in ``*`` is a pattern: each name with that prefix that has no limiter
+        of its own gets one of these settings (``limit("user:*", max_running=1)`` runs each
+        user's tasks one at a time, given ``_limits=(f"user:{uid}",)``). A task counts against
+        the limiters its ``limits`` name; a submit naming one that does not exist is refused
+        (UnknownLimiter)."""
+        limiter = policies.Limiter(name, rate, per, burst, max_running)  # type: ignore[arg-type]  # checked
+        return policies.decode_limit(await self.call(policies.limit(self.ns, self.now_ms(), limiter)))
+
+    async def remove_limit(self, name: str) -> bool:
+        """Remove the limiter (or pattern) ``name``; True when there was one. The tasks that name
+        it are then placed as if it had never been: unlimited by it."""
+        return bool(int(await self.call(policies.unlimit(self.ns, self.now_ms(), name))))
+
+    async def set_weight(self, key: str, weight: float) -> None:
+        """Set a task key's fairness weight (a number > 0, at most 1e6; the default is 1), in
+        every queue: among keys waiting at the same priority, placements are shared in
+        proportion to their weights."""
+        await self.call(policies.weight(self.ns, self.now_ms(), key, weight))
+
+    async def set_queue(self, queue: str, *, priority_aging: float | timedelta | None = None) -> None:
+        """Set how ``queue`` orders its priorities: None (the default) for strict priorities, or
+        a number of seconds (or timedelta) A: a waiting task counts one level more urgent for
+        every A seconds it has waited, so no task starves behind a stream of more urgent work."""
+        await self.call(policies.queue_policy(self.ns, self.now_ms(), queue, priority_aging))
+
+    async def limits(self) -> list[LimitInfo]:
+        """The limiters and their state now (sorted by name): each configured limiter and
+        pattern, and each concrete limiter made from a pattern that holds running tasks or
+        holds back work (its ``pattern`` says which)."""
+        return policies.decode_limits(await self.call(policies.limits(self.ns, self.now_ms())))
+
