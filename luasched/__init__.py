@@ -20,6 +20,7 @@ from .errors import (
     TaskCancelled,
     TaskFailed,
     TaskNotFound,
+    UnknownLimiter,
     UnknownTask,
 )
 from .sharded import Sharded
@@ -48,6 +49,7 @@ __all__ = [
     "TaskHandle",
     "TaskInfo",
     "TaskNotFound",
+    "UnknownLimiter",
     "UnknownTask",
     "current_task",
 ]

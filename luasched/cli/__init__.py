@@ -2,7 +2,8 @@
 here, explicitly: ``demo``; the long-running ``processor`` and ``scheduler`` (``serve``); the
 commands about tasks ``submit``, ``show``, ``cancel``, ``failed`` and ``retry-failed``
 (``tasks``); those about a namespace ``status``, ``audit``, ``purge`` and ``health``
-(``admin``). Every command parses its arguments and calls luasched's public API."""
+(``admin``); those about placement ``pause``, ``resume`` and ``limits`` (``policies``). Every
+command parses its arguments and calls luasched's public API."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import click
 
 import luasched
 
-from . import admin, demo, serve, tasks
+from . import admin, demo, policies, serve, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,8 +24,8 @@ def main(debug: bool) -> None:
 
 for command in (demo.demo, serve.processor_command, serve.scheduler_command, tasks.submit_command,
                 tasks.show_command, tasks.cancel_command, tasks.failed_command, tasks.retry_failed_command,
-                admin.status_command, admin.audit_command, admin.pause_command, admin.resume_command,
-                admin.purge_command, admin.health_command):
+                admin.status_command, admin.audit_command, policies.pause_command, policies.resume_command,
+                policies.limits_command, admin.purge_command, admin.health_command):
     main.add_command(command)
 
 __all__ = ["main"]

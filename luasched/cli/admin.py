@@ -31,6 +31,7 @@ from .common import (
     target_options,
     where,
 )
+from .policies import limit_json, limiter_line, scope_words
 
 #: The counts() entries that are times or rates, not places: shown apart from the counts.
 CLOCK_FIELDS = ("now_ms", "last_dispatch_ms", "done_last_minute", "failed_last_minute")
@@ -68,15 +69,16 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
         "done_last_minute": counts["done_last_minute"],
         "failed_last_minute": counts["failed_last_minute"],
         "maxmemory_policy": sched.eviction_policy(),
-        "paused": [{"queue": x.queue, "since_ms": x.since_ms, "age_s": age_s(now_ms, x.since_ms)}
+        "paused": [{"queue": x.queue, "key": x.key, "since_ms": x.since_ms, "age_s": age_s(now_ms, x.since_ms)}
                    for x in sched.paused()],
+        "limiters": [limit_json(x) for x in sched.limits()],
     }
 
 
 def pause_words(paused: list[dict[str, Any]]) -> str:
     """The pauses in force, for the status lines: "nothing", or "queue a (3.0 s), ..."."""
-    return ", ".join(f"{'the whole namespace' if x['queue'] is None else 'queue ' + x['queue']} "
-                     f"({duration(x['age_s'])})" for x in paused) or "nothing"
+    return ", ".join(f"{scope_words(x['queue'], x.get('key'))} ({duration(x['age_s'])})"
+                     for x in paused) or "nothing"
 
 
 def eviction_words(policy: str | None) -> str:
@@ -137,6 +139,10 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
                   f"{report['failed_last_minute']} failed\n"
                   f"eviction          {escape(eviction_words(report['maxmemory_policy']))}\n"
                   f"paused            {escape(pause_words(report['paused']))}", soft_wrap=True)
+    limiters = report["limiters"]
+    console.print(f"limiters          {len(limiters) or 'none'}", soft_wrap=True)
+    for x in limiters:
+        console.print(f"  {escape(limiter_line(x))}", soft_wrap=True, highlight=False)
 
 
 @click.command("status", cls=AdminCommand)
@@ -146,7 +152,9 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def status_command(app: str | None, redis_url: str | None, namespace: str | None,
                    read_urls: tuple[str, ...], as_json: bool) -> None:
-    """Queues, processors, counts, the last dispatch, and the tasks finished in the last minute.
+    """Queues, processors, counts, the last dispatch, the tasks finished in the last minute, the
+    pauses and the limiters (a line each: its tasks running against its max_running, the lanes it
+    holds back, its rate).
 
     APP (module:attribute naming a Scheduler), or --redis URL --namespace NS. With --read-redis
     every figure is read from the replica (and says so)."""
@@ -188,39 +196,6 @@ def audit_command(ctx: click.Context, app: str | None, redis_url: str | None, na
     for problem in audit.problems:
         click.echo(problem)
     ctx.exit(EXIT_FAILED)
-
-
-# --- pause and resume ----------------------------------------------------------------------------
-
-
-def _pause_command(action: str) -> click.Command:
-    doing = {"pause": "Stop placing", "resume": "Resume placing"}[action]
-
-    @click.command(action, cls=AdminCommand)
-    @click.argument("words", nargs=-1, metavar="[APP] [QUEUE]")
-    @target_options
-    @click.option("--key", default=None, help="A task key (not yet: luasched has no task keys).")
-    def command(words: tuple[str, ...], redis_url: str | None, namespace: str | None, key: str | None) -> None:
-        app, rest = (None, list(words)) if namespace is not None else (words[0] if words else None, list(words[1:]))
-        queue = rest[0] if rest else None
-        scope = "the whole namespace" if queue is None else f"queue {queue}"
-        with boundary(action, redis_url), scheduler_for(app, redis_url, namespace) as sched:
-            if len(rest) > 1:
-                raise ValueError(f"one QUEUE at most, not {len(rest)}: {' '.join(rest)}")
-            changed = getattr(sched, action)(queue, key=key)
-        if action == "pause":
-            click.echo(f"paused {scope}" if changed else f"{scope} was paused already")
-        else:
-            click.echo(f"resumed {scope}" if changed else f"{scope} was not paused")
-
-    command.help = (f"{doing} the tasks of QUEUE, or of the whole namespace (no QUEUE).\n\n"
-                    "The first word is APP unless --namespace is given (then it is QUEUE). While "
-                    "paused, tasks keep arriving and wait queued; running tasks finish.")
-    return command
-
-
-pause_command = _pause_command("pause")
-resume_command = _pause_command("resume")
 
 
 # --- purge -------------------------------------------------------------------------------------
@@ -278,7 +253,7 @@ def health_check(sched: luasched.Scheduler, window_s: float, *, dispatch: bool =
                             f"(latest {latest:.1f} s ago)")
     paused = sched.paused()
     if paused:  # deliberate, so not stale; but said, since nothing of it runs meanwhile
-        fine.append("paused: " + pause_words([{"queue": x.queue, "age_s": age_s(now_ms, x.since_ms)}
+        fine.append("paused: " + pause_words([{"queue": x.queue, "key": x.key, "age_s": age_s(now_ms, x.since_ms)}
                                                 for x in paused]))
     return stale, fine
 

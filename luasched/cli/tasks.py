@@ -71,13 +71,19 @@ def _json_line(data: dict[str, Any]) -> None:
 @click.option("--delay", type=float, default=None, metavar="S", help="Make it due in S seconds.")
 @click.option("--id", "task_id", metavar="ID", default=None,
               help="The task's id (submitting an id again creates nothing).")
+@click.option("--priority", type=int, default=None, metavar="P",
+              help="Its priority, 0 (placed first) to 9, not its default one (5 unless the task says).")
+@click.option("--key", metavar="K", default=None, help="The task key (tenant, entity) it belongs to.")
+@click.option("--limit", "limits", metavar="NAME", multiple=True,
+              help="A limiter it counts against (repeat for several; each must exist).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print one JSON object: {"id": ...}, with --wait also its state and result or error.')
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
 @click.pass_context
 def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...], wait: bool,
                    timeout: float | None, queue: str | None, delay: float | None, task_id: str | None,
-                   as_json: bool, redis_url: str | None) -> None:
+                   priority: int | None, key: str | None, limits: tuple[str, ...], as_json: bool,
+                   redis_url: str | None) -> None:
     """Submit TASK of APP (module:attribute naming a Scheduler) with JSON arguments; print its id.
 
     Each argument is one JSON value: 3, '"text"', '[1, 2]', '{"a": 1}' (use -- before an
@@ -93,7 +99,8 @@ def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...
             if task not in known:
                 raise ValueError(f"APP {app} has no task named {task!r} (registered: "
                                  f"{', '.join(known) or 'none'})")
-            handle = sched.submit(task, *values, _queue=queue, _delay=delay, _id=task_id)
+            handle = sched.submit(task, *values, _queue=queue, _delay=delay, _id=task_id, _priority=priority,
+                                  _key=key, _limits=limits or None)
             if not wait:
                 if as_json:
                     _json_line({"id": handle.id})

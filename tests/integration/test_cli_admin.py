@@ -694,7 +694,7 @@ def test_pause_and_resume_a_queue_under_a_running_processor(real: luasched.Sched
 
 
 def test_pause_bad_input_is_one_line_exit_2(app: luasched.Scheduler) -> None:
-    refused(cli("pause", APP, "default", "--key", "t1"), "needs task keys")
+    refused(cli("pause", APP, "default", "--key", ""), "key")
     refused(cli("pause", APP, "no spaces"), "queue")
     refused(cli("resume", APP, "a", "b"), "one QUEUE at most")
     assert app.paused() == []

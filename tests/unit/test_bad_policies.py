@@ -52,10 +52,10 @@ BAD_CALLS = [
     ("submit_many limits str", lambda s: s.submit_many("add", [(1,)], limits="ab"), TypeError, "tuple"),
     ("map limits pattern", lambda s: s.map("add", [(1,)], limits=("user:*",)), ValueError, "'*'"),
     ("task limits str", lambda s: s.task(limits="abc"), TypeError, "tuple"),
-    *[(f"submit _limits {n!r}", (lambda n: lambda s: s.submit("add", _limits=("ok", n)))(n), ValueError,
+    *[(f"submit _limits {n!r}", lambda s, n=n: s.submit("add", _limits=("ok", n)), ValueError,
        "limiter name") for n in NAMES],
     # limiters
-    *[(f"limit name {n!r}", (lambda n: lambda s: s.limit(n, max_running=1))(n), ValueError, "limiter name")
+    *[(f"limit name {n!r}", lambda s, n=n: s.limit(n, max_running=1), ValueError, "limiter name")
       for n in NAMES],
     ("limit name int", lambda s: s.limit(5, max_running=1), TypeError, "limiter name"),
     ("limit limits nothing", lambda s: s.limit("a"), ValueError, "max_running"),

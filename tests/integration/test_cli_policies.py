@@ -1,0 +1,88 @@
+"""The placement commands: ``submit --priority --key --limit``, ``limits``, ``pause|resume
+--key``, and the limiters in ``status``; bad input is one line and exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+import luasched
+from luasched.core.replies import Paused
+from tests import cli_app
+from tests.integration.test_cli_admin import APP, cli, ok, refused
+
+
+@pytest.fixture
+def app(namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[luasched.Scheduler]:
+    """The APP ``tests.cli_app:sched``, on the embedded server in a namespace of this test only."""
+    sched = cli_app.make_app(namespace)
+    monkeypatch.setattr(cli_app, "sched", sched)
+    yield sched
+    sched.purge()
+
+
+def test_submit_takes_priority_key_and_limits(app: luasched.Scheduler) -> None:
+    app.limit("api", rate=10)
+    app.limit("user:*", max_running=1)
+    task_id = ok(cli("submit", APP, "add", "1", "2", "--priority", "0", "--key", "tenant a",
+                     "--limit", "api", "--limit", "user:7", "--limit", "api")).stdout.strip()
+    assert app.handle(task_id).state == "queued"
+    assert app.counts()["submitted"] == 1
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--priority", "12"], "priority"),
+    (["--priority", "x"], "--priority"),
+    (["--key", ""], "key"),
+    (["--limit", "a,b"], "limiter name"),
+    (["--limit", "user:*"], "'*'"),
+    (["--limit", "nope"], "no limiter named 'nope'"),
+])
+def test_submit_bad_placement_is_one_line_exit_2_and_submits_nothing(app: luasched.Scheduler, args: list[str],
+                                                                     says: str) -> None:
+    refused(cli("submit", APP, "add", "1", "2", *args), says)
+    assert app.counts()["submitted"] == 0
+
+
+def test_limits_lists_each_limiter_as_a_table_and_as_json(app: luasched.Scheduler) -> None:
+    assert ok(cli("limits", APP)).stdout == "no limiters\n"
+    assert ok(cli("limits", APP, "--json")).stdout == ""
+    assert app.limit("api", rate=5, per=2, burst=3) is True
+    assert app.limit("user:*", max_running=1) is True
+    table = ok(cli("limits", APP)).stdout
+    assert "api" in table and "5 per 2 s, burst 3" in table
+    assert "user:*" in table and "0/1" in table
+    rows = [json.loads(line) for line in ok(cli("limits", APP, "--json")).stdout.splitlines()]
+    assert rows == [
+        {"name": "api", "pattern": None, "rate": 5.0, "per_s": 2.0, "burst": 3, "max_running": None,
+         "running": 0, "waiting": 0},
+        {"name": "user:*", "pattern": None, "rate": None, "per_s": 1.0, "burst": 1, "max_running": 1,
+         "running": 0, "waiting": 0},
+    ]
+
+
+def test_status_shows_the_limiters(app: luasched.Scheduler) -> None:
+    assert "limiters          none" in ok(cli("status", APP)).stdout
+    app.limit("user:*", max_running=2)
+    text = ok(cli("status", APP)).stdout
+    assert "limiters          1" in text
+    assert "user:*: running 0/2, holding back 0 lanes" in text
+    report = json.loads(ok(cli("status", APP, "--json")).stdout)
+    assert [x["name"] for x in report["limiters"]] == ["user:*"]
+    assert report["limiters"][0]["max_running"] == 2
+
+
+def test_pause_and_resume_a_key(app: luasched.Scheduler) -> None:
+    assert ok(cli("pause", APP, "--key", "t1")).stdout == "paused key t1 in every queue\n"
+    assert ok(cli("pause", APP, "default", "--key", "t1")).stdout == "paused key t1 in queue default\n"
+    assert ok(cli("pause", APP, "default", "--key", "t1")).stdout == "key t1 in queue default was paused already\n"
+    assert [(x.queue, x.key) for x in app.paused()] == [(None, "t1"), ("default", "t1")]
+    assert "key t1 in every queue (" in ok(cli("status", APP)).stdout
+    report = json.loads(ok(cli("status", APP, "--json")).stdout)
+    assert [(x["queue"], x["key"]) for x in report["paused"]] == [(None, "t1"), ("default", "t1")]
+    assert ok(cli("resume", APP, "--key", "t1")).stdout == "resumed key t1 in every queue\n"
+    assert ok(cli("resume", APP, "--key", "t1")).stdout == "key t1 in every queue was not paused\n"
+    assert [x.key for x in app.paused()] == ["t1"]
+    assert isinstance(app.paused()[0], Paused)
