@@ -108,7 +108,8 @@ def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispa
         for t in chunk:
             o = t.options
             args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
-                     to_ms(o.backoff_s), to_ms(t.delay_s)]
+                     to_ms(o.backoff_s), to_ms(t.delay_s), getattr(o, "priority", 5), getattr(o, "key", None) or "",
+                     ",".join(getattr(o, "limits", ()))]
         calls.append(ns.call("submit", *args))
     return calls
 

@@ -24,7 +24,7 @@ MAX_LIMIT = 10000
 MAX_DURABILITY = 16
 POOLS = ("thread", "process")
 #: The scripts that write nothing: they may run on a replica, and no WAIT follows them.
-READ_ONLY = frozenset({"counts", "audit", "audit_slice", "processors"})
+READ_ONLY = frozenset({"counts", "audit", "audit_slice", "processors", "limits"})
 
 # Matched with fullmatch: "$" would also match before a final newline.
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
