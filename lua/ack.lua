@@ -17,7 +17,7 @@
   A stale ack for an attempt that reap ended past its timeout frees the slot it held (the
   processor's stuck count goes down: see reap), as the ack of a running task does.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
-  Includes: fields, util, processors, lifecycle, placement, replay
+  Includes: fields, util, processors, lanes, lifecycle, placement, replay
   KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next 'none' | 'inbox' | 'take' | 'place'
@@ -74,6 +74,7 @@ for i = 0, count - 1 do
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     redis.call('HSET', tk, TASK_LAST_PROCESSOR, pid)
     if outcome == 'done' then
+      release(C, id)
       finish(C, id, 'done', TASK_RESULT, payload, {w, g})
       status = 'done'
     else
@@ -136,7 +137,7 @@ if registered and freed > filled and not took then
   -- a slot came free: a scheduler may now place a waiting task
   local paused = pauses(C)
   for _, q in ipairs(split_commas(qs)) do
-    if not is_paused(paused, q) and redis.call('LLEN', P .. 'q:' .. q) > 0 then
+    if not is_paused(paused, q) and has_ready(C, q) then
       wake_scheduler(C)
       break
     end

@@ -2,11 +2,13 @@
   Each task goes to the least-loaded live idle processor serving its queue (ties: idle longest),
   chosen before the task leaves the queue: with no idle processor nothing moves. Queues are
   served in turn, one task each per round, so one busy queue cannot starve the others.
-  Includes: fields, util, lifecycle, placement, replay
+  Includes: fields, util, lanes, lifecycle, placement, replay
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed running queues procs idle cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
+  Lanes held back by a limiter's rate whose time has come are ready again first (lib/lanes).
   A replay of a request that assigned tasks answers as the first call did and moves nothing.
-  Returns {{task id, processor id, ...}, now ms, next due ms, next lease deadline ms,
+  Returns {{task id, processor id, ...}, now ms, next due ms (a delayed task, or a lane held back
+           by a rate), next lease deadline ms,
            next task deadline ms, promoted}  (the three times '' when there is none: a scheduler
            loop sleeps until the earliest of them, or until woken; promoted: how many delayed
            tasks fell due and were queued, for the loop's summary line)
@@ -26,6 +28,7 @@ if seen then
 end
 
 local promoted = promote(C, limit)
+lanes_due(C, now, limit)
 
 local out = {}
 local pl = placer(C, limit)
@@ -34,6 +37,10 @@ placed(pl)
 redis.call('HSET', C.stats, STAT_LAST_DISPATCH_MS, fmt(now))
 
 local next_due = redis.call('ZRANGE', C.delayed, 0, 0, 'WITHSCORES')[2] or ''
+local next_lane = redis.call('ZRANGE', C.prefix .. 'blk', 0, 0, 'WITHSCORES')[2]
+if next_lane and (next_due == '' or tonumber(next_lane) < tonumber(next_due)) then
+  next_due = next_lane -- a lane a limiter's rate holds back becomes eligible then
+end
 local next_lease = redis.call('ZRANGE', C.procs, 0, 0, 'WITHSCORES')[2] or ''
 local next_deadline = redis.call('ZRANGEBYSCORE', C.running, '-inf', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2] or ''
 if next_deadline == 'inf' then

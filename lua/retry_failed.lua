@@ -2,7 +2,7 @@
   Puts dead-lettered tasks back at the tail of their queue with their attempt count reset; the
   last error stays in the record until the task finishes again. Ids that are not dead letters
   (any more) are skipped, so a replay changes nothing.
-  Includes: fields, util, lifecycle, replay
+  Includes: fields, util, lanes, replay
   KEYS[1..9] the fixed keys (see lib/util): uses stats failed wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   ARGV[5...] task ids to retry; none: the oldest dead letters, up to limit
@@ -39,7 +39,8 @@ for _, id in ipairs(ids) do
     redis.call('HINCRBY', stats, STAT_FAILED, -1)
     redis.call('HSET', tk, TASK_STATE, 'queued')
     redis.call('HDEL', tk, TASK_FINISHED_MS, TASK_ATTEMPTS)
-    redis.call('RPUSH', P .. 'q:' .. queue_of(C, id), id)
+    local q, p, key, lm = lane_of(C, id)
+    enqueue(C, id, q, p, key, lm, false)
     if g and redis.call('EXISTS', P .. 'g:' .. g) == 1 then
       redis.call('HINCRBY', P .. 'g:' .. g, GROUP_FAILED, -1)
       redis.call('PERSIST', P .. 'g:' .. g)

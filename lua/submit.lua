@@ -1,11 +1,14 @@
 --[[ submit: new tasks -> queued | delayed (and, when asked, queued -> assigned in the same call)
   Creates one task record per new id and places it. An id that already exists is left alone and
   reported, so a replayed submit (reply lost, call sent again) creates nothing twice.
-  Includes: fields, util, placement
+  Includes: fields, util, lanes, placement
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N
-  then 8 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms
+  then 11 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms
+  priority ('0'..'9') key ('' = none) limits (limiter names, comma-joined; '' = none)
+  A task naming a limiter that is neither a limiter nor matched by a pattern is refused, and the
+  whole call writes nothing.
   Returns {created, {existing ids}, {task id, processor id, ...assignments}}
   Invariant: every new id is in exactly one place (queue tail or delayed, or an inbox if dispatched).
 ]]
@@ -16,7 +19,7 @@ C.now = now
 local dispatch = ARGV[3] == '1'
 local group = ARGV[4]
 local count = tonumber(ARGV[5])
-local PER_TASK = 8
+local PER_TASK = 11
 
 if not now then
   return redis.error_reply('ERR luasched submit: now_ms is not a number')
@@ -26,6 +29,7 @@ if not count or count < 1 or #ARGV ~= 5 + count * PER_TASK then
 end
 
 local seen, fresh, existing = {}, {}, {}
+local lc = nil
 for i = 0, count - 1 do
   local base = 5 + i * PER_TASK
   local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
@@ -35,6 +39,19 @@ for i = 0, count - 1 do
   for k = 5, 8 do
     if not tonumber(ARGV[base + k]) then
       return redis.error_reply('ERR luasched submit: field ' .. k .. ' of task ' .. id .. ' is not a number')
+    end
+  end
+  local pr, lm = ARGV[base + 9], ARGV[base + 11]
+  if not string.match(pr, '^%d$') then
+    return redis.error_reply('ERR luasched submit: priority ' .. pr .. ' of task ' .. id .. ' is not 0..9')
+  end
+  if lm ~= '' then
+    lc = lc or policy(C, nil)
+    for name in string.gmatch(lm, '[^,]+') do
+      if not limiter(lc, name) then
+        return redis.error_reply("ERR luasched submit: no limiter named '" .. name .. "' (task " .. id ..
+          '): create it with limit() first')
+      end
     end
   end
   if seen[id] then
@@ -49,7 +66,7 @@ for i = 0, count - 1 do
 end
 
 -- every input checked; writes start here
-local touched, listed = {}, {}
+local touched, listed, laned = {}, {}, {}
 local order = {}
 for _, base in ipairs(fresh) do
   local id, name, queue, args = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
@@ -72,6 +89,16 @@ for _, base in ipairs(fresh) do
   if group ~= '' then
     fields[#fields + 1], fields[#fields + 2] = TASK_GROUP, group
   end
+  local pr, key, lm = ARGV[base + 9], ARGV[base + 10], ARGV[base + 11]
+  if pr ~= '5' then
+    fields[#fields + 1], fields[#fields + 2] = TASK_PRIORITY, pr
+  end
+  if key ~= '' then
+    fields[#fields + 1], fields[#fields + 2] = TASK_KEY, key
+  end
+  if lm ~= '' then
+    fields[#fields + 1], fields[#fields + 2] = TASK_LIMITS, lm
+  end
   redis.call('HSET', tk, unpack(fields)) -- one write per record
   if not listed[queue] then
     listed[queue] = true
@@ -80,7 +107,15 @@ for _, base in ipairs(fresh) do
   if delay > 0 then
     redis.call('ZADD', C.delayed, fmt(now + delay), id)
   else
-    redis.call('RPUSH', P .. 'q:' .. queue, id)
+    if laned[queue] == nil then
+      laned[queue] = redis.call('EXISTS', P .. 'lanes:' .. queue) == 1
+    end
+    if pr == '5' and key == '' and lm == '' and not laned[queue] then
+      redis.call('RPUSH', P .. 'q:' .. queue, id) -- a plain queue (lib/lanes): no lane to keep
+    else
+      enqueue(C, id, queue, pr, key ~= '' and key or nil, lm ~= '' and lm or nil, false)
+      laned[queue] = true
+    end
     if not touched[queue] then
       touched[queue] = 0
       order[#order + 1] = queue

@@ -357,10 +357,10 @@ PURGE_COMMANDS = ("scan", "unlink")
 
 #: Commands the Lua scripts call (a test checks every ``redis.call`` in lua/ is listed here):
 #: an ACL user is checked for these too, inside the scripts.
-SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hget", "hgetall", "hincrby", "hmget",
-                   "hset", "hsetnx", "llen", "lpop", "lpush", "lrange", "lrem", "ltrim", "persist", "rpush",
-                   "sadd", "scard", "set", "sismember", "smembers", "srem", "time", "xadd", "zadd", "zcard",
-                   "zcount", "zrange", "zrangebyscore", "zrem", "zscore")
+SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hexists", "hget", "hgetall", "hincrby", "hmget",
+                   "hset", "hsetnx", "lindex", "llen", "lpop", "lpush", "lrange", "lrem", "ltrim", "persist",
+                   "rpush", "sadd", "scard", "set", "sismember", "smembers", "srem", "time", "xadd", "zadd",
+                   "zcard", "zcount", "zpopmin", "zrange", "zrangebyscore", "zrem", "zscore")
 
 
 def acl_rules(namespace: str | None = None, *, purge: bool = False) -> str:

@@ -43,6 +43,8 @@ NAMES = (
     "retry_failed",
     "processors",
     "pause",
+    "policy",
+    "limits",
 )
 
 #: The flags a script declares in its shebang, where the server reads them; a script not named

@@ -2,12 +2,8 @@
   Starting, finishing, retrying and giving back tasks; also a processor leaving (drain), since
   what that does is give its tasks back. Never places a task on a processor: that is
   lib/placement, which includes this library (its own processor starts what it places at once).
-  Includes: fields, util, processors
+  Includes: fields, util, processors, lanes
 ]]
-local function queue_of(C, id)
-  return redis.call('HGET', C.prefix .. 't:' .. id, TASK_QUEUE) or DEFAULT_QUEUE
-end
-
 -- The timeout of an attempt, ms: the task's own (its record's TASK_TIMEOUT_MS o, nil when it has
 -- none), else the default of the processor running it (dto: its record's
 -- PROC_DEFAULT_TIMEOUT_MS, nil when none); '0' for none.
@@ -72,13 +68,20 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck)
     local names = split_commas(qs)
     local turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
     local paused = pauses(C)
+    local lc = policy(C, paused)
     local dry = 0
     local k = 0
     -- start at a different queue each time, so that no queue of the processor starves another
     while #tasks < want and load < tonumber(cap) and dry < #names do
       local q = names[(turn + k) % #names + 1]
       k = k + 1
-      local qid = not is_paused(paused, q) and redis.call('LPOP', P .. 'q:' .. q)
+      local qid, more = nil, false
+      if not is_paused(paused, q) then
+        qid, more = take_next(lc, q, C.now)
+      end
+      if more then
+        wake_scheduler(C)
+      end
       if qid then
         dry = 0
         tasks[#tasks + 1] = start_task(C, pid, qid, dto) -- queued -> running at once
@@ -104,15 +107,26 @@ local function started_reply(tasks)
   return out
 end
 
--- delayed -> queued (tail) for up to limit tasks that are due.
+-- delayed -> queued for up to limit tasks that are due: a retry at the head of its lane (it keeps
+-- its place in time), a task submitted with a delay at the tail.
 local function promote(C, limit)
   local P, delayed = C.prefix, C.delayed
   local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', fmt(C.now), 'LIMIT', 0, limit)
+  local retries = {}
   for _, id in ipairs(ids) do
     local tk = P .. 't:' .. id
     redis.call('ZREM', delayed, id)
-    redis.call('RPUSH', P .. 'q:' .. queue_of(C, id), id)
     redis.call('HSET', tk, TASK_STATE, 'queued')
+    if redis.call('HEXISTS', tk, TASK_ATTEMPTS) == 1 then
+      retries[#retries + 1] = id
+    else
+      local q, p, key, lm = lane_of(C, id)
+      enqueue(C, id, q, p, key, lm, false)
+    end
+  end
+  for i = #retries, 1, -1 do -- pushed at the heads: the one due first goes last, so first
+    local q, p, key, lm = lane_of(C, retries[i])
+    enqueue(C, retries[i], q, p, key, lm, true)
   end
   return #ids
 end
@@ -167,10 +181,11 @@ local function finish(C, id, state, field, payload, known)
   end
 end
 
--- queued again at the head (from <where>, no attempt used).
+-- queued again at the head of its lane (given back, or retried at once: it keeps its place in time).
 local function back_to_head(C, id)
   local tk = C.prefix .. 't:' .. id
-  redis.call('LPUSH', C.prefix .. 'q:' .. queue_of(C, id), id)
+  local q, p, key, lm = lane_of(C, id)
+  enqueue(C, id, q, p, key, lm, true)
   redis.call('HSET', tk, TASK_STATE, 'queued')
   redis.call('HDEL', tk, TASK_PROCESSOR)
 end
@@ -182,6 +197,7 @@ end
 -- (what a processor's log line says: "retry 2/3 in 0.50 s").
 local function attempt_ended(C, id, error_json, later)
   local tk = C.prefix .. 't:' .. id
+  release(C, id)
   local n, m, b = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_BACKOFF_MS))
   n = tonumber(n)
   b = b or DEFAULT_BACKOFF_MS
@@ -212,6 +228,7 @@ local function drain(C, pid, reason, out)
   local rk = P .. 'p:' .. pid .. ':r'
   local pending = redis.call('LRANGE', ik, 0, -1)
   for i = #pending, 1, -1 do
+    release(C, pending[i])
     back_to_head(C, pending[i])
   end
   if #pending > 0 then

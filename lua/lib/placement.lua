@@ -2,7 +2,7 @@
   Chooses for each task the least-loaded live idle processor serving its queue (ties: idle
   longest), before the task leaves its queue. The processors a call meets are read once (their
   cards), their rankings kept in memory while the call places tasks and written back once.
-  Includes: fields, util, processors, lifecycle
+  Includes: fields, util, processors, lanes, lifecycle
 ]]
 -- One placing call (dispatch, or submit's dispatch): the processors it met, with capacity, queues
 -- and liveness read once per call (a lease cannot change while the script runs), and per queue a
@@ -11,8 +11,10 @@
 -- memory, not with a ZADD per task. want: how many tasks the call may place at most. paused: the
 -- namespace's pauses, read once (nil: nothing is paused); a paused queue gives no task.
 local function placer(C, want)
+  local paused = pauses(C)
   return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
-          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0, paused = pauses(C)}
+          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0, paused = paused,
+          lc = policy(C, paused), more = false}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -273,22 +275,24 @@ local function assign(pl, id, pid, load)
   redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
 end
 
--- Move up to limit tasks from the head of queue q to chosen processors; pairs appended to out.
--- The processor is chosen before the task is popped: a task never leaves its queue without a place.
+-- Move up to limit tasks from the head of queue q (in lanes mode: the task lib/lanes chooses) to
+-- chosen processors; pairs appended to out. The processor is chosen before the task leaves its
+-- queue: a task never leaves its queue without a place.
 local function assign_from_queue(pl, q, limit, out)
   if is_paused(pl.paused, q) then
     return 0
   end
-  local qk = pl.P .. 'q:' .. q
+  local C = pl.C
   local n = 0
   while n < limit do
     local pid, load = pick(pl, q)
     if not pid then
       break
     end
-    local id = redis.call('LPOP', qk)
+    local id, more = take_next(pl.lc, q, C.now)
     if not id then
       heap_push(pl.ranks[q], pl.known[pid].key, pid) -- not taken: back in its place
+      pl.more = pl.more or more
       break
     end
     assign(pl, id, pid, load)
@@ -304,10 +308,17 @@ end
 -- pairs {id, pid} appended to out. Returns how many, and whether any of the queues still holds
 -- tasks after (true when it may: a queue met no idle processor).
 local function place_queued(pl, names, limit, out, turn)
-  local active, left = {}, {}
+  local active, left, laned = {}, {}, {}
   for k = 0, #names - 1 do
     local q = names[(turn + k) % #names + 1]
-    local depth = is_paused(pl.paused, q) and 0 or redis.call('LLEN', pl.P .. 'q:' .. q)
+    local depth = 0
+    if not is_paused(pl.paused, q) then
+      depth = redis.call('LLEN', pl.P .. 'q:' .. q)
+      if redis.call('EXISTS', pl.P .. 'lanes:' .. q) == 1 then -- lanes mode: how many are ready is not known
+        depth = has_ready(pl.C, q) and limit or 0
+        laned[q] = true
+      end
+    end
     if depth > 0 then
       active[#active + 1] = q
       left[q] = depth
@@ -330,17 +341,21 @@ local function place_queued(pl, names, limit, out, turn)
     end
     active = still
   end
-  for _, depth in pairs(left) do
-    if depth > 0 then
+  for q, depth in pairs(left) do
+    if depth > 0 and (not laned[q] or has_ready(pl.C, q)) then
       return n, true
     end
   end
-  return n, false
+  return n, pl.more
 end
 
--- Settle a placing call: the rankings written back, one write for all its assignments' counters.
+-- Settle a placing call: the rankings written back, one write for all its assignments' counters
+-- (and a scheduler loop woken when lanes were left unlooked at).
 local function placed(pl)
   flush(pl)
+  if pl.more then
+    wake_scheduler(pl.C)
+  end
   if pl.assigned > 0 then
     redis.call('HINCRBY', pl.stats, STAT_ASSIGNED, pl.assigned)
   end

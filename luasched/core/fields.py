@@ -47,6 +47,10 @@ class Task:
     created_ms: str = "ct"
     started_ms: str = "st"
     finished_ms: str = "ft"
+    priority: str = "pr"  # 0..9, lower first (absent: 5)
+    key: str = "k"  # the tenant or entity it belongs to (absent: none)
+    limits: str = "l"  # the limiters it counts against, comma-joined (absent: none)
+    held: str = "h"  # the limiters whose running counts its attempt holds now, comma-joined
 
 
 @dataclass(frozen=True)

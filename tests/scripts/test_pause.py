@@ -83,8 +83,10 @@ def test_an_ack_takes_or_places_nothing_of_a_paused_queue(sched, next_mode):
 
 
 def test_bad_scopes_are_refused_and_nothing_is_written(sched):
-    with pytest.raises(ValueError, match="needs task keys"):
-        sched.pause("a", key="tenant-1")
+    with pytest.raises(ValueError, match="key"):
+        sched.pause("a", key="")
+    with pytest.raises(TypeError, match="key"):
+        sched.resume(key=7)
     with pytest.raises(ValueError, match="queue"):
         sched.pause("no spaces")
     with pytest.raises(ValueError, match="queue"):

@@ -9,7 +9,7 @@ import pytest
 
 import luasched
 from luasched import scripts
-from luasched.core import flows, ops, pauses
+from luasched.core import flows, ops, pauses, policies
 from luasched.core.audit import MAX_PROBLEMS, check_audit
 from luasched.core.fields import PROCESSOR, STATS
 from luasched.core.keys import Keys
@@ -47,6 +47,9 @@ CALLS = {
     "retry_failed": (ops.retry_failed(NS, 123, [], 5, "r1"), (P, "123", "5", "r1")),
     "processors": (ops.processors(NS, 123, 50), (P, "123", "50")),
     "pause": (pauses.pause(NS, 123, "pause", "q1", "k1"), (P, "123", "pause", "q1", "k1")),
+    "policy": (policies.limit(NS, 123, policies.Limiter("api", 5, 2, 3, 4)),
+               (P, "123", "limit", "api", "5.0", "2000", "3", "4")),
+    "limits": (policies.limits(NS, 123), (P, "123")),
 }
 
 # what the header calls each position (its first word), for the same scripts
@@ -66,6 +69,8 @@ HEADER_WORDS = {
     "retry_failed": ["prefix", "now_ms", "limit", "request"],
     "processors": ["prefix", "now_ms", "limit"],
     "pause": ["prefix", "now_ms", "action", "scope", "key"],
+    "policy": ["prefix", "now_ms", "op"],
+    "limits": ["prefix", "now_ms"],
 }
 
 
@@ -82,8 +87,9 @@ def test_call_shape(script):
     assert all(isinstance(a, str) for a in call.args)
 
 
-#: Scripts whose ARGV goes on past its documented fixed part (the acked tasks of an ack).
-FIXED_ARGV = {"ack": 9}
+#: Scripts whose ARGV goes on past its documented fixed part (the acked tasks of an ack, the
+#: arguments of a policy's op).
+FIXED_ARGV = {"ack": 9, "policy": 3}
 
 
 @pytest.mark.parametrize("script", sorted(CALLS))
@@ -118,6 +124,7 @@ def test_submit_shape():
                          "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0", "tenant 1", "a:1,b")
     words = argv_names("submit")
     assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count"]
+    assert f"then {ops.PER_TASK} per task" in (scripts.lua_dir() / "submit.lua").read_text(encoding="utf-8")
 
 
 def test_submit_defaults():
@@ -563,7 +570,7 @@ def test_the_audit_flow_reads_every_place_in_slices():
 def test_pauses_decode_namespace_first_and_refuse_bad_scopes():
     assert pauses.decode_paused([b"q:b", b"7", b"*", b"5", b"q:a", b"6"]) == [
         Paused(None, 5), Paused("a", 6), Paused("b", 7)]
-    assert pauses.pause(NS, 1, "resume", None).args[-1] == "*"
+    assert pauses.pause(NS, 1, "resume", None).args[-2:] == ("*", "")
     with pytest.raises(ValueError):
         pauses.pause(NS, 1, "pause", "bad name")
     with pytest.raises(ValueError):
