@@ -160,7 +160,8 @@ def show_command(app: str, task_id: str, as_json: bool, redis_url: str | None, r
             ("arguments", json.dumps(found.args) + (f" {json.dumps(found.kwargs)}" if found.kwargs else "")),
             ("attempts", f"{found.attempts} of {found.max_attempts}"),
             ("timeout", "none" if found.timeout_s is None else f"{found.timeout_s:g} s"),
-            ("retry backoff", f"{found.retry_backoff_s:g} s"),
+            ("retry backoff", f"{found.retry_backoff_s:g} s"), ("priority", str(found.priority)),
+            ("key", found.key or "-"), ("limits", ", ".join(found.limits) or "-"),
             ("processor", found.processor or "-"), ("last ran on", found.last_processor or "-"),
             ("group", found.group or "-"), ("created", _utc(found.created_ms)),
             ("started", _utc(found.started_ms)), ("finished", _utc(found.finished_ms))]

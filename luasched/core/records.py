@@ -20,7 +20,8 @@ class TaskRecord:
     """Everything Redis keeps about one task. Times are the server's, in ms (0: not yet).
     ``processor`` holds it now (assigned or running); ``last_processor`` ran its last attempt.
     ``result`` is the value of a done task; ``error`` the last error (type, message, traceback) of
-    a failed one or of the attempt before a retry."""
+    a failed one or of the attempt before a retry. ``priority``, ``key`` (None: none) and
+    ``limits`` are how it is placed."""
 
     id: str
     name: str
@@ -40,10 +41,14 @@ class TaskRecord:
     finished_ms: int
     result: Any = None
     error: dict[str, str] | None = None
+    priority: int = DEFAULT_TASK_OPTIONS.priority
+    key: str | None = None
+    limits: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The record as plain JSON data (``luasched show --json``)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {name: list(v) if isinstance(v := getattr(self, name), tuple) else v
+                for name in self.__dataclass_fields__}
 
 
 def record(keys: Keys, task_id: str) -> Command:
@@ -80,4 +85,7 @@ def decode_record(reply: Any, task_id: str) -> TaskRecord | None:
         finished_ms=int(f.get(TASK.finished_ms, "0")),
         result=json.loads(f[TASK.result]) if state == "done" and TASK.result in f else None,
         error=error,
+        priority=int(f.get(TASK.priority, str(defaults.priority))),
+        key=f.get(TASK.key) or None,
+        limits=tuple(n for n in f.get(TASK.limits, "").split(",") if n),
     )

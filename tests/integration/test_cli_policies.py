@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +31,14 @@ def test_submit_takes_priority_key_and_limits(app: luasched.Scheduler) -> None:
                      "--limit", "api", "--limit", "user:7", "--limit", "api")).stdout.strip()
     assert app.handle(task_id).state == "queued"
     assert app.counts()["submitted"] == 1
+    record = app.task_record(task_id)
+    assert (record.priority, record.key, record.limits) == (0, "tenant a", ("api", "user:7"))
+    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(cli("show", APP, task_id)).stdout.splitlines())
+    assert (lines["priority"], lines["key"], lines["limits"]) == ("0", "tenant a", "api, user:7")
+    shown = json.loads(ok(cli("show", APP, task_id, "--json")).stdout)
+    assert (shown["priority"], shown["key"], shown["limits"]) == (0, "tenant a", ["api", "user:7"])
+    plain = app.task_record(app.submit("add", 1, 1).id)
+    assert (plain.priority, plain.key, plain.limits) == (5, None, ())
 
 
 @pytest.mark.parametrize(("args", "says"), [
