@@ -1,17 +1,21 @@
 --[[ audit: the frame of an audit, one consistent snapshot of everything but the big places
-  (read-only, O(queues + processors' inboxes + running tasks), never O(queued tasks))
+  (read-only, O(queues + lanes + processors' inboxes + running tasks), never O(queued tasks))
   The first of an audit's bounded calls (luasched/core/flows.py audit): the counters, the sizes
   of the queues, the delayed set and the dead letters, and in full every processor with its inbox,
   the running tasks, the idle rankings and the cards, with the records of the tasks held. The
   members of the big places are read afterwards in slices by audit_slice, each slice with its
   records in one call. luasched/core/audit.py decides whether the invariant holds.
-  Includes: util, snapshot
+  Includes: fields, util, lanes, snapshot
   KEYS[1..9] the fixed keys (see lib/util): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {now, stats (flat), {{queue, length}...}, delayed count, {running id, deadline...},
            failed count, {{pid, deadline, {record flat}, {pending ids}, {running ids}}...},
            {{queue, {pid, score...}}...}, {idle pids}, {{id, s, q, p, n, m}...} (of the held
-           tasks), {pid, card...} (the cards HASH, flat), {scope, ms...} (the pauses, flat)}
+           tasks), {pid, card...} (the cards HASH, flat), {scope, ms...} (the pauses, flat),
+           {{queue, lanes mode 0|1, {levels in lvl}, {{p, {lanes in rdy:<p>}}...} (the non-empty
+             ones), {{lane, length, in rdy 0|1, in blk 0|1, in kp 0|1, {limiters it is parked on}}...},
+             tasks in its other lanes (lq)}...} (lib/lanes), {lane, ms...} (blk, flat),
+           {name, count...} (lr, flat), {name, spec...} (lim, flat), {patterns} (limpat)}
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -44,6 +48,38 @@ end
 for i = 1, #run, 2 do
   held[#held + 1] = run[i]
 end
+-- the lanes of each queue and where each is indexed (lib/lanes)
+local lanes = {}
+for _, q in ipairs(names) do
+  local lk = P .. 'lanes:' .. q
+  local rdys, rows = {}, {}
+  for p = 0, 9 do
+    local members = redis.call('ZRANGE', P .. 'rdy:' .. p .. ':' .. q, 0, -1)
+    if #members > 0 then
+      rdys[#rdys + 1] = {tostring(p), members}
+    end
+  end
+  for _, L in ipairs(redis.call('ZRANGE', lk, 0, -1)) do
+    local _, p, key = lane_parts(L)
+    local list = lane_list(P, L, q, p, key)
+    local head = redis.call('LINDEX', list, 0)
+    local parked = {}
+    local lm = head and redis.call('HGET', P .. 't:' .. head, TASK_LIMITS)
+    if lm then
+      for name in string.gmatch(lm, '[^,]+') do
+        if redis.call('ZSCORE', P .. 'lpk:' .. name, L) then
+          parked[#parked + 1] = name
+        end
+      end
+    end
+    rows[#rows + 1] = {L, redis.call('LLEN', list), redis.call('ZSCORE', P .. 'rdy:' .. p .. ':' .. q, L) and 1 or 0,
+      redis.call('ZSCORE', P .. 'blk', L) and 1 or 0, key and redis.call('SISMEMBER', P .. 'kp:' .. key, L) or 0, parked}
+  end
+  lanes[#lanes + 1] = {q, redis.call('EXISTS', lk), redis.call('ZRANGE', P .. 'lvl:' .. q, 0, -1), rdys, rows,
+    redis.call('HGET', P .. 'lq', q) or '0'}
+end
 return {fmt(now), redis.call('HGETALL', C.stats), qs, redis.call('ZCARD', C.delayed), run,
   redis.call('ZCARD', C.failed), ps, idles, redis.call('SMEMBERS', C.idle), record_rows(P, held, {}),
-  redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused')}
+  redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused'), lanes,
+  redis.call('ZRANGE', P .. 'blk', 0, -1, 'WITHSCORES'), redis.call('HGETALL', P .. 'lr'),
+  redis.call('HGETALL', P .. 'lim'), redis.call('SMEMBERS', P .. 'limpat')}

@@ -1,5 +1,5 @@
 --[[ counts: how many tasks are in each place, and how many processors there are (read-only)
-  Cost: O(number of queues + number of lapsed processors). A lapsed processor is never counted
+  Cost: O(number of queues + number of lapsed processors); a queue's depth counts its lanes (lq). A lapsed processor is never counted
   idle, even before a dispatch drops it from the idle rankings.
   Includes: fields, util
   KEYS[1..9] the fixed keys (see lib/util): uses all but wake and cards
@@ -18,8 +18,13 @@ local depths = {}
 local queued = 0
 local names = redis.call('SMEMBERS', C.queues)
 table.sort(names)
+local in_lanes = redis.call('HGETALL', P .. 'lq')
+local laned = {}
+for i = 1, #in_lanes, 2 do
+  laned[in_lanes[i]] = tonumber(in_lanes[i + 1])
+end
 for _, q in ipairs(names) do
-  local d = redis.call('LLEN', P .. 'q:' .. q)
+  local d = redis.call('LLEN', P .. 'q:' .. q) + (laned[q] or 0) -- lanes other than q:<q> (lib/lanes)
   queued = queued + d
   depths[#depths + 1] = q
   depths[#depths + 1] = d

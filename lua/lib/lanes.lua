@@ -73,7 +73,8 @@ end
 -- What one call knows of the policies, read at most once each: the pauses (the set lib/util reads),
 -- weights, limiters, aging bounds, rate states, running counts.
 local function policy(C, paused)
-  return {C = C, P = C.prefix, paused = paused, weights = {}, specs = {}, aging = {}, pats = nil, tats = {}}
+  return {C = C, P = C.prefix, paused = paused, weights = {}, specs = {}, aging = {}, pats = nil, tats = {},
+          laned = {}}
 end
 
 local function weight_of(lc, key)
@@ -202,13 +203,17 @@ local function level_left(P, q, p)
   end
 end
 
--- Up to n lanes waiting for a running count of limiter name are ready again (n nil: all).
+-- Up to n lanes waiting for a running count of limiter name are ready again (n nil: all), and a
+-- scheduler loop is woken to place them.
 local function unpark(C, name, n)
   local pk = C.prefix .. 'lpk:' .. name
   while n == nil or n > 0 do
     local flat = redis.call('ZPOPMIN', pk, math.min(n or 100, 100))
     for i = 1, #flat, 2 do
       activate(C, flat[i], tonumber(flat[i + 1]))
+    end
+    if #flat > 0 then
+      wake_scheduler(C)
     end
     if #flat < 200 then
       return
@@ -397,6 +402,9 @@ local function next_in_lanes(lc, q, now)
       redis.call('ZADD', P .. 'lpk:' .. what, num(tag), L)
     elseif why == 'rate' then
       redis.call('ZADD', P .. 'blk', math.ceil(what), L)
+      if redis.call('ZRANGE', P .. 'blk', 0, 0)[1] == L then
+        wake_scheduler(lc.C) -- the earliest: a scheduler loop learns from dispatch when to look again
+      end
     end
     level_left(P, q, p)
   end
@@ -449,7 +457,12 @@ end
 -- whether lanes were left unlooked at (see next_in_lanes). lc: the call's policy.
 local function take_next(lc, q, now)
   local P = lc.P
-  if redis.call('EXISTS', P .. 'lanes:' .. q) == 0 then
+  local laned = lc.laned[q]
+  if laned == nil then -- read once per call: no placing call turns a plain queue into lanes mode
+    laned = redis.call('EXISTS', P .. 'lanes:' .. q) == 1
+    lc.laned[q] = laned
+  end
+  if not laned then
     return redis.call('LPOP', P .. 'q:' .. q) or nil, false
   end
   local t, more = next_in_lanes(lc, q, now)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fields import PROCESSOR, STATS
+from .lanes import check_lanes, held_counts, lane_name, lane_parts, pause_scope_ok
 from .ops import fields_of, text
 from .options import is_queue_name
 from .pauses import WHOLE_NAMESPACE
@@ -38,7 +39,7 @@ class Audit:
 TWO40 = 1 << 40
 PLACES = ("queued", "delayed", "assigned", "running", "done", "failed", "cancelled")
 #: The state a task's record must hold in each big place.
-STATE_IN = {"queue": "queued", "delayed": "delayed", "failed": "failed"}
+STATE_IN = {"queue": "queued", "lane": "queued", "delayed": "delayed", "failed": "failed"}
 #: An audit of a badly broken namespace reports this many problems, then how many more it found.
 MAX_PROBLEMS = 1000
 
@@ -53,9 +54,11 @@ class AuditCheck:
         self._more = 0
         self.counts: dict[str, int] = {}
         (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
-         cards_flat, pauses_flat) = text(frame)
-        #: (place, queue, size) of each big place, in the order the slices read them
+         cards_flat, pauses_flat, lanes, blocked_flat, counts_flat, limiters_flat, patterns) = text(frame)
+        #: (place, queue or lane, size) of each big place, in the order the slices read them
         self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
+        self.places += check_lanes(self.problem, lanes, blocked_flat, counts_flat, limiters_flat, patterns,
+                                   held_counts(held))
         self.places += [("delayed", "", int(delayed_n)), ("failed", "", int(failed_n))]
         self._check_frame(int(now_s), {k: int(v) for k, v in fields_of(stats_flat).items()}, procs,
                           fields_of(running_flat), idles, idle, held, fields_of(cards_flat))
@@ -75,9 +78,10 @@ class AuditCheck:
 
     def add_slice(self, place: str, queue: str, rows: Sequence[Any]) -> None:
         """Check one slice of a big place: each task's record against the place it was read in."""
-        label = f"queue {queue}" if place == "queue" else place
+        label = f"{place} {queue}" if place in ("queue", "lane") else place
+        lane = lane_name(queue) if place == "queue" else queue
         seen: set[str] = set()
-        for task_id, s, q, _p, n, m in text(rows):
+        for task_id, s, q, _p, n, m, in_lane, held in text(rows):
             if task_id in seen:
                 self.problem(f"task {task_id} is in {label} twice")
                 continue
@@ -87,16 +91,19 @@ class AuditCheck:
                 continue
             if s != STATE_IN[place]:
                 self.problem(f"task {task_id} is in {label} but its record says {s}")
-            elif place == "queue" and q != queue:
-                self.problem(f"task {task_id} is in {label} but belongs to queue {q}")
+            elif place in ("queue", "lane") and (q != lane_parts(lane)[0] or in_lane != lane):
+                self.problem(f"task {task_id} is in {label} but belongs to lane {in_lane!r} of queue {q}")
+            if held:
+                self.problem(f"task {task_id} is in {label} but holds running counts of {held}")
             self._attempts(task_id, n, m)
 
     def _check_pauses(self, pauses: dict[str, str]) -> None:
-        """Each pause names the whole namespace (``*``) or a queue (``q:<name>``), since a time."""
+        """Each pause names the whole namespace (``*``), a queue (``q:<name>``) or a key (in every
+        queue or in one: lib/lanes), since a time."""
         for scope, since in pauses.items():
             queue = scope[2:] if scope.startswith("q:") else None
-            if scope != WHOLE_NAMESPACE and not (queue and is_queue_name(queue)):
-                self.problem(f"pause {scope!r} names neither the namespace nor a queue")
+            if scope != WHOLE_NAMESPACE and not (queue and is_queue_name(queue)) and not pause_scope_ok(scope):
+                self.problem(f"pause {scope!r} names neither the namespace nor a queue nor a key")
             if not since.isdigit():
                 self.problem(f"pause {scope!r} has no time it began ({since!r})")
 
@@ -151,7 +158,7 @@ class AuditCheck:
             if len(places) > 1:
                 problem(f"task {t} is in {len(places)} places: {', '.join(places)}")
 
-        for task_id, s, _q, p, n, m in held:
+        for task_id, s, _q, p, n, m, _lane, _held in held:
             places = where.get(task_id, [])
             if not s:
                 problem(f"task {task_id} is in {places[0] if places else 'the running zset'} but has no record")
@@ -198,7 +205,7 @@ class AuditCheck:
             sizes[place] += n
         c = {
             "submitted": stats.get(STATS.submitted, 0),
-            "queued": sizes["queue"],
+            "queued": sizes["queue"] + sizes["lane"],
             "delayed": sizes["delayed"],
             "assigned": pending_total,
             "running": len(running),

@@ -106,3 +106,16 @@ class Keys:
 
     def group_stream(self, group_id: str) -> str:
         return f"{self.prefix}gs:{group_id}"
+
+    def lanes(self, queue: str) -> str:
+        """The non-empty lanes of a queue that uses a policy (lua/lib/lanes.lua)."""
+        return f"{self.prefix}lanes:{queue}"
+
+    def lane(self, name: str) -> str:
+        """A lane's task ids, head first (not the plain lane: that is ``queue(name)``)."""
+        return f"{self.prefix}ln:{name}"
+
+    @property
+    def limiter_counts(self) -> str:
+        """HASH limiter name -> attempts holding a running count of it."""
+        return self.prefix + "lr"

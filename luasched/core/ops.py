@@ -384,7 +384,7 @@ def audit(ns: Namespace, now_ms: int | None) -> Call:
 
 #: The big places an audit reads in slices (lua/audit_slice.lua): a queue, the delayed set, the
 #: dead letters.
-SLICED_PLACES = ("queue", "delayed", "failed")
+SLICED_PLACES = ("queue", "lane", "delayed", "failed")
 
 
 def audit_slice(ns: Namespace, place: str, queue: str, start: int, count: int) -> Call:

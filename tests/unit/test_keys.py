@@ -108,7 +108,8 @@ def test_no_key_escapes_the_namespace(sched, busy, namespace):
 @pytest.mark.parametrize(("name", "spelled"), [
     ("task", "t:ID"), ("task_wake", "w:ID"), ("queue", "q:ID"), ("idle_queue", "idle:ID"),
     ("processor", "p:ID"), ("inbox", "p:ID:i"), ("inbox_running", "p:ID:r"),
-    ("processor_wake", "p:ID:w"), ("group", "g:ID"), ("group_stream", "gs:ID"),
+    ("processor_wake", "p:ID:w"), ("group", "g:ID"), ("group_stream", "gs:ID"), ("lanes", "lanes:ID"),
+    ("lane", "ln:ID"),
 ])
 def test_key_spelling_matches_the_lib_header(name, spelled):
     keys = Keys("ns1")
