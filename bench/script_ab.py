@@ -114,7 +114,8 @@ def main() -> None:
         workloads: list[tuple[str, str, Callable[[str], ops.Call], Callable[[Any], None]]] = []
         for n in (1, 100):
             def submit(source: str, n: int = n) -> ops.Call:
-                return shaped(source, ops.submit(sched.ns, None, [sched.submission("noop", (), {}) for _ in range(n)])[0])
+                news = [sched.submission("noop", (), {}) for _ in range(n)]
+                return shaped(source, ops.submit(sched.ns, None, news)[0])
             workloads.append((f"submit {n}", "submit", submit, lambda reply: None))
         for mode, label in ((ops.NEXT_PLACE, "place"), (ops.NEXT_TAKE, "take")):
             ns = luasched.Scheduler(server.url, namespace=f"bench-script-ab-{label}", dispatch_on_submit=False)

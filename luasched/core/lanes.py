@@ -97,7 +97,7 @@ def check_lanes(problem: Callable[[str], None], queues: Iterable[Any], blocked_f
             problem(f"queue {queue} counts {in_lanes} tasks in its lanes, they hold {total}")
     for name in sorted(blocked - seen_blocked):
         problem(f"lane {name!r} is blocked by a rate but is not a lane of its queue")
-    for limiter, n in sorted((running | held).items()):
+    for limiter in sorted(running | held):
         if running.get(limiter, 0) != held.get(limiter, 0):
             problem(f"limiter {limiter} counts {running.get(limiter, 0)} running, "
                     f"the attempts that hold it say {held.get(limiter, 0)}")

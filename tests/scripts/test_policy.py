@@ -69,6 +69,7 @@ def test_pauses_by_key_read_back_and_resume_by_scope(sched, clock):
     assert sched.pause("a", key="t:1") is False
     assert sched.pause("a") is True
     assert sched.paused() == [Paused("a", since), Paused(None, since, "t:1"), Paused("a", since, "t:1")]
+    audit_ok(sched)
     assert sched.resume("a") is True  # the queue's own pause; its key's stays
     assert sched.resume(key="t:1") is True
     assert sched.paused() == [Paused("a", since, "t:1")]

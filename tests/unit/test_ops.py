@@ -65,7 +65,7 @@ HEADER_WORDS = {
     "result": ["prefix", "task", "mark"],
     "counts": ["prefix", "now_ms"],
     "audit": ["prefix", "now_ms"],
-    "audit_slice": ["prefix", "place", "queue", "start", "count"],
+    "audit_slice": ["prefix", "place", "the", "start", "count"],  # ARGV[3]: "the queue's name (...) or the lane's"
     "retry_failed": ["prefix", "now_ms", "limit", "request"],
     "processors": ["prefix", "now_ms", "limit"],
     "pause": ["prefix", "now_ms", "action", "scope", "key"],
@@ -327,6 +327,8 @@ def test_outcome_value(outcome, raises):
 # --- check_audit on hand-made snapshots -------------------------------------------------------
 
 TWO40 = 1 << 40
+#: The lane of a task of priority 5 and no key in queue default (lib/lanes), as audit rows name it.
+LANE = "5:7:default"
 
 
 def proc_record(capacity: str, deadline_ms: str | None = None) -> list[str]:
@@ -349,15 +351,20 @@ def clean():
         [["p1", "5000", proc_record("3"), ["t2"], ["t3"]]],
         [["default", ["p1", str(2 * TWO40 + 9)]]],
         ["p1"],
-        [["t2", "assigned", "default", "p1", "0", "3"],
-         ["t3", "running", "default", "p1", "1", "3"]],
+        [["t2", "assigned", "default", "p1", "0", "3", LANE, ""],
+         ["t3", "running", "default", "p1", "1", "3", LANE, ""]],
         [],  # cards: none (p1's record predates them, as it predates dl)
         [],  # pauses: none
+        [],  # queues in lanes mode: none (lib/lanes)
+        [],  # lanes blocked by a rate: none
+        [],  # limiters' running counts: none
+        [],  # limiters: none
+        [],  # patterns: none
     ]
     slices = [
-        ["queue", "default", [["t1", "queued", "default", "", "0", "3"]]],
-        ["delayed", "", [["t4", "delayed", "default", "", "1", "3"]]],
-        ["failed", "", [["t5", "failed", "default", "", "3", "3"]]],
+        ["queue", "default", [["t1", "queued", "default", "", "0", "3", LANE, ""]]],
+        ["delayed", "", [["t4", "delayed", "default", "", "1", "3", LANE, ""]]],
+        ["failed", "", [["t5", "failed", "default", "", "3", "3", LANE, ""]]],
     ]
     return frame, slices
 
@@ -378,7 +385,7 @@ def plant(change):
 
 
 def _queued_and_delayed(f, s):
-    s[1][2].append(["t1", "queued", "default", "", "0", "3"])  # t1 also delayed
+    s[1][2].append(["t1", "queued", "default", "", "0", "3", LANE, ""])  # t1 also delayed
     f[3] = 2
     f[1][1] = "8"
 
@@ -390,7 +397,7 @@ def _pending_and_running(f, s):
 
 
 def _twice_in_a_slice(f, s):
-    s[0][2].append(["t1", "queued", "default", "", "0", "3"])
+    s[0][2].append(["t1", "queued", "default", "", "0", "3", LANE, ""])
     f[2] = [["default", 2]]
     f[1][1] = "8"
 
@@ -423,7 +430,7 @@ def _idle_but_unregistered(f, s):
 
 def _running_zset_only(f, s):
     f[4] += ["t9", "inf"]
-    f[9].append(["t9", "running", "default", "p1", "1", "3"])
+    f[9].append(["t9", "running", "default", "p1", "1", "3", LANE, ""])
     f[1][1] = "8"
 
 
@@ -436,11 +443,11 @@ def _no_processor_record(f, s):
 
 
 def _missing_record(f, s):
-    s[0][2][0] = ["t1", "", "", "", "", ""]
+    s[0][2][0] = ["t1", "", "", "", "", "", "", ""]
 
 
 def _missing_record_held(f, s):
-    f[9][0] = ["t2", "", "", "", "", ""]
+    f[9][0] = ["t2", "", "", "", "", "", "", ""]
 
 
 def _lost_task(f, s):
@@ -449,15 +456,15 @@ def _lost_task(f, s):
 
 
 def _wrong_queue(f, s):
-    s[0][2][0] = ["t1", "queued", "other", "", "0", "3"]
+    s[0][2][0] = ["t1", "queued", "other", "", "0", "3", "5:5:other", ""]
 
 
 def _too_many_attempts(f, s):
-    f[9][1] = ["t3", "running", "default", "p1", "4", "3"]
+    f[9][1] = ["t3", "running", "default", "p1", "4", "3", LANE, ""]
 
 
 def _too_many_attempts_failed(f, s):
-    s[2][2][0] = ["t5", "failed", "default", "", "4", "3"]
+    s[2][2][0] = ["t5", "failed", "default", "", "4", "3", LANE, ""]
 
 
 def _lease_out_of_step(f, s):
@@ -473,15 +480,15 @@ def _a_pause_of_nothing(f, s):
 
 
 def _inbox_of_another(f, s):
-    f[9][0] = ["t2", "assigned", "default", "p2", "0", "3"]
+    f[9][0] = ["t2", "assigned", "default", "p2", "0", "3", LANE, ""]
 
 
 RULES = [
-    ("wrong state", lambda f, s: s[0][2].__setitem__(0, ["t1", "delayed", "default", "", "0", "3"]),
+    ("wrong state", lambda f, s: s[0][2].__setitem__(0, ["t1", "delayed", "default", "", "0", "3", LANE, ""]),
      "is in queue default but its record says delayed"),
-    ("delayed says queued", lambda f, s: s[1][2].__setitem__(0, ["t4", "queued", "default", "", "1", "3"]),
+    ("delayed says queued", lambda f, s: s[1][2].__setitem__(0, ["t4", "queued", "default", "", "1", "3", LANE, ""]),
      "is in delayed but its record says queued"),
-    ("running says assigned", lambda f, s: f[9].__setitem__(1, ["t3", "assigned", "default", "p1", "1", "3"]),
+    ("running says assigned", lambda f, s: f[9].__setitem__(1, ["t3", "assigned", "default", "p1", "1", "3", LANE, ""]),
      "is in inbox p1 (running) but its record says assigned"),
     ("queued and delayed", _queued_and_delayed, "t1 is in delayed but its record says queued"),
     ("pending and running", _pending_and_running, "is in 2 places"),
@@ -501,7 +508,7 @@ RULES = [
     ("failed counter", lambda f, s: f[1].__setitem__(7, "0"), "counter failed is 0"),
     ("submitted counter", lambda f, s: f[1].__setitem__(1, "8"), "8 tasks were submitted but 7"),
     ("a task lost", _lost_task, "7 tasks were submitted but 6"),
-    ("queued in a queue not its own", _wrong_queue, "belongs to queue other"),
+    ("queued in a queue not its own", _wrong_queue, "belongs to lane '5:5:other' of queue other"),
     ("attempts over max", _too_many_attempts, "used 4 attempts of 3"),
     ("attempts over max, failed", _too_many_attempts_failed, "t5 used 4 attempts of 3"),
     ("inbox of another processor", _inbox_of_another, "its record says assigned on p2"),
@@ -533,7 +540,7 @@ def test_a_lapsed_processor_is_not_required_to_be_ranked_idle():
 
 def test_a_broken_namespace_reports_a_bounded_number_of_problems():
     frame, slices = clean()
-    rows = [[f"x{i}", "", "", "", "", ""] for i in range(MAX_PROBLEMS + 5)]
+    rows = [[f"x{i}", "", "", "", "", "", "", ""] for i in range(MAX_PROBLEMS + 5)]
     found = check_audit(frame, [*slices, ["queue", "default", rows]])
     assert len(found.problems) == MAX_PROBLEMS + 1
     assert found.problems[-1] == "... and 5 more problems"
@@ -545,12 +552,12 @@ def test_the_audit_flow_reads_every_place_in_slices():
     frame, _ = clean()
     frame[2] = [["default", 5]]
     frame[1][1] = "11"
-    queued = [[f"q{i}", "queued", "default", "", "0", "3"] for i in range(5)]
+    queued = [[f"q{i}", "queued", "default", "", "0", "3", LANE, ""] for i in range(5)]
     flow = flows.audit(NS, 123, slice_size=2)
     asked = [next(flow)]
     reply = frame
-    answers = {("queue", "default"): queued, ("delayed", ""): [["t4", "delayed", "default", "", "1", "3"]],
-               ("failed", ""): [["t5", "failed", "default", "", "3", "3"]]}
+    answers = {("queue", "default"): queued, ("delayed", ""): [["t4", "delayed", "default", "", "1", "3", LANE, ""]],
+               ("failed", ""): [["t5", "failed", "default", "", "3", "3", LANE, ""]]}
     try:
         while True:
             request = flow.send(reply)
