@@ -301,17 +301,20 @@ end
 -- in time. q, p, key, lm: its lane_of.
 local function enqueue(C, id, q, p, key, lm, head)
   local P = C.prefix
-  local cmd = head and 'LPUSH' or 'RPUSH'
   local lanes = P .. 'lanes:' .. q
   local plain = p == '5' and not key
-  if plain and not lm and redis.call('EXISTS', lanes) == 0 then
-    redis.call(cmd, P .. 'q:' .. q, id)
-    return
-  end
   local was = redis.call('EXISTS', lanes) == 1
   local L = lane_name(q, p, key)
   local lk = lane_list(P, L, q, p, key)
-  local n = redis.call(cmd, lk, id)
+  local n
+  if head then -- each command spelled out: the ACL test reads them from the source
+    n = redis.call('LPUSH', lk, id)
+  else
+    n = redis.call('RPUSH', lk, id)
+  end
+  if plain and not lm and not was then
+    return -- a plain queue (above): no lane to keep
+  end
   if not plain then
     redis.call('HINCRBY', P .. 'lq', q, 1)
   end
