@@ -44,11 +44,12 @@ DIGITS = {ops.NEXT_NONE: "0", ops.NEXT_INBOX: "1", ops.NEXT_TAKE: "2", ops.NEXT_
 
 def shaped(source: str, call: ops.Call) -> ops.Call:
     """A submit call as ``source`` reads it: a base from before priorities, keys and limits takes
-    8 fields per task, not 11."""
+    8 fields per task, not 9."""
     if "local PER_TASK = 8" not in source:
         return call
     head, body = list(call.args[:5]), call.args[5:]
-    return ops.Call(call.script, call.keys, tuple(head + [v for i in range(0, len(body), 11) for v in body[i:i + 8]]))
+    per = ops.PER_TASK
+    return ops.Call(call.script, call.keys, tuple(head + [v for i in range(0, len(body), per) for v in body[i:i + 8]]))
 
 
 class Acker:

@@ -66,20 +66,20 @@ for i = 0, count - 1 do
   local base = 9 + i * PER_ACK
   local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
-  local s, p, n, w, g = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_PROCESSOR, TASK_ATTEMPTS, TASK_WAITER,
-    TASK_GROUP))
+  local s, p, n, w, g, h = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_PROCESSOR, TASK_ATTEMPTS, TASK_WAITER,
+    TASK_GROUP, TASK_HELD))
   local status = 'stale'
   if s == 'running' and p == pid and n == attempt then
     redis.call('ZREM', C.running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     redis.call('HSET', tk, TASK_LAST_PROCESSOR, pid)
     if outcome == 'done' then
-      release(C, id)
+      release(C, id, h)
       finish(C, id, 'done', TASK_RESULT, payload, {w, g})
       status = 'done'
     else
       local retry_ms, m
-      status, retry_ms, m = attempt_ended(C, id, payload, true)
+      status, retry_ms, m = attempt_ended(C, id, payload, true, h)
       ended[#ended + 1] = id
       ended[#ended + 1] = retry_ms and fmt(retry_ms) or ''
       ended[#ended + 1] = fmt(m)

@@ -5,8 +5,9 @@
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N
-  then 11 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms
-  priority ('0'..'9') key ('' = none) limits (limiter names, comma-joined; '' = none)
+  then 9 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms policy
+  (policy: '' for priority 5, no key and no limits; else "<priority 0..9>\n<limiter names,
+  comma-joined>\n<key ('' = none)>": luasched/core/ops.py policy_field)
   A task naming a limiter that is neither a limiter nor matched by a pattern is refused, and the
   whole call writes nothing.
   Returns {created, {existing ids}, {task id, processor id, ...assignments}}
@@ -19,7 +20,7 @@ C.now = now
 local dispatch = ARGV[3] == '1'
 local group = ARGV[4]
 local count = tonumber(ARGV[5])
-local PER_TASK = 11
+local PER_TASK = 9
 
 if not now then
   return redis.error_reply('ERR luasched submit: now_ms is not a number')
@@ -41,9 +42,14 @@ for i = 0, count - 1 do
       return redis.error_reply('ERR luasched submit: field ' .. k .. ' of task ' .. id .. ' is not a number')
     end
   end
-  local pr, lm = ARGV[base + 9], ARGV[base + 11]
-  if not string.match(pr, '^%d$') then
-    return redis.error_reply('ERR luasched submit: priority ' .. pr .. ' of task ' .. id .. ' is not 0..9')
+  local pol = ARGV[base + 9]
+  local lm = ''
+  if pol ~= '' then
+    local pr
+    pr, lm = string.match(pol, '^(%d)\n([^\n]*)\n')
+    if not pr then
+      return redis.error_reply('ERR luasched submit: the policy of task ' .. id .. ' is not "<0..9>\\n<limits>\\n<key>"')
+    end
   end
   if lm ~= '' then
     lc = lc or policy(C, nil)
@@ -89,7 +95,10 @@ for _, base in ipairs(fresh) do
   if group ~= '' then
     fields[#fields + 1], fields[#fields + 2] = TASK_GROUP, group
   end
-  local pr, key, lm = ARGV[base + 9], ARGV[base + 10], ARGV[base + 11]
+  local pr, lm, key = '5', '', ''
+  if ARGV[base + 9] ~= '' then
+    pr, lm, key = string.match(ARGV[base + 9], '^(%d)\n([^\n]*)\n(.*)$')
+  end
   if pr ~= '5' then
     fields[#fields + 1], fields[#fields + 2] = TASK_PRIORITY, pr
   end

@@ -242,11 +242,14 @@ local function release_counts(C, lc, name, running)
 end
 
 -- The attempt (or assignment) of task id ended: the running counts it held are released, and
--- lanes that waited for them are ready again.
-local function release(C, id)
+-- lanes that waited for them are ready again. h: its record's TASK_HELD when the caller read it
+-- already (false: none), nil to read it here.
+local function release(C, id, h)
   local P = C.prefix
   local tk = P .. 't:' .. id
-  local h = redis.call('HGET', tk, TASK_HELD)
+  if h == nil then
+    h = redis.call('HGET', tk, TASK_HELD)
+  end
   if not h then
     return
   end

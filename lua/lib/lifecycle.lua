@@ -194,10 +194,10 @@ end
 -- taken id out of running and the processor's running set. later: retry through delayed with
 -- exponential backoff; else retry at the head of the queue. Returns 'retry' or 'failed', then
 -- the ms until the retry is due (0 at the head of the queue; nil when failed) and max_attempts
--- (what a processor's log line says: "retry 2/3 in 0.50 s").
-local function attempt_ended(C, id, error_json, later)
+-- (what a processor's log line says: "retry 2/3 in 0.50 s"). held: as release takes it.
+local function attempt_ended(C, id, error_json, later, held)
   local tk = C.prefix .. 't:' .. id
-  release(C, id)
+  release(C, id, held)
   local n, m, b = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_BACKOFF_MS))
   n = tonumber(n)
   b = b or DEFAULT_BACKOFF_MS

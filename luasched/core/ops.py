@@ -99,14 +99,23 @@ SUBMIT_CHUNK = 1000
 
 
 #: What submit sends per task, after its five fixed ARGV (lua/submit.lua's header).
-PER_TASK = 11
+PER_TASK = 9
+
+
+def policy_field(o: TaskOptions) -> str:
+    """A task's priority, limits and key in one submit value: '' for the defaults (most tasks:
+    one value, not three, per task), else ``<priority>\n<limits comma-joined>\n<key>`` (limit
+    names hold no whitespace; the key, last, may hold anything)."""
+    if o.priority == 5 and o.key is None and not o.limits:
+        return ""
+    return f"{o.priority}\n{','.join(o.limits)}\n{o.key or ''}"
 
 
 def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,
            group: str = "") -> list[Call]:
     """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline); PER_TASK
-    values each: id, name, queue, args, max_attempts, timeout_ms, backoff_ms, delay_ms, priority,
-    key ('' none), limits (comma-joined, '' none)."""
+    values each: id, name, queue, args, max_attempts, timeout_ms, backoff_ms, delay_ms, policy
+    (``policy_field``: '' for a task with the default priority, no key and no limits)."""
     calls = []
     for start in range(0, len(tasks), SUBMIT_CHUNK):
         chunk = tasks[start:start + SUBMIT_CHUNK]
@@ -114,7 +123,7 @@ def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispa
         for t in chunk:
             o = t.options
             args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
-                     to_ms(o.backoff_s), to_ms(t.delay_s), o.priority, o.key or "", ",".join(o.limits)]
+                     to_ms(o.backoff_s), to_ms(t.delay_s), policy_field(o)]
         calls.append(ns.call("submit", *args))
     return calls
 

@@ -121,7 +121,7 @@ def test_submit_shape():
     assert call.script == "submit"
     assert call.keys == NS.keys.fixed
     assert call.args == (P, "123", "1", "g1", "1",
-                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0", "tenant 1", "a:1,b")
+                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0\na:1,b\ntenant 1")
     words = argv_names("submit")
     assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count"]
     assert f"then {ops.PER_TASK} per task" in (scripts.lua_dir() / "submit.lua").read_text(encoding="utf-8")
@@ -129,7 +129,7 @@ def test_submit_shape():
 
 def test_submit_defaults():
     (call,) = ops.submit(NS, None, [task(1)])
-    assert call.args == (P, "", "0", "", "1", "id1", "add", "default", "[1]", "3", "0", "1000", "0", "5", "", "")
+    assert call.args == (P, "", "0", "", "1", "id1", "add", "default", "[1]", "3", "0", "1000", "0", "")
 
 
 @pytest.mark.parametrize(("n", "chunks"), [(1, [1]), (999, [999]), (1000, [1000]), (1001, [1000, 1]),
