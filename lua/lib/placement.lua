@@ -314,9 +314,9 @@ local function place_queued(pl, names, limit, out, turn)
     local depth = 0
     if not is_paused(pl.paused, q) then
       depth = redis.call('LLEN', pl.P .. 'q:' .. q)
-      local laned = redis.call('EXISTS', pl.P .. 'lanes:' .. q) == 1
-      pl.lc.laned[q] = laned -- take_next reads it from there
-      if laned then -- lanes mode: how many are ready is not known
+      local in_lanes = redis.call('EXISTS', pl.P .. 'lanes:' .. q) == 1
+      pl.lc.laned[q] = in_lanes -- take_next reads it from there
+      if in_lanes then -- lanes mode: how many are ready is not known
         depth = has_ready(pl.C, q) and limit or 0
         laned[q] = true
       end
