@@ -107,13 +107,15 @@ def drain(url: str, namespace: str, policies: bool, procs: int) -> dict[str, flo
         return kw if policies else {}
 
     fair = {key: sched.submit_many("span", [(0,)] * 60, **opts(key=key)) for key in weights}
-    rated = sched.submit_many("span", [(0,)] * 300, **opts(key="rated", limits=("api",)))
+    # in a queue of their own: in the default queue they would get their key's fair share, less
+    # than the rate allows while the other keys have work
+    rated = sched.submit_many("span", [(0,)] * 300, queue="rated", **opts(limits=("api",)))
     db = sched.submit_many("span", [(5,)] * 100, **opts(key="db", limits=("db",)))
     urgent = sched.submit_many("span", [(0,)] * 200, **opts(priority=1))
     everything = [h for hs in fair.values() for h in hs] + rated + db + urgent
     env = dict(os.environ, BENCH_REDIS_URL=url, BENCH_NAMESPACE=namespace, PYTHONPATH=str(ROOT))
     cmd = [str(Path(sys.executable).parent / "luasched"), "processor", "bench.policies_app:sched",
-           "--capacity", "4", "--no-log-tasks"]
+           "--capacity", "4", "--no-log-tasks", "--queues", "default,rated"]
     workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for _ in range(procs)]
     try:
@@ -130,8 +132,9 @@ def drain(url: str, namespace: str, policies: bool, procs: int) -> dict[str, flo
     spans = {o.task_id: o.value() for o in sched.outcomes([h.id for h in everything])}
     began = {tid: s[0] for tid, s in spans.items()}
     first, last = min(s[0] for s in spans.values()), max(s[1] for s in spans.values())
-    out: dict[str, float] = {"tasks": len(everything), "seconds": last - first,
-                             "tasks_per_s": len(everything) / (last - first)}
+    # throughput of the tasks no rate holds back (the rated ones take 3 s at 100/s by design)
+    free = [spans[h.id] for h in everything if h not in rated]
+    out: dict[str, float] = {"tasks": len(free), "tasks_per_s": len(free) / (max(e for _, e in free) - first)}
     # fairness: placements while every key still had work waiting, by key, against the weights
     order = sorted((began[h.id], key) for key, hs in fair.items() for h in hs)
     ends = {key: max(began[h.id] for h in hs) for key, hs in fair.items()}
@@ -164,7 +167,7 @@ def main() -> None:
         if "workload" in only:
             plain = drain(server.url, "bench-policies", False, args.processes)
             policies = drain(server.url, "bench-policies", True, args.processes)
-            print(f"workload: {policies['tasks']:.0f} tasks on {args.processes} processes x 4 slots; "
+            print(f"workload: {policies['tasks']:.0f} tasks (and 300 rated) on {args.processes} processes x 4 slots; "
                   f"policies {policies['tasks_per_s']:,.0f} tasks/s, the same tasks without them "
                   f"{plain['tasks_per_s']:,.0f} tasks/s (x{policies['tasks_per_s'] / plain['tasks_per_s']:.2f})")
             print(f"  fairness error (share against weight share, 100 keys, weights 1 and 2): mean "

@@ -245,6 +245,9 @@ class Scheduler(Policies):
         if turn.again or turn.reap or stop.is_set():
             return None
         wait_s = min(turn.wait_s, summary.left_s())  # a summary line is written when it is due
+        if turn.sleep:  # shorter than Redis's timeout resolution: slept here (flows.BLOCK_RESOLUTION_S)
+            await backend.wait(stop, wait_s)
+            return None
         if self.clock is not None:  # a dispatch carries the client's time: send it after the wait
             with translated("run"):
                 await self.client.blpop([self.keys.wake], timeout=wait_s)

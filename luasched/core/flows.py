@@ -171,15 +171,23 @@ def take_batch(waiting: list[tuple[NewTask, W]], given_up: Callable[[W], bool]
     return batch, rest
 
 
+#: Redis times a blocking call out on its clock tick (hz 10: every 0.1 s), so a BLPOP of 10 ms
+#: returns after up to 100 ms. A wait shorter than that (a rate limiter's next placement, a
+#: delayed task due in a moment) is a sleep of the loop's own until the time dispatch returned.
+BLOCK_RESOLUTION_S = 0.1
+
+
 @dataclass(frozen=True)
 class Turn:
     """What a scheduler loop does after a dispatch: dispatch again at once (``again``: the call
     was full), reap (a lease or a task's timeout lapsed), or block on the namespace's wake-up
-    list for ``wait_s`` seconds and then dispatch."""
+    list for ``wait_s`` seconds and then dispatch (``sleep``: a wait below Redis's timeout
+    resolution, slept by the loop itself)."""
 
     again: bool = False
     reap: bool = False
     wait_s: float = 0.0
+    sleep: bool = False
 
 
 def next_turn(reply: DispatchReply, loop: LoopOptions, block_s: float) -> Turn:
@@ -189,4 +197,5 @@ def next_turn(reply: DispatchReply, loop: LoopOptions, block_s: float) -> Turn:
     wait, reap_now = reply.wait_s(loop.max_wait_s, loop.reap_every_s)
     if reap_now:
         return Turn(reap=True)
-    return Turn(wait_s=min(wait, block_s))
+    wait = min(wait, block_s)
+    return Turn(wait_s=wait, sleep=wait < BLOCK_RESOLUTION_S)
