@@ -5,7 +5,8 @@
   Includes: fields, util, lanes, lifecycle, placement, replay
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed running queues procs idle cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
-  Lanes held back by a limiter's rate whose time has come are ready again first (lib/lanes).
+  Lanes held back by a limiter's rate whose time has come are ready again first, and lanes waiting
+  for a limiter that has free running counts (lib/lanes counts_free).
   A replay of a request that assigned tasks answers as the first call did and moves nothing.
   Returns {{task id, processor id, ...}, now ms, next due ms (a delayed task, or a lane held back
            by a rate), next lease deadline ms,
@@ -29,6 +30,7 @@ end
 
 local promoted = promote(C, limit)
 lanes_due(C, now, limit)
+counts_free(C, 100)
 
 local out = {}
 local pl = placer(C, limit)

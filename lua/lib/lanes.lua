@@ -14,7 +14,8 @@
   one too. Each lane in it is in exactly one of these places:
     rdy:<p>:<q>  ZSET  ready lanes of priority p -> virtual start tag (weighted fair queueing);
                        lvl:<q> ZSET holds each p whose rdy is not empty (score p)
-    lpk:<name>   ZSET  lanes whose head waits for a running count of limiter <name> -> tag
+    lpk:<name>   ZSET  lanes whose head waits for a running count of limiter <name> -> its priority
+                       * 1e12 + its tag (a freed count goes to the most urgent lane first)
     blk          ZSET  lanes whose head waits for a limiter's rate -> the ms it becomes eligible
     kp:<key>     SET   lanes of a paused key, out of the index until the key is resumed
   vt HASH '<p>:<q>' -> the virtual time of that queue and level: the tag of the lane last served.
@@ -31,6 +32,8 @@
   TASK_HELD, released by exactly the scripts that end the attempt or give the assignment back.
   lt:<name> STRING the rate's theoretical arrival time (GCRA, ms); it expires at that time, when
   it reads the same as absent (a full burst), so no reaper is needed.
+  lfree SET limiters whose released counts let lanes go: dispatch lets more go while they have
+  free counts and lanes wait (a lane let go may not be placed: its queue has no processor now).
 ]]
 
 local function num(x)
@@ -203,6 +206,14 @@ local function level_left(P, q, p)
   end
 end
 
+-- A parked lane's score in lpk:<name>: priority first (a freed count goes to the most urgent
+-- lane), then its tag; and back.
+local PARKED = 1e12
+
+local function parked_score(p, tag)
+  return num(tonumber(p) * PARKED + math.min(tag, PARKED - 1))
+end
+
 -- Up to n lanes waiting for a running count of limiter name are ready again (n nil: all), and a
 -- scheduler loop is woken to place them.
 local function unpark(C, name, n)
@@ -210,7 +221,7 @@ local function unpark(C, name, n)
   while n == nil or n > 0 do
     local flat = redis.call('ZPOPMIN', pk, math.min(n or 100, 100))
     for i = 1, #flat, 2 do
-      activate(C, flat[i], tonumber(flat[i + 1]))
+      activate(C, flat[i], tonumber(flat[i + 1]) % PARKED)
     end
     if #flat > 0 then
       wake_scheduler(C)
@@ -235,9 +246,32 @@ local function release_counts(C, lc, name, running)
     local free = s.max - running
     if free > 0 then
       unpark(C, name, free)
+      -- a lane let go may not be placed (its queue has no processor now): dispatch looks again
+      redis.call('SADD', C.prefix .. 'lfree', name)
     end
   else
     unpark(C, name, nil)
+  end
+end
+
+-- Limiters with free running counts that let lanes go (lfree): while lanes still wait for them,
+-- as many more go as they have free counts (those let go before may not have been placed).
+-- At most limit limiters per call; a limiter leaves lfree once it is full or nothing waits.
+local function counts_free(C, limit)
+  local P = C.prefix
+  local names = redis.call('SRANDMEMBER', P .. 'lfree', limit)
+  if #names == 0 then
+    return
+  end
+  local lc = policy(C, nil)
+  for _, name in ipairs(names) do
+    local s = limiter(lc, name)
+    local free = s and s.max and s.max - running_of(lc, name) or 0
+    if free > 0 and redis.call('EXISTS', P .. 'lpk:' .. name) == 1 then
+      unpark(C, name, free)
+    else
+      redis.call('SREM', P .. 'lfree', name)
+    end
   end
 end
 
@@ -279,7 +313,7 @@ local function unblock(C, L, lk)
       local tag = redis.call('ZSCORE', P .. 'lpk:' .. name, L)
       if tag then
         redis.call('ZREM', P .. 'lpk:' .. name, L)
-        activate(C, L, tonumber(tag))
+        activate(C, L, tonumber(tag) % PARKED)
         return
       end
     end
@@ -405,7 +439,7 @@ local function next_in_lanes(lc, q, now)
     elseif why == 'key' then
       redis.call('SADD', P .. 'kp:' .. key, L)
     elseif why == 'max' then
-      redis.call('ZADD', P .. 'lpk:' .. what, num(tag), L)
+      redis.call('ZADD', P .. 'lpk:' .. what, parked_score(p, tag), L)
     elseif why == 'rate' then
       redis.call('ZADD', P .. 'blk', math.ceil(what), L)
       if redis.call('ZRANGE', P .. 'blk', 0, 0)[1] == L then
@@ -511,7 +545,7 @@ local function dequeue(C, id, q, p, key)
         local tag = redis.call('ZSCORE', P .. 'lpk:' .. name, L)
         if tag then
           redis.call('ZREM', P .. 'lpk:' .. name, L)
-          activate(C, L, tonumber(tag))
+          activate(C, L, tonumber(tag) % PARKED)
         end
       end
     end
