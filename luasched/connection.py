@@ -359,8 +359,8 @@ PURGE_COMMANDS = ("scan", "unlink")
 #: an ACL user is checked for these too, inside the scripts.
 SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hexists", "hget", "hgetall", "hincrby", "hmget",
                    "hset", "hsetnx", "lindex", "llen", "lpop", "lpush", "lrange", "lrem", "ltrim", "persist",
-                   "rpush", "sadd", "scard", "set", "sismember", "smembers", "srandmember", "srem", "time", "xadd", "zadd",
-                   "zcard", "zcount", "zpopmin", "zrange", "zrangebyscore", "zrem", "zscore")
+                   "rpush", "sadd", "scard", "set", "sismember", "smembers", "srandmember", "srem", "time", "xadd",
+                   "zadd", "zcard", "zcount", "zpopmin", "zrange", "zrangebyscore", "zrem", "zscore")
 
 
 def acl_rules(namespace: str | None = None, *, purge: bool = False) -> str:
