@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import error_for_status
 from .fields import TASK
 from .keys import Keys
-from .options import DEFAULT_QUEUE, TaskOptions, check_limit, to_ms
+from .options import DEFAULT_QUEUE, TaskOptions, check_limit, policy_field, to_ms
 from .replies import (
     AckReply,
     DispatchReply,
@@ -100,15 +100,6 @@ SUBMIT_CHUNK = 1000
 
 #: What submit sends per task, after its five fixed ARGV (lua/submit.lua's header).
 PER_TASK = 9
-
-
-def policy_field(o: TaskOptions) -> str:
-    """A task's priority, limits and key in one submit value: '' for the defaults (most tasks:
-    one value, not three, per task), else ``<priority>\n<limits comma-joined>\n<key>`` (limit
-    names hold no whitespace; the key, last, may hold anything)."""
-    if o.priority == 5 and o.key is None and not o.limits:
-        return ""
-    return f"{o.priority}\n{','.join(o.limits)}\n{o.key or ''}"
 
 
 def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,

@@ -192,6 +192,15 @@ class TaskOptions:
 DEFAULT_TASK_OPTIONS = TaskOptions()
 
 
+def policy_field(o: TaskOptions) -> str:
+    """A task's priority, limits and key in one submit value: '' for the defaults (most tasks:
+    one value, not three, per task), else ``<priority>\n<limits comma-joined>\n<key>`` (limit
+    names hold no whitespace; the key, last, may hold anything)."""
+    if o.priority == 5 and o.key is None and not o.limits:
+        return ""
+    return f"{o.priority}\n{','.join(o.limits)}\n{o.key or ''}"
+
+
 # --- a processor's options -------------------------------------------------------------------
 
 
