@@ -102,9 +102,6 @@ local cap, qs, dl, stuck, dto = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PR
   PROC_STUCK, PROC_DEFAULT_TIMEOUT_MS))
 local registered = cap ~= false and cap ~= nil
 local live = registered and lease_ok(C, pid, dl, cap)
-if live and (nxt == 'take' or nxt == 'place') then
-  lanes_due(C, C.now, 100) -- lanes a rate held back whose time has come: placed by the same rules
-end
 if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
   tasks, took = start_many(C, pid, want, nxt == 'take', dto, cap, qs, stuck)
 end

@@ -77,7 +77,7 @@ end
 -- weights, limiters, aging bounds, rate states, running counts.
 local function policy(C, paused)
   return {C = C, P = C.prefix, paused = paused, weights = {}, specs = {}, aging = {}, pats = nil, tats = {},
-          laned = {}}
+          laned = {}, due = false}
 end
 
 local function weight_of(lc, key)
@@ -493,6 +493,26 @@ local function take_lane(lc, t, now)
   end
 end
 
+-- Rate-blocked lanes whose time has come are ready again (at most limit); returns how many.
+local function lanes_due(C, now, limit)
+  local P = C.prefix
+  local due = redis.call('ZRANGEBYSCORE', P .. 'blk', '-inf', fmt(now), 'LIMIT', 0, limit)
+  for _, L in ipairs(due) do
+    redis.call('ZREM', P .. 'blk', L)
+    activate(C, L, nil)
+  end
+  return #due
+end
+
+-- Once per call, when it meets a queue in lanes mode: the lanes a rate held back whose time came
+-- are ready again (placing calls other than dispatch follow the same rules; plain queues pay nothing).
+local function due_once(lc, now)
+  if not lc.due then
+    lc.due = true
+    lanes_due(lc.C, now, 100)
+  end
+end
+
 -- The next task of queue q, taken out of it (the caller places or starts it), or nil; and
 -- whether lanes were left unlooked at (see next_in_lanes). lc: the call's policy.
 local function take_next(lc, q, now)
@@ -505,23 +525,13 @@ local function take_next(lc, q, now)
   if not laned then
     return redis.call('LPOP', P .. 'q:' .. q) or nil, false
   end
+  due_once(lc, now)
   local t, more = next_in_lanes(lc, q, now)
   if not t then
     return nil, more
   end
   take_lane(lc, t, now)
   return t.id, false
-end
-
--- Rate-blocked lanes whose time has come are ready again (at most limit); returns how many.
-local function lanes_due(C, now, limit)
-  local P = C.prefix
-  local due = redis.call('ZRANGEBYSCORE', P .. 'blk', '-inf', fmt(now), 'LIMIT', 0, limit)
-  for _, L in ipairs(due) do
-    redis.call('ZREM', P .. 'blk', L)
-    activate(C, L, nil)
-  end
-  return #due
 end
 
 -- Task id (queued, lane q p key) leaves its queue without being placed (cancelled).

@@ -308,6 +308,7 @@ end
 -- pairs {id, pid} appended to out. Returns how many, and whether any of the queues still holds
 -- tasks after (true when it may: a queue met no idle processor).
 local function place_queued(pl, names, limit, out, turn)
+  local C = pl.C
   local active, left, laned = {}, {}, {}
   for k = 0, #names - 1 do
     local q = names[(turn + k) % #names + 1]
@@ -317,6 +318,7 @@ local function place_queued(pl, names, limit, out, turn)
       local in_lanes = redis.call('EXISTS', pl.P .. 'lanes:' .. q) == 1
       pl.lc.laned[q] = in_lanes -- take_next reads it from there
       if in_lanes then -- lanes mode: how many are ready is not known
+        due_once(pl.lc, C.now)
         depth = has_ready(pl.C, q) and limit or 0
         laned[q] = true
       end
