@@ -62,6 +62,7 @@ end
 -- every input checked; writes start here
 local statuses, ended = {}, {}
 local freed, unstuck = 0, 0
+local released = false
 for i = 0, count - 1 do
   local base = 9 + i * PER_ACK
   local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
@@ -74,12 +75,13 @@ for i = 0, count - 1 do
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     redis.call('HSET', tk, TASK_LAST_PROCESSOR, pid)
     if outcome == 'done' then
-      release(C, id, h)
+      released = release(C, id, h) or released
       finish(C, id, 'done', TASK_RESULT, payload, {w, g})
       status = 'done'
     else
       local retry_ms, m
       status, retry_ms, m = attempt_ended(C, id, payload, true, h)
+      released = released or (h and true or false)
       ended[#ended + 1] = id
       ended[#ended + 1] = retry_ms and fmt(retry_ms) or ''
       ended[#ended + 1] = fmt(m)
@@ -116,6 +118,9 @@ if live and nxt == 'place' then
     local turn = 0
     if #names > 1 then -- start at a different queue each time: no queue of the processor starves another
       turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
+    end
+    if released then -- counts came free: more lanes that wait for them go (a lane let go may not be placeable)
+      counts_free(C, 100)
     end
     local pl = placer(C, freed)
     if want > 0 and pending == 0 then -- what lands here starts at once (nothing older waits in the inbox)

@@ -178,7 +178,9 @@ local function hold(lc, id, lm, now)
       if s.rate then
         local tat = math.max(tat_of(lc, name, now), now) + s.per / s.rate
         lc.tats[name] = tat
-        redis.call('SET', P .. 'lt:' .. name, num(tat), 'PX', math.max(math.ceil(tat - now), 1))
+        -- kept a second past the time it reads the same as absent: a caller's clock (now_ms) may
+        -- run behind the server's, which times the expiry
+        redis.call('SET', P .. 'lt:' .. name, num(tat), 'PX', math.ceil(tat - now) + 1000)
       end
     end
   end
@@ -277,7 +279,7 @@ end
 
 -- The attempt (or assignment) of task id ended: the running counts it held are released, and
 -- lanes that waited for them are ready again. h: its record's TASK_HELD when the caller read it
--- already (false: none), nil to read it here.
+-- already (false: none), nil to read it here. Returns whether it held any.
 local function release(C, id, h)
   local P = C.prefix
   local tk = P .. 't:' .. id
@@ -285,7 +287,7 @@ local function release(C, id, h)
     h = redis.call('HGET', tk, TASK_HELD)
   end
   if not h then
-    return
+    return false
   end
   redis.call('HDEL', tk, TASK_HELD)
   local lc = policy(C, nil)
@@ -297,6 +299,7 @@ local function release(C, id, h)
     end
     release_counts(C, lc, name, n)
   end
+  return true
 end
 
 -- Lane L got a new head (a task given back): a lane held back by its old head is ready again.
