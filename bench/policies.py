@@ -13,6 +13,8 @@ On one private redis-server (never 6379):
 - held: dispatch's cost per placed task when 1,000 limiters each hold work back (a lane parked on
   each, with a free slot that could take it), against the same namespace without them: held-back
   work is not scanned, so the two should cost the same.
+- memory: Redis memory per queued task, plain, with a priority and one of 100 keys, and with a
+  limiter too (the issue's budget for tasks without policies: 200 B).
 - workload "policies": 4 processor processes (``luasched processor``, capacity 4 each) drain
   priorities, 100 keys with weights 1 and 2, a rate limit and a max_running limit; the same
   tasks without any policy are drained in the same run as the A/B baseline. Reported:
@@ -86,6 +88,24 @@ def dispatch_parts(url: str, only: set[str], repeat: int) -> None:
               f"{held:6.2f} (x{held / none:.2f})", flush=True)
 
 
+def memory(url: str) -> None:
+    """Redis memory per queued task: plain, with a priority and one of 100 keys, and with a limiter
+    too (used_memory delta / N, no processor)."""
+    sched = luasched.Scheduler(url, namespace="bench-policies-memory", dispatch_on_submit=False)
+    r = sched.client
+    sched.limit("api", rate=100)
+    n = 20_000
+    for label, kw in (("plain", {}), ("priority 2, 100 keys", {"priority": 2}),
+                      ("priority 2, 100 keys, a limiter", {"priority": 2, "limits": ("api",)})):
+        r.delete(*[k for k in r.scan_iter(sched.keys.prefix + "*") if not k.endswith((b":lim", b":limpat"))] or ["-"])
+        before = int(r.info("memory")["used_memory"])
+        for k in range(100 if kw else 1):
+            sched.submit_many("noop", [()] * (n // (100 if kw else 1)), **({**kw, "key": f"k{k}"} if kw else {}))
+        print(f"memory {label}: {(int(r.info('memory')['used_memory']) - before) / n:.1f} B per queued task",
+              flush=True)
+    sched.close()
+
+
 def drain(url: str, namespace: str, policies: bool, procs: int) -> dict[str, float]:
     """Submit the workload (with or without its policies), drain it with ``procs`` processor
     processes, and read what the tasks reported."""
@@ -156,7 +176,7 @@ def drain(url: str, namespace: str, policies: bool, procs: int) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="keys,held,workload")
+    parser.add_argument("--only", default="keys,held,memory,workload")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each dispatch part")
     parser.add_argument("--processes", type=int, default=4)
     args = parser.parse_args()
@@ -164,6 +184,8 @@ def main() -> None:
     server = start_redis()
     try:
         dispatch_parts(server.url, only, args.repeat)
+        if "memory" in only:
+            memory(server.url)
         if "workload" in only:
             plain = drain(server.url, "bench-policies", False, args.processes)
             policies = drain(server.url, "bench-policies", True, args.processes)
