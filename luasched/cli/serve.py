@@ -49,14 +49,16 @@ def _on_signals(graceful: Callable[[], None], now: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _once_started(graceful: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], None]]:
+def _once_started(graceful: Callable[[], None], begun: Callable[[], bool] = lambda: False,
+                  ) -> tuple[Callable[[], None], Callable[[], None]]:
     """A first-signal handler that stops gracefully once the process has started, and exits at
     once (0) before that, when nothing runs yet (it may be waiting for Redis); and the call that
-    marks the start."""
+    marks the start. ``begun``: whether work may already run though the start has not returned
+    (a processor's slots take tasks before its start() returns: a signal then is graceful)."""
     started = threading.Event()
 
     def handler() -> None:
-        if started.is_set():
+        if started.is_set() or begun():
             graceful()
         else:
             log.info("stopped before starting")
@@ -159,7 +161,7 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
         sched = cast(luasched.Scheduler, any_sched)
         p = luasched.Processor(sched, options)
         stop = threading.Event()
-        graceful, started = _once_started(stop.set)
+        graceful, started = _once_started(stop.set, lambda: p.running)
         _on_signals(graceful, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
         p.start()
         started()
@@ -188,7 +190,7 @@ async def _processor_async(sched: aio.Scheduler, options: ProcessorOptions, grac
     """The processor command for an asyncio APP: slots are tasks on this event loop."""
     p = aio.Processor(sched, options)
     stop = asyncio.Event()
-    graceful, started = _once_started(stop.set)
+    graceful, started = _once_started(stop.set, lambda: p.running)
     _on_loop_signals(graceful, lambda: _halt(p))  # before start: a signal while starting stops it cleanly
     await p.start()
     started()
