@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("luasched.processor")
 
+#: How long a stop waits, after killing a process pool's children at its timeout, for their slots
+#: to ack the attempts that died with them.
+KILLED_ACK_S = 5.0
+
 
 class Processor(ProcessorCore):
     """A worker that registers with a capacity and queues, keeps a lease, and runs its inbox.
@@ -235,6 +239,10 @@ class Processor(ProcessorCore):
         if self._duties:
             await self._duties.join(None)  # it sees the stop flag within the loop's max_wait
         await self._runners.close()
+        if not finished and self.options.pool == "process":
+            # close() killed the children still running: let their slots ack ProcessDied before
+            # deregistering gives the tasks back (else the attempt reads "lease lost")
+            await self._workers.join(KILLED_ACK_S)
         try:
             await self.deregister()
         except TRANSIENT as exc:  # the lease will lapse and reap gives the inbox back
