@@ -31,6 +31,7 @@ end
 
 local seen, fresh, existing = {}, {}, {}
 local lc = nil
+local parsed = {} -- base -> {priority, limits, key} of a task with a policy, read once
 for i = 0, count - 1 do
   local base = 5 + i * PER_TASK
   local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
@@ -45,8 +46,9 @@ for i = 0, count - 1 do
   local pol = ARGV[base + 9]
   local lm = ''
   if pol ~= '' then
-    local pr
-    pr, lm = string.match(pol, '^(%d)\n([^\n]*)\n')
+    local pr, key
+    pr, lm, key = string.match(pol, '^(%d)\n([^\n]*)\n(.*)$')
+    parsed[base] = {pr, lm, key}
     if not pr then
       return redis.error_reply('ERR luasched submit: the policy of task ' .. id .. ' is not "<0..9>\\n<limits>\\n<key>"')
     end
@@ -96,8 +98,8 @@ for _, base in ipairs(fresh) do
     fields[#fields + 1], fields[#fields + 2] = TASK_GROUP, group
   end
   local pr, lm, key = '5', '', ''
-  if ARGV[base + 9] ~= '' then
-    pr, lm, key = string.match(ARGV[base + 9], '^(%d)\n([^\n]*)\n(.*)$')
+  if parsed[base] then
+    pr, lm, key = unpack(parsed[base])
   end
   if pr ~= '5' then
     fields[#fields + 1], fields[#fields + 2] = TASK_PRIORITY, pr

@@ -302,17 +302,16 @@ local function release(C, id, h)
   return true
 end
 
--- Lane L got a new head (a task given back): a lane held back by its old head is ready again.
-local function unblock(C, L, lk)
+-- Lane L got a new head (a task given back, or its head cancelled): a lane held back by its old
+-- head is ready again. old_lm: the old head's limits (nil: none), where it may be parked.
+local function unblock(C, L, old_lm)
   local P = C.prefix
   if redis.call('ZREM', P .. 'blk', L) == 1 then
     activate(C, L, nil)
     return
   end
-  local old = redis.call('LINDEX', lk, 1)
-  local lm = old and redis.call('HGET', P .. 't:' .. old, TASK_LIMITS)
-  if lm then
-    for name in string.gmatch(lm, '[^,]+') do
+  if old_lm then
+    for name in string.gmatch(old_lm, '[^,]+') do
       local tag = redis.call('ZSCORE', P .. 'lpk:' .. name, L)
       if tag then
         redis.call('ZREM', P .. 'lpk:' .. name, L)
@@ -361,7 +360,8 @@ local function enqueue(C, id, q, p, key, lm, head)
   if not was or n == 1 then
     lane_joins(C, L, q, was)
   elseif head then
-    unblock(C, L, lk)
+    local old = redis.call('LINDEX', lk, 1)
+    unblock(C, L, old and redis.call('HGET', P .. 't:' .. old, TASK_LIMITS) or nil)
   end
 end
 
@@ -550,17 +550,6 @@ local function dequeue(C, id, q, p, key)
   local head_lm = head and redis.call('HGET', P .. 't:' .. id, TASK_LIMITS) or nil
   redis.call('LREM', lk, 1, id)
   if not lane_lost(C, L, q, p, key, lk, head_lm) and head then
-    -- a new head: where the old one was held back, this one may go
-    if redis.call('ZREM', P .. 'blk', L) == 1 then
-      activate(C, L, nil)
-    elseif head_lm then
-      for name in string.gmatch(head_lm, '[^,]+') do
-        local tag = redis.call('ZSCORE', P .. 'lpk:' .. name, L)
-        if tag then
-          redis.call('ZREM', P .. 'lpk:' .. name, L)
-          activate(C, L, tonumber(tag) % PARKED)
-        end
-      end
-    end
+    unblock(C, L, head_lm) -- a new head: where the old one was held back, this one may go
   end
 end

@@ -1,13 +1,16 @@
-"""Fixtures the integration tests share: asyncio Schedulers, and live threaded processors and loops."""
+"""Fixtures the integration tests share: asyncio Schedulers, live threaded processors and loops,
+and the command line's APP."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 
 import luasched
 from luasched import aio
+from tests import cli_app
 
 
 @pytest.fixture
@@ -51,3 +54,12 @@ def live(make_sched):
         assert not t.is_alive(), "the scheduler loop did not stop"
     for p in started:
         p.stop(timeout=5)
+
+
+@pytest.fixture
+def app(namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[luasched.Scheduler]:
+    """The APP ``tests.cli_app:sched``, on the embedded server in a namespace of this test only."""
+    sched = cli_app.make_app(namespace)
+    monkeypatch.setattr(cli_app, "sched", sched)
+    yield sched
+    sched.purge()

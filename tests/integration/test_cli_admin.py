@@ -67,15 +67,6 @@ def row(output: str, label: str) -> int:
 
 
 @pytest.fixture
-def app(namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[luasched.Scheduler]:
-    """The APP ``tests.cli_app:sched``, on the embedded server in a namespace of this test only."""
-    sched = cli_app.make_app(namespace)
-    monkeypatch.setattr(cli_app, "sched", sched)
-    yield sched
-    sched.purge()
-
-
-@pytest.fixture
 def real(app: luasched.Scheduler, redis_server: RedisServer) -> Iterator[luasched.Scheduler]:
     """The same APP (tasks, namespace) on the session's real redis-server."""
     sched = app.connect(redis_server.url)

@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 
 import luasched
 from luasched.core.replies import Paused
-from tests import cli_app
 from tests.integration.test_cli_admin import APP, cli, ok, refused
-
-
-@pytest.fixture
-def app(namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[luasched.Scheduler]:
-    """The APP ``tests.cli_app:sched``, on the embedded server in a namespace of this test only."""
-    sched = cli_app.make_app(namespace)
-    monkeypatch.setattr(cli_app, "sched", sched)
-    yield sched
-    sched.purge()
 
 
 def test_submit_takes_priority_key_and_limits(app: luasched.Scheduler) -> None:
