@@ -1,7 +1,8 @@
 --[[ policy: create, change or remove a limiter; set a key's weight; set a queue's priority aging
   What lib/lanes reads when it chooses the next task (its header says where each lives). A
   change takes effect at the next placing call, which this call wakes; a limiter given more room
-  (or removed) lets lanes that waited for its running counts go at once.
+  (or removed) lets lanes that waited for its running counts go at once, and every lane a rate
+  held back is looked at again (O(those lanes), once: a limiter is set far more rarely than used).
   Includes: util, lanes
   KEYS[1..9] the fixed keys (see lib/util): uses wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] op, then by op:
@@ -30,6 +31,7 @@ if op == 'limit' then
   end
   local spec = (rate == '' and '-' or rate) .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. (max == '' and '-' or max)
   reply = redis.call('HSET', P .. 'lim', name, spec) == 1 and 'created' or 'updated'
+  rates_changed(C) -- a rate may hold back less now (this one, or a pattern's it overrides)
   if string.sub(name, -1) == '*' then
     redis.call('SADD', P .. 'limpat', name)
   else
@@ -37,6 +39,7 @@ if op == 'limit' then
   end
 elseif op == 'unlimit' then
   reply = redis.call('HDEL', P .. 'lim', name)
+  rates_changed(C)
   redis.call('SREM', P .. 'limpat', name)
   if string.sub(name, -1) ~= '*' then
     redis.call('DEL', P .. 'lt:' .. name)

@@ -10,8 +10,9 @@
 
   A queue whose waiting tasks all sit in q:<queue> and name no limiter is plain: its tasks are
   placed by LPOP, as if lanes did not exist (tasks that use no policy pay nothing). A queue is in
-  lanes mode while lanes:<queue> exists: the ZSET (all scores 0) of its non-empty lanes, the plain
-  one too. Each lane in it is in exactly one of these places:
+  lanes mode while lanes:<queue> exists: the ZSET of its non-empty lanes, the plain one too, each
+  scored by the tag it had when it last left the ready index (0 until then). Each lane in it is in
+  exactly one of these places:
     rdy:<p>:<q>  ZSET  ready lanes of priority p -> virtual start tag (weighted fair queueing);
                        lvl:<q> ZSET holds each p whose rdy is not empty (score p)
     lpk:<name>   ZSET  lanes whose head waits for a running count of limiter <name> -> its priority
@@ -19,8 +20,12 @@
     blk          ZSET  lanes whose head waits for a limiter's rate -> the ms it becomes eligible
     kp:<key>     SET   lanes of a paused key, out of the index until the key is resumed
   vt HASH '<p>:<q>' -> the virtual time of that queue and level: the tag of the lane last served.
-  A lane that becomes ready joins at it (an idle key banks no credit); serving a lane moves its
-  tag on by 1 / its key's weight (weights HASH key -> weight; 1 when absent or keyless).
+  Serving a lane moves its tag on by 1 / its key's weight (weights HASH key -> weight; 1 when
+  absent or keyless). A lane that becomes ready joins at the later of the virtual time and its
+  own kept tag: a new lane (an idle key) at the virtual time, so it banks no credit; a lane back
+  from a limiter, a rate or a paused key where it left, or at the virtual time if that has passed
+  it. So whether a placing call met a held-back lane (and moved it out of the ready index) or not
+  changes nothing in the order: the tests' model keeps no index, only each lane's tag.
   lq HASH <queue> -> how many tasks wait in its lanes other than q:<queue> (counts read it).
   qconf HASH <queue> -> priority aging ms: a waiting task counts one level more urgent for every
   that many ms it has waited (since it was created); absent: strict priorities.
@@ -189,12 +194,16 @@ local function hold(lc, id, lm, now)
   end
 end
 
--- Lane L is ready: indexed at its level at tag, or at the level's virtual time when later (or tag nil).
+-- Lane L is ready: indexed at its level at tag (nil: the tag it kept in lanes:<q>), or at the
+-- level's virtual time when later.
 local function activate(C, L, tag)
   local P = C.prefix
   local q, p = lane_parts(L)
   local v = tonumber(redis.call('HGET', P .. 'vt', p .. ':' .. q) or '0')
-  if not tag or tag < v then
+  if not tag then
+    tag = tonumber(redis.call('ZSCORE', P .. 'lanes:' .. q, L) or '0')
+  end
+  if tag < v then
     tag = v
   end
   redis.call('ZADD', P .. 'rdy:' .. p .. ':' .. q, num(tag), L)
@@ -209,7 +218,7 @@ local function level_left(P, q, p)
 end
 
 -- A parked lane's score in lpk:<name>: priority first (a freed count goes to the most urgent
--- lane), then its tag; and back.
+-- lane), then its tag (rounded: the exact one is kept in lanes:<q>).
 local PARKED = 1e12
 
 local function parked_score(p, tag)
@@ -223,7 +232,7 @@ local function unpark(C, name, n)
   while n == nil or n > 0 do
     local flat = redis.call('ZPOPMIN', pk, math.min(n or 100, 100))
     for i = 1, #flat, 2 do
-      activate(C, flat[i], tonumber(flat[i + 1]) % PARKED)
+      activate(C, flat[i], nil)
     end
     if #flat > 0 then
       wake_scheduler(C)
@@ -237,14 +246,15 @@ local function unpark(C, name, n)
   end
 end
 
--- How many lanes a released running count of name lets go: as many as it has free counts (all,
--- when name is no longer limited).
+-- How many lanes a released running count of name lets go: as many as it has free counts; all
+-- when no attempt holds one any more (no lane waits for a count that nothing will release) or
+-- name is no longer limited.
 local function release_counts(C, lc, name, running)
   if redis.call('EXISTS', C.prefix .. 'lpk:' .. name) == 0 then
     return
   end
   local s = limiter(lc, name)
-  if s and s.max then
+  if s and s.max and running > 0 then
     local free = s.max - running
     if free > 0 then
       unpark(C, name, free)
@@ -312,10 +322,8 @@ local function unblock(C, L, old_lm)
   end
   if old_lm then
     for name in string.gmatch(old_lm, '[^,]+') do
-      local tag = redis.call('ZSCORE', P .. 'lpk:' .. name, L)
-      if tag then
-        redis.call('ZREM', P .. 'lpk:' .. name, L)
-        activate(C, L, tonumber(tag) % PARKED)
+      if redis.call('ZREM', P .. 'lpk:' .. name, L) == 1 then
+        activate(C, L, nil)
         return
       end
     end
@@ -329,11 +337,11 @@ local function lane_joins(C, L, q, was)
     local plain = lane_name(q, '5', nil)
     if L ~= plain and redis.call('LLEN', P .. 'q:' .. q) > 0 then
       redis.call('ZADD', P .. 'lanes:' .. q, 0, plain)
-      activate(C, plain, nil)
+      activate(C, plain, 0)
     end
   end
   redis.call('ZADD', P .. 'lanes:' .. q, 0, L)
-  activate(C, L, nil)
+  activate(C, L, 0)
 end
 
 -- Task id waits again: at the tail of its lane, or (head) at its head, given back with its place
@@ -439,7 +447,10 @@ local function next_in_lanes(lc, q, now)
     redis.call('ZREM', rk, L)
     if not why then -- an empty lane in the index (never left so): out of lanes mode's index too
       redis.call('ZREM', P .. 'lanes:' .. q, L)
-    elseif why == 'key' then
+    else -- it keeps its tag, to rejoin where it left
+      redis.call('ZADD', P .. 'lanes:' .. q, num(tag), L)
+    end
+    if why == 'key' then
       redis.call('SADD', P .. 'kp:' .. key, L)
     elseif why == 'max' then
       redis.call('ZADD', P .. 'lpk:' .. what, parked_score(p, tag), L)
@@ -505,6 +516,17 @@ local function lanes_due(C, now, limit)
     activate(C, L, nil)
   end
   return #due
+end
+
+-- A limiter's rate changed or was removed: every lane a rate holds back is ready again (each is
+-- held back again when a placing call meets it and a rate still holds it). O(those lanes), once.
+local function rates_changed(C)
+  local P = C.prefix
+  local blocked = redis.call('ZRANGE', P .. 'blk', 0, -1)
+  redis.call('DEL', P .. 'blk')
+  for _, L in ipairs(blocked) do
+    activate(C, L, nil)
+  end
 end
 
 -- Once per call, when it meets a queue in lanes mode: the lanes a rate held back whose time came

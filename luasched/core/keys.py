@@ -116,6 +116,11 @@ class Keys:
         return f"{self.prefix}ln:{name}"
 
     @property
+    def virtual_times(self) -> str:
+        """HASH '<priority>:<queue>' -> that level's virtual time (the tag of the lane last served)."""
+        return self.prefix + "vt"
+
+    @property
     def limiter_counts(self) -> str:
         """HASH limiter name -> attempts holding a running count of it."""
         return self.prefix + "lr"

@@ -6,11 +6,19 @@ the model's, and the transition it took is one that luasched.core.states allows.
 placement policies (issue 17): a priority, a key, limiters (one with max_running, one with a
 rate), and rules change them mid-run (max_running, a rate's burst, weights, priority aging, pauses
 of keys). Every placement is checked against the guarantees: the head of its lane, nothing paused,
-its limiters allow it now, no more urgent task of its queue could go instead, and fewer placements
-than asked only when nothing placeable is left for an idle processor. Fairness between keys is not
-modelled (tests/scripts/test_lanes.py checks the weighted order). At the end everything drains to
-done/failed/cancelled with the right results. Runs on the embedded server and on a real
-redis-server.
+its limiters allow it now, no more urgent task of its queue could go instead, no lane of its
+queue and priority that could go has an earlier virtual start tag (weighted fair queueing between
+keys, below), and fewer placements than asked only when nothing placeable is left for an idle
+processor. At the end everything drains to done/failed/cancelled with the right results. Runs on
+the embedded server and on a real redis-server.
+
+The fair order is modelled without any index: per queue and priority level a virtual time V, and
+per lane the tag it goes on at once served. A lane's start tag is the later of V and its own tag
+(none: a lane that became non-empty joins at V); serving a lane sets V to its start tag and its
+tag to that plus 1 / its key's weight; an emptied lane forgets its tag. Ties go by lane name (a
+ZSET's order). A queue none of whose tasks used a policy is plain (one FIFO list) and keeps no tags.
+After every step the server's virtual times are the model's. Rules that submit for every key at
+once, and that run busy stretches of placements, make the keys compete.
 """
 
 from __future__ import annotations
@@ -163,6 +171,10 @@ class Conservation(RuleBasedStateMachine):
         self.r_burst = 1
         self.r_tat: float | None = None  # GCRA's theoretical arrival time, ms (None: absent)
         self.aging: dict[str, int] = {}  # queue -> priority aging ms (absent: strict)
+        self.weights: dict[str, float] = {}  # key -> weight (absent: 1)
+        self.vt: dict[tuple[str, int], float] = {}  # (queue, priority) -> virtual time (absent: 0)
+        self.tags: dict[tuple[str, int, str | None], float] = {}  # lane -> its tag once served
+        self.laned: set[str] = set()  # queues in lanes mode: some task of theirs used a policy
 
         @self.sched.task(name="work", retry_backoff=BACKOFF_MS / 1000)
         def work(token: int, fail_times: int) -> int:
@@ -195,8 +207,28 @@ class Conservation(RuleBasedStateMachine):
     def alive(self, p: MProc) -> bool:
         return p.registered and p.deadline >= self.now
 
+    def enter(self, t: MTask, head: bool) -> None:
+        """t waits in its lane again: at the tail, or (head) at the head."""
+        self.lanes[t.lane].insert(0 if head else len(self.lanes[t.lane]), t.id)
+        if t.lane != (t.queue, 5, None) or t.limits:
+            self.laned.add(t.queue)
+
+    def leave(self, t: MTask) -> None:
+        """t left its lane (placed or cancelled): an emptied lane forgets its tag, and a queue
+        whose lanes are all empty is plain again."""
+        self.lanes[t.lane].remove(t.id)
+        if not self.lanes[t.lane]:
+            self.tags.pop(t.lane, None)
+            if not any(ids for (q, _p, _k), ids in self.lanes.items() if q == t.queue):
+                self.laned.discard(t.queue)
+
+    def start_tag(self, lane: tuple[str, int, str | None]) -> float:
+        v = self.vt.get(lane[:2], 0.0)
+        tag = self.tags.get(lane)
+        return v if tag is None or tag < v else tag
+
     def to_head(self, t: MTask, event: str) -> None:
-        self.lanes[t.lane].insert(0, t.id)
+        self.enter(t, head=True)
         self.move(t, event, "queued")
         t.owner = None
 
@@ -235,7 +267,7 @@ class Conservation(RuleBasedStateMachine):
         if delay_ms:
             t.state, t.due = "delayed", self.now + delay_ms
         else:
-            self.lanes[t.lane].append(t.id)
+            self.enter(t, head=False)
         return t
 
     def held(self, queue: str) -> bool:
@@ -296,6 +328,15 @@ class Conservation(RuleBasedStateMachine):
         for h, token, f in zip(hs, tokens, fails, strict=True):
             self.new_task(h.id, queue, f, 2, 0, token, 0, priority, key, limits)
 
+    @rule(queue=st.sampled_from(QUEUES), priority=st.sampled_from(PRIORITIES),
+          counts=st.lists(st.integers(1, 3), min_size=len(KEYS), max_size=len(KEYS)),
+          limits=st.sampled_from(LIMITS))
+    def submit_tenants(self, queue: str, priority: int, counts: list[int], limits: tuple[str, ...]) -> None:
+        """Every key submits a few tasks of one priority to one queue: keys that compete, for
+        the fair order to decide between."""
+        for key, n in zip(KEYS, counts, strict=True):
+            self.submit_many(queue, [0] * n, priority, key, limits)
+
     def add_processor_impl(self, capacity: int, queues: tuple[str, ...]) -> MProc:
         p = self.sched.processor(capacity=capacity, queues=queues, lease=LEASE_S)
         assert p.register()
@@ -320,10 +361,19 @@ class Conservation(RuleBasedStateMachine):
             if t.attempts:
                 retries.append(t)
             else:
-                self.lanes[t.lane].append(t.id)
+                self.enter(t, head=False)
         for t in reversed(retries):  # a retry to the head, with its place in time: the one due first first
-            self.lanes[t.lane].insert(0, t.id)
+            self.enter(t, head=True)
         self.placed(pairs, limit, QUEUES, "dispatch")
+
+    @rule(rounds=st.integers(1, 6))
+    def work(self, rounds: int) -> None:
+        """A busy stretch: rounds of one dispatch and every processor running its inbox, so that
+        many placements in a row go by the fair order."""
+        for _ in range(rounds):
+            self.dispatch(1)
+            for p in list(self.mprocs.values()):
+                self.run_inbox(p)
 
     @rule(queue=st.sampled_from((None, *QUEUES)), key=st.sampled_from(KEYS), pause=st.booleans())
     def pause_or_resume(self, queue: str | None, key: str | None, pause: bool) -> None:
@@ -351,7 +401,9 @@ class Conservation(RuleBasedStateMachine):
 
     @rule(key=st.sampled_from(KEYS[1:]), weight=st.sampled_from([1.0, 0.5, 3.0]))
     def set_weight(self, key: str, weight: float) -> None:
-        self.sched.set_weight(key, weight)  # fairness is not modelled: only that nothing else changes
+        """A new weight counts from the lane's next placement on: tags already given stay."""
+        self.sched.set_weight(key, weight)
+        self.weights[key] = weight
 
     @rule(queue=st.sampled_from(QUEUES), aging=st.sampled_from([None, 1.0, 5.0]))
     def set_aging(self, queue: str, aging: float | None) -> None:
@@ -381,11 +433,13 @@ class Conservation(RuleBasedStateMachine):
             if t.queue not in self.aging:
                 urgent = [h.id for h in self.placeable_heads(t.queue, by) if h.priority < t.priority]
                 assert not urgent, f"{where} before the more urgent placeable {urgent}"
+            if t.queue in self.laned:
+                self.fair(t, where, by)
             eligible = [m for m in self.mprocs.values()
                         if self.alive(m) and t.queue in m.queues and m.load < m.capacity]
             assert p in eligible, f"{where} on {pid}, which is not an idle live processor of {t.queue}"
             assert p.load == min(m.load for m in eligible), f"{by} did not choose the least loaded"
-            lane.pop(0)
+            self.leave(t)
             self.move(t, "dispatch", "assigned")
             t.owner = pid
             p.pending.append(tid)
@@ -402,6 +456,20 @@ class Conservation(RuleBasedStateMachine):
                     idle = [m.proc.id for m in self.mprocs.values()
                             if self.alive(m) and q in m.queues and m.load < m.capacity]
                     assert not idle, f"{by} placed {len(pairs)} of {limit}: queue {q} could place {heads} on {idle}"
+
+    def fair(self, t: MTask, where: str, by: str) -> None:
+        """t's lane is served: no lane of its queue and priority that could go now starts earlier
+        (start tag, then lane name); V moves to its start tag, and its tag on by 1 / its weight."""
+        tag = self.start_tag(t.lane)
+        mine = (tag, lane_name(*t.lane))
+        before = [(lane, self.start_tag(lane)) for lane in self.lanes
+                  if lane[:2] == t.lane[:2] and lane != t.lane
+                  and (h := self.placeable(lane)) is not None and not set(h.limits) & set(GAPS[by])
+                  and (self.start_tag(lane), lane_name(*lane)) < mine]
+        assert not before, f"{where} at virtual start {tag}, after the lanes that start earlier {before}"
+        self.vt[t.lane[:2]] = tag
+        weight = 1.0 if t.key is None else self.weights.get(t.key, 1.0)
+        self.tags[t.lane] = tag + 1 / weight  # leave() drops it if this placement empties the lane
 
     @rule(p=procs)
     def run_inbox(self, p: MProc) -> None:
@@ -576,7 +644,7 @@ class Conservation(RuleBasedStateMachine):
         if not expect:
             return
         if t.state == "queued":
-            self.lanes[t.lane].remove(t.id)
+            self.leave(t)
         elif t.state == "assigned":
             self.mprocs[t.owner].pending.remove(t.id)
         self.finish(t, "cancel", "cancelled")
@@ -619,7 +687,10 @@ class Conservation(RuleBasedStateMachine):
             pipe.lrange(self.sched.keys.queue(q) if p == 5 and key is None
                         else self.sched.keys.lane(lane_name(q, p, key)), 0, -1)
         pipe.hget(self.sched.keys.limiter_counts, "m")
-        *lanes, running = pipe.execute()
+        pipe.hgetall(self.sched.keys.virtual_times)
+        *lanes, running, vt = pipe.execute()
+        got_vt = {(q, int(p)): float(v) for k, v in vt.items() for p, q in [k.decode().split(":", 1)]}
+        assert got_vt == self.vt, f"virtual times {got_vt} != model {self.vt}"
         for (lane, expect), got in zip(self.lanes.items(), lanes, strict=True):
             assert [x.decode() for x in got] == expect, f"lane {lane}: {got} != model {expect}"
         assert int(running or 0) == self.m_running, f"m's running count {running}, model {self.m_running}"

@@ -144,6 +144,24 @@ def test_an_idle_key_banks_no_credit(sched):
     audit_ok(sched)
 
 
+def test_a_lane_held_back_rejoins_where_it_left(sched):
+    """A lane a placing call moved out of the ready index (here: its key paused) keeps its tag:
+    back, it does not skip ahead of keys served less than it."""
+    p = sched.processor(capacity=1, lease=600)
+    assert p.register()
+    sched.set_weight("a", 0.25)  # each placement of a counts as four of b's
+    a = [h.id for h in sched.submit_many("add", [(i, 0) for i in range(5)], key="a")]
+    b = [h.id for h in sched.submit_many("add", [(i, 1) for i in range(5)], key="b")]
+    assert run_one_by_one(sched, p.id, 1) == [a[0]]  # a's tag 4, b's 0 (the virtual time)
+    sched.pause(key="a")
+    sched.pause(key="b")
+    assert sched.dispatch() == []  # both lanes met paused: out of the ready index
+    sched.resume(key="a")
+    sched.resume(key="b")
+    assert run_one_by_one(sched, p.id, 5) == b[:4] + [a[1]], "a lane back from a pause skipped ahead"
+    audit_ok(sched)
+
+
 def test_a_paused_key_waits_and_the_others_go_on(sched, make_sched, clock):
     p = sched.processor(capacity=100, queues=("default", "other"), lease=60)
     assert p.register()

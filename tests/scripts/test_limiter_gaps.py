@@ -1,7 +1,8 @@
 """Placements the guarantees of issue 17 call for that lib/lanes once missed, each reduced from a
 falsifying example of the conservation property machine (tests/property): a freed running count
-goes to the most urgent waiting lane, is not lost on a lane that cannot be placed, and dispatch
-on ack places a lane whose rate came due."""
+goes to the most urgent waiting lane, is not lost on a lane that cannot be placed, and no lane
+waits for a count that no attempt holds; dispatch on ack places a lane whose rate came due, and a
+rate given more room (or removed) lets its blocked lanes go at once."""
 
 from __future__ import annotations
 
@@ -56,4 +57,32 @@ def test_dispatch_on_ack_places_a_lane_whose_rate_came_due(sched, clock):
     clock.advance(5)
     reply = ack(sched, p.id, got.task, next_mode=ops.NEXT_PLACE)
     assert [t for t, _ in reply.placed] == [second.id], "the freed slot stayed empty though the rate allows"
+    audit_ok(sched)
+
+
+def test_a_rate_given_more_room_lets_its_blocked_lanes_go_at_once(sched):
+    p = sched.processor(capacity=10, lease=600)
+    assert p.register()
+    sched.limit("r", rate=1, per=4.0, burst=1)
+    hs = [sched.submit("add", i, 0, _limits=("r",)) for i in range(4)]
+    assert sched.dispatch() == [(hs[0].id, p.id)]  # the lane met again: blocked by the rate for 4 s
+    assert sched.limit("r", rate=1, per=4.0, burst=3) is False
+    assert [t for t, _ in sched.dispatch()] == [h.id for h in hs[1:3]], "a larger burst left the lane blocked"
+    assert sched.remove_limit("r") is True
+    assert sched.dispatch() == [(hs[3].id, p.id)], "a removed rate still held its lane back"
+    audit_ok(sched)
+
+
+def test_no_lane_waits_for_a_count_that_no_attempt_holds(sched):
+    p = sched.processor(capacity=10, lease=600)
+    assert p.register()
+    sched.limit("m", max_running=1)
+    holder = sched.submit("add", 0, 0, _key="k0", _limits=("m",))
+    waiting = [sched.submit("add", i, i, _key=f"k{i}", _limits=("m",)) for i in range(1, 4)]
+    assert sched.dispatch() == [(holder.id, p.id)]  # the three other lanes met m full: parked
+    got = start(sched, p.id)
+    assert got.task is not None
+    ack(sched, p.id, got.task)  # m's count is 0: nothing will release it again
+    audit_ok(sched)
+    assert sched.dispatch(limit=1)[0][0] in {h.id for h in waiting}
     audit_ok(sched)
