@@ -35,8 +35,8 @@
   has none of its own (the longest pattern wins). lr HASH name -> how many attempts hold a
   running count of it (field gone at 0): taken by the placing script, kept in the task's
   TASK_HELD, released by exactly the scripts that end the attempt or give the assignment back.
-  lt:<name> STRING the rate's theoretical arrival time (GCRA, ms); it expires at that time, when
-  it reads the same as absent (a full burst), so no reaper is needed.
+  lt:<name> STRING the rate's theoretical arrival time (GCRA, ms); it expires a minute after that
+  time, once it reads the same as absent (a full burst), so no reaper is needed.
   lfree SET limiters whose released counts let lanes go: dispatch lets more go while they have
   free counts and lanes wait (a lane let go may not be placed: its queue has no processor now).
 ]]
@@ -183,9 +183,9 @@ local function hold(lc, id, lm, now)
       if s.rate then
         local tat = math.max(tat_of(lc, name, now), now) + s.per / s.rate
         lc.tats[name] = tat
-        -- kept a second past the time it reads the same as absent: a caller's clock (now_ms) may
+        -- kept a minute past the time it reads the same as absent: a caller's clock (now_ms) may
         -- run behind the server's, which times the expiry
-        redis.call('SET', P .. 'lt:' .. name, num(tat), 'PX', math.ceil(tat - now) + 1000)
+        redis.call('SET', P .. 'lt:' .. name, num(tat), 'PX', math.ceil(tat - now) + 60000)
       end
     end
   end

@@ -59,7 +59,8 @@ PRIORITIES = (5, 2, 7)  # 5 first: hypothesis shrinks towards the default (plain
 KEYS = (None, "k1", "k2")
 LIMITS: tuple[tuple[str, ...], ...] = ((), ("m",), ("r",))
 #: limiter "r": RATE placements per RATE_PER_S seconds; its interval in ms. Its state (lt:r) expires
-#: in the server's own time, at the interval: long enough that a slow step cannot outlast it.
+#: in the server's own time, a minute after it reads the same as absent: no example outlasts that
+#: (with a second, a slow step on a loaded cluster did, and the server forgot a rate the model kept).
 RATE, RATE_PER_S = 1, 4.0
 RATE_T_MS = int(RATE_PER_S * 1000 / RATE)
 #: Limiters whose held-back heads a placing call may not see (none: every placement is exact). The
