@@ -86,3 +86,32 @@ def test_no_lane_waits_for_a_count_that_no_attempt_holds(sched):
     audit_ok(sched)
     assert sched.dispatch(limit=1)[0][0] in {h.id for h in waiting}
     audit_ok(sched)
+
+
+def test_lanes_let_go_that_cannot_be_placed_do_not_strand_the_others(sched):
+    """The documented bound of a freed count: it lets go the most urgent parked lane; while that
+    lane cannot be placed (its queue paused), each placing call lets one more go and wakes a
+    scheduler loop to place it, so a lane that can go is placed within a call per lane ahead."""
+    pa = sched.processor(capacity=3, lease=600, queues=("a",))
+    pb = sched.processor(capacity=1, lease=600, queues=("b",))
+    assert pa.register() and pb.register()
+    sched.limit("m", max_running=2)
+    holders = [sched.submit("add", i, 0, _queue="a", _key=f"h{i}", _limits=("m",)) for i in range(2)]
+    assert sorted(t for t, _ in sched.dispatch()) == sorted(h.id for h in holders)
+    ahead = [sched.submit("add", i, 0, _queue="a", _key=f"x{i}", _priority=2, _limits=("m",)) for i in range(2)]
+    last = sched.submit("add", 9, 9, _queue="b", _priority=7, _limits=("m",))
+    assert sched.dispatch() == []  # m is full: the three lanes are parked
+    sched.pause("a")
+    got = start(sched, pa.id)
+    assert got.task is not None
+    ack(sched, pa.id, got.task)  # one count free (one still held): the most urgent lane goes first
+    placed: list[tuple[str, str]] = []
+    for _ in range(len(ahead) + 1):
+        sched.client.delete(sched.keys.wake)
+        placed = sched.dispatch()
+        if placed:
+            break
+        assert sched.client.llen(sched.keys.wake) > 0, "a call let a lane go without waking a loop"
+    assert placed == [(last.id, pb.id)], "the lane of b never went, though m had a free count"
+    assert all(h.state == "queued" for h in ahead)
+    audit_ok(sched)
