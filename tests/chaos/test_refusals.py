@@ -200,7 +200,9 @@ def _loading_server(port: int, directory: Path, keys: int) -> subprocess.Popen[b
 
 
 def test_processes_started_before_redis_wait_for_it_through_its_loading(tmp_path, namespace):
-    port, keys = free_port(), 100_000
+    # fewer, longer per-key delays (100 us each, ~2 s in all): a loaded machine stretches each
+    # sleep, and 100,000 sleeps of 20 us once took past the 20 s the probe allowed
+    port, keys = free_port(), 20_000
     data = tmp_path / "data"
     data.mkdir()
     seed = start_redis(port=port, directory=data)
@@ -221,7 +223,7 @@ def test_processes_started_before_redis_wait_for_it_through_its_loading(tmp_path
         assert impatient.wait(15) == 2
         server = _loading_server(port, data, keys)
         loading_seen = False
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 with probe(port) as client:
