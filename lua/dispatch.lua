@@ -29,7 +29,7 @@ if seen then
 end
 
 local promoted = promote(C, limit)
-lanes_due(C, now, limit)
+lanes_due(C, fmt(now), limit)
 counts_free(C, 100)
 
 local out = {}

@@ -507,26 +507,21 @@ local function take_lane(lc, t, now)
   end
 end
 
--- Rate-blocked lanes whose time has come are ready again (at most limit); returns how many.
-local function lanes_due(C, now, limit)
+-- Rate-blocked lanes eligible by upto (a score bound: the formatted now for those whose time came)
+-- are ready again, at most limit of them (-1: all).
+local function lanes_due(C, upto, limit)
   local P = C.prefix
-  local due = redis.call('ZRANGEBYSCORE', P .. 'blk', '-inf', fmt(now), 'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'blk', '-inf', upto, 'LIMIT', 0, limit)
   for _, L in ipairs(due) do
     redis.call('ZREM', P .. 'blk', L)
     activate(C, L, nil)
   end
-  return #due
 end
 
 -- A limiter's rate changed or was removed: every lane a rate holds back is ready again (each is
 -- held back again when a placing call meets it and a rate still holds it). O(those lanes), once.
 local function rates_changed(C)
-  local P = C.prefix
-  local blocked = redis.call('ZRANGE', P .. 'blk', 0, -1)
-  redis.call('DEL', P .. 'blk')
-  for _, L in ipairs(blocked) do
-    activate(C, L, nil)
-  end
+  lanes_due(C, '+inf', -1)
 end
 
 -- Once per call, when it meets a queue in lanes mode: the lanes a rate held back whose time came
@@ -534,7 +529,7 @@ end
 local function due_once(lc, now)
   if not lc.due then
     lc.due = true
-    lanes_due(lc.C, now, 100)
+    lanes_due(lc.C, fmt(now), 100)
   end
 end
 

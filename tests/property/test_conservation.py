@@ -463,10 +463,9 @@ class Conservation(RuleBasedStateMachine):
         (start tag, then lane name); V moves to its start tag, and its tag on by 1 / its weight."""
         tag = self.start_tag(t.lane)
         mine = (tag, lane_name(*t.lane))
-        before = [(lane, self.start_tag(lane)) for lane in self.lanes
-                  if lane[:2] == t.lane[:2] and lane != t.lane
-                  and (h := self.placeable(lane)) is not None and not set(h.limits) & set(GAPS[by])
-                  and (self.start_tag(lane), lane_name(*lane)) < mine]
+        before = [(h.lane, self.start_tag(h.lane)) for h in self.placeable_heads(t.queue, by)
+                  if h.priority == t.priority and h.lane != t.lane
+                  and (self.start_tag(h.lane), lane_name(*h.lane)) < mine]
         assert not before, f"{where} at virtual start {tag}, after the lanes that start earlier {before}"
         self.vt[t.lane[:2]] = tag
         weight = 1.0 if t.key is None else self.weights.get(t.key, 1.0)
