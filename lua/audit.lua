@@ -15,7 +15,9 @@
            {{queue, lanes mode 0|1, {levels in lvl}, {{p, {lanes in rdy:<p>}}...} (the non-empty
              ones), {{lane, length, in rdy 0|1, in blk 0|1, in kp 0|1, {limiters it is parked on}}...},
              tasks in its other lanes (lq)}...} (lib/lanes), {lane, ms...} (blk, flat),
-           {name, count...} (lr, flat), {name, spec...} (lim, flat), {patterns} (limpat)}
+           {name, count...} (lr, flat), {name, spec...} (lim, flat), {patterns} (limpat),
+           {queue, count...} (qd, flat), {queue, count...} (the delayed tasks' queues counted
+           here, flat, when at most SMALL_DELAYED wait: else {} and only qd's sum is checked)}
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -78,8 +80,28 @@ for _, q in ipairs(names) do
   lanes[#lanes + 1] = {q, redis.call('EXISTS', lk), redis.call('ZRANGE', P .. 'lvl:' .. q, 0, -1), rdys, rows,
     redis.call('HGET', P .. 'lq', q) or '0'}
 end
-return {fmt(now), redis.call('HGETALL', C.stats), qs, redis.call('ZCARD', C.delayed), run,
+-- the delayed tasks of each queue (qd), counted from their records while that stays bounded
+local SMALL_DELAYED = 2000
+local delayed_n = redis.call('ZCARD', C.delayed)
+local by_queue = {}
+if delayed_n <= SMALL_DELAYED then
+  local tally, order = {}, {}
+  for _, id in ipairs(redis.call('ZRANGE', C.delayed, 0, -1)) do
+    local q = redis.call('HGET', P .. 't:' .. id, TASK_QUEUE) or DEFAULT_QUEUE
+    if not tally[q] then
+      tally[q] = 0
+      order[#order + 1] = q
+    end
+    tally[q] = tally[q] + 1
+  end
+  for _, q in ipairs(order) do
+    by_queue[#by_queue + 1] = q
+    by_queue[#by_queue + 1] = tally[q]
+  end
+end
+return {fmt(now), redis.call('HGETALL', C.stats), qs, delayed_n, run,
   redis.call('ZCARD', C.failed), ps, idles, redis.call('SMEMBERS', C.idle), record_rows(P, held, {}),
   redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused'), lanes,
   redis.call('ZRANGE', P .. 'blk', 0, -1, 'WITHSCORES'), redis.call('HGETALL', P .. 'lr'),
-  redis.call('HGETALL', P .. 'lim'), redis.call('SMEMBERS', P .. 'limpat')}
+  redis.call('HGETALL', P .. 'lim'), redis.call('SMEMBERS', P .. 'limpat'), redis.call('HGETALL', P .. 'qd'),
+  by_queue}

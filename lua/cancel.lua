@@ -29,6 +29,7 @@ if s == 'queued' then
   dequeue(C, id, q or DEFAULT_QUEUE, pr or '5', k or nil)
 elseif s == 'delayed' then
   redis.call('ZREM', C.delayed, id)
+  count_delayed(C, q or DEFAULT_QUEUE, -1)
 elseif s == 'assigned' then
   redis.call('LREM', P .. 'p:' .. p .. ':i', 1, id)
   redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)

@@ -10,7 +10,8 @@
               a pattern: the limiter of every name with that prefix that has none of its own)
     'unlimit' name
     'weight'  key weight (a number > 0)
-    'queue'   queue aging_ms ('' = strict priorities)
+    'queue'   queue aging_ms ('' = strict priorities) max_pending ('' = no cap); either may be
+              '=' (left as it is)
   Returns 'created' | 'updated' (limit), 1 | 0 (unlimit: whether it existed), 'ok' (weight, queue)
   Invariant: moves no task out of its queue; lanes only move between their indexes.
 ]]
@@ -57,13 +58,22 @@ elseif op == 'weight' then
   end
   reply = 'ok'
 elseif op == 'queue' then
-  local aging = ARGV[5]
+  local aging, cap = ARGV[5], ARGV[6] or '='
+  if aging ~= '' and aging ~= '=' and not (tonumber(aging) and tonumber(aging) >= 1) then
+    return redis.error_reply('ERR luasched policy: priority aging must be at least 1 ms')
+  end
+  if cap ~= '' and cap ~= '=' and not (tonumber(cap) and tonumber(cap) >= 0 and tonumber(cap) % 1 == 0) then
+    return redis.error_reply('ERR luasched policy: max_pending must be a whole number >= 0')
+  end
   if aging == '' then
     redis.call('HDEL', P .. 'qconf', name)
-  elseif tonumber(aging) and tonumber(aging) >= 1 then
+  elseif aging ~= '=' then
     redis.call('HSET', P .. 'qconf', name, aging)
-  else
-    return redis.error_reply('ERR luasched policy: priority aging must be at least 1 ms')
+  end
+  if cap == '' then
+    redis.call('HDEL', P .. 'qmax', name)
+  elseif cap ~= '=' then
+    redis.call('HSET', P .. 'qmax', name, cap)
   end
   reply = 'ok'
 else

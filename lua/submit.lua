@@ -9,7 +9,9 @@
   (policy: '' for priority 5, no key and no limits; else "<priority 0..9>\n<limiter names,
   comma-joined>\n<key ('' = none)>": luasched/core/ops.py policy_field)
   A task naming a limiter that is neither a limiter nor matched by a pattern is refused, and the
-  whole call writes nothing.
+  whole call writes nothing. So is a call that would bring a queue with a max_pending (qmax)
+  above it: its waiting tasks (queued, in its lanes, delayed: qd) plus the new ones. The error
+  says "queue '<q>' is full: <depth> waiting, max_pending <n>, <k> more refused".
   Returns {created, {existing ids}, {task id, processor id, ...assignments}}
   Invariant: every new id is in exactly one place (queue tail or delayed, or an inbox if dispatched).
 ]]
@@ -30,6 +32,7 @@ if not count or count < 1 or #ARGV ~= 5 + count * PER_TASK then
 end
 
 local seen, fresh, existing = {}, {}, {}
+local adding, added = {}, {} -- queue -> how many new tasks this call brings; the queues, in order
 local lc = nil
 local parsed = {} -- base -> {priority, limits, key} of a task with a policy, read once
 for i = 0, count - 1 do
@@ -70,11 +73,30 @@ for i = 0, count - 1 do
     existing[#existing + 1] = id
   else
     fresh[#fresh + 1] = base
+    if not adding[queue] then
+      adding[queue] = 0
+      added[#added + 1] = queue
+    end
+    adding[queue] = adding[queue] + 1
+  end
+end
+if #added > 0 then -- the queues' caps: one HMGET of a usually missing key
+  local caps = redis.call('HMGET', P .. 'qmax', unpack(added))
+  for i, q in ipairs(added) do
+    local cap = tonumber(caps[i])
+    if cap then
+      local depth = redis.call('LLEN', P .. 'q:' .. q) + tonumber(redis.call('HGET', P .. 'lq', q) or '0')
+        + tonumber(redis.call('HGET', P .. 'qd', q) or '0')
+      if depth + adding[q] > cap then
+        return redis.error_reply("ERR luasched submit: queue '" .. q .. "' is full: " .. depth ..
+          ' waiting, max_pending ' .. cap .. ', ' .. adding[q] .. ' more refused')
+      end
+    end
   end
 end
 
 -- every input checked; writes start here
-local touched, listed, laned = {}, {}, {}
+local touched, listed, laned, later = {}, {}, {}, {}
 local order = {}
 for _, base in ipairs(fresh) do
   local id, name, queue, args = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
@@ -117,6 +139,7 @@ for _, base in ipairs(fresh) do
   end
   if delay > 0 then
     redis.call('ZADD', C.delayed, fmt(now + delay), id)
+    later[queue] = (later[queue] or 0) + 1
   else
     if laned[queue] == nil then
       laned[queue] = redis.call('EXISTS', P .. 'lanes:' .. queue) == 1
@@ -135,6 +158,9 @@ for _, base in ipairs(fresh) do
   end
 end
 
+for q, n in pairs(later) do
+  count_delayed(C, q, n)
+end
 if #fresh > 0 then
   redis.call('HINCRBY', C.stats, STAT_SUBMITTED, #fresh)
   if group ~= '' then

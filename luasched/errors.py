@@ -12,7 +12,8 @@
      │    └── NotReplicated    written on the primary, but fewer replicas than ``durability`` had it
      ├── ServerRefused         Redis is up but refuses for now (OOM, BUSY, MISCONF, LOADING, READONLY)
      └── ScriptError           a script refused its input: a bug in the caller or in luasched
-          └── UnknownLimiter   a task names a limiter that does not exist (also a ValueError)
+          ├── UnknownLimiter   a task names a limiter that does not exist (also a ValueError)
+          └── QueueFull        a submit would bring a queue above its max_pending
 
 Callers never need to catch ``redis.*`` exceptions: ``luasched.routing.translated`` converts
 them at the one boundary where luasched talks to Redis. This module imports nothing.
@@ -128,6 +129,20 @@ class UnknownLimiter(ScriptError, ValueError):
     def __init__(self, message: str, name: str) -> None:
         super().__init__(message)
         self.name = name
+
+
+class QueueFull(ScriptError):
+    """A submit would have brought a queue's waiting tasks (queued plus delayed) above its
+    ``max_pending`` (``Scheduler.set_queue``): the script refused the call whole, so none of its
+    tasks was created. ``queue`` names the queue, ``depth`` says how many tasks waited in it,
+    ``max_pending`` its cap and ``refused`` how many new tasks the call would have added."""
+
+    def __init__(self, message: str, queue: str, depth: int, max_pending: int, refused: int) -> None:
+        super().__init__(message)
+        self.queue = queue
+        self.depth = depth
+        self.max_pending = max_pending
+        self.refused = refused
 
 
 #: Statuses a script may answer about a task that mean an exception for the caller.

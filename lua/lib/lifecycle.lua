@@ -112,7 +112,7 @@ end
 local function promote(C, limit)
   local P, delayed = C.prefix, C.delayed
   local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', fmt(C.now), 'LIMIT', 0, limit)
-  local retries = {}
+  local retries, left = {}, {}
   for _, id in ipairs(ids) do
     local tk = P .. 't:' .. id
     redis.call('ZREM', delayed, id)
@@ -122,11 +122,16 @@ local function promote(C, limit)
     else
       local q, p, key, lm = lane_of(C, id)
       enqueue(C, id, q, p, key, lm, false)
+      left[q] = (left[q] or 0) + 1
     end
   end
   for i = #retries, 1, -1 do -- pushed at the heads: the one due first goes last, so first
     local q, p, key, lm = lane_of(C, retries[i])
     enqueue(C, retries[i], q, p, key, lm, true)
+    left[q] = (left[q] or 0) + 1
+  end
+  for q, n in pairs(left) do
+    count_delayed(C, q, -n)
   end
   return #ids
 end
@@ -198,7 +203,7 @@ end
 local function attempt_ended(C, id, error_json, later, held)
   local tk = C.prefix .. 't:' .. id
   release(C, id, held)
-  local n, m, b = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_BACKOFF_MS))
+  local n, m, b, q = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_BACKOFF_MS, TASK_QUEUE))
   n = tonumber(n)
   b = b or DEFAULT_BACKOFF_MS
   m = tonumber(m or DEFAULT_MAX_ATTEMPTS)
@@ -211,6 +216,7 @@ local function attempt_ended(C, id, error_json, later, held)
   if later then
     backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)
     redis.call('ZADD', C.delayed, fmt(C.now + backoff), id)
+    count_delayed(C, q or DEFAULT_QUEUE, 1)
     redis.call('HSET', tk, TASK_STATE, 'delayed')
     redis.call('HDEL', tk, TASK_PROCESSOR)
   else

@@ -59,6 +59,9 @@
     gs:<gid>     STREAM one entry per member of group <gid> that finished, EVENT_*: TASK id, STATE
     paused       HASH  what is paused: '*' (the whole namespace) or 'q:<queue>' -> ms paused at;
                        nothing of a paused scope is placed (lua/pause.lua sets and clears it)
+    qd           HASH  queue -> how many of its tasks wait in delayed (field gone at 0)
+    qmax         HASH  queue -> max_pending: submit refuses what would bring its waiting tasks
+                       (queued, in its lanes, delayed) above it (lua/policy.lua sets it)
   The stats HASH (KEYS[1]) holds STAT_*: SUBMITTED ASSIGNED DONE FAILED CANCELLED SEQ
   LAST_DISPATCH_MS.
   Each kind of key has its own prefix, and the ids after it never contain the next kind's
@@ -136,6 +139,15 @@ end
 -- Whether queue q is paused (by itself or with the whole namespace), given pauses(C).
 local function is_paused(set, q)
   return set ~= nil and (set['*'] ~= nil or set['q:' .. q] ~= nil)
+end
+
+-- qd HASH <queue> -> how many of its tasks wait in delayed (field gone at 0). Kept by exactly the
+-- scripts that move a task into or out of delayed (submit, promote, a retry later, cancel);
+-- submit reads it for a queue's max_pending (qmax HASH <queue> -> the cap).
+local function count_delayed(C, q, n)
+  if redis.call('HINCRBY', C.prefix .. 'qd', q, n) <= 0 then
+    redis.call('HDEL', C.prefix .. 'qd', q)
+  end
 end
 
 local function wake_scheduler(C)

@@ -66,11 +66,19 @@ class Policies(Transport, SchedulerBase):
         proportion to their weights."""
         await self.call(policies.weight(self.ns, self.now_ms(), key, weight))
 
-    async def set_queue(self, queue: str, *, priority_aging: float | timedelta | None = None) -> None:
-        """Set how ``queue`` orders its priorities: None (the default) for strict priorities, or
-        a number of seconds (or timedelta) A: a waiting task counts one level more urgent for
-        every A seconds it has waited, so no task starves behind a stream of more urgent work."""
-        await self.call(policies.queue_policy(self.ns, self.now_ms(), queue, priority_aging))
+    async def set_queue(self, queue: str, *, priority_aging: float | timedelta | None = policies.KEEP,
+                        max_pending: int | None = policies.KEEP) -> None:
+        """Set a queue's options; an option not given keeps its setting.
+
+        ``priority_aging``: None for strict priorities (a queue's default), or a number of
+        seconds (or timedelta) A: a waiting task counts one level more urgent for every A seconds
+        it has waited, so no task starves behind a stream of more urgent work.
+
+        ``max_pending``: None for no cap (the default), or N >= 0: a submit, submit_many or map
+        that would bring the queue's waiting tasks (queued plus delayed) above N raises
+        QueueFull and writes nothing. Retries and recovered tasks are never refused, so they may
+        take the queue past N for a while."""
+        await self.call(policies.queue_policy(self.ns, self.now_ms(), queue, priority_aging, max_pending))
 
     async def limits(self) -> list[LimitInfo]:
         """The limiters and their state now (sorted by name): each configured limiter and

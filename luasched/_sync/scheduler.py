@@ -30,7 +30,7 @@ from ..core.options import (
 from ..core.records import TaskRecord
 from ..core.replies import DispatchReply, FailedTask, Outcome, ProcessorInfo, Reaped, SubmitReply
 from ..core.tasks import TaskFunction, new_request_id, new_task_id
-from ..errors import TRANSIENT, GroupNotFound, LuaschedError, TaskNotFound, UnknownLimiter
+from ..errors import TRANSIENT, GroupNotFound, LuaschedError, QueueFull, TaskNotFound, UnknownLimiter
 from ..routing import translated
 from .handles import Group, TaskHandle
 from .policies import Policies
@@ -103,7 +103,9 @@ class Scheduler(Policies):
         or timedelta), ``_id`` (an id of your own: submitting it again creates nothing),
         ``_max_attempts``, ``_timeout``, ``_retry_backoff``, and how it is placed: ``_priority``
         (0 to 9, lower first), ``_key`` (its tenant or entity) and ``_limits`` (a tuple of the
-        limiter names it counts against; an unknown one raises UnknownLimiter, nothing written)."""
+        limiter names it counts against; an unknown one raises UnknownLimiter, nothing written).
+        A submit that would bring its queue above the queue's ``max_pending`` raises QueueFull,
+        nothing written."""
         new = self.submission(task, args, kwargs)
         self._coalescer.submit(new)
         refused = self._refused.pop(new.id, None)
@@ -113,18 +115,18 @@ class Scheduler(Policies):
 
     def _submit_shared(self, news: list[ops.NewTask]) -> None:
         """The coalescer's call for submits made at once. A call refused for a limiter that does
-        not exist wrote nothing: its tasks then go one by one, so that only the submits naming
-        that limiter raise (the others are created)."""
+        not exist, or for a full queue, wrote nothing: its tasks then go one by one, so that only
+        the submits refused on their own raise (the others are created, while there is room)."""
         try:
             self._submit(news, "")
             return
-        except UnknownLimiter:
+        except (UnknownLimiter, QueueFull):
             if len(news) == 1:
                 raise
         for new in news:
             try:
                 self._submit([new], "")
-            except UnknownLimiter as exc:
+            except (UnknownLimiter, QueueFull) as exc:
                 self._refused[new.id] = exc
 
     def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,

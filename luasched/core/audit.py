@@ -54,7 +54,8 @@ class AuditCheck:
         self._more = 0
         self.counts: dict[str, int] = {}
         (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
-         cards_flat, pauses_flat, lanes, blocked_flat, counts_flat, limiters_flat, patterns) = text(frame)
+         cards_flat, pauses_flat, lanes, blocked_flat, counts_flat, limiters_flat, patterns, qd_flat,
+         delayed_by_queue) = text(frame)
         #: (place, queue or lane, size) of each big place, in the order the slices read them
         self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
         self.places += check_lanes(self.problem, lanes, blocked_flat, counts_flat, limiters_flat, patterns,
@@ -63,6 +64,7 @@ class AuditCheck:
         self._check_frame(int(now_s), {k: int(v) for k, v in fields_of(stats_flat).items()}, procs,
                           fields_of(running_flat), idles, idle, held, fields_of(cards_flat))
         self._check_pauses(fields_of(pauses_flat))
+        self._check_delayed_counts(int(delayed_n), fields_of(qd_flat), fields_of(delayed_by_queue))
 
     def problem(self, what: str) -> None:
         if len(self._problems) < MAX_PROBLEMS:
@@ -106,6 +108,22 @@ class AuditCheck:
                 self.problem(f"pause {scope!r} names neither the namespace nor a queue nor a key")
             if not since.isdigit():
                 self.problem(f"pause {scope!r} has no time it began ({since!r})")
+
+    def _check_delayed_counts(self, delayed_n: int, qd: dict[str, str], counted_here: dict[str, str]) -> None:
+        """qd (each queue's delayed tasks, which submit reads for max_pending) adds up to the
+        delayed set, holds no empty field, and where the frame counted the delayed tasks' queues
+        (a bounded number of them) matches them queue by queue."""
+        counts = {q: int(n) for q, n in qd.items()}
+        for q, n in counts.items():
+            if n <= 0:
+                self.problem(f"queue {q} counts {n} delayed tasks (a field that should be gone)")
+        if sum(counts.values()) != delayed_n:
+            self.problem(f"the queues count {sum(counts.values())} delayed tasks, the delayed set holds {delayed_n}")
+        elif counted_here:
+            for q in sorted(set(counts) | set(counted_here)):
+                want = int(counted_here.get(q, 0))
+                if counts.get(q, 0) != want:
+                    self.problem(f"queue {q} counts {counts.get(q, 0)} delayed tasks, the delayed set holds {want}")
 
     def _attempts(self, task_id: str, n: str, m: str) -> None:
         if n and m and int(n) > int(m):

@@ -124,3 +124,13 @@ class Keys:
     def limiter_counts(self) -> str:
         """HASH limiter name -> attempts holding a running count of it."""
         return self.prefix + "lr"
+
+    @property
+    def queue_caps(self) -> str:
+        """HASH queue -> max_pending (``Scheduler.set_queue``; absent: no cap)."""
+        return self.prefix + "qmax"
+
+    @property
+    def delayed_counts(self) -> str:
+        """HASH queue -> how many of its tasks wait in ``delayed`` (field gone at 0)."""
+        return self.prefix + "qd"

@@ -89,12 +89,35 @@ def weight(ns: Namespace, now_ms: int | None, key: str, value: float) -> Call:
     return ns.call("policy", ns.prefix, _now(now_ms), "weight", check_key(key), repr(check_weight(value)))
 
 
-def queue_policy(ns: Namespace, now_ms: int | None, queue: str, aging_s: float | timedelta | None) -> Call:
-    """Set a queue's priority aging: a waiting task counts one level more urgent every
-    ``aging_s`` seconds (None: strict priorities)."""
-    aging = seconds(aging_s, "priority_aging", allow_none=True, minimum=0.001)
-    return ns.call("policy", ns.prefix, _now(now_ms), "queue", check_queue(queue),
-                   "" if aging is None else to_ms(aging))
+class Keep:
+    """The value of a ``set_queue`` option that was not given: the queue keeps its setting."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: ``set_queue``'s default for each option: leave it as it is.
+KEEP: Any = Keep()
+#: The largest max_pending a queue takes.
+MAX_PENDING = 1_000_000_000
+
+
+def queue_policy(ns: Namespace, now_ms: int | None, queue: str, aging_s: float | timedelta | None | Keep = KEEP,
+                 max_pending: int | None | Keep = KEEP) -> Call:
+    """Set a queue's priority aging (a waiting task counts one level more urgent every
+    ``aging_s`` seconds; None: strict priorities) and its max_pending (None: no cap); an option
+    left at KEEP is not changed."""
+    check_queue(queue)
+    if isinstance(aging_s, Keep) and isinstance(max_pending, Keep):
+        raise TypeError("set_queue: give priority_aging=, max_pending= or both")
+    aging = "="
+    if not isinstance(aging_s, Keep):
+        secs = seconds(aging_s, "priority_aging", allow_none=True, minimum=0.001)
+        aging = "" if secs is None else str(to_ms(secs))
+    cap = "="
+    if not isinstance(max_pending, Keep):
+        cap = "" if max_pending is None else str(check_int(max_pending, "max_pending", 0, MAX_PENDING))
+    return ns.call("policy", ns.prefix, _now(now_ms), "queue", queue, aging, cap)
 
 
 def limits(ns: Namespace, now_ms: int | None) -> Call:

@@ -57,7 +57,7 @@ def test_weights_and_queue_aging_are_written_and_cleared(sched):
     assert sched.client.hget(qconf, "emails") in (b"1500", "1500")
     sched.set_queue("emails", priority_aging=timedelta(minutes=1))
     assert sched.client.hget(qconf, "emails") in (b"60000", "60000")
-    sched.set_queue("emails")  # strict again
+    sched.set_queue("emails", priority_aging=None)  # strict again
     assert sched.client.hget(qconf, "emails") is None
     audit_ok(sched)
 

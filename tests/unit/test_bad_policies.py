@@ -93,6 +93,11 @@ BAD_CALLS = [
     ("set_queue aging -1", lambda s: s.set_queue("q", priority_aging=-1), ValueError, "priority_aging"),
     ("set_queue aging '1'", lambda s: s.set_queue("q", priority_aging="1"), TypeError, "priority_aging"),
     ("set_queue queue", lambda s: s.set_queue("a b", priority_aging=1), ValueError, "queue"),
+    ("set_queue nothing", lambda s: s.set_queue("q"), TypeError, "give priority_aging=, max_pending= or both"),
+    ("set_queue max -1", lambda s: s.set_queue("q", max_pending=-1), ValueError, "max_pending"),
+    ("set_queue max 1.5", lambda s: s.set_queue("q", max_pending=1.5), TypeError, "max_pending"),
+    ("set_queue max True", lambda s: s.set_queue("q", max_pending=True), TypeError, "max_pending"),
+    ("set_queue max huge", lambda s: s.set_queue("q", max_pending=10**10), ValueError, "max_pending"),
     # pauses by key
     ("pause key int", lambda s: s.pause(key=5), TypeError, "key"),
     ("pause key empty", lambda s: s.pause("q", key=""), ValueError, "key"),

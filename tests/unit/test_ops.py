@@ -360,6 +360,8 @@ def clean():
         [],  # limiters' running counts: none
         [],  # limiters: none
         [],  # patterns: none
+        ["default", "1"],  # qd: t4 is the delayed task of queue default
+        ["default", 1],  # the delayed tasks' queues, counted by the frame
     ]
     slices = [
         ["queue", "default", [["t1", "queued", "default", "", "0", "3", LANE, ""]]],
@@ -483,7 +485,20 @@ def _inbox_of_another(f, s):
     f[9][0] = ["t2", "assigned", "default", "p2", "0", "3", LANE, ""]
 
 
+def _delayed_count_off(f, s):
+    f[17] = ["default", "2"]
+
+
+def _delayed_in_another_queue(f, s):
+    f[17] = ["other", "1"]
+
+
 RULES = [
+    ("delayed count off", _delayed_count_off, "the queues count 2 delayed tasks, the delayed set holds 1"),
+    ("delayed counted in another queue", _delayed_in_another_queue,
+     "queue default counts 0 delayed tasks, the delayed set holds 1"),
+    ("an empty delayed count", lambda f, s: f[17].extend(["other", "0"]),
+     "queue other counts 0 delayed tasks (a field"),
     ("wrong state", lambda f, s: s[0][2].__setitem__(0, ["t1", "delayed", "default", "", "0", "3", LANE, ""]),
      "is in queue default but its record says delayed"),
     ("delayed says queued", lambda f, s: s[1][2].__setitem__(0, ["t4", "queued", "default", "", "1", "3", LANE, ""]),
