@@ -40,6 +40,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    multiple,
     precondition,
     rule,
     run_state_machine_as_test,
@@ -176,6 +177,7 @@ class Conservation(RuleBasedStateMachine):
         self.vt: dict[tuple[str, int], float] = {}  # (queue, priority) -> virtual time (absent: 0)
         self.tags: dict[tuple[str, int, str | None], float] = {}  # lane -> its tag once served
         self.laned: set[str] = set()  # queues in lanes mode: some task of theirs used a policy
+        self.caps: dict[str, int] = {}  # queue -> max_pending (absent: no cap)
 
         @self.sched.task(name="work", retry_backoff=BACKOFF_MS / 1000)
         def work(token: int, fail_times: int) -> int:
@@ -312,8 +314,12 @@ class Conservation(RuleBasedStateMachine):
           delay=st.sampled_from([None, None, None, 2.0]), priority=st.sampled_from(PRIORITIES),
           key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS))
     def submit(self, queue: str, fail_times: int, max_attempts: int, timeout: float | None,
-               delay: float | None, priority: int, key: str | None, limits: tuple[str, ...]) -> MTask:
+               delay: float | None, priority: int, key: str | None, limits: tuple[str, ...]) -> Any:
         token = next(self.tokens)
+        if self.refused(queue, 1, lambda: self.sched.submit(
+                "work", token, fail_times, _queue=queue, _max_attempts=max_attempts, _timeout=timeout,
+                _delay=delay, _priority=priority, _key=key, _limits=limits)):
+            return multiple()
         h = self.sched.submit("work", token, fail_times, _queue=queue, _max_attempts=max_attempts,
                               _timeout=timeout, _delay=delay, _priority=priority, _key=key, _limits=limits)
         return self.new_task(h.id, queue, fail_times, max_attempts, int((timeout or 0) * 1000), token,
@@ -324,6 +330,10 @@ class Conservation(RuleBasedStateMachine):
     def submit_many(self, queue: str, fails: list[int], priority: int, key: str | None,
                     limits: tuple[str, ...]) -> None:
         tokens = [next(self.tokens) for _ in fails]
+        if self.refused(queue, len(fails), lambda: self.sched.submit_many(
+                "work", list(zip(tokens, fails, strict=True)), queue=queue, max_attempts=2, priority=priority,
+                key=key, limits=limits)):
+            return
         hs = self.sched.submit_many("work", list(zip(tokens, fails, strict=True)), queue=queue, max_attempts=2,
                                     priority=priority, key=key, limits=limits)
         for h, token, f in zip(hs, tokens, fails, strict=True):
@@ -337,6 +347,32 @@ class Conservation(RuleBasedStateMachine):
         the fair order to decide between."""
         for key, n in zip(KEYS, counts, strict=True):
             self.submit_many(queue, [0] * n, priority, key, limits)
+
+    def refused(self, queue: str, n: int, submit: Callable[[], Any]) -> bool:
+        """Whether the queue's cap refuses n new tasks now (its waiting tasks, queued or delayed,
+        plus n above max_pending); if so, ``submit`` must raise QueueFull and write nothing."""
+        cap = self.caps.get(queue)
+        if cap is None:
+            return False
+        waiting = sum(t.queue == queue and t.state in ("queued", "delayed") for t in self.model.values())
+        if waiting + n <= cap:
+            return False
+        before = self.sched.counts()["submitted"]
+        with pytest.raises(luasched.QueueFull) as full:
+            submit()
+        assert (full.value.queue, full.value.depth, full.value.max_pending, full.value.refused) == (
+            queue, waiting, cap, n)
+        assert self.sched.counts()["submitted"] == before
+        return True
+
+    @rule(queue=st.sampled_from(QUEUES), cap=st.sampled_from([None, 1, 3, 6]))
+    def set_cap(self, queue: str, cap: int | None) -> None:
+        """A queue's max_pending: submits that would pass it are refused whole."""
+        self.sched.set_queue(queue, max_pending=cap)
+        if cap is None:
+            self.caps.pop(queue, None)
+        else:
+            self.caps[queue] = cap
 
     def add_processor_impl(self, capacity: int, queues: tuple[str, ...]) -> MProc:
         p = self.sched.processor(capacity=capacity, queues=queues, lease=LEASE_S)
