@@ -5,6 +5,7 @@ from ._sync.processor import Processor
 from ._sync.scheduler import Scheduler
 from .core.audit import Audit
 from .core.base import Args
+from .core.explain import Explanation
 from .core.replies import Outcome
 from .core.states import State
 from .core.tasks import TaskInfo, current_task
@@ -32,6 +33,7 @@ __all__ = [
     "Args",
     "Audit",
     "ConnectionLost",
+    "Explanation",
     "Group",
     "GroupNotFound",
     "LuaschedError",

@@ -18,10 +18,10 @@ ASYNC_METHODS: dict[str, tuple[str, ...]] = {
     "Scheduler": ("close", "call", "call_many", "call_after_wake", "execute", "drive", "submit",
                   "submit_many", "map", "group",
                   "dispatch", "dispatch_detail", "reap", "wake", "run", "outcome", "outcomes",
-                  "task_record", "counts", "queue_lengths", "counts_and_queues", "audit", "processors", "failed",
-                  "retry_failed", "purge", "wait_for_redis", "eviction_policy", "check_eviction", "patiently",
+                  "task_record", "explain", "counts", "queue_lengths", "counts_and_queues", "audit", "processors",
+                  "failed", "retry_failed", "purge", "wait_for_redis", "eviction_policy", "check_eviction", "patiently",
                   "pause", "resume", "paused", "limit", "remove_limit", "set_weight", "set_queue", "limits"),
-    "TaskHandle": ("state", "outcome", "result", "cancel"),
+    "TaskHandle": ("state", "explain", "outcome", "result", "cancel"),
     "Group": ("as_completed", "results", "progress"),
     "Processor": ("register", "heartbeat", "deregister", "process_available", "start", "stop"),
 }

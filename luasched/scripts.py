@@ -45,6 +45,7 @@ NAMES = (
     "pause",
     "policy",
     "limits",
+    "explain",
 )
 
 #: The flags a script declares in its shebang, where the server reads them; a script not named

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._backends import aio as backend
 from ..core import flows, ops
+from ..core.explain import Explanation
 from ..core.options import seconds
 from ..core.replies import Outcome
 from ..core.tasks import new_request_id
@@ -51,6 +52,10 @@ class TaskHandle:
         if value is None:
             raise TaskNotFound(self.id)
         return str(ops.text(value))
+
+    async def explain(self) -> Explanation:
+        """Why the task is where it is now: ``Scheduler.explain`` of its id."""
+        return await self._sched.explain(self.id)
 
     async def outcome(self) -> Outcome:
         """The task's state and, when finished, its result or error (does not wait)."""

@@ -12,8 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 from .._backends import aio as backend
-from ..core import flows, logs, ops, records
+from ..core import explain, flows, logs, ops, records
 from ..core.audit import Audit
+from ..core.explain import Explanation
 from ..core.faults import Backoff, Episode
 from ..core.options import (
     Clock,
@@ -313,6 +314,15 @@ class Scheduler(Policies):
         if found is None:
             raise TaskNotFound(task_id)
         return found
+
+    async def explain(self, task_id: str) -> Explanation:
+        """Why task ``task_id`` is where it is now: its state, a ``reason`` (why it waits, or
+        where it is), the ``detail`` that reason rests on and a sentence for a person (see
+        ``Explanation``). One read-only script call (from a replica when ``read_redis`` is set):
+        O(1) to O(log n) in the tasks, never a walk of a queue; for a queued task also the cards
+        of the live processors (at most 10,000). Raises TaskNotFound when there is none."""
+        call = explain.explain(self.ns, self.now_ms(), check_task_id(task_id))
+        return explain.decode_explain(await self.call(call), task_id)
 
     async def counts(self) -> dict[str, int]:
         """How many tasks are in each state, and processors (all, idle, lapsed): one script call."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._backends import threads as backend
 from ..core import flows, ops
+from ..core.explain import Explanation
 from ..core.options import seconds
 from ..core.replies import Outcome
 from ..core.tasks import new_request_id
@@ -52,6 +53,10 @@ class TaskHandle:
         if value is None:
             raise TaskNotFound(self.id)
         return str(ops.text(value))
+
+    def explain(self) -> Explanation:
+        """Why the task is where it is now: ``Scheduler.explain`` of its id."""
+        return self._sched.explain(self.id)
 
     def outcome(self) -> Outcome:
         """The task's state and, when finished, its result or error (does not wait)."""

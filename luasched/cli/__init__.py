@@ -1,6 +1,6 @@
 """The ``luasched`` command. Each command lives in a module of this package and is registered
 here, explicitly: ``demo``; the long-running ``processor`` and ``scheduler`` (``serve``); the
-commands about tasks ``submit``, ``show``, ``cancel``, ``failed`` and ``retry-failed``
+commands about tasks ``submit``, ``show``, ``explain``, ``cancel``, ``failed`` and ``retry-failed``
 (``tasks``); those about a namespace ``status``, ``audit``, ``purge`` and ``health``
 (``admin``); those about placement ``pause``, ``resume`` and ``limits`` (``policies``). Every
 command parses its arguments and calls luasched's public API."""
@@ -23,7 +23,8 @@ def main(debug: bool) -> None:
 
 
 for command in (demo.demo, serve.processor_command, serve.scheduler_command, tasks.submit_command,
-                tasks.show_command, tasks.cancel_command, tasks.failed_command, tasks.retry_failed_command,
+                tasks.show_command, tasks.explain_command, tasks.cancel_command, tasks.failed_command,
+                tasks.retry_failed_command,
                 admin.status_command, admin.audit_command, policies.pause_command, policies.resume_command,
                 policies.limits_command, admin.purge_command, admin.health_command):
     main.add_command(command)

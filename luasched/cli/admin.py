@@ -17,6 +17,7 @@ from rich.table import Table
 
 import luasched
 
+from ..core.explain import no_processor_counts
 from ..core.flows import AUDIT_SLICE
 from ..core.options import MAX_LIMIT
 from ..core.words import counted, duration
@@ -36,6 +37,9 @@ from .policies import limit_json, limiter_line, scope_words
 #: The counts() entries that are times or rates, not places: shown apart from the counts.
 CLOCK_FIELDS = ("now_ms", "last_dispatch_ms", "done_last_minute", "failed_last_minute")
 
+#: status reads this many processors at most (the default of Scheduler.processors).
+STATUS_PROCESSORS = 1000
+
 #: health looks at this many processors (the most the processors script returns in one call).
 HEALTH_PROCESSORS = 10000
 
@@ -45,7 +49,7 @@ HEALTH_PROCESSORS = 10000
 def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
     """What ``status`` shows, as plain data. Times are the server's (counts()["now_ms"])."""
     # Processors first: "now" is then read after every heartbeat shown, so no age is negative.
-    processors = sched.processors()
+    processors = sched.processors(STATUS_PROCESSORS)
     counts, queues = sched.counts_and_queues()
     now_ms = counts["now_ms"]
     last_ms = counts["last_dispatch_ms"]
@@ -53,6 +57,8 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
         "namespace": sched.namespace,
         "now_ms": now_ms,
         "queues": queues,
+        # per queue: waiting tasks no live processor can take (None: not known from the processors read)
+        "no_processor": no_processor_counts(queues, processors, now_ms, len(processors) < STATUS_PROCESSORS),
         "processors": [
             {"id": p.id, "name": p.name, "load": p.load, "capacity": p.capacity, "pending": p.pending,
              "running": p.running, "stuck": p.stuck, "queues": list(p.queues),
@@ -103,8 +109,11 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
         queues = Table(title="queues")
         queues.add_column("queue")
         queues.add_column("depth", justify="right")
+        queues.add_column("no processor", justify="right")
+        unserved = report.get("no_processor", {})
         for name, depth in report["queues"].items():
-            queues.add_row(escape(name), str(depth))
+            n = unserved.get(name)
+            queues.add_row(escape(name), str(depth), "?" if n is None else str(n))
         console.print(queues)
     else:
         console.print("queues: none used yet")

@@ -1,4 +1,4 @@
-"""The commands about tasks: submit one, show one, cancel one, list the dead letters, put them back.
+"""The commands about tasks: submit one, show one, explain one, cancel one, list the dead letters, put them back.
 
 Exit codes: 0 done, 1 it ran and the answer is "no" (the task failed, could not be cancelled, an
 id was not a dead letter, the wait timed out), 2 bad input (APP, arguments, an unknown id, an
@@ -174,6 +174,33 @@ def show_command(app: str, task_id: str, as_json: bool, redis_url: str | None, r
         click.echo(f"{label:<{width}}  {value}")
     if found.error is not None and found.error["traceback"]:
         click.echo(f"\n{found.error['traceback'].rstrip()}")
+
+
+@click.command("explain", cls=AdminCommand)
+@click.argument("app")
+@click.argument("task_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as one JSON object.")
+@click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
+@reads_option
+def explain_command(app: str, task_id: str, as_json: bool, redis_url: str | None,
+                    read_urls: tuple[str, ...]) -> None:
+    """Say why task ID of APP is where it is: a sentence, then its state, the reason (delayed,
+    waiting_slot, paused, rate_limited, max_running, no_processor, assigned, running, done,
+    failed, cancelled, expired) and what the reason rests on (times: server time, UTC)."""
+    with boundary("explain", redis_url, *read_urls), scheduler_for(app, redis_url, None, read_urls) as sched:
+        found = sched.explain(task_id)
+    if as_json:
+        _json_line(found.as_json())
+        return
+    click.echo(found.text)
+    rows = [("state", found.state), ("reason", found.reason)]
+    for name, value in found.detail.items():
+        if name.endswith("_ms"):  # a time: the server's, in UTC
+            name, value = name[:-3], _utc(value) if isinstance(value, int) else value
+        rows.append((name.replace("_", " "), "-" if value is None else str(value)))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label:<{width}}  {value}")
 
 
 @click.command("cancel", cls=AdminCommand)

@@ -28,7 +28,7 @@ DEFAULT_PRIORITY = 5
 #: The longest task key and limiter name, in characters; the most limiters one task names.
 MAX_KEY, MAX_LIMITER, MAX_TASK_LIMITS = 256, 200, 16
 #: The scripts that write nothing: they may run on a replica, and no WAIT follows them.
-READ_ONLY = frozenset({"counts", "audit", "audit_slice", "processors", "limits"})
+READ_ONLY = frozenset({"counts", "audit", "audit_slice", "processors", "limits", "explain"})
 
 # Matched with fullmatch: "$" would also match before a final newline.
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")

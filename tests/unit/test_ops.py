@@ -9,7 +9,7 @@ import pytest
 
 import luasched
 from luasched import scripts
-from luasched.core import flows, ops, pauses, policies
+from luasched.core import explain, flows, ops, pauses, policies
 from luasched.core.audit import MAX_PROBLEMS, check_audit
 from luasched.core.fields import PROCESSOR, STATS
 from luasched.core.keys import Keys
@@ -50,6 +50,7 @@ CALLS = {
     "policy": (policies.limit(NS, 123, policies.Limiter("api", 5, 2, 3, 4)),
                (P, "123", "limit", "api", "5.0", "2000", "3", "4")),
     "limits": (policies.limits(NS, 123), (P, "123")),
+    "explain": (explain.explain(NS, 123, "t1", 50), (P, "123", "t1", "50")),
 }
 
 # what the header calls each position (its first word), for the same scripts
@@ -71,6 +72,7 @@ HEADER_WORDS = {
     "pause": ["prefix", "now_ms", "action", "scope", "key"],
     "policy": ["prefix", "now_ms", "op"],
     "limits": ["prefix", "now_ms"],
+    "explain": ["prefix", "now_ms", "task", "limit"],
 }
 
 
