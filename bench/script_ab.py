@@ -22,6 +22,7 @@ before each block).
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import time
@@ -43,13 +44,19 @@ DIGITS = {ops.NEXT_NONE: "0", ops.NEXT_INBOX: "1", ops.NEXT_TAKE: "2", ops.NEXT_
 
 
 def shaped(source: str, call: ops.Call) -> ops.Call:
-    """A submit call as ``source`` reads it: a base from before priorities, keys and limits takes
-    8 fields per task, not 9."""
-    if "local PER_TASK = 8" not in source:
+    """A submit call as ``source`` reads it: a base from before deadlines takes no keep_s (five
+    fixed ARGV, not six) and 9 fields per task, not 10; one from before priorities, keys and
+    limits 8. A dispatch or start call of such a base has no keep_s at its end either."""
+    found = re.search(r"local PER_TASK = (\d+)", source)
+    if call.script in ("dispatch", "start"):
+        return call if "keep_s" in source.split("]]")[0] else ops.Call(call.script, call.keys, call.args[:-1])
+    if found is None or int(found[1]) == ops.PER_TASK:
         return call
-    head, body = list(call.args[:5]), call.args[5:]
+    old = int(found[1])
+    head, body = list(call.args[:5]), call.args[6:]
     per = ops.PER_TASK
-    return ops.Call(call.script, call.keys, tuple(head + [v for i in range(0, len(body), per) for v in body[i:i + 8]]))
+    kept = [v for i in range(0, len(body), per) for v in body[i:i + old]]
+    return ops.Call(call.script, call.keys, tuple(head + kept))
 
 
 class Acker:

@@ -99,16 +99,16 @@ if unstuck > 0 then
   freed = freed + unstuck
 end
 
-local tasks, took = {}, false
+local tasks, took, expired = {}, false, 0
 local cap, qs, dl, stuck, dto = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS,
   PROC_STUCK, PROC_DEFAULT_TIMEOUT_MS))
 local registered = cap ~= false and cap ~= nil
 local live = registered and lease_ok(C, pid, dl, cap)
 if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
-  tasks, took = start_many(C, pid, want, nxt == 'take', dto, cap, qs, stuck)
+  tasks, took, expired = start_many(C, pid, want, nxt == 'take', dto, cap, qs, stuck)
 end
 local pending
-if registered and (freed > 0 or took) then
+if registered and (freed > 0 or took or expired > 0) then
   pending = rerank(C, pid, cap, qs, stuck)
 end
 local filled, placements, more = 0, {}, 0
@@ -132,9 +132,12 @@ if live and nxt == 'place' then
     more = left and 1 or 0
   end
   if want > #tasks then -- then start from the inbox, oldest first
-    local more_tasks = start_many(C, pid, want - #tasks, false, dto, cap, qs, stuck)
+    local more_tasks, _, gone = start_many(C, pid, want - #tasks, false, dto, cap, qs, stuck)
     for _, t in ipairs(more_tasks) do
       tasks[#tasks + 1] = t
+    end
+    if gone > 0 then -- pending tasks that expired left its inbox
+      rerank(C, pid, cap, qs, stuck)
     end
   end
 end

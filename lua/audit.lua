@@ -17,7 +17,9 @@
              tasks in its other lanes (lq)}...} (lib/lanes), {lane, ms...} (blk, flat),
            {name, count...} (lr, flat), {name, spec...} (lim, flat), {patterns} (limpat),
            {queue, count...} (qd, flat), {queue, count...} (the delayed tasks' queues counted
-           here, flat, when at most SMALL_DELAYED wait: else {} and only qd's sum is checked)}
+           here, flat, when at most SMALL_DELAYED wait: else {} and only qd's sum is checked),
+           {{id, deadline, state, its record's deadline}...} (the deadline index exp, when it holds
+           at most SMALL_DELAYED: else {})}
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -99,9 +101,18 @@ if delayed_n <= SMALL_DELAYED then
     by_queue[#by_queue + 1] = tally[q]
   end
 end
+-- the deadline index: each entry a waiting task whose record holds the same deadline
+local deadlines = {}
+if redis.call('ZCARD', P .. 'exp') <= SMALL_DELAYED then
+  local flat = redis.call('ZRANGE', P .. 'exp', 0, -1, 'WITHSCORES')
+  for i = 1, #flat, 2 do
+    local s, dx = unpack(redis.call('HMGET', P .. 't:' .. flat[i], TASK_STATE, TASK_EXPIRES_MS))
+    deadlines[#deadlines + 1] = {flat[i], flat[i + 1], s or '', dx or ''}
+  end
+end
 return {fmt(now), redis.call('HGETALL', C.stats), qs, delayed_n, run,
   redis.call('ZCARD', C.failed), ps, idles, redis.call('SMEMBERS', C.idle), record_rows(P, held, {}),
   redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused'), lanes,
   redis.call('ZRANGE', P .. 'blk', 0, -1, 'WITHSCORES'), redis.call('HGETALL', P .. 'lr'),
   redis.call('HGETALL', P .. 'lim'), redis.call('SMEMBERS', P .. 'limpat'), redis.call('HGETALL', P .. 'qd'),
-  by_queue}
+  by_queue, deadlines}

@@ -2,7 +2,7 @@
   A task that started, or already finished, is not cancelled; the reply says its state.
   Removing from a queue costs O(position in the queue) (LREM), from delayed O(log n).
   A replay of the same request (same rid) answers 'cancelled' again.
-  Includes: fields, util, processors, lanes, lifecycle
+  Includes: fields, util, lifecycle
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed failed idle
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] task id  ARGV[4] request id
   ARGV[5] keep_s
@@ -17,27 +17,19 @@ if not C.now or id == '' or rid == '' or not C.keep_s then
   return redis.error_reply('ERR luasched cancel: bad now_ms, task id, request id or keep_s')
 end
 local tk = P .. 't:' .. id
-local s, q, p, x, pr, k = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_QUEUE, TASK_PROCESSOR, TASK_CANCEL_REQUEST,
-  TASK_PRIORITY, TASK_KEY))
+local s, q, p, x, pr, k, dx = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_QUEUE, TASK_PROCESSOR,
+  TASK_CANCEL_REQUEST, TASK_PRIORITY, TASK_KEY, TASK_EXPIRES_MS))
 if not s then
   return {'unknown'}
 end
 if x == rid then
   return {'cancelled'}
 end
-if s == 'queued' then
-  dequeue(C, id, q or DEFAULT_QUEUE, pr or '5', k or nil)
-elseif s == 'delayed' then
-  redis.call('ZREM', C.delayed, id)
-  count_delayed(C, q or DEFAULT_QUEUE, -1)
-elseif s == 'assigned' then
-  redis.call('LREM', P .. 'p:' .. p .. ':i', 1, id)
-  redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)
-  release(C, id)
-  trim_wake(C, p)
-  rerank(C, p)
-else
+if not leave_waiting(C, id, s, q, p, pr, k) then
   return {'not_cancellable', s}
+end
+if dx then
+  redis.call('ZREM', P .. 'exp', id)
 end
 redis.call('HSET', tk, TASK_CANCEL_REQUEST, rid)
 finish(C, id, 'cancelled', nil, nil)

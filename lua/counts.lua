@@ -5,7 +5,7 @@
   KEYS[1..9] the fixed keys (see lib/util): uses all but wake and cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {name, value, ...} for submitted queued delayed assigned running done failed
-  cancelled processors idle_processors lapsed_processors last_dispatch_ms now_ms
+  cancelled expired (of the failed: not started by their deadline) processors idle_processors lapsed_processors last_dispatch_ms now_ms
   done_last_minute failed_last_minute, then {queue name, depth, ...}
   (the last-minute figures sum the six 10 s buckets before the current one and that one)
   Invariant: moves no task, writes nothing (it may run on a replica).
@@ -29,7 +29,8 @@ for _, q in ipairs(names) do
   depths[#depths + 1] = q
   depths[#depths + 1] = d
 end
-local c = redis.call('HMGET', C.stats, STAT_SUBMITTED, STAT_ASSIGNED, STAT_DONE, STAT_CANCELLED, STAT_LAST_DISPATCH_MS)
+local c = redis.call('HMGET', C.stats, STAT_SUBMITTED, STAT_ASSIGNED, STAT_DONE, STAT_CANCELLED, STAT_LAST_DISPATCH_MS,
+  STAT_EXPIRED)
 local procs_n = redis.call('ZCARD', procs)
 local lapsed_ids = redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now))
 local lapsed = #lapsed_ids
@@ -53,6 +54,7 @@ local out = {
   'done', tonumber(c[3]) or 0,
   'failed', redis.call('ZCARD', C.failed),
   'cancelled', tonumber(c[4]) or 0,
+  'expired', tonumber(c[6]) or 0,
   'processors', procs_n,
   'idle_processors', idle_n,
   'lapsed_processors', lapsed,

@@ -5,12 +5,13 @@
   Includes: fields, util, lanes, lifecycle, placement, replay
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed running queues procs idle cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
+  ARGV[5] keep_s (a task met past its deadline ends expired: lib/lifecycle)
   Lanes held back by a limiter's rate whose time has come are ready again first, and lanes waiting
   for a limiter that has free running counts (lib/lanes counts_free).
   A replay of a request that assigned tasks answers as the first call did and moves nothing.
   Returns {{task id, processor id, ...}, now ms, next due ms (a delayed task, or a lane held back
            by a rate), next lease deadline ms,
-           next task deadline ms, promoted}  (the three times '' when there is none: a scheduler
+           next task deadline ms (a running task's timeout, or a waiting task's deadline), promoted}  (the three times '' when there is none: a scheduler
            loop sleeps until the earliest of them, or until woken; promoted: how many delayed
            tasks fell due and were queued, for the loop's summary line)
   Invariant: a task leaves its queue only into an inbox, in the same call.
@@ -20,8 +21,9 @@ local C = context(KEYS, ARGV[1])
 local now = clock_ms(ARGV[2])
 C.now = now
 local limit, rid = tonumber(ARGV[3]), ARGV[4]
-if not now or not limit or limit < 1 or limit > 10000 or not rid or rid == '' then
-  return redis.error_reply('ERR luasched dispatch: bad now_ms, limit or request id')
+C.keep_s = tonumber(ARGV[5] or '')
+if not now or not limit or limit < 1 or limit > 10000 or not rid or rid == '' or not C.keep_s then
+  return redis.error_reply('ERR luasched dispatch: bad now_ms, limit, request id or keep_s')
 end
 local seen = replayed(C, rid)
 if seen then
@@ -47,5 +49,9 @@ local next_lease = redis.call('ZRANGE', C.procs, 0, 0, 'WITHSCORES')[2] or ''
 local next_deadline = redis.call('ZRANGEBYSCORE', C.running, '-inf', '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2] or ''
 if next_deadline == 'inf' then
   next_deadline = ''
+end
+local next_expiry = redis.call('ZRANGE', C.prefix .. 'exp', 0, 0, 'WITHSCORES')[2]
+if next_expiry and (next_deadline == '' or tonumber(next_expiry) < tonumber(next_deadline)) then
+  next_deadline = next_expiry -- a waiting task's deadline: the reap then ends it
 end
 return remember(C, rid, {out, fmt(now), next_due, next_lease, next_deadline, fmt(promoted)}, #out > 0)

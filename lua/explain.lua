@@ -13,7 +13,8 @@
   ARGV[4] limit (1..10000): at most this many live processors are read
   Returns {now_ms, {name, value, ...}}: no pairs when there is no task; else state and the
   record's queue, priority, key, limits, attempts, max_attempts, processor, last_processor,
-  created_ms, started_ms, finished_ms, error (JSON) where set; then by state:
+  created_ms, started_ms, finished_ms, error (JSON), expires_ms (its deadline) where set;
+  then by state:
     delayed: until_ms (its due time)
     queued: paused ('namespace', 'queue', 'key' (in every queue) or 'queue_key': the widest pause
       covering it) and paused_ms;
@@ -36,14 +37,14 @@ end
 C.now = now
 local rec = redis.call('HMGET', P .. 't:' .. id, TASK_STATE, TASK_QUEUE, TASK_PRIORITY, TASK_KEY, TASK_LIMITS,
   TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_PROCESSOR, TASK_LAST_PROCESSOR, TASK_CREATED_MS, TASK_STARTED_MS,
-  TASK_FINISHED_MS, TASK_ERROR)
+  TASK_FINISHED_MS, TASK_ERROR, TASK_EXPIRES_MS)
 local state = rec[1]
 if not state then
   return {fmt(now), {}}
 end
 local out = {'state', state}
 local names = {'queue', 'priority', 'key', 'limits', 'attempts', 'max_attempts', 'processor', 'last_processor',
-  'created_ms', 'started_ms', 'finished_ms', 'error'}
+  'created_ms', 'started_ms', 'finished_ms', 'error', 'expires_ms'}
 for i, name in ipairs(names) do
   if rec[i + 1] then
     out[#out + 1] = name

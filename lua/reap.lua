@@ -15,8 +15,11 @@
   Returns {{task ids taken back}, {processor ids removed}, more ('1' | '0'),
            {per processor removed, in order: how many ids it gave back, how many of them failed},
            {per task past its timeout (the last ids taken back): id, processor, timeout_ms,
-            'retry' | 'failed', ms until the retry is due ('' when failed)}}
+            'retry' | 'failed', ms until the retry is due ('' when failed)},
+           how many waiting tasks it ended expired (their deadline came: lib/lifecycle)}
     (the last two say what a scheduler loop logs; a reply of the first three alone reads the same)
+  Then, while fewer than limit ids were taken, waiting tasks whose deadline came (the deadline
+  index exp, oldest first) leave their place and end expired.
   Invariant: every id taken from an inbox lands in exactly one place (queue, delayed, failed).
 ]]
 local C = context(KEYS, ARGV[1])
@@ -72,8 +75,15 @@ if #out < limit then
   end
 end
 
+local expired = 0
+if #out < limit then -- then waiting tasks whose deadline came: they end expired, never started
+  expired = expire_due(C, limit - #out)
+end
+
 if #out > 0 then
   wake_scheduler(C)
 end
 local more = redis.call('ZCOUNT', procs, '-inf', '(' .. fmt(now)) + redis.call('ZCOUNT', running, '-inf', '(' .. fmt(now))
-return remember(C, rid, {out, removed, more > 0 and '1' or '0', counts, overdue}, #out > 0 or #removed > 0)
+  + redis.call('ZCOUNT', P .. 'exp', '-inf', fmt(now))
+return remember(C, rid, {out, removed, more > 0 and '1' or '0', counts, overdue, fmt(expired)},
+  #out > 0 or #removed > 0 or expired > 0)

@@ -6,7 +6,9 @@
   Includes: fields, util, processors, lifecycle, replay
   KEYS[1..9] the fixed keys (see lib/util): uses stats running procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
-  ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)
+  ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)  ARGV[7] keep_s
+  A pending task whose deadline has come is not started: it ends expired (lib/lifecycle), and
+  the processor's load falls by one.
   Returns {'task', id, name, args_json, attempt, timeout_ms, ['task', ...]...} | {'empty'} | {'lost'}
     timeout_ms: the task's own, else the processor's default (register), '0' for none.
     'lost': the processor is not registered or its lease lapsed; it must not run anything.
@@ -16,8 +18,9 @@ local C = context(KEYS, ARGV[1])
 C.now = clock_ms(ARGV[2])
 local pid, slot, rid = ARGV[3], ARGV[4], ARGV[5]
 local want = tonumber(ARGV[6] or '') or 1
-if not C.now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 then
-  return redis.error_reply('ERR luasched start: bad now_ms, processor, slot, request id or want')
+C.keep_s = tonumber(ARGV[7] or '')
+if not C.now or pid == '' or slot == '' or rid == '' or want < 1 or want > 4096 or not C.keep_s then
+  return redis.error_reply('ERR luasched start: bad now_ms, processor, slot, request id, want or keep_s')
 end
 local pk = C.prefix .. 'p:' .. pid
 
@@ -35,7 +38,10 @@ if not lease_ok(C, pid, dl, cap) then
   return {'lost'}
 end
 
-local tasks = start_many(C, pid, want, false, dto)
+local tasks, _, expired = start_many(C, pid, want, false, dto)
+if expired > 0 then
+  rerank(C, pid)
+end
 redis.call('HSET', pk, PROC_START_MEMO .. slot, rid .. '|' .. started_memo(tasks))
 if #tasks == 0 then
   return {'empty'}

@@ -4,8 +4,10 @@
   Includes: fields, util, lanes, placement
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
-  ARGV[4] group id ('' = none)  ARGV[5] count N
-  then 9 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms policy
+  ARGV[4] group id ('' = none)  ARGV[5] count N  ARGV[6] keep_s
+  then 10 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms policy
+  expires_ms (0 = none: else the task's deadline is now + expires_ms, kept in its record and in
+  the deadline index exp until it starts; a placing call ends it expired once that has passed)
   (policy: '' for priority 5, no key and no limits; else "<priority 0..9>\n<limiter names,
   comma-joined>\n<key ('' = none)>": luasched/core/ops.py policy_field)
   A task naming a limiter that is neither a limiter nor matched by a pattern is refused, and the
@@ -22,12 +24,13 @@ C.now = now
 local dispatch = ARGV[3] == '1'
 local group = ARGV[4]
 local count = tonumber(ARGV[5])
-local PER_TASK = 9
+C.keep_s = tonumber(ARGV[6])
+local PER_TASK = 10
 
-if not now then
-  return redis.error_reply('ERR luasched submit: now_ms is not a number')
+if not now or not C.keep_s then
+  return redis.error_reply('ERR luasched submit: now_ms or keep_s is not a number')
 end
-if not count or count < 1 or #ARGV ~= 5 + count * PER_TASK then
+if not count or count < 1 or #ARGV ~= 6 + count * PER_TASK then
   return redis.error_reply('ERR luasched submit: ARGV does not hold ' .. tostring(ARGV[5]) .. ' tasks')
 end
 
@@ -36,13 +39,13 @@ local adding, added = {}, {} -- queue -> how many new tasks this call brings; th
 local lc = nil
 local parsed = {} -- base -> {priority, limits, key} of a task with a policy, read once
 for i = 0, count - 1 do
-  local base = 5 + i * PER_TASK
+  local base = 6 + i * PER_TASK
   local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   if id == '' or name == '' or queue == '' or string.find(queue, ',', 1, true) then
     return redis.error_reply('ERR luasched submit: empty id, name or queue, or a comma in a queue name')
   end
-  for k = 5, 8 do
-    if not tonumber(ARGV[base + k]) then
+  for k = 5, 10 do
+    if k ~= 9 and not tonumber(ARGV[base + k]) then
       return redis.error_reply('ERR luasched submit: field ' .. k .. ' of task ' .. id .. ' is not a number')
     end
   end
@@ -131,6 +134,12 @@ for _, base in ipairs(fresh) do
   end
   if lm ~= '' then
     fields[#fields + 1], fields[#fields + 2] = TASK_LIMITS, lm
+  end
+  local expires = tonumber(ARGV[base + 10])
+  if expires > 0 then
+    local dx = fmt(now + expires)
+    fields[#fields + 1], fields[#fields + 2] = TASK_EXPIRES_MS, dx
+    redis.call('ZADD', P .. 'exp', dx, id)
   end
   redis.call('HSET', tk, unpack(fields)) -- one write per record
   if not listed[queue] then

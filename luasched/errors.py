@@ -2,6 +2,7 @@
 
     LuaschedError
      ├── TaskFailed            the task ran and failed for good (carries the remote error)
+     │    └── TaskExpired      it was not started by its deadline (``expires``)
      ├── TaskCancelled         the task was cancelled before it ran
      ├── UnknownTask           a function that was never registered with @sched.task
      ├── TaskNotFound          no task with this id in the namespace (never made, or expired)
@@ -35,6 +36,11 @@ class TaskFailed(LuaschedError):
         self.error_type = error_type
         self.message = message
         self.traceback = traceback
+
+
+class TaskExpired(TaskFailed):
+    """The task was not started by its deadline (its ``expires``): it never ran, used no
+    attempt, and ended failed with this error (``error_type`` "TaskExpired")."""
 
 
 class TaskCancelled(LuaschedError):

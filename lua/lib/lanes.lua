@@ -82,7 +82,7 @@ end
 -- weights, limiters, aging bounds, rate states, running counts.
 local function policy(C, paused)
   return {C = C, P = C.prefix, paused = paused, weights = {}, specs = {}, aging = {}, pats = nil, tats = {},
-          laned = {}, due = false}
+          laned = {}, due = false, deadlines = nil}
 end
 
 local function weight_of(lc, key)
@@ -533,8 +533,28 @@ local function due_once(lc, now)
   end
 end
 
--- The next task of queue q, taken out of it (the caller places or starts it), or nil; and
--- whether lanes were left unlooked at (see next_in_lanes). lc: the call's policy.
+-- The deadline of task id (ms, as stored) when it has come, else nil: a task in the deadline
+-- index exp (its TASK_EXPIRES_MS) is never placed or started after it. The earliest deadline is
+-- read once per call (lc.deadlines: whether it has come): while it is ahead, no task is looked up.
+local function deadline_due(lc, id, now)
+  if lc.deadlines == nil then
+    local first = redis.call('ZRANGE', lc.P .. 'exp', 0, 0, 'WITHSCORES')[2]
+    lc.deadlines = first ~= nil and tonumber(first) <= now
+  end
+  if not lc.deadlines then
+    return nil
+  end
+  local dx = redis.call('ZSCORE', lc.P .. 'exp', id)
+  if dx and tonumber(dx) <= now then
+    return dx
+  end
+  return nil
+end
+
+-- The next task of queue q, taken out of it (the caller places or starts it), or nil; whether
+-- lanes were left unlooked at (see next_in_lanes); and dx when that task's deadline has come: it
+-- left its queue without being placed (its lane's tag not moved on, no limiter held, no rate
+-- spent), and the caller ends it expired and asks again. lc: the call's policy.
 local function take_next(lc, q, now)
   local P = lc.P
   local laned = lc.laned[q]
@@ -543,15 +563,25 @@ local function take_next(lc, q, now)
     lc.laned[q] = laned
   end
   if not laned then
-    return redis.call('LPOP', P .. 'q:' .. q) or nil, false
+    local id = redis.call('LPOP', P .. 'q:' .. q)
+    if not id then
+      return nil, false, nil
+    end
+    return id, false, deadline_due(lc, id, now)
   end
   due_once(lc, now)
   local t, more = next_in_lanes(lc, q, now)
   if not t then
-    return nil, more
+    return nil, more, nil
+  end
+  local dx = deadline_due(lc, t.id, now)
+  if dx then -- out of its lane as a cancel takes it: the next head has the same turn
+    redis.call('LPOP', t.lk)
+    lane_lost(lc.C, t.L, t.q, t.p, t.key, t.lk, t.lm)
+    return t.id, false, dx
   end
   take_lane(lc, t, now)
-  return t.id, false
+  return t.id, false, nil
 end
 
 -- Task id (queued, lane q p key) leaves its queue without being placed (cancelled).

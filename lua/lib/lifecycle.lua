@@ -14,128 +14,6 @@ local function attempt_timeout(o, dto)
   return dto or '0'
 end
 
--- -> running on pid (the caller took id out of its pending list or its queue). The attempt
--- number goes up by one. dto: pid's default timeout (see attempt_timeout). Returns {id, name,
--- args, attempt, timeout_ms}.
-local function start_task(C, pid, id, dto)
-  local P, now = C.prefix, C.now
-  local tk = P .. 't:' .. id
-  local f, a, n, o = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS, TASK_TIMEOUT_MS))
-  local attempt = fmt(tonumber(n or '0') + 1)
-  o = attempt_timeout(o, dto)
-  redis.call('HSET', tk, TASK_STATE, 'running', TASK_ATTEMPTS, attempt, TASK_STARTED_MS, fmt(now), TASK_PROCESSOR, pid)
-  redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
-  if tonumber(o) > 0 then
-    redis.call('ZADD', C.running, fmt(now + tonumber(o)), id)
-  else
-    redis.call('ZADD', C.running, '+inf', id)
-  end
-  return {id, f, a, attempt, o}
-end
-
--- pending -> running for processor pid (its inbox's oldest). Returns the task or nil.
-local function start_next(C, pid, dto)
-  local id = redis.call('LPOP', C.prefix .. 'p:' .. pid .. ':i')
-  if not id then
-    return nil
-  end
-  redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)
-  return start_task(C, pid, id, dto)
-end
-
--- Start up to want tasks for pid: its inbox's oldest first; then, with take, the heads of its
--- queues in turn while it has a free slot. dto: pid's default timeout; cap, qs, stuck as read
--- from its record (nil: read here when take needs them). Returns the started tasks and whether
--- any came from a queue (the processor's load then grew).
-local function start_many(C, pid, want, take, dto, cap, qs, stuck)
-  local P = C.prefix
-  local tasks = {}
-  while #tasks < want do
-    local t = start_next(C, pid, dto)
-    if not t then
-      break
-    end
-    tasks[#tasks + 1] = t
-  end
-  trim_wake(C, pid)
-  local took = false
-  if take and #tasks < want then
-    local pk = P .. 'p:' .. pid
-    if not cap then
-      cap, qs, stuck = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_STUCK))
-    end
-    local load = load_of(C, pid, 0, stuck) -- the pending list is empty here
-    local names = split_commas(qs)
-    local turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
-    local paused = pauses(C)
-    local lc = policy(C, paused)
-    local dry = 0
-    local k = 0
-    -- start at a different queue each time, so that no queue of the processor starves another
-    while #tasks < want and load < tonumber(cap) and dry < #names do
-      local q = names[(turn + k) % #names + 1]
-      k = k + 1
-      local qid, more = nil, false
-      if not is_paused(paused, q) then
-        qid, more = take_next(lc, q, C.now)
-      end
-      if more then
-        wake_scheduler(C)
-      end
-      if qid then
-        dry = 0
-        tasks[#tasks + 1] = start_task(C, pid, qid, dto) -- queued -> running at once
-        load = load + 1
-        took = true
-      else
-        dry = dry + 1
-      end
-    end
-  end
-  return tasks, took
-end
-
--- Flatten started tasks into reply entries {'task', id, name, args, attempt, timeout, ...}.
-local function started_reply(tasks)
-  local out = {}
-  for _, t in ipairs(tasks) do
-    out[#out + 1] = 'task'
-    for _, v in ipairs(t) do
-      out[#out + 1] = v
-    end
-  end
-  return out
-end
-
--- delayed -> queued for up to limit tasks that are due: a retry at the head of its lane (it keeps
--- its place in time), a task submitted with a delay at the tail.
-local function promote(C, limit)
-  local P, delayed = C.prefix, C.delayed
-  local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', fmt(C.now), 'LIMIT', 0, limit)
-  local retries, left = {}, {}
-  for _, id in ipairs(ids) do
-    local tk = P .. 't:' .. id
-    redis.call('ZREM', delayed, id)
-    redis.call('HSET', tk, TASK_STATE, 'queued')
-    if redis.call('HEXISTS', tk, TASK_ATTEMPTS) == 1 then
-      retries[#retries + 1] = id
-    else
-      local q, p, key, lm = lane_of(C, id)
-      enqueue(C, id, q, p, key, lm, false)
-      left[q] = (left[q] or 0) + 1
-    end
-  end
-  for i = #retries, 1, -1 do -- pushed at the heads: the one due first goes last, so first
-    local q, p, key, lm = lane_of(C, retries[i])
-    enqueue(C, retries[i], q, p, key, lm, true)
-    left[q] = (left[q] or 0) + 1
-  end
-  for q, n in pairs(left) do
-    count_delayed(C, q, -n)
-  end
-  return #ids
-end
-
 -- Any state -> done | failed | cancelled; field/payload (TASK_RESULT or TASK_ERROR) may be nil.
 -- The stats, the rate bucket and the group count it in the field named by the state.
 -- known: {w, g} read from the record already (waiter flag, group), or nil to read them here.
@@ -186,6 +64,169 @@ local function finish(C, id, state, field, payload, known)
   end
 end
 
+-- A waiting task whose deadline (its record's TASK_EXPIRES_MS: dx) has come ends without being
+-- started: failed with a TaskExpired error, using no attempt, counted in STAT_EXPIRED as well as
+-- failed. The caller took it out of its place (queue, lane, delayed or inbox) already; any running
+-- counts a placement took for it are released.
+local function expire_task(C, id, dx)
+  release(C, id)
+  redis.call('ZREM', C.prefix .. 'exp', id)
+  redis.call('HINCRBY', C.stats, STAT_EXPIRED, 1)
+  finish(C, id, 'failed', TASK_ERROR, '{"type":"TaskExpired","message":"not started by its deadline (' .. dx ..
+    ' ms)","traceback":""}')
+end
+
+-- -> running on pid (the caller took id out of its pending list or its queue). The attempt
+-- number goes up by one. dto: pid's default timeout (see attempt_timeout). Returns {id, name,
+-- args, attempt, timeout_ms}; or nil when the task's deadline has come: it is never started, and
+-- ends expired instead.
+local function start_task(C, pid, id, dto)
+  local P, now = C.prefix, C.now
+  local tk = P .. 't:' .. id
+  local f, a, n, o, dx = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS, TASK_TIMEOUT_MS,
+    TASK_EXPIRES_MS))
+  if dx then
+    if tonumber(dx) <= now then
+      expire_task(C, id, dx)
+      return nil
+    end
+    redis.call('ZREM', P .. 'exp', id) -- started in time: its deadline no longer applies
+  end
+  local attempt = fmt(tonumber(n or '0') + 1)
+  o = attempt_timeout(o, dto)
+  redis.call('HSET', tk, TASK_STATE, 'running', TASK_ATTEMPTS, attempt, TASK_STARTED_MS, fmt(now), TASK_PROCESSOR, pid)
+  redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
+  if tonumber(o) > 0 then
+    redis.call('ZADD', C.running, fmt(now + tonumber(o)), id)
+  else
+    redis.call('ZADD', C.running, '+inf', id)
+  end
+  return {id, f, a, attempt, o}
+end
+
+-- pending -> running for processor pid (its inbox's oldest that has not expired). Returns the
+-- task or nil, and how many expired pending tasks it ended on the way (the load fell by as many).
+local function start_next(C, pid, dto)
+  local gone = 0
+  while true do
+    local id = redis.call('LPOP', C.prefix .. 'p:' .. pid .. ':i')
+    if not id then
+      return nil, gone
+    end
+    redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)
+    local t = start_task(C, pid, id, dto)
+    if t then
+      return t, gone
+    end
+    gone = gone + 1
+  end
+end
+
+-- Start up to want tasks for pid: its inbox's oldest first; then, with take, the heads of its
+-- queues in turn while it has a free slot. dto: pid's default timeout; cap, qs, stuck as read
+-- from its record (nil: read here when take needs them). Returns the started tasks, whether
+-- any came from a queue (the processor's load then grew), and how many pending tasks of its
+-- inbox expired instead of starting (its load fell: the caller reranks it).
+local function start_many(C, pid, want, take, dto, cap, qs, stuck)
+  local P = C.prefix
+  local tasks = {}
+  local expired = 0
+  while #tasks < want do
+    local t, gone = start_next(C, pid, dto)
+    expired = expired + gone
+    if not t then
+      break
+    end
+    tasks[#tasks + 1] = t
+  end
+  trim_wake(C, pid)
+  local took = false
+  if take and #tasks < want then
+    local pk = P .. 'p:' .. pid
+    if not cap then
+      cap, qs, stuck = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_STUCK))
+    end
+    local load = load_of(C, pid, 0, stuck) -- the pending list is empty here
+    local names = split_commas(qs)
+    local turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
+    local paused = pauses(C)
+    local lc = policy(C, paused)
+    local dry = 0
+    local k = 0
+    local skipped = 0 -- expired tasks met in the queues: at most 100 per call
+    -- start at a different queue each time, so that no queue of the processor starves another
+    while #tasks < want and load < tonumber(cap) and dry < #names do
+      local q = names[(turn + k) % #names + 1]
+      k = k + 1
+      local qid, more, dx = nil, false, nil
+      if not is_paused(paused, q) then
+        qid, more, dx = take_next(lc, q, C.now)
+      end
+      if dx then -- its deadline had come: it ends expired instead
+        expire_task(C, qid, dx)
+        qid = false
+      end
+      if more then
+        wake_scheduler(C)
+      end
+      local t = qid and start_task(C, pid, qid, dto) -- queued -> running at once (nil: it expired)
+      if t then
+        dry = 0
+        tasks[#tasks + 1] = t
+        load = load + 1
+        took = true
+      elseif qid ~= nil and skipped < 100 then
+        skipped = skipped + 1
+        dry = 0 -- an expired task left the queue: look at it again
+      else
+        dry = dry + 1
+      end
+    end
+  end
+  return tasks, took, expired
+end
+
+-- Flatten started tasks into reply entries {'task', id, name, args, attempt, timeout, ...}.
+local function started_reply(tasks)
+  local out = {}
+  for _, t in ipairs(tasks) do
+    out[#out + 1] = 'task'
+    for _, v in ipairs(t) do
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
+-- delayed -> queued for up to limit tasks that are due: a retry at the head of its lane (it keeps
+-- its place in time), a task submitted with a delay at the tail.
+local function promote(C, limit)
+  local P, delayed = C.prefix, C.delayed
+  local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', fmt(C.now), 'LIMIT', 0, limit)
+  local retries, left = {}, {}
+  for _, id in ipairs(ids) do
+    local tk = P .. 't:' .. id
+    redis.call('ZREM', delayed, id)
+    redis.call('HSET', tk, TASK_STATE, 'queued')
+    if redis.call('HEXISTS', tk, TASK_ATTEMPTS) == 1 then
+      retries[#retries + 1] = id
+    else
+      local q, p, key, lm = lane_of(C, id)
+      enqueue(C, id, q, p, key, lm, false)
+      left[q] = (left[q] or 0) + 1
+    end
+  end
+  for i = #retries, 1, -1 do -- pushed at the heads: the one due first goes last, so first
+    local q, p, key, lm = lane_of(C, retries[i])
+    enqueue(C, retries[i], q, p, key, lm, true)
+    left[q] = (left[q] or 0) + 1
+  end
+  for q, n in pairs(left) do
+    count_delayed(C, q, -n)
+  end
+  return #ids
+end
+
 -- queued again at the head of its lane (given back, or retried at once: it keeps its place in time).
 local function back_to_head(C, id)
   local tk = C.prefix .. 't:' .. id
@@ -193,6 +234,44 @@ local function back_to_head(C, id)
   enqueue(C, id, q, p, key, lm, true)
   redis.call('HSET', tk, TASK_STATE, 'queued')
   redis.call('HDEL', tk, TASK_PROCESSOR)
+end
+
+-- A waiting task (state s: queued, delayed or assigned; its record's queue q, processor p,
+-- priority pr and key k as read) leaves its place without being started (cancelled, expired).
+-- Returns false when s is none of those (it started or finished: nothing to leave).
+local function leave_waiting(C, id, s, q, p, pr, k)
+  if s == 'queued' then
+    dequeue(C, id, q or DEFAULT_QUEUE, pr or '5', k or nil)
+  elseif s == 'delayed' then
+    redis.call('ZREM', C.delayed, id)
+    count_delayed(C, q or DEFAULT_QUEUE, -1)
+  elseif s == 'assigned' then
+    redis.call('LREM', C.prefix .. 'p:' .. p .. ':i', 1, id)
+    redis.call('HINCRBY', C.stats, STAT_ASSIGNED, -1)
+    release(C, id)
+    trim_wake(C, p)
+    rerank(C, p)
+  else
+    return false
+  end
+  return true
+end
+
+-- Waiting tasks whose deadline has come, at most limit of them (the oldest deadlines first): each
+-- leaves its place and ends expired. Returns how many.
+local function expire_due(C, limit)
+  local P = C.prefix
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', fmt(C.now), 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    local s, q, p, pr, k, dx = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_STATE, TASK_QUEUE, TASK_PROCESSOR,
+      TASK_PRIORITY, TASK_KEY, TASK_EXPIRES_MS))
+    if leave_waiting(C, id, s, q, p, pr, k) then
+      expire_task(C, id, dx)
+    else
+      redis.call('ZREM', P .. 'exp', id)
+    end
+  end
+  return #ids
 end
 
 -- A started attempt ended without success (error, timeout, lease lost). The caller has already

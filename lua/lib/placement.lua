@@ -14,7 +14,7 @@ local function placer(C, want)
   local paused = pauses(C)
   return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
           queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0, paused = paused,
-          lc = policy(C, paused), more = false}
+          lc = policy(C, paused), more = false, skipped = 0}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -264,15 +264,20 @@ local function assign(pl, id, pid, load)
   local P = pl.P
   local own = pl.own
   if own and own.pid == pid and #own.tasks < own.want then
-    own.tasks[#own.tasks + 1] = start_task(pl.C, pid, id, own.dto)
+    local t = start_task(pl.C, pid, id, own.dto)
+    if not t then
+      return false -- its deadline had come: it expired instead
+    end
+    own.tasks[#own.tasks + 1] = t
     rerank_in_memory(pl, pid, load)
-    return
+    return true
   end
   redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
   redis.call('HSET', P .. 't:' .. id, TASK_STATE, 'assigned', TASK_PROCESSOR, pid)
   pl.assigned = pl.assigned + 1
   rerank_in_memory(pl, pid, load)
   redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
+  return true
 end
 
 -- Move up to limit tasks from the head of queue q (in lanes mode: the task lib/lanes chooses) to
@@ -289,16 +294,30 @@ local function assign_from_queue(pl, q, limit, out)
     if not pid then
       break
     end
-    local id, more = take_next(pl.lc, q, C.now)
-    if not id then
+    local id, more, dx = take_next(pl.lc, q, C.now)
+    -- a task past its deadline is never placed: it ends expired, and the next one is looked at
+    -- (at most 100 per call; a scheduler's reap ends the rest)
+    while dx do
+      expire_task(C, id, dx)
+      pl.skipped = pl.skipped + 1
+      if pl.skipped >= 100 then
+        id, more = nil, true
+        break
+      end
+      id, more, dx = take_next(pl.lc, q, C.now)
+    end
+    if id and assign(pl, id, pid, load) then
+      out[#out + 1] = id
+      out[#out + 1] = pid
+      n = n + 1
+    elseif id and pl.skipped < 100 then -- it expired as its start came: the processor takes the next
+      pl.skipped = pl.skipped + 1
+      heap_push(pl.ranks[q], pl.known[pid].key, pid)
+    else
       heap_push(pl.ranks[q], pl.known[pid].key, pid) -- not taken: back in its place
       pl.more = pl.more or more
       break
     end
-    assign(pl, id, pid, load)
-    out[#out + 1] = id
-    out[#out + 1] = pid
-    n = n + 1
   end
   return n
 end

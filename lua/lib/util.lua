@@ -60,9 +60,11 @@
     paused       HASH  what is paused: '*' (the whole namespace) or 'q:<queue>' -> ms paused at;
                        nothing of a paused scope is placed (lua/pause.lua sets and clears it)
     qd           HASH  queue -> how many of its tasks wait in delayed (field gone at 0)
+    exp          ZSET  task id -> its deadline ms (TASK_EXPIRES_MS), while it waits (queued,
+                       delayed, assigned): start takes it out; an expiry or a cancel ends it
     qmax         HASH  queue -> max_pending: submit refuses what would bring its waiting tasks
                        (queued, in its lanes, delayed) above it (lua/policy.lua sets it)
-  The stats HASH (KEYS[1]) holds STAT_*: SUBMITTED ASSIGNED DONE FAILED CANCELLED SEQ
+  The stats HASH (KEYS[1]) holds STAT_*: SUBMITTED ASSIGNED DONE FAILED CANCELLED EXPIRED SEQ
   LAST_DISPATCH_MS.
   Each kind of key has its own prefix, and the ids after it never contain the next kind's
   prefix, so no task, queue or group id can name another key (task ids may contain ':').

@@ -102,7 +102,9 @@ class Scheduler(Policies):
 
         Keyword arguments go to the task, except these options: ``_queue``, ``_delay`` (seconds
         or timedelta), ``_id`` (an id of your own: submitting it again creates nothing),
-        ``_max_attempts``, ``_timeout``, ``_retry_backoff``, and how it is placed: ``_priority``
+        ``_max_attempts``, ``_timeout``, ``_retry_backoff``, ``_expires`` (seconds or timedelta
+        after submit: a task not started by then is never started and fails with TaskExpired,
+        using no attempt), and how it is placed: ``_priority``
         (0 to 9, lower first), ``_key`` (its tenant or entity) and ``_limits`` (a tuple of the
         limiter names it counts against; an unknown one raises UnknownLimiter, nothing written).
         A submit that would bring its queue above the queue's ``max_pending`` raises QueueFull,
@@ -135,21 +137,25 @@ class Scheduler(Policies):
                           delay: float | timedelta | None = None, max_attempts: int | None = None,
                           timeout: float | timedelta | None = None,
                           retry_backoff: float | timedelta | None = None, priority: int | None = None,
-                          key: str | None = None, limits: Sequence[str] | None = None) -> list[TaskHandle]:
+                          key: str | None = None, limits: Sequence[str] | None = None,
+                          expires: float | timedelta | None = None) -> list[TaskHandle]:
         """Submit one task per item (a tuple of arguments, or an Args) in one round trip; the
         options, as ``submit``'s without the underscore, apply to every item."""
         news = self.batch(task, items, ids, queue=queue, delay=delay, max_attempts=max_attempts,
-                          timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits)
+                          timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits,
+                          expires=expires)
         self._submit(news, "")
         return [TaskHandle(self, n.id) for n in news]
 
     def map(self, task: str | TaskFunction, items: Iterable[Any], *, queue: str | None = None,
                   max_attempts: int | None = None, timeout: float | timedelta | None = None,
                   retry_backoff: float | timedelta | None = None, priority: int | None = None,
-                  key: str | None = None, limits: Sequence[str] | None = None) -> Group:
+                  key: str | None = None, limits: Sequence[str] | None = None,
+                  expires: float | timedelta | None = None) -> Group:
         """Submit one task per item as a group whose results can be gathered (``Group.results``)."""
         news = self.batch(task, items, None, queue=queue, max_attempts=max_attempts,
-                          timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits)
+                          timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits,
+                          expires=expires)
         group_id = new_task_id()
         self._submit(news, group_id)
         return Group(self, group_id, [n.id for n in news])

@@ -69,6 +69,8 @@ def _json_line(data: dict[str, Any]) -> None:
               help="With --wait: give up after S seconds (exit 1). Default: wait as long as it takes.")
 @click.option("--queue", metavar="Q", default=None, help="Put the task on queue Q, not its default one.")
 @click.option("--delay", type=float, default=None, metavar="S", help="Make it due in S seconds.")
+@click.option("--expires", type=float, default=None, metavar="S",
+              help="Never start it unless it starts within S seconds (it then fails with TaskExpired).")
 @click.option("--id", "task_id", metavar="ID", default=None,
               help="The task's id (submitting an id again creates nothing).")
 @click.option("--priority", type=int, default=None, metavar="P",
@@ -81,7 +83,8 @@ def _json_line(data: dict[str, Any]) -> None:
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
 @click.pass_context
 def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...], wait: bool,
-                   timeout: float | None, queue: str | None, delay: float | None, task_id: str | None,
+                   timeout: float | None, queue: str | None, delay: float | None, expires: float | None,
+                   task_id: str | None,
                    priority: int | None, key: str | None, limits: tuple[str, ...], as_json: bool,
                    redis_url: str | None) -> None:
     """Submit TASK of APP (module:attribute naming a Scheduler) with JSON arguments; print its id.
@@ -100,7 +103,7 @@ def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...
                 raise ValueError(f"APP {app} has no task named {task!r} (registered: "
                                  f"{', '.join(known) or 'none'})")
             handle = sched.submit(task, *values, _queue=queue, _delay=delay, _id=task_id, _priority=priority,
-                                  _key=key, _limits=limits or None)
+                                  _key=key, _limits=limits or None, _expires=expires)
             if not wait:
                 if as_json:
                     _json_line({"id": handle.id})
@@ -162,6 +165,7 @@ def show_command(app: str, task_id: str, as_json: bool, redis_url: str | None, r
             ("timeout", "none" if found.timeout_s is None else f"{found.timeout_s:g} s"),
             ("retry backoff", f"{found.retry_backoff_s:g} s"), ("priority", str(found.priority)),
             ("key", found.key or "-"), ("limits", ", ".join(found.limits) or "-"),
+            ("expires", _utc(found.expires_ms) if found.expires_ms else "-"),
             ("processor", found.processor or "-"), ("last ran on", found.last_processor or "-"),
             ("group", found.group or "-"), ("created", _utc(found.created_ms)),
             ("started", _utc(found.started_ms)), ("finished", _utc(found.finished_ms))]

@@ -38,6 +38,8 @@ class Audit:
 
 TWO40 = 1 << 40
 PLACES = ("queued", "delayed", "assigned", "running", "done", "failed", "cancelled")
+#: The states of a task that has not started: those the deadline index (``expires``) holds.
+WAITING = ("queued", "delayed", "assigned")
 #: The state a task's record must hold in each big place.
 STATE_IN = {"queue": "queued", "lane": "queued", "delayed": "delayed", "failed": "failed"}
 #: An audit of a badly broken namespace reports this many problems, then how many more it found.
@@ -55,7 +57,7 @@ class AuditCheck:
         self.counts: dict[str, int] = {}
         (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
          cards_flat, pauses_flat, lanes, blocked_flat, counts_flat, limiters_flat, patterns, qd_flat,
-         delayed_by_queue) = text(frame)
+         delayed_by_queue, deadlines) = text(frame)
         #: (place, queue or lane, size) of each big place, in the order the slices read them
         self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
         self.places += check_lanes(self.problem, lanes, blocked_flat, counts_flat, limiters_flat, patterns,
@@ -65,6 +67,11 @@ class AuditCheck:
                           fields_of(running_flat), idles, idle, held, fields_of(cards_flat))
         self._check_pauses(fields_of(pauses_flat))
         self._check_delayed_counts(int(delayed_n), fields_of(qd_flat), fields_of(delayed_by_queue))
+        for task_id, score, s, dx in deadlines:
+            if s not in WAITING:
+                self.problem(f"task {task_id} is in the deadline index but is {s or 'gone'}")
+            elif not dx or float(dx) != float(score):
+                self.problem(f"task {task_id} is in the deadline index at {score}, its record says {dx or 'none'}")
 
     def problem(self, what: str) -> None:
         if len(self._problems) < MAX_PROBLEMS:

@@ -14,7 +14,7 @@ from .tasks import Arity, Registry, TaskFunction, encode_args, new_task_id
 
 #: The options ``submit`` takes among its keyword arguments (the others go to the task).
 SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff",
-                            "_priority", "_key", "_limits"})
+                            "_priority", "_key", "_limits", "_expires"})
 
 
 class Args:
@@ -54,18 +54,22 @@ class SchedulerBase:
     def task(self, fn: None = None, /, *, name: str | None = None, max_attempts: int = 3,
              timeout: float | timedelta | None = None, queue: str = "default",
              retry_backoff: float | timedelta = 1.0, priority: int = DEFAULT_PRIORITY,
-             key: str | None = None, limits: Sequence[str] = ()) -> Callable[[TaskFunction], TaskFunction]: ...
+             key: str | None = None, limits: Sequence[str] = (),
+             expires: float | timedelta | None = None) -> Callable[[TaskFunction], TaskFunction]: ...
 
     def task(self, fn: TaskFunction | None = None, /, *, name: str | None = None,
              max_attempts: int = 3, timeout: float | timedelta | None = None,
              queue: str = "default", retry_backoff: float | timedelta = 1.0,
-             priority: int = DEFAULT_PRIORITY, key: str | None = None, limits: Sequence[str] = ()) -> Any:
+             priority: int = DEFAULT_PRIORITY, key: str | None = None, limits: Sequence[str] = (),
+             expires: float | timedelta | None = None) -> Any:
         """Register a function as a task: ``@sched.task`` or ``@sched.task(name=..., ...)``.
         ``priority``, ``key`` and ``limits`` are its defaults for placement (see
-        ``core.options.TaskOptions``); each submit may override them."""
+        ``core.options.TaskOptions``); ``expires``: a task not started within that many seconds
+        of its submit is never started (it fails with TaskExpired). Each submit may override them."""
         options = TaskOptions(queue, max_attempts, seconds(timeout, "timeout", allow_none=True),
                               seconds(retry_backoff, "retry_backoff") or 0.0, priority, key,
-                              limits)  # type: ignore[arg-type]  # checked: a tuple is kept
+                              limits,  # type: ignore[arg-type]  # checked: a tuple is kept
+                              seconds(expires, "expires", allow_none=True, minimum=0.001))
 
         def register(f: TaskFunction) -> TaskFunction:
             self.registry.add(f, name if name is not None else getattr(f, "__name__", ""), options)
@@ -77,14 +81,14 @@ class SchedulerBase:
                 delay: float | timedelta | None = None, max_attempts: int | None = None,
                 timeout: float | timedelta | None = None,
                 retry_backoff: float | timedelta | None = None, priority: int | None = None,
-                key: str | None = None,
-                limits: Sequence[str] | None = None) -> tuple[str, TaskOptions, float, Arity | None]:
+                key: str | None = None, limits: Sequence[str] | None = None,
+                expires: float | timedelta | None = None) -> tuple[str, TaskOptions, float, Arity | None]:
         """A registered task's name, its options with the given ones applied (None: the task's
         own), the delay in seconds, all checked (once for a whole batch), and what arguments it
         takes (None: a name this process has no function for)."""
         name, options, arity = self.registry.resolve(task)
         changes = {"queue": queue, "max_attempts": max_attempts, "priority": priority, "key": key,
-                   "limits": limits}
+                   "limits": limits, "expires_s": seconds(expires, "expires", allow_none=True, minimum=0.001)}
         if timeout is not None or retry_backoff is not None or any(v is not None for v in changes.values()):
             options = options.replace(
                 timeout_s=seconds(timeout, "timeout", allow_none=True),
@@ -109,7 +113,7 @@ class SchedulerBase:
                              timeout=options.get("_timeout"),
                              retry_backoff=options.get("_retry_backoff"),
                              priority=options.get("_priority"), key=options.get("_key"),
-                             limits=options.get("_limits"))
+                             limits=options.get("_limits"), expires=options.get("_expires"))
 
     def batch(self, task: str | TaskFunction, items: Iterable[Any], ids: Sequence[str] | None,
               **options: Any) -> list[NewTask]:

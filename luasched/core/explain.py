@@ -58,6 +58,7 @@ class Explanation:
     - ``done``, ``failed``, ``cancelled``, ``expired``: ``finished_ms``, ``attempts``,
       ``processor`` (the one that ran its last attempt; None: none); failed and expired:
       ``error_type``, ``error_message``.
+    - A task that has not started and has a deadline (``expires``) also has ``expires_ms``.
     """
 
     task_id: str
@@ -92,6 +93,8 @@ def decode_explain(reply: Any, task_id: str) -> Explanation:
     facts["id"] = task_id
     state = facts["state"]
     reason, detail = _reason(state, facts)
+    if state in ("queued", "delayed", "assigned") and "expires_ms" in facts:
+        detail["expires_ms"] = int(facts["expires_ms"])  # not started by then, it never starts
     return Explanation(task_id, state, reason, detail, sentence(task_id, reason, detail, now), now)
 
 

@@ -51,6 +51,7 @@ class Task:
     key: str = "k"  # the tenant or entity it belongs to (absent: none)
     limits: str = "l"  # the limiters it counts against, comma-joined (absent: none)
     held: str = "h"  # the limiters whose running counts its attempt holds now, comma-joined
+    expires_ms: str = "dx"  # not started by then, it is never started (absent: no deadline)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Stats(ByFinalState):
     submitted: str = "submitted"
     assigned: str = "assigned"  # tasks in inboxes, not started
     seq: str = "seq"  # the idle rankings' tie-break sequence
+    expired: str = "expired"  # tasks that reached their deadline before they started (also failed)
     last_dispatch_ms: str = "last_dispatch_ms"
 
 

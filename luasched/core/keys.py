@@ -134,3 +134,8 @@ class Keys:
     def delayed_counts(self) -> str:
         """HASH queue -> how many of its tasks wait in ``delayed`` (field gone at 0)."""
         return self.prefix + "qd"
+
+    @property
+    def deadlines(self) -> str:
+        """ZSET task id -> its deadline ms (``expires``), while the task waits (not started)."""
+        return self.prefix + "exp"

@@ -128,7 +128,8 @@ def eviction(policy: str | None, who: str, logger: logging.Logger) -> None:
 
 
 def reaped(reply: Reaped) -> None:
-    """What one reap took back (INFO): each lapsed processor and each task past its timeout."""
+    """What one reap took back (INFO): each lapsed processor and each task past its timeout; and
+    how many waiting tasks it ended because their deadline came."""
     if not loop_log.isEnabledFor(INFO):
         return
     for lapsed in reply.lapsed:
@@ -147,6 +148,9 @@ def reaped(reply: Reaped) -> None:
                       late.processor, late.timeout_ms / 1000, then,
                       extra={"event": "timeout", "task_id": late.task_id, "processor": late.processor,
                              "outcome": "dead_letter" if late.retry_in_ms is None else "retry"})
+    if reply.expired:
+        loop_log.info("ended %s whose deadline came before they started: failed with TaskExpired",
+                      counted(reply.expired, "waiting task"), extra={"event": "expired", "tasks": reply.expired})
 
 
 @dataclass

@@ -98,23 +98,23 @@ class NewTask:
 SUBMIT_CHUNK = 1000
 
 
-#: What submit sends per task, after its five fixed ARGV (lua/submit.lua's header).
-PER_TASK = 9
+#: What submit sends per task, after its six fixed ARGV (lua/submit.lua's header).
+PER_TASK = 10
 
 
 def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,
            group: str = "") -> list[Call]:
     """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline); PER_TASK
     values each: id, name, queue, args, max_attempts, timeout_ms, backoff_ms, delay_ms, policy
-    (``policy_field``: '' for a task with the default priority, no key and no limits)."""
+    (``policy_field``: '' for a task with the default priority, no key and no limits), expires_ms."""
     calls = []
     for start in range(0, len(tasks), SUBMIT_CHUNK):
         chunk = tasks[start:start + SUBMIT_CHUNK]
-        args: list[object] = [ns.prefix, _now(now_ms), "1" if dispatch else "0", group, len(chunk)]
+        args: list[object] = [ns.prefix, _now(now_ms), "1" if dispatch else "0", group, len(chunk), ns.keep_s]
         for t in chunk:
             o = t.options
             args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
-                     to_ms(o.backoff_s), to_ms(t.delay_s), policy_field(o)]
+                     to_ms(o.backoff_s), to_ms(t.delay_s), policy_field(o), to_ms(o.expires_s)]
         calls.append(ns.call("submit", *args))
     return calls
 
@@ -137,7 +137,7 @@ def _pairs(flat: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def dispatch(ns: Namespace, now_ms: int | None, limit: int, rid: str) -> Call:
-    return ns.call("dispatch", ns.prefix, _now(now_ms), check_limit(limit), rid)
+    return ns.call("dispatch", ns.prefix, _now(now_ms), check_limit(limit), rid, ns.keep_s)
 
 
 def _ms(value: str) -> int | None:
@@ -170,7 +170,7 @@ def decode_reap(reply: Any) -> Reaped:
             at += n
         overdue = [Overdue(late[i], late[i + 1], int(late[i + 2] or 0), _ms(late[i + 4]))
                    for i in range(0, len(late), 5)]
-    return Reaped(ids, removed, more == "1", lapsed, overdue)
+    return Reaped(ids, removed, more == "1", lapsed, overdue, int(reply[5]) if len(reply) > 5 else 0)
 
 
 # --- processors -------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def decode_deregister(reply: Any) -> list[str] | None:
 
 def start(ns: Namespace, now_ms: int | None, pid: str, slot: str, rid: str, want: int = 1) -> Call:
     """Start up to ``want`` of the processor's pending tasks (the oldest first)."""
-    return ns.call("start", ns.prefix, _now(now_ms), pid, slot, rid, want)
+    return ns.call("start", ns.prefix, _now(now_ms), pid, slot, rid, want, ns.keep_s)
 
 
 def decode_start(reply: Any) -> StartReply:

@@ -173,9 +173,11 @@ class TaskOptions:
     priority: int = DEFAULT_PRIORITY
     key: str | None = None
     limits: tuple[str, ...] = ()
+    expires_s: float | None = None  # not started within this many seconds of submit: never started
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
+        seconds(self.expires_s, "expires", allow_none=True, minimum=0.001)
         check_int(self.max_attempts, "max_attempts", 1, 1000)
         seconds(self.timeout_s, "timeout", allow_none=True, minimum=0.001)
         seconds(self.backoff_s, "retry_backoff")

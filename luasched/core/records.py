@@ -21,7 +21,8 @@ class TaskRecord:
     ``processor`` holds it now (assigned or running); ``last_processor`` ran its last attempt.
     ``result`` is the value of a done task; ``error`` the last error (type, message, traceback) of
     a failed one or of the attempt before a retry. ``priority``, ``key`` (None: none) and
-    ``limits`` are how it is placed."""
+    ``limits`` are how it is placed; ``expires_ms`` its deadline (0: none): not started by then,
+    it is never started."""
 
     id: str
     name: str
@@ -44,6 +45,7 @@ class TaskRecord:
     priority: int = DEFAULT_TASK_OPTIONS.priority
     key: str | None = None
     limits: tuple[str, ...] = ()
+    expires_ms: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """The record as plain JSON data (``luasched show --json``)."""
@@ -88,4 +90,5 @@ def decode_record(reply: Any, task_id: str) -> TaskRecord | None:
         priority=int(f.get(TASK.priority, str(defaults.priority))),
         key=f.get(TASK.key) or None,
         limits=tuple(n for n in f.get(TASK.limits, "").split(",") if n),
+        expires_ms=int(f.get(TASK.expires_ms, "0")),
     )

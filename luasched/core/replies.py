@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ScriptError, TaskFailed, error_for_status
+from ..errors import ScriptError, TaskExpired, TaskFailed, error_for_status
 from .tasks import Started, decode_error
 
 
@@ -77,15 +77,17 @@ class Reaped(list[str]):
     scheduler loop logs)."""
 
     def __init__(self, ids: Sequence[str], processors: Sequence[str], more: bool,
-                 lapsed: Sequence[Lapsed] = (), overdue: Sequence[Overdue] = ()) -> None:
+                 lapsed: Sequence[Lapsed] = (), overdue: Sequence[Overdue] = (), expired: int = 0) -> None:
         super().__init__(ids)
         self.processors = list(processors)
         self.more = more
         self.lapsed = list(lapsed)
         self.overdue = list(overdue)
+        #: waiting tasks it ended because their deadline came (``expires``)
+        self.expired = expired
 
     def __bool__(self) -> bool:
-        return len(self) > 0 or bool(self.processors) or self.more
+        return len(self) > 0 or bool(self.processors) or self.more or self.expired > 0
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,8 @@ class Outcome:
             return json.loads(self.payload) if self.payload is not None else None
         if self.state == "failed":
             err = decode_error(self.payload or "")
-            raise TaskFailed(self.task_id, err["type"], err["message"], err["traceback"])
+            failed = TaskExpired if err["type"] == "TaskExpired" else TaskFailed
+            raise failed(self.task_id, err["type"], err["message"], err["traceback"])
         if self.state in ("cancelled", "unknown"):
             raise error_for_status(self.state, self.task_id)
         raise ScriptError(f"task {self.task_id} is {self.state}, it has no result yet")

@@ -41,6 +41,10 @@ TRANSITIONS: dict[tuple[State | None, str], frozenset[State]] = {
     (State.QUEUED, "cancel"): frozenset({State.CANCELLED}),
     (State.DELAYED, "cancel"): frozenset({State.CANCELLED}),
     (State.ASSIGNED, "cancel"): frozenset({State.CANCELLED}),
+    # its deadline (``expires``) came before it started: placing, start and reap end it
+    (State.QUEUED, "expire"): frozenset({State.FAILED}),
+    (State.DELAYED, "expire"): frozenset({State.FAILED}),
+    (State.ASSIGNED, "expire"): frozenset({State.FAILED}),
 }
 
 

@@ -30,7 +30,18 @@ def test_submit_takes_priority_key_and_limits(app: luasched.Scheduler) -> None:
     assert (plain.priority, plain.key, plain.limits) == (5, None, ())
 
 
+def test_submit_takes_a_deadline_and_show_prints_it(app: luasched.Scheduler) -> None:
+    task_id = ok(cli("submit", APP, "add", "1", "2", "--expires", "90")).stdout.strip()
+    record = app.task_record(task_id)
+    assert record.expires_ms == record.created_ms + 90_000
+    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(cli("show", APP, task_id)).stdout.splitlines())
+    assert lines["expires"].endswith(" UTC")
+    assert json.loads(ok(cli("show", APP, task_id, "--json")).stdout)["expires_ms"] == record.expires_ms
+
+
 @pytest.mark.parametrize(("args", "says"), [
+    (["--expires", "0"], "expires"),
+    (["--expires", "-5"], "expires"),
     (["--priority", "12"], "priority"),
     (["--priority", "x"], "--priority"),
     (["--key", ""], "key"),

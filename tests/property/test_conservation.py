@@ -68,6 +68,8 @@ RATE_T_MS = int(RATE_PER_S * 1000 / RATE)
 #: machine found three gaps that once needed entries here (tests/scripts/test_limiter_gaps.py).
 GAPS: dict[str, tuple[str, ...]] = {"dispatch": (), "ack": ()}
 LEASE_S = 10.0
+#: a task's expires (s): most have none; with 2 s, the clock's steps reach it often
+EXPIRES: tuple[float | None, ...] = (None, None, None, 2.0)
 BACKOFF_MS = 1000
 EXAMPLES = int(os.environ.get("LUASCHED_PROPERTY_EXAMPLES", "200"))
 _names = itertools.count()
@@ -97,6 +99,8 @@ class MTask:
     deadline: int | None = None
     value: Any = None
     holds: bool = False  # a running count of limiter "m", from placement until the attempt ends
+    expires_at: int | None = None  # its deadline (ms): not started by then, it is never started
+    expired: bool = False  # it reached its deadline before it started (failed with TaskExpired)
 
     @property
     def lane(self) -> tuple[str, int, str | None]:
@@ -263,8 +267,9 @@ class Conservation(RuleBasedStateMachine):
 
     def new_task(self, handle_id: str, queue: str, fail_times: int, max_attempts: int,
                  timeout_ms: int, token: int, delay_ms: int, priority: int, key: str | None,
-                 limits: tuple[str, ...]) -> MTask:
-        t = MTask(handle_id, queue, token, priority, key, limits, self.now, fail_times, max_attempts, timeout_ms)
+                 limits: tuple[str, ...], expires_ms: int = 0) -> MTask:
+        t = MTask(handle_id, queue, token, priority, key, limits, self.now, fail_times, max_attempts, timeout_ms,
+                  expires_at=self.now + expires_ms if expires_ms else None)
         self.model[t.id] = t
         self.submitted += 1
         if delay_ms:
@@ -272,6 +277,30 @@ class Conservation(RuleBasedStateMachine):
         else:
             self.enter(t, head=False)
         return t
+
+    def due_expired(self, t: MTask) -> bool:
+        """t has not started and its deadline has come: no script may start or place it now."""
+        return t.state in ("queued", "delayed", "assigned") and t.expires_at is not None and t.expires_at <= self.now
+
+    def sync_expired(self) -> None:
+        """The expiries the server made, made in the model: each task past its deadline that the
+        server ended (a placing call met it, a start skipped it, a reap swept it) leaves its lane or
+        inbox and fails with TaskExpired, using no attempt and moving no lane's tag. A task the
+        server ended before its deadline shows as a state the model does not expect."""
+        due = [t.id for t in self.model.values() if self.due_expired(t)]
+        for o in self.sched.outcomes(due) if due else []:
+            if o.state != "failed":
+                continue
+            with pytest.raises(luasched.TaskExpired):
+                o.value()
+            t = self.model[o.task_id]
+            if t.state == "queued":
+                self.leave(t)
+            elif t.state == "assigned":
+                self.mprocs[t.owner].pending.remove(t.id)
+            t.due = None
+            self.finish(t, "expire", "failed")
+            t.expired = True
 
     def held(self, queue: str) -> bool:
         """Whether a pause (of the queue, or of the namespace) keeps placement off ``queue``."""
@@ -312,32 +341,35 @@ class Conservation(RuleBasedStateMachine):
     @rule(target=tasks, queue=st.sampled_from(QUEUES), fail_times=st.integers(0, 3),
           max_attempts=st.integers(1, 3), timeout=st.sampled_from([None, None, 5.0]),
           delay=st.sampled_from([None, None, None, 2.0]), priority=st.sampled_from(PRIORITIES),
-          key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS))
+          key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS), expires=st.sampled_from(EXPIRES))
     def submit(self, queue: str, fail_times: int, max_attempts: int, timeout: float | None,
-               delay: float | None, priority: int, key: str | None, limits: tuple[str, ...]) -> Any:
+               delay: float | None, priority: int, key: str | None, limits: tuple[str, ...],
+               expires: float | None) -> Any:
         token = next(self.tokens)
         if self.refused(queue, 1, lambda: self.sched.submit(
                 "work", token, fail_times, _queue=queue, _max_attempts=max_attempts, _timeout=timeout,
-                _delay=delay, _priority=priority, _key=key, _limits=limits)):
+                _delay=delay, _priority=priority, _key=key, _limits=limits, _expires=expires)):
             return multiple()
         h = self.sched.submit("work", token, fail_times, _queue=queue, _max_attempts=max_attempts,
-                              _timeout=timeout, _delay=delay, _priority=priority, _key=key, _limits=limits)
+                              _timeout=timeout, _delay=delay, _priority=priority, _key=key, _limits=limits,
+                              _expires=expires)
         return self.new_task(h.id, queue, fail_times, max_attempts, int((timeout or 0) * 1000), token,
-                             int((delay or 0) * 1000), priority, key, limits)
+                             int((delay or 0) * 1000), priority, key, limits, int((expires or 0) * 1000))
 
     @rule(queue=st.sampled_from(QUEUES), fails=st.lists(st.integers(0, 2), min_size=1, max_size=4),
-          priority=st.sampled_from(PRIORITIES), key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS))
+          priority=st.sampled_from(PRIORITIES), key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS),
+          expires=st.sampled_from(EXPIRES))
     def submit_many(self, queue: str, fails: list[int], priority: int, key: str | None,
-                    limits: tuple[str, ...]) -> None:
+                    limits: tuple[str, ...], expires: float | None = None) -> None:
         tokens = [next(self.tokens) for _ in fails]
         if self.refused(queue, len(fails), lambda: self.sched.submit_many(
                 "work", list(zip(tokens, fails, strict=True)), queue=queue, max_attempts=2, priority=priority,
-                key=key, limits=limits)):
+                key=key, limits=limits, expires=expires)):
             return
         hs = self.sched.submit_many("work", list(zip(tokens, fails, strict=True)), queue=queue, max_attempts=2,
-                                    priority=priority, key=key, limits=limits)
+                                    priority=priority, key=key, limits=limits, expires=expires)
         for h, token, f in zip(hs, tokens, fails, strict=True):
-            self.new_task(h.id, queue, f, 2, 0, token, 0, priority, key, limits)
+            self.new_task(h.id, queue, f, 2, 0, token, 0, priority, key, limits, int((expires or 0) * 1000))
 
     @rule(queue=st.sampled_from(QUEUES), priority=st.sampled_from(PRIORITIES),
           counts=st.lists(st.integers(1, 3), min_size=len(KEYS), max_size=len(KEYS)),
@@ -456,7 +488,8 @@ class Conservation(RuleBasedStateMachine):
         with no placeable head of a more urgent lane in its queue (strict priorities: a queue
         with priority aging is not checked for it), to a least-loaded live idle processor of its
         queue; fewer than limit only when no placeable head is left in a queue of ``queues`` with
-        an idle live processor."""
+        an idle live processor. Tasks past their deadline the call met were ended, not placed."""
+        self.sync_expired()
         for tid, pid in pairs:
             t, p = self.model[tid], self.mprocs[pid]
             where = f"{by} placed {tid} (lane {t.lane}, limits {t.limits})"
@@ -465,6 +498,7 @@ class Conservation(RuleBasedStateMachine):
             assert not self.key_paused(t.queue, t.key), f"{where}, whose key is paused: {self.paused}"
             lane = self.lanes[t.lane]
             assert lane and lane[0] == tid, f"{where}, not the head of its lane: {lane[:3]}"
+            assert not self.due_expired(t), f"{where} at {self.now}, past its deadline {t.expires_at}"
             assert self.limits_allow(t), \
                 f"{where}, held back: m {self.m_running}/{self.m_max}, r tat {self.r_tat} now {self.now}"
             if t.queue not in self.aging:
@@ -513,11 +547,14 @@ class Conservation(RuleBasedStateMachine):
         if not self.alive(p):
             assert ran == 0
             return
+        self.sync_expired()  # each start skips (and ends) the pending tasks past their deadline
+        assert not [tid for tid in p.pending if self.due_expired(self.model[tid])]
         assert ran == len(p.pending)
         for tid in p.pending:
             t = self.model[tid]
             t.attempts += 1
             t.runs += 1
+            t.expires_at = None  # started in time: its deadline no longer applies
             self.move(t, "start", "running")
             if t.runs <= t.fail_times:
                 self.attempt_ended(t, "error", later=True)
@@ -533,6 +570,7 @@ class Conservation(RuleBasedStateMachine):
         if not self.alive(p):
             assert reply.status == "lost"
             return
+        self.sync_expired()
         if not p.pending:
             assert reply.status == "empty"
             return
@@ -543,6 +581,8 @@ class Conservation(RuleBasedStateMachine):
         """A start of p's oldest pending task (by start, or by an ack that starts after it)."""
         assert p.pending and task.id == p.pending[0], f"started {task.id}, not the oldest of {p.pending}"
         t = self.model[p.pending.pop(0)]
+        assert not self.due_expired(t), f"started {t.id} at {self.now}, past its deadline {t.expires_at}"
+        t.expires_at = None  # started in time: its deadline no longer applies
         t.attempts += 1
         assert task.attempt == t.attempts
         self.move(t, "start", "running")
@@ -571,6 +611,32 @@ class Conservation(RuleBasedStateMachine):
         self.reap()
         if data.draw(st.booleans()):
             self.ack_one(index, succeed, place, want=0)
+
+    def deadlined(self) -> list[str]:
+        """Ids of the tasks that have not started and have a deadline."""
+        return [t.id for t in self.model.values()
+                if t.state in ("queued", "delayed", "assigned") and t.expires_at is not None]
+
+    @precondition(lambda self: self.deadlined())
+    @rule(data=st.data(), then=st.sampled_from(["dispatch", "start", "reap", "work"]))
+    def deadline_passes(self, data: st.DataObject, then: str) -> None:
+        """Time reaches a waiting task's deadline, then a placing call, a start of its inbox (when
+        it is assigned), a reap or a busy stretch meets it. Rare by chance (a deadline, then the
+        right steps before the task starts), so a rule of its own."""
+        t = self.model[data.draw(st.sampled_from(self.deadlined()))]
+        assert t.expires_at is not None
+        if t.expires_at > self.now:
+            self.clock.advance((t.expires_at - self.now) / 1000)
+        if then == "start" and t.state == "assigned":
+            self.start_one(self.mprocs[t.owner])
+        elif then == "reap":
+            self.reap()
+        elif then == "work":
+            self.work(2)
+        else:  # a placing call with room: a processor of its queue is idle
+            if not any(self.alive(m) and t.queue in m.queues and m.load < m.capacity for m in self.mprocs.values()):
+                self.add_processor_impl(2, QUEUES)
+            self.dispatch(6)
 
     @precondition(lambda self: self.inflight)
     @rule(index=st.integers(0, 10), succeed=st.booleans(), place=st.booleans())
@@ -629,6 +695,7 @@ class Conservation(RuleBasedStateMachine):
         if not (place and want and self.alive(p)):
             assert reply.started == [], f"an ack that should start nothing started {reply.started}"
             return
+        self.sync_expired()
         assert len(reply.started) == min(want, len(p.pending))
         for task in reply.started:
             self.started(p, task)
@@ -672,6 +739,9 @@ class Conservation(RuleBasedStateMachine):
             self.attempt_ended(t, "timeout", later=True)
             expect.append(t.id)
         assert sorted(taken) == sorted(expect)
+        self.sync_expired()  # then every task that waits past its deadline was ended
+        left = [t.id for t in self.model.values() if self.due_expired(t)]
+        assert not left, f"reap left tasks waiting past their deadline: {left}"
 
     @rule(t=tasks)
     def cancel(self, t: MTask) -> None:
@@ -709,6 +779,7 @@ class Conservation(RuleBasedStateMachine):
             by_state[t.state] += 1
         for s, n in by_state.items():
             assert counts[s] == n, f"counts[{s}] = {counts[s]}, model says {n}"
+        assert counts["expired"] == sum(t.expired for t in self.model.values())
 
     @invariant()
     def states_and_places_match(self) -> None:

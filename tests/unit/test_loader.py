@@ -290,7 +290,7 @@ def test_a_script_error_is_a_script_error_naming_the_operation(sched):
     bad = ops.Call("dispatch", sched.keys.fixed, (sched.keys.prefix, "", "0"))
     with pytest.raises(luasched.ScriptError, match="dispatch") as refused:
         sched.call(bad)
-    assert "bad now_ms, limit or request id" in str(refused.value)
+    assert "bad now_ms, limit, request id or keep_s" in str(refused.value)
 
 
 def test_call_many_after_flush_loads_each_script_once_and_resends_in_one_pipeline(sched):

@@ -90,6 +90,15 @@ def test_reap_lines(caplog):
     ]
 
 
+def test_a_reap_that_ended_expired_tasks_says_how_many(caplog):
+    caplog.set_level(logging.INFO, "luasched")
+    logs.reaped(Reaped([], [], False, expired=3))
+    logs.reaped(Reaped([], [], False))  # nothing expired: no line
+    assert lines(caplog) == [
+        ("INFO", "ended 3 waiting tasks whose deadline came before they started: failed with TaskExpired"),
+    ]
+
+
 def test_the_summary_counts_and_says_so_once_per_interval(caplog):
     caplog.set_level(logging.INFO, "luasched")
     summary = logs.LoopSummary(60.0)

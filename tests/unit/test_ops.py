@@ -30,13 +30,13 @@ def argv_names(script: str) -> dict[int, str]:
 
 # builder call -> expected ARGV (every value a str), in the order its header documents
 CALLS = {
-    "dispatch": (ops.dispatch(NS, 123, 7, "r1"), (P, "123", "7", "r1")),
+    "dispatch": (ops.dispatch(NS, 123, 7, "r1"), (P, "123", "7", "r1", "77")),
     "reap": (ops.reap(NS, 123, 9, "r1"), (P, "123", "9", "77", "r1")),
     "register": (ops.register(NS, 123, "p1", 4, 5000, ["a", "b"], "box"),
                  (P, "123", "p1", "4", "5000", "a,b", "box", "0")),
     "heartbeat": (ops.heartbeat(NS, 123, "p1"), (P, "123", "p1")),
     "deregister": (ops.deregister(NS, 123, "p1", "r1"), (P, "123", "p1", "77", "r1")),
-    "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1", "1")),
+    "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1", "1", "77")),
     "ack": (ops.ack(NS, 123, "p1", "s0", "r1", STARTED, "done", "42", ops.NEXT_INBOX),
             (P, "123", "p1", "s0", "r1", "77", "inbox", "1", "1", "t1", "2", "done", "42")),
     "cancel": (ops.cancel(NS, 123, "t1", "r1"), (P, "123", "t1", "r1", "77")),
@@ -55,12 +55,12 @@ CALLS = {
 
 # what the header calls each position (its first word), for the same scripts
 HEADER_WORDS = {
-    "dispatch": ["prefix", "now_ms", "limit", "request"],
+    "dispatch": ["prefix", "now_ms", "limit", "request", "keep_s"],
     "reap": ["prefix", "now_ms", "limit", "keep_s", "request"],
     "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name", "default"],
     "heartbeat": ["prefix", "now_ms", "processor"],
     "deregister": ["prefix", "now_ms", "processor", "keep_s", "request"],
-    "start": ["prefix", "now_ms", "processor", "slot", "request", "want"],
+    "start": ["prefix", "now_ms", "processor", "slot", "request", "want", "keep_s"],
     "ack": ["prefix", "now_ms", "processor", "slot", "request", "keep_s", "next", "want", "count"],
     "cancel": ["prefix", "now_ms", "task", "request", "keep_s"],
     "result": ["prefix", "task", "mark"],
@@ -117,21 +117,22 @@ def task(i, **options):
 
 
 def test_submit_shape():
-    new = ops.NewTask("id1", "add", "[1]", TaskOptions("q1", 5, 2.5, 0.25, 0, "tenant 1", ("a:1", "b")), delay_s=3)
+    new = ops.NewTask("id1", "add", "[1]", TaskOptions("q1", 5, 2.5, 0.25, 0, "tenant 1", ("a:1", "b"), 90),
+                      delay_s=3)
     (call,) = ops.submit(NS, 123, [new], dispatch=True, group="g1")
 
     assert call.script == "submit"
     assert call.keys == NS.keys.fixed
-    assert call.args == (P, "123", "1", "g1", "1",
-                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0\na:1,b\ntenant 1")
+    assert call.args == (P, "123", "1", "g1", "1", "77",
+                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0\na:1,b\ntenant 1", "90000")
     words = argv_names("submit")
-    assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count"]
+    assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count", "keep_s"]
     assert f"then {ops.PER_TASK} per task" in (scripts.lua_dir() / "submit.lua").read_text(encoding="utf-8")
 
 
 def test_submit_defaults():
     (call,) = ops.submit(NS, None, [task(1)])
-    assert call.args == (P, "", "0", "", "1", "id1", "add", "default", "[1]", "3", "0", "1000", "0", "")
+    assert call.args == (P, "", "0", "", "1", "77", "id1", "add", "default", "[1]", "3", "0", "1000", "0", "", "0")
 
 
 @pytest.mark.parametrize(("n", "chunks"), [(1, [1]), (999, [999]), (1000, [1000]), (1001, [1000, 1]),
@@ -140,8 +141,8 @@ def test_submit_chunks(n, chunks):
     calls = ops.submit(NS, 1, [task(i) for i in range(n)])
 
     assert [int(c.args[4]) for c in calls] == chunks
-    assert [len(c.args) for c in calls] == [5 + ops.PER_TASK * k for k in chunks]
-    ids = [a for c in calls for a in c.args[5::ops.PER_TASK]]
+    assert [len(c.args) for c in calls] == [6 + ops.PER_TASK * k for k in chunks]
+    ids = [a for c in calls for a in c.args[6::ops.PER_TASK]]
     assert ids == [f"id{i}" for i in range(n)]
 
 
@@ -364,6 +365,7 @@ def clean():
         [],  # patterns: none
         ["default", "1"],  # qd: t4 is the delayed task of queue default
         ["default", 1],  # the delayed tasks' queues, counted by the frame
+        [["t4", "9000", "delayed", "9000"]],  # the deadline index: t4 expires at 9000
     ]
     slices = [
         ["queue", "default", [["t1", "queued", "default", "", "0", "3", LANE, ""]]],
@@ -496,6 +498,10 @@ def _delayed_in_another_queue(f, s):
 
 
 RULES = [
+    ("a deadline of a started task", lambda f, s: f[19].__setitem__(0, ["t4", "9000", "running", "9000"]),
+     "task t4 is in the deadline index but is running"),
+    ("a deadline out of step", lambda f, s: f[19].__setitem__(0, ["t4", "9000", "delayed", "8000"]),
+     "task t4 is in the deadline index at 9000, its record says 8000"),
     ("delayed count off", _delayed_count_off, "the queues count 2 delayed tasks, the delayed set holds 1"),
     ("delayed counted in another queue", _delayed_in_another_queue,
      "queue default counts 0 delayed tasks, the delayed set holds 1"),

@@ -42,7 +42,7 @@ def test_task_defaults_and_submit_options_reach_the_wire():
         new = sched.submission(f, (), {"_priority": 9, "_key": "other", "_limits": ("b", "c")})
         assert (new.options.priority, new.options.key, new.options.limits) == (9, "other", ("b", "c"))
         (call,) = ops.submit(NS, 1, [new])
-        assert call.args[-1] == "9\nb,c\nother"
+        assert call.args[-2:] == ("9\nb,c\nother", "0")
         batch = sched.batch(f, [(), ()], None, priority=1, key="k2", limits=[])
         assert {(n.options.priority, n.options.key, n.options.limits) for n in batch} == {(1, "k2", ())}
     finally:
