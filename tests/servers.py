@@ -106,7 +106,8 @@ class RedisServer:
     def client(self, **kwargs: object) -> redis.Redis:
         if self.tls is not None:
             kwargs = {**self.tls.client_kwargs(), **kwargs}
-        return redis.Redis(port=self.port, protocol=2, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("protocol", 2)
+        return redis.Redis(port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def info(self, section: str) -> dict[str, Any]:
         with probe(self.port, **(self.tls.client_kwargs() if self.tls else {})) as c:
