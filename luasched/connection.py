@@ -363,16 +363,38 @@ SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hexists", "hget", 
                    "zadd", "zcard", "zcount", "zpopmin", "zrange", "zrangebyscore", "zrem", "zscore")
 
 
-def acl_rules(namespace: str | None = None, *, purge: bool = False) -> str:
+#: What redis-py 5+ sends on connecting (a refusal is logged by the ACL). Redis 7.0 and 7.1 refuse
+#: a rule naming it (it came in 7.2); Redis 6.2 takes a rule for any subcommand; Valkey knows it.
+SETINFO = "client|setinfo"
+
+
+def knows_setinfo(version: tuple[int, int] | str | None) -> bool:
+    """Whether a server of Redis ``version`` ((major, minor) or INFO's ``redis_version``) takes
+    an ACL rule naming CLIENT SETINFO; None (not known): True, as for all but Redis 7.0/7.1."""
+    if isinstance(version, str):
+        try:
+            version = (int(version.split(".")[0]), int((version.split(".") + ["0"])[1]))
+        except ValueError:
+            raise ValueError(f"version {version!r} is not a Redis version like '7.2.4'") from None
+    return version is None or not (7, 0) <= version < (7, 2)
+
+
+def acl_rules(namespace: str | None = None, *, purge: bool = False,
+              version: tuple[int, int] | str | None = None) -> str:
     """The ACL rules of a Redis user that can run luasched on ``namespace`` (every namespace
     when None) and nothing else: its keys only, no channels, only the commands luasched sends
-    and its scripts call. Use as ``ACL SETUSER <name> on ><password> <rules>``. On Redis 7.2 and
-    later add ``+client|setinfo`` (redis-py sends it on connect and ignores a refusal, but each
-    refusal is an entry in ACL LOG); Redis 7.0 does not know that command.
+    and its scripts call. Use as ``ACL SETUSER <name> on ><password> <rules>``.
+
+    ``version``: the server's Redis version (``INFO server``'s ``redis_version``, or (major,
+    minor)). The rules allow ``client|setinfo``, which redis-py sends on every connection (a
+    refusal is an entry in ACL LOG), but for Redis 7.0 and 7.1, which reject a rule naming it:
+    pass their version. Not given: the rules for any other server (6.2, 7.2 and later, Valkey).
 
     ``purge=True`` adds SCAN and UNLINK, which ``purge`` needs, for an admin user: SCAN shows the
     names (not the contents) of every key in the database, other namespaces' too."""
     keys = f"~{Keys(namespace).prefix}*" if namespace is not None else "~luasched:*"
     wanted = set(CLIENT_COMMANDS) | set(SCRIPT_COMMANDS) | (set(PURGE_COMMANDS) if purge else set())
+    if knows_setinfo(version):
+        wanted.add(SETINFO)
     commands = " ".join(f"+{c}" for c in sorted(wanted))
     return f"resetkeys {keys} resetchannels -@all {commands}"

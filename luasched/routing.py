@@ -159,9 +159,18 @@ REFUSALS = {
 }
 
 
+#: How Redis before 7.0 answers a refusal met by a ``redis.call`` inside a script: the generic
+#: ``ERR`` code (which redis-py strips), then the refusal behind one or two script positions,
+#: e.g. ``Error running script (call to f_<sha>): @user_script:12: @user_script: 12: -READONLY
+#: You can't write against a read only replica.`` (Redis 6.2's scripting.c: its error handler
+#: and ``luaPushError`` each add a position; a refusal keeps its ``-``, a command's error loses it).
+_WRAPPED = re.compile(r"Error running script \(call to f_[0-9a-fA-F]+\): (?:@?[\w.]+: ?\d+: )*-?([A-Z]+) ")
+
+
 def refusal(exc: BaseException) -> tuple[str, str] | None:
     """(reason, meaning) when ``exc`` is a refusal that passes (``REFUSALS``), else None. Matched
-    on the reply's first word, which is the same from a command and from inside a script."""
+    on the reply's first word, which is the same from a command and from inside a script on
+    Redis 7.0 and later; before 7.0 a refusal inside a script comes wrapped (``_WRAPPED``)."""
     if not isinstance(exc, redis.exceptions.RedisError):
         return None
     if isinstance(exc, redis.exceptions.BusyLoadingError):
@@ -171,7 +180,11 @@ def refusal(exc: BaseException) -> tuple[str, str] | None:
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return REFUSALS["OOM"]
     if isinstance(exc, redis.exceptions.ResponseError):
-        return REFUSALS.get(str(exc).split(" ", 1)[0])
+        text = str(exc)
+        found = REFUSALS.get(text.split(" ", 1)[0])
+        if found is None and (wrapped := _WRAPPED.search(text)) is not None:
+            found = REFUSALS.get(wrapped[1])
+        return found
     return None
 
 

@@ -65,8 +65,9 @@ def make_client(fake_server: fakeredis.FakeServer | None,
     made: list[Any] = []
 
     def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("protocol", 2)  # what luasched's own clients speak; a test may ask for 3
         if fake_server is not None:
-            client = fakeredis.FakeRedis(server=fake_server, protocol=2, **kwargs)
+            client = fakeredis.FakeRedis(server=fake_server, **kwargs)
         else:
             server = request.getfixturevalue("redis_server")
             client = server.client(**kwargs)
@@ -86,9 +87,10 @@ def make_async_client(fake_server: fakeredis.FakeServer | None,
     port = None if fake_server is not None else request.getfixturevalue("redis_server").port
 
     def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("protocol", 2)
         if fake_server is not None:
-            return fakeredis.FakeAsyncRedis(server=fake_server, protocol=2, **kwargs)
-        return redis.asyncio.Redis(port=port, protocol=2, **kwargs)
+            return fakeredis.FakeAsyncRedis(server=fake_server, **kwargs)
+        return redis.asyncio.Redis(port=port, **kwargs)
 
     return make
 

@@ -20,10 +20,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 REQUIRE_ENV = "LUASCHED_REQUIRE_REAL_REDIS"
+#: The server binary the real half runs on: this one (a path or a name on PATH) when set, e.g. a
+#: Redis 6.2 or a valkey-server (docs/deployment/compatibility.md), else redis-server.
+SERVER_ENV = "LUASCHED_REDIS_SERVER"
 
 
 def redis_server_path() -> str | None:
-    return shutil.which("redis-server")
+    return shutil.which(os.environ.get(SERVER_ENV) or "redis-server")
 
 
 def real_redis_required() -> bool:
@@ -106,11 +109,18 @@ class RedisServer:
     def client(self, **kwargs: object) -> redis.Redis:
         if self.tls is not None:
             kwargs = {**self.tls.client_kwargs(), **kwargs}
-        return redis.Redis(port=self.port, protocol=2, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("protocol", 2)
+        return redis.Redis(port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def info(self, section: str) -> dict[str, Any]:
         with probe(self.port, **(self.tls.client_kwargs() if self.tls else {})) as c:
             return c.info(section)  # type: ignore[no-any-return]
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """(major, minor) of the server's Redis version (Valkey reports the Redis one it matches)."""
+        major, minor = self.info("server")["redis_version"].split(".")[:2]
+        return int(major), int(minor)
 
     def pause(self) -> None:
         """SIGSTOP: the server stops answering (and replicating) until ``resume``."""

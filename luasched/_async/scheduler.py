@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._backends import aio as backend
-from ..core import explain, flows, logs, ops, records
+from ..core import explain, flows, logs, ops, records, shapes
 from ..core.audit import Audit
 from ..core.explain import Explanation
 from ..core.faults import Backoff, Episode
@@ -364,7 +364,7 @@ class Scheduler(Policies):
         client = self.reads.reader()  # both reads from one server: the records match the list
         with translated("failed"):
             raw = await client.zrange(self.keys.failed, 0, limit - 1, withscores=True)
-        scored = [(ops.text(k), s) for k, s in raw]
+        scored = shapes.scored(raw)
         if not scored:
             return []
         return ops.decode_failed(await self._send(ops.failed(self.ns, [t for t, _ in scored]), client), scored)

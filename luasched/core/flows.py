@@ -14,9 +14,10 @@ from ..errors import ResultTimeout
 from . import ops
 from .audit import AuditCheck
 from .fields import GROUP, GROUP_EVENT
-from .ops import Command, Namespace, NewTask, Request, decode_result, fields_of, result, text
+from .ops import Command, Namespace, NewTask, Request, decode_result, result, text
 from .options import LoopOptions
 from .replies import DispatchReply
+from .shapes import stream_entries
 from .words import counted
 
 Flow = Generator[Request, Any, Any]
@@ -118,14 +119,12 @@ class GroupReader:
     def feed(self, reply: Any) -> list[tuple[str, str]]:
         """(task id, state) of members newly seen finished."""
         events = []
-        for _, entries in text(reply) or []:
-            for entry_id, fields in entries:
-                self._last = entry_id
-                f = fields_of(fields)
-                tid = f.get(GROUP_EVENT.task, "")
-                if tid in self._want and tid not in self._seen:
-                    self._seen.add(tid)
-                    events.append((tid, f.get(GROUP_EVENT.state, "")))
+        for entry_id, f in stream_entries(reply):
+            self._last = entry_id
+            tid = f.get(GROUP_EVENT.task, "")
+            if tid in self._want and tid not in self._seen:
+                self._seen.add(tid)
+                events.append((tid, f.get(GROUP_EVENT.state, "")))
         return events
 
 

@@ -38,9 +38,13 @@ def ns() -> str:
 
 def calls(server: RedisServer) -> dict[str, int]:
     """Command name -> calls that succeeded since the last reset, on one server (an EVALSHA
-    refused with NOSCRIPT, then sent again after loading, counts once)."""
-    return {k.removeprefix("cmdstat_"): int(v["calls"]) - int(v.get("failed_calls", 0))
-            for k, v in server.info("commandstats").items()}
+    refused with NOSCRIPT, then sent again after loading, counts once). Redis before 7.0 counts
+    subcommands under their command (``script``, not ``script|load``): named as 7.0 does here."""
+    got = {k.removeprefix("cmdstat_"): int(v["calls"]) - int(v.get("failed_calls", 0))
+           for k, v in server.info("commandstats").items()}
+    if server.version < (7, 0) and "script" in got:
+        got["script|load"] = got.pop("script")  # luasched sends no other SCRIPT subcommand
+    return got
 
 
 def reset(*servers: RedisServer) -> None:
@@ -189,9 +193,13 @@ def test_a_script_sent_to_a_replica_fails_at_once_with_a_clear_error(group: Repl
 
 def test_durability_waits_for_replicas_in_the_same_round_trip(group: Replicated, ns: str) -> None:
     sched = luasched.Scheduler(group.master.url, ns, durability=2, durability_timeout=0.3)
-    with probe(group.master.port) as c:  # loaded: no NOSCRIPT round (and second WAIT) to count
-        for source in scripts.flagged_sources().values():
+    # loaded as luasched sends them (Redis before 7.0 reads no shebang): no NOSCRIPT round (and
+    # second WAIT) to count
+    sources = scripts.flagged_sources() if group.master.version >= (7, 0) else scripts.sources()
+    with probe(group.master.port) as c:
+        for source in sources.values():
             c.script_load(source)
+    sched.counts()  # a server that reads no shebang says so now, not in the round trip counted
     reset(group.master)
     h = sched.submit("anything", 1, _id="first")
     sched.counts()  # read-only: no WAIT

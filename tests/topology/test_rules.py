@@ -139,6 +139,22 @@ def test_acl_rules_name_the_namespace_keys_only() -> None:
         acl_rules("no spaces please")
 
 
+@pytest.mark.parametrize(("version", "allowed"), [
+    (None, True), ("6.2.14", True), ("7.0.15", False), ((7, 0), False), ((7, 1), False), ("7.2.4", True),
+    ("8.0.6", True), ((9, 0), True),
+])
+def test_acl_rules_allow_client_setinfo_where_the_server_knows_it(version, allowed) -> None:
+    """redis-py sends CLIENT SETINFO on connect; Redis 7.0 and 7.1 reject a rule naming it."""
+    rules = acl_rules("billing", version=version).split()
+    assert ("+client|setinfo" in rules) is allowed
+    assert [r for r in rules if r != "+client|setinfo"] == acl_rules("billing", version="7.0.0").split()
+
+
+def test_acl_rules_refuse_a_version_they_cannot_read() -> None:
+    with pytest.raises(ValueError, match="not a Redis version"):
+        acl_rules("billing", version="latest")
+
+
 def test_asyncio_clients_for_the_same_forms() -> None:
     cluster = async_client("redis+cluster://127.0.0.1:1")
     assert isinstance(cluster, redis.asyncio.RedisCluster)

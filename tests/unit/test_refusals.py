@@ -9,6 +9,7 @@ import logging
 
 import pytest
 import redis.exceptions as rx
+from redis._parsers.base import BaseParser
 
 import luasched
 from luasched.core.faults import Episode, Patience, permanent
@@ -95,3 +96,57 @@ def test_an_episode_is_logged_once_and_its_end_once(caplog):
     assert "processor p: could not report a finished task: Redis is out of memory" in lines[0][1]
     assert "retrying with backoff until it goes through" in lines[0][1]
     assert lines[1][0] == "INFO" and "Redis answers again after" in lines[1][1] and "5 failed calls" in lines[1][1]
+
+
+# --- Redis before 7.0: a refusal met inside a script comes wrapped in a generic ERR ------------
+
+#: What Redis 6.2 writes on the wire when a redis.call inside script f_<sha> meets a refusal
+#: (src/scripting.c of 6.2.16: luaPushError adds "@user_script: N: " to the shared refusal text,
+#: which keeps its "-" and its "\r\n", the error handler adds "@user_script:N: ", and
+#: addReplyErrorFormat prefixes ERR and turns the newlines into spaces). The trailing "\r\n" is
+#: trimmed there.
+SHA = "f_5d1b6f0c3a0e1c2b9f4e7a8d6c5b4a3f2e1d0c9b"
+WIRE_62 = [
+    (f"ERR Error running script (call to {SHA}): @user_script:41: @user_script: 41: -READONLY You can't "
+     f"write against a read only replica.", "readonly"),
+    (f"ERR Error running script (call to {SHA}): @user_script:7: @user_script: 7: -OOM command not allowed "
+     f"when used memory > 'maxmemory'.", "oom"),
+    (f"ERR Error running script (call to {SHA}): @user_script:7: @user_script: 7: -MISCONF Redis is "
+     f"configured to save RDB snapshots, but it is currently not able to persist on disk. Commands that may "
+     f"modify the data set are disabled.", "misconf"),
+    (f"ERR Error running script (call to {SHA}): @user_script:9: @user_script: 9: -NOREPLICAS Not enough "
+     f"good replicas to write.", "noreplicas"),
+    (f"ERR Error running script (call to {SHA}): @user_script:41: -READONLY You can't write against a read "
+     f"only replica.", "readonly"),  # as issue 21 quotes it, one position
+]
+
+
+def parsed(wire: str) -> rx.RedisError:
+    """The exception redis-py makes of the error reply ``wire`` (it strips a known code, ERR)."""
+    return BaseParser.parse_error(wire)
+
+
+@pytest.mark.parametrize(("wire", "reason"), WIRE_62, ids=[f"{r}-{i}" for i, (_, r) in enumerate(WIRE_62)])
+def test_a_refusal_wrapped_by_redis_6_2_is_server_refused_with_its_reason(wire, reason):
+    raised = parsed(wire)
+    assert type(raised) is rx.ResponseError and str(raised).startswith("Error running script")
+    ours = translate("submit", raised)
+    assert isinstance(ours, luasched.ServerRefused) and ours.reason == reason
+    assert ours.answer == str(raised)
+    if reason == "readonly":
+        assert "the server is a read-only replica" in str(ours)
+
+
+@pytest.mark.parametrize("wire", [
+    # a command's own error inside a script loses its "-": WRONGTYPE is a bug, not a refusal
+    f"ERR Error running script (call to {SHA}): @user_script:3: WRONGTYPE Operation against a key holding "
+    f"the wrong kind of value",
+    # a caller bug raised by a script
+    f"ERR Error running script (call to {SHA}): @user_script:12: user_script:12: bad queue name",
+    # an ACL refusal inside a script (6.2's words)
+    f"ERR Error running script (call to {SHA}): @user_script:5: @user_script: 5: The user executing the "
+    f"script can't run this command or subcommand",
+])
+def test_other_errors_wrapped_by_redis_6_2_stay_script_errors(wire):
+    ours = translate("submit", parsed(wire))
+    assert type(ours) is luasched.ScriptError
