@@ -90,7 +90,9 @@ local function start_task(C, pid, id, dto)
       expire_task(C, id, dx)
       return nil
     end
-    redis.call('ZREM', P .. 'exp', id) -- started in time: its deadline no longer applies
+    -- started in time: its deadline no longer applies, to this attempt or to any retry
+    redis.call('ZREM', P .. 'exp', id)
+    redis.call('HDEL', tk, TASK_EXPIRES_MS)
   end
   local attempt = fmt(tonumber(n or '0') + 1)
   o = attempt_timeout(o, dto)

@@ -21,8 +21,8 @@ class TaskRecord:
     ``processor`` holds it now (assigned or running); ``last_processor`` ran its last attempt.
     ``result`` is the value of a done task; ``error`` the last error (type, message, traceback) of
     a failed one or of the attempt before a retry. ``priority``, ``key`` (None: none) and
-    ``limits`` are how it is placed; ``expires_ms`` its deadline (0: none): not started by then,
-    it is never started."""
+    ``limits`` are how it is placed; ``expires_ms`` its deadline (0: none, or it started in time):
+    not started by then, it is never started."""
 
     id: str
     name: str

@@ -213,3 +213,19 @@ def test_an_expired_task_spends_no_rate_and_no_fair_turn(sched, clock):
     tags = {ops.text(k): float(v) for k, v in sched.client.hgetall(sched.keys.virtual_times).items()}
     assert tags == {"5:default": 0.0}  # one placement served the lane once: its tag was 0
     audit_ok(sched)
+
+
+def test_a_retry_of_a_task_started_in_time_is_not_expired(sched, clock):
+    p = sched.processor(capacity=1, lease=600)
+    assert p.register()
+    task = sched.submit("add", 1, 1, _expires=2, _retry_backoff=1)
+    assert sched.dispatch() == [(task.id, p.id)]
+    started = start(sched, p.id).task
+    assert "dx" not in raw_record(sched, task.id)  # the deadline no longer applies
+    assert ack(sched, p.id, started, "error", '{"type": "E", "message": "m", "traceback": ""}').status == "retry"
+    clock.advance(3)  # past the old deadline; the retry is due
+    assert sched.dispatch() == [(task.id, p.id)]
+    again = start(sched, p.id).task
+    assert again is not None and again.attempt == 2
+    assert sched.counts()["expired"] == 0
+    audit_ok(sched)
