@@ -25,6 +25,7 @@ from .errors import (
     TaskNotFound,
     UnknownLimiter,
     UnknownTask,
+    UnsupportedServer,
 )
 from .sharded import Sharded
 
@@ -57,5 +58,6 @@ __all__ = [
     "TaskNotFound",
     "UnknownLimiter",
     "UnknownTask",
+    "UnsupportedServer",
     "current_task",
 ]

@@ -12,6 +12,7 @@
      ├── ConnectionLost        Redis could not be reached (also a ConnectionError)
      │    └── NotReplicated    written on the primary, but fewer replicas than ``durability`` had it
      ├── ServerRefused         Redis is up but refuses for now (OOM, BUSY, MISCONF, LOADING, READONLY)
+     ├── UnsupportedServer     a server luasched cannot run processors on (KeyDB)
      └── ScriptError           a script refused its input: a bug in the caller or in luasched
           ├── UnknownLimiter   a task names a limiter that does not exist (also a ValueError)
           └── QueueFull        a submit would bring a queue above its max_pending
@@ -121,6 +122,11 @@ class ServerRefused(LuaschedError):
 
 #: What a loop that must not stop rides out: it waits and sends the same request again.
 TRANSIENT: tuple[type[LuaschedError], ...] = (ConnectionLost, ServerRefused)
+
+
+class UnsupportedServer(LuaschedError):
+    """The Redis-compatible server is one luasched cannot run processors or scheduler loops on
+    (KeyDB): raised before the processor registers or the loop starts."""
 
 
 class ScriptError(LuaschedError):

@@ -16,7 +16,7 @@ from ..core.faults import Backoff, Episode
 from ..core.options import ProcessorOptions
 from ..core.slots import SLOT_WAIT_S, ProcessorCore, Run, Send, Wait
 from ..core.tasks import new_request_id
-from ..errors import TRANSIENT, LuaschedError
+from ..errors import TRANSIENT, LuaschedError, UnsupportedServer
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -166,6 +166,11 @@ class Processor(ProcessorCore):
         self._halted = False
         if not await self._join():
             await self._recover(self.id)
+        try:  # once Redis answers: a server it cannot run on is refused, and left as found
+            await self.sched.check_server(f"processor {self.name}")
+        except UnsupportedServer:
+            await self.deregister()
+            raise
         await self.sched.check_eviction(f"processor {self.id}")
         self._workers.spawn(self._heartbeats, name=f"{self.id}-heartbeat")
         for i in range(self.slots):

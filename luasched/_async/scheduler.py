@@ -213,6 +213,7 @@ class Scheduler(Policies):
         ``luasched.scheduler``, INFO) and, every ``summary_every`` s (None: never), a summary
         line: tasks placed, delayed tasks promoted, tasks reaped."""
         stop = stop if stop is not None else asyncio.Event()
+        await self.check_server("scheduler loop")
         if not self._eviction_checked:
             await self.check_eviction("scheduler loop")
         loop = LoopOptions(limit, max_wait, reap_every, check_summary_every(summary_every))

@@ -17,7 +17,7 @@ from ..core.faults import Backoff, Episode
 from ..core.options import ProcessorOptions
 from ..core.slots import SLOT_WAIT_S, ProcessorCore, Run, Send, Wait
 from ..core.tasks import new_request_id
-from ..errors import TRANSIENT, LuaschedError
+from ..errors import TRANSIENT, LuaschedError, UnsupportedServer
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -167,6 +167,11 @@ class Processor(ProcessorCore):
         self._halted = False
         if not self._join():
             self._recover(self.id)
+        try:  # once Redis answers: a server it cannot run on is refused, and left as found
+            self.sched.check_server(f"processor {self.name}")
+        except UnsupportedServer:
+            self.deregister()
+            raise
         self.sched.check_eviction(f"processor {self.id}")
         self._workers.spawn(self._heartbeats, name=f"{self.id}-heartbeat")
         for i in range(self.slots):

@@ -29,7 +29,7 @@ from ..core.faults import Patience
 from ..core.flows import Flow
 from ..core.ops import Call, Request
 from ..core.options import READ_ONLY, Durability
-from ..errors import TRANSIENT, LuaschedError
+from ..errors import TRANSIENT, LuaschedError, UnsupportedServer
 from ..routing import MOVED, Reads, block_slice_s, is_cluster, translated
 from ..scripts import Scripts
 
@@ -77,6 +77,7 @@ class Transport:
         self._wire = backend.Wire(self.client)
         self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
         self._eviction_checked = False
+        self._server_checked = False
 
     def close(self) -> None:
         """Close the clients this Scheduler made (a client you passed in stays open) and the
@@ -263,6 +264,27 @@ class Transport:
             self._eviction_checked = False
             return
         logs.eviction(policy, who, log)
+
+    def check_server(self, who: str) -> None:
+        """Refuse a server luasched cannot run on, before a processor or a scheduler loop starts:
+        KeyDB (its INFO has a "keydb" section) does not run a command sent right behind a BLPOP,
+        in the same write, when the BLPOP returns, and the slots and loops pipeline the two, so
+        their calls would time out and their leases lapse. Checked once per Scheduler; where INFO
+        is refused, not checked; asked again next time when Redis does not answer now."""
+        if self._server_checked or self.embedded:
+            return
+        try:
+            with translated("info"):
+                got = self.client.info("keydb")
+        except TRANSIENT:
+            return
+        except LuaschedError:
+            got = None
+        if isinstance(got, dict) and got:  # refused each time it is asked
+            raise UnsupportedServer(f"{who}: the server is KeyDB, which luasched does not support: it does not "
+                                    f"run a command sent behind a BLPOP when the BLPOP returns, which processors "
+                                    f"and scheduler loops rely on (see the docs' Servers and clients page)")
+        self._server_checked = True
 
     def patiently(self, logger: logging.Logger, who: str, timeout_s: float | None,
                         attempt: Callable[[], Any]) -> Any:
