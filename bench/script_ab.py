@@ -8,6 +8,8 @@ of ``--block`` calls (A B B A ...), so both see the same machine at the same mom
 
 - submit 1: one new task per call (no dispatch at submit), the queue growing;
 - submit 100: a hundred new tasks per call;
+- submit place: one new task per call, placed at once (dispatch at submit, the default) on an
+  idle processor whose capacity it never fills;
 - ack place: a processor of capacity 1 acks its one running task with next = place, want 1
   (dispatch on ack): the same call places the queue's head on it and starts it at once, so every
   call acks one task and starts the next one;
@@ -125,6 +127,16 @@ def main() -> None:
                 news = [sched.submission("noop", (), {}) for _ in range(n)]
                 return shaped(source, ops.submit(sched.ns, None, news)[0])
             workloads.append((f"submit {n}", "submit", submit, lambda reply: None))
+        placing = luasched.Scheduler(server.url, namespace="bench-script-ab-placing")
+        assert placing.processor(capacity=calls + 10, lease=3600).register()
+
+        def submit_placed(source: str) -> ops.Call:
+            news = [placing.submission("noop", (), {})]
+            return shaped(source, ops.submit(placing.ns, None, news, dispatch=True)[0])
+
+        def was_placed(reply: Any) -> None:
+            assert ops.decode_submit([reply]).assignments, "the submit placed nothing"
+        workloads.append(("submit place", "submit", submit_placed, was_placed))
         for mode, label in ((ops.NEXT_PLACE, "place"), (ops.NEXT_TAKE, "take")):
             ns = luasched.Scheduler(server.url, namespace=f"bench-script-ab-{label}", dispatch_on_submit=False)
             ns.submit_many("noop", [()] * (calls + 10))
@@ -137,6 +149,7 @@ def main() -> None:
             print(f"{label:>10}: {args.base} {wa:6.2f} µs/call, working tree {wb:6.2f} µs/call, ratio "
                   f"{ratio(wa, wb)}; in the script {ia:6.2f} / {ib:6.2f} µs/call, ratio {ratio(ia, ib)}",
                   flush=True)
+        assert placing.counts()["assigned"] == calls
         assert sched.counts()["submitted"] == calls * 101  # every submit created its tasks (an audit of
         # a million tasks would hold the server longer than its busy-script limit)
         sched.close()

@@ -1,4 +1,7 @@
 --[[ submit: new tasks -> queued | delayed (and, when asked, queued -> assigned in the same call)
+  With dispatch, a new plain task (priority 5, no key, no limits) of a plain queue that holds no
+  task goes straight to the chosen processor: its record is written assigned, and it never
+  passes through its queue (three writes and the queue's reads fewer on the fast path).
   Creates one task record per new id and places it. An id that already exists is left alone and
   reported, so a replayed submit (reply lost, call sent again) creates nothing twice.
   Includes: fields, util, lanes, placement
@@ -100,7 +103,8 @@ end
 
 -- every input checked; writes start here
 local touched, listed, laned, later = {}, {}, {}, {}
-local order = {}
+local order, assigned = {}, {}
+local pl = dispatch and placer(C, #fresh) or nil
 for _, base in ipairs(fresh) do
   local id, name, queue, args = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
@@ -141,6 +145,18 @@ for _, base in ipairs(fresh) do
     fields[#fields + 1], fields[#fields + 2] = TASK_EXPIRES_MS, dx
     redis.call('ZADD', P .. 'exp', dx, id)
   end
+  local plain = pr == '5' and key == '' and lm == ''
+  if plain and delay <= 0 and laned[queue] == nil then
+    laned[queue] = redis.call('EXISTS', P .. 'lanes:' .. queue) == 1
+  end
+  local pid, load = nil, nil
+  if pl and plain and delay <= 0 and not laned[queue] then -- placed at once: never in its queue
+    pid, load = place_new(pl, queue)
+    if pid then
+      fields[8] = 'assigned'
+      fields[#fields + 1], fields[#fields + 2] = TASK_PROCESSOR, pid
+    end
+  end
   redis.call('HSET', tk, unpack(fields)) -- one write per record
   if not listed[queue] then
     listed[queue] = true
@@ -149,11 +165,17 @@ for _, base in ipairs(fresh) do
   if delay > 0 then
     redis.call('ZADD', C.delayed, fmt(now + delay), id)
     later[queue] = (later[queue] or 0) + 1
+  elseif pid then
+    hand_over(pl, id, pid, load)
+    assigned[#assigned + 1], assigned[#assigned + 2] = id, pid
   else
     if laned[queue] == nil then
       laned[queue] = redis.call('EXISTS', P .. 'lanes:' .. queue) == 1
     end
-    if pr == '5' and key == '' and lm == '' and not laned[queue] then
+    if pl then
+      pl.behind[queue] = true -- the tasks of queue after this one are placed from the queue, in order
+    end
+    if plain and not laned[queue] then
       redis.call('RPUSH', P .. 'q:' .. queue, id) -- a plain queue (lib/lanes): no lane to keep
     else
       enqueue(C, id, queue, pr, key ~= '' and key or nil, lm ~= '' and lm or nil, false)
@@ -185,9 +207,7 @@ if #fresh > 0 then
   end
 end
 
-local assigned = {}
-if dispatch then
-  local pl = placer(C, #fresh)
+if pl then
   for _, queue in ipairs(order) do
     assign_from_queue(pl, queue, touched[queue], assigned)
   end

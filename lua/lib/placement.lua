@@ -14,7 +14,7 @@ local function placer(C, want)
   local paused = pauses(C)
   return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
           queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0, paused = paused,
-          lc = policy(C, paused), more = false, skipped = 0}
+          lc = policy(C, paused), more = false, skipped = 0, behind = {}}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -255,13 +255,22 @@ local function rerank_in_memory(pl, pid, load)
   end
 end
 
+-- Task id, whose record already says assigned to pid, goes into pid's inbox: counted as assigned,
+-- pid re-ranked in memory (load is its load before) and woken.
+local function hand_over(pl, id, pid, load)
+  local P = pl.P
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
+  pl.assigned = pl.assigned + 1
+  rerank_in_memory(pl, pid, load)
+  redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
+end
+
 -- queued (already popped by the caller) -> inbox of pid, pending; load is pid's load before.
 -- The idle ranking is updated from the known load (the score holds it): no inbox is counted.
 -- When pid is the placer's own (pl.own: the acking processor, whose slot starts what it places
 -- in the same call, its inbox being empty; own.dto its default timeout), the task starts at once
 -- instead: queued -> running, no inbox, no wake-up token, not counted as assigned.
 local function assign(pl, id, pid, load)
-  local P = pl.P
   local own = pl.own
   if own and own.pid == pid and #own.tasks < own.want then
     local t = start_task(pl.C, pid, id, own.dto)
@@ -272,12 +281,23 @@ local function assign(pl, id, pid, load)
     rerank_in_memory(pl, pid, load)
     return true
   end
-  redis.call('RPUSH', P .. 'p:' .. pid .. ':i', id)
-  redis.call('HSET', P .. 't:' .. id, TASK_STATE, 'assigned', TASK_PROCESSOR, pid)
-  pl.assigned = pl.assigned + 1
-  rerank_in_memory(pl, pid, load)
-  redis.call('RPUSH', P .. 'p:' .. pid .. ':w', '1')
+  redis.call('HSET', pl.P .. 't:' .. id, TASK_STATE, 'assigned', TASK_PROCESSOR, pid)
+  hand_over(pl, id, pid, load)
   return true
+end
+
+-- For a new task of plain queue q that submit places at once: the processor it goes to and that
+-- processor's load, or nil (the task is then queued). Only while q holds no task (read once per
+-- call; pl.behind[q] is set once a task of q is queued): a task placed before the tasks queued
+-- ahead of it would jump them. The caller writes the record as assigned, then hands it over.
+local function place_new(pl, q)
+  if pl.behind[q] == nil then
+    pl.behind[q] = is_paused(pl.paused, q) or redis.call('LLEN', pl.P .. 'q:' .. q) > 0
+  end
+  if pl.behind[q] then
+    return nil
+  end
+  return pick(pl, q)
 end
 
 -- Move up to limit tasks from the head of queue q (in lanes mode: the task lib/lanes chooses) to

@@ -249,6 +249,37 @@ def test_dispatch_on_submit_keeps_fifo_older_queued_tasks_go_first(make_sched, c
     audit_ok(eager)
 
 
+def test_dispatch_on_submit_places_a_batch_until_the_processors_are_full_then_queues_in_order(make_sched, clock):
+    s = make_sched(clock=clock, dispatch_on_submit=True)
+    p = s.processor(capacity=2)
+    assert p.register()
+
+    hs = s.submit_many("add", [(1,), (2,), (3,), (4,)])
+
+    # the first two go straight to the processor (its record says so), the rest wait in order
+    assert [h.state for h in hs] == ["assigned", "assigned", "queued", "queued"]
+    assert [s.client.hget(s.keys.task(h.id), "p") for h in hs[:2]] == [p.id.encode()] * 2
+    assert s.client.lrange(s.keys.inbox(p.id), 0, -1) == [h.id.encode() for h in hs[:2]]
+    assert queue_ids(s) == [hs[2].id, hs[3].id]
+    assert s.counts()["assigned"] == 2
+    audit_ok(s)
+
+
+def test_dispatch_on_submit_puts_a_plain_task_behind_a_prioritised_one_of_the_same_batch(make_sched, clock):
+    s = make_sched(clock=clock, dispatch_on_submit=True)
+    p = s.processor(capacity=1)
+    assert p.register()
+    s.pause(queue="default")
+    first = s.submit("add", 1, _priority=2)
+    s.resume(queue="default")
+
+    later = s.submit("add", 2)
+
+    # the queue held a task: the new one is not placed ahead of it
+    assert (first.state, later.state) == ("assigned", "queued")
+    audit_ok(s)
+
+
 def test_dispatch_on_submit_leaves_delayed_tasks_delayed(make_sched, clock):
     s = make_sched(clock=clock, dispatch_on_submit=True)
     assert s.processor().register()
