@@ -19,7 +19,8 @@
            {queue, count...} (qd, flat), {queue, count...} (the delayed tasks' queues counted
            here, flat, when at most SMALL_DELAYED wait: else {} and only qd's sum is checked),
            {{id, deadline, state, its record's deadline}...} (the deadline index exp, when it holds
-           at most SMALL_DELAYED: else {})}
+           at most SMALL_DELAYED: else {}), {kind, definition...} (kinds, flat), {kind, count...}
+           (kindn, flat), {{queue, {kind, count...}}...} (qk:<queue> of every queue)}
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -35,9 +36,10 @@ end
 
 local names = redis.call('SMEMBERS', C.queues)
 table.sort(names)
-local qs, idles = {}, {}
+local qs, idles, qks = {}, {}, {}
 for _, q in ipairs(names) do
   qs[#qs + 1] = {q, redis.call('LLEN', P .. 'q:' .. q)}
+  qks[#qks + 1] = {q, redis.call('HGETALL', P .. 'qk:' .. q)}
   idles[#idles + 1] = {q, redis.call('ZRANGE', P .. 'idle:' .. q, 0, -1, 'WITHSCORES')}
 end
 local run = redis.call('ZRANGE', C.running, 0, -1, 'WITHSCORES')
@@ -115,4 +117,4 @@ return {fmt(now), redis.call('HGETALL', C.stats), qs, delayed_n, run,
   redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused'), lanes,
   redis.call('ZRANGE', P .. 'blk', 0, -1, 'WITHSCORES'), redis.call('HGETALL', P .. 'lr'),
   redis.call('HGETALL', P .. 'lim'), redis.call('SMEMBERS', P .. 'limpat'), redis.call('HGETALL', P .. 'qd'),
-  by_queue, deadlines}
+  by_queue, deadlines, redis.call('HGETALL', P .. 'kinds'), redis.call('HGETALL', P .. 'kindn'), qks}

@@ -5,7 +5,8 @@
   KEYS[1..9] the fixed keys (see lib/util): uses procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)
   Returns {now ms, {pid, lease deadline ms, name, capacity, queues, pending, running,
-           last heartbeat ms, registered ms, stuck, oldest start ms, default timeout ms}...}
+           last heartbeat ms, registered ms, stuck, oldest start ms, default timeout ms,
+           its kind's definition (JSON: task names and labels; '' when none)}...}
     in lease order, soonest deadline first. stuck: slots still in the call of an attempt that
     reap ended past its timeout; oldest start: when the longest-running of its running tasks
     and stuck calls started ('' when none); default timeout: '0' when none.
@@ -24,8 +25,8 @@ local reg = redis.call('ZRANGE', C.procs, 0, limit - 1, 'WITHSCORES')
 for i = 1, #reg, 2 do
   local pid = reg[i]
   local pk = P .. 'p:' .. pid
-  local n, c, qs, hb, rt, sk, dto = unpack(redis.call('HMGET', pk, PROC_NAME, PROC_CAPACITY, PROC_QUEUES,
-    PROC_HEARTBEAT_MS, PROC_REGISTERED_MS, PROC_STUCK, PROC_DEFAULT_TIMEOUT_MS))
+  local n, c, qs, hb, rt, sk, dto, k = unpack(redis.call('HMGET', pk, PROC_NAME, PROC_CAPACITY, PROC_QUEUES,
+    PROC_HEARTBEAT_MS, PROC_REGISTERED_MS, PROC_STUCK, PROC_DEFAULT_TIMEOUT_MS, PROC_KIND))
   local oldest
   local ids = redis.call('SMEMBERS', pk .. ':r')
   for _, id in ipairs(ids) do
@@ -46,6 +47,7 @@ for i = 1, #reg, 2 do
     end
   end
   out[#out + 1] = {pid, reg[i + 1], n or '', c or '0', qs or '', redis.call('LLEN', pk .. ':i'), #ids,
-    hb or '0', rt or '0', sk or '0', oldest and fmt(oldest) or '', dto or '0'}
+    hb or '0', rt or '0', sk or '0', oldest and fmt(oldest) or '', dto or '0',
+    k and redis.call('HGET', P .. 'kinds', k) or ''}
 end
 return {fmt(now), out}

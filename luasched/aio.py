@@ -24,5 +24,5 @@ ASYNC_METHODS: dict[str, tuple[str, ...]] = {
                   "pause", "resume", "paused", "limit", "remove_limit", "set_weight", "set_queue", "limits"),
     "TaskHandle": ("state", "explain", "outcome", "result", "cancel"),
     "Group": ("as_completed", "results", "progress"),
-    "Processor": ("register", "heartbeat", "deregister", "process_available", "start", "stop"),
+    "Processor": ("register", "heartbeat", "deregister", "set_labels", "process_available", "start", "stop"),
 }

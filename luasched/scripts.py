@@ -46,6 +46,7 @@ NAMES = (
     "policy",
     "limits",
     "explain",
+    "relabel",
 )
 
 #: The flags a script declares in its shebang, where the server reads them; a script not named

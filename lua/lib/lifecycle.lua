@@ -337,7 +337,8 @@ local function drain(C, pid, reason, out)
   for _, id in ipairs(started) do
     out[#out + 1] = id
   end
-  local qs = redis.call('HGET', P .. 'p:' .. pid, PROC_QUEUES)
+  local qs, k = unpack(redis.call('HMGET', P .. 'p:' .. pid, PROC_QUEUES, PROC_KIND))
+  kind_leave(C, pid, k, qs)
   if qs then
     for _, q in ipairs(split_commas(qs)) do
       redis.call('ZREM', P .. 'idle:' .. q, pid)

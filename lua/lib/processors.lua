@@ -73,3 +73,38 @@ local function trim_wake(C, pid)
     end
   end
 end
+
+-- Processor pid (serving the comma-joined queues qs) is of kind k from now on, defined by def
+-- (luasched/core/kinds): counted in kindn and in qk:<queue> of each of its queues, its record's
+-- PROC_KIND set. A kind '' (a client that sends none) is counted nowhere.
+local function kind_join(C, pid, k, def, qs)
+  if k == '' then
+    return
+  end
+  local P = C.prefix
+  redis.call('HSETNX', P .. 'kinds', k, def)
+  redis.call('HINCRBY', P .. 'kindn', k, 1)
+  for _, q in ipairs(split_commas(qs)) do
+    redis.call('HINCRBY', P .. 'qk:' .. q, k, 1)
+  end
+  redis.call('HSET', P .. 'p:' .. pid, PROC_KIND, k)
+end
+
+-- Processor pid leaves its kind k (as its record says; nil or '': none) and its queues qs: the
+-- counts go down, a field at 0 goes, and the kind's definition with its last processor.
+local function kind_leave(C, pid, k, qs)
+  if not k or k == '' then
+    return
+  end
+  local P = C.prefix
+  if redis.call('HINCRBY', P .. 'kindn', k, -1) <= 0 then
+    redis.call('HDEL', P .. 'kindn', k)
+    redis.call('HDEL', P .. 'kinds', k)
+  end
+  for _, q in ipairs(split_commas(qs or '')) do
+    if redis.call('HINCRBY', P .. 'qk:' .. q, k, -1) <= 0 then
+      redis.call('HDEL', P .. 'qk:' .. q, k)
+    end
+  end
+  redis.call('HDEL', P .. 'p:' .. pid, PROC_KIND)
+end

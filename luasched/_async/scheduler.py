@@ -276,16 +276,18 @@ class Scheduler(Policies):
                   dispatch_on_ack: bool | None = None, scheduler: bool = ProcessorOptions.scheduler,
                   summary_every: float | timedelta | None = ProcessorOptions.summary_every_s,
                   connect_timeout: float | timedelta | None = ProcessorOptions.connect_timeout_s,
-                  default_timeout: float | timedelta | None = ProcessorOptions.default_timeout_s) -> Processor:
+                  default_timeout: float | timedelta | None = ProcessorOptions.default_timeout_s,
+                  labels: dict[str, Any] | None = None) -> Processor:
         """A processor on this namespace (call ``register``/``start`` on it); every option and
         its default is ``luasched.core.options.ProcessorOptions``'s. The asyncio processor runs
         coroutine functions concurrently up to ``capacity`` on the event loop (cancelled at their
         timeout) and plain functions in threads; the threaded one runs each slot in a thread, or
-        each slot's tasks in a child process with ``pool="process"``."""
+        each slot's tasks in a child process with ``pool="process"``. ``labels``: see ``set_labels``."""
         return Processor(self, ProcessorOptions.make(
             capacity=capacity, queues=queues, lease=lease, name=name, take_next=take_next, pool=pool,
             app=app, log_tasks=log_tasks, batch=batch, dispatch_on_ack=dispatch_on_ack, scheduler=scheduler,
-            summary_every=summary_every, connect_timeout=connect_timeout, default_timeout=default_timeout))
+            summary_every=summary_every, connect_timeout=connect_timeout, default_timeout=default_timeout,
+            labels=labels or {}))
 
     # --- reading -----------------------------------------------------------------------------
     # Everything here reads a replica when ``read_redis`` is set (see ``Reads``), except what a

@@ -65,6 +65,13 @@ class Processor(ProcessorCore):
         call = ops.deregister(self.ns, self._now(), self.id, new_request_id())
         return ops.decode_deregister(self.sched.call(call)) or []
 
+    def set_labels(self, labels: dict[str, Any]) -> bool:
+        """Change its labels (checked as at ``Scheduler.processor``), while it runs or before: it
+        leaves its kind for the one of its new labels, and the next placement sees the change.
+        True when the registry took them; False when it is not registered (its next registration
+        carries them, as does the one after a lapsed lease)."""
+        return ops.decode_register(self.sched.call(self._relabel_call(labels)))
+
     def process_available(self) -> int:
         """Run every task now in the inbox, ack each; returns how many ran. Tasks this processor
         no longer owns are not run; a stale ack is not an error."""

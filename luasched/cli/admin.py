@@ -61,7 +61,7 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
         "no_processor": no_processor_counts(queues, processors, now_ms, len(processors) < STATUS_PROCESSORS),
         "processors": [
             {"id": p.id, "name": p.name, "load": p.load, "capacity": p.capacity, "pending": p.pending,
-             "running": p.running, "stuck": p.stuck, "queues": list(p.queues),
+             "running": p.running, "stuck": p.stuck, "queues": list(p.queues), "labels": p.labels,
              "longest_running_s": None if p.oldest_started_ms is None else age_s(now_ms, p.oldest_started_ms),
              "default_timeout_s": None if p.default_timeout_ms is None else p.default_timeout_ms / 1000,
              "heartbeat_age_s": age_s(now_ms, p.last_heartbeat_ms),
@@ -120,15 +120,16 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
     if report["processors"]:
         procs = Table(title="processors")
         right = ("load", "longest running", "heartbeat", "lease")
-        for column in ("id", "name", "load", "longest running", "queues", "heartbeat", "lease"):
+        for column in ("id", "name", "load", "longest running", "queues, labels", "heartbeat", "lease"):
             procs.add_column(column, justify="right" if column in right else "left",
-                             no_wrap=column != "queues")
+                             no_wrap=column != "queues, labels")
         for p in report["processors"]:
             lease = (f"lapsed {-p['lease_left_s']:.1f} s ago" if p["lapsed"]
                      else f"{p['lease_left_s']:.1f} s left")
             longest = "-" if p["longest_running_s"] is None else duration(p["longest_running_s"])
+            serves = ",".join(p["queues"]) + "".join(f" {k}={v}" for k, v in p["labels"].items())
             procs.add_row(escape(p["id"]), escape(p["name"]), load_words(p), longest,
-                          escape(",".join(p["queues"])), f"{p['heartbeat_age_s']:.1f} s ago", lease)
+                          escape(serves), f"{p['heartbeat_age_s']:.1f} s ago", lease)
         console.print(procs)
         stuck = [p for p in report["processors"] if p["stuck"]]
         if stuck:

@@ -23,6 +23,7 @@ from .. import aio
 from ..app import load_any
 from ..connection import redact
 from ..core.base import SchedulerBase
+from ..core.kinds import parse_label
 from ..core.options import MAX_DURABILITY, ProcessorOptions
 from ..core.words import counted
 from .common import EXIT_HALTED, EXIT_USAGE, complain, refuse_embedded
@@ -123,6 +124,9 @@ def _where(sched: SchedulerBase) -> str:
 @click.option("--default-timeout", "default_timeout", type=float, default=None, metavar="S",
               help="The timeout of tasks that set none of their own: an attempt past S seconds is "
                    "ended and retried (its process killed with --pool process). Default: none.")
+@click.option("--label", "labels", multiple=True, metavar="NAME=VALUE",
+              help="A label of this processor, for tasks' requires (repeatable): --label gpu=a100 "
+                   "--label vram_gb=80. A value that reads as a number is a number.")
 @_durability_option
 @click.option("--log-tasks/--no-log-tasks", default=ProcessorOptions.log_tasks, show_default=True,
               help="Log one INFO line per task done (id, name, attempt, duration). Failed attempts, "
@@ -133,7 +137,7 @@ def _where(sched: SchedulerBase) -> str:
 def processor_command(app: str, capacity: int, queues: str, lease: float, name: str | None,
                       redis_url: str | None, grace: float, pool: str, take_next: bool,
                       dispatch_on_ack: bool | None, batch: bool, scheduler: bool,
-                      default_timeout: float | None, durability: int | None,
+                      default_timeout: float | None, labels: tuple[str, ...], durability: int | None,
                       log_tasks: bool, connect_timeout: float | None, log_level: str, log_format: str,
                       quiet: bool, summary_every_s: float) -> None:
     """Run a processor for APP (module:attribute naming a Scheduler) until SIGTERM/SIGINT.
@@ -154,7 +158,7 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
             take_next=take_next, pool=pool, app=app, log_tasks=log_tasks, batch=batch,
             dispatch_on_ack=dispatch_on_ack, scheduler=scheduler,
             summary_every=summary_interval(quiet, summary_every_s), connect_timeout=connect_timeout,
-            default_timeout=default_timeout)
+            default_timeout=default_timeout, labels=dict(parse_label(text) for text in labels))
         any_sched = _scheduler(app, redis_url, durability)
         if isinstance(any_sched, aio.Scheduler):
             sys.exit(asyncio.run(_processor_async(any_sched, options, grace, _where(any_sched))))
@@ -181,9 +185,12 @@ def processor_command(app: str, capacity: int, queues: str, lease: float, name: 
 
 
 def _default_timeout_words(options: ProcessorOptions) -> str:
-    """The start line's words for --default-timeout (none when not given)."""
+    """The start line's words for --default-timeout and --label (none when not given)."""
     timeout = options.default_timeout_s
-    return "" if timeout is None else f", default timeout {timeout:g} s"
+    words = "" if timeout is None else f", default timeout {timeout:g} s"
+    if options.labels:
+        words += ", labels " + " ".join(f"{k}={v}" for k, v in options.labels.items())
+    return words
 
 
 async def _processor_async(sched: aio.Scheduler, options: ProcessorOptions, grace: float, where: str) -> int:

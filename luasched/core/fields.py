@@ -74,6 +74,7 @@ class Processor:
     turn: str = "rr"  # which of its queues a take starts with
     default_timeout_ms: str = "dto"  # the timeout of a task that has none of its own (absent: none)
     stuck: str = "stuck"  # slots still running an attempt that reap ended (absent: none)
+    kind: str = "kd"  # its kind: its task names and labels (core/kinds; absent: registered without)
     ack_memo: str = "ack:"
     start_memo: str = "start:"
     reaped_call: str = "reaped:"

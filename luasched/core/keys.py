@@ -131,6 +131,20 @@ class Keys:
         return self.prefix + "qmax"
 
     @property
+    def kinds(self) -> str:
+        """HASH kind -> its definition: the task names and labels of its processors (core/kinds)."""
+        return self.prefix + "kinds"
+
+    @property
+    def kind_counts(self) -> str:
+        """HASH kind -> how many registered processors are of it (field gone at 0)."""
+        return self.prefix + "kindn"
+
+    def queue_kinds(self, queue: str) -> str:
+        """HASH kind -> how many registered processors of it serve ``queue`` (field gone at 0)."""
+        return self.prefix + "qk:" + queue
+
+    @property
     def delayed_counts(self) -> str:
         """HASH queue -> how many of its tasks wait in ``delayed`` (field gone at 0)."""
         return self.prefix + "qd"

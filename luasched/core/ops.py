@@ -1,8 +1,7 @@
 """For each script, a pure builder of its call and a pure decoder of its reply (sans I/O).
 
-Both front ends only send what is built here and hand back what comes in; a reply becomes one
-of the dataclasses of ``replies``. Key names come from ``keys``, record field names from
-``fields``. Nothing here talks to Redis.
+Both front ends only send what is built here and hand back what comes in; a reply becomes one of
+the dataclasses of ``replies``. Key names come from ``keys``, field names from ``fields``.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import error_for_status
+from . import kinds
 from .fields import TASK
 from .keys import Keys
 from .options import DEFAULT_QUEUE, TaskOptions, check_limit, policy_field, to_ms
@@ -183,10 +183,14 @@ def _started_list(flat: Sequence[str]) -> list[Started]:
 
 
 def register(ns: Namespace, now_ms: int | None, pid: str, capacity: int, lease_ms: int,
-             queues: Sequence[str], name: str, default_timeout_ms: int = 0) -> Call:
-    """``default_timeout_ms``: the timeout of the tasks it runs that have none (0: none)."""
+             queues: Sequence[str], name: str, default_timeout_ms: int = 0, kind: tuple[str, str] = ("", "")) -> Call:
+    """``default_timeout_ms``: of the tasks it runs that have none (0: none); ``kind``: core/kinds."""
     return ns.call("register", ns.prefix, _now(now_ms), pid, capacity, lease_ms, ",".join(queues), name,
-                   default_timeout_ms)
+                   default_timeout_ms, *kind)
+
+
+def relabel(ns: Namespace, now_ms: int | None, pid: str, kind: tuple[str, str]) -> Call:
+    return ns.call("relabel", ns.prefix, _now(now_ms), pid, *kind)  # decoded as register's
 
 
 def decode_register(reply: Any) -> bool:
@@ -357,8 +361,8 @@ def decode_processors(reply: Any) -> tuple[int, list[ProcessorInfo]]:
     return int(now), [
         ProcessorInfo(pid, int(float(deadline)), name, int(cap), tuple(qs.split(",")) if qs else (),
                       int(pending), int(running), int(hb), int(rt), int(stuck), _ms(oldest),
-                      int(dto) or None)
-        for pid, deadline, name, cap, qs, pending, running, hb, rt, stuck, oldest, dto in rows
+                      int(dto) or None, *kinds.labels_and_tasks(kind))
+        for pid, deadline, name, cap, qs, pending, running, hb, rt, stuck, oldest, dto, kind in rows
     ]
 
 

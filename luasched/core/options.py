@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from ..errors import NotReplicated
+from .kinds import Label, check_labels
 
 DEFAULT_QUEUE = "default"
 MAX_CAPACITY = 4096
@@ -228,7 +229,8 @@ class ProcessorOptions:
     while it refuses connections, is loading or refuses writes (None, the default: as long as it
     takes; a wrong password or an untrusted certificate fails at once). ``default_timeout_s``:
     the timeout of the tasks this processor runs that have none of their own (None, the default:
-    such a task may run as long as it likes). ``capacity`` defaults to 4 thread slots (or
+    such a task may run as long as it likes). ``labels``: what the processor is or has, e.g.
+    ``{"gpu": "a100", "vram_gb": 80}`` (core/kinds). ``capacity`` defaults to 4 thread slots (or
     coroutines on asyncio)."""
 
     capacity: int = 4
@@ -245,9 +247,11 @@ class ProcessorOptions:
     summary_every_s: float | None = 60.0
     connect_timeout_s: float | None = None
     default_timeout_s: float | None = None
+    labels: Mapping[str, Label] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_int(self.capacity, "capacity", 1, MAX_CAPACITY)
+        object.__setattr__(self, "labels", check_labels(self.labels))
         object.__setattr__(self, "connect_timeout_s",
                            seconds(self.connect_timeout_s, "connect_timeout", allow_none=True))
         object.__setattr__(self, "default_timeout_s",
@@ -282,9 +286,8 @@ class ProcessorOptions:
     def make(cls, *, lease: float | timedelta = 10.0, summary_every: float | timedelta | None = 60.0,
              connect_timeout: float | timedelta | None = None,
              default_timeout: float | timedelta | None = None, **options: Any) -> ProcessorOptions:
-        """From the keyword arguments ``Scheduler.processor`` takes (``lease``, ``summary_every``,
-        ``connect_timeout`` and ``default_timeout`` in seconds or a timedelta); an unknown one
-        raises TypeError naming it."""
+        """From ``Scheduler.processor``'s keyword arguments (``lease``, ``summary_every``, ``connect_timeout``
+        and ``default_timeout`` in seconds or a timedelta); an unknown one raises TypeError naming it."""
         timed = {"lease_s", "summary_every_s", "connect_timeout_s", "default_timeout_s"}
         known = {f.name for f in dataclasses.fields(cls)} - timed
         unknown = set(options) - known

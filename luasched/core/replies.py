@@ -160,7 +160,8 @@ class ProcessorInfo:
     stopped, a coroutine may ignore its cancellation); each stays taken, never offered a task,
     until its call returns. ``oldest_started_ms``: when the longest-running of its running tasks
     and stuck calls started (None: none). ``default_timeout_ms``: the timeout of its tasks that
-    have none of their own (None: none)."""
+    have none of their own (None: none). ``labels`` and ``tasks``: its labels and the names of
+    the tasks it can run, as it registered them (core/kinds)."""
 
     id: str
     lease_deadline_ms: int
@@ -174,6 +175,8 @@ class ProcessorInfo:
     stuck: int = 0
     oldest_started_ms: int | None = None
     default_timeout_ms: int | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+    tasks: tuple[str, ...] = ()
 
     @property
     def load(self) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import logs, ops
 from .base import SchedulerBase
+from .kinds import Label, check_labels, kind_of
 from .options import ProcessorOptions, to_ms
 from .tasks import Started, new_request_id
 
@@ -86,6 +87,7 @@ class ProcessorCore:
         self._id = new_processor_id(options.name)
         self.processed = 0
         self._want = options.want  # how many tasks one slot starts per call (read per task)
+        self._labels = dict(options.labels)  # as set_labels last set them
 
     @property
     def capacity(self) -> int:
@@ -119,9 +121,23 @@ class ProcessorCore:
     def _now(self) -> int | None:
         return self.base.now_ms()
 
+    @property
+    def labels(self) -> dict[str, Label]:
+        """What it registers as being or having (``set_labels`` changes them)."""
+        return dict(self._labels)
+
+    def _kind(self) -> tuple[str, str]:
+        """Its kind (core/kinds): the names of the tasks its Scheduler knows, and its labels."""
+        return kind_of(self.base.registry.names(), self._labels)
+
     def _register_call(self) -> ops.Call:
         return ops.register(self.ns, self._now(), self.id, self.capacity, to_ms(self.lease),
-                            self.queues, self.name, to_ms(self.options.default_timeout_s))
+                            self.queues, self.name, to_ms(self.options.default_timeout_s), self._kind())
+
+    def _relabel_call(self, labels: object) -> ops.Call:
+        """Checks ``labels`` and keeps them (a later registration uses them), then the call."""
+        self._labels = check_labels(labels)
+        return ops.relabel(self.ns, self._now(), self.id, self._kind())
 
     @property
     def slots(self) -> int:

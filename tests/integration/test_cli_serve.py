@@ -44,7 +44,8 @@ def test_processor_option_errors(redis_server):
     for extra, says in ((["--grace", "-1"], "--grace"), (["--capacity", "0"], "capacity"),
                         (["--queues", "a b"], "queue"), (["--default-timeout", "0"], "default_timeout"),
                         (["--default-timeout", "nan"], "default_timeout"),
-                        (["--take-next", "--dispatch-on-ack"], "exclude each other")):
+                        (["--take-next", "--dispatch-on-ack"], "exclude each other"),
+                        (["--label", "gpu"], "NAME=VALUE"), (["--label", "1gpu=x"], "label name '1gpu'")):
         done = run("processor", "tests.chaos_app:sched", "--redis", redis_server.url, *extra)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
 
@@ -74,6 +75,28 @@ def test_processor_and_scheduler_run_tasks_and_stop_on_sigterm(redis_server, nam
     assert sum(" record attempt 1: done in " in line for line in out_p.splitlines()) == 20
     assert "scheduler started" in out_l and "scheduler stopped" in out_l
     assert sched.counts()["processors"] == 0
+
+
+def test_a_processor_registers_its_command_line_labels_typed(redis_server, namespace, tmp_path):
+    import os
+
+    env = dict(os.environ, CHAOS_DIR=str(tmp_path), CHAOS_NAMESPACE=namespace, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "luasched", "processor", "tests.chaos_app:sched", "--redis",
+                             redis_server.url, "--no-scheduler", "--label", "gpu=a100", "--label", "vram_gb=80"],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    sched = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    try:
+        deadline = time.monotonic() + 20
+        while not sched.processors() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        info, = sched.processors()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[1]
+    assert info.labels == {"gpu": "a100", "vram_gb": 80}
+    assert "record" in info.tasks
+    assert "labels gpu=a100 vram_gb=80" in out, out
+    sched.close()
 
 
 def test_a_processor_with_dispatch_on_ack_drains_a_backlog_after_one_dispatch(redis_server, namespace, tmp_path):

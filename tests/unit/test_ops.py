@@ -32,8 +32,9 @@ def argv_names(script: str) -> dict[int, str]:
 CALLS = {
     "dispatch": (ops.dispatch(NS, 123, 7, "r1"), (P, "123", "7", "r1", "77")),
     "reap": (ops.reap(NS, 123, 9, "r1"), (P, "123", "9", "77", "r1")),
-    "register": (ops.register(NS, 123, "p1", 4, 5000, ["a", "b"], "box"),
-                 (P, "123", "p1", "4", "5000", "a,b", "box", "0")),
+    "register": (ops.register(NS, 123, "p1", 4, 5000, ["a", "b"], "box", 0, ("k1", "{}")),
+                 (P, "123", "p1", "4", "5000", "a,b", "box", "0", "k1", "{}")),
+    "relabel": (ops.relabel(NS, 123, "p1", ("k1", "{}")), (P, "123", "p1", "k1", "{}")),
     "heartbeat": (ops.heartbeat(NS, 123, "p1"), (P, "123", "p1")),
     "deregister": (ops.deregister(NS, 123, "p1", "r1"), (P, "123", "p1", "77", "r1")),
     "start": (ops.start(NS, 123, "p1", "s0", "r1"), (P, "123", "p1", "s0", "r1", "1", "77")),
@@ -57,7 +58,9 @@ CALLS = {
 HEADER_WORDS = {
     "dispatch": ["prefix", "now_ms", "limit", "request", "keep_s"],
     "reap": ["prefix", "now_ms", "limit", "keep_s", "request"],
-    "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name", "default"],
+    "register": ["prefix", "now_ms", "processor", "capacity", "lease_ms", "queues", "name", "default", "kind",
+                 "the"],
+    "relabel": ["prefix", "now_ms", "processor", "kind", "the"],
     "heartbeat": ["prefix", "now_ms", "processor"],
     "deregister": ["prefix", "now_ms", "processor", "keep_s", "request"],
     "start": ["prefix", "now_ms", "processor", "slot", "request", "want", "keep_s"],
@@ -335,8 +338,8 @@ LANE = "5:7:default"
 
 
 def proc_record(capacity: str, deadline_ms: str | None = None) -> list[str]:
-    """A processor's record as audit reads it (HGETALL, flat), serving the queue default."""
-    flat = [PROCESSOR.capacity, capacity, PROCESSOR.queues, "default"]
+    """A processor's record as audit reads it (HGETALL, flat), serving the queue default, of kind k1."""
+    flat = [PROCESSOR.capacity, capacity, PROCESSOR.queues, "default", PROCESSOR.kind, "k1"]
     return flat + [PROCESSOR.deadline_ms, deadline_ms] if deadline_ms else flat
 
 
@@ -366,6 +369,9 @@ def clean():
         ["default", "1"],  # qd: t4 is the delayed task of queue default
         ["default", 1],  # the delayed tasks' queues, counted by the frame
         [["t4", "9000", "delayed", "9000"]],  # the deadline index: t4 expires at 9000
+        ["k1", '{"l":{"gpu":"a100"},"n":["add"]}'],  # kinds: p1's
+        ["k1", "1"],  # kindn: p1
+        [["default", ["k1", "1"]]],  # qk:default: p1
     ]
     slices = [
         ["queue", "default", [["t1", "queued", "default", "", "0", "3", LANE, ""]]],
@@ -539,6 +545,11 @@ RULES = [
     ("a pause without its time", _a_pause_of_nothing, "pause '*' has no time it began ('soon')"),
     ("stuck slot without its call", _stuck_without_its_call, "counts 1 stuck slot but holds 0 reaped calls"),
     ("lease in the record out of step", _lease_out_of_step, "lease ends at 4000, the registry 5000"),
+    ("a kind counted twice", lambda f, s: f[21].__setitem__(1, "2"), "per kind (kindn) are {'k1': 2}"),
+    ("a queue's kinds out of step", lambda f, s: f[22].append(["other", ["k1", "1"]]),
+     "serving queue other per kind (qk) are {'k1': 1}, the records say {}"),
+    ("a kind without its definition", lambda f, s: f.__setitem__(20, []), "of kind k1, which has no definition"),
+    ("a definition of no processor", lambda f, s: f[20].extend(["k2", "{}"]), "k2 has a definition but no"),
 ]
 
 
