@@ -13,6 +13,9 @@ processors' lifecycle, and ``audit()`` recounts them from the processors' record
 
 Placement reads them to choose among the processors able to run a task; ``processors()`` and
 status show them.
+
+A task's ``requires`` says which labels a processor must have to run it (``check_requires``,
+``satisfies``); lua/lib/routing.lua is its twin in the scripts, and the two agree on every input.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -30,22 +34,38 @@ Label = str | int | float
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]{0,62}")
 MAX_LABELS = 64
 MAX_VALUE = 256
+#: A number label or condition lies within +-MAX_NUMBER: every int there is exact in a Lua double.
+MAX_NUMBER = 2**53
+
+
+def _value(what: str, value: object) -> Label:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise TypeError(f"{what} must be a str, an int or a float, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, not {value!r}")
+    if isinstance(value, str) and (len(value) > MAX_VALUE or not value.isprintable()):
+        raise ValueError(f"{what} must be at most {MAX_VALUE} printable characters")
+    if not isinstance(value, str) and not -MAX_NUMBER <= value <= MAX_NUMBER:
+        raise ValueError(f"{what} must be a number within -2**53..2**53 (exact in a Lua double), not {value!r}")
+    return value
 
 
 def check_label_value(key: str, value: object) -> Label:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise TypeError(f"label {key!r} must be a str, an int or a float, not {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"label {key!r} must be a finite number, not {value!r}")
-    if isinstance(value, str) and (len(value) > MAX_VALUE or not value.isprintable()):
-        raise ValueError(f"label {key!r} must be at most {MAX_VALUE} printable characters")
-    return value
+    """A label's value: a str (printable, at most 256 characters), an int or a finite float
+    within -2**53..2**53 (the scripts read numbers as Lua doubles)."""
+    return _value(f"label {key!r}", value)
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise ValueError(f"label name {key!r} must be a letter or '_', then up to 62 letters, digits or '_.-/'")
+    return key
 
 
 def check_labels(labels: object) -> dict[str, Label]:
     """``labels`` checked: a mapping of at most MAX_LABELS names (a letter or ``_``, then up to 62
     letters, digits or ``_.-/``) to a str (printable, at most 256 characters), an int or a finite
-    float. Returned as a new dict, sorted by name."""
+    float within -2**53..2**53. Returned as a new dict, sorted by name."""
     if labels is None:
         return {}
     if not isinstance(labels, Mapping):
@@ -54,9 +74,7 @@ def check_labels(labels: object) -> dict[str, Label]:
         raise ValueError(f"a processor has at most {MAX_LABELS} labels, not {len(labels)}")
     out: dict[str, Label] = {}
     for key in sorted(labels, key=str):
-        if not isinstance(key, str) or not _KEY.fullmatch(key):
-            raise ValueError(f"label name {key!r} must be a letter or '_', then up to 62 letters, digits or '_.-/'")
-        out[key] = check_label_value(key, labels[key])
+        out[_check_key(key)] = check_label_value(key, labels[key])
     return out
 
 
@@ -81,6 +99,132 @@ def parse_label(text: str) -> tuple[str, Label]:
     key = key.strip()
     checked = check_labels({key: parse_number(value.strip())})
     return key, checked[key]
+
+
+# --- requires: the labels a task asks of the processor that runs it ------------------------------
+
+#: One checked condition: (label, op, value), op ``exists`` (value None) for True.
+Condition = tuple[str, str, Label | None]
+MAX_REQUIRES = 64
+EXISTS = "exists"
+#: The operators of a ``(op, value)`` condition; those of _ORDER compare numbers only.
+OPS = ("==", "!=", ">=", ">", "<=", "<")
+_ORDER: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, ">": operator.gt, "<=": operator.le,
+                                                     "<": operator.lt}
+_ALLOWED = ("a str, an int or a float (equal), True (present) or a tuple (op, value) with op one of "
+            "==, !=, >=, >, <=, < (the ordering ones with a number)")
+# NAME OP VALUE, the operator matched longest first (>= before >, == and != before =)
+_REQUIREMENT = re.compile(r"(?P<key>[^=!<>]*)(?P<op>==|!=|>=|<=|=|>|<)(?P<value>.*)", re.S)
+
+
+def _condition(key: str, cond: object) -> Condition:
+    what = f"requires {key!r}"
+    if cond is True:
+        return key, EXISTS, None
+    if isinstance(cond, tuple):
+        if len(cond) != 2 or cond[0] not in OPS:
+            raise ValueError(f"{what}: {cond!r} is no condition; a condition is {_ALLOWED}")
+        op, value = cond
+        value = _value(f"the value of {what} {op}", value)
+        if op in _ORDER and isinstance(value, str):
+            raise ValueError(f"{what}: {op} compares numbers, not the str {value!r}; use == or != for a str")
+        return key, op, value
+    if isinstance(cond, (str, int, float)) and not isinstance(cond, bool):
+        return key, "==", _value(what, cond)
+    got = repr(cond) if cond is None or isinstance(cond, bool) else type(cond).__name__
+    raise TypeError(f"{what} must be {_ALLOWED}, not {got}")
+
+
+def check_requires(requires: object) -> tuple[Condition, ...]:
+    """``requires`` checked: a mapping of at most MAX_REQUIRES label names (named as labels are)
+    to a condition. A str, int or float means equal; True means the label is present; a tuple
+    ``(op, value)`` compares, op one of ``==``, ``!=``, ``>=``, ``>``, ``<=``, ``<``. A value is
+    what a label's value may be (``check_label_value``); the ordering ops take a number only.
+    Returned normalised, sorted by label: ``(label, op, value)``, a plain value as ``==`` and True
+    as ``exists`` with value None. ``satisfies`` says what each condition matches."""
+    if requires is None:
+        return ()
+    if not isinstance(requires, Mapping):
+        raise TypeError(f"requires must be a mapping of label name to condition, not {type(requires).__name__}")
+    if len(requires) > MAX_REQUIRES:
+        raise ValueError(f"a task requires at most {MAX_REQUIRES} labels, not {len(requires)}")
+    return tuple(_condition(_check_key(key), requires[key]) for key in sorted(requires, key=str))
+
+
+def encode_requires(conds: Iterable[Condition]) -> str:
+    """Checked conditions as stored and sent to the scripts: compact JSON, one ``[label, op,
+    value]`` each (``[["gpu","==","a100"],["ssd","exists",null],["vram_gb",">=",40]]``), '' for none.
+    Conditions from ``check_requires`` (sorted) give one text for one requirement."""
+    rows = [list(cond) for cond in conds]
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False) if rows else ""
+
+
+def decode_requires(text: str | None) -> tuple[Condition, ...]:
+    """The conditions of an ``encode_requires`` text, checked again; nothing for '' or None."""
+    if not text:
+        return ()
+    rows: Any = json.loads(text)
+    return check_requires({key: True if op == EXISTS else (op, value) for key, op, value in rows})
+
+
+def _met(have: Label | None, op: str, want: Label | None) -> bool:
+    if op == EXISTS:
+        return have is not None
+    same = have is not None and isinstance(have, str) == isinstance(want, str) and have == want
+    if op in ("==", "!="):
+        return same == (op == "==")
+    order = _ORDER.get(op)
+    if order is None or have is None or want is None or isinstance(have, str) or isinstance(want, str):
+        return False
+    return order(have, want)
+
+
+def satisfies(labels: Mapping[str, Label], conds: Iterable[Condition]) -> bool:
+    """Whether a processor with ``labels`` meets every condition (none: it does), as Kubernetes
+    node selectors and Hatchet worker labels match:
+
+    - ``exists`` (True): the label is present, whatever its value;
+    - ``==``: the label is present and equal; a number never equals a str (80 is not "80"), an
+      int equals the float of the same value (80 is 80.0);
+    - ``!=``: the label is absent, or present and not equal (as ``==`` says);
+    - ``>=``, ``>``, ``<=``, ``<``: the label is present and both it and the value are numbers,
+      compared as numbers; a str on either side does not match (it is no error);
+    - an unknown op matches nothing.
+
+    lua/lib/routing.lua's requires_met is its twin in the scripts: the two agree on every input."""
+    return all(_met(labels.get(key), op, want) for key, op, want in conds)
+
+
+def parse_requirement(text: str) -> tuple[str, object]:
+    """One ``--requires`` of the command line, as (label, condition) in the form check_requires
+    takes: ``gpu`` (present: True), ``gpu=a100`` (the value), ``gpu==a100``, ``gpu!=t4``,
+    ``vram_gb>=40`` ((op, value)). A value that reads as a number is one, as for labels."""
+    m = _REQUIREMENT.fullmatch(text)
+    cond: object
+    if m is None:
+        key, cond = text.strip(), True
+    else:
+        key, op, raw = m["key"].strip(), m["op"], m["value"].strip()
+        if raw.startswith(("=", "!", "<", ">")):
+            raise ValueError(f"a requirement is NAME, NAME=VALUE or NAME OP VALUE with OP one of "
+                             f"{', '.join(OPS)}, not {text!r}")
+        value = parse_number(raw)
+        cond = value if op == "=" else (op, value)
+    check_requires({key: cond})
+    return key, cond
+
+
+def _shown(value: Label | None) -> str:
+    if isinstance(value, str) and (not value or value != value.strip() or "," in value
+                                   or not isinstance(parse_number(value), str)):
+        return json.dumps(value, ensure_ascii=False)  # "80" (a str), "" and " x" quoted
+    return str(value)
+
+
+def describe_requires(conds: Iterable[Condition]) -> str:
+    """Conditions in words, for messages: ``gpu == a100, vram_gb >= 40, ssd present`` ('' for
+    none; a str that reads as a number is quoted: ``zone == "80"``)."""
+    return ", ".join(f"{key} present" if op == EXISTS else f"{key} {op} {_shown(value)}" for key, op, value in conds)
 
 
 def definition(names: Iterable[str], labels: Mapping[str, Label]) -> str:
