@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import luasched  # noqa: E402
-from luasched.core import ops  # noqa: E402
+from luasched.core import kinds, ops  # noqa: E402
 from luasched.core.tasks import new_request_id  # noqa: E402
 from luasched.sharded import cluster_namespaces  # noqa: E402
 from tests.servers import Cluster, start_cluster  # noqa: E402
@@ -116,7 +116,8 @@ def fill(url: str, names: list[str], per_shard: int) -> None:
         work.submit_many("noop", [()] * min(10_000, total - start))
     for sched in work.schedulers:
         queued = sched.counts()["queued"]
-        sched.call_many([ops.register(sched.ns, None, f"bench-{i}", 4096, 600_000, ("default",), "bench")
+        sched.call_many([ops.register(sched.ns, None, f"bench-{i}", 4096, 600_000, ("default",), "bench", 0,
+                                      kinds.kind_of((), {}))
                          for i in range(-(-queued // 4096))])
     work.close()
 

@@ -18,6 +18,10 @@ calls of wall µs per placed task (the round trip included: the same for both) a
 script's own µs per placed task (``INFO commandstats`` usec of the EVALSHA, reset before each
 call). Both versions make the same choices (``tests/scripts/test_placement.py``), so
 alternating them leaves the rankings as either alone would.
+
+``--apart``: for a base whose processors' keys differ from the working tree's (before the idle
+rankings per kind, 328071c and earlier), each version gets a namespace of its own, its processors
+registered by its own ``register`` script; the calls still alternate, on the same server.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import luasched  # noqa: E402
 from bench import dispatch_cost  # noqa: E402
 from luasched import scripts  # noqa: E402
-from luasched.core import ops  # noqa: E402
+from luasched.core import kinds, ops  # noqa: E402
 from luasched.core.tasks import new_request_id  # noqa: E402
 from tests.servers import start_redis  # noqa: E402
 
@@ -110,6 +114,7 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="the commit to compare the working tree with")
     parser.add_argument("--processors", default="10,100,1000,10000")
     parser.add_argument("--calls", type=int, default=100, help="dispatch calls per version and point")
+    parser.add_argument("--apart", action="store_true", help="a namespace per version (see above)")
     args = parser.parse_args()
     versions = {args.base: source_at(args.base), "working tree": source_at(None)}
     server = start_redis()
@@ -118,19 +123,33 @@ def main() -> None:
             sched = luasched.Scheduler(server.url, namespace="bench-ab", dispatch_on_submit=False)
             r = sched.client
             r.flushdb()
-            dispatch_cost._register(sched, p, min(math.ceil(200 * args.calls / p), 4096), "ab")
-            dispatch_cost._fill(sched, 100 * args.calls * 2 + 1000)
             shas = {name: r.script_load(src) for name, src in versions.items()}
+            slots = min(math.ceil(200 * args.calls / p), 4096)
+            on = {name: sched for name in versions}
+            if args.apart:
+                for rev, name in zip((args.base, None), versions, strict=True):
+                    on[name] = luasched.Scheduler(server.url, namespace=f"bench-ab-{'b' if rev else 'w'}",
+                                                  dispatch_on_submit=False)
+                    register = r.script_load(source_at(rev, "register"))
+                    for i in range(p):
+                        call = ops.register(on[name].ns, None, f"bench-ab-{i}", slots, 600_000, ("default",), "bench",
+                                            0, kinds.kind_of((), {}))
+                        r.evalsha(register, len(call.keys), *call.keys, *call.args)
+                    dispatch_cost._fill(on[name], 100 * args.calls + 1000)
+            else:
+                dispatch_cost._register(sched, p, slots, "ab")
+                dispatch_cost._fill(sched, 100 * args.calls * 2 + 1000)
             wall: dict[str, list[float]] = {name: [] for name in versions}
             inside: dict[str, list[float]] = {name: [] for name in versions}
             for i in range(2 * args.calls):
                 name = turn(i, list(versions))
-                reply, us, usec = timed(r, shas[name], ops.dispatch(sched.ns, None, 100, new_request_id()))
+                call = ops.dispatch(on[name].ns, None, 100, new_request_id())
+                reply, us, usec = timed(r, shas[name], call)
                 placed = len(reply[0]) // 2
                 if placed:
                     wall[name].append(us / placed)
                     inside[name].append(usec / placed)
-            found = sched.audit()
+            found = on["working tree"].audit()
             assert found.ok, found.problems
             a, b = (statistics.median(wall[n]) for n in versions)
             ia, ib = (statistics.median(inside[n]) for n in versions)

@@ -34,13 +34,14 @@ from collections.abc import Callable
 from typing import Any
 
 import luasched
-from luasched.core import ops
+from luasched.core import kinds, ops
 
 LIMIT = 100
 
 
 def _register(sched: luasched.Scheduler, count: int, capacity: int, tag: str) -> None:
-    calls = [ops.register(sched.ns, None, f"bench-{tag}-{i}", capacity, 600_000, ("default",), "bench")
+    calls = [ops.register(sched.ns, None, f"bench-{tag}-{i}", capacity, 600_000, ("default",), "bench", 0,
+                          kinds.kind_of((), {}))
              for i in range(count)]
     for start in range(0, len(calls), 1000):
         sched.call_many(calls[start:start + 1000])

@@ -100,8 +100,8 @@ if unstuck > 0 then
 end
 
 local tasks, took, expired = {}, false, 0
-local cap, qs, dl, stuck, dto = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS,
-  PROC_STUCK, PROC_DEFAULT_TIMEOUT_MS))
+local cap, qs, dl, stuck, dto, kind = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS,
+  PROC_STUCK, PROC_DEFAULT_TIMEOUT_MS, PROC_KIND))
 local registered = cap ~= false and cap ~= nil
 local live = registered and lease_ok(C, pid, dl, cap)
 if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
@@ -109,7 +109,7 @@ if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
 end
 local pending
 if registered and (freed > 0 or took or expired > 0) then
-  pending = rerank(C, pid, cap, qs, stuck)
+  pending = rerank(C, pid, cap, qs, stuck, kind)
 end
 local filled, placements, more = 0, {}, 0
 if live and nxt == 'place' then
@@ -137,7 +137,7 @@ if live and nxt == 'place' then
       tasks[#tasks + 1] = t
     end
     if gone > 0 then -- pending tasks that expired left its inbox
-      rerank(C, pid, cap, qs, stuck)
+      rerank(C, pid, cap, qs, stuck, kind)
     end
   end
 end

@@ -5,12 +5,13 @@
   the running tasks, the idle rankings and the cards, with the records of the tasks held. The
   members of the big places are read afterwards in slices by audit_slice, each slice with its
   records in one call. luasched/core/audit.py decides whether the invariant holds.
-  Includes: fields, util, lanes, snapshot
+  Includes: fields, util, processors, lanes, snapshot
   KEYS[1..9] the fixed keys (see lib/util): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {now, stats (flat), {{queue, length}...}, delayed count, {running id, deadline...},
            failed count, {{pid, deadline, {record flat}, {pending ids}, {running ids}}...},
-           {{queue, {pid, score...}}...}, {idle pids}, {{id, s, q, p, n, m}...} (of the held
+           {{queue, {{kind, {pid, score...}}...}}...} (the idle rankings ik:<kind>:<queue> of every
+           kind counted in kindn or named by a processor's record), {idle pids}, {{id, s, q, p, n, m}...} (of the held
            tasks), {pid, card...} (the cards HASH, flat), {scope, ms...} (the pauses, flat),
            {{queue, lanes mode 0|1, {levels in lvl}, {{p, {lanes in rdy:<p>}}...} (the non-empty
              ones), {{lane, length, in rdy 0|1, in blk 0|1, in kp 0|1, {limiters it is parked on}}...},
@@ -36,20 +37,39 @@ end
 
 local names = redis.call('SMEMBERS', C.queues)
 table.sort(names)
-local qs, idles, qks = {}, {}, {}
-for _, q in ipairs(names) do
-  qs[#qs + 1] = {q, redis.call('LLEN', P .. 'q:' .. q)}
-  qks[#qks + 1] = {q, redis.call('HGETALL', P .. 'qk:' .. q)}
-  idles[#idles + 1] = {q, redis.call('ZRANGE', P .. 'idle:' .. q, 0, -1, 'WITHSCORES')}
-end
 local run = redis.call('ZRANGE', C.running, 0, -1, 'WITHSCORES')
 local ps = {}
+local kinds, seen = {}, {}
+local counted = redis.call('HGETALL', P .. 'kindn')
+for i = 1, #counted, 2 do
+  seen[counted[i]] = true
+  kinds[#kinds + 1] = counted[i]
+end
 local reg = redis.call('ZRANGE', C.procs, 0, -1, 'WITHSCORES')
 for i = 1, #reg, 2 do
   local pid = reg[i]
   local pk = P .. 'p:' .. pid
+  local k = redis.call('HGET', pk, PROC_KIND)
+  if k and not seen[k] then
+    seen[k] = true
+    kinds[#kinds + 1] = k
+  end
   ps[#ps + 1] = {pid, reg[i + 1], redis.call('HGETALL', pk),
     note(redis.call('LRANGE', pk .. ':i', 0, -1)), note(redis.call('SMEMBERS', pk .. ':r'))}
+end
+table.sort(kinds)
+local qs, idles, qks = {}, {}, {}
+for _, q in ipairs(names) do
+  qs[#qs + 1] = {q, redis.call('LLEN', P .. 'q:' .. q)}
+  qks[#qks + 1] = {q, redis.call('HGETALL', P .. 'qk:' .. q)}
+  local ranked = {}
+  for _, k in ipairs(kinds) do
+    local flat = redis.call('ZRANGE', rank_key(P, k, q), 0, -1, 'WITHSCORES')
+    if #flat > 0 then
+      ranked[#ranked + 1] = {k, flat}
+    end
+  end
+  idles[#idles + 1] = {q, ranked}
 end
 for i = 1, #run, 2 do
   held[#held + 1] = run[i]

@@ -5,10 +5,10 @@
   depth, and whether a live processor serves its queue.
   Cost: O(1) reads and O(log n) index lookups, plus the limiters the head of its lane names (a
   few) and the limiter patterns; for a queued task also O(live processors, at most ARGV[4]):
-  the processors serving a queue are not indexed (idle:<queue> ranks only the idle ones), so
-  their cards are read. Never reads a queue, a lane or an inbox beyond its head.
+  the processors serving a queue are not indexed (the idle rankings rank only the idle ones),
+  so their cards are read. Never reads a queue, a lane or an inbox beyond its head.
   Includes: fields, util, lanes
-  KEYS[1..9] the fixed keys (see lib/util): uses delayed running procs cards
+  KEYS[1..9] the fixed keys (see lib/util): uses delayed running procs idle cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] task id
   ARGV[4] limit (1..10000): at most this many live processors are read
   Returns {now_ms, {name, value, ...}}: no pairs when there is no task; else state and the
@@ -126,7 +126,7 @@ elseif state == 'queued' then
   put('lane_length', redis.call('LLEN', lk))
   put('queue_depth', redis.call('LLEN', P .. 'q:' .. q) + (tonumber(redis.call('HGET', P .. 'lq', q)) or 0))
   put('laned', redis.call('EXISTS', P .. 'lanes:' .. q))
-  -- Live processors serving its queue, and those of them with a free slot (idle:<queue>).
+  -- Live processors serving its queue, and those of them with a free slot (the idle set).
   local live = redis.call('ZRANGEBYSCORE', C.procs, fmt(now), '+inf', 'LIMIT', 0, limit)
   local serving, free = 0, 0
   for i = 1, #live, 1000 do
@@ -142,7 +142,7 @@ elseif state == 'queued' then
       for _, served in ipairs(split_commas(qs or '')) do
         if served == q then
           serving = serving + 1
-          if redis.call('ZSCORE', P .. 'idle:' .. q, pid) then
+          if redis.call('SISMEMBER', C.idle, pid) == 1 then
             free = free + 1
           end
           break

@@ -7,8 +7,9 @@
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] capacity (1..4096)
   ARGV[5] lease_ms  ARGV[6] queues, comma-joined  ARGV[7] name
   ARGV[8] default timeout ms of tasks without their own (0..2^53; '' or '0' = none)
-  ARGV[9] kind ('' or absent = none)  ARGV[10] the kind's definition (JSON: its task names and
-  labels, luasched/core/kinds): a new processor is counted in kindn and qk:<queue> (lib/processors)
+  ARGV[9] kind (16 hex digits)  ARGV[10] the kind's definition (JSON: its task names and labels,
+  luasched/core/kinds): a new processor is counted in kindn and qk:<queue> (lib/processors), and
+  ranked idle for each of its queues under its kind (ik:<kind>:<queue>)
   Returns {'ok', lease deadline ms} | {'lost'}
   Invariant: moves no task; a new processor starts idle with an empty inbox.
 ]]
@@ -20,7 +21,7 @@ local pid, cap, lease, qs, name = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]),
 local dto = tonumber(ARGV[8] or '') or 0
 local kind, def = ARGV[9] or '', ARGV[10] or ''
 if not now or pid == '' or not cap or cap < 1 or cap > 4096 or not lease or lease < 1 or qs == '' or dto < 0
-    or (kind ~= '' and string.sub(def, 1, 1) ~= '{') then
+    or not string.match(kind, '^%x+$') or string.sub(def, 1, 1) ~= '{' then
   return redis.error_reply('ERR luasched register: bad now_ms, processor id, capacity, lease, queues, '
     .. 'default timeout or kind')
 end

@@ -338,12 +338,12 @@ local function drain(C, pid, reason, out)
     out[#out + 1] = id
   end
   local qs, k = unpack(redis.call('HMGET', P .. 'p:' .. pid, PROC_QUEUES, PROC_KIND))
-  kind_leave(C, pid, k, qs)
-  if qs then
+  if qs and k then
     for _, q in ipairs(split_commas(qs)) do
-      redis.call('ZREM', P .. 'idle:' .. q, pid)
+      redis.call('ZREM', rank_key(P, k, q), pid)
     end
   end
+  kind_leave(C, pid, k, qs)
   redis.call('SREM', C.idle, pid)
   redis.call('ZREM', C.procs, pid)
   redis.call('DEL', ik, rk, P .. 'p:' .. pid, P .. 'p:' .. pid .. ':w')

@@ -5,8 +5,8 @@
   Includes: fields, util, processors, lanes, lifecycle
 ]]
 -- One placing call (dispatch, or submit's dispatch): the processors it met, with capacity, queues
--- and liveness read once per call (a lease cannot change while the script runs), and per queue a
--- heap of its idle ranking's head. The ranking is kept in Lua while the call places tasks and
+-- and liveness read once per call (a lease cannot change while the script runs), and per queue
+-- the kinds serving it (qk:<queue>), each with a heap of its idle ranking's head. The ranking is kept in Lua while the call places tasks and
 -- written back once per processor by placed: a processor that takes a task is re-ranked in
 -- memory, not with a ZADD per task. want: how many tasks the call may place at most. paused: the
 -- namespace's pauses, read once (nil: nothing is paused); a paused queue gives no task.
@@ -28,7 +28,7 @@ local function next_seq(pl)
   return pl.seq
 end
 
-local function learn(pl, pid, cap, qs, dl)
+local function learn(pl, pid, cap, qs, dl, k)
   qs = qs or ''
   local queues = pl.queue_lists[qs] -- shared by the processors that serve the same queues (read only)
   if not queues then
@@ -39,7 +39,7 @@ local function learn(pl, pid, cap, qs, dl)
     pl.queue_lists[qs] = queues
   end
   -- every field it will hold named here (nil ones too): the table is made at its final size
-  local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.C, pid, dl, cap),
+  local info = {cap = tonumber(cap), queues = queues, alive = lease_ok(pl.C, pid, dl, cap), kind = k,
                 ranked = nil, key = nil, load = nil, dirty = nil}
   pl.known[pid] = info
   return info
@@ -114,7 +114,7 @@ local function fetch(pl, rank)
       if not cap then
         cap, qs, dl = unpack(redis.call('HMGET', pl.P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, PROC_DEADLINE_MS))
       end
-      learn(pl, pid, cap, qs, dl)
+      learn(pl, pid, cap, qs, dl, rank.kind)
     end
   end
   local rk, rp, n = {}, {}, 0
@@ -169,10 +169,11 @@ local function flush(pl)
     info.dirty = false
     local into = info.key and adds or rems
     for _, q in ipairs(info.queues) do
-      local list = into[q]
+      local ik = rank_key(pl.P, info.kind, q)
+      local list = into[ik]
       if not list then
         list = {}
-        into[q] = list
+        into[ik] = list
       end
       if info.key then
         list[#list + 1] = info.key -- a number: Redis writes it with %.17g, exact below 2^53
@@ -184,53 +185,91 @@ local function flush(pl)
     end
   end
   pl.dirty = {}
-  for q, args in pairs(adds) do
-    call_chunked('ZADD', pl.P .. 'idle:' .. q, args)
+  for ik, args in pairs(adds) do
+    call_chunked('ZADD', ik, args)
   end
-  for q, pids in pairs(rems) do
-    call_chunked('ZREM', pl.P .. 'idle:' .. q, pids)
+  for ik, pids in pairs(rems) do
+    call_chunked('ZREM', ik, pids)
   end
   if #full > 0 then
     call_chunked('SREM', pl.idle, full)
   end
 end
 
--- The least-loaded live idle processor serving q (ties: idle longest) and its load, or nil.
--- Lapsed processors met at the head are dropped from the idle sets (reap takes their inbox).
-local function pick(pl, q)
-  local rank = pl.ranks[q]
-  if not rank then
-    rank = {ik = pl.P .. 'idle:' .. q}
-    pl.ranks[q] = rank
+-- The idle rankings of queue q, one per kind serving it (qk:<queue>, read once per call): a list
+-- of ranks, and by_kind. A rank's head is read when it is first looked at.
+local function queue_ranks(pl, q)
+  local qr = pl.ranks[q]
+  if not qr then
+    qr = {list = {}, by_kind = {}}
+    local flat = redis.call('HGETALL', pl.P .. 'qk:' .. q) -- kind, count, ...
+    for i = 1, #flat, 2 do
+      local k = flat[i]
+      local rank = {ik = rank_key(pl.P, k, q), kind = k, hk = {}, hp = {}, rk = nil}
+      qr.list[#qr.list + 1] = rank
+      qr.by_kind[k] = rank
+    end
+    pl.ranks[q] = qr
+  end
+  return qr
+end
+
+-- The key at rank's head and whether it is the run's (peek), nil when the ranking is empty; reads
+-- the stored ranking (again) when what was read of it ran out.
+local function head(pl, rank)
+  if not rank.rk then
     fetch(pl, rank)
   end
+  local top, run = peek(rank)
+  if top and top <= rank.bound then
+    return top, run
+  end
+  if rank.bound == math.huge then
+    return nil
+  end
+  flush(pl) -- the stored ranking is then exact: read its head again
+  fetch(pl, rank)
+  return peek(rank)
+end
+
+-- The least-loaded live idle processor serving q (ties: idle longest) and its load, or nil: the
+-- lowest head among the rankings of q's kinds (can: the kinds allowed, nil for all). Lapsed
+-- processors met at a head are dropped from the idle rankings and set (reap takes their inbox).
+local function pick(pl, q, can)
+  local qr = queue_ranks(pl, q)
   local dropped = 0
   while true do
-    local top, run = peek(rank)
-    if not top or top > rank.bound then
-      if rank.bound == math.huge then
-        return nil
-      end
-      flush(pl) -- the stored ranking is then exact: read its head again
-      fetch(pl, rank)
-      if not peek(rank) then
-        return nil
-      end
-    else
-      local key, pid = take(rank, run)
-      local info = pl.known[pid]
-      if not info.alive then -- never re-ranked: one entry per heap
-        redis.call('ZREM', rank.ik, pid)
-        redis.call('SREM', pl.idle, pid)
-        dropped = dropped + 1
-        if dropped >= 32 then
-          return nil
+    local best, best_key, best_run = nil, nil, nil
+    for _, rank in ipairs(qr.list) do
+      if not can or can[rank.kind] then
+        local top, run = head(pl, rank)
+        if top and (not best_key or top < best_key) then
+          best, best_key, best_run = rank, top, run
         end
-      elseif info.key == key then -- else a stale entry: the processor was re-ranked or is full
-        return pid, info.load
       end
     end
+    if not best then
+      return nil
+    end
+    local key, pid = take(best, best_run)
+    local info = pl.known[pid]
+    if not info.alive then -- never re-ranked: one entry per heap
+      redis.call('ZREM', best.ik, pid)
+      redis.call('SREM', pl.idle, pid)
+      dropped = dropped + 1
+      if dropped >= 32 then
+        return nil
+      end
+    elseif info.key == key then -- else a stale entry: the processor was re-ranked or is full
+      return pid, info.load
+    end
   end
+end
+
+-- pid, picked for queue q but given no task, goes back in its place in q's ranking of its kind.
+local function put_back(pl, q, pid)
+  local info = pl.known[pid]
+  heap_push(pl.ranks[q].by_kind[info.kind], info.key, pid)
 end
 
 -- pid took a task: its load goes up by one in memory, and it is re-ranked in the heaps (written
@@ -245,8 +284,9 @@ local function rerank_in_memory(pl, pid, load)
   if info.load < info.cap then
     info.key = info.load * TWO40 + next_seq(pl)
     for _, q in ipairs(info.queues) do
-      local rank = pl.ranks[q]
-      if rank then
+      local qr = pl.ranks[q]
+      local rank = qr and qr.by_kind[info.kind]
+      if rank and rank.rk then
         heap_push(rank, info.key, pid)
       end
     end
@@ -332,9 +372,9 @@ local function assign_from_queue(pl, q, limit, out)
       n = n + 1
     elseif id and pl.skipped < 100 then -- it expired as its start came: the processor takes the next
       pl.skipped = pl.skipped + 1
-      heap_push(pl.ranks[q], pl.known[pid].key, pid)
+      put_back(pl, q, pid)
     else
-      heap_push(pl.ranks[q], pl.known[pid].key, pid) -- not taken: back in its place
+      put_back(pl, q, pid) -- not taken: back in its place
       pl.more = pl.more or more
       break
     end

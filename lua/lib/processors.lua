@@ -31,13 +31,19 @@ local function load_of(C, pid, pending, stuck)
   return pending + redis.call('SCARD', C.prefix .. 'p:' .. pid .. ':r') + (tonumber(stuck) or 0)
 end
 
--- Keep the idle zsets and the idle set in step with the processor's load. Returns its pending
--- count (nil for a processor not registered). cap, qs and stuck as read from its record (a
--- caller that gives cap gives the three), or nil to read them here.
-local function rerank(C, pid, cap, qs, stuck)
+-- The idle ranking of queue q for the processors of kind k (a ZSET: see lib/util).
+local function rank_key(P, k, q)
+  return P .. 'ik:' .. k .. ':' .. q
+end
+
+-- Keep the idle rankings and the idle set in step with the processor's load. Returns its pending
+-- count (nil for a processor not registered). cap, qs, stuck and k (its kind) as read from its
+-- record (a caller that gives cap gives the four), or nil to read them here.
+local function rerank(C, pid, cap, qs, stuck, k)
   local P = C.prefix
   if not cap then
-    cap, qs, stuck = unpack(redis.call('HMGET', P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, PROC_STUCK))
+    cap, qs, stuck, k = unpack(redis.call('HMGET', P .. 'p:' .. pid, PROC_CAPACITY, PROC_QUEUES, PROC_STUCK,
+      PROC_KIND))
   end
   if not cap then
     return
@@ -48,12 +54,12 @@ local function rerank(C, pid, cap, qs, stuck)
     local seq = redis.call('HINCRBY', C.stats, STAT_SEQ, 1)
     local score = fmt(load * TWO40 + seq)
     for _, q in ipairs(split_commas(qs)) do
-      redis.call('ZADD', P .. 'idle:' .. q, score, pid)
+      redis.call('ZADD', rank_key(P, k, q), score, pid)
     end
     redis.call('SADD', C.idle, pid)
   else
     for _, q in ipairs(split_commas(qs)) do
-      redis.call('ZREM', P .. 'idle:' .. q, pid)
+      redis.call('ZREM', rank_key(P, k, q), pid)
     end
     redis.call('SREM', C.idle, pid)
   end
@@ -76,11 +82,8 @@ end
 
 -- Processor pid (serving the comma-joined queues qs) is of kind k from now on, defined by def
 -- (luasched/core/kinds): counted in kindn and in qk:<queue> of each of its queues, its record's
--- PROC_KIND set. A kind '' (a client that sends none) is counted nowhere.
+-- PROC_KIND set.
 local function kind_join(C, pid, k, def, qs)
-  if k == '' then
-    return
-  end
   local P = C.prefix
   redis.call('HSETNX', P .. 'kinds', k, def)
   redis.call('HINCRBY', P .. 'kindn', k, 1)

@@ -38,7 +38,12 @@
                        CREATED_MS, STARTED_MS, FINISHED_MS
     w:<id>       LIST  wake-up token for result() waiters of task <id>
     q:<queue>    LIST  queued task ids, head first
-    idle:<queue> ZSET  processor id -> load * 2^40 + seq, for processors serving <queue>
+    ik:<kind>:<queue> ZSET  processor id -> load * 2^40 + seq, for the processors of kind <kind>
+                       (luasched/core/kinds: 16 hex digits) serving <queue> with a free slot: the
+                       idle ranking of that queue and kind (lib/processors rank_key)
+    kinds        HASH  kind -> its definition (JSON: its processors' labels and task names)
+    kindn        HASH  kind -> how many registered processors are of it (field gone at 0)
+    qk:<queue>   HASH  kind -> how many registered processors of it serve <queue> (gone at 0)
     p:<pid>      HASH  processor, PROC_*: CAPACITY, QUEUES (comma-joined), LEASE_MS, NAME,
                        REGISTERED_MS, HEARTBEAT_MS (the last), DEADLINE_MS (the lease's: the same
                        as its score in procs, written with it, so that a script that reads the

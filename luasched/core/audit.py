@@ -149,6 +149,7 @@ class AuditCheck:
         pending_total = 0
         lapsed: set[str] = set()
         loads: dict[str, tuple[int, int, list[str]]] = {}
+        kinds: dict[str, str] = {}  # processor -> the kind its record says ('': none)
         for pid, deadline, rec_flat, pending, started in procs:
             rec = fields_of(rec_flat)
             card = cards.pop(pid, None)  # none: the record predates cards (dispatch then reads it)
@@ -157,6 +158,7 @@ class AuditCheck:
             if not rec:
                 problem(f"processor {pid} is registered but has no record")
                 continue
+            kinds[pid] = rec.get(PROCESSOR.kind, "")
             cap_s, dl, qs = rec.get(PROCESSOR.capacity), rec.get(PROCESSOR.deadline_ms), rec.get(PROCESSOR.queues)
             if dl is not None and float(dl) != float(deadline):
                 problem(f"processor {pid}'s record says its lease ends at {dl}, the registry {deadline}")
@@ -202,7 +204,15 @@ class AuditCheck:
             self._attempts(task_id, n, m)
 
         idle_members = set(idle)
-        for q, flat in idles:
+        idle_by_queue: dict[str, set[str]] = {}
+        for q, ranked in idles:
+            for kind, flat in ranked:
+                for i in range(0, len(flat), 2):
+                    idle_by_queue.setdefault(q, set()).add(flat[i])
+                    if flat[i] in kinds and kinds[flat[i]] != kind:
+                        problem(f"processor {flat[i]} is ranked idle for queue {q} as kind {kind}, "
+                                f"its record says {kinds[flat[i]] or 'none'}")
+        for q, flat in ((q, [x for _, f in ranked for x in f]) for q, ranked in idles):
             for i in range(0, len(flat), 2):
                 pid, score = flat[i], int(float(flat[i + 1]))
                 if pid not in loads:
@@ -215,7 +225,6 @@ class AuditCheck:
                     problem(f"processor {pid} is ranked with load {score // TWO40} for {q}, holds {load}")
                 if load >= cap:
                     problem(f"processor {pid} is idle for {q} but full ({load}/{cap})")
-        idle_by_queue = {q: {flat[i] for i in range(0, len(flat), 2)} for q, flat in idles}
         for pid, (load, cap, served) in loads.items():
             if pid in lapsed:
                 continue

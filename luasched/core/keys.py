@@ -76,8 +76,10 @@ class Keys:
     def queue(self, name: str) -> str:
         return f"{self.prefix}q:{name}"
 
-    def idle_queue(self, name: str) -> str:
-        return f"{self.prefix}idle:{name}"
+    def idle_rank(self, kind: str, queue: str) -> str:
+        """ZSET processor id -> load * 2^40 + seq: the idle ranking of ``queue`` for the
+        processors of ``kind`` (core/kinds) with a free slot."""
+        return f"{self.prefix}ik:{kind}:{queue}"
 
     def processor(self, pid: str) -> str:
         return f"{self.prefix}p:{pid}"

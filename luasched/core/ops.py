@@ -183,7 +183,7 @@ def _started_list(flat: Sequence[str]) -> list[Started]:
 
 
 def register(ns: Namespace, now_ms: int | None, pid: str, capacity: int, lease_ms: int,
-             queues: Sequence[str], name: str, default_timeout_ms: int = 0, kind: tuple[str, str] = ("", "")) -> Call:
+             queues: Sequence[str], name: str, default_timeout_ms: int, kind: tuple[str, str]) -> Call:
     """``default_timeout_ms``: of the tasks it runs that have none (0: none); ``kind``: core/kinds."""
     return ns.call("register", ns.prefix, _now(now_ms), pid, capacity, lease_ms, ",".join(queues), name,
                    default_timeout_ms, *kind)

@@ -126,6 +126,11 @@ class ProcessorCore:
         """What it registers as being or having (``set_labels`` changes them)."""
         return dict(self._labels)
 
+    @property
+    def kind(self) -> str:
+        """Its kind's id (core/kinds): processors with the same task names and labels share it."""
+        return self._kind()[0]
+
     def _kind(self) -> tuple[str, str]:
         """Its kind (core/kinds): the names of the tasks its Scheduler knows, and its labels."""
         return kind_of(self.base.registry.names(), self._labels)

@@ -58,6 +58,8 @@ from tests.conftest import FakeClock
 QUEUES = ("a", "b")
 PRIORITIES = (5, 2, 7)  # 5 first: hypothesis shrinks towards the default (plain queues)
 KEYS = (None, "k1", "k2")
+#: the labels processors are drawn with: three kinds
+LABELS = ({}, {"gpu": "a"}, {"gpu": "b", "vram": 80})
 LIMITS: tuple[tuple[str, ...], ...] = ((), ("m",), ("r",))
 #: limiter "r": RATE placements per RATE_PER_S seconds; its interval in ms. Its state (lt:r) expires
 #: in the server's own time, a minute after it reads the same as absent: no example outlasts that
@@ -350,7 +352,7 @@ class Conservation(RuleBasedStateMachine):
         assert self.sched.limit("m", max_running=m_max)
         assert self.sched.limit("r", rate=RATE, per=RATE_PER_S, burst=burst)
         self.m_max, self.r_burst = m_max, burst
-        return self.add_processor_impl(1, QUEUES)
+        return self.add_processor_impl(1, QUEUES, {})
 
     @rule(target=tasks, queue=st.sampled_from(QUEUES), fail_times=st.integers(0, 3),
           max_attempts=st.integers(1, 3), timeout=st.sampled_from([None, None, 5.0]),
@@ -420,17 +422,24 @@ class Conservation(RuleBasedStateMachine):
         else:
             self.caps[queue] = cap
 
-    def add_processor_impl(self, capacity: int, queues: tuple[str, ...]) -> MProc:
-        p = self.sched.processor(capacity=capacity, queues=queues, lease=LEASE_S)
+    def add_processor_impl(self, capacity: int, queues: tuple[str, ...], labels: dict[str, Any]) -> MProc:
+        p = self.sched.processor(capacity=capacity, queues=queues, lease=LEASE_S, labels=labels)
         assert p.register()
         mp = MProc(p, capacity, queues, self.now + int(LEASE_S * 1000))
         self.mprocs[p.id] = mp
         return mp
 
     @rule(target=procs, capacity=st.integers(1, 3),
-          queues=st.sampled_from([("a",), ("b",), ("a", "b"), ("b", "a")]))
-    def add_processor(self, capacity: int, queues: tuple[str, ...]) -> MProc:
-        return self.add_processor_impl(capacity, queues)
+          queues=st.sampled_from([("a",), ("b",), ("a", "b"), ("b", "a")]), labels=st.sampled_from(LABELS))
+    def add_processor(self, capacity: int, queues: tuple[str, ...], labels: dict[str, Any]) -> MProc:
+        """Processors of several kinds (labels): placement ranks each kind apart, and must still
+        choose the least-loaded processor of them all."""
+        return self.add_processor_impl(capacity, queues, labels)
+
+    @rule(p=procs, labels=st.sampled_from(LABELS))
+    def relabel(self, p: MProc, labels: dict[str, Any]) -> None:
+        """A processor changes kind: its places in the idle rankings move with it."""
+        assert p.proc.set_labels(labels) == (p.registered and self.alive(p))
 
     @rule(limit=st.integers(1, 6))
     def dispatch(self, limit: int) -> None:
@@ -649,7 +658,7 @@ class Conservation(RuleBasedStateMachine):
             self.work(2)
         else:  # a placing call with room: a processor of its queue is idle
             if not any(self.alive(m) and t.queue in m.queues and m.load < m.capacity for m in self.mprocs.values()):
-                self.add_processor_impl(2, QUEUES)
+                self.add_processor_impl(2, QUEUES, {})
             self.dispatch(6)
 
     @precondition(lambda self: self.inflight)
@@ -829,7 +838,7 @@ class Conservation(RuleBasedStateMachine):
         self.paused.clear()
         assert self.sched.remove_limit("r")
         self.sched.limit("m", max_running=100)
-        final = self.add_processor_impl(8, QUEUES)
+        final = self.add_processor_impl(8, QUEUES, {})
         for _ in range(60):
             if all(State(t.state) in FINISHED for t in self.model.values()):
                 break

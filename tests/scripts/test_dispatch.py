@@ -102,7 +102,7 @@ def test_processor_serving_several_queues(sched):
     assert sched.queue_lengths() == {"a": 0, "b": 0, "c": 1}
     # still idle (2/3) in both rankings, with its load in the score
     for q in ("a", "b"):
-        assert int(sched.client.zscore(sched.keys.idle_queue(q), p.id)) >> 40 == 2
+        assert int(sched.client.zscore(sched.keys.idle_rank(p.kind, q), p.id)) >> 40 == 2
     audit_ok(sched)
 
 
@@ -114,7 +114,7 @@ def test_full_processor_leaves_every_ranking(sched):
     assert len(sched.dispatch()) == 1
 
     for q in ("a", "b"):
-        assert sched.client.zscore(sched.keys.idle_queue(q), p.id) is None
+        assert sched.client.zscore(sched.keys.idle_rank(p.kind, q), p.id) is None
     assert not sched.client.sismember(sched.keys.idle, p.id)
     audit_ok(sched)
 
@@ -129,7 +129,7 @@ def test_lapsed_processor_at_the_head_is_skipped(sched, clock):
     assert sched.dispatch() == [(h.id, live.id)]
 
     assert pending_ids(sched, lapsing.id) == []
-    assert sched.client.zscore(sched.keys.idle_queue("default"), lapsing.id) is None
+    assert sched.client.zscore(sched.keys.idle_rank(lapsing.kind, "default"), lapsing.id) is None
     assert not sched.client.sismember(sched.keys.idle, lapsing.id)
     audit_ok(sched)
 

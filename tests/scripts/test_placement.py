@@ -96,10 +96,14 @@ def _world(sched: luasched.Scheduler, clock, seed: int) -> tuple[list[str], int]
 
 
 def _ranking(sched: luasched.Scheduler, pids: list[str]) -> dict[str, list[tuple[int, float]]]:
+    """Each queue's idle processors (the rankings of all its kinds, merged), lowest score first."""
     index = {pid: i for i, pid in enumerate(pids)}
-    return {q: [(index[ops.text(m)], s) for m, s in sched.client.zrange(sched.keys.idle_queue(q), 0, -1,
-                                                                       withscores=True)]
-            for q in ("default", "x", "y")}
+    out = {}
+    for q in ("default", "x", "y"):
+        merged = [(s, index[ops.text(m)]) for k in ops.text(sched.client.hkeys(sched.keys.queue_kinds(q)))
+                  for m, s in sched.client.zrange(sched.keys.idle_rank(k, q), 0, -1, withscores=True)]
+        out[q] = [(i, s) for s, i in sorted(merged)]
+    return out
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -20,7 +20,7 @@ def test_register_makes_an_idle_processor(sched, clock):
     assert (fields[PROCESSOR.capacity], fields[PROCESSOR.queues], fields[PROCESSOR.lease_ms],
             fields[PROCESSOR.name]) == ("4", "a,b", "30000", "box")
     for q in ("a", "b"):
-        assert sched.client.zscore(sched.keys.idle_queue(q), p.id) is not None
+        assert sched.client.zscore(sched.keys.idle_rank(p.kind, q), p.id) is not None
     c = sched.counts()
     assert (c["processors"], c["idle_processors"], c["lapsed_processors"]) == (1, 1, 0)
     assert sorted(sched.client.smembers(sched.keys.queues)) == [b"a", b"b"]

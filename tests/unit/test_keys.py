@@ -47,7 +47,10 @@ def test_every_named_key_exists_with_its_type(sched, busy):
         k.task(busy["a"].id): "hash",
         k.task_wake(busy["group"].ids[0]): "list",
         k.queue("unserved"): "list",
-        k.idle_queue("default"): "zset",
+        k.idle_rank(busy["p"].kind, "default"): "zset",
+        k.kinds: "hash",
+        k.kind_counts: "hash",
+        k.queue_kinds("default"): "hash",
         k.processor(pid): "hash",
         k.inbox(pid): "list",
         k.inbox_running(pid): "set",
@@ -78,7 +81,8 @@ def test_named_keys_hold_what_the_scripts_put_there(sched, busy):
     assert sched.client.zscore(k.running, busy["a"].id) is not None
     assert sched.client.zscore(k.failed, busy["group"].ids[1]) is not None
     assert sched.client.zscore(k.procs, pid) is not None
-    assert sched.client.zscore(k.idle_queue("default"), pid) is not None
+    assert sched.client.zscore(k.idle_rank(busy["p"].kind, "default"), pid) is not None
+    assert ops.text(sched.client.hget(k.queue_kinds("default"), busy["p"].kind)) == "1"
     assert sched.client.sismember(k.idle, pid)
 
 
@@ -106,7 +110,7 @@ def test_no_key_escapes_the_namespace(sched, busy, namespace):
 
 
 @pytest.mark.parametrize(("name", "spelled"), [
-    ("task", "t:ID"), ("task_wake", "w:ID"), ("queue", "q:ID"), ("idle_queue", "idle:ID"),
+    ("task", "t:ID"), ("task_wake", "w:ID"), ("queue", "q:ID"), ("queue_kinds", "qk:ID"),
     ("processor", "p:ID"), ("inbox", "p:ID:i"), ("inbox_running", "p:ID:r"),
     ("processor_wake", "p:ID:w"), ("group", "g:ID"), ("group_stream", "gs:ID"), ("lanes", "lanes:ID"),
     ("lane", "ln:ID"),
@@ -114,6 +118,12 @@ def test_no_key_escapes_the_namespace(sched, busy, namespace):
 def test_key_spelling_matches_the_lib_header(name, spelled):
     keys = Keys("ns1")
     assert getattr(keys, name)("ID") == "luasched:{ns1}:" + spelled
+
+
+def test_the_idle_ranking_of_a_queue_and_kind_is_spelled_as_lib_processors_builds_it():
+    assert Keys("ns1").idle_rank("0f1e", "a:b") == "luasched:{ns1}:ik:0f1e:a:b"
+    lua = (lua_dir() / "lib" / "processors.lua").read_text()
+    assert "return P .. 'ik:' .. k .. ':' .. q" in lua
 
 
 def test_cards_is_a_fixed_key_and_no_script_builds_it():

@@ -71,8 +71,9 @@ def test_util_header_maps_the_keyspace():
     text = header(LUA / scripts.LIB_DIR / "util.lua")
     for i, name in enumerate(FIXED, start=1):
         assert f"KEYS[{i}] {name} " in text
-    for key in ("t:<id>", "q:<queue>", "idle:<queue>", "p:<pid>", "p:<pid>:i", "p:<pid>:r", "p:<pid>:w",
-                "g:<gid>", "gi:<gid>", "gs:<gid>", "w:<id>", "rate:<n>", "r:<rid>"):
+    for key in ("t:<id>", "q:<queue>", "ik:<kind>:<queue>", "kinds", "kindn", "qk:<queue>", "p:<pid>",
+                "p:<pid>:i", "p:<pid>:r", "p:<pid>:w", "g:<gid>", "gi:<gid>", "gs:<gid>", "w:<id>", "rate:<n>",
+                "r:<rid>"):
         assert f"    {key} " in text, key
     others = [p for p in ALL_FILES if p.name != "util.lua" or p.parent.name != scripts.LIB_DIR]
     assert not [p for p in others if "KEYS[1] stats" in header(p)]  # one map, in one place

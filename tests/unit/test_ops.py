@@ -355,7 +355,7 @@ def clean():
         ["t3", "inf"],
         1,
         [["p1", "5000", proc_record("3"), ["t2"], ["t3"]]],
-        [["default", ["p1", str(2 * TWO40 + 9)]]],
+        [["default", [["k1", ["p1", str(2 * TWO40 + 9)]]]]],  # the idle rankings, per queue and kind
         ["p1"],
         [["t2", "assigned", "default", "p1", "0", "3", LANE, ""],
          ["t3", "running", "default", "p1", "1", "3", LANE, ""]],
@@ -429,11 +429,11 @@ def _not_ranked_idle(f, s):
 
 
 def _rank_with_wrong_load(f, s):
-    f[7] = [["default", ["p1", str(1 * TWO40 + 9)]]]
+    f[7] = [["default", [["k1", ["p1", str(1 * TWO40 + 9)]]]]]
 
 
 def _idle_for_a_queue_not_served(f, s):
-    f[7].append(["other", ["p1", str(2 * TWO40 + 9)]])
+    f[7].append(["other", [["k1", ["p1", str(2 * TWO40 + 9)]]]])
 
 
 def _idle_but_unregistered(f, s):
@@ -550,6 +550,8 @@ RULES = [
      "serving queue other per kind (qk) are {'k1': 1}, the records say {}"),
     ("a kind without its definition", lambda f, s: f.__setitem__(20, []), "of kind k1, which has no definition"),
     ("a definition of no processor", lambda f, s: f[20].extend(["k2", "{}"]), "k2 has a definition but no"),
+    ("ranked under another kind", lambda f, s: f[7][0][1][0].__setitem__(0, "k2"),
+     "p1 is ranked idle for queue default as kind k2, its record says k1"),
 ]
 
 
