@@ -162,6 +162,28 @@ def by_registered(url: str, counts: list[int], repeat: int, want: int = 10_000, 
                   lambda p: f"{p:>6} processors, {idle} idle")
 
 
+def by_labelled(url: str, counts: list[int], repeat: int, want: int = 4_000) -> list[dict[str, Any]]:
+    """P registered and idle, every one with the task's name; a tenth of them labelled gpu=a, the
+    rest none; every task requires gpu=a. Placement must choose among the labelled tenth without
+    testing the others (issue 18: flat within 1.3x from 10 to 10,000 processors)."""
+    def setup(p: int) -> Callable[[luasched.Scheduler], None]:
+        def go(sched: luasched.Scheduler) -> None:
+            labelled = max(1, p // 10)
+            for count, labels, tag in ((labelled, {"gpu": "a"}, "gpu"), (p - labelled, {}, "cpu")):
+                calls = [ops.register(sched.ns, None, f"bench-{tag}-{i}", math.ceil(want / labelled), 600_000,
+                                      ("default",), "bench", 0, kinds.kind_of(("noop",), labels))
+                         for i in range(count)]
+                for start in range(0, len(calls), 1000):
+                    sched.call_many(calls[start:start + 1000])
+            for start in range(0, want * 2, 20_000):
+                sched.submit_many("noop", [()] * min(20_000, want * 2 - start), requires={"gpu": "a"})
+        return go
+
+    return _sweep(url, {p: setup(p) for p in counts}, want, repeat,
+                  lambda p: {"processors": p, "labelled": max(1, p // 10), "queued": want * 2},
+                  lambda p: f"{p:>6} processors, a tenth labelled, tasks requiring the label")
+
+
 def by_queue(url: str, lengths: list[int], repeat: int, want: int = 5_000) -> list[dict[str, Any]]:
     def setup(q: int) -> Callable[[luasched.Scheduler], None]:
         def go(sched: luasched.Scheduler) -> None:

@@ -305,6 +305,7 @@ def w_dispatch(run: Runner, quick: bool) -> None:
     queues = [1000, 10000] if quick else [1000, 10000, 100000, 1000000]
     data = {"by_processors": dispatch_cost.by_processors(run.url, procs, run.repeat),
             "by_registered": dispatch_cost.by_registered(run.url, procs, run.repeat),
+            "by_labelled": dispatch_cost.by_labelled(run.url, procs, run.repeat),
             "by_queue": dispatch_cost.by_queue(run.url, queues, run.repeat)}
     run.redis.flushdb()
     run.save("dispatch", data)

@@ -105,7 +105,7 @@ local cap, qs, dl, stuck, dto, kind = unpack(redis.call('HMGET', pk, PROC_CAPACI
 local registered = cap ~= false and cap ~= nil
 local live = registered and lease_ok(C, pid, dl, cap)
 if live and (nxt == 'inbox' or nxt == 'take') and want > 0 then
-  tasks, took, expired = start_many(C, pid, want, nxt == 'take', dto, cap, qs, stuck)
+  tasks, took, expired = start_many(C, pid, want, nxt == 'take', dto, cap, qs, stuck, kind)
 end
 local pending
 if registered and (freed > 0 or took or expired > 0) then

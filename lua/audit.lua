@@ -21,7 +21,8 @@
            here, flat, when at most SMALL_DELAYED wait: else {} and only qd's sum is checked),
            {{id, deadline, state, its record's deadline}...} (the deadline index exp, when it holds
            at most SMALL_DELAYED: else {}), {kind, definition...} (kinds, flat), {kind, count...}
-           (kindn, flat), {{queue, {kind, count...}}...} (qk:<queue> of every queue)}
+           (kindn, flat), {{queue, {kind, count...}}...} (qk:<queue> of every queue),
+           {{kind, {task names}}...} (kn:<kind> of every kind counted or named by a record)}
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -58,6 +59,10 @@ for i = 1, #reg, 2 do
     note(redis.call('LRANGE', pk .. ':i', 0, -1)), note(redis.call('SMEMBERS', pk .. ':r'))}
 end
 table.sort(kinds)
+local names_of = {} -- each kind's task names as placement asks them (kn:<kind>)
+for _, k in ipairs(kinds) do
+  names_of[#names_of + 1] = {k, redis.call('SMEMBERS', P .. 'kn:' .. k)}
+end
 local qs, idles, qks = {}, {}, {}
 for _, q in ipairs(names) do
   qs[#qs + 1] = {q, redis.call('LLEN', P .. 'q:' .. q)}
@@ -137,4 +142,4 @@ return {fmt(now), redis.call('HGETALL', C.stats), qs, delayed_n, run,
   redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused'), lanes,
   redis.call('ZRANGE', P .. 'blk', 0, -1, 'WITHSCORES'), redis.call('HGETALL', P .. 'lr'),
   redis.call('HGETALL', P .. 'lim'), redis.call('SMEMBERS', P .. 'limpat'), redis.call('HGETALL', P .. 'qd'),
-  by_queue, deadlines, redis.call('HGETALL', P .. 'kinds'), redis.call('HGETALL', P .. 'kindn'), qks}
+  by_queue, deadlines, redis.call('HGETALL', P .. 'kinds'), redis.call('HGETALL', P .. 'kindn'), qks, names_of}

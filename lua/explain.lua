@@ -7,7 +7,7 @@
   few) and the limiter patterns; for a queued task also O(live processors, at most ARGV[4]):
   the processors serving a queue are not indexed (the idle rankings rank only the idle ones),
   so their cards are read. Never reads a queue, a lane or an inbox beyond its head.
-  Includes: fields, util, lanes
+  Includes: fields, util, lanes, routing
   KEYS[1..9] the fixed keys (see lib/util): uses delayed running procs idle cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] task id
   ARGV[4] limit (1..10000): at most this many live processors are read
@@ -21,7 +21,10 @@
       held ('max' or 'rate', for the head of its lane) with limiter, and running and max
       ('max') or until_ms ('rate'); head (the id at its lane's head), lane_length, queue_depth,
       laned ('1': its queue is in lanes mode); live (live processors), read (those read),
-      serving (of those, the ones serving its queue), free (of those, the ones with a free slot)
+      serving (of those, the ones serving its queue), free (of those, the ones with a free slot);
+      task_name (its task name), kinds (the kinds of registered processors serving its queue), named (of those, the ones
+      with its task name), capable (of those, the ones whose labels meet its requires), requires
+      (as stored) and label (the first of its requires no kind with its task name meets)
     assigned: lease_ms (its processor's lease deadline; absent: not registered), processor_name,
       pending (its processor's inbox, not started)
     running: lease_ms, processor_name, timeout_ms (the attempt's deadline; 'inf': none)
@@ -154,5 +157,37 @@ elseif state == 'queued' then
   put('read', #live)
   put('serving', serving)
   put('free', free)
+  -- Which kinds of the processors serving its queue may run it (lib/routing): O(kinds).
+  local tname, trq = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_NAME, TASK_REQUIRES))
+  local rt = router(P)
+  local ks = queue_kinds(rt, q)
+  local named, able = 0, 0
+  for _, k in ipairs(ks) do
+    if kind_can(rt, k, tname or '', '') then
+      named = named + 1
+      if kind_can(rt, k, tname or '', trq or '') then
+        able = able + 1
+      end
+    end
+  end
+  put('task_name', tname or '')
+  put('kinds', #ks)
+  put('named', named)
+  put('capable', able)
+  if trq then
+    put('requires', trq)
+    if named > 0 and able == 0 then
+      for _, cond in ipairs(cjson.decode(trq)) do
+        local met = false
+        for _, k in ipairs(ks) do
+          met = met or kind_can(rt, k, tname or '', cjson.encode({cond}))
+        end
+        if not met then
+          put('label', cond[1])
+          break
+        end
+      end
+    end
+  end
 end
 return {fmt(now), out}

@@ -11,8 +11,9 @@
   then 10 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms policy
   expires_ms (0 = none: else the task's deadline is now + expires_ms, kept in its record and in
   the deadline index exp until it starts; a placing call ends it expired once that has passed)
-  (policy: '' for priority 5, no key and no limits; else "<priority 0..9>\n<limiter names,
-  comma-joined>\n<key ('' = none)>": luasched/core/ops.py policy_field)
+  (policy: '' for priority 5, no key, no limits and no requires; else "<priority 0..9>\n<limiter
+  names, comma-joined>\n<requires (JSON, luasched/core/kinds; '' = none)>\n<key ('' = none)>":
+  luasched/core/options.py policy_field)
   A task naming a limiter that is neither a limiter nor matched by a pattern is refused, and the
   whole call writes nothing. So is a call that would bring a queue with a max_pending (qmax)
   above it: its waiting tasks (queued, in its lanes, delayed: qd) plus the new ones. The error
@@ -55,11 +56,12 @@ for i = 0, count - 1 do
   local pol = ARGV[base + 9]
   local lm = ''
   if pol ~= '' then
-    local pr, key
-    pr, lm, key = string.match(pol, '^(%d)\n([^\n]*)\n(.*)$')
-    parsed[base] = {pr, lm, key}
-    if not pr then
-      return redis.error_reply('ERR luasched submit: the policy of task ' .. id .. ' is not "<0..9>\\n<limits>\\n<key>"')
+    local pr, key, rq
+    pr, lm, rq, key = string.match(pol, '^(%d)\n([^\n]*)\n([^\n]*)\n(.*)$')
+    parsed[base] = {pr, lm, key, rq}
+    if not pr or (rq ~= '' and string.sub(rq, 1, 1) ~= '[') then
+      return redis.error_reply('ERR luasched submit: the policy of task ' .. id ..
+        ' is not "<0..9>\\n<limits>\\n<requires>\\n<key>"')
     end
   end
   if lm ~= '' then
@@ -126,9 +128,9 @@ for _, base in ipairs(fresh) do
   if group ~= '' then
     fields[#fields + 1], fields[#fields + 2] = TASK_GROUP, group
   end
-  local pr, lm, key = '5', '', ''
+  local pr, lm, key, rq = '5', '', '', ''
   if parsed[base] then
-    pr, lm, key = unpack(parsed[base])
+    pr, lm, key, rq = unpack(parsed[base])
   end
   if pr ~= '5' then
     fields[#fields + 1], fields[#fields + 2] = TASK_PRIORITY, pr
@@ -138,6 +140,9 @@ for _, base in ipairs(fresh) do
   end
   if lm ~= '' then
     fields[#fields + 1], fields[#fields + 2] = TASK_LIMITS, lm
+  end
+  if rq ~= '' then
+    fields[#fields + 1], fields[#fields + 2] = TASK_REQUIRES, rq
   end
   local expires = tonumber(ARGV[base + 10])
   if expires > 0 then
@@ -151,7 +156,7 @@ for _, base in ipairs(fresh) do
   end
   local pid, load = nil, nil
   if pl and plain and delay <= 0 and not laned[queue] then -- placed at once: never in its queue
-    pid, load = place_new(pl, queue)
+    pid, load = place_new(pl, queue, name, rq)
     if pid then
       fields[8] = 'assigned'
       fields[#fields + 1], fields[#fields + 2] = TASK_PROCESSOR, pid

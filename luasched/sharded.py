@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -137,12 +137,14 @@ class Sharded:
                     timeout: float | timedelta | None = None,
                     retry_backoff: float | timedelta | None = None, priority: int | None = None,
                     key: str | None = None, limits: Sequence[str] | None = None,
-                    expires: float | timedelta | None = None) -> list[TaskHandle]:
+                    expires: float | timedelta | None = None,
+                    requires: Mapping[str, object] | None = None) -> list[TaskHandle]:
         """Like Scheduler.submit_many: one round trip per shard; handles in the items' order.
         Limiters, weights and pauses are each shard's own (set them on ``schedulers``)."""
         news = self.schedulers[0].batch(task, items, ids, queue=queue, delay=delay,
                                         max_attempts=max_attempts, timeout=timeout, retry_backoff=retry_backoff,
-                                        priority=priority, key=key, limits=limits, expires=expires)
+                                        priority=priority, key=key, limits=limits, expires=expires,
+                                        requires=requires)
         by_shard: dict[int, list[Any]] = {}
         for new in news:
             by_shard.setdefault(id(self.shard(new.id)), []).append(new)

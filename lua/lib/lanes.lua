@@ -495,11 +495,20 @@ end
 
 -- Take t (from next_in_lanes) at now: out of its lane, its limiters held, its lane's tag moved on
 -- by 1 / its key's weight (or the lane gone when empty), the level's virtual time at its tag.
-local function take_lane(lc, t, now)
+-- behind: take instead the task id, with limiters lm, that waits behind t in the same lane (the
+-- lane's turn passes all the same).
+local function take_lane(lc, t, now, behind, lm)
   local P = lc.P
-  redis.call('LPOP', t.lk)
-  if t.lm then
-    hold(lc, t.id, t.lm, now)
+  if behind then
+    redis.call('LREM', t.lk, 1, behind)
+    if lm then
+      hold(lc, behind, lm, now)
+    end
+  else
+    redis.call('LPOP', t.lk)
+    if t.lm then
+      hold(lc, t.id, t.lm, now)
+    end
   end
   redis.call('HSET', P .. 'vt', t.p .. ':' .. t.q, num(t.tag))
   if not lane_lost(lc.C, t.L, t.q, t.p, t.key, t.lk, nil) then
@@ -551,37 +560,84 @@ local function deadline_due(lc, id, now)
   return nil
 end
 
--- The next task of queue q, taken out of it (the caller places or starts it), or nil; whether
--- lanes were left unlooked at (see next_in_lanes); and dx when that task's deadline has come: it
--- left its queue without being placed (its lane's tag not moved on, no limiter held, no rate
--- spent), and the caller ends it expired and asks again. lc: the call's policy.
-local function take_next(lc, q, now)
+-- How deep a placing call looks into a lane past tasks that no registered processor can run.
+local ROUTE_WINDOW = 32
+
+-- The next task of queue q to place, not yet taken: the head of the lane lanes mode chooses (of
+-- q itself when plain); or, when no registered processor can run that head (route: task id ->
+-- the kinds that may run it, nil for any, and how many: lib/routing capable), the first task
+-- within ROUTE_WINDOW behind it in the same lane that one can. The tasks it passes keep their
+-- places, and wait for a processor that can run them (explain says so). Returns c = {id, lk,
+-- depth (its place in its list), t (lanes mode: the lane from next_in_lanes), lm (its limits)}
+-- and the kinds that may run it; whether lanes were left unlooked at (see next_in_lanes); and
+-- dx when c's deadline has come (c already left its list: the caller ends it). nil c: nothing to
+-- place now (no task; nothing runnable near the head; or the task found is held back by a
+-- limiter of its own).
+local function next_routable(lc, q, now, route)
   local P = lc.P
   local laned = lc.laned[q]
   if laned == nil then -- read once per call: no placing call turns a plain queue into lanes mode
     laned = redis.call('EXISTS', P .. 'lanes:' .. q) == 1
     lc.laned[q] = laned
   end
-  if not laned then
-    local id = redis.call('LPOP', P .. 'q:' .. q)
-    if not id then
-      return nil, false, nil
+  local t, more, lk, id = nil, false, P .. 'q:' .. q, nil
+  if laned then
+    due_once(lc, now)
+    t, more = next_in_lanes(lc, q, now)
+    if not t then
+      return nil, nil, more, nil
     end
-    return id, false, deadline_due(lc, id, now)
+    id, lk = t.id, t.lk
+  else
+    id = redis.call('LINDEX', lk, 0)
+    if not id then
+      return nil, nil, false, nil
+    end
   end
-  due_once(lc, now)
-  local t, more = next_in_lanes(lc, q, now)
-  if not t then
-    return nil, more, nil
+  local depth = 0
+  local can, n = route(id)
+  while n == 0 do
+    if depth >= ROUTE_WINDOW then
+      return nil, nil, more, nil
+    end
+    depth = depth + 1
+    id = redis.call('LINDEX', lk, depth)
+    if not id then
+      return nil, nil, more, nil
+    end
+    can, n = route(id)
   end
-  local dx = deadline_due(lc, t.id, now)
-  if dx then -- out of its lane as a cancel takes it: the next head has the same turn
-    redis.call('LPOP', t.lk)
-    lane_lost(lc.C, t.L, t.q, t.p, t.key, t.lk, t.lm)
-    return t.id, false, dx
+  local c = {id = id, lk = lk, depth = depth, t = t, lm = t and t.lm or nil}
+  if depth > 0 and t then -- behind the head, whose limits next_in_lanes checked: its own
+    c.lm = redis.call('HGET', P .. 't:' .. id, TASK_LIMITS) or nil
+    if c.lm and held_back(lc, c.lm, now) then
+      return nil, nil, more, nil
+    end
   end
-  take_lane(lc, t, now)
-  return t.id, false, nil
+  local dx = deadline_due(lc, id, now)
+  if dx then -- out of its list as a cancel takes it
+    if depth == 0 then
+      redis.call('LPOP', lk)
+    else
+      redis.call('LREM', lk, 1, id)
+    end
+    if t then
+      lane_lost(lc.C, t.L, t.q, t.p, t.key, lk, depth == 0 and t.lm or nil)
+    end
+    return c, can, false, dx
+  end
+  return c, can, more, nil
+end
+
+-- Take c (from next_routable) at now: out of its queue or lane (lanes mode: as take_lane).
+local function take_routable(lc, c, now)
+  if c.t then
+    take_lane(lc, c.t, now, c.depth > 0 and c.id or nil, c.lm)
+  elseif c.depth == 0 then
+    redis.call('LPOP', c.lk)
+  else
+    redis.call('LREM', c.lk, 1, c.id)
+  end
 end
 
 -- Task id (queued, lane q p key) leaves its queue without being placed (cancelled).

@@ -2,7 +2,7 @@
   Starting, finishing, retrying and giving back tasks; also a processor leaving (drain), since
   what that does is give its tasks back. Never places a task on a processor: that is
   lib/placement, which includes this library (its own processor starts what it places at once).
-  Includes: fields, util, processors, lanes
+  Includes: fields, util, processors, lanes, routing
 ]]
 -- The timeout of an attempt, ms: the task's own (its record's TASK_TIMEOUT_MS o, nil when it has
 -- none), else the default of the processor running it (dto: its record's
@@ -125,11 +125,12 @@ local function start_next(C, pid, dto)
 end
 
 -- Start up to want tasks for pid: its inbox's oldest first; then, with take, the heads of its
--- queues in turn while it has a free slot. dto: pid's default timeout; cap, qs, stuck as read
--- from its record (nil: read here when take needs them). Returns the started tasks, whether
--- any came from a queue (the processor's load then grew), and how many pending tasks of its
--- inbox expired instead of starting (its load fell: the caller reranks it).
-local function start_many(C, pid, want, take, dto, cap, qs, stuck)
+-- queues in turn while it has a free slot, each a task its kind may run (lib/routing). dto:
+-- pid's default timeout; cap, qs, stuck, kind as read from its record (nil: read here when take
+-- needs them). Returns the started tasks, whether any came from a queue (the processor's load
+-- then grew), and how many pending tasks of its inbox expired instead of starting (its load
+-- fell: the caller reranks it).
+local function start_many(C, pid, want, take, dto, cap, qs, stuck, kind)
   local P = C.prefix
   local tasks = {}
   local expired = 0
@@ -146,8 +147,9 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck)
   if take and #tasks < want then
     local pk = P .. 'p:' .. pid
     if not cap then
-      cap, qs, stuck = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_STUCK))
+      cap, qs, stuck, kind = unpack(redis.call('HMGET', pk, PROC_CAPACITY, PROC_QUEUES, PROC_STUCK, PROC_KIND))
     end
+    local rt = router(P)
     local load = load_of(C, pid, 0, stuck) -- the pending list is empty here
     local names = split_commas(qs)
     local turn = redis.call('HINCRBY', pk, PROC_TURN, 1)
@@ -162,7 +164,17 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck)
       k = k + 1
       local qid, more, dx = nil, false, nil
       if not is_paused(paused, q) then
-        qid, more, dx = take_next(lc, q, C.now)
+        local c, can
+        c, can, more, dx = next_routable(lc, q, C.now, function(id)
+          local name, rq = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_NAME, TASK_REQUIRES))
+          return capable(rt, q, name or '', rq or '')
+        end)
+        if c and not dx and (can == nil or can[kind]) then
+          take_routable(lc, c, C.now)
+          qid = c.id
+        elseif dx then
+          qid = c.id
+        end -- else: what comes next in q is for processors of other kinds
       end
       if dx then -- its deadline had come: it ends expired instead
         expire_task(C, qid, dx)

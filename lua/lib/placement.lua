@@ -1,20 +1,22 @@
 --[[ lib/placement: one placing call (dispatch, submit's dispatch, ack's dispatch on ack).
-  Chooses for each task the least-loaded live idle processor serving its queue (ties: idle
-  longest), before the task leaves its queue. The processors a call meets are read once (their
-  cards), their rankings kept in memory while the call places tasks and written back once.
-  Includes: fields, util, processors, lanes, lifecycle
+  Chooses for each task, among the live idle processors serving its queue that may run it (of a
+  kind that has its task name and whose labels meet its requires: lib/routing), the least loaded
+  (ties: idle longest), before the task leaves its queue. The processors a call meets are read
+  once (their cards), their rankings kept in memory while the call places tasks and written back
+  once.
+  Includes: fields, util, processors, lanes, lifecycle, routing
 ]]
 -- One placing call (dispatch, or submit's dispatch): the processors it met, with capacity, queues
 -- and liveness read once per call (a lease cannot change while the script runs), and per queue
--- the kinds serving it (qk:<queue>), each with a heap of its idle ranking's head. The ranking is kept in Lua while the call places tasks and
--- written back once per processor by placed: a processor that takes a task is re-ranked in
+-- the kinds serving it (qk:<queue>), each with a heap of its idle ranking's head. The rankings
+-- are kept in Lua while the call places tasks and written back once per processor by placed: a processor that takes a task is re-ranked in
 -- memory, not with a ZADD per task. want: how many tasks the call may place at most. paused: the
 -- namespace's pauses, read once (nil: nothing is paused); a paused queue gives no task.
 local function placer(C, want)
   local paused = pauses(C)
   return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
           queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0, paused = paused,
-          lc = policy(C, paused), more = false, skipped = 0, behind = {}}
+          lc = policy(C, paused), more = false, skipped = 0, behind = {}, rt = router(C.prefix)}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -202,9 +204,7 @@ local function queue_ranks(pl, q)
   local qr = pl.ranks[q]
   if not qr then
     qr = {list = {}, by_kind = {}}
-    local flat = redis.call('HGETALL', pl.P .. 'qk:' .. q) -- kind, count, ...
-    for i = 1, #flat, 2 do
-      local k = flat[i]
+    for _, k in ipairs(queue_kinds(pl.rt, q)) do
       local rank = {ik = rank_key(pl.P, k, q), kind = k, hk = {}, hp = {}, rk = nil}
       qr.list[#qr.list + 1] = rank
       qr.by_kind[k] = rank
@@ -230,6 +230,16 @@ local function head(pl, rank)
   flush(pl) -- the stored ranking is then exact: read its head again
   fetch(pl, rank)
   return peek(rank)
+end
+
+-- Whether a ranking of q has a head: some processor serving q may be idle (pick is exact).
+local function any_idle(pl, q)
+  for _, rank in ipairs(queue_ranks(pl, q).list) do
+    if head(pl, rank) then
+      return true
+    end
+  end
+  return false
 end
 
 -- The least-loaded live idle processor serving q (ties: idle longest) and its load, or nil: the
@@ -326,57 +336,73 @@ local function assign(pl, id, pid, load)
   return true
 end
 
--- For a new task of plain queue q that submit places at once: the processor it goes to and that
--- processor's load, or nil (the task is then queued). Only while q holds no task (read once per
--- call; pl.behind[q] is set once a task of q is queued): a task placed before the tasks queued
--- ahead of it would jump them. The caller writes the record as assigned, then hands it over.
-local function place_new(pl, q)
+-- For a new task of plain queue q that submit places at once (named name, requiring rq: '' for
+-- nothing): the processor it goes to and that processor's load, or nil (the task is then queued).
+-- Only while q holds no task (read once per call; pl.behind[q] is set once a task of q is
+-- queued): a task placed before the tasks queued ahead of it would jump them. The caller writes
+-- the record as assigned, then hands it over.
+local function place_new(pl, q, name, rq)
   if pl.behind[q] == nil then
     pl.behind[q] = is_paused(pl.paused, q) or redis.call('LLEN', pl.P .. 'q:' .. q) > 0
   end
   if pl.behind[q] then
     return nil
   end
-  return pick(pl, q)
+  local can, n = capable(pl.rt, q, name, rq)
+  if n == 0 then
+    return nil
+  end
+  return pick(pl, q, can)
 end
 
 -- Move up to limit tasks from the head of queue q (in lanes mode: the task lib/lanes chooses) to
 -- chosen processors; pairs appended to out. The processor is chosen before the task leaves its
--- queue: a task never leaves its queue without a place.
+-- queue: a task never leaves its queue without a place. A task goes only to a processor that may
+-- run it (lib/routing); when those are all busy, it waits and the call moves on to another queue
+-- (the tasks behind it wait in order); when no registered processor may run it, the tasks just
+-- behind it may go first (lib/lanes next_routable).
 local function assign_from_queue(pl, q, limit, out)
   if is_paused(pl.paused, q) then
     return 0
   end
-  local C = pl.C
+  local C, rt, P = pl.C, pl.rt, pl.P
+  local function route(id)
+    local name, rq = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_NAME, TASK_REQUIRES))
+    return capable(rt, q, name or '', rq or '')
+  end
   local n = 0
-  while n < limit do
-    local pid, load = pick(pl, q)
-    if not pid then
-      break
-    end
-    local id, more, dx = take_next(pl.lc, q, C.now)
+  while n < limit and any_idle(pl, q) do
+    local c, can, more, dx = next_routable(pl.lc, q, C.now, route)
     -- a task past its deadline is never placed: it ends expired, and the next one is looked at
     -- (at most 100 per call; a scheduler's reap ends the rest)
-    while dx do
-      expire_task(C, id, dx)
+    if dx then
+      expire_task(C, c.id, dx)
       pl.skipped = pl.skipped + 1
       if pl.skipped >= 100 then
-        id, more = nil, true
+        pl.more = true
         break
       end
-      id, more, dx = take_next(pl.lc, q, C.now)
-    end
-    if id and assign(pl, id, pid, load) then
-      out[#out + 1] = id
-      out[#out + 1] = pid
-      n = n + 1
-    elseif id and pl.skipped < 100 then -- it expired as its start came: the processor takes the next
-      pl.skipped = pl.skipped + 1
-      put_back(pl, q, pid)
-    else
-      put_back(pl, q, pid) -- not taken: back in its place
+    elseif not c then
       pl.more = pl.more or more
       break
+    else
+      local pid, load = pick(pl, q, can)
+      if not pid then
+        break -- the processors that may run it are busy: it waits, in its place
+      end
+      take_routable(pl.lc, c, C.now)
+      if assign(pl, c.id, pid, load) then
+        out[#out + 1] = c.id
+        out[#out + 1] = pid
+        n = n + 1
+      else -- it expired as its start came: the processor takes the next
+        put_back(pl, q, pid)
+        pl.skipped = pl.skipped + 1
+        if pl.skipped >= 100 then
+          pl.more = true
+          break
+        end
+      end
     end
   end
   return n
@@ -395,7 +421,7 @@ local function place_queued(pl, names, limit, out, turn)
     if not is_paused(pl.paused, q) then
       depth = redis.call('LLEN', pl.P .. 'q:' .. q)
       local in_lanes = redis.call('EXISTS', pl.P .. 'lanes:' .. q) == 1
-      pl.lc.laned[q] = in_lanes -- take_next reads it from there
+      pl.lc.laned[q] = in_lanes -- next_routable reads it from there
       if in_lanes then -- lanes mode: how many are ready is not known
         due_once(pl.lc, C.now)
         depth = has_ready(pl.C, q) and limit or 0

@@ -82,10 +82,17 @@ end
 
 -- Processor pid (serving the comma-joined queues qs) is of kind k from now on, defined by def
 -- (luasched/core/kinds): counted in kindn and in qk:<queue> of each of its queues, its record's
--- PROC_KIND set.
+-- PROC_KIND set; a new kind's task names go to kn:<kind>, a SET placement asks ('' alone: a kind
+-- whose processors know no task, driven by hand, takes any task name).
 local function kind_join(C, pid, k, def, qs)
   local P = C.prefix
-  redis.call('HSETNX', P .. 'kinds', k, def)
+  if redis.call('HSETNX', P .. 'kinds', k, def) == 1 then -- a new kind: its task names, as a SET
+    local names = cjson.decode(def).n
+    if type(names) ~= 'table' or #names == 0 then
+      names = {''} -- it knows no task (a processor driven by hand): it takes any ('' names none)
+    end
+    call_chunked('SADD', P .. 'kn:' .. k, names)
+  end
   redis.call('HINCRBY', P .. 'kindn', k, 1)
   for _, q in ipairs(split_commas(qs)) do
     redis.call('HINCRBY', P .. 'qk:' .. q, k, 1)
@@ -103,6 +110,7 @@ local function kind_leave(C, pid, k, qs)
   if redis.call('HINCRBY', P .. 'kindn', k, -1) <= 0 then
     redis.call('HDEL', P .. 'kindn', k)
     redis.call('HDEL', P .. 'kinds', k)
+    redis.call('DEL', P .. 'kn:' .. k)
   end
   for _, q in ipairs(split_commas(qs or '')) do
     if redis.call('HINCRBY', P .. 'qk:' .. q, k, -1) <= 0 then

@@ -1,6 +1,9 @@
 --[[ lib/routing: whether a processor may run a task, by the labels the task requires of it.
   The twin of satisfies in luasched/core/kinds.py: the two agree on every input, type mismatches
-  included (tests/scripts/test_requires_lua.py runs both on the same cases). No script uses it yet.
+  included (tests/scripts/test_requires_lua.py runs both on the same cases). And which kinds of
+  processor may run a task: its queue's kinds (qk:<queue>) that have its task name (kn:<kind>)
+  and whose labels meet its requires (the kind's definition in kinds), read at most once per
+  call each.
   Includes: (none)
 
   A processor's labels are the "l" object of its kind's definition (kinds HASH), decoded: label
@@ -41,4 +44,75 @@ local function requires_met(labels, conds)
     end
   end
   return true
+end
+
+-- What one call learns of the kinds (router): each queue's kinds, each kind's task names asked
+-- and labels, each requires decoded, each answer of capable.
+local function router(P)
+  return {P = P, kinds = {}, names = {}, labels = {}, conds = {}, answers = {}}
+end
+
+-- The kinds of the registered processors serving q (qk:<queue>), a list.
+local function queue_kinds(rt, q)
+  local ks = rt.kinds[q]
+  if not ks then
+    ks = {}
+    local flat = redis.call('HGETALL', rt.P .. 'qk:' .. q) -- kind, count, ...
+    for i = 1, #flat, 2 do
+      ks[#ks + 1] = flat[i]
+    end
+    rt.kinds[q] = ks
+  end
+  return ks
+end
+
+-- Whether the processors of kind k may run a task named name that requires rq (encoded: '' for
+-- nothing): k has the name, and its labels meet rq.
+local function kind_can(rt, k, name, rq)
+  local nk = k .. '\0' .. name
+  local has = rt.names[nk]
+  if has == nil then
+    has = redis.call('SISMEMBER', rt.P .. 'kn:' .. k, name) == 1
+      or redis.call('SISMEMBER', rt.P .. 'kn:' .. k, '') == 1 -- it knows no task: it takes any
+    rt.names[nk] = has
+  end
+  if not has or rq == '' then
+    return has
+  end
+  local labels = rt.labels[k]
+  if labels == nil then
+    local def = redis.call('HGET', rt.P .. 'kinds', k)
+    labels = def and cjson.decode(def).l
+    if type(labels) ~= 'table' then
+      labels = {}
+    end
+    rt.labels[k] = labels
+  end
+  local conds = rt.conds[rq]
+  if conds == nil then
+    conds = cjson.decode(rq)
+    rt.conds[rq] = conds
+  end
+  return requires_met(labels, conds)
+end
+
+-- The kinds serving q that may run a task named name requiring rq: a set, or nil when every
+-- kind of q may (no need to choose among them); and how many may (0: no registered processor of
+-- q can run it now).
+local function capable(rt, q, name, rq)
+  local key = q .. '\0' .. name .. '\0' .. rq
+  local answer = rt.answers[key]
+  if not answer then
+    local ks = queue_kinds(rt, q)
+    local can, n = {}, 0
+    for _, k in ipairs(ks) do
+      if kind_can(rt, k, name, rq) then
+        can[k] = true
+        n = n + 1
+      end
+    end
+    answer = {n < #ks and can or nil, n}
+    rt.answers[key] = answer
+  end
+  return answer[1], answer[2]
 end

@@ -44,6 +44,8 @@
     kinds        HASH  kind -> its definition (JSON: its processors' labels and task names)
     kindn        HASH  kind -> how many registered processors are of it (field gone at 0)
     qk:<queue>   HASH  kind -> how many registered processors of it serve <queue> (gone at 0)
+    kn:<kind>    SET   the task names its processors run, as placement asks them ('' alone: they
+                       know no task, and take any)
     p:<pid>      HASH  processor, PROC_*: CAPACITY, QUEUES (comma-joined), LEASE_MS, NAME,
                        REGISTERED_MS, HEARTBEAT_MS (the last), DEADLINE_MS (the lease's: the same
                        as its score in procs, written with it, so that a script that reads the

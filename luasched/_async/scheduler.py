@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -103,11 +103,12 @@ class Scheduler(Policies):
         or timedelta), ``_id`` (an id of your own: submitting it again creates nothing),
         ``_max_attempts``, ``_timeout``, ``_retry_backoff``, ``_expires`` (seconds or timedelta
         after submit: a task not started by then is never started and fails with TaskExpired,
-        using no attempt), and how it is placed: ``_priority``
-        (0 to 9, lower first), ``_key`` (its tenant or entity) and ``_limits`` (a tuple of the
-        limiter names it counts against; an unknown one raises UnknownLimiter, nothing written).
-        A submit that would bring its queue above the queue's ``max_pending`` raises QueueFull,
-        nothing written."""
+        using no attempt), and how it is placed: ``_priority`` (0 to 9, lower first), ``_key``
+        (its tenant or entity), ``_limits`` (a tuple of the limiter names it counts against; an
+        unknown one raises UnknownLimiter, nothing written) and ``_requires`` (label -> condition,
+        e.g. ``{"gpu": "a100", "vram_gb": (">=", 40)}``: only a processor whose labels meet them
+        runs it; ``{}``: none, whatever the task's default). A submit that would bring its queue
+        above the queue's ``max_pending`` raises QueueFull, nothing written."""
         new = self.submission(task, args, kwargs)
         await self._coalescer.submit(new)
         refused = self._refused.pop(new.id, None)
@@ -137,12 +138,13 @@ class Scheduler(Policies):
                           timeout: float | timedelta | None = None,
                           retry_backoff: float | timedelta | None = None, priority: int | None = None,
                           key: str | None = None, limits: Sequence[str] | None = None,
-                          expires: float | timedelta | None = None) -> list[TaskHandle]:
+                          expires: float | timedelta | None = None,
+                          requires: Mapping[str, object] | None = None) -> list[TaskHandle]:
         """Submit one task per item (a tuple of arguments, or an Args) in one round trip; the
         options, as ``submit``'s without the underscore, apply to every item."""
         news = self.batch(task, items, ids, queue=queue, delay=delay, max_attempts=max_attempts,
                           timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits,
-                          expires=expires)
+                          expires=expires, requires=requires)
         await self._submit(news, "")
         return [TaskHandle(self, n.id) for n in news]
 
@@ -150,11 +152,11 @@ class Scheduler(Policies):
                   max_attempts: int | None = None, timeout: float | timedelta | None = None,
                   retry_backoff: float | timedelta | None = None, priority: int | None = None,
                   key: str | None = None, limits: Sequence[str] | None = None,
-                  expires: float | timedelta | None = None) -> Group:
+                  expires: float | timedelta | None = None, requires: Mapping[str, object] | None = None) -> Group:
         """Submit one task per item as a group whose results can be gathered (``Group.results``)."""
         news = self.batch(task, items, None, queue=queue, max_attempts=max_attempts,
                           timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits,
-                          expires=expires)
+                          expires=expires, requires=requires)
         group_id = new_task_id()
         await self._submit(news, group_id)
         return Group(self, group_id, [n.id for n in news])

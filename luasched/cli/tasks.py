@@ -20,6 +20,7 @@ from rich.table import Table
 
 import luasched
 
+from ..core.kinds import describe_requires, parse_requirement
 from ..core.replies import FailedTask
 from ..core.words import counted
 from .common import (
@@ -47,6 +48,18 @@ def parse_json_args(texts: Sequence[str]) -> list[Any]:
             raise ValueError(f"argument {i} ({text!r}) is not JSON: {exc}; a string needs JSON "
                              f"quotes, e.g. '\"text\"'") from None
     return values
+
+
+def parse_requires(texts: Sequence[str]) -> dict[str, object] | None:
+    """The ``--requires`` given, as ``_requires`` takes them (None: none given); a bad one, or a
+    label named twice (a task has one condition per label), raises ValueError."""
+    found: dict[str, object] = {}
+    for text in texts:
+        key, cond = parse_requirement(text)
+        if key in found:
+            raise ValueError(f"--requires names label {key!r} twice: a task has one condition per label")
+        found[key] = cond
+    return found or None
 
 
 def _utc(ms: int) -> str:
@@ -78,6 +91,9 @@ def _json_line(data: dict[str, Any]) -> None:
 @click.option("--key", metavar="K", default=None, help="The task key (tenant, entity) it belongs to.")
 @click.option("--limit", "limits", metavar="NAME", multiple=True,
               help="A limiter it counts against (repeat for several; each must exist).")
+@click.option("--requires", "requires", metavar="COND", multiple=True,
+              help="A condition on the labels of the processor that runs it (repeatable): gpu (present), "
+                   "gpu=a100, gpu!=t4, 'vram_gb>=40' (also ==, >, <=, <). A value that reads as a number is one.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print one JSON object: {"id": ...}, with --wait also its state and result or error.')
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
@@ -85,8 +101,8 @@ def _json_line(data: dict[str, Any]) -> None:
 def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...], wait: bool,
                    timeout: float | None, queue: str | None, delay: float | None, expires: float | None,
                    task_id: str | None,
-                   priority: int | None, key: str | None, limits: tuple[str, ...], as_json: bool,
-                   redis_url: str | None) -> None:
+                   priority: int | None, key: str | None, limits: tuple[str, ...], requires: tuple[str, ...],
+                   as_json: bool, redis_url: str | None) -> None:
     """Submit TASK of APP (module:attribute naming a Scheduler) with JSON arguments; print its id.
 
     Each argument is one JSON value: 3, '"text"', '[1, 2]', '{"a": 1}' (use -- before an
@@ -97,13 +113,14 @@ def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...
         if timeout is not None and not wait:
             raise ValueError("--timeout goes with --wait")
         values = parse_json_args(args)
+        required = parse_requires(requires)
         with scheduler_for(app, redis_url, None) as sched:
             known = sched.registry.names()
             if task not in known:
                 raise ValueError(f"APP {app} has no task named {task!r} (registered: "
                                  f"{', '.join(known) or 'none'})")
             handle = sched.submit(task, *values, _queue=queue, _delay=delay, _id=task_id, _priority=priority,
-                                  _key=key, _limits=limits or None, _expires=expires)
+                                  _key=key, _limits=limits or None, _expires=expires, _requires=required)
             if not wait:
                 if as_json:
                     _json_line({"id": handle.id})
@@ -165,6 +182,7 @@ def show_command(app: str, task_id: str, as_json: bool, redis_url: str | None, r
             ("timeout", "none" if found.timeout_s is None else f"{found.timeout_s:g} s"),
             ("retry backoff", f"{found.retry_backoff_s:g} s"), ("priority", str(found.priority)),
             ("key", found.key or "-"), ("limits", ", ".join(found.limits) or "-"),
+            ("requires", describe_requires(found.requires) or "-"),
             ("expires", _utc(found.expires_ms) if found.expires_ms else "-"),
             ("processor", found.processor or "-"), ("last ran on", found.last_processor or "-"),
             ("group", found.group or "-"), ("created", _utc(found.created_ms)),

@@ -58,7 +58,7 @@ class AuditCheck:
         self.counts: dict[str, int] = {}
         (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
          cards_flat, pauses_flat, lanes, blocked_flat, counts_flat, limiters_flat, patterns, qd_flat,
-         delayed_by_queue, deadlines, kinds_flat, kindn_flat, queue_kinds) = text(frame)
+         delayed_by_queue, deadlines, kinds_flat, kindn_flat, queue_kinds, kind_names) = text(frame)
         #: (place, queue or lane, size) of each big place, in the order the slices read them
         self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
         self.places += check_lanes(self.problem, lanes, blocked_flat, counts_flat, limiters_flat, patterns,
@@ -70,7 +70,8 @@ class AuditCheck:
         records = {pid: fields_of(flat) for pid, _, flat, _, _ in procs}
         check_kinds(self.problem, {pid: (rec.get(PROCESSOR.kind, ""), rec.get(PROCESSOR.queues, ""))
                                    for pid, rec in records.items() if rec},
-                    fields_of(kinds_flat), fields_of(kindn_flat), {q: fields_of(flat) for q, flat in queue_kinds})
+                    fields_of(kinds_flat), fields_of(kindn_flat), {q: fields_of(flat) for q, flat in queue_kinds},
+                    {k: set(names) for k, names in kind_names})
         self._check_delayed_counts(int(delayed_n), fields_of(qd_flat), fields_of(delayed_by_queue))
         for task_id, score, s, dx in deadlines:
             if s not in WAITING:

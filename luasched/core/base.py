@@ -3,10 +3,11 @@ registry, and turning a submit's arguments into checked, encoded tasks (nothing 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, overload
 
+from .checks import requires_text
 from .keys import Keys
 from .ops import Namespace, NewTask
 from .options import DEFAULT_PRIORITY, SchedulerOptions, TaskOptions, check_task_id, seconds
@@ -14,7 +15,7 @@ from .tasks import Arity, Registry, TaskFunction, encode_args, new_task_id
 
 #: The options ``submit`` takes among its keyword arguments (the others go to the task).
 SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff",
-                            "_priority", "_key", "_limits", "_expires"})
+                            "_priority", "_key", "_limits", "_expires", "_requires"})
 
 
 class Args:
@@ -54,22 +55,23 @@ class SchedulerBase:
     def task(self, fn: None = None, /, *, name: str | None = None, max_attempts: int = 3,
              timeout: float | timedelta | None = None, queue: str = "default",
              retry_backoff: float | timedelta = 1.0, priority: int = DEFAULT_PRIORITY,
-             key: str | None = None, limits: Sequence[str] = (),
-             expires: float | timedelta | None = None) -> Callable[[TaskFunction], TaskFunction]: ...
+             key: str | None = None, limits: Sequence[str] = (), expires: float | timedelta | None = None,
+             requires: Mapping[str, object] | None = None) -> Callable[[TaskFunction], TaskFunction]: ...
 
     def task(self, fn: TaskFunction | None = None, /, *, name: str | None = None,
              max_attempts: int = 3, timeout: float | timedelta | None = None,
              queue: str = "default", retry_backoff: float | timedelta = 1.0,
              priority: int = DEFAULT_PRIORITY, key: str | None = None, limits: Sequence[str] = (),
-             expires: float | timedelta | None = None) -> Any:
+             expires: float | timedelta | None = None, requires: Mapping[str, object] | None = None) -> Any:
         """Register a function as a task: ``@sched.task`` or ``@sched.task(name=..., ...)``.
-        ``priority``, ``key`` and ``limits`` are its defaults for placement (see
+        ``priority``, ``key``, ``limits`` and ``requires`` (label -> condition: which processors
+        may run it, ``core.kinds.check_requires``) are its defaults for placement (see
         ``core.options.TaskOptions``); ``expires``: a task not started within that many seconds
         of its submit is never started (it fails with TaskExpired). Each submit may override them."""
         options = TaskOptions(queue, max_attempts, seconds(timeout, "timeout", allow_none=True),
                               seconds(retry_backoff, "retry_backoff") or 0.0, priority, key,
                               limits,  # type: ignore[arg-type]  # checked: a tuple is kept
-                              seconds(expires, "expires", allow_none=True, minimum=0.001))
+                              seconds(expires, "expires", allow_none=True, minimum=0.001), requires_text(requires))
 
         def register(f: TaskFunction) -> TaskFunction:
             self.registry.add(f, name if name is not None else getattr(f, "__name__", ""), options)
@@ -82,13 +84,15 @@ class SchedulerBase:
                 timeout: float | timedelta | None = None,
                 retry_backoff: float | timedelta | None = None, priority: int | None = None,
                 key: str | None = None, limits: Sequence[str] | None = None,
-                expires: float | timedelta | None = None) -> tuple[str, TaskOptions, float, Arity | None]:
+                expires: float | timedelta | None = None,
+                requires: Mapping[str, object] | None = None) -> tuple[str, TaskOptions, float, Arity | None]:
         """A registered task's name, its options with the given ones applied (None: the task's
-        own), the delay in seconds, all checked (once for a whole batch), and what arguments it
-        takes (None: a name this process has no function for)."""
+        own; ``requires={}``: no requirements), the delay in seconds, all checked (once for a
+        whole batch), and what arguments it takes (None: a name this process has no function for)."""
         name, options, arity = self.registry.resolve(task)
         changes = {"queue": queue, "max_attempts": max_attempts, "priority": priority, "key": key,
-                   "limits": limits, "expires_s": seconds(expires, "expires", allow_none=True, minimum=0.001)}
+                   "limits": limits, "expires_s": seconds(expires, "expires", allow_none=True, minimum=0.001),
+                   "requires": None if requires is None else requires_text(requires)}
         if timeout is not None or retry_backoff is not None or any(v is not None for v in changes.values()):
             options = options.replace(
                 timeout_s=seconds(timeout, "timeout", allow_none=True),
@@ -113,7 +117,8 @@ class SchedulerBase:
                              timeout=options.get("_timeout"),
                              retry_backoff=options.get("_retry_backoff"),
                              priority=options.get("_priority"), key=options.get("_key"),
-                             limits=options.get("_limits"), expires=options.get("_expires"))
+                             limits=options.get("_limits"), expires=options.get("_expires"),
+                             requires=options.get("_requires"))
 
     def batch(self, task: str | TaskFunction, items: Iterable[Any], ids: Sequence[str] | None,
               **options: Any) -> list[NewTask]:

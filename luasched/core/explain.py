@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TaskNotFound
+from .kinds import decode_requires, describe_requires
 from .ops import Call, Namespace, _now, text
 from .options import check_limit, check_task_id
 from .replies import ProcessorInfo
@@ -48,8 +49,10 @@ class Explanation:
       ``since_ms``.
     - ``rate_limited``: ``limiter``, ``until_ms`` (when its rate lets the head of its lane go).
     - ``max_running``: ``limiter``, ``running``, ``max_running``.
-    - ``no_processor``: ``condition`` (which condition no live processor meets: ``queue`` today)
-      and ``queue``.
+    - ``no_processor``: ``condition``, the one no processor meets: ``queue`` (no live processor
+      serves it), ``task name`` (no registered processor serving it has its task: ``task``) or
+      ``label`` (none of those has labels that meet its requires: ``label``, the first condition
+      none meets, and ``requires``, all of them in words); and ``queue``.
     - ``waiting_slot``: the waiting fields above (no processor serving it has a free slot, or it
       is behind others; a free one places it at the next dispatch).
     - ``assigned`` and ``running``: ``processor``, ``processor_name``, ``processor_alive``,
@@ -156,6 +159,12 @@ def _queued_reason(f: dict[str, str], detail: dict[str, Any]) -> tuple[str, dict
         return "rate_limited", detail | {"limiter": f["limiter"], "until_ms": _int(f.get("until_ms"))}
     if detail["processors"] == 0:
         return "no_processor", detail | {"condition": "queue"}
+    kinds, named, able = int(f.get("kinds", "0")), int(f.get("named", "0")), int(f.get("capable", "0"))
+    if kinds and not named:
+        return "no_processor", detail | {"condition": "task name", "task": f.get("task_name")}
+    if named and not able:
+        return "no_processor", detail | {"condition": "label", "label": f.get("label"),
+                                         "requires": describe_requires(decode_requires(f.get("requires")))}
     return "waiting_slot", detail
 
 
@@ -184,6 +193,12 @@ def sentence(task_id: str, reason: str, d: dict[str, Any], now_ms: int) -> str:
         return (f"{t} waits for limiter {d['limiter']}: {d['running']} of its {d['max_running']} running "
                 f"slots are taken.")
     if reason == "no_processor":
+        if d.get("condition") == "task name":
+            return (f"{t} waits in queue {d['queue']}: no processor serving it has task {d['task']}; "
+                    f"start one whose app registers it.")
+        if d.get("condition") == "label":
+            return (f"{t} waits in queue {d['queue']}: no processor serving it has labels that meet "
+                    f"{d['requires']} (none meets its condition on {d['label']}).")
         return f"{t} waits in queue {d['queue']}, which no live processor serves: start one that serves it."
     if reason == "waiting_slot":
         place = ("it is next in its lane" if d["at_head"]

@@ -52,6 +52,7 @@ class Task:
     limits: str = "l"  # the limiters it counts against, comma-joined (absent: none)
     held: str = "h"  # the limiters whose running counts its attempt holds now, comma-joined
     expires_ms: str = "dx"  # not started by then, it is never started (absent: no deadline)
+    requires: str = "rq"  # the labels its processor must meet, kinds.encode_requires (absent: none)
 
 
 @dataclass(frozen=True)

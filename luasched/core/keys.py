@@ -142,6 +142,11 @@ class Keys:
         """HASH kind -> how many registered processors are of it (field gone at 0)."""
         return self.prefix + "kindn"
 
+    def kind_names(self, kind: str) -> str:
+        """SET of the task names the processors of ``kind`` run (placement asks it; '' alone:
+        they know no task, and take any)."""
+        return self.prefix + "kn:" + kind
+
     def queue_kinds(self, queue: str) -> str:
         """HASH kind -> how many registered processors of it serve ``queue`` (field gone at 0)."""
         return self.prefix + "qk:" + queue

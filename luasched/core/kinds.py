@@ -248,9 +248,11 @@ def labels_and_tasks(text: str | None) -> tuple[dict[str, Label], tuple[str, ...
 
 
 def check_kinds(problem: Callable[[str], None], kind_by_pid: Mapping[str, tuple[str, str]],
-                kinds: Mapping[str, str], kindn: Mapping[str, str], per_queue: Mapping[str, Mapping[str, str]]) -> None:
+                kinds: Mapping[str, str], kindn: Mapping[str, str], per_queue: Mapping[str, Mapping[str, str]],
+                names: Mapping[str, set[str]]) -> None:
     """The audit's check of the kind registry against the processors' records: ``kind_by_pid``
-    maps each registered processor to its record's kind ('' for none) and queues (comma-joined)."""
+    maps each registered processor to its record's kind ('' for none) and queues (comma-joined);
+    ``names`` each kind's task names as placement asks them (kn:<kind>)."""
     want_n: dict[str, int] = {}
     want_q: dict[str, dict[str, int]] = {}
     for pid, (kind, queues) in sorted(kind_by_pid.items()):
@@ -266,6 +268,11 @@ def check_kinds(problem: Callable[[str], None], kind_by_pid: Mapping[str, tuple[
         problem(f"the processors counted per kind (kindn) are {got_n}, the records say {want_n}")
     for kind in sorted(set(kinds) - set(want_n)):
         problem(f"kind {kind} has a definition but no registered processor")
+    for kind in sorted(kinds):  # the task names placement asks (kn:<kind>); '' alone: it knows none
+        want = set(labels_and_tasks(kinds[kind])[1]) or {""}
+        if names.get(kind, set()) != want:
+            problem(f"kind {kind}'s task names (kn) are {sorted(names.get(kind, set()))}, its definition says "
+                    f"{sorted(want)}")
     for q in sorted(set(per_queue) | set(want_q)):
         got = {k: int(v) for k, v in per_queue.get(q, {}).items()}
         if got != want_q.get(q, {}):

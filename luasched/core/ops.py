@@ -106,7 +106,7 @@ def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispa
            group: str = "") -> list[Call]:
     """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline); PER_TASK
     values each: id, name, queue, args, max_attempts, timeout_ms, backoff_ms, delay_ms, policy
-    (``policy_field``: '' for a task with the default priority, no key and no limits), expires_ms."""
+    (``policy_field``: '' for default priority, no key, limits or requires), expires_ms."""
     calls = []
     for start in range(0, len(tasks), SUBMIT_CHUNK):
         chunk = tasks[start:start + SUBMIT_CHUNK]

@@ -2,7 +2,8 @@
 input when they are made, so a constructor or a call raises before it writes anything.
 
 Durations are given in seconds (an int, a float or a ``timedelta``) and kept in seconds; the
-scripts take milliseconds (``to_ms``). Names carry their unit (``lease_s``, ``keep_s``).
+scripts take milliseconds (``to_ms``). Names carry their unit (``lease_s``, ``keep_s``). The
+checks of what names a task (its id, name, key, limiters) and of its ``requires`` are in ``checks``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import NotReplicated
-from .kinds import Label, check_labels
+
+# the checks of a task's names live in .checks; those named "x as x" are re-exported from here
+from .checks import check_key as check_key
+from .checks import check_limiter_name as check_limiter_name
+from .checks import check_limits
+from .checks import check_task_id as check_task_id
+from .checks import check_task_name as check_task_name
+from .kinds import Label, check_labels, decode_requires, encode_requires
 
 DEFAULT_QUEUE = "default"
 MAX_CAPACITY = 4096
@@ -26,14 +34,11 @@ MAX_DURABILITY = 16
 POOLS = ("thread", "process")
 #: A task's priority when none is given (0 is placed first, 9 last).
 DEFAULT_PRIORITY = 5
-#: The longest task key and limiter name, in characters; the most limiters one task names.
-MAX_KEY, MAX_LIMITER, MAX_TASK_LIMITS = 256, 200, 16
 #: The scripts that write nothing: they may run on a replica, and no WAIT follows them.
 READ_ONLY = frozenset({"counts", "audit", "audit_slice", "processors", "limits", "explain"})
 
 # Matched with fullmatch: "$" would also match before a final newline.
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
-_TASK_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
 Clock = Callable[[], float]
 
@@ -100,64 +105,6 @@ def check_namespace(namespace: object) -> str:
     return check_name(namespace, "namespace")
 
 
-def check_task_id(task_id: object, what: str = "task id") -> str:
-    if not isinstance(task_id, str):
-        raise TypeError(f"{what} must be a str, not {type(task_id).__name__}")
-    if not _TASK_ID.fullmatch(task_id):
-        raise ValueError(f"{what} {task_id!r} must be 1-128 characters of letters, digits, '_.:-'")
-    return task_id
-
-
-def check_task_name(name: object) -> str:
-    if not isinstance(name, str) or not name or len(name) > 200:
-        raise ValueError(f"task name must be a non-empty str of at most 200 characters, not {name!r}")
-    return _utf8(name, "task name")
-
-
-def _utf8(value: str, what: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} {value!r} cannot be written as UTF-8 (a lone surrogate at "
-                         f"position {exc.start}): use only characters UTF-8 can carry") from None
-    return value
-
-
-def check_key(key: object, what: str = "key") -> str:
-    """A task key (a tenant, an entity): a non-empty str of at most MAX_KEY characters."""
-    if not isinstance(key, str):
-        raise TypeError(f"{what} must be a str, not {type(key).__name__}")
-    if not 0 < len(key) <= MAX_KEY:
-        raise ValueError(f"{what} must be a non-empty str of at most {MAX_KEY} characters, not {key!r}")
-    return _utf8(key, what)
-
-
-def check_limiter_name(name: object, *, pattern: bool = False) -> str:
-    """A limiter's name: 1 to MAX_LIMITER characters, no comma, no whitespace; with ``pattern``
-    (``Scheduler.limit``) a final ``*`` makes it the default of every name with that prefix. A
-    task names a concrete limiter: no ``*`` at all."""
-    if not isinstance(name, str):
-        raise TypeError(f"limiter name must be a str, not {type(name).__name__}")
-    if not 0 < len(name) <= MAX_LIMITER or "," in name or any(c.isspace() for c in name):
-        raise ValueError(f"limiter name {name!r} must be 1-{MAX_LIMITER} characters, no ',' and no whitespace")
-    if "*" in (name[:-1] if pattern else name):
-        where = ("only as its last character (a pattern 'prefix*')" if pattern
-                 else "nowhere in a task's limits (a task names a concrete limiter, not a pattern)")
-        raise ValueError(f"limiter name {name!r}: '*' may appear {where}")
-    return _utf8(name, "limiter name")
-
-
-def check_limits(limits: object) -> tuple[str, ...]:
-    """A task's limiters: a tuple (or list) of limiter names, repeats dropped, first kept."""
-    if isinstance(limits, (str, bytes)) or not isinstance(limits, Sequence):
-        raise TypeError(f"limits must be a tuple of limiter names, not a {type(limits).__name__} "
-                        f"(one limiter: limits=('name',))")
-    names = tuple(dict.fromkeys(check_limiter_name(n) for n in limits))
-    if len(names) > MAX_TASK_LIMITS:
-        raise ValueError(f"a task names at most {MAX_TASK_LIMITS} limiters, not {len(names)}")
-    return names
-
-
 # --- a task's options ------------------------------------------------------------------------
 
 
@@ -165,7 +112,9 @@ def check_limits(limits: object) -> tuple[str, ...]:
 class TaskOptions:
     """How a task is run: its queue, attempts, timeout and retry backoff, and how it is placed:
     its ``priority`` (0 to 9, lower first), its ``key`` (the tenant or entity it belongs to: None
-    is the queue's one implicit key) and the ``limits`` it counts against (limiter names)."""
+    is the queue's one implicit key), the ``limits`` it counts against (limiter names) and what
+    it ``requires`` of the processor that runs it: the labels' conditions encoded once
+    (``checks.requires_text``: the user's mapping is checked where it comes in; '' for none)."""
 
     queue: str = DEFAULT_QUEUE
     max_attempts: int = 3
@@ -175,6 +124,7 @@ class TaskOptions:
     key: str | None = None
     limits: tuple[str, ...] = ()
     expires_s: float | None = None  # not started within this many seconds of submit: never started
+    requires: str = ""  # kinds.encode_requires of its conditions (TaskOptions stays hashable)
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
@@ -186,6 +136,16 @@ class TaskOptions:
         if self.key is not None:
             check_key(self.key)
         object.__setattr__(self, "limits", check_limits(self.limits))
+        if not isinstance(self.requires, str):
+            raise TypeError(f"TaskOptions.requires is the encoded text (checks.requires_text), "
+                            f"not a {type(self.requires).__name__}")
+        if self.requires:
+            try:
+                canonical = encode_requires(decode_requires(self.requires))
+            except (TypeError, ValueError):
+                canonical = ""
+            if canonical != self.requires:
+                raise ValueError(f"TaskOptions.requires {self.requires!r} is not as checks.requires_text writes it")
 
     def replace(self, **changes: Any) -> TaskOptions:
         """A copy with the changes that are not None."""
@@ -196,12 +156,14 @@ DEFAULT_TASK_OPTIONS = TaskOptions()
 
 
 def policy_field(o: TaskOptions) -> str:
-    """A task's priority, limits and key in one submit value: '' for the defaults (most tasks:
-    one value, not three, per task), else ``<priority>\n<limits comma-joined>\n<key>`` (limit
-    names hold no whitespace; the key, last, may hold anything)."""
-    if o.priority == 5 and o.key is None and not o.limits:
+    r"""A task's priority, limits, requires and key in one submit value: '' for the defaults
+    (most tasks: one value, not four, per task), else
+    ``<priority>\n<limits comma-joined>\n<requires>\n<key>``: limit names hold no whitespace
+    and the requires' compact JSON (``kinds.encode_requires``, '' for none) no raw newline; the
+    key, last, may hold anything. lua/submit.lua reads it as ``^(%d)\n([^\n]*)\n([^\n]*)\n(.*)$``."""
+    if o.priority == 5 and o.key is None and not o.limits and not o.requires:
         return ""
-    return f"{o.priority}\n{','.join(o.limits)}\n{o.key or ''}"
+    return f"{o.priority}\n{','.join(o.limits)}\n{o.requires}\n{o.key or ''}"
 
 
 # --- a processor's options -------------------------------------------------------------------

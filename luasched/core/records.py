@@ -10,6 +10,7 @@ from typing import Any
 
 from .fields import TASK
 from .keys import Keys
+from .kinds import Condition, decode_requires
 from .ops import Command, fields_of
 from .options import DEFAULT_TASK_OPTIONS
 from .tasks import decode_args, decode_error
@@ -21,8 +22,10 @@ class TaskRecord:
     ``processor`` holds it now (assigned or running); ``last_processor`` ran its last attempt.
     ``result`` is the value of a done task; ``error`` the last error (type, message, traceback) of
     a failed one or of the attempt before a retry. ``priority``, ``key`` (None: none) and
-    ``limits`` are how it is placed; ``expires_ms`` its deadline (0: none, or it started in time):
-    not started by then, it is never started."""
+    ``limits`` are how it is placed; ``requires`` the conditions on the labels of the processor
+    that runs it (``(label, op, value)``, as ``kinds.check_requires`` returns them; none: any
+    processor); ``expires_ms`` its deadline (0: none, or it started in time): not started by
+    then, it is never started."""
 
     id: str
     name: str
@@ -46,6 +49,7 @@ class TaskRecord:
     key: str | None = None
     limits: tuple[str, ...] = ()
     expires_ms: int = 0
+    requires: tuple[Condition, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The record as plain JSON data (``luasched show --json``)."""
@@ -91,4 +95,5 @@ def decode_record(reply: Any, task_id: str) -> TaskRecord | None:
         key=f.get(TASK.key) or None,
         limits=tuple(n for n in f.get(TASK.limits, "").split(",") if n),
         expires_ms=int(f.get(TASK.expires_ms, "0")),
+        requires=decode_requires(f.get(TASK.requires)),
     )

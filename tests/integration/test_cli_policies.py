@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
 import luasched
+from luasched.cli.tasks import parse_requires
+from luasched.core import ops
+from luasched.core.fields import TASK
+from luasched.core.kinds import decode_requires
+from luasched.core.options import policy_field
 from luasched.core.replies import Paused
 from tests.integration.test_cli_admin import APP, cli, ok, refused
 
@@ -39,7 +45,56 @@ def test_submit_takes_a_deadline_and_show_prints_it(app: luasched.Scheduler) -> 
     assert json.loads(ok(cli("show", APP, task_id, "--json")).stdout)["expires_ms"] == record.expires_ms
 
 
+def test_submit_takes_requires(app: luasched.Scheduler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--requires (repeatable) reaches the submit call as the task's encoded requires."""
+    sent: list[ops.NewTask] = []
+    real = ops.submit
+
+    def spy(ns: ops.Namespace, now_ms: int | None, tasks: list[ops.NewTask], **kwargs: Any) -> list[ops.Call]:
+        sent.extend(tasks)
+        return real(ns, now_ms, tasks, **kwargs)
+
+    monkeypatch.setattr(ops, "submit", spy)
+    task_id = ok(cli("submit", APP, "add", "1", "2", "--requires", "gpu=a100", "--requires", "vram_gb>=40",
+                     "--requires", "ssd", "--requires", "zone != eu", "--requires", "tier=3")).stdout.strip()
+    assert [n.id for n in sent] == [task_id]
+    assert decode_requires(sent[0].options.requires) == (
+        ("gpu", "==", "a100"), ("ssd", "exists", None), ("tier", "==", 3), ("vram_gb", ">=", 40),
+        ("zone", "!=", "eu"))
+    assert policy_field(sent[0].options).split("\n")[2] == sent[0].options.requires
+    ok(cli("submit", APP, "add", "1", "2"))
+    assert sent[1].options.requires == ""
+
+
+def test_parse_requires() -> None:
+    assert parse_requires([]) is None
+    assert parse_requires(["gpu", "n=3", "x<=1.5", "y!=t4"]) == {"gpu": True, "n": 3, "x": ("<=", 1.5),
+                                                                "y": ("!=", "t4")}
+    with pytest.raises(ValueError, match="'gpu' twice"):
+        parse_requires(["gpu=a100", "gpu!=t4"])
+
+
+def test_show_prints_requires(app: luasched.Scheduler) -> None:
+    """From the record's field, as the submit script stores it (written by hand here)."""
+    task_id = app.submit("add", 1, 2).id
+    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(cli("show", APP, task_id)).stdout.splitlines())
+    assert lines["requires"] == "-"
+    assert json.loads(ok(cli("show", APP, task_id, "--json")).stdout)["requires"] == []
+    text = '[["gpu","==","a100"],["ssd","exists",null],["vram_gb",">=",40],["zone","==","80"]]'
+    app.client.hset(app.keys.task(task_id), TASK.requires, text)
+    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(cli("show", APP, task_id)).stdout.splitlines())
+    assert lines["requires"] == 'gpu == a100, ssd present, vram_gb >= 40, zone == "80"'
+    assert json.loads(ok(cli("show", APP, task_id, "--json")).stdout)["requires"] == json.loads(text)
+    assert app.task_record(task_id).requires[2] == ("vram_gb", ">=", 40)
+
+
 @pytest.mark.parametrize(("args", "says"), [
+    (["--requires", "vram_gb>=big"], "compares numbers"),
+    (["--requires", "gpu=>a100"], "a requirement is NAME"),
+    (["--requires", "9gpu=a100"], "label name"),
+    (["--requires", ""], "label name"),
+    (["--requires", "gpu=a100", "--requires", "gpu!=t4"], "twice"),
+    (["--requires", "x<99999999999999999999"], "2**53"),
     (["--expires", "0"], "expires"),
     (["--expires", "-5"], "expires"),
     (["--priority", "12"], "priority"),

@@ -48,7 +48,7 @@ from hypothesis.stateful import (
 
 import luasched
 from luasched import aio
-from luasched.core import base, ops, slots
+from luasched.core import base, kinds, ops, slots
 from luasched.core.lanes import lane_name
 from luasched.core.states import FINISHED, State, allowed
 from luasched.core.tasks import encode_error, encode_result, new_request_id
@@ -58,8 +58,13 @@ from tests.conftest import FakeClock
 QUEUES = ("a", "b")
 PRIORITIES = (5, 2, 7)  # 5 first: hypothesis shrinks towards the default (plain queues)
 KEYS = (None, "k1", "k2")
-#: the labels processors are drawn with: three kinds
-LABELS = ({}, {"gpu": "a"}, {"gpu": "b", "vram": 80})
+#: the labels processors are drawn with: three kinds; and what tasks may require of them
+LABELS: tuple[dict[str, Any], ...] = ({}, {"gpu": "a"}, {"gpu": "b", "vram": 80})
+REQUIRES: tuple[dict[str, Any] | None, ...] = (None, None, {"gpu": "a"}, {"gpu": True}, {"vram": (">=", 40)})
+#: the labels of the processor that drains what is left at the end: it meets every requirement
+ALL_LABELS = {"gpu": "a", "vram": 80}
+#: how far a placing call looks past tasks no registered processor may run (lua/lib/lanes.lua)
+ROUTE_WINDOW = 32
 LIMITS: tuple[tuple[str, ...], ...] = ((), ("m",), ("r",))
 #: limiter "r": RATE placements per RATE_PER_S seconds; its interval in ms. Its state (lt:r) expires
 #: in the server's own time, a minute after it reads the same as absent: no example outlasts that
@@ -115,6 +120,7 @@ class MTask:
     holds: bool = False  # a running count of limiter "m", from placement until the attempt ends
     expires_at: int | None = None  # its deadline (ms): not started by then, it is never started
     expired: bool = False  # it reached its deadline before it started (failed with TaskExpired)
+    requires: tuple[tuple[str, str, Any], ...] = ()  # what its processor's labels must meet (checked)
 
     @property
     def lane(self) -> tuple[str, int, str | None]:
@@ -129,6 +135,7 @@ class MProc:
     deadline: int
     registered: bool = True
     crashed: bool = False
+    labels: dict[str, Any] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
     #: (task id, attempt) of each attempt reap ended past its timeout whose ack has not come:
@@ -283,9 +290,10 @@ class Conservation(RuleBasedStateMachine):
 
     def new_task(self, handle_id: str, queue: str, fail_times: int, max_attempts: int,
                  timeout_ms: int, token: int, delay_ms: int, priority: int, key: str | None,
-                 limits: tuple[str, ...], expires_ms: int = 0) -> MTask:
+                 limits: tuple[str, ...], expires_ms: int = 0, requires: dict[str, Any] | None = None) -> MTask:
         t = MTask(handle_id, queue, token, priority, key, limits, self.now, fail_times, max_attempts, timeout_ms,
-                  expires_at=self.now + expires_ms if expires_ms else None)
+                  expires_at=self.now + expires_ms if expires_ms else None,
+                  requires=kinds.check_requires(requires))
         self.model[t.id] = t
         self.submitted += 1
         if delay_ms:
@@ -332,13 +340,49 @@ class Conservation(RuleBasedStateMachine):
     def limits_allow(self, t: MTask) -> bool:
         return ("m" not in t.limits or self.m_running < self.m_max) and ("r" not in t.limits or self.rate_allows())
 
+    def can_run(self, m: MProc, t: MTask) -> bool:
+        """m's labels meet t's requires (its task name every processor here has)."""
+        return kinds.satisfies(m.labels, t.requires)
+
+    def routable(self, t: MTask) -> bool:
+        """Some registered processor serving t's queue (live or not: until reaped) may run t."""
+        return any(m.registered and t.queue in m.queues and self.can_run(m, t) for m in self.mprocs.values())
+
+    def first_routable(self, lane: tuple[str, int, str | None]) -> MTask | None:
+        """The task of ``lane`` a placing call takes when it serves the lane: the head, or the first
+        within ROUTE_WINDOW behind it that some registered processor may run (lua/lib/lanes.lua)."""
+        for tid in self.lanes[lane][:ROUTE_WINDOW + 1]:
+            if self.routable(self.model[tid]):
+                return self.model[tid]
+        return None
+
     def placeable(self, lane: tuple[str, int, str | None]) -> MTask | None:
-        """The head of ``lane`` when a placing call may take it now, else None."""
+        """The task of ``lane`` a placing call may take now (its first routable: see above), else None."""
         q, _p, key = lane
         if not self.lanes[lane] or self.held(q) or self.key_paused(q, key):
             return None
         head = self.model[self.lanes[lane][0]]
-        return head if self.limits_allow(head) else None
+        if not self.limits_allow(head):
+            return None
+        t = self.first_routable(lane)
+        return t if t is not None and self.limits_allow(t) else None
+
+    def idle_for(self, t: MTask) -> list[MProc]:
+        """The live processors with a free slot that may take t."""
+        return [m for m in self.mprocs.values()
+                if self.alive(m) and t.queue in m.queues and m.load < m.capacity and self.can_run(m, t)]
+
+    def may_stop(self, q: str) -> bool:
+        """A placing call may stop at queue q without taking what else it holds: the task it meets
+        next has only busy processors to go to, or is held back by a limiter of its own behind
+        its lane's head, or no task near its lane's head may run anywhere (lua/lib/placement.lua)."""
+        for lane, ids in self.lanes.items():
+            if lane[0] != q or not ids or self.held(q) or self.key_paused(q, lane[2]):
+                continue
+            t = self.first_routable(lane)
+            if t is None or not self.idle_for(t) or not self.limits_allow(t):
+                return True
+        return False
 
     def placeable_heads(self, queue: str, by: str) -> list[MTask]:
         """The heads of ``queue`` a placing call (``by``) must see now (see GAPS)."""
@@ -357,20 +401,23 @@ class Conservation(RuleBasedStateMachine):
     @rule(target=tasks, queue=st.sampled_from(QUEUES), fail_times=st.integers(0, 3),
           max_attempts=st.integers(1, 3), timeout=st.sampled_from([None, None, 5.0]),
           delay=st.sampled_from([None, None, None, 2.0]), priority=st.sampled_from(PRIORITIES),
-          key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS), expires=st.sampled_from(EXPIRES))
+          key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS), expires=st.sampled_from(EXPIRES),
+          requires=st.sampled_from(REQUIRES))
     def submit(self, queue: str, fail_times: int, max_attempts: int, timeout: float | None,
                delay: float | None, priority: int, key: str | None, limits: tuple[str, ...],
-               expires: float | None) -> Any:
+               expires: float | None, requires: dict[str, Any] | None) -> Any:
         token = next(self.tokens)
         if self.refused(queue, 1, lambda: self.sched.submit(
                 "work", token, fail_times, _queue=queue, _max_attempts=max_attempts, _timeout=timeout,
-                _delay=delay, _priority=priority, _key=key, _limits=limits, _expires=expires)):
+                _delay=delay, _priority=priority, _key=key, _limits=limits, _expires=expires,
+                _requires=requires)):
             return multiple()
         h = self.sched.submit("work", token, fail_times, _queue=queue, _max_attempts=max_attempts,
                               _timeout=timeout, _delay=delay, _priority=priority, _key=key, _limits=limits,
-                              _expires=expires)
+                              _expires=expires, _requires=requires)
         return self.new_task(h.id, queue, fail_times, max_attempts, int((timeout or 0) * 1000), token,
-                             int((delay or 0) * 1000), priority, key, limits, int((expires or 0) * 1000))
+                             int((delay or 0) * 1000), priority, key, limits, int((expires or 0) * 1000),
+                             requires)
 
     @rule(queue=st.sampled_from(QUEUES), fails=st.lists(st.integers(0, 2), min_size=1, max_size=4),
           priority=st.sampled_from(PRIORITIES), key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS),
@@ -425,7 +472,7 @@ class Conservation(RuleBasedStateMachine):
     def add_processor_impl(self, capacity: int, queues: tuple[str, ...], labels: dict[str, Any]) -> MProc:
         p = self.sched.processor(capacity=capacity, queues=queues, lease=LEASE_S, labels=labels)
         assert p.register()
-        mp = MProc(p, capacity, queues, self.now + int(LEASE_S * 1000))
+        mp = MProc(p, capacity, queues, self.now + int(LEASE_S * 1000), labels=dict(labels))
         self.mprocs[p.id] = mp
         return mp
 
@@ -440,6 +487,7 @@ class Conservation(RuleBasedStateMachine):
     def relabel(self, p: MProc, labels: dict[str, Any]) -> None:
         """A processor changes kind: its places in the idle rankings move with it."""
         assert p.proc.set_labels(labels) == (p.registered and self.alive(p))
+        p.labels = dict(labels)  # kept for the registration that follows a lapsed lease
 
     @rule(limit=st.integers(1, 6))
     def dispatch(self, limit: int) -> None:
@@ -520,7 +568,10 @@ class Conservation(RuleBasedStateMachine):
             assert not self.held(t.queue), f"{where}, whose queue is paused"
             assert not self.key_paused(t.queue, t.key), f"{where}, whose key is paused: {self.paused}"
             lane = self.lanes[t.lane]
-            assert lane and lane[0] == tid, f"{where}, not the head of its lane: {lane[:3]}"
+            ahead = lane[:lane.index(tid)] if tid in lane else None
+            assert ahead is not None and len(ahead) <= ROUTE_WINDOW, f"{where}, not near its lane's head: {lane[:3]}"
+            stuck = [a for a in ahead if self.routable(self.model[a])]
+            assert not stuck, f"{where}, ahead of {stuck} of its lane, which a processor may run"
             assert not self.due_expired(t), f"{where} at {self.now}, past its deadline {t.expires_at}"
             assert self.limits_allow(t), \
                 f"{where}, held back: m {self.m_running}/{self.m_max}, r tat {self.r_tat} now {self.now}"
@@ -529,9 +580,9 @@ class Conservation(RuleBasedStateMachine):
                 assert not urgent, f"{where} before the more urgent placeable {urgent}"
             if t.queue in self.laned:
                 self.fair(t, where, by)
-            eligible = [m for m in self.mprocs.values()
-                        if self.alive(m) and t.queue in m.queues and m.load < m.capacity]
-            assert p in eligible, f"{where} on {pid}, which is not an idle live processor of {t.queue}"
+            eligible = self.idle_for(t)
+            assert p in eligible, (f"{where} on {pid}, which is not an idle live processor of {t.queue} "
+                                   f"whose labels {p.labels} meet {t.requires}")
             assert p.load == min(m.load for m in eligible), f"{by} did not choose the least loaded"
             self.leave(t)
             self.move(t, "dispatch", "assigned")
@@ -545,11 +596,11 @@ class Conservation(RuleBasedStateMachine):
         assert len(pairs) <= limit
         if len(pairs) < limit:
             for q in queues:
-                heads = [h.id for h in self.placeable_heads(q, by)]
-                if heads:
-                    idle = [m.proc.id for m in self.mprocs.values()
-                            if self.alive(m) and q in m.queues and m.load < m.capacity]
-                    assert not idle, f"{by} placed {len(pairs)} of {limit}: queue {q} could place {heads} on {idle}"
+                if self.may_stop(q):
+                    continue
+                could = {h.id: [m.proc.id for m in self.idle_for(h)] for h in self.placeable_heads(q, by)}
+                could = {tid: ps for tid, ps in could.items() if ps}
+                assert not could, f"{by} placed {len(pairs)} of {limit}: queue {q} could place {could}"
 
     def fair(self, t: MTask, where: str, by: str) -> None:
         """t's lane is served: no lane of its queue and priority that could go now starts earlier
@@ -838,7 +889,7 @@ class Conservation(RuleBasedStateMachine):
         self.paused.clear()
         assert self.sched.remove_limit("r")
         self.sched.limit("m", max_running=100)
-        final = self.add_processor_impl(8, QUEUES, {})
+        final = self.add_processor_impl(8, QUEUES, ALL_LABELS)
         for _ in range(60):
             if all(State(t.state) in FINISHED for t in self.model.values()):
                 break

@@ -121,6 +121,24 @@ BAD_CALLS = [
     ("submit _expires True", lambda s: s.submit("add", _expires=True), TypeError, "expires"),
     ("submit_many expires 0", lambda s: s.submit_many("add", [(1,)], expires=0), ValueError, "expires"),
     ("map expires -2", lambda s: s.map("add", [(1,)], expires=-2), ValueError, "expires"),
+    ("submit _requires list", lambda s: s.submit("add", _requires=["gpu"]), TypeError, "requires"),
+    ("submit _requires str", lambda s: s.submit("add", _requires="gpu=a100"), TypeError, "requires"),
+    ("submit _requires False", lambda s: s.submit("add", _requires={"gpu": False}), TypeError, "'gpu'"),
+    ("submit _requires None value", lambda s: s.submit("add", _requires={"gpu": None}), TypeError, "'gpu'"),
+    ("submit _requires bad op", lambda s: s.submit("add", _requires={"vram_gb": ("=>", 40)}), ValueError,
+     "'vram_gb'"),
+    ("submit _requires >= str", lambda s: s.submit("add", _requires={"gpu": (">=", "a100")}), ValueError,
+     "compares numbers"),
+    ("submit _requires bad label", lambda s: s.submit("add", _requires={"9gpu": True}), ValueError,
+     "label name"),
+    ("submit _requires nan", lambda s: s.submit("add", _requires={"x": ("<", float("nan"))}), ValueError,
+     "finite"),
+    ("submit_many requires", lambda s: s.submit_many("add", [(1,)], requires={"gpu": ("~", 1)}), ValueError,
+     "'gpu'"),
+    ("map requires", lambda s: s.map("add", [(1,)], requires={"": "a"}), ValueError, "label name"),
+    ("task requires", lambda s: s.task(requires={"gpu": [1]}), TypeError, "'gpu'"),
+    ("task requires too many", lambda s: s.task(requires={f"l{i}": True for i in range(65)}), ValueError,
+     "at most 64"),
     ("submit_many items str", lambda s: s.submit_many("add", "abc"), TypeError, "items"),
     ("submit_many items int", lambda s: s.submit_many("add", 5), TypeError, "items"),
     ("submit_many item int", lambda s: s.submit_many("add", [(1,), 2]), TypeError, "item 1"),
@@ -235,13 +253,33 @@ def test_bad_url_message_hides_the_password():
     assert "secret" not in str(bad.value)
 
 
-def test_processor_fails_a_task_it_has_no_function_for_and_keeps_running(sched):
+def test_a_task_no_processor_has_the_function_for_is_never_placed_and_the_others_pass_it(sched):
     @sched.task
     def known(x):
         return x * 2
 
     p = sched.processor(capacity=2)
     assert p.register()
+    stray = sched.submit("nobody.registered.this", 1, _max_attempts=1)
+    good = sched.submit(known, 21)
+
+    assert sched.dispatch() == [(good.id, p.id)]  # the stray stays queued, using no attempt
+    assert p.process_available() == 1
+    assert good.result(timeout=1) == 42
+    assert stray.state == "queued" and sched.task_record(stray.id).attempts == 0
+    audit_ok(sched)
+
+
+def test_processor_fails_a_task_it_has_no_function_for_and_keeps_running(sched):
+    """The guard behind routing: a processor that said it runs a task (its kind's names) but has
+    no function for it fails the attempt with UnknownTask and carries on."""
+    @sched.task
+    def known(x):
+        return x * 2
+
+    p = sched.processor(capacity=2)
+    assert p.register()
+    sched.client.sadd(sched.keys.kind_names(p.kind), "nobody.registered.this")  # it claims it
     stray = sched.submit("nobody.registered.this", 1, _max_attempts=1)
     good = sched.submit(known, 21)
     assert len(sched.dispatch()) == 2
@@ -254,6 +292,7 @@ def test_processor_fails_a_task_it_has_no_function_for_and_keeps_running(sched):
     assert "nobody.registered.this" in failed.value.message
     assert "known" in failed.value.message  # it says what is registered
     assert good.result(timeout=1) == 42
+    sched.client.srem(sched.keys.kind_names(p.kind), "nobody.registered.this")
     audit_ok(sched)
 
 
@@ -263,6 +302,7 @@ def test_threaded_processor_survives_an_unknown_task(sched):
         return x
 
     p = sched.processor()
+    sched.client.sadd(sched.keys.kind_names(p.kind), "missing")  # a kind that claims it
     stray = sched.submit("missing", _max_attempts=1)
     good = sched.submit(known, 7)
     p.start()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import pytest
 
 import luasched
 from luasched import scripts
-from luasched.core import explain, flows, ops, pauses, policies
+from luasched.core import explain, fields, flows, ops, pauses, policies, records
 from luasched.core.audit import MAX_PROBLEMS, check_audit
-from luasched.core.fields import PROCESSOR, STATS
+from luasched.core.checks import requires_text
+from luasched.core.fields import PROCESSOR, STATS, TASK
 from luasched.core.keys import Keys
-from luasched.core.options import MAX_LIMIT, TaskOptions
+from luasched.core.kinds import describe_requires
+from luasched.core.options import MAX_LIMIT, TaskOptions, policy_field
 from luasched.core.replies import Ended, Lapsed, Overdue, Paused
 
 NS = ops.Namespace(Keys("unit"), keep_s=77)
@@ -127,10 +130,70 @@ def test_submit_shape():
     assert call.script == "submit"
     assert call.keys == NS.keys.fixed
     assert call.args == (P, "123", "1", "g1", "1", "77",
-                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0\na:1,b\ntenant 1", "90000")
+                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0\na:1,b\n\ntenant 1", "90000")
     words = argv_names("submit")
     assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count", "keep_s"]
     assert f"then {ops.PER_TASK} per task" in (scripts.lua_dir() / "submit.lua").read_text(encoding="utf-8")
+
+
+REQ_THREE = '[["gpu","==","a100"],["ssd","exists",null],["vram_gb",">=",40]]'
+
+
+def test_submit_sends_requires_in_the_policy():
+    gpu = requires_text({"vram_gb": (">=", 40), "gpu": "a100", "ssd": True})
+    assert gpu == REQ_THREE
+    new = ops.NewTask("id1", "add", "[1]", TaskOptions(requires=gpu, key="k\nx"), delay_s=0)
+    (call,) = ops.submit(NS, 1, [new])
+    assert call.args[-2:] == (f"5\n\n{REQ_THREE}\nk\nx", "0")
+
+
+REQ = '[["gpu","==","a100"]]'
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({}, ""),
+    ({"requires": ""}, ""),
+    ({"priority": 0}, "0\n\n\n"),
+    ({"key": "acme"}, "5\n\n\nacme"),
+    ({"limits": ("a", "b")}, "5\na,b\n\n"),
+    ({"requires": REQ}, f"5\n\n{REQ}\n"),
+    ({"priority": 9, "limits": ("crm",), "requires": REQ, "key": "a\nb c"}, f"9\ncrm\n{REQ}\na\nb c"),
+    ({"requires": requires_text({"zone": ("!=", 'zürich "1"')})}, '5\n\n[["zone","!=","zürich \\"1\\""]]\n'),
+])
+def test_policy_field(options, field):
+    """'' for the defaults, else four lines: priority, limits, requires, key (last: it may hold
+    anything); the pattern lua/submit.lua reads it with splits it back."""
+    o = TaskOptions(**options)
+    assert policy_field(o) == field
+    if field:
+        m = re.fullmatch(r"(\d)\n([^\n]*)\n([^\n]*)\n(.*)", field, re.S)
+        assert m is not None
+        assert m.groups() == (str(o.priority), ",".join(o.limits), o.requires, o.key or "")
+
+
+def test_task_options_keep_requires_encoded():
+    o = TaskOptions(requires=REQ)
+    assert hash(o) == hash(TaskOptions(requires=REQ)) and o.replace(requires=None) == o
+    assert o.replace(requires="").requires == ""
+    with pytest.raises(TypeError, match="encoded text"):
+        TaskOptions(requires={"gpu": "a100"})  # type: ignore[arg-type]
+    for bad in ('[["gpu", "==", "a100"]]', "gpu=a100", "[1]", '[["gpu","~","a100"]]'):
+        with pytest.raises(ValueError, match="requires_text"):
+            TaskOptions(requires=bad)
+
+
+def test_a_task_record_decodes_its_requires():
+    """The record's ``rq`` (what lua/submit.lua stores from the policy) as conditions; none: ()."""
+    stored = {TASK.name: "add", TASK.state: "queued", TASK.requires: REQ_THREE}
+    found = records.decode_record({k.encode(): v.encode() for k, v in stored.items()}, "t1")
+    assert found is not None
+    assert found.requires == (("gpu", "==", "a100"), ("ssd", "exists", None), ("vram_gb", ">=", 40))
+    assert describe_requires(found.requires) == "gpu == a100, ssd present, vram_gb >= 40"
+    assert json.loads(json.dumps(found.as_json()))["requires"] == json.loads(REQ_THREE)
+    flat = [b"f", b"add", b"s", b"queued"]  # a RESP2 reply, with no requires
+    plain = records.decode_record(flat, "t2")
+    assert plain is not None and plain.requires == () and plain.as_json()["requires"] == []
+    assert TASK.requires == "rq" and fields.lua_constants()["TASK_REQUIRES"] == "rq"
 
 
 def test_submit_defaults():
@@ -372,6 +435,7 @@ def clean():
         ["k1", '{"l":{"gpu":"a100"},"n":["add"]}'],  # kinds: p1's
         ["k1", "1"],  # kindn: p1
         [["default", ["k1", "1"]]],  # qk:default: p1
+        [["k1", ["add"]]],  # kn:k1: the task names of its definition
     ]
     slices = [
         ["queue", "default", [["t1", "queued", "default", "", "0", "3", LANE, ""]]],
@@ -550,6 +614,8 @@ RULES = [
      "serving queue other per kind (qk) are {'k1': 1}, the records say {}"),
     ("a kind without its definition", lambda f, s: f.__setitem__(20, []), "of kind k1, which has no definition"),
     ("a definition of no processor", lambda f, s: f[20].extend(["k2", "{}"]), "k2 has a definition but no"),
+    ("task names out of step", lambda f, s: f[23][0][1].append("ghost"),
+     "kind k1's task names (kn) are ['add', 'ghost'], its definition says ['add']"),
     ("ranked under another kind", lambda f, s: f[7][0][1][0].__setitem__(0, "k2"),
      "p1 is ranked idle for queue default as kind k2, its record says k1"),
 ]

@@ -42,9 +42,42 @@ def test_task_defaults_and_submit_options_reach_the_wire():
         new = sched.submission(f, (), {"_priority": 9, "_key": "other", "_limits": ("b", "c")})
         assert (new.options.priority, new.options.key, new.options.limits) == (9, "other", ("b", "c"))
         (call,) = ops.submit(NS, 1, [new])
-        assert call.args[-2:] == ("9\nb,c\nother", "0")
+        assert call.args[-2:] == ("9\nb,c\n\nother", "0")
         batch = sched.batch(f, [(), ()], None, priority=1, key="k2", limits=[])
         assert {(n.options.priority, n.options.key, n.options.limits) for n in batch} == {(1, "k2", ())}
+    finally:
+        sched.close()
+
+
+GPU = '[["gpu","==","a100"],["vram_gb",">=",40]]'
+
+
+def test_requires_is_a_task_default_a_submit_overrides():
+    """The decorator's requires is the default; _requires / requires= replace it; {} clears it,
+    None keeps it. It is checked and encoded once, where the user's mapping comes in."""
+    sched = luasched.Scheduler(namespace="unit-policies")
+    try:
+        @sched.task(requires={"vram_gb": (">=", 40), "gpu": "a100"})
+        def f() -> None: ...
+
+        @sched.task
+        def g() -> None: ...
+
+        assert sched.submission(f, (), {}).options.requires == GPU
+        assert sched.submission(f, (), {"_requires": None}).options.requires == GPU
+        assert sched.submission(f, (), {"_requires": {}}).options.requires == ""
+        assert sched.submission(f, (), {"_requires": {"ssd": True}}).options.requires == '[["ssd","exists",null]]'
+        assert sched.submission(g, (), {}).options.requires == ""
+        assert sched.submission(g, (), {"_requires": {"gpu": ("!=", "t4")}}).options.requires == '[["gpu","!=","t4"]]'
+        new = sched.submission("not.here", (), {"_requires": {"gpu": "a100", "vram_gb": (">=", 40)}})
+        assert new.options.requires == GPU  # a name this process has no function for
+        (call,) = ops.submit(NS, 1, [new])
+        assert call.args[-2:] == (f"5\n\n{GPU}\n", "0")
+        for batch in (sched.batch(g, [(), ()], None, requires={"gpu": "a100", "vram_gb": (">=", 40)}),
+                      sched.batch(f, [()], None), sched.batch(f, [()], None, requires=None)):
+            assert {n.options.requires for n in batch} == {GPU}
+        assert {n.options.requires for n in sched.batch(f, [()], None, requires={})} == {""}
+        assert sched.registry.resolve(f)[1].requires == GPU  # the default is left as it was
     finally:
         sched.close()
 
