@@ -21,7 +21,8 @@
            here, flat, when at most SMALL_DELAYED wait: else {} and only qd's sum is checked),
            {{id, deadline, state, its record's deadline}...} (the deadline index exp, when it holds
            at most SMALL_DELAYED: else {}), {kind, definition...} (kinds, flat), {kind, count...}
-           (kindn, flat), {{queue, {kind, count...}}...} (qk:<queue> of every queue),
+           (kindn, flat), {{queue, {kind, count...}, {task names}, in qr 0|1}...} (qk:<queue>,
+           qn:<queue> and the routing flag of every queue),
            {{kind, {task names}}...} (kn:<kind> of every kind counted or named by a record)}
   Invariant: moves no task, writes nothing.
 ]]
@@ -66,7 +67,8 @@ end
 local qs, idles, qks = {}, {}, {}
 for _, q in ipairs(names) do
   qs[#qs + 1] = {q, redis.call('LLEN', P .. 'q:' .. q)}
-  qks[#qks + 1] = {q, redis.call('HGETALL', P .. 'qk:' .. q)}
+  qks[#qks + 1] = {q, redis.call('HGETALL', P .. 'qk:' .. q), redis.call('SMEMBERS', P .. 'qn:' .. q),
+    redis.call('HEXISTS', P .. 'qr', q)}
   local ranked = {}
   for _, k in ipairs(kinds) do
     local flat = redis.call('ZRANGE', rank_key(P, k, q), 0, -1, 'WITHSCORES')

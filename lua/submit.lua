@@ -4,7 +4,7 @@
   passes through its queue (three writes and the queue's reads fewer on the fast path).
   Creates one task record per new id and places it. An id that already exists is left alone and
   reported, so a replayed submit (reply lost, call sent again) creates nothing twice.
-  Includes: fields, util, lanes, placement
+  Includes: fields, util, lanes, routing, placement
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N  ARGV[6] keep_s
@@ -104,7 +104,7 @@ if #added > 0 then -- the queues' caps: one HMGET of a usually missing key
 end
 
 -- every input checked; writes start here
-local touched, listed, laned, later = {}, {}, {}, {}
+local touched, listed, laned, later, named = {}, {}, {}, {}, {}
 local order, assigned = {}, {}
 local pl = dispatch and placer(C, #fresh) or nil
 for _, base in ipairs(fresh) do
@@ -150,7 +150,7 @@ for _, base in ipairs(fresh) do
     fields[#fields + 1], fields[#fields + 2] = TASK_EXPIRES_MS, dx
     redis.call('ZADD', P .. 'exp', dx, id)
   end
-  local plain = pr == '5' and key == '' and lm == ''
+  local plain = pr == '5' and key == '' and lm == '' and rq == '' -- (requires: lanes mode, as limits)
   if plain and delay <= 0 and laned[queue] == nil then
     laned[queue] = redis.call('EXISTS', P .. 'lanes:' .. queue) == 1
   end
@@ -163,6 +163,13 @@ for _, base in ipairs(fresh) do
     end
   end
   redis.call('HSET', tk, unpack(fields)) -- one write per record
+  local qn = queue .. '\0' .. name
+  if not named[qn] then -- the task names of a queue (qn:<queue>): a new one may need routing
+    named[qn] = true
+    if redis.call('SADD', P .. 'qn:' .. queue, name) == 1 then
+      route_flag(P, queue)
+    end
+  end
   if not listed[queue] then
     listed[queue] = true
     redis.call('SADD', C.queues, queue)
@@ -183,7 +190,7 @@ for _, base in ipairs(fresh) do
     if plain and not laned[queue] then
       redis.call('RPUSH', P .. 'q:' .. queue, id) -- a plain queue (lib/lanes): no lane to keep
     else
-      enqueue(C, id, queue, pr, key ~= '' and key or nil, lm ~= '' and lm or nil, false)
+      enqueue(C, id, queue, pr, key ~= '' and key or nil, (lm ~= '' and lm) or (rq ~= '' and '') or nil, false)
       laned[queue] = true
     end
     if not touched[queue] then

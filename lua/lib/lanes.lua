@@ -72,10 +72,12 @@ local function lane_list(P, L, q, p, key)
 end
 
 -- What a task's record says of its lane: queue, priority, key (nil: none), limits (nil: none).
+-- (limits '' when it has none but requires labels: it needs lanes mode all the same, so that a
+-- queue in plain mode holds no task with requires and places without reading them: lib/placement)
 local function lane_of(C, id)
-  local q, p, k, l = unpack(redis.call('HMGET', C.prefix .. 't:' .. id, TASK_QUEUE, TASK_PRIORITY, TASK_KEY,
-    TASK_LIMITS))
-  return q or DEFAULT_QUEUE, p or '5', k or nil, l or nil
+  local q, p, k, l, rq = unpack(redis.call('HMGET', C.prefix .. 't:' .. id, TASK_QUEUE, TASK_PRIORITY, TASK_KEY,
+    TASK_LIMITS, TASK_REQUIRES))
+  return q or DEFAULT_QUEUE, p or '5', k or nil, l or (rq and '') or nil
 end
 
 -- What one call knows of the policies, read at most once each: the pauses (the set lib/util reads),

@@ -163,7 +163,10 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck, kind)
       local q = names[(turn + k) % #names + 1]
       k = k + 1
       local qid, more, dx = nil, false, nil
-      if not is_paused(paused, q) then
+      if not is_paused(paused, q) and unrouted(P, lc, q) then -- its kind may run any of q's tasks
+        qid = redis.call('LPOP', P .. 'q:' .. q)
+        dx = qid and deadline_due(lc, qid, C.now)
+      elseif not is_paused(paused, q) then
         local c, can
         c, can, more, dx = next_routable(lc, q, C.now, function(id)
           local name, rq = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_NAME, TASK_REQUIRES))

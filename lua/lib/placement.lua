@@ -355,6 +355,50 @@ local function place_new(pl, q, name, rq)
   return pick(pl, q, can)
 end
 
+-- assign_from_queue for a plain queue whose tasks any processor serving it may run: the processor
+-- is chosen first, then the queue's head taken.
+local function assign_plain(pl, q, limit, out)
+  local C, qk = pl.C, pl.P .. 'q:' .. q
+  local n = 0
+  while n < limit do
+    local pid, load = pick(pl, q, nil)
+    if not pid then
+      break
+    end
+    local id = redis.call('LPOP', qk)
+    -- a task past its deadline is never placed: it ends expired, and the next one is looked at
+    -- (at most 100 per call; a scheduler's reap ends the rest)
+    local dx = id and deadline_due(pl.lc, id, C.now)
+    while dx and pl.skipped < 100 do
+      expire_task(C, id, dx)
+      pl.skipped = pl.skipped + 1
+      id = redis.call('LPOP', qk)
+      dx = id and deadline_due(pl.lc, id, C.now)
+    end
+    if dx then -- the 100th: it goes back, for a later call
+      redis.call('LPUSH', qk, id)
+      id = nil
+      pl.more = true
+    end
+    if id and assign(pl, id, pid, load) then
+      out[#out + 1] = id
+      out[#out + 1] = pid
+      n = n + 1
+    else
+      put_back(pl, q, pid)
+      if not id then
+        break
+      end
+      pl.skipped = pl.skipped + 1 -- it expired as its start came: the processor takes the next
+      if pl.skipped >= 100 then
+        pl.more = true
+        break
+      end
+    end
+  end
+  return n
+end
+
 -- Move up to limit tasks from the head of queue q (in lanes mode: the task lib/lanes chooses) to
 -- chosen processors; pairs appended to out. The processor is chosen before the task leaves its
 -- queue: a task never leaves its queue without a place. A task goes only to a processor that may
@@ -366,6 +410,9 @@ local function assign_from_queue(pl, q, limit, out)
     return 0
   end
   local C, rt, P = pl.C, pl.rt, pl.P
+  if unrouted(P, pl.lc, q) then -- any processor serving q may take any of its tasks: as before routing
+    return assign_plain(pl, q, limit, out)
+  end
   local function route(id)
     local name, rq = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_NAME, TASK_REQUIRES))
     return capable(rt, q, name or '', rq or '')

@@ -1,5 +1,5 @@
 --[[ lib/processors: a processor's liveness, card, idle rankings and wake list, kept in step with its load.
-  Includes: fields, util
+  Includes: fields, util, routing
 ]]
 -- A processor is alive while its lease deadline is not in the past.
 local function alive(C, pid)
@@ -95,7 +95,9 @@ local function kind_join(C, pid, k, def, qs)
   end
   redis.call('HINCRBY', P .. 'kindn', k, 1)
   for _, q in ipairs(split_commas(qs)) do
-    redis.call('HINCRBY', P .. 'qk:' .. q, k, 1)
+    if redis.call('HINCRBY', P .. 'qk:' .. q, k, 1) == 1 then -- a kind new to q: routing may change
+      route_flag(P, q)
+    end
   end
   redis.call('HSET', P .. 'p:' .. pid, PROC_KIND, k)
 end
@@ -115,6 +117,7 @@ local function kind_leave(C, pid, k, qs)
   for _, q in ipairs(split_commas(qs or '')) do
     if redis.call('HINCRBY', P .. 'qk:' .. q, k, -1) <= 0 then
       redis.call('HDEL', P .. 'qk:' .. q, k)
+      route_flag(P, q) -- the last of its kind left q: routing may change
     end
   end
   redis.call('HDEL', P .. 'p:' .. pid, PROC_KIND)

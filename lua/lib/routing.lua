@@ -116,3 +116,53 @@ local function capable(rt, q, name, rq)
   end
   return answer[1], answer[2]
 end
+
+-- Keep qr in step for queue q: qr HASH <queue> -> '1' while some kind serving q (qk:<queue>)
+-- lacks a task name ever submitted to q (qn:<queue>, a SET submit adds to; a kind whose
+-- processors know no task lacks none). While it is absent, placement may take a plain queue's
+-- tasks without reading their names (lib/placement). Called by submit when a name is new to q,
+-- and by whatever changes the kinds serving q (a processor joining or leaving a kind):
+-- O(names of q x kinds of q), on those rare events only.
+local function route_flag(P, q)
+  local names = redis.call('SMEMBERS', P .. 'qn:' .. q)
+  local flat = redis.call('HGETALL', P .. 'qk:' .. q)
+  local mixed = false
+  for i = 1, #flat, 2 do
+    local kn = P .. 'kn:' .. flat[i]
+    if redis.call('SISMEMBER', kn, '') == 0 then
+      for _, name in ipairs(names) do
+        if redis.call('SISMEMBER', kn, name) == 0 then
+          mixed = true
+          break
+        end
+      end
+    end
+    if mixed then
+      break
+    end
+  end
+  if mixed then
+    redis.call('HSET', P .. 'qr', q, '1')
+  else
+    redis.call('HDEL', P .. 'qr', q)
+  end
+end
+
+-- Whether any processor serving queue q may take its next task without the task being read: q is
+-- in plain mode (lc.laned: then it holds no task with requires, lib/lanes lane_of) and not
+-- routed (qr: every kind serving it has every task name submitted to it). Read once per call.
+local function unrouted(P, lc, q)
+  if lc.laned[q] == nil then -- no placing call turns a plain queue into lanes mode
+    lc.laned[q] = redis.call('EXISTS', P .. 'lanes:' .. q) == 1
+  end
+  if lc.laned[q] then
+    return false
+  end
+  lc.unrouted = lc.unrouted or {}
+  local u = lc.unrouted[q]
+  if u == nil then
+    u = redis.call('HEXISTS', P .. 'qr', q) == 0
+    lc.unrouted[q] = u
+  end
+  return u
+end

@@ -46,6 +46,8 @@
     qk:<queue>   HASH  kind -> how many registered processors of it serve <queue> (gone at 0)
     kn:<kind>    SET   the task names its processors run, as placement asks them ('' alone: they
                        know no task, and take any)
+    qn:<queue>   SET   the task names ever submitted to <queue>
+    qr           HASH  queue -> '1' while some kind serving it lacks one of those names (lib/routing)
     p:<pid>      HASH  processor, PROC_*: CAPACITY, QUEUES (comma-joined), LEASE_MS, NAME,
                        REGISTERED_MS, HEARTBEAT_MS (the last), DEADLINE_MS (the lease's: the same
                        as its score in procs, written with it, so that a script that reads the

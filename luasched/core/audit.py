@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fields import PROCESSOR, STATS
-from .kinds import check_kinds
+from .kinds import check_kinds, check_routing_flags
 from .lanes import check_lanes, held_counts, lane_name, lane_parts, pause_scope_ok
 from .ops import fields_of, text
 from .options import is_queue_name
@@ -70,8 +70,11 @@ class AuditCheck:
         records = {pid: fields_of(flat) for pid, _, flat, _, _ in procs}
         check_kinds(self.problem, {pid: (rec.get(PROCESSOR.kind, ""), rec.get(PROCESSOR.queues, ""))
                                    for pid, rec in records.items() if rec},
-                    fields_of(kinds_flat), fields_of(kindn_flat), {q: fields_of(flat) for q, flat in queue_kinds},
+                    fields_of(kinds_flat), fields_of(kindn_flat), {q: fields_of(flat) for q, flat, _, _ in queue_kinds},
                     {k: set(names) for k, names in kind_names})
+        check_routing_flags(self.problem, [(q, fields_of(flat), set(qn), int(flag))
+                                           for q, flat, qn, flag in queue_kinds],
+                            {k: set(names) for k, names in kind_names})
         self._check_delayed_counts(int(delayed_n), fields_of(qd_flat), fields_of(delayed_by_queue))
         for task_id, score, s, dx in deadlines:
             if s not in WAITING:

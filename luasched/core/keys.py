@@ -147,6 +147,16 @@ class Keys:
         they know no task, and take any)."""
         return self.prefix + "kn:" + kind
 
+    def queue_names(self, queue: str) -> str:
+        """SET of the task names ever submitted to ``queue`` (submit adds to it)."""
+        return self.prefix + "qn:" + queue
+
+    @property
+    def routed(self) -> str:
+        """HASH queue -> '1' while some kind serving it lacks a task name submitted to it: its
+        placement then reads each task's name (lib/routing route_flag)."""
+        return self.prefix + "qr"
+
     def queue_kinds(self, queue: str) -> str:
         """HASH kind -> how many registered processors of it serve ``queue`` (field gone at 0)."""
         return self.prefix + "qk:" + queue

@@ -277,3 +277,14 @@ def check_kinds(problem: Callable[[str], None], kind_by_pid: Mapping[str, tuple[
         got = {k: int(v) for k, v in per_queue.get(q, {}).items()}
         if got != want_q.get(q, {}):
             problem(f"the processors serving queue {q} per kind (qk) are {got}, the records say {want_q.get(q, {})}")
+
+
+def check_routing_flags(problem: Callable[[str], None], queues: Iterable[tuple[str, Mapping[str, str], set[str], int]],
+                        names: Mapping[str, set[str]]) -> None:
+    """The audit's check of each queue's routing flag (qr: some kind serving it lacks a task name
+    submitted to it, qn) against the kinds (qk) and their task names (kn; '' alone: any name)."""
+    for q, kinds_of_q, submitted, flag in queues:
+        mixed = any("" not in names.get(k, set()) and not submitted <= names.get(k, set()) for k in kinds_of_q)
+        if mixed != bool(flag):
+            problem(f"queue {q}'s routing flag (qr) is {flag}, but its kinds {sorted(kinds_of_q)} "
+                    f"{'lack' if mixed else 'have'} every task name submitted to it {sorted(submitted)}")

@@ -198,3 +198,22 @@ def test_submit_places_a_task_with_requires_at_once_on_a_processor_that_meets_th
     assert h.state == "assigned" and raw_record(sched, h.id)["p"] == procs["t4"].id
     assert stays.state == "queued"
     audit_ok(sched)
+
+
+def test_a_kind_that_lacks_a_queued_task_name_turns_routing_on_for_the_queue(make_sched, clock):
+    old, new = fleet(make_sched, clock)
+    p_new = new.processor(capacity=1)
+    assert p_new.register()
+    hb, ha = new.submit("b"), new.submit("a")
+    routed = lambda: new.client.hexists(new.keys.routed, "default")  # noqa: E731
+    assert not routed()  # one kind, with every name: placement reads no task's name
+    assert {ops.text(n) for n in new.client.smembers(new.keys.queue_names("default"))} == {"a", "b"}
+
+    p_old = old.processor(capacity=4)
+    assert p_old.register()  # a kind without b now serves the queue
+
+    assert routed()
+    assert dict(new.dispatch()) == {hb.id: p_new.id, ha.id: p_old.id}
+    p_old.deregister()
+    assert not routed()
+    audit_ok(new)

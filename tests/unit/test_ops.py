@@ -434,7 +434,7 @@ def clean():
         [["t4", "9000", "delayed", "9000"]],  # the deadline index: t4 expires at 9000
         ["k1", '{"l":{"gpu":"a100"},"n":["add"]}'],  # kinds: p1's
         ["k1", "1"],  # kindn: p1
-        [["default", ["k1", "1"]]],  # qk:default: p1
+        [["default", ["k1", "1"], ["add"], 0]],  # qk:default: p1; qn:default; no routing flag
         [["k1", ["add"]]],  # kn:k1: the task names of its definition
     ]
     slices = [
@@ -610,12 +610,16 @@ RULES = [
     ("stuck slot without its call", _stuck_without_its_call, "counts 1 stuck slot but holds 0 reaped calls"),
     ("lease in the record out of step", _lease_out_of_step, "lease ends at 4000, the registry 5000"),
     ("a kind counted twice", lambda f, s: f[21].__setitem__(1, "2"), "per kind (kindn) are {'k1': 2}"),
-    ("a queue's kinds out of step", lambda f, s: f[22].append(["other", ["k1", "1"]]),
+    ("a queue's kinds out of step", lambda f, s: f[22].append(["other", ["k1", "1"], [], 0]),
      "serving queue other per kind (qk) are {'k1': 1}, the records say {}"),
     ("a kind without its definition", lambda f, s: f.__setitem__(20, []), "of kind k1, which has no definition"),
     ("a definition of no processor", lambda f, s: f[20].extend(["k2", "{}"]), "k2 has a definition but no"),
     ("task names out of step", lambda f, s: f[23][0][1].append("ghost"),
      "kind k1's task names (kn) are ['add', 'ghost'], its definition says ['add']"),
+    ("a routing flag out of step", lambda f, s: f[22][0].__setitem__(3, 1),
+     "queue default's routing flag (qr) is 1, but its kinds ['k1'] have every task name"),
+    ("no routing flag where a name is missing", lambda f, s: f[22][0][2].append("ghost"),
+     "queue default's routing flag (qr) is 0, but its kinds ['k1'] lack every task name"),
     ("ranked under another kind", lambda f, s: f[7][0][1][0].__setitem__(0, "k2"),
      "p1 is ranked idle for queue default as kind k2, its record says k1"),
 ]
