@@ -240,7 +240,7 @@ class Conservation(RuleBasedStateMachine):
     def enter(self, t: MTask, head: bool) -> None:
         """t waits in its lane again: at the tail, or (head) at the head."""
         self.lanes[t.lane].insert(0 if head else len(self.lanes[t.lane]), t.id)
-        if t.lane != (t.queue, 5, None) or t.limits:
+        if t.lane != (t.queue, 5, None) or t.limits or t.requires:  # requires: lanes mode, as limits
             self.laned.add(t.queue)
 
     def leave(self, t: MTask) -> None:
