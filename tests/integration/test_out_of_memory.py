@@ -29,6 +29,8 @@ OVER = 320 * 1024
 #: The most used_memory may grow past where it was held while out of memory with work going on:
 #: no script writes; what moves is the connections' buffers (an ack's query holds its result).
 BOUND = 256 * 1024
+#: How much deeper the test with work going on holds memory (see there).
+DEEPER = 1024 * 1024
 
 
 class Full:
@@ -254,7 +256,10 @@ def test_memory_stays_at_the_limit_while_work_goes_on(full, namespace, flagged):
         sched.submit_many(big, [(i,) for i in range(400)])
         wait_for(lambda: sched.counts()["running"] == 4, "four tasks started")
         full.preload(sched)
-        limit = full.fill()
+        # held deeper than the other tests: four acks of 20 kB results and a producer come and go
+        # here, and their buffers freed at once once let a submit through (1 run in 3)
+        limit = full.fill() - DEEPER
+        full.admin.config_set("maxmemory", limit)
         at_start, keys = full.used(), full.admin.dbsize()
         producer.start()
         gate.set()
@@ -263,7 +268,7 @@ def test_memory_stays_at_the_limit_while_work_goes_on(full, namespace, flagged):
         print(f"flagged={flagged}: limit {limit}, used {at_start} at the start, {used} after 2 s "
               f"({used / limit:.2f}x the limit); {len(refused)} submits refused")
         if flagged:
-            assert used - limit < OVER + BOUND, f"{used - limit} bytes past the limit"
+            assert used - limit < OVER + DEEPER + BOUND, f"{used - limit} bytes past the limit"
             assert full.admin.dbsize() == keys and sched.counts()["done"] == 0
             assert refused and set(refused) == {"oom"}
         else:
