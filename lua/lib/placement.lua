@@ -355,6 +355,24 @@ local function place_new(pl, q, name, rq)
   return pick(pl, q, can)
 end
 
+-- Task id (taken from q) goes to pid (assign); the pair is appended to out: true. Else it expired
+-- as its start came: pid goes back in its place, the call counts the skip, and the next task is
+-- looked at, until 100 (then the second result says stop): false.
+local function assign_or_skip(pl, q, id, pid, load, out)
+  if assign(pl, id, pid, load) then
+    out[#out + 1] = id
+    out[#out + 1] = pid
+    return true, false
+  end
+  put_back(pl, q, pid)
+  pl.skipped = pl.skipped + 1
+  if pl.skipped >= 100 then
+    pl.more = true
+    return false, true
+  end
+  return false, false
+end
+
 -- assign_from_queue for a plain queue whose tasks any processor serving it may run: the processor
 -- is chosen first, then the queue's head taken.
 local function assign_plain(pl, q, limit, out)
@@ -380,20 +398,15 @@ local function assign_plain(pl, q, limit, out)
       id = nil
       pl.more = true
     end
-    if id and assign(pl, id, pid, load) then
-      out[#out + 1] = id
-      out[#out + 1] = pid
-      n = n + 1
-    else
+    if not id then
       put_back(pl, q, pid)
-      if not id then
-        break
-      end
-      pl.skipped = pl.skipped + 1 -- it expired as its start came: the processor takes the next
-      if pl.skipped >= 100 then
-        pl.more = true
-        break
-      end
+      break
+    end
+    local ok, stop = assign_or_skip(pl, q, id, pid, load, out)
+    if ok then
+      n = n + 1
+    elseif stop then
+      break
     end
   end
   return n
@@ -438,17 +451,11 @@ local function assign_from_queue(pl, q, limit, out)
         break -- the processors that may run it are busy: it waits, in its place
       end
       take_routable(pl.lc, c, C.now)
-      if assign(pl, c.id, pid, load) then
-        out[#out + 1] = c.id
-        out[#out + 1] = pid
+      local ok, stop = assign_or_skip(pl, q, c.id, pid, load, out)
+      if ok then
         n = n + 1
-      else -- it expired as its start came: the processor takes the next
-        put_back(pl, q, pid)
-        pl.skipped = pl.skipped + 1
-        if pl.skipped >= 100 then
-          pl.more = true
-          break
-        end
+      elseif stop then
+        break
       end
     end
   end
