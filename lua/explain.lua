@@ -7,7 +7,7 @@
   few) and the limiter patterns; for a queued task also O(live processors, at most ARGV[4]):
   the processors serving a queue are not indexed (the idle rankings rank only the idle ones),
   so their cards are read. Never reads a queue, a lane or an inbox beyond its head.
-  Includes: fields, util, lanes, routing
+  Includes: fields, util, lanes, processors, routing
   KEYS[1..9] the fixed keys (see lib/util): uses delayed running procs idle cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] task id
   ARGV[4] limit (1..10000): at most this many live processors are read
@@ -24,7 +24,9 @@
       serving (of those, the ones serving its queue), free (of those, the ones with a free slot);
       task_name (its task name), kinds (the kinds of registered processors serving its queue), named (of those, the ones
       with its task name), capable (of those, the ones whose labels meet its requires), requires
-      (as stored) and label (the first of its requires no kind with its task name meets)
+      (as stored) and label (the first of its requires no kind with its task name meets);
+      capable_processors (the registered processors of the capable kinds serving its queue) and
+      capable_free (of those, the ones ranked idle for its queue: a free slot)
     assigned: lease_ms (its processor's lease deadline; absent: not registered), processor_name,
       pending (its processor's inbox, not started)
     running: lease_ms, processor_name, timeout_ms (the attempt's deadline; 'inf': none)
@@ -161,12 +163,15 @@ elseif state == 'queued' then
   local tname, trq = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_NAME, TASK_REQUIRES))
   local rt = router(P)
   local ks = queue_kinds(rt, q)
-  local named, able = 0, 0
-  for _, k in ipairs(ks) do
+  local named, able, able_procs, able_free = 0, 0, 0, 0
+  local per_kind = #ks > 0 and redis.call('HMGET', P .. 'qk:' .. q, unpack(ks)) or {} -- processors of each
+  for i, k in ipairs(ks) do
     if kind_can(rt, k, tname or '', '') then
       named = named + 1
       if kind_can(rt, k, tname or '', trq or '') then
         able = able + 1
+        able_procs = able_procs + (tonumber(per_kind[i]) or 0)
+        able_free = able_free + redis.call('ZCARD', rank_key(P, k, q))
       end
     end
   end
@@ -174,6 +179,8 @@ elseif state == 'queued' then
   put('kinds', #ks)
   put('named', named)
   put('capable', able)
+  put('capable_processors', able_procs)
+  put('capable_free', able_free)
   if trq then
     put('requires', trq)
     if named > 0 and able == 0 then

@@ -8,10 +8,12 @@ Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from ..core import pauses, policies
 from ..core.base import SchedulerBase
+from ..core.explain import decode_names, names_read
 from ..core.replies import LimitInfo, Paused
 from ..routing import translated
 from .transport import Transport
@@ -87,3 +89,10 @@ class Policies(Transport, SchedulerBase):
         holds back work (its ``pattern`` says which)."""
         return policies.decode_limits(self.call(policies.limits(self.ns, self.now_ms())))
 
+    def task_names(self, queues: Iterable[str]) -> dict[str, list[str]]:
+        """Queue -> the task names ever submitted to it, sorted (routing matches them with the
+        names the processors serving it registered). One read of O(names)."""
+        queues = list(queues)
+        if not queues:
+            return {}
+        return decode_names(self._send(names_read(self.ns, queues), self.reads.reader()), queues)

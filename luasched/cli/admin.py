@@ -17,7 +17,7 @@ from rich.table import Table
 
 import luasched
 
-from ..core.explain import no_processor_counts
+from ..core.explain import no_processor_counts, unrunnable_names
 from ..core.flows import AUDIT_SLICE
 from ..core.options import MAX_LIMIT
 from ..core.words import counted, duration
@@ -53,12 +53,15 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
     counts, queues = sched.counts_and_queues()
     now_ms = counts["now_ms"]
     last_ms = counts["last_dispatch_ms"]
+    complete = len(processors) < STATUS_PROCESSORS
     return {
         "namespace": sched.namespace,
         "now_ms": now_ms,
         "queues": queues,
         # per queue: waiting tasks no live processor can take (None: not known from the processors read)
-        "no_processor": no_processor_counts(queues, processors, now_ms, len(processors) < STATUS_PROCESSORS),
+        "no_processor": no_processor_counts(queues, processors, now_ms, complete),
+        # per queue served: task names submitted to it that no live processor serving it has
+        "unrunnable_names": unrunnable_names(sched.task_names(queues), processors, now_ms, complete),
         "processors": [
             {"id": p.id, "name": p.name, "load": p.load, "capacity": p.capacity, "pending": p.pending,
              "running": p.running, "stuck": p.stuck, "queues": list(p.queues), "labels": p.labels,
@@ -115,6 +118,11 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
             n = unserved.get(name)
             queues.add_row(escape(name), str(depth), "?" if n is None else str(n))
         console.print(queues)
+        for name, missing in report.get("unrunnable_names", {}).items():
+            if missing:
+                console.print(f"queue {escape(name)}: no live processor serving it has task "
+                              f"{escape(', '.join(missing))}; such tasks wait (luasched explain APP ID)",
+                              soft_wrap=True)
     else:
         console.print("queues: none used yet")
     if report["processors"]:

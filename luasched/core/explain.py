@@ -1,6 +1,7 @@
 """Why a task is where it is (lua/explain.lua): the call, and the pure decoding of the facts it
 reads into an ``Explanation`` (a reason, its detail, and one sentence for a person); and, for
-``luasched status``, how many waiting tasks of each queue no live processor can take."""
+``luasched status``, how many waiting tasks of each queue no live processor can take, and which
+task names submitted to it none serving it has."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from ..errors import TaskNotFound
 from .kinds import decode_requires, describe_requires
-from .ops import Call, Namespace, _now, text
+from .ops import Call, Command, Namespace, _now, text
 from .options import check_limit, check_task_id
 from .replies import ProcessorInfo
 from .tasks import decode_error
@@ -40,7 +41,9 @@ class Explanation:
       queue, priority and key, first in first out), ``at_head`` (it is the next of its lane) and
       ``head`` (the id that is), ``processors`` (live processors serving the queue; None when
       more than ``EXPLAIN_PROCESSORS`` are live and none of those read serves it) and
-      ``free_processors`` (of them, those with a free slot). The exact position in the queue is
+      ``free_processors`` (of them, those that may run it, by task name and labels, with a free
+      slot); with processors registered, ``capable_processors`` (of those serving it, the ones
+      that may run it). The exact position in the queue is
       not given: a list has no cheap rank, and explaining never reads a queue beyond its head.
     - ``delayed``: ``until_ms`` (when it is due), ``retry`` (it waits out a retry backoff),
       ``attempts``.
@@ -160,6 +163,9 @@ def _queued_reason(f: dict[str, str], detail: dict[str, Any]) -> tuple[str, dict
     if detail["processors"] == 0:
         return "no_processor", detail | {"condition": "queue"}
     kinds, named, able = int(f.get("kinds", "0")), int(f.get("named", "0")), int(f.get("capable", "0"))
+    if kinds and detail["processors"] is not None:  # of those serving it, the ones that may run it
+        detail["capable_processors"] = min(detail["processors"], int(f.get("capable_processors", "0")))
+        detail["free_processors"] = min(detail["free_processors"], int(f.get("capable_free", "0")))
     if kinds and not named:
         return "no_processor", detail | {"condition": "task name", "task": f.get("task_name")}
     if named and not able:
@@ -208,7 +214,8 @@ def sentence(task_id: str, reason: str, d: dict[str, Any], now_ms: int) -> str:
         elif d["free_processors"]:
             who = f"{counted(d['free_processors'], 'serving processor')} has a free slot for the next dispatch"
         else:
-            who = f"all {counted(d['processors'], 'processor')} serving it are busy"
+            n = d.get("capable_processors", d["processors"])
+            who = f"all {counted(n, 'processor')} serving it that may run it are busy"
         return f"{t} waits in queue {d['queue']} ({d['queue_depth']} waiting; {place}): {who}."
     if reason == "assigned":
         alive = "" if d["processor_alive"] else " (whose lease has lapsed: a reap gives it back)"
@@ -230,3 +237,32 @@ def no_processor_counts(depths: Mapping[str, int], processors: Sequence[Processo
     ``processors`` is not the whole registry (``complete`` False) and none of those serves it."""
     served = {q for p in processors if p.lease_deadline_ms >= now_ms for q in p.queues}
     return {q: 0 if q in served or not depth else depth if complete else None for q, depth in depths.items()}
+
+
+def names_read(ns: Namespace, queues: Sequence[str]) -> Command:
+    """One read of the task names ever submitted to each of ``queues`` (a pipeline of SMEMBERS)."""
+    return Command("pipeline", tuple(("smembers", (ns.keys.queue_names(q),)) for q in queues))
+
+
+def decode_names(replies: Sequence[Any], queues: Sequence[str]) -> dict[str, list[str]]:
+    return {q: sorted(text(list(r))) for q, r in zip(queues, replies, strict=True)}
+
+
+def unrunnable_names(names: Mapping[str, Sequence[str]], processors: Sequence[ProcessorInfo], now_ms: int,
+                     complete: bool = True) -> dict[str, list[str] | None]:
+    """Queue -> the task names submitted to it that no live processor serving it has (a
+    processor that registered no task name takes any), for queues some live processor serves;
+    their waiting tasks stay queued (explain says which). None when ``processors`` is not the
+    whole registry (``complete`` False). The tasks with a name are not counted: that would need
+    an index by name of every queue, kept by every placing call, which the fast path avoids."""
+    had: dict[str, set[str] | None] = {}  # queue -> the names its live processors have (None: any)
+    for p in processors:
+        if p.lease_deadline_ms < now_ms:
+            continue
+        for q in p.queues:
+            if not p.tasks:
+                had[q] = None
+            elif (known := had.setdefault(q, set())) is not None:
+                known.update(p.tasks)
+    return {q: None if not complete else [n for n in ns if n not in known]
+            for q, ns in names.items() if q in had and (known := had[q]) is not None}

@@ -88,3 +88,19 @@ def test_status_counts_waiting_tasks_no_live_processor_serves(app: luasched.Sche
     assert re.search(r"^[│|] default +[│|] +2 [│|] +0 [│|]$", tables, re.MULTILINE), tables
     p.deregister()  # its assigned task goes back: 3 wait in default, and nothing serves it now
     assert json.loads(ok(cli("status", APP, "--json")).stdout)["no_processor"] == {"default": 3, "reports": 3}
+
+
+def test_status_names_the_task_names_no_live_processor_serving_a_queue_has(app: luasched.Scheduler) -> None:
+    p = app.processor(capacity=1, queues=("default",))
+    assert p.register()
+    ghost = app.submit("ghost")  # a name the APP's processors do not have: it waits
+    app.submit("add", 1, 2, _queue="reports")  # nobody serves reports: counted, not named
+    as_json = json.loads(ok(cli("status", APP, "--json")).stdout)
+    assert as_json["unrunnable_names"] == {"default": ["ghost"]}
+    assert as_json["no_processor"] == {"default": 0, "reports": 1}
+    out = ok(cli("status", APP)).stdout
+    assert "queue default: no live processor serving it has task ghost" in out
+    assert ghost.explain().detail["condition"] == "task name"
+    ghost.cancel()  # the name stays submitted to the queue; once gone from the fleet too, it is quiet
+    p.deregister()
+    assert json.loads(ok(cli("status", APP, "--json")).stdout)["unrunnable_names"] == {}

@@ -91,6 +91,22 @@ def test_a_free_slot_not_yet_dispatched_is_waiting_slot_with_a_free_processor(sc
     assert "free slot" in got.text
 
 
+def test_free_processors_count_only_those_that_may_run_it(sched):
+    gpu = sched.processor(capacity=1, labels={"gpu": "a100"})
+    cpu = sched.processor(capacity=2, labels={"gpu": "none"})
+    assert gpu.register() and cpu.register()
+    busy = sched.submit("add", 0, 0, _requires={"gpu": "a100"})
+    assert sched.dispatch() == [(busy.id, gpu.id)]
+    h = sched.submit("add", 1, 2, _requires={"gpu": "a100"})
+    got = explained(sched, h)
+    assert got.reason == "waiting_slot"
+    # two processors serve the queue and one has free slots, but it may not run the task
+    assert (got.detail["processors"], got.detail["capable_processors"], got.detail["free_processors"]) == (2, 1, 0)
+    assert "all 1 processor serving it that may run it are busy" in got.text
+    plain = explained(sched, sched.submit("add", 3, 4))  # any processor may run this one
+    assert (plain.detail["capable_processors"], plain.detail["free_processors"]) == (2, 1)
+
+
 @pytest.mark.parametrize(("queue", "key", "scope"), [
     (None, None, "namespace"), ("default", None, "queue"), (None, "acme", "key"), ("default", "acme", "queue_key"),
 ])

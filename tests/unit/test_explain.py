@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from luasched.core.explain import REASONS, decode_explain, no_processor_counts
+from luasched.core.explain import REASONS, decode_explain, no_processor_counts, unrunnable_names
 from luasched.core.replies import ProcessorInfo
 from luasched.errors import TaskNotFound
 
@@ -41,8 +41,8 @@ def test_no_facts_is_task_not_found():
         decode_explain([str(NOW), []], "t9")
 
 
-def proc(pid: str, queues: tuple[str, ...], deadline: int) -> ProcessorInfo:
-    return ProcessorInfo(pid, deadline, pid, 1, queues, 0, 0, 0, 0)
+def proc(pid: str, queues: tuple[str, ...], deadline: int, tasks: tuple[str, ...] = ()) -> ProcessorInfo:
+    return ProcessorInfo(pid, deadline, pid, 1, queues, 0, 0, 0, 0, tasks=tasks)
 
 
 @pytest.mark.parametrize(("procs", "complete", "expected"), [
@@ -53,3 +53,18 @@ def proc(pid: str, queues: tuple[str, ...], deadline: int) -> ProcessorInfo:
 ])
 def test_no_processor_counts(procs, complete, expected):
     assert no_processor_counts({"a": 3, "b": 0, "c": 2}, procs, NOW, complete) == expected
+
+
+NAMES = {"a": ["x", "y"], "b": ["x"], "c": ["z"]}
+
+
+@pytest.mark.parametrize(("procs", "complete", "expected"), [
+    ([], True, {}),  # no queue served: status counts those tasks as no processor already
+    ([proc("p1", ("a", "b"), NOW, ("x",))], True, {"a": ["y"], "b": []}),
+    ([proc("p1", ("a",), NOW, ("x",)), proc("p2", ("a",), NOW, ("y",))], True, {"a": []}),  # together
+    ([proc("p1", ("a",), NOW, ("x",)), proc("p2", ("a",), NOW)], True, {}),  # p2 takes any task
+    ([proc("p1", ("a",), NOW, ("x",)), proc("p2", ("a",), NOW - 1, ("y",))], True, {"a": ["y"]}),  # lapsed
+    ([proc("p1", ("a",), NOW, ("x",))], False, {"a": None}),  # not every processor read
+])
+def test_unrunnable_names(procs, complete, expected):
+    assert unrunnable_names(NAMES, procs, NOW, complete) == expected
