@@ -144,4 +144,5 @@ return {fmt(now), redis.call('HGETALL', C.stats), qs, delayed_n, run,
   redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused'), lanes,
   redis.call('ZRANGE', P .. 'blk', 0, -1, 'WITHSCORES'), redis.call('HGETALL', P .. 'lr'),
   redis.call('HGETALL', P .. 'lim'), redis.call('SMEMBERS', P .. 'limpat'), redis.call('HGETALL', P .. 'qd'),
-  by_queue, deadlines, redis.call('HGETALL', P .. 'kinds'), redis.call('HGETALL', P .. 'kindn'), qks, names_of}
+  by_queue, deadlines, redis.call('HGETALL', P .. 'kinds'), redis.call('HGETALL', P .. 'kindn'), qks, names_of,
+  redis.call('ZCARD', P .. 'waiting')}

@@ -4,7 +4,7 @@
   Includes: fields, util
   KEYS[1..9] the fixed keys (see lib/util): uses all but wake and cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
-  Returns {name, value, ...} for submitted queued delayed assigned running done failed
+  Returns {name, value, ...} for submitted waiting queued delayed assigned running done failed
   cancelled expired (of the failed: not started by their deadline) processors idle_processors lapsed_processors last_dispatch_ms now_ms
   done_last_minute failed_last_minute, then {queue name, depth, ...}
   (the last-minute figures sum the six 10 s buckets before the current one and that one)
@@ -47,6 +47,7 @@ for b = current - 6, current do
 end
 local out = {
   'submitted', tonumber(c[1]) or 0,
+  'waiting', redis.call('ZCARD', P .. 'waiting'),
   'queued', queued,
   'delayed', redis.call('ZCARD', C.delayed),
   'assigned', tonumber(c[2]) or 0,

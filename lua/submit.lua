@@ -4,13 +4,16 @@
   passes through its queue (three writes and the queue's reads fewer on the fast path).
   Creates one task record per new id and places it. An id that already exists is left alone and
   reported, so a replayed submit (reply lost, call sent again) creates nothing twice.
-  Includes: fields, util, lanes, routing, placement
+  Includes: fields, util, lanes, routing, lifecycle, placement
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N  ARGV[6] keep_s
-  then 10 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms policy
+  then 11 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms policy
   expires_ms (0 = none: else the task's deadline is now + expires_ms, kept in its record and in
   the deadline index exp until it starts; a placing call ends it expired once that has passed)
+  deps ('' = none; else "<on_failure: fail|run|skip>\n<feed: 0|1>\n<refs>": the task waits, in
+  the waiting set, for what refs name, comma-joined: t:<id> (a task) or g:<gid> (a group), which
+  must exist; feed '1' (one ref only): their results come in as its first argument; delay_ms 0)
   (policy: '' for priority 5, no key, no limits and no requires; else "<priority 0..9>\n<limiter
   names, comma-joined>\n<requires (JSON, luasched/core/kinds; '' = none)>\n<key ('' = none)>":
   luasched/core/options.py policy_field)
@@ -29,7 +32,7 @@ local dispatch = ARGV[3] == '1'
 local group = ARGV[4]
 local count = tonumber(ARGV[5])
 C.keep_s = tonumber(ARGV[6])
-local PER_TASK = 10
+local PER_TASK = 11
 
 if not now or not C.keep_s then
   return redis.error_reply('ERR luasched submit: now_ms or keep_s is not a number')
@@ -42,6 +45,7 @@ local seen, fresh, existing = {}, {}, {}
 local adding, added = {}, {} -- queue -> how many new tasks this call brings; the queues, in order
 local lc = nil
 local parsed = {} -- base -> {priority, limits, key} of a task with a policy, read once
+local deps = {} -- base -> {on_failure, feed, refs, {ref...}} of a task that waits for others
 for i = 0, count - 1 do
   local base = 6 + i * PER_TASK
   local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
@@ -52,6 +56,26 @@ for i = 0, count - 1 do
     if k ~= 9 and not tonumber(ARGV[base + k]) then
       return redis.error_reply('ERR luasched submit: field ' .. k .. ' of task ' .. id .. ' is not a number')
     end
+  end
+  local dep = ARGV[base + 11]
+  if dep ~= '' then
+    local df, dr, refs = string.match(dep, '^(%a+)\n([01])\n(.+)$')
+    if not (df == 'fail' or df == 'run' or df == 'skip') or tonumber(ARGV[base + 8]) > 0 then
+      return redis.error_reply('ERR luasched submit: the deps of task ' .. id ..
+        ' are not "<fail|run|skip>\\n<0|1>\\n<refs>", or it has a delay')
+    end
+    local list = split_commas(refs)
+    if dr == '1' and #list ~= 1 then
+      return redis.error_reply('ERR luasched submit: task ' .. id .. ' is fed by ' .. #list .. ' refs, not one')
+    end
+    for _, ref in ipairs(list) do
+      local kind = string.sub(ref, 1, 2)
+      if (kind ~= 't:' and kind ~= 'g:') or redis.call('EXISTS', P .. ref) == 0 then
+        return redis.error_reply("ERR luasched submit: task " .. id .. " waits for '" .. ref ..
+          "', which does not exist" .. (kind == 'g:' and ' (a group exists once it has a member)' or ''))
+      end
+    end
+    deps[base] = {df, dr, refs, list}
   end
   local pol = ARGV[base + 9]
   local lm = ''
@@ -154,8 +178,17 @@ for _, base in ipairs(fresh) do
   if plain and delay <= 0 and laned[queue] == nil then
     laned[queue] = redis.call('EXISTS', P .. 'lanes:' .. queue) == 1
   end
+  local dep = deps[base]
+  if dep then
+    fields[8] = 'waiting'
+    fields[#fields + 1], fields[#fields + 2] = TASK_PARENTS, dep[3]
+    fields[#fields + 1], fields[#fields + 2] = TASK_ON_FAILURE, dep[1]
+    if dep[2] == '1' then
+      fields[#fields + 1], fields[#fields + 2] = TASK_FEED, '1'
+    end
+  end
   local pid, load = nil, nil
-  if pl and plain and delay <= 0 and not laned[queue] then -- placed at once: never in its queue
+  if pl and plain and delay <= 0 and not laned[queue] and not dep then -- placed at once: never in its queue
     pid, load = place_new(pl, queue, name, rq)
     if pid then
       fields[8] = 'assigned'
@@ -174,7 +207,9 @@ for _, base in ipairs(fresh) do
     listed[queue] = true
     redis.call('SADD', C.queues, queue)
   end
-  if delay > 0 then
+  if dep then
+    wait_for(C, id, dep[4])
+  elseif delay > 0 then
     redis.call('ZADD', C.delayed, fmt(now + delay), id)
     later[queue] = (later[queue] or 0) + 1
   elseif pid then

@@ -11,6 +11,7 @@ from .core.states import State
 from .core.tasks import TaskInfo, current_task
 from .errors import (
     ConnectionLost,
+    DependencyFailed,
     GroupNotFound,
     LuaschedError,
     NotReplicated,
@@ -52,6 +53,7 @@ __all__ = [
     "State",
     "TaskCancelled",
     "TaskExpired",
+    "DependencyFailed",
     "TaskFailed",
     "TaskHandle",
     "TaskInfo",

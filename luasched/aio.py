@@ -23,7 +23,7 @@ ASYNC_METHODS: dict[str, tuple[str, ...]] = {
                   "check_server", "patiently",
                   "pause", "resume", "paused", "limit", "remove_limit", "set_weight", "set_queue", "limits",
                   "task_names"),
-    "TaskHandle": ("state", "explain", "outcome", "result", "cancel"),
-    "Group": ("as_completed", "results", "progress"),
+    "TaskHandle": ("state", "explain", "outcome", "result", "cancel", "then"),
+    "Group": ("as_completed", "results", "progress", "then"),
     "Processor": ("register", "heartbeat", "deregister", "set_labels", "process_available", "start", "stop"),
 }

@@ -2,7 +2,8 @@
 
     LuaschedError
      ├── TaskFailed            the task ran and failed for good (carries the remote error)
-     │    └── TaskExpired      it was not started by its deadline (``expires``)
+     │    ├── TaskExpired      it was not started by its deadline (``expires``)
+     │    └── DependencyFailed what it waited for failed or was cancelled (``_on_failure="fail"``)
      ├── TaskCancelled         the task was cancelled before it ran
      ├── UnknownTask           a function that was never registered with @sched.task
      ├── TaskNotFound          no task with this id in the namespace (never made, or expired)
@@ -42,6 +43,11 @@ class TaskFailed(LuaschedError):
 class TaskExpired(TaskFailed):
     """The task was not started by its deadline (its ``expires``): it never ran, used no
     attempt, and ended failed with this error (``error_type`` "TaskExpired")."""
+
+
+class DependencyFailed(TaskFailed):
+    """A task that waited for others (``then``, ``_after``) never ran: one of them ended failed
+    or cancelled, and its ``_on_failure`` was "fail" (``error_type`` "DependencyFailed")."""
 
 
 class TaskCancelled(LuaschedError):

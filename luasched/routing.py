@@ -16,7 +16,7 @@ import redis.asyncio
 import redis.exceptions
 
 from .core.options import READ_ONLY
-from .errors import ConnectionLost, QueueFull, ScriptError, ServerRefused, UnknownLimiter
+from .errors import ConnectionLost, GroupNotFound, QueueFull, ScriptError, ServerRefused, TaskNotFound, UnknownLimiter
 
 #: The longest a single blocking call (BLPOP, XREAD BLOCK) waits: below redis-py 8's default
 #: socket timeout of 5 s, which a client made from a URL does not show in its connection kwargs.
@@ -207,6 +207,9 @@ def translate(operation: str, exc: redis.exceptions.RedisError) -> Exception:
             queue, depth, cap, more = full[1], int(full[2]), int(full[3]), int(full[4])
             return QueueFull(f"could not {_action(operation)}: queue {queue!r} is full: {depth} waiting, "
                              f"max_pending {cap} ({more} more refused; nothing was written)", queue, depth, cap, more)
+        parent = _NO_PARENT.search(str(exc))
+        if parent is not None:  # what a task would wait for (_after, then) does not exist: nothing written
+            return TaskNotFound(parent[2]) if parent[1] == "t" else GroupNotFound(parent[2])
         unknown = _NO_LIMITER.search(str(exc))
         if unknown is not None:
             return UnknownLimiter(f"could not {_action(operation)}: no limiter named {unknown[1]!r} (and no "
@@ -218,6 +221,10 @@ def translate(operation: str, exc: redis.exceptions.RedisError) -> Exception:
 #: What a script answers when a task names a limiter that does not exist (lua/submit.lua).
 #: A name may hold a quote: the name ends at the quote followed by a space, punctuation or the end.
 _NO_LIMITER = re.compile(r"no limiter named '(.+?)'(?=[\s.,;:)]|$)")
+
+
+#: What submit answers when a task would wait for a task or group that does not exist (lua/submit.lua).
+_NO_PARENT = re.compile(r"waits for '([tg]):([^']+)', which does not exist")
 
 
 #: What submit answers when a queue's max_pending would be passed (lua/submit.lua).

@@ -16,8 +16,11 @@ end
 
 -- Any state -> done | failed | cancelled; field/payload (TASK_RESULT or TASK_ERROR) may be nil.
 -- The stats, the rate bucket and the group count it in the field named by the state.
--- known: {w, g} read from the record already (waiter flag, group), or nil to read them here.
-local function finish(C, id, state, field, payload, known)
+-- known: {w, g, c} read from the record already (waiter flag, group, children flag), or nil to
+-- read them here. Appends to follow what now may release waiting tasks, {ref, bad}: ref 't:<id>'
+-- when tasks wait for it, 'g:<gid>' when it was the last of a group tasks wait for; bad: it (or a
+-- member of the group) ended other than done.
+local function finish_one(C, id, state, field, payload, known, follow)
   local P, now, keep_s = C.prefix, C.now, C.keep_s
   local tk = P .. 't:' .. id
   if field then
@@ -36,31 +39,202 @@ local function finish(C, id, state, field, payload, known)
   else
     redis.call('EXPIRE', tk, keep_s)
   end
-  local w, g
+  local w, g, c
   if known then
-    w, g = known[1], known[2]
+    w, g, c = known[1], known[2], known[3]
   else
-    w, g = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP))
+    w, g, c = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP, TASK_CHILDREN))
   end
   if w then
     local wk = P .. 'w:' .. id
     redis.call('RPUSH', wk, '1')
     redis.call('EXPIRE', wk, 300)
   end
+  if c then
+    follow[#follow + 1] = {'t:' .. id, state ~= 'done'}
+  end
   if g then
     local gk = P .. 'g:' .. g
     if redis.call('EXISTS', gk) == 1 then
       redis.call('HINCRBY', gk, state, 1)
       redis.call('XADD', P .. 'gs:' .. g, '*', EVENT_TASK, id, EVENT_STATE, state)
-      local n, d, f, c = unpack(redis.call('HMGET', gk, GROUP_TOTAL, GROUP_DONE, GROUP_FAILED, GROUP_CANCELLED))
+      local n, d, f, x, then_ = unpack(redis.call('HMGET', gk, GROUP_TOTAL, GROUP_DONE, GROUP_FAILED,
+        GROUP_CANCELLED, GROUP_CHILDREN))
+      if then_ and state ~= 'failed' then
+        redis.call('PERSIST', tk) -- its result waits for the tasks that wait for the group
+      end
       -- a group made before its total had a name of its own counts its member list (the same number)
       n = tonumber(n) or redis.call('LLEN', P .. 'gi:' .. g)
-      if (tonumber(d) or 0) + (tonumber(f) or 0) + (tonumber(c) or 0) >= n then
+      if (tonumber(d) or 0) + (tonumber(f) or 0) + (tonumber(x) or 0) >= n then
         redis.call('EXPIRE', gk, keep_s)
         redis.call('EXPIRE', P .. 'gs:' .. g, keep_s)
         redis.call('EXPIRE', P .. 'gi:' .. g, keep_s)
+        if then_ then
+          follow[#follow + 1] = {'g:' .. g, (tonumber(f) or 0) + (tonumber(x) or 0) > 0}
+        end
       end
     end
+  end
+end
+
+-- The list of the tasks waiting for ref ('t:<id>' or 'g:<gid>'): tc:<id> or gc:<gid>.
+local function children_key(P, ref)
+  return P .. string.sub(ref, 1, 1) .. 'c:' .. string.sub(ref, 3)
+end
+
+-- Whether ref has finished, and whether it ended other than done (a task failed or cancelled; a
+-- group with a member that did). Unknown: finished, and not done.
+local function parent_end(P, ref)
+  if string.sub(ref, 1, 2) == 't:' then
+    local s = redis.call('HGET', P .. ref, TASK_STATE)
+    if s == 'done' then
+      return true, false
+    end
+    return s == nil or s == 'failed' or s == 'cancelled', s ~= nil
+  end
+  local n, d, f, x = unpack(redis.call('HMGET', P .. ref, GROUP_TOTAL, GROUP_DONE, GROUP_FAILED, GROUP_CANCELLED))
+  n = tonumber(n) or redis.call('LLEN', P .. 'gi:' .. string.sub(ref, 3))
+  local bad = (tonumber(f) or 0) + (tonumber(x) or 0)
+  return (tonumber(d) or 0) + bad >= n, bad > 0
+end
+
+-- What one finished task gives a task that waits for it: its result JSON when done; else
+-- {"error": message, "type": type} (a cancelled task: TaskCancelled).
+local function fed_value(P, id)
+  local s, r, e = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_STATE, TASK_RESULT, TASK_ERROR))
+  if s == 'done' then
+    return r or 'null', s
+  end
+  local err = {type = s == 'cancelled' and 'TaskCancelled' or 'TaskFailed', message = s or 'gone'}
+  if e then
+    local ok, decoded = pcall(cjson.decode, e)
+    if ok and type(decoded) == 'table' then
+      err = decoded
+    end
+  end
+  return cjson.encode({error = tostring(err.message or ''), type = tostring(err.type or 'TaskFailed')}), s
+end
+
+-- args (a task's arguments JSON: [...] or {"args":[...],"kwargs":{...}}) with first as the new
+-- first positional argument (JSON text, spliced in: numbers are never re-encoded).
+local function with_first(args, first)
+  local head = string.sub(args, 1, 1) == '[' and '[' or '{"args":['
+  local rest = string.sub(args, #head + 1)
+  if string.sub(rest, 1, 1) == ']' then
+    return head .. first .. rest
+  end
+  return head .. first .. ',' .. rest
+end
+
+-- The first argument of a task fed by ref: a task's value, or the list of a group's members'
+-- values in submission order (O(members); their records expire now, having waited for this).
+local function fed_first(C, ref)
+  local P = C.prefix
+  if string.sub(ref, 1, 2) == 't:' then
+    return (fed_value(P, string.sub(ref, 3)))
+  end
+  local values = {}
+  for _, mid in ipairs(redis.call('LRANGE', P .. 'gi:' .. string.sub(ref, 3), 0, -1)) do
+    local value, s = fed_value(P, mid)
+    values[#values + 1] = value
+    if s == 'done' or s == 'cancelled' then
+      redis.call('EXPIRE', P .. 't:' .. mid, C.keep_s)
+    end
+  end
+  return '[' .. table.concat(values, ',') .. ']'
+end
+
+-- A waiting task (cid) whose parents have all finished leaves the waiting set: queued at the tail
+-- of its lane (its first argument spliced in when it is fed); or, when one of them ended other
+-- than done and its on_failure is not run, failed with DependencyFailed (fail, the default) or
+-- cancelled (skip), without starting, which may release the tasks that wait for it in turn
+-- (appended to follow, as finish_one does).
+local function settle(C, cid, follow)
+  local P = C.prefix
+  local tk = P .. 't:' .. cid
+  local bad, df, dr, dp, args, dx = unpack(redis.call('HMGET', tk, TASK_DEPS_BAD, TASK_ON_FAILURE, TASK_FEED,
+    TASK_PARENTS, TASK_ARGS, TASK_EXPIRES_MS))
+  redis.call('ZREM', P .. 'waiting', cid)
+  redis.call('HDEL', tk, TASK_DEPS_LEFT)
+  bad = tonumber(bad) or 0
+  if bad > 0 and df ~= 'run' then
+    if dx then
+      redis.call('ZREM', P .. 'exp', cid)
+    end
+    if df == 'skip' then
+      finish_one(C, cid, 'cancelled', nil, nil, nil, follow)
+    else
+      finish_one(C, cid, 'failed', TASK_ERROR, cjson.encode({type = 'DependencyFailed', traceback = '',
+        message = bad .. ' of what it waited for (' .. dp .. ') ended failed or cancelled'}), nil, follow)
+    end
+    return
+  end
+  if dr == '1' then
+    redis.call('HSET', tk, TASK_STATE, 'queued', TASK_ARGS, with_first(args, fed_first(C, dp)))
+  else
+    redis.call('HSET', tk, TASK_STATE, 'queued')
+  end
+  local q, p, key, lm = lane_of(C, cid)
+  enqueue(C, cid, q, p, key, lm, false)
+  wake_scheduler(C)
+end
+
+-- New task id waits for refs (tasks and groups that exist, 't:<id>' / 'g:<gid>'): in the waiting
+-- set, counting those not finished (TASK_DEPS_LEFT) and those that ended other than done
+-- (TASK_DEPS_BAD); listed in the children list of each not finished, whose flag says so (a
+-- group's members finished so far are kept: the group's results wait for it). Settled at once
+-- when all have finished. O(refs), and O(members) for a group.
+local function wait_for(C, id, refs)
+  local P = C.prefix
+  local left, bad = 0, 0
+  for _, ref in ipairs(refs) do
+    local ended, wrong = parent_end(P, ref)
+    if not ended then
+      left = left + 1
+      redis.call('RPUSH', children_key(P, ref), id)
+      if string.sub(ref, 1, 2) == 't:' then
+        redis.call('HSET', P .. ref, TASK_CHILDREN, '1')
+      else
+        redis.call('HSET', P .. ref, GROUP_CHILDREN, '1')
+        for _, mid in ipairs(redis.call('LRANGE', P .. 'gi:' .. string.sub(ref, 3), 0, -1)) do
+          redis.call('PERSIST', P .. 't:' .. mid)
+        end
+      end
+    elseif wrong then
+      bad = bad + 1
+    end
+  end
+  redis.call('HSET', P .. 't:' .. id, TASK_DEPS_LEFT, left, TASK_DEPS_BAD, bad)
+  redis.call('ZADD', P .. 'waiting', fmt(C.now), id)
+  if left == 0 then
+    settle(C, id, {}) -- a new task: nothing waits for it yet
+  end
+end
+
+-- Any state -> done | failed | cancelled (finish_one), then the tasks that waited for it, and for
+-- what finished with it in turn: each counts it (bad: one more that did not end done), and the
+-- one whose last parent it was settles. Bounded by the tasks that wait, a chain's length at most.
+local function finish(C, id, state, field, payload, known)
+  local P = C.prefix
+  local follow = {}
+  finish_one(C, id, state, field, payload, known, follow)
+  local i = 1
+  while i <= #follow do
+    local ref, bad = follow[i][1], follow[i][2]
+    i = i + 1
+    local ck = children_key(P, ref)
+    for _, cid in ipairs(redis.call('LRANGE', ck, 0, -1)) do
+      local ctk = P .. 't:' .. cid
+      if redis.call('HGET', ctk, TASK_STATE) == 'waiting' then -- else: it was cancelled or expired
+        if bad then
+          redis.call('HINCRBY', ctk, TASK_DEPS_BAD, 1)
+        end
+        if redis.call('HINCRBY', ctk, TASK_DEPS_LEFT, -1) <= 0 then
+          settle(C, cid, follow)
+        end
+      end
+    end
+    redis.call('DEL', ck)
   end
 end
 
@@ -253,12 +427,14 @@ local function back_to_head(C, id)
   redis.call('HDEL', tk, TASK_PROCESSOR)
 end
 
--- A waiting task (state s: queued, delayed or assigned; its record's queue q, processor p,
+-- A task not started (state s: waiting, queued, delayed or assigned; its record's queue q, processor p,
 -- priority pr and key k as read) leaves its place without being started (cancelled, expired).
 -- Returns false when s is none of those (it started or finished: nothing to leave).
 local function leave_waiting(C, id, s, q, p, pr, k)
   if s == 'queued' then
     dequeue(C, id, q or DEFAULT_QUEUE, pr or '5', k or nil)
+  elseif s == 'waiting' then -- the lists of what it waits for keep its id: they skip it when they end
+    redis.call('ZREM', C.prefix .. 'waiting', id)
   elseif s == 'delayed' then
     redis.call('ZREM', C.delayed, id)
     count_delayed(C, q or DEFAULT_QUEUE, -1)

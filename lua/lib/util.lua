@@ -37,6 +37,10 @@
                        LAST_PROCESSOR (of the last attempt), WAITER flag, CANCEL_REQUEST id,
                        CREATED_MS, STARTED_MS, FINISHED_MS
     w:<id>       LIST  wake-up token for result() waiters of task <id>
+    waiting      ZSET  task id -> created ms: the tasks that wait for others (PARENTS: t:<id>,
+                       g:<gid>; DEPS_LEFT of them not finished, DEPS_BAD ended other than done)
+    tc:<id>      LIST  the tasks waiting for task <id> (its record's CHILDREN flag)
+    gc:<gid>     LIST  the tasks waiting for group <gid> (its record's GROUP_CHILDREN flag)
     q:<queue>    LIST  queued task ids, head first
     ik:<kind>:<queue> ZSET  processor id -> load * 2^40 + seq, for the processors of kind <kind>
                        (luasched/core/kinds: 16 hex digits) serving <queue> with a free slot: the

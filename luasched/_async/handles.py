@@ -87,8 +87,22 @@ class TaskHandle:
                 await backend.shield(self.cancel())
             raise
 
+    @property
+    def namespace(self) -> str:
+        return self._sched.namespace
+
+    async def then(self, task: Any, /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Submit ``task`` to run once this task ends, with its result as the first argument (a
+        chain): created at once, ``waiting``, and queued by the script that finishes this task.
+        ``_on_failure`` says what happens if this task ends failed or cancelled: "fail" (the
+        default: it ends failed with DependencyFailed, without running), "run" (it runs, given
+        ``{"error": message, "type": type}``) or "skip" (it ends cancelled). Other keyword
+        arguments as ``submit``'s (``_queue``, ``_priority``, ...; no ``_delay``)."""
+        return await self._sched._waiting_on(self, task, args, kwargs)
+
     async def cancel(self) -> bool:
-        """Cancel the task if it is queued, delayed, or assigned and not started: True if it was."""
+        """Cancel the task if it is waiting, queued, delayed, or assigned and not started: True
+        if it was."""
         call = ops.cancel(self._sched.ns, self._sched.now_ms(), self.id, new_request_id())
         return ops.decode_cancel(await self._sched.call(call), self.id)
 
@@ -106,6 +120,18 @@ class Group:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def namespace(self) -> str:
+        return self._sched.namespace
+
+    async def then(self, task: Any, /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Submit ``task`` to run once every member has ended, with the members' results in
+        submission order as its first argument (a chord): created at once, ``waiting``, and
+        queued by the script that finishes the last member, on whichever processor. Options as
+        ``TaskHandle.then``'s; with ``_on_failure="run"`` a failed or cancelled member stands in
+        the list as ``{"error": message, "type": type}``."""
+        return await self._sched._waiting_on(self, task, args, kwargs)
 
     @property
     def handles(self) -> list[TaskHandle]:

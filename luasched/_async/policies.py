@@ -1,6 +1,7 @@
 """What a Scheduler says about placement, besides the tasks themselves: pauses, limiters,
 fairness weights and a queue's priority aging. Each change is one script call (lua/pause.lua,
-lua/policy.lua), so every placing call sees it whole or not at all.
+lua/policy.lua), so every placing call sees it whole or not at all. And the namespace's upkeep
+(purge).
 
 Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``luasched/_sync``.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from ..core import pauses, policies
 from ..core.base import SchedulerBase
@@ -95,3 +97,20 @@ class Policies(Transport, SchedulerBase):
         if not queues:
             return {}
         return decode_names(await self._send(names_read(self.ns, queues), self.reads.reader()), queues)
+
+    async def purge(self) -> int:
+        """Delete every key of this namespace: tasks, queues, processors, results. Returns how
+        many keys went. Processors still running lose their registration (their acks go stale).
+        Uses SCAN from the client (an admin operation, O(keys in the server)); on a cluster,
+        redis-py's SCAN visits every primary."""
+        deleted = 0
+        with translated("purge"):
+            batch: list[Any] = []
+            async for key in self.client.scan_iter(match=self.keys.prefix + "*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += await self.client.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += await self.client.unlink(*batch)
+        return deleted

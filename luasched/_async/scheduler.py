@@ -108,12 +108,24 @@ class Scheduler(Policies):
         unknown one raises UnknownLimiter, nothing written) and ``_requires`` (label -> condition,
         e.g. ``{"gpu": "a100", "vram_gb": (">=", 40)}``: only a processor whose labels meet them
         runs it; ``{}``: none, whatever the task's default). A submit that would bring its queue
-        above the queue's ``max_pending`` raises QueueFull, nothing written."""
+        above the queue's ``max_pending`` raises QueueFull, nothing written. ``_after`` (TaskHandles,
+        Groups or task ids) makes it wait, without their results, until they all end; then
+        ``_on_failure`` ("fail", "run" or "skip": core/deps) says what happens if one did not end done."""
         new = self.submission(task, args, kwargs)
+        if new.deps:  # alone: a missing parent refuses its call, and must not refuse others' submits
+            await self._submit([new], "")
+            return TaskHandle(self, new.id)
         await self._coalescer.submit(new)
         refused = self._refused.pop(new.id, None)
         if refused is not None:
             raise refused
+        return TaskHandle(self, new.id)
+
+    async def _waiting_on(self, parent: TaskHandle | Group, task: str | TaskFunction, args: Sequence[Any],
+                          kwargs: dict[str, Any]) -> TaskHandle:
+        """``then`` of a TaskHandle or a Group: a task fed by ``parent``'s results."""
+        new = self.submission(task, args, dict(kwargs), fed_by=parent)
+        await self._submit([new], "")
         return TaskHandle(self, new.id)
 
     async def _submit_shared(self, news: list[ops.NewTask]) -> None:
@@ -380,20 +392,3 @@ class Scheduler(Policies):
         ids = [check_task_id(t) for t in task_ids]
         call = ops.retry_failed(self.ns, self.now_ms(), ids, limit, new_request_id())
         return ops.decode_retry_failed(await self.call(call))
-
-    async def purge(self) -> int:
-        """Delete every key of this namespace: tasks, queues, processors, results. Returns how
-        many keys went. Processors still running lose their registration (their acks go stale).
-        Uses SCAN from the client (an admin operation, O(keys in the server)); on a cluster,
-        redis-py's SCAN visits every primary."""
-        deleted = 0
-        with translated("purge"):
-            batch: list[Any] = []
-            async for key in self.client.scan_iter(match=self.keys.prefix + "*", count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    deleted += await self.client.unlink(*batch)
-                    batch = []
-            if batch:
-                deleted += await self.client.unlink(*batch)
-        return deleted

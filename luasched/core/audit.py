@@ -38,11 +38,11 @@ class Audit:
 
 
 TWO40 = 1 << 40
-PLACES = ("queued", "delayed", "assigned", "running", "done", "failed", "cancelled")
+PLACES = ("waiting", "queued", "delayed", "assigned", "running", "done", "failed", "cancelled")
 #: The states of a task that has not started: those the deadline index (``expires``) holds.
-WAITING = ("queued", "delayed", "assigned")
+WAITING = ("waiting", "queued", "delayed", "assigned")
 #: The state a task's record must hold in each big place.
-STATE_IN = {"queue": "queued", "lane": "queued", "delayed": "delayed", "failed": "failed"}
+STATE_IN = {"queue": "queued", "lane": "queued", "waiting": "waiting", "delayed": "delayed", "failed": "failed"}
 #: An audit of a badly broken namespace reports this many problems, then how many more it found.
 MAX_PROBLEMS = 1000
 
@@ -58,12 +58,12 @@ class AuditCheck:
         self.counts: dict[str, int] = {}
         (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
          cards_flat, pauses_flat, lanes, blocked_flat, counts_flat, limiters_flat, patterns, qd_flat,
-         delayed_by_queue, deadlines, kinds_flat, kindn_flat, queue_kinds, kind_names) = text(frame)
+         delayed_by_queue, deadlines, kinds_flat, kindn_flat, queue_kinds, kind_names, waiting_n) = text(frame)
         #: (place, queue or lane, size) of each big place, in the order the slices read them
         self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
         self.places += check_lanes(self.problem, lanes, blocked_flat, counts_flat, limiters_flat, patterns,
                                    held_counts(held))
-        self.places += [("delayed", "", int(delayed_n)), ("failed", "", int(failed_n))]
+        self.places += [("waiting", "", int(waiting_n)), ("delayed", "", int(delayed_n)), ("failed", "", int(failed_n))]
         self._check_frame(int(now_s), {k: int(v) for k, v in fields_of(stats_flat).items()}, procs,
                           fields_of(running_flat), idles, idle, held, fields_of(cards_flat))
         self._check_pauses(fields_of(pauses_flat))
@@ -99,7 +99,11 @@ class AuditCheck:
         label = f"{place} {queue}" if place in ("queue", "lane") else place
         lane = lane_name(queue) if place == "queue" else queue
         seen: set[str] = set()
-        for task_id, s, q, _p, n, m, in_lane, held in text(rows):
+        for row in text(rows):
+            task_id, s, q, _p, n, m, in_lane, held = row[:8]
+            if place == "waiting" and s == "waiting" and row[8] != row[9]:
+                self.problem(f"task {task_id} counts {row[8] or 'no'} tasks and groups it waits for as not "
+                             f"finished; {row[9]} are not")
             if task_id in seen:
                 self.problem(f"task {task_id} is in {label} twice")
                 continue
@@ -248,6 +252,7 @@ class AuditCheck:
             sizes[place] += n
         c = {
             "submitted": stats.get(STATS.submitted, 0),
+            "waiting": sizes["waiting"],
             "queued": sizes["queue"] + sizes["lane"],
             "delayed": sizes["delayed"],
             "assigned": pending_total,

@@ -4,10 +4,12 @@ registry, and turning a submit's arguments into checked, encoded tasks (nothing 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, overload
 
 from .checks import requires_text
+from .deps import deps_field
 from .keys import Keys
 from .ops import Namespace, NewTask
 from .options import DEFAULT_PRIORITY, SchedulerOptions, TaskOptions, check_task_id, seconds
@@ -15,7 +17,7 @@ from .tasks import Arity, Registry, TaskFunction, encode_args, new_task_id
 
 #: The options ``submit`` takes among its keyword arguments (the others go to the task).
 SUBMIT_OPTIONS = frozenset({"_queue", "_delay", "_id", "_max_attempts", "_timeout", "_retry_backoff",
-                            "_priority", "_key", "_limits", "_expires", "_requires"})
+                            "_priority", "_key", "_limits", "_expires", "_requires", "_after", "_on_failure"})
 
 
 class Args:
@@ -100,18 +102,30 @@ class SchedulerBase:
         return name, options, seconds(delay, "delay", allow_none=True) or 0.0, arity
 
     def new_task(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
-                 *, task_id: str | None = None, **options: Any) -> NewTask:
-        """Check and encode one task (nothing is written); options as ``resolve`` takes them."""
-        return _encoded(*self.resolve(task, **options), args, kwargs, task_id)
+                 *, task_id: str | None = None, fed: bool = False, **options: Any) -> NewTask:
+        """Check and encode one task (nothing is written); options as ``resolve`` takes them.
+        ``fed``: its first argument comes later (the results it waits for), before ``args``."""
+        return _encoded(*self.resolve(task, **options), args, kwargs, task_id, fed)
 
-    def submission(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any]) -> NewTask:
-        """``submit(task, *args, **kwargs)``: kwargs starting with ``_`` are options, not arguments."""
+    def submission(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
+                   fed_by: Any = None) -> NewTask:
+        """``submit(task, *args, **kwargs)``: kwargs starting with ``_`` are options, not arguments.
+        ``fed_by``: the TaskHandle or Group whose results come in first (``then``)."""
         options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("_")}
-        unknown = set(options) - SUBMIT_OPTIONS
+        allowed = SUBMIT_OPTIONS - {"_after"} if fed_by is not None else SUBMIT_OPTIONS
+        unknown = set(options) - allowed
         if unknown:
-            raise TypeError(f"submit: unknown option(s) {', '.join(sorted(unknown))}; options are "
-                            f"{', '.join(sorted(SUBMIT_OPTIONS))}")
-        return self.new_task(task, args, kwargs, queue=options.get("_queue"),
+            raise TypeError(f"{'then' if fed_by is not None else 'submit'}: unknown option(s) "
+                            f"{', '.join(sorted(unknown))}; options are {', '.join(sorted(allowed))}")
+        after = [fed_by] if fed_by is not None else options.get("_after")
+        deps = ""
+        if after is not None:
+            if options.get("_delay"):
+                raise ValueError("a task that waits for others cannot have a _delay: it is queued when they end")
+            deps = deps_field(after, self.namespace, options.get("_on_failure", "fail"), feed=fed_by is not None)
+        elif "_on_failure" in options:
+            raise TypeError("_on_failure goes with _after (or then): it says what to do when they fail")
+        new = self.new_task(task, args, kwargs, fed=fed_by is not None, queue=options.get("_queue"),
                              delay=options.get("_delay"), task_id=options.get("_id"),
                              max_attempts=options.get("_max_attempts"),
                              timeout=options.get("_timeout"),
@@ -119,6 +133,7 @@ class SchedulerBase:
                              priority=options.get("_priority"), key=options.get("_key"),
                              limits=options.get("_limits"), expires=options.get("_expires"),
                              requires=options.get("_requires"))
+        return replace(new, deps=deps) if deps else new
 
     def batch(self, task: str | TaskFunction, items: Iterable[Any], ids: Sequence[str] | None,
               **options: Any) -> list[NewTask]:
@@ -148,11 +163,12 @@ class SchedulerBase:
 
 
 def _encoded(name: str, options: TaskOptions, delay_s: float, arity: Arity | None, args: Sequence[Any],
-             kwargs: dict[str, Any], task_id: str | None) -> NewTask:
+             kwargs: dict[str, Any], task_id: str | None, fed: bool = False) -> NewTask:
     """One task of a resolved name and options: its arguments checked against the function's
-    signature (when this process has it), its id checked (or a new one), its arguments JSON."""
+    signature (when this process has it; ``fed``: with a first argument to come), its id checked
+    (or a new one), its arguments JSON."""
     if arity is not None:
-        arity.check(name, args, kwargs)
+        arity.check(name, [None, *args] if fed else args, kwargs)
     return NewTask(check_task_id(task_id, "_id (task id)") if task_id is not None else new_task_id(),
                    name, encode_args(name, args, kwargs), options, delay_s)
 

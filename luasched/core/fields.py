@@ -53,6 +53,12 @@ class Task:
     held: str = "h"  # the limiters whose running counts its attempt holds now, comma-joined
     expires_ms: str = "dx"  # not started by then, it is never started (absent: no deadline)
     requires: str = "rq"  # the labels its processor must meet, kinds.encode_requires (absent: none)
+    parents: str = "dp"  # what it waits for, comma-joined: t:<id> (a task), g:<gid> (a group)
+    deps_left: str = "dn"  # of those, how many have not finished (while it is waiting)
+    deps_bad: str = "dz"  # of those, how many ended failed or cancelled
+    on_failure: str = "df"  # fail, run or skip: what it does when one of them did not end done
+    feed: str = "dr"  # '1': the results of what it waits for come in as its first argument
+    children: str = "dc"  # '1': tasks wait for it (their ids in tc:<id>)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class Group(ByFinalState):
     """``g:<gid>`` HASH: how many members, and how many finished in each final state."""
 
     total: str = "total"
+    children: str = "then"  # '1': tasks wait for the group (their ids in gc:<gid>)
 
 
 @dataclass(frozen=True)

@@ -170,3 +170,16 @@ class Keys:
     def deadlines(self) -> str:
         """ZSET task id -> its deadline ms (``expires``), while the task waits (not started)."""
         return self.prefix + "exp"
+
+    @property
+    def waiting(self) -> str:
+        """ZSET task id -> when it was created, ms: the tasks that wait for others (core/deps)."""
+        return self.prefix + "waiting"
+
+    def task_children(self, task_id: str) -> str:
+        """LIST of the ids of the tasks waiting for task ``task_id`` (its record's children flag)."""
+        return f"{self.prefix}tc:{task_id}"
+
+    def group_children(self, group_id: str) -> str:
+        """LIST of the ids of the tasks waiting for group ``group_id`` (its record's children flag)."""
+        return f"{self.prefix}gc:{group_id}"

@@ -86,27 +86,28 @@ class Namespace:
 
 @dataclass(frozen=True)
 class NewTask:
-    """One task to create: its id, name, encoded arguments, options and delay."""
+    """One task to create: id, name, encoded arguments, options, delay, what it waits for (deps)."""
 
     id: str
     name: str
     args_json: str
     options: TaskOptions
     delay_s: float = 0.0
+    deps: str = ""
 
 
 SUBMIT_CHUNK = 1000
 
 
 #: What submit sends per task, after its six fixed ARGV (lua/submit.lua's header).
-PER_TASK = 10
+PER_TASK = 11
 
 
 def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,
            group: str = "") -> list[Call]:
     """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline); PER_TASK
     values each: id, name, queue, args, max_attempts, timeout_ms, backoff_ms, delay_ms, policy
-    (``policy_field``: '' for default priority, no key, limits or requires), expires_ms."""
+    (``policy_field``: '' for default priority, no key, limits or requires), expires_ms, deps."""
     calls = []
     for start in range(0, len(tasks), SUBMIT_CHUNK):
         chunk = tasks[start:start + SUBMIT_CHUNK]
@@ -114,7 +115,7 @@ def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispa
         for t in chunk:
             o = t.options
             args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
-                     to_ms(o.backoff_s), to_ms(t.delay_s), policy_field(o), to_ms(o.expires_s)]
+                     to_ms(o.backoff_s), to_ms(t.delay_s), policy_field(o), to_ms(o.expires_s), t.deps]
         calls.append(ns.call("submit", *args))
     return calls
 
@@ -146,10 +147,8 @@ def _ms(value: str) -> int | None:
 
 def decode_dispatch(reply: Any) -> DispatchReply:
     """Also a reply without its last entry (promoted), as scripts before it answered."""
-    reply = text(reply)
-    pairs, now, due, lease, deadline = reply[:5]
-    promoted = int(reply[5]) if len(reply) > 5 else 0
-    return DispatchReply(_pairs(pairs), int(now), _ms(due), _ms(lease), _ms(deadline), promoted)
+    pairs, now, due, lease, deadline, *promoted = text(reply)
+    return DispatchReply(_pairs(pairs), int(now), _ms(due), _ms(lease), _ms(deadline), int((promoted or [0])[0]))
 
 
 def reap(ns: Namespace, now_ms: int | None, limit: int, rid: str) -> Call:
@@ -326,7 +325,7 @@ def fields_of(value: Any) -> dict[str, str]:
 # --- counts and audit -------------------------------------------------------------------------
 
 
-COUNT_NAMES = ("submitted", "queued", "delayed", "assigned", "running", "done", "failed",
+COUNT_NAMES = ("submitted", "waiting", "queued", "delayed", "assigned", "running", "done", "failed",
                "cancelled", "processors", "idle_processors", "lapsed_processors", "last_dispatch_ms",
                "now_ms", "done_last_minute", "failed_last_minute")
 
@@ -388,7 +387,7 @@ def audit(ns: Namespace, now_ms: int | None) -> Call:
 
 #: The big places an audit reads in slices (lua/audit_slice.lua): a queue, the delayed set, the
 #: dead letters.
-SLICED_PLACES = ("queue", "lane", "delayed", "failed")
+SLICED_PLACES = ("queue", "lane", "waiting", "delayed", "failed")
 
 
 def audit_slice(ns: Namespace, place: str, queue: str, start: int, count: int) -> Call:

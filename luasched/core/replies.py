@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ScriptError, TaskExpired, TaskFailed, error_for_status
+from ..errors import DependencyFailed, ScriptError, TaskExpired, TaskFailed, error_for_status
 from .tasks import Started, decode_error
 
 
@@ -146,7 +146,7 @@ class Outcome:
             return json.loads(self.payload) if self.payload is not None else None
         if self.state == "failed":
             err = decode_error(self.payload or "")
-            failed = TaskExpired if err["type"] == "TaskExpired" else TaskFailed
+            failed = {"TaskExpired": TaskExpired, "DependencyFailed": DependencyFailed}.get(err["type"], TaskFailed)
             raise failed(self.task_id, err["type"], err["message"], err["traceback"])
         if self.state in ("cancelled", "unknown"):
             raise error_for_status(self.state, self.task_id)

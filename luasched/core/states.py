@@ -6,9 +6,11 @@ from enum import Enum
 
 
 class State(str, Enum):
-    """Where a task is in its life: waiting (queued, delayed), given to a processor (assigned,
-    running), or finished (done, failed, cancelled). ``TaskHandle.state`` answers one of these."""
+    """Where a task is in its life: not yet placeable (waiting: for other tasks), waiting for a
+    processor (queued, delayed), given to one (assigned, running), or finished (done, failed,
+    cancelled). ``TaskHandle.state`` answers one of these."""
 
+    WAITING = "waiting"
     QUEUED = "queued"
     DELAYED = "delayed"
     ASSIGNED = "assigned"
@@ -26,6 +28,12 @@ FINISHED = frozenset({State.DONE, State.FAILED, State.CANCELLED})
 #: (state before, event) -> states possible after. The scripts named in the events are in lua/.
 TRANSITIONS: dict[tuple[State | None, str], frozenset[State]] = {
     (None, "submit"): frozenset({State.QUEUED, State.DELAYED}),
+    # a task that waits for others (then, _after): waiting until the last of them ends, then
+    # queued, or (one did not end done) failed with DependencyFailed or cancelled, by _on_failure
+    (None, "submit_after"): frozenset({State.WAITING, State.QUEUED, State.FAILED, State.CANCELLED}),
+    (State.WAITING, "parents_end"): frozenset({State.QUEUED, State.FAILED, State.CANCELLED}),
+    (State.WAITING, "cancel"): frozenset({State.CANCELLED}),
+    (State.WAITING, "expire"): frozenset({State.FAILED}),
     (None, "submit_dispatch"): frozenset({State.QUEUED, State.DELAYED, State.ASSIGNED}),
     (State.DELAYED, "dispatch"): frozenset({State.QUEUED, State.ASSIGNED}),
     (State.QUEUED, "dispatch"): frozenset({State.ASSIGNED}),
@@ -55,6 +63,7 @@ def allowed(before: State | None, event: str, after: State) -> bool:
 
 #: Where a task in each unfinished state is kept (the places of the conservation invariant).
 PLACE = {
+    State.WAITING: "zset waiting",
     State.QUEUED: "queue list q:<queue>",
     State.DELAYED: "zset delayed",
     State.ASSIGNED: "inbox list p:<pid>:i",

@@ -113,7 +113,7 @@ def test_no_key_escapes_the_namespace(sched, busy, namespace):
     ("task", "t:ID"), ("task_wake", "w:ID"), ("queue", "q:ID"), ("queue_kinds", "qk:ID"),
     ("processor", "p:ID"), ("inbox", "p:ID:i"), ("inbox_running", "p:ID:r"),
     ("processor_wake", "p:ID:w"), ("group", "g:ID"), ("group_stream", "gs:ID"), ("lanes", "lanes:ID"),
-    ("lane", "ln:ID"),
+    ("lane", "ln:ID"), ("task_children", "tc:ID"), ("group_children", "gc:ID"),
 ])
 def test_key_spelling_matches_the_lib_header(name, spelled):
     keys = Keys("ns1")
