@@ -15,6 +15,7 @@
   record's queue, priority, key, limits, attempts, max_attempts, processor, last_processor,
   created_ms, started_ms, finished_ms, error (JSON), expires_ms (its deadline) where set;
   then by state:
+    waiting: parents (as stored), deps_left, deps_bad, on_failure, feed
     delayed: until_ms (its due time)
     queued: paused ('namespace', 'queue', 'key' (in every queue) or 'queue_key': the widest pause
       covering it) and paused_ms;
@@ -71,7 +72,15 @@ local function holder(pid)
   put('processor_name', redis.call('HGET', P .. 'p:' .. pid, PROC_NAME) or '')
 end
 
-if state == 'delayed' then
+if state == 'waiting' then
+  local dp, dn, dz, df, dr = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_PARENTS, TASK_DEPS_LEFT, TASK_DEPS_BAD,
+    TASK_ON_FAILURE, TASK_FEED))
+  put('parents', dp or '')
+  put('deps_left', dn or '0')
+  put('deps_bad', dz or '0')
+  put('on_failure', df or 'fail')
+  put('feed', dr or '0')
+elseif state == 'delayed' then
   local due = redis.call('ZSCORE', C.delayed, id)
   if due then
     put('until_ms', fmt(tonumber(due)))

@@ -1,7 +1,8 @@
 --[[ retry_failed: failed (dead letter) -> queued, with a fresh set of attempts
   Puts dead-lettered tasks back at the tail of their queue with their attempt count reset; the
   last error stays in the record until the task finishes again. Ids that are not dead letters
-  (any more) are skipped, so a replay changes nothing.
+  (any more) are skipped, so a replay changes nothing; so are tasks that ended DependencyFailed (they
+  never ran, and what they waited for has ended: make them again with then or _after).
   Includes: fields, util, lanes, replay
   KEYS[1..9] the fixed keys (see lib/util): uses stats failed wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
@@ -32,8 +33,10 @@ else
 end
 local out = {}
 for _, id in ipairs(ids) do
-  if redis.call('ZSCORE', failed, id) then
-    local tk = P .. 't:' .. id
+  local tk = P .. 't:' .. id
+  local e = redis.call('ZSCORE', failed, id) and (redis.call('HGET', tk, TASK_ERROR) or '')
+  -- a task that never ran because what it waited for failed: it has nothing to run with
+  if e and not string.find(e, '"type":"DependencyFailed"', 1, true) then
     local g = redis.call('HGET', tk, TASK_GROUP)
     redis.call('ZREM', failed, id)
     redis.call('HINCRBY', stats, STAT_FAILED, -1)

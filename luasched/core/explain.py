@@ -17,8 +17,8 @@ from .replies import ProcessorInfo
 from .tasks import decode_error
 from .words import counted, duration
 
-#: Every reason an Explanation gives. ``waiting_dependencies`` is reserved (tasks that wait for
-#: others do not exist yet); ``expired`` is a failed task whose error is TaskExpired.
+#: Every reason an Explanation gives. ``waiting_dependencies``: a task that waits for others
+#: (then, _after); ``expired`` is a failed task whose error is TaskExpired.
 REASONS = ("delayed", "waiting_slot", "paused", "rate_limited", "max_running", "no_processor",
            "waiting_dependencies", "assigned", "running", "done", "failed", "cancelled", "expired")
 
@@ -58,6 +58,9 @@ class Explanation:
       none meets, and ``requires``, all of them in words); and ``queue``.
     - ``waiting_slot``: the waiting fields above (no processor serving it has a free slot, or it
       is behind others; a free one places it at the next dispatch).
+    - ``waiting_dependencies`` (state ``waiting``): ``waiting_for`` (``{"task": id}`` or
+      ``{"group": id}`` each), ``left`` (not ended yet), ``failed`` (ended failed or cancelled),
+      ``on_failure``, ``fed`` (their results come in first), ``queue``.
     - ``assigned`` and ``running``: ``processor``, ``processor_name``, ``processor_alive``,
       ``attempt``; assigned: ``pending`` (tasks in that processor's inbox, not started); running:
       ``started_ms``, ``timeout_ms`` (None: no timeout).
@@ -99,7 +102,7 @@ def decode_explain(reply: Any, task_id: str) -> Explanation:
     facts["id"] = task_id
     state = facts["state"]
     reason, detail = _reason(state, facts)
-    if state in ("queued", "delayed", "assigned") and "expires_ms" in facts:
+    if state in ("waiting", "queued", "delayed", "assigned") and "expires_ms" in facts:
         detail["expires_ms"] = int(facts["expires_ms"])  # not started by then, it never starts
     return Explanation(task_id, state, reason, detail, sentence(task_id, reason, detail, now), now)
 
@@ -114,6 +117,12 @@ def _reason(state: str, f: dict[str, str]) -> tuple[str, dict[str, Any]]:
         error = decode_error(f.get("error", ""))
         detail |= {"error_type": error["type"], "error_message": error["message"]}
         return ("expired" if error["type"] == EXPIRED_ERROR else "failed"), detail
+    if state == "waiting":
+        refs = [r for r in f.get("parents", "").split(",") if r]
+        return "waiting_dependencies", {
+            "waiting_for": [{"task" if r.startswith("t:") else "group": r[2:]} for r in refs],
+            "left": int(f.get("deps_left", "0")), "failed": int(f.get("deps_bad", "0")),
+            "on_failure": f.get("on_failure", "fail"), "fed": f.get("feed") == "1", "queue": f.get("queue", "default")}
     if state in ("assigned", "running"):
         pid = f.get("processor", "")
         lease = _int(f.get("lease_ms"))
@@ -198,6 +207,13 @@ def sentence(task_id: str, reason: str, d: dict[str, Any], now_ms: int) -> str:
     if reason == "max_running":
         return (f"{t} waits for limiter {d['limiter']}: {d['running']} of its {d['max_running']} running "
                 f"slots are taken.")
+    if reason == "waiting_dependencies":
+        names = ", ".join(f"{kind} {ref}" for w in d["waiting_for"] for kind, ref in w.items())
+        then = {"fail": "it fails with DependencyFailed", "run": "it runs anyway",
+                "skip": "it is cancelled"}.get(d["on_failure"], d["on_failure"])
+        bad = f", {d['failed']} ended failed or cancelled" if d["failed"] else ""
+        return (f"{t} waits for {names} ({d['left']} not ended yet{bad}); when they end it joins queue "
+                f"{d['queue']}, unless one did not end done: then {then}.")
     if reason == "no_processor":
         if d.get("condition") == "task name":
             return (f"{t} waits in queue {d['queue']}: no processor serving it has task {d['task']}; "

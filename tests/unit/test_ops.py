@@ -124,13 +124,13 @@ def task(i, **options):
 
 def test_submit_shape():
     new = ops.NewTask("id1", "add", "[1]", TaskOptions("q1", 5, 2.5, 0.25, 0, "tenant 1", ("a:1", "b"), 90),
-                      delay_s=3)
+                      delay_s=3, deps="run\n1\nt:p1")
     (call,) = ops.submit(NS, 123, [new], dispatch=True, group="g1")
 
     assert call.script == "submit"
     assert call.keys == NS.keys.fixed
-    assert call.args == (P, "123", "1", "g1", "1", "77",
-                         "id1", "add", "q1", "[1]", "5", "2500", "250", "3000", "0\na:1,b\n\ntenant 1", "90000")
+    assert call.args == (P, "123", "1", "g1", "1", "77", "id1", "add", "q1", "[1]", "5", "2500", "250", "3000",
+                         "0\na:1,b\n\ntenant 1", "90000", "run\n1\nt:p1")
     words = argv_names("submit")
     assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count", "keep_s"]
     assert f"then {ops.PER_TASK} per task" in (scripts.lua_dir() / "submit.lua").read_text(encoding="utf-8")
@@ -144,7 +144,7 @@ def test_submit_sends_requires_in_the_policy():
     assert gpu == REQ_THREE
     new = ops.NewTask("id1", "add", "[1]", TaskOptions(requires=gpu, key="k\nx"), delay_s=0)
     (call,) = ops.submit(NS, 1, [new])
-    assert call.args[-2:] == (f"5\n\n{REQ_THREE}\nk\nx", "0")
+    assert call.args[-3:] == (f"5\n\n{REQ_THREE}\nk\nx", "0", "")
 
 
 REQ = '[["gpu","==","a100"]]'
@@ -198,7 +198,7 @@ def test_a_task_record_decodes_its_requires():
 
 def test_submit_defaults():
     (call,) = ops.submit(NS, None, [task(1)])
-    assert call.args == (P, "", "0", "", "1", "77", "id1", "add", "default", "[1]", "3", "0", "1000", "0", "", "0")
+    assert call.args == (P, "", "0", "", "1", "77", "id1", "add", "default", "[1]", "3", "0", "1000", "0", "", "0", "")
 
 
 @pytest.mark.parametrize(("n", "chunks"), [(1, [1]), (999, [999]), (1000, [1000]), (1001, [1000, 1]),
@@ -408,10 +408,10 @@ def proc_record(capacity: str, deadline_ms: str | None = None) -> list[str]:
 
 def clean():
     """A consistent audit (frame, slices): t1 queued, t2 pending and t3 running on p1 (capacity
-    3), t4 delayed, t5 failed, one done and one cancelled (no longer in any place)."""
+    3), t4 delayed, t5 failed, t6 waiting for t1, one done and one cancelled (no longer in any place)."""
     frame = [
         "1000",
-        [STATS.submitted, "7", STATS.assigned, "1", STATS.done, "1", STATS.failed, "1", STATS.cancelled, "1",
+        [STATS.submitted, "8", STATS.assigned, "1", STATS.done, "1", STATS.failed, "1", STATS.cancelled, "1",
          STATS.seq, "9"],
         [["default", 1]],
         1,
@@ -436,11 +436,13 @@ def clean():
         ["k1", "1"],  # kindn: p1
         [["default", ["k1", "1"], ["add"], 0]],  # qk:default: p1; qn:default; no routing flag
         [["k1", ["add"]]],  # kn:k1: the task names of its definition
+        1,  # waiting: t6
     ]
     slices = [
         ["queue", "default", [["t1", "queued", "default", "", "0", "3", LANE, ""]]],
         ["delayed", "", [["t4", "delayed", "default", "", "1", "3", LANE, ""]]],
         ["failed", "", [["t5", "failed", "default", "", "3", "3", LANE, ""]]],
+        ["waiting", "", [["t6", "waiting", "default", "", "0", "3", LANE, "", "1", "1"]]],  # 1 counted, 1 left
     ]
     return frame, slices
 
@@ -449,7 +451,7 @@ def test_a_clean_audit_passes():
     found = check_audit(*clean())
     assert found.ok, found.problems
     assert found.problems == []
-    assert found.counts == {"submitted": 7, "queued": 1, "delayed": 1, "assigned": 1, "running": 1,
+    assert found.counts == {"submitted": 8, "waiting": 1, "queued": 1, "delayed": 1, "assigned": 1, "running": 1,
                             "done": 1, "failed": 1, "cancelled": 1, "processors": 1, "idle_processors": 1}
     assert bool(found) is True
 
@@ -599,8 +601,12 @@ RULES = [
     ("held task without record", _missing_record_held, "t2 is in inbox p1 (pending) but has no record"),
     ("assigned counter", lambda f, s: f[1].__setitem__(3, "2"), "counter assigned is 2"),
     ("failed counter", lambda f, s: f[1].__setitem__(7, "0"), "counter failed is 0"),
-    ("submitted counter", lambda f, s: f[1].__setitem__(1, "8"), "8 tasks were submitted but 7"),
-    ("a task lost", _lost_task, "7 tasks were submitted but 6"),
+    ("submitted counter", lambda f, s: f[1].__setitem__(1, "9"), "9 tasks were submitted but 8"),
+    ("a task lost", _lost_task, "8 tasks were submitted but 7"),
+    ("a waiting count out of step", lambda f, s: s[3][2][0].__setitem__(8, "2"),
+     "t6 counts 2 tasks and groups it waits for as not finished; 1 are not"),
+    ("a waiting task not waiting", lambda f, s: s[3][2][0].__setitem__(1, "queued"),
+     "t6 is in waiting but its record says queued"),
     ("queued in a queue not its own", _wrong_queue, "belongs to lane '5:5:other' of queue other"),
     ("attempts over max", _too_many_attempts, "used 4 attempts of 3"),
     ("attempts over max, failed", _too_many_attempts_failed, "t5 used 4 attempts of 3"),
@@ -657,13 +663,14 @@ def test_the_audit_flow_reads_every_place_in_slices():
     place's size is read, and checks every slice."""
     frame, _ = clean()
     frame[2] = [["default", 5]]
-    frame[1][1] = "11"
+    frame[1][1] = "12"
     queued = [[f"q{i}", "queued", "default", "", "0", "3", LANE, ""] for i in range(5)]
     flow = flows.audit(NS, 123, slice_size=2)
     asked = [next(flow)]
     reply = frame
     answers = {("queue", "default"): queued, ("delayed", ""): [["t4", "delayed", "default", "", "1", "3", LANE, ""]],
-               ("failed", ""): [["t5", "failed", "default", "", "3", "3", LANE, ""]]}
+               ("failed", ""): [["t5", "failed", "default", "", "3", "3", LANE, ""]],
+               ("waiting", ""): [["t6", "waiting", "default", "", "0", "3", LANE, "", "1", "1"]]}
     try:
         while True:
             request = flow.send(reply)
@@ -677,7 +684,7 @@ def test_the_audit_flow_reads_every_place_in_slices():
     assert found.counts["queued"] == 5
     assert asked[0] == ops.audit(NS, 123)
     assert [(r.args[1], r.args[3]) for r in asked[1:]] == [
-        ("queue", "0"), ("queue", "2"), ("queue", "4"), ("delayed", "0"), ("failed", "0")]
+        ("queue", "0"), ("queue", "2"), ("queue", "4"), ("waiting", "0"), ("delayed", "0"), ("failed", "0")]
 
 
 def test_pauses_decode_namespace_first_and_refuse_bad_scopes():
