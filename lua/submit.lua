@@ -105,11 +105,13 @@ for i = 0, count - 1 do
     existing[#existing + 1] = id
   else
     fresh[#fresh + 1] = base
-    if not adding[queue] then
-      adding[queue] = 0
+    if deps[base] then -- a task that waits is in no queue yet: the queue's cap does not count it
+    elseif not adding[queue] then
       added[#added + 1] = queue
+      adding[queue] = 1
+    else
+      adding[queue] = adding[queue] + 1
     end
-    adding[queue] = adding[queue] + 1
   end
 end
 if #added > 0 then -- the queues' caps: one HMGET of a usually missing key

@@ -48,7 +48,7 @@ from hypothesis.stateful import (
 
 import luasched
 from luasched import aio
-from luasched.core import base, kinds, ops, slots
+from luasched.core import base, deps, kinds, ops, slots
 from luasched.core.lanes import lane_name
 from luasched.core.states import FINISHED, State, allowed
 from luasched.core.tasks import encode_error, encode_result, new_request_id
@@ -121,6 +121,9 @@ class MTask:
     expires_at: int | None = None  # its deadline (ms): not started by then, it is never started
     expired: bool = False  # it reached its deadline before it started (failed with TaskExpired)
     requires: tuple[tuple[str, str, Any], ...] = ()  # what its processor's labels must meet (checked)
+    on_failure: str = "fail"  # a task that waits for others (_after): what a parent not done means
+    left: int = 0  # its parents not finished yet (while waiting)
+    bad: int = 0  # its parents that ended failed or cancelled
 
     @property
     def lane(self) -> tuple[str, int, str | None]:
@@ -205,6 +208,7 @@ class Conservation(RuleBasedStateMachine):
         self.tags: dict[tuple[str, int, str | None], float] = {}  # lane -> its tag once served
         self.laned: set[str] = set()  # queues in lanes mode: some task of theirs used a policy
         self.caps: dict[str, int] = {}  # queue -> max_pending (absent: no cap)
+        self.children: dict[str, list[str]] = {}  # task id -> the tasks waiting for it, in order
 
         @self.sched.task(name="work", retry_backoff=BACKOFF_MS / 1000)
         def work(token: int, fail_times: int) -> int:
@@ -263,9 +267,28 @@ class Conservation(RuleBasedStateMachine):
         t.owner = None
 
     def finish(self, t: MTask, event: str, state: str) -> None:
+        """t ends; then, as lib/lifecycle finish, each task that waited for it counts it, and one
+        whose last parent it was settles, in the order they began to wait, breadth first."""
         self.move(t, event, state)
         t.owner = None
         t.deadline = None
+        follow = [(t.id, state != "done")]
+        for parent, bad in follow:  # grows while it is walked
+            for cid in self.children.pop(parent, []):
+                c = self.model[cid]
+                if c.state == "waiting":
+                    c.left, c.bad = c.left - 1, c.bad + bad
+                    if c.left == 0:
+                        self.settle(c, follow)
+
+    def settle(self, t: MTask, follow: list[tuple[str, bool]]) -> None:
+        """A waiting task whose parents all ended: queued, or ended by its on_failure."""
+        if t.bad and t.on_failure != "run":
+            self.move(t, "parents_end", "cancelled" if t.on_failure == "skip" else "failed")
+            follow.append((t.id, True))
+        else:
+            self.move(t, "parents_end", "queued")
+            self.enter(t, head=False)
 
     def attempt_ended(self, t: MTask, event: str, later: bool) -> str:
         t.deadline = None
@@ -418,6 +441,29 @@ class Conservation(RuleBasedStateMachine):
         return self.new_task(h.id, queue, fail_times, max_attempts, int((timeout or 0) * 1000), token,
                              int((delay or 0) * 1000), priority, key, limits, int((expires or 0) * 1000),
                              requires)
+
+    @rule(target=tasks, first=tasks, second=st.none() | tasks, queue=st.sampled_from(QUEUES),
+          on_failure=st.sampled_from(deps.ON_FAILURE))
+    def submit_after(self, first: MTask, second: MTask | None, queue: str, on_failure: str) -> MTask:
+        """A task that waits for others: never refused by a cap (it is in no queue yet), queued
+        by the script that ends its last parent (at once when they all have)."""
+        token = next(self.tokens)
+        unique = [first] if second is None or second.id == first.id else [first, second]
+        h = self.sched.submit("work", token, 0, _queue=queue, _on_failure=on_failure,
+                              _after=[self.sched.handle(p.id) for p in unique])
+        t = MTask(h.id, queue, token, 5, None, (), self.now, 0, 3, 0, state="waiting", on_failure=on_failure)
+        self.model[t.id] = t
+        self.submitted += 1
+        for p in unique:
+            if State(p.state) in FINISHED:
+                t.bad += p.state != "done"
+            else:
+                t.left += 1
+                self.children.setdefault(p.id, []).append(t.id)
+        if not t.left:
+            follow = [("", False)]  # nothing waits for the new task yet
+            self.settle(t, follow)
+        return t
 
     @rule(queue=st.sampled_from(QUEUES), fails=st.lists(st.integers(0, 2), min_size=1, max_size=4),
           priority=st.sampled_from(PRIORITIES), key=st.sampled_from(KEYS), limits=st.sampled_from(LIMITS),
@@ -819,7 +865,7 @@ class Conservation(RuleBasedStateMachine):
 
     @rule(t=tasks)
     def cancel(self, t: MTask) -> None:
-        expect = t.state in ("queued", "delayed", "assigned")
+        expect = t.state in ("waiting", "queued", "delayed", "assigned")
         assert self.sched.handle(t.id).cancel() == expect
         if not expect:
             return

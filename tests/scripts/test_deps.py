@@ -253,3 +253,15 @@ def test_the_waiting_index_agrees_with_audit_when_broken(sched):
     found = sched.audit()
     assert not found.ok and any(child.id in p and "waits for" in p for p in found.problems)
     assert ops.text(sched.client.zrange(sched.keys.waiting, 0, -1)) == [child.id]
+
+
+def test_a_waiting_task_is_not_counted_against_its_queues_cap(sched, proc):
+    sched.set_queue("default", max_pending=1)
+    parent = sched.submit("add", 1)
+    with pytest.raises(luasched.QueueFull):
+        sched.submit("add", 2)
+    child = sched.submit("add", 3, _after=[parent])  # in no queue yet
+    assert child.state == "waiting"
+    finish(sched, proc)  # released into the queue, whatever its cap: like a retry, it is never refused
+    assert child.state == "queued"
+    audit_ok(sched)
