@@ -1,4 +1,5 @@
-"""``luasched demo``: submit tasks, run them on several processors, and summarise their results."""
+"""``luasched demo``: submit tasks, run them on several processors, and summarise their results
+with a chord callback (``group.then``) that runs on a processor too."""
 
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ def run_task(delay_s: float, seed: int) -> int:
     return random.Random(seed).randint(0, 10)
 
 
+def summarise_results(results: list[object]) -> dict[str, object]:
+    """The demo's chord callback: the group's results in submission order (a failed task stands
+    as ``{"error": ..., "type": ...}``) summed up, on whichever processor takes it."""
+    values = [v for v in results if isinstance(v, int)]
+    info = luasched.current_task()
+    return {"count": len(values), "failed": len(results) - len(values), "sum": sum(values),
+            "mean": f"{sum(values) / len(values):.2f}" if values else "-",
+            "processor": info.processor if info else None}
+
+
 def run_demo(console: Console, n_tasks: int, n_processors: int, redis_url: str | None,
              seed: int | None) -> bool:
     """The demo on the embedded server or ``redis_url``: True when every task succeeded and
@@ -72,23 +83,26 @@ def run_demo(console: Console, n_tasks: int, n_processors: int, redis_url: str |
     namespace = f"demo-{secrets.token_hex(4)}"
     with _scheduler(redis_url, namespace) as sched:
         sched.task(run_task)
+        sched.task(summarise_results)
         started = time.monotonic()
         group = sched.map(run_task, items)
+        summary = group.then(summarise_results, _on_failure="run")  # queued by the last task's ack
         where = "the embedded server" if redis_url is None else redact(redis_url)
         console.print(f"luasched demo: {counted(n_tasks, 'task')} on {counted(n_processors, 'processor')}, "
                       f"{escape(where)}, namespace {namespace}, seed {seed}", soft_wrap=True)
         with _running(sched, n_processors) as processors:
             values, per_processor, failures = _gather(console, group, timeout_s=sequential_s + 30)
             wall_s = time.monotonic() - started
+            summed = summary.result(timeout=30)
         for p in processors:
             per_processor.setdefault(p.id, 0)
-        _summarise(console, values, failures, per_processor, wall_s, sequential_s)
+        _summarise(console, summed, per_processor, wall_s, sequential_s)
         audit = sched.audit()
     if audit.ok:
         console.print("audit ok: every task is in exactly one place and the counters add up")
     else:
         console.print(f"audit FAILED: {escape('; '.join(audit.problems))}", soft_wrap=True)
-    return failures == 0 and audit.ok
+    return failures == 0 and audit.ok and summed["sum"] == sum(values)
 
 
 @contextmanager
@@ -169,7 +183,7 @@ def _gather(console: Console, group: luasched.Group,
     return values, dict(per_processor), failures
 
 
-def _summarise(console: Console, values: list[int], failures: int, per_processor: dict[str, int],
+def _summarise(console: Console, summed: dict[str, object], per_processor: dict[str, int],
                wall_s: float, sequential_s: float) -> None:
     table = Table(title="tasks per processor")
     table.add_column("processor")
@@ -177,11 +191,12 @@ def _summarise(console: Console, values: list[int], failures: int, per_processor
     for processor_id, count in sorted(per_processor.items()):
         table.add_row(escape(processor_id), str(count))
     console.print(table)
-    mean = f"{sum(values) / len(values):.2f}" if values else "-"
-    console.print(f"count            {len(values)}\n"
-                  f"failed           {failures}\n"
-                  f"sum              {sum(values)}\n"
-                  f"mean             {mean}\n"
+    console.print(f"summarised on processor {escape(str(summed['processor']))} by a chord callback "
+                  f"(group.then), once the last task ended", soft_wrap=True)
+    console.print(f"count            {summed['count']}\n"
+                  f"failed           {summed['failed']}\n"
+                  f"sum              {summed['sum']}\n"
+                  f"mean             {summed['mean']}\n"
                   f"wall time        {wall_s:.2f} s\n"
                   f"sequential time  {sequential_s:.2f} s (the tasks one after another)\n"
                   f"speed-up         {sequential_s / wall_s:.2f}x", soft_wrap=True)

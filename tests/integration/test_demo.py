@@ -50,6 +50,9 @@ def check_report(output: str, tasks: int, processors: int) -> list[int]:
     ran = Counter(line["processor"] for line in lines)
     assert len(rows) == processors
     assert {p: n for p, n in rows.items() if n} == dict(ran)
+    # the summary is a chord callback's result, and a processor of the run computed it
+    summarised_on = re.search(r"^summarised on processor (\S+) by a chord callback", output, re.MULTILINE)
+    assert summarised_on and summarised_on[1] in rows, output
     assert "audit ok" in output
     return values
 
