@@ -16,7 +16,8 @@ end
 
 -- Any state -> done | failed | cancelled; field/payload (TASK_RESULT or TASK_ERROR) may be nil.
 -- The stats, the rate bucket and the group count it in the field named by the state.
--- known: {w, g} read from the record already (waiter flag, group), or nil to read them here.
+-- known: {w, g, sc} read from the record already (waiter flag, group, schedule), or nil to read
+-- them here.
 local function finish(C, id, state, field, payload, known)
   local P, now, keep_s = C.prefix, C.now, C.keep_s
   local tk = P .. 't:' .. id
@@ -36,11 +37,19 @@ local function finish(C, id, state, field, payload, known)
   else
     redis.call('EXPIRE', tk, keep_s)
   end
-  local w, g
+  local w, g, sc
   if known then
-    w, g = known[1], known[2]
+    w, g, sc = known[1], known[2], known[3]
   else
-    w, g = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP))
+    w, g, sc = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP, TASK_SCHEDULE))
+  end
+  if sc then -- a tick of its schedule waits behind it (overlap buffer_one): make the schedule due now
+    local sk = P .. 'sch:' .. sc
+    local b, last, paused = unpack(redis.call('HMGET', sk, SCHED_BUFFERED_MS, SCHED_LAST_TASK, SCHED_PAUSED))
+    if b and last == id and not paused then
+      redis.call('ZADD', P .. 'schd', fmt(now), sc)
+      wake_scheduler(C)
+    end
   end
   if w then
     local wk = P .. 'w:' .. id

@@ -170,3 +170,13 @@ class Keys:
     def deadlines(self) -> str:
         """ZSET task id -> its deadline ms (``expires``), while the task waits (not started)."""
         return self.prefix + "exp"
+
+    def schedule(self, name: str) -> str:
+        """HASH: schedule ``name`` (fields.SCHEDULE)."""
+        return f"{self.prefix}sch:{name}"
+
+    @property
+    def schedules(self) -> str:
+        """ZSET schedule name -> the ms its pending tick is due (+inf while paused): the index of
+        the schedules, and what the scheduler loops wait for."""
+        return self.prefix + "schd"
