@@ -131,7 +131,7 @@ def _instant(wall: datetime, tz: ZoneInfo) -> datetime:
         return first
     low = int((wall.replace(tzinfo=tz, fold=1).astimezone(timezone.utc) - _EPOCH).total_seconds())
     high = int((first.astimezone(timezone.utc) - _EPOCH).total_seconds())
-    before = first.astimezone(timezone.utc).utcoffset()
+    before = (_EPOCH + timedelta(seconds=low)).astimezone(tz).utcoffset()
     while high - low > 1:  # the transition: the first second whose offset is the later one
         mid = (low + high) // 2
         if (_EPOCH + timedelta(seconds=mid)).astimezone(tz).utcoffset() == before:
