@@ -45,9 +45,10 @@ local function finish(C, id, state, field, payload, known)
   end
   if sc then -- a tick of its schedule waits behind it (overlap buffer_one): make the schedule due now
     local sk = P .. 'sch:' .. sc
-    local b, last, paused = unpack(redis.call('HMGET', sk, SCHED_BUFFERED_MS, SCHED_LAST_TASK, SCHED_PAUSED))
+    local b, last, paused, nxt = unpack(redis.call('HMGET', sk, SCHED_BUFFERED_MS, SCHED_LAST_TASK, SCHED_PAUSED,
+      SCHED_NEXT_MS))
     if b and last == id and not paused then
-      redis.call('ZADD', P .. 'schd', fmt(now), sc)
+      redis.call('ZADD', P .. 'schd', fmt(math.min(now, tonumber(nxt))), sc)
       wake_scheduler(C)
     end
   end

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
 
 import click
 from rich.console import Console
@@ -55,15 +54,8 @@ def schedules_command(app: str | None, redis_url: str | None, namespace: str | N
     Console().print(table)
 
 
-class AdminGroup(click.Group):
+class AdminGroup(AdminCommand, click.Group):
     """A group whose usage errors (no or an unknown subcommand) are one line, as a command's."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            raise CommandError(self.name or "", one_line(exc.format_message(), None)) from None
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
                                                                                   list[str]]:

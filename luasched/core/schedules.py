@@ -336,7 +336,7 @@ def check_schedules(problem: Callable[[str], None], reply: Any) -> None:
     """The schedule index (``schd``, read whole by lua/schedules.lua) against the records: each
     indexed schedule has a well-formed record whose pending tick is its score (+inf while paused);
     a cron keeps its times ascending after it; a last task that has not finished exists and was
-    made by it; a buffered tick waits only under buffer_one, behind an earlier tick."""
+    made by it; a buffered tick waits only under buffer_one, behind an earlier tick's task."""
     more, rows = text(reply)
     if more == "1":
         problem("the schedule index holds more schedules than one audit call reads")
@@ -371,8 +371,6 @@ def check_schedules(problem: Callable[[str], None], reply: Any) -> None:
                 problem(f"schedule {name} buffers a tick without overlap buffer_one")
             if not last:
                 problem(f"schedule {name} buffers a tick behind no task")
-            elif state not in UNFINISHED and not paused and float(score) > buffered:
-                problem(f"schedule {name} buffers a tick behind its finished task {last} but is not due")
         for counter in (SCHEDULE.runs, SCHEDULE.skipped, SCHEDULE.missed):
             if int(r.get(counter) or 0) < 0:
                 problem(f"schedule {name} counts {r.get(counter)} {counter}")
