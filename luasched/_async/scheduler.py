@@ -250,7 +250,7 @@ class Scheduler(Schedules):
             reply = await self.dispatch_detail(loop.limit)
             summary.dispatched(reply)
         turn = flows.next_turn(reply, loop, self.block_s)
-        due_s = await self._schedules_due(reply.now_ms, loop.limit)  # the next schedule tick bounds the wait
+        due_s = await self._schedules_due(reply.now_ms, loop.limit, turn.again)  # the next tick bounds the wait
         if turn.reap:
             while reaped := await self.reap(loop.limit):
                 logs.reaped(reaped)

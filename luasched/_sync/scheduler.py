@@ -251,7 +251,7 @@ class Scheduler(Schedules):
             reply = self.dispatch_detail(loop.limit)
             summary.dispatched(reply)
         turn = flows.next_turn(reply, loop, self.block_s)
-        due_s = self._schedules_due(reply.now_ms, loop.limit)  # the next schedule tick bounds the wait
+        due_s = self._schedules_due(reply.now_ms, loop.limit, turn.again)  # the next tick bounds the wait
         if turn.reap:
             while reaped := self.reap(loop.limit):
                 logs.reaped(reaped)

@@ -9,6 +9,7 @@ Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,9 @@ FIRE_ROUNDS = 8
 
 class Schedules(Policies):
     """The schedules of one namespace (a part of Scheduler)."""
+
+    _index_read_at = -1e9  # when the scheduler loop last read the schedule index (monotonic s)
+    _tick_ms: int | None = None  # the next tick it learnt of then (server ms; None: no schedule)
 
     def schedule_spec(self, name: str, task: str | TaskFunction, args: Sequence[Any] = (),
                       kwargs: dict[str, Any] | None = None, *, cron: str | None = None,
@@ -167,21 +171,24 @@ class Schedules(Policies):
         assert fired is not None
         return fired
 
-    def _schedules_due(self, now_ms: int, limit: int) -> float | None:
+    def _schedules_due(self, now_ms: int, limit: int, busy: bool = False) -> float | None:
         """The scheduler loop's duty: fire the schedules if one is due at ``now_ms`` (the server's
         time of its last dispatch); the seconds until the next tick is due (None: no schedule).
-        With no schedule due, one ZRANGE of the index."""
+        With no schedule due, one ZRANGE of the index; on the turns of a loop that is draining a
+        backlog (``busy``: it dispatches again at once), at most one a second."""
+        if busy and time.monotonic() - self._index_read_at < 1.0 and (self._tick_ms is None or self._tick_ms > now_ms):
+            return None
+        self._index_read_at = time.monotonic()
         with translated("schedules"):
             head = self.client.zrangebyscore(self.keys.schedules, "-inf", "(+inf", start=0, num=1,
                                                    withscores=True)
-        if not head:
-            return None
-        due = int(head[0][1])
-        if due > now_ms:
-            return (due - now_ms) / 1000
+        self._tick_ms = int(head[0][1]) if head else None
+        if self._tick_ms is None or self._tick_ms > now_ms:
+            return None if self._tick_ms is None else (self._tick_ms - now_ms) / 1000
         fired = self.fire_schedules(limit)
         if fired.created:
             log.debug("schedules fired %s", ", ".join(fired.created))
+        self._tick_ms = fired.next_due_ms
         if fired.next_due_ms is None:
             return None
         left = (fired.next_due_ms - fired.now_ms) / 1000
