@@ -42,7 +42,8 @@ def audit(ns: Namespace, now_ms: int | None, slice_size: int = AUDIT_SLICE) -> F
             start += len(rows)
             if not rows or start >= int(size):
                 break
-    check_schedules(check.problem, (yield listing(ns, MAX_LIMIT)))  # the schedule index, in one call
+    if (yield Command("zcard", (ns.keys.schedules,))):  # the schedule index, in one call (if any)
+        check_schedules(check.problem, (yield listing(ns, MAX_LIMIT)))
     return check.result()
 
 
