@@ -7,6 +7,7 @@ from .core.audit import Audit
 from .core.base import Args
 from .core.explain import Explanation
 from .core.replies import Outcome
+from .core.schedules import ScheduleInfo
 from .core.states import State
 from .core.tasks import TaskInfo, current_task
 from .errors import (
@@ -17,6 +18,7 @@ from .errors import (
     NotReplicated,
     QueueFull,
     ResultTimeout,
+    ScheduleNotFound,
     ScriptError,
     SerializationError,
     ServerRefused,
@@ -45,6 +47,8 @@ __all__ = [
     "Processor",
     "QueueFull",
     "ResultTimeout",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "Scheduler",
     "ScriptError",
     "SerializationError",

@@ -346,10 +346,10 @@ def read_targets(read_redis: object) -> list[object]:
 
 # --- a Redis ACL user limited to luasched ------------------------------------------------------
 
-#: Commands luasched sends itself (scripts, waits, wake-ups, reads, durability, and the eviction
-#: check's INFO memory).
+#: Commands luasched sends itself (scripts, waits, wake-ups, reads, durability, the eviction
+#: check's INFO memory, and a schedule's reads of its index and of the server's TIME).
 CLIENT_COMMANDS = ("evalsha", "script|load", "blpop", "rpush", "expire", "hget", "hmget", "hgetall",
-                   "exists", "xread", "zrange", "lrange", "wait", "info")
+                   "exists", "xread", "zrange", "lrange", "wait", "info", "zrangebyscore", "zcard", "time")
 
 #: What ``purge`` sends besides: SCAN lists the names of every key in the database (other
 #: namespaces' too; an ACL key pattern does not filter it), so only an admin user gets it.

@@ -8,6 +8,7 @@
      ├── UnknownTask           a function that was never registered with @sched.task
      ├── TaskNotFound          no task with this id in the namespace (never made, or expired)
      ├── GroupNotFound         no group with this id in the namespace (never made, or expired)
+ ├── ScheduleNotFound      no schedule of this name in the namespace
      ├── SerializationError    arguments or a result that JSON cannot carry (also a TypeError)
      ├── ResultTimeout         result() waited longer than its timeout (also a TimeoutError)
      ├── ConnectionLost        Redis could not be reached (also a ConnectionError)
@@ -76,6 +77,14 @@ class GroupNotFound(LuaschedError):
     def __init__(self, group_id: str) -> None:
         super().__init__(f"no group {group_id!r} in this namespace (never made, or expired)")
         self.group_id = group_id
+
+
+class ScheduleNotFound(LuaschedError):
+    """No schedule of this name exists in the namespace (never made, or removed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule {name!r} in this namespace")
+        self.name = name
 
 
 class SerializationError(LuaschedError, TypeError):

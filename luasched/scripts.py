@@ -47,6 +47,9 @@ NAMES = (
     "limits",
     "explain",
     "relabel",
+    "schedule",
+    "fire",
+    "schedules",
 )
 
 #: The flags a script declares in its shebang, where the server reads them; a script not named

@@ -16,10 +16,10 @@ end
 
 -- Any state -> done | failed | cancelled; field/payload (TASK_RESULT or TASK_ERROR) may be nil.
 -- The stats, the rate bucket and the group count it in the field named by the state.
--- known: {w, g, c} read from the record already (waiter flag, group, children flag), or nil to
--- read them here. Appends to follow what now may release waiting tasks, {ref, bad}: ref 't:<id>'
--- when tasks wait for it, 'g:<gid>' when it was the last of a group tasks wait for; bad: it (or a
--- member of the group) ended other than done.
+-- known: {w, g, c, sc} read from the record already (waiter flag, group, children flag,
+-- schedule), or nil to read them here. Appends to follow what now may release waiting tasks,
+-- {ref, bad}: ref 't:<id>' when tasks wait for it, 'g:<gid>' when it was the last of a group
+-- tasks wait for; bad: it (or a member of the group) ended other than done.
 local function finish_one(C, id, state, field, payload, known, follow)
   local P, now, keep_s = C.prefix, C.now, C.keep_s
   local tk = P .. 't:' .. id
@@ -39,11 +39,20 @@ local function finish_one(C, id, state, field, payload, known, follow)
   else
     redis.call('EXPIRE', tk, keep_s)
   end
-  local w, g, c
+  local w, g, c, sc
   if known then
-    w, g, c = known[1], known[2], known[3]
+    w, g, c, sc = known[1], known[2], known[3], known[4]
   else
-    w, g, c = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP, TASK_CHILDREN))
+    w, g, c, sc = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP, TASK_CHILDREN, TASK_SCHEDULE))
+  end
+  if sc then -- a tick of its schedule waits behind it (overlap buffer_one): make the schedule due now
+    local sk = P .. 'sch:' .. sc
+    local b, last, paused, nxt = unpack(redis.call('HMGET', sk, SCHED_BUFFERED_MS, SCHED_LAST_TASK, SCHED_PAUSED,
+      SCHED_NEXT_MS))
+    if b and last == id and not paused then
+      redis.call('ZADD', P .. 'schd', fmt(math.min(now, tonumber(nxt))), sc)
+      wake_scheduler(C)
+    end
   end
   if w then
     local wk = P .. 'w:' .. id

@@ -34,13 +34,13 @@ from ..core.tasks import TaskFunction, new_request_id, new_task_id
 from ..errors import TRANSIENT, GroupNotFound, LuaschedError, QueueFull, TaskNotFound, UnknownLimiter
 from ..routing import translated
 from .handles import Group, TaskHandle
-from .policies import Policies
 from .processor import Processor
+from .schedules import Schedules
 
 log = logging.getLogger("luasched.scheduler")
 
 
-class Scheduler(Policies):
+class Scheduler(Schedules):
     """Submits tasks, hands them to processors, and reads results, on one Redis namespace.
 
     ``redis``: None or "memory://" for the embedded in-process server (shared by every Scheduler
@@ -89,7 +89,7 @@ class Scheduler(Policies):
                           dispatch_on_submit=self.dispatch_on_submit, read_redis=read_redis,
                           durability=wait.replicas if durability is None else durability,
                           durability_timeout=wait.timeout_ms / 1000)
-        other.registry = self.registry
+        other.registry, other.declared = self.registry, self.declared
         return other
 
     # --- submitting --------------------------------------------------------------------------
@@ -219,18 +219,19 @@ class Scheduler(Policies):
     def run(self, stop: threading.Event | None = None, *, limit: int = 100,
                   max_wait: float = 1.0, reap_every: float = 0.25,
                   summary_every: float | timedelta | None = 60.0) -> None:
-        """The scheduler loop: dispatch and reap until ``stop`` is set.
+        """The scheduler loop: dispatch, reap and fire the schedules until ``stop`` is set.
 
-        It blocks on the namespace's wake-up list, which submit, register and a freed slot push
-        to; it wakes by itself only when a delayed task falls due or a lease or task timeout may
-        have lapsed (at most every ``max_wait`` s, so that ``stop`` is seen). Any number of loops
-        may run at once: each step is one atomic script. It logs each reap (logger
-        ``luasched.scheduler``, INFO) and, every ``summary_every`` s (None: never), a summary
-        line: tasks placed, delayed tasks promoted, tasks reaped."""
+        It blocks on the namespace's wake-up list, which submit, register, a freed slot and a new
+        or resumed schedule push to; it wakes by itself only when a delayed task or a schedule's
+        tick falls due or a lease or task timeout may have lapsed (at most every ``max_wait`` s,
+        so that ``stop`` is seen). Any number of loops may run at once: each step is one atomic
+        script. It first makes the schedules declared with ``@periodic``. It logs each reap (logger
+        ``luasched.scheduler``, INFO) and, every ``summary_every`` s (None: never), a summary line."""
         stop = stop if stop is not None else threading.Event()
         self.check_server("scheduler loop")
         if not self._eviction_checked:
             self.check_eviction("scheduler loop")
+        self.declare_schedules()
         loop = LoopOptions(limit, max_wait, reap_every, check_summary_every(summary_every))
         summary = logs.LoopSummary(loop.summary_every_s)
         retry = Backoff()
@@ -250,10 +251,9 @@ class Scheduler(Policies):
             summary.tick()
 
     def wait_for_redis(self, timeout: float | timedelta | None = None) -> None:
-        """Return once Redis answers (a read of the counts), waiting while it refuses
-        connections, is loading or refuses for now, with capped backoff, at most ``timeout`` (None:
-        as long as it takes); then raise the last error. A wrong password or an untrusted
-        certificate raises at once. ``luasched scheduler`` starts with it."""
+        """Return once Redis answers (a read of the counts), waiting while it refuses connections, is
+        loading or refuses for now, with capped backoff, at most ``timeout`` (None: as long as it takes);
+        then raise the last error. A wrong password or an untrusted certificate raises at once."""
         self.patiently(log, "scheduler", seconds(timeout, "timeout", allow_none=True), self.counts)
 
     def _turn(self, stop: threading.Event, loop: LoopOptions, reply: DispatchReply | None,
@@ -263,14 +263,15 @@ class Scheduler(Policies):
             reply = self.dispatch_detail(loop.limit)
             summary.dispatched(reply)
         turn = flows.next_turn(reply, loop, self.block_s)
+        due_s = self._schedules_due(reply.now_ms, loop.limit, turn.again)  # the next tick bounds the wait
         if turn.reap:
             while reaped := self.reap(loop.limit):
                 logs.reaped(reaped)
                 summary.took_back(reaped)
         if turn.again or turn.reap or stop.is_set():
             return None
-        wait_s = min(turn.wait_s, summary.left_s())  # a summary line is written when it is due
-        if turn.sleep:  # shorter than Redis's timeout resolution: slept here (flows.BLOCK_RESOLUTION_S)
+        wait_s = min(turn.wait_s, summary.left_s(), turn.wait_s if due_s is None else due_s)  # a summary when due
+        if turn.sleep or wait_s < flows.BLOCK_RESOLUTION_S:  # slept here, below Redis's timeout resolution
             backend.wait(stop, wait_s)
             return None
         if self.clock is not None:  # a dispatch carries the client's time: send it after the wait

@@ -13,6 +13,7 @@ from .deps import deps_field
 from .keys import Keys
 from .ops import Namespace, NewTask
 from .options import DEFAULT_PRIORITY, SchedulerOptions, TaskOptions, check_task_id, seconds
+from .schedules import ScheduleSpec
 from .tasks import Arity, Registry, TaskFunction, encode_args, new_task_id
 
 #: The options ``submit`` takes among its keyword arguments (the others go to the task).
@@ -45,6 +46,8 @@ class SchedulerBase:
         # read on every call: plain attributes, not properties of options
         self.clock: Callable[[], float] | None = options.clock
         self.dispatch_on_submit = options.dispatch_on_submit
+        #: the schedules declared with ``@periodic``: every scheduler loop upserts them as it starts
+        self.declared: dict[str, ScheduleSpec] = {}
 
     def now_ms(self) -> int | None:
         """The injected clock's time in ms, or None: the scripts then read the server's TIME."""

@@ -13,14 +13,14 @@ from .kinds import check_requires, encode_requires
 MAX_KEY, MAX_LIMITER, MAX_TASK_LIMITS = 256, 200, 16
 
 # Matched with fullmatch: "$" would also match before a final newline.
-_TASK_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+_TASK_ID = re.compile(r"[A-Za-z0-9_.:@\-]{1,128}")
 
 
 def check_task_id(task_id: object, what: str = "task id") -> str:
     if not isinstance(task_id, str):
         raise TypeError(f"{what} must be a str, not {type(task_id).__name__}")
     if not _TASK_ID.fullmatch(task_id):
-        raise ValueError(f"{what} {task_id!r} must be 1-128 characters of letters, digits, '_.:-'")
+        raise ValueError(f"{what} {task_id!r} must be 1-128 characters of letters, digits, '_.:@-'")
     return task_id
 
 

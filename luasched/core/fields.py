@@ -59,6 +59,7 @@ class Task:
     on_failure: str = "df"  # fail, run or skip: what it does when one of them did not end done
     feed: str = "dr"  # '1': the results of what it waits for come in as its first argument
     children: str = "dc"  # '1': tasks wait for it (their ids in tc:<id>)
+    schedule: str = "sc"  # the schedule that made it (absent: none): its end may fire a buffered tick
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,42 @@ class Processor:
     ack_memo: str = "ack:"
     start_memo: str = "start:"
     reaped_call: str = "reaped:"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``sch:<name>`` HASH: a schedule (lua/schedule.lua writes it, lua/fire.lua fires it). The
+    task it makes (task_name, args and the submit fields of its options), its cadence (cron and
+    tz, or every_ms), its rules (overlap, catchup_ms), and where it is: next_ms (the pending tick,
+    also its score in ``schd`` unless paused), times (the cron's following fire times,
+    comma-joined), gen (bumped when the cadence changes: a refill of another gen is refused),
+    paused, last_task (the task of its last tick), buffered_ms (a tick held behind it,
+    overlap buffer_one) and the counters runs, skipped, missed."""
+
+    task_name: str = "fn"
+    args: str = "args"
+    queue: str = "queue"
+    max_attempts: str = "max_attempts"
+    timeout_ms: str = "timeout_ms"
+    backoff_ms: str = "backoff_ms"
+    policy: str = "policy"  # options.policy_field
+    expires_ms: str = "expires_ms"
+    spec: str = "spec"  # the cadence as a person reads it
+    cron: str = "cron"  # absent: an interval
+    every_ms: str = "every_ms"  # absent: a cron
+    tz: str = "tz"
+    overlap: str = "overlap"
+    catchup_ms: str = "catchup_ms"
+    next_ms: str = "next_ms"
+    times: str = "times"
+    gen: str = "gen"
+    paused: str = "paused"  # '1' while paused (absent: not)
+    last_task: str = "last_task"
+    buffered_ms: str = "buffered_ms"
+    runs: str = "runs"
+    skipped: str = "skipped"
+    missed: str = "missed"
+    updated_ms: str = "updated_ms"
 
 
 @dataclass(frozen=True)
@@ -135,12 +172,14 @@ GROUP = Group()
 STATS = Stats()
 RATE = Rate()
 GROUP_EVENT = GroupEvent()
+SCHEDULE = Schedule()
 
-Kind = Task | Processor | Group | Stats | Rate | GroupEvent
+Kind = Task | Processor | Group | Stats | Rate | GroupEvent | Schedule
 
 #: Every kind of record by the prefix of its Lua constants.
 LUA_KINDS: dict[str, Kind] = {
     "TASK": TASK, "PROC": PROCESSOR, "GROUP": GROUP, "STAT": STATS, "RATE": RATE, "EVENT": GROUP_EVENT,
+    "SCHED": SCHEDULE,
 }
 
 

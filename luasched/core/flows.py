@@ -15,8 +15,9 @@ from . import ops
 from .audit import AuditCheck
 from .fields import GROUP, GROUP_EVENT
 from .ops import Command, Namespace, NewTask, Request, decode_result, result, text
-from .options import LoopOptions
+from .options import MAX_LIMIT, LoopOptions
 from .replies import DispatchReply
+from .schedules import check_schedules, listing
 from .shapes import stream_entries
 from .words import counted
 
@@ -29,8 +30,9 @@ AUDIT_SLICE = 500
 
 def audit(ns: Namespace, now_ms: int | None, slice_size: int = AUDIT_SLICE) -> Flow:
     """Audit a namespace in bounded calls; returns an Audit (see core/audit.py for what is checked
-    on which call). No call reads more than ``slice_size`` queued, delayed or failed tasks, so
-    other clients wait at most that long behind one, however big the namespace."""
+    on which call; the schedules last, core/schedules.py). No call reads more than
+    ``slice_size`` queued, delayed or failed tasks, so other clients wait at most that long behind
+    one, however big the namespace."""
     check = AuditCheck((yield ops.audit(ns, now_ms)))
     for place, queue, _size in check.places:
         start = 0
@@ -40,6 +42,8 @@ def audit(ns: Namespace, now_ms: int | None, slice_size: int = AUDIT_SLICE) -> F
             start += len(rows)
             if not rows or start >= int(size):
                 break
+    if (yield Command("zcard", (ns.keys.schedules,))):  # the schedule index, in one call (if any)
+        check_schedules(check.problem, (yield listing(ns, MAX_LIMIT)))
     return check.result()
 
 

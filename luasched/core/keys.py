@@ -183,3 +183,13 @@ class Keys:
     def group_children(self, group_id: str) -> str:
         """LIST of the ids of the tasks waiting for group ``group_id`` (its record's children flag)."""
         return f"{self.prefix}gc:{group_id}"
+
+    def schedule(self, name: str) -> str:
+        """HASH: schedule ``name`` (fields.SCHEDULE)."""
+        return f"{self.prefix}sch:{name}"
+
+    @property
+    def schedules(self) -> str:
+        """ZSET schedule name -> the ms its pending tick is due (+inf while paused): the index of
+        the schedules, and what the scheduler loops wait for."""
+        return self.prefix + "schd"

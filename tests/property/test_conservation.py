@@ -48,6 +48,8 @@ from hypothesis.stateful import (
 
 import luasched
 from luasched import aio
+from luasched._async import schedules as async_schedules
+from luasched._sync import schedules as sync_schedules
 from luasched.core import base, deps, kinds, ops, slots
 from luasched.core.lanes import lane_name
 from luasched.core.states import FINISHED, State, allowed
@@ -78,6 +80,8 @@ LEASE_S = 10.0
 #: a task's expires (s): most have none; with 2 s, the clock's steps reach it often
 EXPIRES: tuple[float | None, ...] = (None, None, None, 2.0)
 BACKOFF_MS = 1000
+#: the schedules the machine makes (every 1 or 3 s, each overlap rule, with or without catch-up)
+SCHEDULES = ("s1", "s2")
 EXAMPLES = int(os.environ.get("LUASCHED_PROPERTY_EXAMPLES", "200"))
 _names = itertools.count()
 
@@ -209,6 +213,7 @@ class Conservation(RuleBasedStateMachine):
         self.laned: set[str] = set()  # queues in lanes mode: some task of theirs used a policy
         self.caps: dict[str, int] = {}  # queue -> max_pending (absent: no cap)
         self.children: dict[str, list[str]] = {}  # task id -> the tasks waiting for it, in order
+        self.schedule_of: dict[str, tuple[int, str]] = {}  # schedule name -> (its token, its queue)
 
         @self.sched.task(name="work", retry_backoff=BACKOFF_MS / 1000)
         def work(token: int, fail_times: int) -> int:
@@ -886,6 +891,51 @@ class Conservation(RuleBasedStateMachine):
         self.drain(p, "deregister")
         assert sorted(given) == sorted(expect)
 
+    # --- schedules: their ticks' tasks join the model as the fire call reports them ----------------
+
+    def ticked(self, task_id: str) -> None:
+        token, queue = self.schedule_of[task_id.split("@")[0]]
+        assert task_id not in self.model, f"tick {task_id} made a task twice"
+        self.new_task(task_id, queue, 0, 3, 0, token, 0, 5, None, ())
+
+    @rule(name=st.sampled_from(SCHEDULES), every=st.sampled_from([1, 3]),
+          overlap=st.sampled_from(["skip", "allow", "buffer_one"]), catchup=st.sampled_from([0.0, 2.0]),
+          queue=st.sampled_from(QUEUES))
+    def upsert_schedule(self, name: str, every: int, overlap: str, catchup: float, queue: str) -> None:
+        token = next(self.tokens)
+        info = self.sched.schedule(name, "work", (token, 0), every=every, overlap=overlap, catchup=catchup,
+                                   queue=queue)
+        assert info.next_ms is not None and info.next_ms % (every * 1000) == 0
+        self.schedule_of[name] = (token, queue)
+
+    @rule(ahead=st.sampled_from([0.0, 1.0, 1.0, 4.0]))
+    def fire_schedules(self, ahead: float) -> None:
+        self.clock.advance(ahead)  # to a tick's time, or past a few (as the advance rule may)
+        fired = self.sched.fire_schedules(100)
+        for task_id in fired.created:
+            name, at = task_id.split("@")
+            assert int(at) <= fired.now_ms, f"tick {task_id} fired before its time"
+            self.ticked(task_id)
+
+    @rule(name=st.sampled_from(SCHEDULES), action=st.sampled_from(["pause", "resume", "trigger", "remove"]))
+    def control_schedule(self, name: str, action: str) -> None:
+        if name not in self.schedule_of:
+            with pytest.raises(luasched.ScheduleNotFound):
+                getattr(self.sched, "trigger" if action == "trigger" else f"{action}_schedule")(name)
+            return
+        if action == "trigger":
+            try:
+                handle = self.sched.trigger(name)
+            except luasched.ScriptError:  # its queue is full
+                assert self.caps.get(self.schedule_of[name][1]) is not None
+                return
+            self.ticked(handle.id)
+        elif action == "remove":
+            self.sched.remove_schedule(name)
+            del self.schedule_of[name]
+        else:
+            getattr(self.sched, f"{action}_schedule")(name)
+
     # --- invariants ----------------------------------------------------------------------------
 
     @invariant()
@@ -970,6 +1020,8 @@ def test_conservation(backend: str, front: str, request: pytest.FixtureRequest,
                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "new_task_id", counted_id)
     monkeypatch.setattr(slots, "new_request_id", counted_id)
+    for front_module in (sync_schedules, async_schedules):  # trigger's task ids
+        monkeypatch.setattr(front_module, "new_task_id", counted_id)
     if backend == "real":
         server = request.getfixturevalue("redis_server")
 

@@ -10,7 +10,7 @@ import pytest
 
 import luasched
 from luasched import scripts
-from luasched.core import explain, fields, flows, ops, pauses, policies, records
+from luasched.core import explain, fields, flows, ops, pauses, policies, records, schedules
 from luasched.core.audit import MAX_PROBLEMS, check_audit
 from luasched.core.checks import requires_text
 from luasched.core.fields import PROCESSOR, STATS, TASK
@@ -22,6 +22,7 @@ from luasched.core.replies import Ended, Lapsed, Overdue, Paused
 NS = ops.Namespace(Keys("unit"), keep_s=77)
 P = NS.prefix
 STARTED = ops.Started("t1", "add", "[1]", 2, 500)
+SPEC = schedules.make_spec("s1", "add", "[1]", TaskOptions(), None, 60, "UTC", "skip", 0)
 
 
 def argv_names(script: str) -> dict[int, str]:
@@ -55,6 +56,11 @@ CALLS = {
                (P, "123", "limit", "api", "5.0", "2000", "3", "4")),
     "limits": (policies.limits(NS, 123), (P, "123")),
     "explain": (explain.explain(NS, 123, "t1", 50), (P, "123", "t1", "50")),
+    "schedule": (schedules.upsert(NS, 123, "r1", SPEC, 60000, []),
+                 (P, "123", "r1", "upsert", "s1", "add", "[1]", "default", "3", "0", "1000", "", "0", "every 60s", "",
+                  "60000", "UTC", "skip", "0", "60000", "")),
+    "fire": (schedules.fire(NS, 123, 50, "r1"), (P, "123", "50", "r1", "", "", str(schedules.LATE_GRACE_MS))),
+    "schedules": (schedules.listing(NS, 50), (P, "50", "")),
 }
 
 # what the header calls each position (its first word), for the same scripts
@@ -79,6 +85,11 @@ HEADER_WORDS = {
     "policy": ["prefix", "now_ms", "op"],
     "limits": ["prefix", "now_ms"],
     "explain": ["prefix", "now_ms", "task", "limit"],
+    "schedule": ["prefix", "now_ms", "request", "op", "the", "task", "args", "queue", "max_attempts", "timeout_ms",
+                 "backoff_ms", "policy", "expires_ms", "spec", "cron", "every_ms", "tz", "overlap", "catchup_ms",
+                 "next_ms", "times"],
+    "fire": ["prefix", "now_ms", "limit", "request", "name", "task", "grace_ms"],
+    "schedules": ["prefix", "limit", "name"],
 }
 
 
@@ -675,6 +686,10 @@ def test_the_audit_flow_reads_every_place_in_slices():
         while True:
             request = flow.send(reply)
             asked.append(request)
+            if isinstance(request, ops.Command):  # last: the size of the schedule index (then none)
+                assert request == ops.Command("zcard", (NS.keys.schedules,))
+                reply = 0
+                continue
             _, place, queue, start, count = request.args
             rows = answers[(place, queue)]
             reply = [len(rows), rows[int(start):int(start) + int(count)]]
@@ -683,8 +698,9 @@ def test_the_audit_flow_reads_every_place_in_slices():
     assert found.ok, found.problems
     assert found.counts["queued"] == 5
     assert asked[0] == ops.audit(NS, 123)
-    assert [(r.args[1], r.args[3]) for r in asked[1:]] == [
+    assert [(r.args[1], r.args[3]) for r in asked[1:-1]] == [
         ("queue", "0"), ("queue", "2"), ("queue", "4"), ("waiting", "0"), ("delayed", "0"), ("failed", "0")]
+    assert asked[-1] == ops.Command("zcard", (NS.keys.schedules,))
 
 
 def test_pauses_decode_namespace_first_and_refuse_bad_scopes():
