@@ -53,6 +53,9 @@ class Task:
     held: str = "h"  # the limiters whose running counts its attempt holds now, comma-joined
     expires_ms: str = "dx"  # not started by then, it is never started (absent: no deadline)
     requires: str = "rq"  # the labels its processor must meet, kinds.encode_requires (absent: none)
+    # its unique key while it holds it (core/unique): one of the two, by when the key is freed
+    unique: str = "u"  # held until the task finishes (done, failed, cancelled, expired)
+    unique_started: str = "us"  # held until the task starts (unique_until="started")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class Stats(ByFinalState):
     assigned: str = "assigned"  # tasks in inboxes, not started
     seq: str = "seq"  # the idle rankings' tie-break sequence
     expired: str = "expired"  # tasks that reached their deadline before they started (also failed)
+    deduplicated: str = "deduplicated"  # submits that found their unique key held: nothing created
     last_dispatch_ms: str = "last_dispatch_ms"
 
 

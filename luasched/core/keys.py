@@ -170,3 +170,9 @@ class Keys:
     def deadlines(self) -> str:
         """ZSET task id -> its deadline ms (``expires``), while the task waits (not started)."""
         return self.prefix + "exp"
+
+    @property
+    def unique_index(self) -> str:
+        """HASH unique key -> the id of the task holding it (core/unique): written by submit,
+        removed by the script that moves that task past its ``unique_until`` point."""
+        return self.prefix + "uq"
