@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -84,3 +84,37 @@ def key_for(name: str, unique: Unique, asked: UniqueAsk, args: Sequence[Any],
         return f"{name}:{check_unique_key(made, f'the unique key made for task {name!r}')}"
     except (TypeError, ValueError) as exc:
         raise UniqueKeyError(str(exc)) from None
+
+
+# --- what audit checks (core/audit.py calls these on the frame and on each row of a task) ------
+
+#: The states of a task that may hold a unique key, by when it frees it.
+HOLDING = {"finished": ("queued", "delayed", "assigned", "running"), "started": ("queued", "delayed", "assigned")}
+
+
+def check_row(problem: Callable[[str], None], task_id: str, state: str, until: str, key: str, holder: str) -> None:
+    """A task read with its record (lib/snapshot record_rows): a key it names it holds in the
+    index, and only in a state before its ``unique_until`` point."""
+    if not until:
+        return
+    if until not in HOLDING:
+        problem(f"task {task_id} names its unique key {key!r} as held until finished and until started")
+    elif state not in HOLDING[until]:
+        problem(f"task {task_id} is {state or 'gone'} but holds unique key {key!r} until {until}")
+    if holder != task_id:
+        problem(f"task {task_id} holds unique key {key!r}, which the index gives to {holder or 'no task'}")
+
+
+def check_index(problem: Callable[[str], None], size: int, entries: Sequence[Sequence[str]]) -> None:
+    """The unique index read whole (when small: lua/audit.lua): each key names a live task whose
+    record names that key, in a state before its ``unique_until`` point."""
+    if entries and len(entries) != size:
+        problem(f"the unique index holds {size} keys, {len(entries)} were read")
+    for key, task_id, state, u, us in entries:
+        named = u or us
+        if not state:
+            problem(f"unique key {key!r} names task {task_id}, which has no record")
+        elif named != key:
+            problem(f"unique key {key!r} names task {task_id}, whose record holds {named or 'no key'}")
+        elif state not in HOLDING["finished" if u else "started"]:
+            problem(f"unique key {key!r} is held by task {task_id}, which is {state}")
