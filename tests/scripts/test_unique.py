@@ -44,6 +44,8 @@ def test_a_held_key_collapses_the_submit_into_its_holder(sched):
     assert other.created and other.id != first.id
     assert holder(sched, "order-7") == first.id
     assert raw_record(sched, first.id)["u"] == "order-7"
+    shown = sched.task_record(first.id)
+    assert (shown.unique_key, shown.unique_until) == ("order-7", "finished")
     assert json.loads(raw_record(sched, first.id)["a"]) == [1, 2]  # no debounce: untouched
     counts = sched.counts()
     assert (counts["submitted"], counts["queued"], counts["deduplicated"]) == (2, 2, 1)
@@ -156,10 +158,12 @@ def test_a_lapsed_lease_requeues_and_keeps_the_key_then_reaped_to_failed_frees_i
 def test_unique_until_started_frees_the_key_at_start(sched, proc):
     h = sched.submit("add", 1, 2, _unique_key="k", _unique_until="started")
     assert raw_record(sched, h.id)["us"] == "k"
+    assert sched.task_record(h.id).unique_until == "started"
     assert sched.submit("add", 1, 2, _unique_key="k").id == h.id  # queued: held
     task = started(sched, proc, h)
     assert holder(sched, "k") is None
     assert "us" not in raw_record(sched, h.id)
+    assert sched.task_record(h.id).unique_key is None
     second = sched.submit("add", 1, 2, _unique_key="k")
     assert second.created and second.id != h.id  # the first still runs
     audit_ok(sched)
