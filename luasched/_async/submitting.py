@@ -15,7 +15,7 @@ from ..core.base import SchedulerBase
 from ..core.replies import SubmitReply
 from ..core.tasks import TaskFunction, new_task_id
 from ..errors import LuaschedError, QueueFull, UnknownLimiter
-from .handles import Group, TaskHandle
+from .handles import Group, TaskHandle, handle_for
 from .transport import Transport
 
 
@@ -55,8 +55,10 @@ class Submitting(Transport, SchedulerBase):
         refused = self._refused.pop(new.id, None)
         if refused is not None:
             raise refused
-        merged = self._merged.pop(new.id, None) if new.unique_key is not None else None
-        return TaskHandle(self, new.id) if merged is None else TaskHandle(self, merged[0], created=False)  # type: ignore[arg-type]
+        handle = handle_for(self, new.id, self._merged)  # type: ignore[arg-type]  # self is a Scheduler
+        if not handle.created:
+            del self._merged[new.id]
+        return handle
 
     async def _submit_shared(self, news: list[ops.NewTask]) -> None:
         """The coalescer's call for submits made at once. A call refused for a limiter that does
@@ -92,8 +94,7 @@ class Submitting(Transport, SchedulerBase):
                           max_attempts=max_attempts, timeout=timeout, retry_backoff=retry_backoff, priority=priority,
                           key=key, limits=limits, expires=expires, requires=requires, unique_until=unique_until)
         merged = (await self._submit(news, "")).merged
-        return [TaskHandle(self, n.id) if n.id not in merged else TaskHandle(self, merged[n.id][0], created=False)  # type: ignore[arg-type]
-                for n in news]
+        return [handle_for(self, n.id, merged) for n in news]  # type: ignore[arg-type]  # self is a Scheduler
 
     async def map(self, task: str | TaskFunction, items: Iterable[Any], *, queue: str | None = None,
                   max_attempts: int | None = None, timeout: float | timedelta | None = None,

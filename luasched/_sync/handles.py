@@ -7,7 +7,7 @@ Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._backends import threads as backend
@@ -94,6 +94,13 @@ class TaskHandle:
         """Cancel the task if it is queued, delayed, or assigned and not started: True if it was."""
         call = ops.cancel(self._sched.ns, self._sched.now_ms(), self.id, new_request_id())
         return ops.decode_cancel(self._sched.call(call), self.id)
+
+
+def handle_for(sched: Scheduler, task_id: str, merged: Mapping[str, tuple[str, str]]) -> TaskHandle:
+    """The handle a submit of ``task_id`` answers: its own, or (``merged``, a submit reply's) the
+    handle of the live task holding its unique key, ``created`` False."""
+    holder = merged.get(task_id)
+    return TaskHandle(sched, task_id) if holder is None else TaskHandle(sched, holder[0], created=False)
 
 
 class Group:

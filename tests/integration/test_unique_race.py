@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+import luasched
 from tests.scripts.util import audit_ok
 
 THREADS = 8
@@ -73,3 +74,26 @@ def test_a_debounced_burst_runs_once_with_the_last_arguments(live):
     assert runs == [99]
     assert sched.submit(save, 1, 100, _debounce=0.01).created  # finished: the key is free again
     audit_ok(sched)
+
+
+def test_a_unique_key_is_unique_across_the_shards(make_client, namespace):
+    work = luasched.Sharded(make_client(), namespaces=[f"{namespace}.{i}" for i in range(4)],
+                            dispatch_on_submit=False)
+
+    @work.task(unique=True)
+    def job(n: int) -> int:
+        return n
+
+    handles = [work.submit("add", i, _unique_key="one") for i in range(20)]
+    assert len({h.id for h in handles}) == 1 and sum(h.created for h in handles) == 1
+    many = work.submit_many(job, [(i % 5,) for i in range(40)])
+    assert sum(h.created for h in many) == 5 and len({h.id for h in many}) == 5
+    assert len({h._sched.namespace for h in many}) > 1  # the keys spread over the shards
+    assert all(work.shard(h.id) is h._sched for h in handles + many)  # each id hashes to its key's shard
+    counts = work.counts()
+    assert (counts["submitted"], counts["deduplicated"]) == (6, 54)
+    with pytest.raises(ValueError, match="hash to different shards"):
+        for i in range(50):  # some id of these hashes to another shard than the key
+            work.submit("add", 1, _unique_key="two", _id=f"mine-{i}")
+    assert work.audit().ok
+    work.close()
