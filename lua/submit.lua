@@ -106,7 +106,7 @@ for i = 0, count - 1 do
   end
   seen[id] = true
   local known = redis.call('EXISTS', P .. 't:' .. id) == 1
-  local u = uniq[i]
+  local u = extra > 0 and uniq[i]
   local holder = nil
   if u and not known then
     holder = holders[u[1]] or unique_holder(C, u[1])
@@ -199,14 +199,16 @@ for _, base in ipairs(fresh) do
   if rq ~= '' then
     fields[#fields + 1], fields[#fields + 2] = TASK_REQUIRES, rq
   end
-  local u = uniq[(base - 6) / PER_TASK]
-  if u then
-    fields[#fields + 1], fields[#fields + 2] = u[2], u[1]
-    redis.call('HSET', P .. 'uq', u[1], id)
-  end
-  local expires = tonumber(ARGV[latest + 10])
-  if expires <= 0 then
-    expires = tonumber(ARGV[base + 10])
+  local expires = tonumber(ARGV[base + 10])
+  if extra > 0 then -- its unique key, and a later debounced duplicate's deadline
+    local u = uniq[(base - 6) / PER_TASK]
+    if u then
+      fields[#fields + 1], fields[#fields + 2] = u[2], u[1]
+      redis.call('HSET', P .. 'uq', u[1], id)
+    end
+    if tonumber(ARGV[latest + 10]) > 0 then
+      expires = tonumber(ARGV[latest + 10])
+    end
   end
   if expires > 0 then
     local dx = fmt(now + expires)
