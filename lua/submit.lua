@@ -30,7 +30,8 @@
   above it: its waiting tasks (queued, in its lanes, delayed: qd) plus the new ones. The error
   says "queue '<q>' is full: <depth> waiting, max_pending <n>, <k> more refused".
   Returns {created, {existing ids}, {task id, processor id, ...assignments},
-           {task id, holder id, 'unique' | 'debounced', ...: the submits that collapsed}}
+           {task id, holder id, 'unique' | 'debounced', ...: the submits that collapsed; only when
+            the call has unique keys}}
   Invariant: every new id is in exactly one place (queue tail or delayed, or an inbox if dispatched).
 ]]
 local C = context(KEYS, ARGV[1])
@@ -50,7 +51,16 @@ local extra = count and #ARGV - 6 - count * PER_TASK
 if not count or count < 1 or extra < 0 or extra % 4 ~= 0 then
   return redis.error_reply('ERR luasched submit: ARGV does not hold ' .. tostring(ARGV[5]) .. ' tasks')
 end
-local uniq = {} -- task index (from 0) -> {key, the record field naming it, debounce ms}
+-- what unique keys need, made only for a call that has some (a plain submit allocates none of it)
+local uniq, holders, merged, newer, updates, upd_order
+if extra > 0 then
+  -- uniq: task index (from 0) -> {key, the record field naming it, debounce ms}; holders: unique
+  -- key -> what holds it, {id, state, started, name, base (a new task)}; merged: task id, holder
+  -- id, how, of the submits that collapsed; newer: base of a new task -> base of the later
+  -- debounced submit it takes its arguments from; updates: an existing holder's id -> base of
+  -- the debounced submit it takes (upd_order: those holders in order)
+  uniq, holders, merged, newer, updates, upd_order = {}, {}, {}, {}, {}, {}
+end
 for j = 0, extra / 4 - 1 do
   local b = 6 + count * PER_TASK + j * 4
   local i, key, till, deb = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4])
@@ -66,10 +76,6 @@ local seen, fresh, existing = {}, {}, {}
 local adding, added = {}, {} -- queue -> how many new tasks this call brings; the queues, in order
 local lc = nil
 local parsed = {} -- base -> {priority, limits, key} of a task with a policy, read once
-local holders = {} -- unique key -> what holds it: {id, state, started, name, base (a new task)}
-local merged = {} -- task id, holder id, how: the submits that collapsed
-local newer = {} -- base of a new task -> base of the later debounced submit it takes its arguments from
-local updates, upd_order = {}, {} -- an existing holder's id -> base of the debounced submit it takes
 for i = 0, count - 1 do
   local base = 6 + i * PER_TASK
   local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
@@ -159,7 +165,7 @@ local order, assigned = {}, {}
 local pl = dispatch and placer(C, #fresh) or nil
 for _, base in ipairs(fresh) do
   local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local latest = newer[base] or base -- a debounced duplicate later in this call: its arguments
+  local latest = extra > 0 and newer[base] or base -- a debounced duplicate later in this call: its arguments
   local args = ARGV[latest + 4]
   local tk = P .. 't:' .. id
   local delay = tonumber(ARGV[base + 8])
@@ -269,20 +275,22 @@ end
 for q, n in pairs(later) do
   count_delayed(C, q, n)
 end
-for _, hid in ipairs(upd_order) do -- existing holders that a debounced submit updates
-  local b = updates[hid]
-  local tk = P .. 't:' .. hid
-  redis.call('HSET', tk, TASK_ARGS, ARGV[b + 4])
-  if holders[uniq[(b - 6) / PER_TASK][1]][2] == 'delayed' then
-    redis.call('ZADD', C.delayed, fmt(now + uniq[(b - 6) / PER_TASK][3]), hid)
-  end
-  local expires = tonumber(ARGV[b + 10])
-  if expires > 0 then
-    redis.call('HSET', tk, TASK_EXPIRES_MS, fmt(now + expires))
-    redis.call('ZADD', P .. 'exp', fmt(now + expires), hid)
+if upd_order then
+  for _, hid in ipairs(upd_order) do -- existing holders that a debounced submit updates
+    local b = updates[hid]
+    local tk = P .. 't:' .. hid
+    redis.call('HSET', tk, TASK_ARGS, ARGV[b + 4])
+    if holders[uniq[(b - 6) / PER_TASK][1]][2] == 'delayed' then
+      redis.call('ZADD', C.delayed, fmt(now + uniq[(b - 6) / PER_TASK][3]), hid)
+    end
+    local expires = tonumber(ARGV[b + 10])
+    if expires > 0 then
+      redis.call('HSET', tk, TASK_EXPIRES_MS, fmt(now + expires))
+      redis.call('ZADD', P .. 'exp', fmt(now + expires), hid)
+    end
   end
 end
-if #merged > 0 then
+if merged and #merged > 0 then
   redis.call('HINCRBY', C.stats, STAT_DEDUPLICATED, fmt(#merged / 3))
 end
 if #fresh > 0 then
@@ -309,4 +317,7 @@ end
 if #fresh > #assigned / 2 then
   wake_scheduler(C)
 end
-return {#fresh, existing, assigned, merged}
+if merged then
+  return {#fresh, existing, assigned, merged}
+end
+return {#fresh, existing, assigned}
