@@ -67,8 +67,8 @@ for i = 0, count - 1 do
   local base = 9 + i * PER_ACK
   local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
-  local s, p, n, w, g, h, c, sc = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_PROCESSOR, TASK_ATTEMPTS,
-    TASK_WAITER, TASK_GROUP, TASK_HELD, TASK_CHILDREN, TASK_SCHEDULE))
+  local s, p, n, w, g, h, c, sc, u = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_PROCESSOR, TASK_ATTEMPTS,
+    TASK_WAITER, TASK_GROUP, TASK_HELD, TASK_CHILDREN, TASK_SCHEDULE, TASK_UNIQUE))
   local status = 'stale'
   if s == 'running' and p == pid and n == attempt then
     redis.call('ZREM', C.running, id)
@@ -76,7 +76,7 @@ for i = 0, count - 1 do
     redis.call('HSET', tk, TASK_LAST_PROCESSOR, pid)
     if outcome == 'done' then
       released = release(C, id, h) or released
-      finish(C, id, 'done', TASK_RESULT, payload, {w, g, c, sc})
+      finish(C, id, 'done', TASK_RESULT, payload, {w, g, c, sc, u})
       status = 'done'
     else
       local retry_ms, m

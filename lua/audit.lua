@@ -23,7 +23,9 @@
            at most SMALL_DELAYED: else {}), {kind, definition...} (kinds, flat), {kind, count...}
            (kindn, flat), {{queue, {kind, count...}, {task names}, in qr 0|1}...} (qk:<queue>,
            qn:<queue> and the routing flag of every queue),
-           {{kind, {task names}}...} (kn:<kind> of every kind counted or named by a record)}
+           {{kind, {task names}}...} (kn:<kind> of every kind counted or named by a record),
+           {size, {{key, id, state, the key its record holds until finished, until started}...}}
+           (the unique index uq, lib/unique: its entries when it holds at most SMALL_DELAYED, else {})}
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -139,10 +141,20 @@ if redis.call('ZCARD', P .. 'exp') <= SMALL_DELAYED then
     deadlines[#deadlines + 1] = {flat[i], flat[i + 1], s or '', dx or ''}
   end
 end
+-- the unique index: each entry a live task whose record names the same key
+local uniques = {}
+local unique_n = redis.call('HLEN', P .. 'uq')
+if unique_n <= SMALL_DELAYED then
+  local flat = redis.call('HGETALL', P .. 'uq')
+  for i = 1, #flat, 2 do
+    local s, u, us = unpack(redis.call('HMGET', P .. 't:' .. flat[i + 1], TASK_STATE, TASK_UNIQUE, TASK_UNIQUE_STARTED))
+    uniques[#uniques + 1] = {flat[i], flat[i + 1], s or '', u or '', us or ''}
+  end
+end
 return {fmt(now), redis.call('HGETALL', C.stats), qs, delayed_n, run,
   redis.call('ZCARD', C.failed), ps, idles, redis.call('SMEMBERS', C.idle), record_rows(P, held, {}),
   redis.call('HGETALL', C.cards), redis.call('HGETALL', P .. 'paused'), lanes,
   redis.call('ZRANGE', P .. 'blk', 0, -1, 'WITHSCORES'), redis.call('HGETALL', P .. 'lr'),
   redis.call('HGETALL', P .. 'lim'), redis.call('SMEMBERS', P .. 'limpat'), redis.call('HGETALL', P .. 'qd'),
   by_queue, deadlines, redis.call('HGETALL', P .. 'kinds'), redis.call('HGETALL', P .. 'kindn'), qks, names_of,
-  redis.call('ZCARD', P .. 'waiting')}
+  redis.call('ZCARD', P .. 'waiting'), {unique_n, uniques}}

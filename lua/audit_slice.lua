@@ -9,8 +9,8 @@
   ARGV[1] prefix  ARGV[2] place: 'queue', 'lane', 'waiting', 'delayed' or 'failed'  ARGV[3] the queue's name
   (place 'queue') or the lane's (place 'lane': a lane other than its queue's plain list, lib/lanes)
   ARGV[4] start  ARGV[5] count
-  Returns {the place's size now, {{id, s, q, p, n, m, lane, held}...}}; a waiting task's row also
-  has dn (its count of what it waits for not finished, '' for none) and how many are not finished
+  Returns {the place's size now, {rows of lib/snapshot record_rows}}; a waiting task's row ends
+  with dn (its count of what it waits for not finished, '' for none) and how many are not finished
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -32,7 +32,9 @@ elseif place == 'waiting' then
         left = left + 1
       end
     end
-    rows[i][9], rows[i][10] = dn or '', fmt(left)
+    local row = rows[i]
+    row[#row + 1] = dn or ''
+    row[#row + 1] = fmt(left)
   end
   return {size, rows}
 else

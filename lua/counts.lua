@@ -5,7 +5,8 @@
   KEYS[1..9] the fixed keys (see lib/util): uses all but wake and cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {name, value, ...} for submitted waiting queued delayed assigned running done failed
-  cancelled expired (of the failed: not started by their deadline) processors idle_processors lapsed_processors last_dispatch_ms now_ms
+  cancelled expired (of the failed: not started by their deadline) deduplicated (submits that found
+  their unique key held: nothing created) processors idle_processors lapsed_processors last_dispatch_ms now_ms
   done_last_minute failed_last_minute, then {queue name, depth, ...}
   (the last-minute figures sum the six 10 s buckets before the current one and that one)
   Invariant: moves no task, writes nothing (it may run on a replica).
@@ -30,7 +31,7 @@ for _, q in ipairs(names) do
   depths[#depths + 1] = d
 end
 local c = redis.call('HMGET', C.stats, STAT_SUBMITTED, STAT_ASSIGNED, STAT_DONE, STAT_CANCELLED, STAT_LAST_DISPATCH_MS,
-  STAT_EXPIRED)
+  STAT_EXPIRED, STAT_DEDUPLICATED)
 local procs_n = redis.call('ZCARD', procs)
 local lapsed_ids = redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now))
 local lapsed = #lapsed_ids
@@ -56,6 +57,7 @@ local out = {
   'failed', redis.call('ZCARD', C.failed),
   'cancelled', tonumber(c[4]) or 0,
   'expired', tonumber(c[6]) or 0,
+  'deduplicated', tonumber(c[7]) or 0,
   'processors', procs_n,
   'idle_processors', idle_n,
   'lapsed_processors', lapsed,

@@ -4,7 +4,15 @@
   passes through its queue (three writes and the queue's reads fewer on the fast path).
   Creates one task record per new id and places it. An id that already exists is left alone and
   reported, so a replayed submit (reply lost, call sent again) creates nothing twice.
-  Includes: fields, util, lanes, routing, lifecycle, placement
+  Unique keys (luasched/core/unique.py; lib/unique): a task given one creates nothing while a
+  live task holds that key (uq HASH: key -> its id): its submit collapses into that task and is
+  counted as deduplicated, not submitted. With debounce_ms > 0, a holder of the same task
+  name that never started takes the collapsed submit's arguments (and its expires_ms, when it has
+  one), and when delayed its due time becomes now + debounce_ms; queued or assigned, it keeps its
+  place (it is due). A holder that started (running, or waiting for a retry) is left alone. Within
+  one call the tasks go in order, as one submit after another: the first of a key creates (or
+  finds) the holder, the later ones collapse into it, a debounced one updating it.
+  Includes: fields, util, lanes, routing, lifecycle, placement, unique
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N  ARGV[6] keep_s
@@ -14,6 +22,9 @@
   deps ('' = none; else "<on_failure: fail|run|skip>\n<feed: 0|1>\n<refs>": the task waits, in
   the waiting set, for what refs name, comma-joined: t:<id> (a task) or g:<gid> (a group), which
   must exist; feed '1' (one ref only): their results come in as its first argument; delay_ms 0)
+  then 4 per task that has a unique key, in task order: its index (1..N) key until ('finished' |
+  'started': which of the record's two unique fields names the key) debounce_ms
+  (0 = none)
   (policy: '' for priority 5, no key, no limits and no requires; else "<priority 0..9>\n<limiter
   names, comma-joined>\n<requires (JSON, luasched/core/kinds; '' = none)>\n<key ('' = none)>":
   luasched/core/options.py policy_field)
@@ -21,7 +32,9 @@
   whole call writes nothing. So is a call that would bring a queue with a max_pending (qmax)
   above it: its waiting tasks (queued, in its lanes, delayed: qd) plus the new ones. The error
   says "queue '<q>' is full: <depth> waiting, max_pending <n>, <k> more refused".
-  Returns {created, {existing ids}, {task id, processor id, ...assignments}}
+  Returns {created, {existing ids}, {task id, processor id, ...assignments},
+           {task id, holder id, 'unique' | 'debounced', ...: the submits that collapsed; only when
+            the call has unique keys}}
   Invariant: every new id is in exactly one place (queue tail or delayed, or an inbox if dispatched).
 ]]
 local C = context(KEYS, ARGV[1])
@@ -37,8 +50,29 @@ local PER_TASK = 11
 if not now or not C.keep_s then
   return redis.error_reply('ERR luasched submit: now_ms or keep_s is not a number')
 end
-if not count or count < 1 or #ARGV ~= 6 + count * PER_TASK then
+local extra = count and #ARGV - 6 - count * PER_TASK
+if not count or count < 1 or extra < 0 or extra % 4 ~= 0 then
   return redis.error_reply('ERR luasched submit: ARGV does not hold ' .. tostring(ARGV[5]) .. ' tasks')
+end
+-- what unique keys need, made only for a call that has some (a plain submit allocates none of it)
+local uniq, holders, merged, newer, updates, upd_order
+if extra > 0 then
+  -- uniq: task index (from 0) -> {key, the record field naming it, debounce ms}; holders: unique
+  -- key -> what holds it, {id, state, started, name, base (a new task)}; merged: task id, holder
+  -- id, how, of the submits that collapsed; newer: base of a new task -> base of the later
+  -- debounced submit it takes its arguments from; updates: an existing holder's id -> base of
+  -- the debounced submit it takes (upd_order: those holders in order)
+  uniq, holders, merged, newer, updates, upd_order = {}, {}, {}, {}, {}, {}
+end
+for j = 0, extra / 4 - 1 do
+  local b = 6 + count * PER_TASK + j * 4
+  local i, key, till, deb = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4])
+  if not i or i < 1 or i > count or uniq[i - 1] or key == '' or (till ~= 'finished' and till ~= 'started')
+      or not deb or deb < 0 then
+    return redis.error_reply('ERR luasched submit: unique entry ' .. (j + 1) ..
+      ' is not "<task index> <key> finished|started <debounce_ms>"')
+  end
+  uniq[i - 1] = {key, till == 'started' and TASK_UNIQUE_STARTED or TASK_UNIQUE, deb}
 end
 
 local seen, fresh, existing = {}, {}, {}
@@ -101,9 +135,31 @@ for i = 0, count - 1 do
     return redis.error_reply('ERR luasched submit: id ' .. id .. ' appears twice')
   end
   seen[id] = true
-  if redis.call('EXISTS', P .. 't:' .. id) == 1 then
+  local known = redis.call('EXISTS', P .. 't:' .. id) == 1
+  local u = extra > 0 and uniq[i]
+  local holder = nil
+  if u and not known then
+    holder = holders[u[1]] or unique_holder(C, u[1])
+    holders[u[1]] = holder
+  end
+  if holder then
+    local debounced = u[3] > 0 and not holder[3] and holder[4] == name
+    merged[#merged + 1], merged[#merged + 2], merged[#merged + 3] = id, holder[1],
+      debounced and 'debounced' or 'unique'
+    if debounced and holder[5] then
+      newer[holder[5]] = base
+    elseif debounced then
+      if not updates[holder[1]] then
+        upd_order[#upd_order + 1] = holder[1]
+      end
+      updates[holder[1]] = base
+    end
+  elseif known then
     existing[#existing + 1] = id
   else
+    if u then
+      holders[u[1]] = {id, tonumber(ARGV[base + 8]) > 0 and 'delayed' or 'queued', false, name, base}
+    end
     fresh[#fresh + 1] = base
     if deps[base] then -- a task that waits is in no queue yet: the queue's cap does not count it
     elseif not adding[queue] then
@@ -134,9 +190,14 @@ local touched, listed, laned, later, named = {}, {}, {}, {}, {}
 local order, assigned = {}, {}
 local pl = dispatch and placer(C, #fresh) or nil
 for _, base in ipairs(fresh) do
-  local id, name, queue, args = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local id, name, queue = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local latest = extra > 0 and newer[base] or base -- a debounced duplicate later in this call: its arguments
+  local args = ARGV[latest + 4]
   local tk = P .. 't:' .. id
   local delay = tonumber(ARGV[base + 8])
+  if latest ~= base and delay > 0 then -- delayed: its start moves to the latest debounce
+    delay = uniq[(latest - 6) / PER_TASK][3]
+  end
   local fields = {TASK_NAME, name, TASK_ARGS, args, TASK_CREATED_MS, fmt(now), TASK_STATE,
                   delay > 0 and 'delayed' or 'queued'}
   if queue ~= DEFAULT_QUEUE then
@@ -171,6 +232,16 @@ for _, base in ipairs(fresh) do
     fields[#fields + 1], fields[#fields + 2] = TASK_REQUIRES, rq
   end
   local expires = tonumber(ARGV[base + 10])
+  if extra > 0 then -- its unique key, and a later debounced duplicate's deadline
+    local u = uniq[(base - 6) / PER_TASK]
+    if u then
+      fields[#fields + 1], fields[#fields + 2] = u[2], u[1]
+      redis.call('HSET', P .. 'uq', u[1], id)
+    end
+    if tonumber(ARGV[latest + 10]) > 0 then
+      expires = tonumber(ARGV[latest + 10])
+    end
+  end
   if expires > 0 then
     local dx = fmt(now + expires)
     fields[#fields + 1], fields[#fields + 2] = TASK_EXPIRES_MS, dx
@@ -241,6 +312,24 @@ end
 for q, n in pairs(later) do
   count_delayed(C, q, n)
 end
+if upd_order then
+  for _, hid in ipairs(upd_order) do -- existing holders that a debounced submit updates
+    local b = updates[hid]
+    local tk = P .. 't:' .. hid
+    redis.call('HSET', tk, TASK_ARGS, ARGV[b + 4])
+    if holders[uniq[(b - 6) / PER_TASK][1]][2] == 'delayed' then
+      redis.call('ZADD', C.delayed, fmt(now + uniq[(b - 6) / PER_TASK][3]), hid)
+    end
+    local expires = tonumber(ARGV[b + 10])
+    if expires > 0 then
+      redis.call('HSET', tk, TASK_EXPIRES_MS, fmt(now + expires))
+      redis.call('ZADD', P .. 'exp', fmt(now + expires), hid)
+    end
+  end
+end
+if merged and #merged > 0 then
+  redis.call('HINCRBY', C.stats, STAT_DEDUPLICATED, fmt(#merged / 3))
+end
 if #fresh > 0 then
   redis.call('HINCRBY', C.stats, STAT_SUBMITTED, #fresh)
   if group ~= '' then
@@ -264,5 +353,8 @@ if pl then
 end
 if #fresh > #assigned / 2 then
   wake_scheduler(C)
+end
+if merged then
+  return {#fresh, existing, assigned, merged}
 end
 return {#fresh, existing, assigned}

@@ -357,7 +357,7 @@ PURGE_COMMANDS = ("scan", "unlink")
 
 #: Commands the Lua scripts call (a test checks every ``redis.call`` in lua/ is listed here):
 #: an ACL user is checked for these too, inside the scripts.
-SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hexists", "hget", "hgetall", "hincrby", "hmget",
+SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hexists", "hget", "hgetall", "hincrby", "hlen", "hmget",
                    "hset", "hsetnx", "lindex", "llen", "lpop", "lpush", "lrange", "lrem", "ltrim", "persist",
                    "rpush", "sadd", "scard", "set", "sismember", "smembers", "srandmember", "srem", "time", "xadd",
                    "zadd", "zcard", "zcount", "zpopmin", "zrange", "zrangebyscore", "zrem", "zscore")

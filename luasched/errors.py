@@ -10,6 +10,7 @@
      ├── GroupNotFound         no group with this id in the namespace (never made, or expired)
  ├── ScheduleNotFound      no schedule of this name in the namespace
      ├── SerializationError    arguments or a result that JSON cannot carry (also a TypeError)
+     ├── UniqueKeyError        a submit's unique key could not be made (also a ValueError)
      ├── ResultTimeout         result() waited longer than its timeout (also a TimeoutError)
      ├── ConnectionLost        Redis could not be reached (also a ConnectionError)
      │    └── NotReplicated    written on the primary, but fewer replicas than ``durability`` had it
@@ -89,6 +90,12 @@ class ScheduleNotFound(LuaschedError):
 
 class SerializationError(LuaschedError, TypeError):
     """Arguments or a result that JSON cannot represent."""
+
+
+class UniqueKeyError(LuaschedError, ValueError):
+    """The unique key of a submit could not be made: the task's ``unique`` callable raised, or
+    returned something other than a non-empty str of at most 256 characters. Nothing was
+    written; the callable's own exception is the ``__cause__``."""
 
 
 class ResultTimeout(LuaschedError, TimeoutError):

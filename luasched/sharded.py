@@ -3,6 +3,7 @@ several nodes: each namespace lives on one slot, so each script still runs on on
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -12,14 +13,15 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from ._sync.handles import TaskHandle
+from ._sync.handles import TaskHandle, handle_for
 from ._sync.processor import Processor
 from ._sync.scheduler import Scheduler
 from .core.audit import Audit
 from .core.keys import Keys
+from .core.ops import NewTask
 from .core.options import check_int, check_namespace
 from .core.replies import Outcome
-from .core.tasks import TaskFunction
+from .core.tasks import TaskFunction, new_task_id
 
 MAX_SHARDS = 1024
 
@@ -72,7 +74,8 @@ class Sharded:
     """Several Schedulers, one per namespace, sharing one client and one task registry.
 
     ``submit`` places each task on a shard by its id (so submitting an ``_id`` again goes to the
-    same shard and creates nothing); ``submit_many`` sends one round trip per shard;
+    same shard and creates nothing), a task with a unique key on the shard its key hashes to (its
+    id is drawn to hash there too: the key is unique across the shards); ``submit_many`` sends one round trip per shard;
     ``processor`` makes a processor serving every shard; ``run`` runs a scheduler loop per shard.
     Reads (counts, audit) add the shards up. Give ``shards`` (names ``namespace.0`` ...) or the
     ``namespaces`` themselves (e.g. from ``cluster_namespaces``).
@@ -119,17 +122,34 @@ class Sharded:
 
     def shard(self, task_id: str) -> Scheduler:
         """The shard a task id belongs to (a stable hash of the id)."""
-        return self.schedulers[zlib.crc32(task_id.encode()) % len(self.schedulers)]
+        return self.schedulers[self._index(task_id)]
+
+    def _index(self, text: str) -> int:
+        return zlib.crc32(text.encode()) % len(self.schedulers)
+
+    def _keyed(self, new: NewTask, own_id: bool) -> NewTask:
+        """A task with a unique key goes to the shard its key hashes to, whose index holds the
+        key: its id is drawn again until the id hashes there too (every lookup goes by id). An id
+        of your own that hashes elsewhere is refused, nothing written."""
+        if new.unique_key is None or self._index(new.id) == (want := self._index(new.unique_key)):
+            return new
+        if own_id:
+            raise ValueError(f"task id {new.id!r} and unique key {new.unique_key!r} hash to different shards: "
+                             f"give no id of your own with a unique key on a Sharded")
+        task_id = new_task_id()
+        while self._index(task_id) != want:
+            task_id = new_task_id()
+        return dataclasses.replace(new, id=task_id)
 
     def handle(self, task_id: str) -> TaskHandle:
         return self.shard(task_id).handle(task_id)
 
     def submit(self, task: str | TaskFunction, /, *args: Any, **kwargs: Any) -> TaskHandle:
         """Like Scheduler.submit; the task goes to the shard its id hashes to."""
-        new = self.schedulers[0].submission(task, args, kwargs)
+        own_id = "_id" in kwargs
+        new = self._keyed(self.schedulers[0].submission(task, args, kwargs), own_id)
         shard = self.shard(new.id)
-        shard._submit([new], "")
-        return TaskHandle(shard, new.id)
+        return handle_for(shard, new.id, shard._submit([new], "").merged)
 
     def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
                     ids: Sequence[str] | None = None, queue: str | None = None,
@@ -138,20 +158,23 @@ class Sharded:
                     retry_backoff: float | timedelta | None = None, priority: int | None = None,
                     key: str | None = None, limits: Sequence[str] | None = None,
                     expires: float | timedelta | None = None,
-                    requires: Mapping[str, object] | None = None) -> list[TaskHandle]:
+                    requires: Mapping[str, object] | None = None, unique_key: str | None = None,
+                    unique_until: str | None = None, debounce: float | timedelta | None = None) -> list[TaskHandle]:
         """Like Scheduler.submit_many: one round trip per shard; handles in the items' order.
-        Limiters, weights and pauses are each shard's own (set them on ``schedulers``)."""
-        news = self.schedulers[0].batch(task, items, ids, queue=queue, delay=delay,
-                                        max_attempts=max_attempts, timeout=timeout, retry_backoff=retry_backoff,
-                                        priority=priority, key=key, limits=limits, expires=expires,
-                                        requires=requires)
+        Limiters, weights and pauses are each shard's own (set them on ``schedulers``); a unique
+        key lives on the shard it hashes to (the task ids are drawn to hash there too)."""
+        news = [self._keyed(new, ids is not None) for new in self.schedulers[0].batch(
+            task, items, ids, unique_key, debounce, queue=queue, delay=delay, max_attempts=max_attempts,
+            timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits, expires=expires,
+            requires=requires, unique_until=unique_until)]
         by_shard: dict[int, list[Any]] = {}
         for new in news:
             by_shard.setdefault(id(self.shard(new.id)), []).append(new)
+        merged: dict[str, tuple[str, str]] = {}
         for s in self.schedulers:
             if id(s) in by_shard:
-                s._submit(by_shard[id(s)], "")
-        return [TaskHandle(self.shard(n.id), n.id) for n in news]
+                merged.update(s._submit(by_shard[id(s)], "").merged)
+        return [handle_for(self.shard(n.id), n.id, merged) for n in news]
 
     def outcomes(self, task_ids: Sequence[str]) -> list[Outcome]:
         """Outcomes of many tasks: one round trip per shard they are on."""

@@ -2,7 +2,7 @@
   Starting, finishing, retrying and giving back tasks; also a processor leaving (drain), since
   what that does is give its tasks back. Never places a task on a processor: that is
   lib/placement, which includes this library (its own processor starts what it places at once).
-  Includes: fields, util, processors, lanes, routing
+  Includes: fields, util, processors, lanes, routing, unique
 ]]
 -- The timeout of an attempt, ms: the task's own (its record's TASK_TIMEOUT_MS o, nil when it has
 -- none), else the default of the processor running it (dto: its record's
@@ -16,10 +16,12 @@ end
 
 -- Any state -> done | failed | cancelled; field/payload (TASK_RESULT or TASK_ERROR) may be nil.
 -- The stats, the rate bucket and the group count it in the field named by the state.
--- known: {w, g, c, sc} read from the record already (waiter flag, group, children flag,
--- schedule), or nil to read them here. Appends to follow what now may release waiting tasks,
--- {ref, bad}: ref 't:<id>' when tasks wait for it, 'g:<gid>' when it was the last of a group
--- tasks wait for; bad: it (or a member of the group) ended other than done.
+-- known: {w, g, c, sc, u} read from the record already (waiter flag, group, children flag,
+-- schedule, unique key held until it finishes: the caller knows it started, so it holds none
+-- until it starts), or nil to read them here. A unique key the task holds is freed (lib/unique).
+-- Appends to follow what now may release waiting tasks, {ref, bad}: ref 't:<id>' when tasks wait
+-- for it, 'g:<gid>' when it was the last of a group tasks wait for; bad: it (or a member of the
+-- group) ended other than done.
 local function finish_one(C, id, state, field, payload, known, follow)
   local P, now, keep_s = C.prefix, C.now, C.keep_s
   local tk = P .. 't:' .. id
@@ -39,11 +41,18 @@ local function finish_one(C, id, state, field, payload, known, follow)
   else
     redis.call('EXPIRE', tk, keep_s)
   end
-  local w, g, c, sc
+  local w, g, c, sc, u, us
   if known then
-    w, g, c, sc = known[1], known[2], known[3], known[4]
+    w, g, c, sc, u = known[1], known[2], known[3], known[4], known[5]
   else
-    w, g, c, sc = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP, TASK_CHILDREN, TASK_SCHEDULE))
+    w, g, c, sc, u, us = unpack(redis.call('HMGET', tk, TASK_WAITER, TASK_GROUP, TASK_CHILDREN, TASK_SCHEDULE,
+      TASK_UNIQUE, TASK_UNIQUE_STARTED))
+  end
+  if u then
+    unique_free(C, id, u, TASK_UNIQUE)
+  end
+  if us then
+    unique_free(C, id, us, TASK_UNIQUE_STARTED)
   end
   if sc then -- a tick of its schedule waits behind it (overlap buffer_one): make the schedule due now
     local sk = P .. 'sch:' .. sc
@@ -262,12 +271,12 @@ end
 -- -> running on pid (the caller took id out of its pending list or its queue). The attempt
 -- number goes up by one. dto: pid's default timeout (see attempt_timeout). Returns {id, name,
 -- args, attempt, timeout_ms}; or nil when the task's deadline has come: it is never started, and
--- ends expired instead.
+-- ends expired instead. A unique key held until the task starts is freed (lib/unique).
 local function start_task(C, pid, id, dto)
   local P, now = C.prefix, C.now
   local tk = P .. 't:' .. id
-  local f, a, n, o, dx = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS, TASK_TIMEOUT_MS,
-    TASK_EXPIRES_MS))
+  local f, a, n, o, dx, us = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS, TASK_TIMEOUT_MS,
+    TASK_EXPIRES_MS, TASK_UNIQUE_STARTED))
   if dx then
     if tonumber(dx) <= now then
       expire_task(C, id, dx)
@@ -276,6 +285,9 @@ local function start_task(C, pid, id, dto)
     -- started in time: its deadline no longer applies, to this attempt or to any retry
     redis.call('ZREM', P .. 'exp', id)
     redis.call('HDEL', tk, TASK_EXPIRES_MS)
+  end
+  if us then
+    unique_free(C, id, us, TASK_UNIQUE_STARTED)
   end
   local attempt = fmt(tonumber(n or '0') + 1)
   o = attempt_timeout(o, dto)

@@ -7,7 +7,7 @@ Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._backends import threads as backend
@@ -25,13 +25,15 @@ if TYPE_CHECKING:
 
 
 class TaskHandle:
-    """A submitted task, by id."""
+    """A submitted task, by id. ``created`` is False when the submit created nothing: its unique
+    key was held by a live task, whose handle this is (core/unique)."""
 
-    __slots__ = ("_sched", "id")
+    __slots__ = ("_sched", "created", "id")
 
-    def __init__(self, sched: Scheduler, task_id: str) -> None:
+    def __init__(self, sched: Scheduler, task_id: str, *, created: bool = True) -> None:
         self._sched = sched
         self.id = task_id
+        self.created = created
 
     def __repr__(self) -> str:
         return f"<{backend.SHORT}TaskHandle {self.id}>"
@@ -108,13 +110,23 @@ class TaskHandle:
         return ops.decode_cancel(self._sched.call(call), self.id)
 
 
-class Group:
-    """Tasks submitted together by ``map``; their results can be gathered."""
+def handle_for(sched: Scheduler, task_id: str, merged: Mapping[str, tuple[str, str]]) -> TaskHandle:
+    """The handle a submit of ``task_id`` answers: its own, or (``merged``, a submit reply's) the
+    handle of the live task holding its unique key, ``created`` False."""
+    holder = merged.get(task_id)
+    return TaskHandle(sched, task_id) if holder is None else TaskHandle(sched, holder[0], created=False)
 
-    def __init__(self, sched: Scheduler, group_id: str, ids: list[str]) -> None:
+
+class Group:
+    """Tasks submitted together by ``map``; their results can be gathered. ``ids``: one per item,
+    in order; an item whose unique key was held stands as the task holding it, which is no
+    member: ``members`` are the tasks the group created (its counters count them)."""
+
+    def __init__(self, sched: Scheduler, group_id: str, ids: list[str], members: list[str] | None = None) -> None:
         self._sched = sched
         self.id = group_id
         self.ids = ids
+        self.members = ids if members is None else members
 
     def __repr__(self) -> str:
         return f"<{backend.SHORT}Group {self.id} of {counted(len(self.ids), 'task')}>"
@@ -140,19 +152,25 @@ class Group:
 
     def as_completed(self, timeout: float | None = None) -> Iterator[Outcome]:
         """Each member's Outcome as it finishes, in finishing order (blocking reads of the group's
-        stream on the primary, no polling)."""
+        stream on the primary, no polling); then each task that stands for an item but is no member
+        (its unique key was held), as it finishes."""
         primary = self._sched.client  # what the stream says finished, the primary has
+        clock = flows.WaitClock(timeout)
         if not self._exists():
             # The group's keys expire ``keep`` after its last member finished: read the members.
-            for outcome in self._sched._outcomes(self.ids, primary):
+            for outcome in self._sched._outcomes(list(dict.fromkeys(self.members)), primary):
                 yield outcome
-            return
-        reader = flows.GroupReader(self._sched.ns, self.id, self.ids, timeout, self._sched.block_s)
-        while not reader.done:
-            finished = reader.feed(self._sched.execute(reader.request()))
-            if finished:
-                for outcome in self._sched._outcomes([task_id for task_id, _ in finished], primary):
-                    yield outcome
+        else:
+            reader = flows.GroupReader(self._sched.ns, self.id, self.members, timeout, self._sched.block_s)
+            while not reader.done:
+                finished = reader.feed(self._sched.execute(reader.request()))
+                if finished:
+                    for outcome in self._sched._outcomes([task_id for task_id, _ in finished], primary):
+                        yield outcome
+        members = set(self.members)
+        for task_id in dict.fromkeys(t for t in self.ids if t not in members):
+            yield self._sched.drive(flows.wait_result(self._sched.ns, task_id, clock.left(),
+                                                            self._sched.block_s, timeout))
 
     def results(self, timeout: float | None = None, *, return_exceptions: bool = False) -> list[Any]:
         """Every member's value, in submission order, once all finished. A failed member raises

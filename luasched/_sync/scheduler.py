@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -29,18 +29,19 @@ from ..core.options import (
     seconds,
 )
 from ..core.records import TaskRecord
-from ..core.replies import DispatchReply, FailedTask, Outcome, ProcessorInfo, Reaped, SubmitReply
-from ..core.tasks import TaskFunction, new_request_id, new_task_id
-from ..errors import TRANSIENT, GroupNotFound, LuaschedError, QueueFull, TaskNotFound, UnknownLimiter
+from ..core.replies import DispatchReply, FailedTask, Outcome, ProcessorInfo, Reaped
+from ..core.tasks import new_request_id
+from ..errors import TRANSIENT, GroupNotFound, LuaschedError, TaskNotFound
 from ..routing import translated
 from .handles import Group, TaskHandle
 from .processor import Processor
 from .schedules import Schedules
+from .submitting import Submitting
 
 log = logging.getLogger("luasched.scheduler")
 
 
-class Scheduler(Schedules):
+class Scheduler(Submitting, Schedules):
     """Submits tasks, hands them to processors, and reads results, on one Redis namespace.
 
     ``redis``: None or "memory://" for the embedded in-process server (shared by every Scheduler
@@ -70,6 +71,7 @@ class Scheduler(Schedules):
         self._connect(redis, read_redis, service_name, wait)
         self._coalescer = backend.Coalescer(self._submit_shared)
         self._refused: dict[str, LuaschedError] = {}  # task id -> why its shared submit call refused it
+        self._merged: dict[str, tuple[str, str]] = {}  # task id -> (holder, how): its submit collapsed
 
     def __repr__(self) -> str:
         return f"<{backend.FRONT}.Scheduler namespace={self.namespace!r}>"
@@ -93,94 +95,6 @@ class Scheduler(Schedules):
         return other
 
     # --- submitting --------------------------------------------------------------------------
-
-    def submit(self, task: str | TaskFunction, /, *args: Any, **kwargs: Any) -> TaskHandle:
-        """Put one task on its queue (or delayed); returns its handle. Nothing else happens:
-        handing it to a processor is dispatch's job, unless ``dispatch_on_submit`` is set. Submits
-        made while another one is in flight (other threads, other coroutines of the event loop)
-        share the next script call, each caller returning once its own task is in Redis.
-
-        Keyword arguments go to the task, except these options: ``_queue``, ``_delay`` (seconds
-        or timedelta), ``_id`` (an id of your own: submitting it again creates nothing),
-        ``_max_attempts``, ``_timeout``, ``_retry_backoff``, ``_expires`` (seconds or timedelta
-        after submit: a task not started by then is never started and fails with TaskExpired,
-        using no attempt), and how it is placed: ``_priority`` (0 to 9, lower first), ``_key``
-        (its tenant or entity), ``_limits`` (a tuple of the limiter names it counts against; an
-        unknown one raises UnknownLimiter, nothing written) and ``_requires`` (label -> condition,
-        e.g. ``{"gpu": "a100", "vram_gb": (">=", 40)}``: only a processor whose labels meet them
-        runs it; ``{}``: none, whatever the task's default). A submit that would bring its queue
-        above the queue's ``max_pending`` raises QueueFull, nothing written. ``_after`` (TaskHandles,
-        Groups or task ids) makes it wait, without their results, until they all end; then
-        ``_on_failure`` ("fail", "run" or "skip": core/deps) says what happens if one did not end done."""
-        new = self.submission(task, args, kwargs)
-        if new.deps:  # alone: a missing parent refuses its call, and must not refuse others' submits
-            self._submit([new], "")
-            return TaskHandle(self, new.id)
-        self._coalescer.submit(new)
-        refused = self._refused.pop(new.id, None)
-        if refused is not None:
-            raise refused
-        return TaskHandle(self, new.id)
-
-    def _waiting_on(self, parent: TaskHandle | Group, task: str | TaskFunction, args: Sequence[Any],
-                          kwargs: dict[str, Any]) -> TaskHandle:
-        """``then`` of a TaskHandle or a Group: a task fed by ``parent``'s results."""
-        new = self.submission(task, args, dict(kwargs), fed_by=parent)
-        self._submit([new], "")
-        return TaskHandle(self, new.id)
-
-    def _submit_shared(self, news: list[ops.NewTask]) -> None:
-        """The coalescer's call for submits made at once. A call refused for a limiter that does
-        not exist, or for a full queue, wrote nothing: its tasks then go one by one, so that only
-        the submits refused on their own raise (the others are created, while there is room)."""
-        try:
-            self._submit(news, "")
-            return
-        except (UnknownLimiter, QueueFull):
-            if len(news) == 1:
-                raise
-        for new in news:
-            try:
-                self._submit([new], "")
-            except (UnknownLimiter, QueueFull) as exc:
-                self._refused[new.id] = exc
-
-    def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
-                          ids: Sequence[str] | None = None, queue: str | None = None,
-                          delay: float | timedelta | None = None, max_attempts: int | None = None,
-                          timeout: float | timedelta | None = None,
-                          retry_backoff: float | timedelta | None = None, priority: int | None = None,
-                          key: str | None = None, limits: Sequence[str] | None = None,
-                          expires: float | timedelta | None = None,
-                          requires: Mapping[str, object] | None = None) -> list[TaskHandle]:
-        """Submit one task per item (a tuple of arguments, or an Args) in one round trip; the
-        options, as ``submit``'s without the underscore, apply to every item."""
-        news = self.batch(task, items, ids, queue=queue, delay=delay, max_attempts=max_attempts,
-                          timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits,
-                          expires=expires, requires=requires)
-        self._submit(news, "")
-        return [TaskHandle(self, n.id) for n in news]
-
-    def map(self, task: str | TaskFunction, items: Iterable[Any], *, queue: str | None = None,
-                  max_attempts: int | None = None, timeout: float | timedelta | None = None,
-                  retry_backoff: float | timedelta | None = None, priority: int | None = None,
-                  key: str | None = None, limits: Sequence[str] | None = None,
-                  expires: float | timedelta | None = None, requires: Mapping[str, object] | None = None) -> Group:
-        """Submit one task per item as a group whose results can be gathered (``Group.results``)."""
-        news = self.batch(task, items, None, queue=queue, max_attempts=max_attempts,
-                          timeout=timeout, retry_backoff=retry_backoff, priority=priority, key=key, limits=limits,
-                          expires=expires, requires=requires)
-        group_id = new_task_id()
-        self._submit(news, group_id)
-        return Group(self, group_id, [n.id for n in news])
-
-    def _submit(self, news: list[ops.NewTask], group: str) -> SubmitReply:
-        if not news:
-            return SubmitReply(0, [], [])
-        if not self._eviction_checked:
-            self.check_eviction("scheduler")
-        calls = ops.submit(self.ns, self.now_ms(), news, dispatch=self.dispatch_on_submit, group=group)
-        return ops.decode_submit(self.call_many(calls))
 
     def handle(self, task_id: str) -> TaskHandle:
         return TaskHandle(self, check_task_id(task_id))

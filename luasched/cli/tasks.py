@@ -184,6 +184,7 @@ def show_command(app: str, task_id: str, as_json: bool, redis_url: str | None, r
             ("key", found.key or "-"), ("limits", ", ".join(found.limits) or "-"),
             ("requires", describe_requires(found.requires) or "-"),
             ("expires", _utc(found.expires_ms) if found.expires_ms else "-"),
+            ("unique key", f"{found.unique_key} (until {found.unique_until})" if found.unique_key else "-"),
             ("processor", found.processor or "-"), ("last ran on", found.last_processor or "-"),
             ("group", found.group or "-"), ("created", _utc(found.created_ms)),
             ("started", _utc(found.started_ms)), ("finished", _utc(found.finished_ms))]

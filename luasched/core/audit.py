@@ -22,6 +22,7 @@ from .lanes import check_lanes, held_counts, lane_name, lane_parts, pause_scope_
 from .ops import fields_of, text
 from .options import is_queue_name
 from .pauses import WHOLE_NAMESPACE
+from .unique import check_index, check_row
 from .words import counted
 
 
@@ -56,9 +57,12 @@ class AuditCheck:
         self._problems: list[str] = []
         self._more = 0
         self.counts: dict[str, int] = {}
+        frame = text(frame)
         (now_s, stats_flat, queues, delayed_n, running_flat, failed_n, procs, idles, idle, held,
          cards_flat, pauses_flat, lanes, blocked_flat, counts_flat, limiters_flat, patterns, qd_flat,
-         delayed_by_queue, deadlines, kinds_flat, kindn_flat, queue_kinds, kind_names, waiting_n) = text(frame)
+         delayed_by_queue, deadlines, kinds_flat, kindn_flat, queue_kinds, kind_names) = frame[:24]
+        waiting_n = frame[24] if len(frame) > 24 else 0  # a frame before waiting tasks: none
+        unique_n, uniques = frame[25] if len(frame) > 25 else (0, [])  # a frame before unique keys: none
         #: (place, queue or lane, size) of each big place, in the order the slices read them
         self.places: list[tuple[str, str, int]] = [("queue", q, int(n)) for q, n in queues]
         self.places += check_lanes(self.problem, lanes, blocked_flat, counts_flat, limiters_flat, patterns,
@@ -81,6 +85,7 @@ class AuditCheck:
                 self.problem(f"task {task_id} is in the deadline index but is {s or 'gone'}")
             elif not dx or float(dx) != float(score):
                 self.problem(f"task {task_id} is in the deadline index at {score}, its record says {dx or 'none'}")
+        check_index(self.problem, int(unique_n), uniques)
 
     def problem(self, what: str) -> None:
         if len(self._problems) < MAX_PROBLEMS:
@@ -100,10 +105,12 @@ class AuditCheck:
         lane = lane_name(queue) if place == "queue" else queue
         seen: set[str] = set()
         for row in text(rows):
-            task_id, s, q, _p, n, m, in_lane, held = row[:8]
-            if place == "waiting" and s == "waiting" and row[8] != row[9]:
-                self.problem(f"task {task_id} counts {row[8] or 'no'} tasks and groups it waits for as not "
-                             f"finished; {row[9]} are not")
+            if place == "waiting":  # and what the task counts as not ended, against what is not
+                row, (counted_left, left) = row[:-2], row[-2:]
+                if row[1] == "waiting" and counted_left != left:
+                    self.problem(f"task {row[0]} counts {counted_left or 'no'} tasks and groups it waits for as "
+                                 f"not finished; {left} are not")
+            task_id, s, q, _p, n, m, in_lane, held, *unique = row
             if task_id in seen:
                 self.problem(f"task {task_id} is in {label} twice")
                 continue
@@ -117,6 +124,8 @@ class AuditCheck:
                 self.problem(f"task {task_id} is in {label} but belongs to lane {in_lane!r} of queue {q}")
             if held:
                 self.problem(f"task {task_id} is in {label} but holds running counts of {held}")
+            if unique:
+                check_row(self.problem, task_id, s, *unique)
             self._attempts(task_id, n, m)
 
     def _check_pauses(self, pauses: dict[str, str]) -> None:
@@ -198,7 +207,9 @@ class AuditCheck:
             if len(places) > 1:
                 problem(f"task {t} is in {len(places)} places: {', '.join(places)}")
 
-        for task_id, s, _q, p, n, m, _lane, _held in held:
+        for task_id, s, _q, p, n, m, _lane, _held, *unique in held:
+            if unique:
+                check_row(problem, task_id, s, *unique)
             places = where.get(task_id, [])
             if not s:
                 problem(f"task {task_id} is in {places[0] if places else 'the running zset'} but has no record")

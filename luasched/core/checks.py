@@ -1,11 +1,11 @@
 """The checks of what names a task and what it asks for: its id and name, its key, its
-limiters and its ``requires``. Pure validators, no options: ``options`` re-exports them, and a
-bad value raises at the call, before anything is written."""
+limiters, its ``requires`` and its uniqueness (core/unique). Pure validators, no options:
+``options`` re-exports them, and a bad value raises at the call, before anything is written."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .kinds import check_requires, encode_requires
 
@@ -27,10 +27,10 @@ def check_task_id(task_id: object, what: str = "task id") -> str:
 def check_task_name(name: object) -> str:
     if not isinstance(name, str) or not name or len(name) > 200:
         raise ValueError(f"task name must be a non-empty str of at most 200 characters, not {name!r}")
-    return _utf8(name, "task name")
+    return utf8(name, "task name")
 
 
-def _utf8(value: str, what: str) -> str:
+def utf8(value: str, what: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -45,7 +45,7 @@ def check_key(key: object, what: str = "key") -> str:
         raise TypeError(f"{what} must be a str, not {type(key).__name__}")
     if not 0 < len(key) <= MAX_KEY:
         raise ValueError(f"{what} must be a non-empty str of at most {MAX_KEY} characters, not {key!r}")
-    return _utf8(key, what)
+    return utf8(key, what)
 
 
 def check_limiter_name(name: object, *, pattern: bool = False) -> str:
@@ -60,7 +60,7 @@ def check_limiter_name(name: object, *, pattern: bool = False) -> str:
         where = ("only as its last character (a pattern 'prefix*')" if pattern
                  else "nowhere in a task's limits (a task names a concrete limiter, not a pattern)")
         raise ValueError(f"limiter name {name!r}: '*' may appear {where}")
-    return _utf8(name, "limiter name")
+    return utf8(name, "limiter name")
 
 
 def check_limits(limits: object) -> tuple[str, ...]:
@@ -78,3 +78,37 @@ def requires_text(requires: Mapping[str, object] | None) -> str:
     """A task's ``requires`` (label -> condition, ``kinds.check_requires``) checked and encoded
     once, as ``TaskOptions.requires`` keeps it and submit sends it: '' for None or none."""
     return encode_requires(check_requires(requires))
+
+
+#: The longest unique key a user gives (or a ``unique`` callable returns), in characters.
+MAX_UNIQUE_KEY = 256
+#: When a task frees its unique key: as it finishes (the default) or as it starts.
+UNTIL = ("finished", "started")
+
+#: What a task's ``unique`` option may be: off, its name and arguments, or a callable of them.
+Unique = bool | Callable[..., str] | None
+
+
+def check_unique_key(key: object, what: str = "_unique_key") -> str:
+    """A unique key as given: a non-empty str of at most MAX_UNIQUE_KEY characters."""
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a str, not {type(key).__name__}")
+    if not 0 < len(key) <= MAX_UNIQUE_KEY:
+        raise ValueError(f"{what} must be a non-empty str of at most {MAX_UNIQUE_KEY} characters, "
+                         f"not one of {len(key)}")
+    return utf8(key, what)
+
+
+def check_unique(value: object) -> Unique:
+    """A task's ``unique`` option: False/None (off), True (its name and arguments) or a callable
+    taking the task's arguments and returning the key."""
+    if value is None or isinstance(value, bool) or callable(value):
+        return value
+    raise TypeError(f"unique must be True, False or a callable of the task's arguments returning a str, "
+                    f"not {type(value).__name__}")
+
+
+def check_until(value: object) -> str:
+    if value not in UNTIL:
+        raise ValueError(f"unique_until must be one of {', '.join(map(repr, UNTIL))}, not {value!r}")
+    return str(value)

@@ -60,6 +60,9 @@ class Task:
     feed: str = "dr"  # '1': the results of what it waits for come in as its first argument
     children: str = "dc"  # '1': tasks wait for it (their ids in tc:<id>)
     schedule: str = "sc"  # the schedule that made it (absent: none): its end may fire a buffered tick
+    # its unique key while it holds it (core/unique): one of the two, by when the key is freed
+    unique: str = "u"  # held until the task finishes (done, failed, cancelled, expired)
+    unique_started: str = "us"  # held until the task starts (unique_until="started")
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class Stats(ByFinalState):
     assigned: str = "assigned"  # tasks in inboxes, not started
     seq: str = "seq"  # the idle rankings' tie-break sequence
     expired: str = "expired"  # tasks that reached their deadline before they started (also failed)
+    deduplicated: str = "deduplicated"  # submits that found their unique key held: nothing created
     last_dispatch_ms: str = "last_dispatch_ms"
 
 

@@ -193,3 +193,9 @@ class Keys:
         """ZSET schedule name -> the ms its pending tick is due (+inf while paused): the index of
         the schedules, and what the scheduler loops wait for."""
         return self.prefix + "schd"
+
+    @property
+    def unique_index(self) -> str:
+        """HASH unique key -> the id of the task holding it (core/unique): written by submit,
+        removed by the script that moves that task past its ``unique_until`` point."""
+        return self.prefix + "uq"

@@ -12,8 +12,15 @@ from typing import Any
 
 from ..errors import error_for_status
 from . import kinds
+
+# the vocabulary of calls (core/calls), re-exported: the builders of calls import it from here
+from .calls import Call as Call
+from .calls import Command as Command
+from .calls import Namespace as Namespace
+from .calls import Request as Request
+from .calls import _now as _now
+from .calls import text as text
 from .fields import TASK
-from .keys import Keys
 from .options import DEFAULT_QUEUE, TaskOptions, check_limit, policy_field, to_ms
 from .replies import (
     AckReply,
@@ -30,104 +37,68 @@ from .replies import (
 )
 from .tasks import Started, decode_error
 
-
-@dataclass(frozen=True)
-class Call:
-    """One script call: the script's name, its KEYS and its ARGV."""
-
-    script: str
-    keys: tuple[str, ...]
-    args: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Command:
-    """One plain Redis command, e.g. ``Command("blpop", (key, 5))``."""
-
-    name: str
-    args: tuple[Any, ...]
-
-
-Request = Call | Command
-
-
-def text(value: Any) -> Any:
-    """A reply with every bytes turned into str (clients made with or without decode_responses).
-    Replies are lists of many short strings (a batch's tasks): a flat list costs no call per item."""
-    kind = type(value)
-    if kind is list:
-        return [v.decode() if type(v) is bytes else text(v) if type(v) is list else v for v in value]
-    if kind is bytes:
-        return value.decode()
-    return value
-
-
-def _now(now_ms: int | None) -> str:
-    return "" if now_ms is None else str(int(now_ms))
-
-
-@dataclass(frozen=True)
-class Namespace:
-    """What every call of one namespace needs: its key names and how long to keep records."""
-
-    keys: Keys
-    keep_s: int = 86400
-
-    @property
-    def prefix(self) -> str:
-        return self.keys.prefix
-
-    def call(self, script: str, *args: object) -> Call:
-        return Call(script, self.keys.fixed, tuple(a if type(a) is str else str(a) for a in args))
-
-
 # --- submit ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class NewTask:
-    """One task to create: id, name, encoded arguments, options, delay, what it waits for (deps)."""
+    """One task to create: its id, name, encoded arguments, options and delay; the unique key it
+    holds (None: none) and its debounce (0: none), core/unique; what it waits for (core/deps)."""
 
     id: str
     name: str
     args_json: str
     options: TaskOptions
     delay_s: float = 0.0
+    unique_key: str | None = None
+    debounce_s: float = 0.0
     deps: str = ""
 
 
 SUBMIT_CHUNK = 1000
 
 
-#: What submit sends per task, after its six fixed ARGV (lua/submit.lua's header).
-PER_TASK = 11
+#: What submit sends per task, after its six fixed ARGV (lua/submit.lua's header), and then per
+#: task that has a unique key.
+PER_TASK, UNIQUE_VALUES = 11, 4
 
 
 def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,
            group: str = "") -> list[Call]:
     """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline); PER_TASK
     values each: id, name, queue, args, max_attempts, timeout_ms, backoff_ms, delay_ms, policy
-    (``policy_field``: '' for default priority, no key, limits or requires), expires_ms, deps."""
+    (``policy_field``: '' for default priority, no key, limits or requires), expires_ms, deps; then
+    UNIQUE_VALUES for each task that has a unique key: its index in the call (from 1), the key,
+    its unique_until and its debounce_ms."""
     calls = []
     for start in range(0, len(tasks), SUBMIT_CHUNK):
         chunk = tasks[start:start + SUBMIT_CHUNK]
         args: list[object] = [ns.prefix, _now(now_ms), "1" if dispatch else "0", group, len(chunk), ns.keep_s]
-        for t in chunk:
+        unique: list[object] = []
+        for i, t in enumerate(chunk, 1):
             o = t.options
             args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
                      to_ms(o.backoff_s), to_ms(t.delay_s), policy_field(o), to_ms(o.expires_s), t.deps]
-        calls.append(ns.call("submit", *args))
+            if t.unique_key is not None:
+                unique += [i, t.unique_key, o.unique_until, to_ms(t.debounce_s)]
+        calls.append(ns.call("submit", *args, *unique))
     return calls
 
 
 def decode_submit(replies: Sequence[Any]) -> SubmitReply:
+    """Also a reply without its last entry (the submits that collapsed), as scripts before it answered."""
     created, existing, assignments = 0, [], []
+    merged: dict[str, tuple[str, str]] = {}
     for reply in replies:
-        n, old, pairs = text(reply)
+        reply = text(reply)
+        n, old, pairs = reply[:3]
         created += int(n)
         existing += old
         assignments += _pairs(pairs)
-    return SubmitReply(created, existing, assignments)
+        if len(reply) > 3:
+            flat = reply[3]
+            merged.update((flat[i], (flat[i + 1], flat[i + 2])) for i in range(0, len(flat), 3))
+    return SubmitReply(created, existing, assignments, merged)
 
 
 def _pairs(flat: Sequence[str]) -> list[tuple[str, str]]:

@@ -17,11 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import NotReplicated
+from .checks import Unique, check_limits, check_unique, check_until
 
 # the checks of a task's names live in .checks; those named "x as x" are re-exported from here
 from .checks import check_key as check_key
 from .checks import check_limiter_name as check_limiter_name
-from .checks import check_limits
 from .checks import check_task_id as check_task_id
 from .checks import check_task_name as check_task_name
 from .kinds import Label, check_labels, decode_requires, encode_requires
@@ -114,7 +114,9 @@ class TaskOptions:
     its ``priority`` (0 to 9, lower first), its ``key`` (the tenant or entity it belongs to: None
     is the queue's one implicit key), the ``limits`` it counts against (limiter names) and what
     it ``requires`` of the processor that runs it: the labels' conditions encoded once
-    (``checks.requires_text``: the user's mapping is checked where it comes in; '' for none)."""
+    (``checks.requires_text``: the user's mapping is checked where it comes in; '' for none).
+    ``unique``: True (its name and arguments) or a callable of its arguments making the unique
+    key each submit holds until ``unique_until`` ("finished" or "started"): core/unique."""
 
     queue: str = DEFAULT_QUEUE
     max_attempts: int = 3
@@ -125,9 +127,13 @@ class TaskOptions:
     limits: tuple[str, ...] = ()
     expires_s: float | None = None  # not started within this many seconds of submit: never started
     requires: str = ""  # kinds.encode_requires of its conditions (TaskOptions stays hashable)
+    unique: Unique = None
+    unique_until: str = "finished"
 
     def __post_init__(self) -> None:
         check_queue(self.queue)
+        check_unique(self.unique)
+        check_until(self.unique_until)
         seconds(self.expires_s, "expires", allow_none=True, minimum=0.001)
         check_int(self.max_attempts, "max_attempts", 1, 1000)
         seconds(self.timeout_s, "timeout", allow_none=True, minimum=0.001)

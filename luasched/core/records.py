@@ -25,7 +25,8 @@ class TaskRecord:
     ``limits`` are how it is placed; ``requires`` the conditions on the labels of the processor
     that runs it (``(label, op, value)``, as ``kinds.check_requires`` returns them; none: any
     processor); ``expires_ms`` its deadline (0: none, or it started in time): not started by
-    then, it is never started."""
+    then, it is never started. ``unique_key`` the unique key it holds now (None: none, or freed
+    as it started or finished) and ``unique_until`` when it frees it (core/unique)."""
 
     id: str
     name: str
@@ -50,6 +51,8 @@ class TaskRecord:
     limits: tuple[str, ...] = ()
     expires_ms: int = 0
     requires: tuple[Condition, ...] = ()
+    unique_key: str | None = None
+    unique_until: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The record as plain JSON data (``luasched show --json``)."""
@@ -96,4 +99,6 @@ def decode_record(reply: Any, task_id: str) -> TaskRecord | None:
         limits=tuple(n for n in f.get(TASK.limits, "").split(",") if n),
         expires_ms=int(f.get(TASK.expires_ms, "0")),
         requires=decode_requires(f.get(TASK.requires)),
+        unique_key=f.get(TASK.unique) or f.get(TASK.unique_started) or None,
+        unique_until="finished" if TASK.unique in f else "started" if TASK.unique_started in f else None,
     )

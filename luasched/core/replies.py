@@ -14,11 +14,14 @@ from .tasks import Started, decode_error
 @dataclass(frozen=True)
 class SubmitReply:
     """What a submit call did: how many tasks it created, the ids that existed already (a replay
-    or an ``_id`` given again: nothing created), and the assignments a dispatch at submit made."""
+    or an ``_id`` given again: nothing created), the assignments a dispatch at submit made, and
+    the submits that collapsed into the live task holding their unique key (core/unique): id
+    submitted -> (that task's id, "unique" or "debounced": it took the submit's arguments)."""
 
     created: int
     existing: list[str]
     assignments: list[tuple[str, str]]
+    merged: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

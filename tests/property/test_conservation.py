@@ -12,6 +12,12 @@ keys, below), and fewer placements than asked only when nothing placeable is lef
 processor. At the end everything drains to done/failed/cancelled with the right results. Runs on
 the embedded server and on a real redis-server.
 
+Some tasks come with a unique key of a small set (issue 19), some debounced, some held only until
+they start: a submit whose key a live task holds creates nothing and answers that task (debounced,
+it gives a holder that never started its arguments, and a delayed one a later start). The model
+frees a key exactly where a task moves past its unique_until point; after every step the server's
+unique index is the model's, and audit checks it against the records.
+
 The fair order is modelled without any index: per queue and priority level a virtual time V, and
 per lane the tag it goes on at once served. A lane's start tag is the later of V and its own tag
 (none: a lane that became non-empty joins at V); serving a lane sets V to its start tag and its
@@ -82,6 +88,10 @@ EXPIRES: tuple[float | None, ...] = (None, None, None, 2.0)
 BACKOFF_MS = 1000
 #: the schedules the machine makes (every 1 or 3 s, each overlap rule, with or without catch-up)
 SCHEDULES = ("s1", "s2")
+#: the unique keys tasks hold (issue 19), the debounces (s) and when a key is freed
+UKEYS = ("u1", "u2")
+DEBOUNCES: tuple[float | None, ...] = (None, None, 1.0, 3.0)
+UNTILS = ("finished", "finished", "started")
 EXAMPLES = int(os.environ.get("LUASCHED_PROPERTY_EXAMPLES", "200"))
 _names = itertools.count()
 
@@ -128,6 +138,8 @@ class MTask:
     on_failure: str = "fail"  # a task that waits for others (_after): what a parent not done means
     left: int = 0  # its parents not finished yet (while waiting)
     bad: int = 0  # its parents that ended failed or cancelled
+    ukey: str | None = None  # the unique key it holds now (None: none, or freed)
+    until: str = "finished"  # when it frees it: as it finishes, or as it starts
 
     @property
     def lane(self) -> tuple[str, int, str | None]:
@@ -214,6 +226,8 @@ class Conservation(RuleBasedStateMachine):
         self.caps: dict[str, int] = {}  # queue -> max_pending (absent: no cap)
         self.children: dict[str, list[str]] = {}  # task id -> the tasks waiting for it, in order
         self.schedule_of: dict[str, tuple[int, str]] = {}  # schedule name -> (its token, its queue)
+        self.uholders: dict[str, str] = {}  # unique key -> the id of the task holding it
+        self.deduplicated = 0  # submits that collapsed into the holder of their key
 
         @self.sched.task(name="work", retry_backoff=BACKOFF_MS / 1000)
         def work(token: int, fail_times: int) -> int:
@@ -239,6 +253,9 @@ class Conservation(RuleBasedStateMachine):
         before = State(t.state)
         assert allowed(before, event, State(after)), f"model bug: {before} -{event}-> {after}"
         t.state = after
+        if t.ukey is not None and (State(after) in FINISHED or (after == "running" and t.until == "started")):
+            assert self.uholders.pop(t.ukey) == t.id  # past its unique_until point: the key is free
+            t.ukey = None
         if t.holds and after not in ("assigned", "running"):  # the attempt (or assignment) ended
             t.holds = False
             self.m_running -= 1
@@ -493,6 +510,71 @@ class Conservation(RuleBasedStateMachine):
         the fair order to decide between."""
         for key, n in zip(KEYS, counts, strict=True):
             self.submit_many(queue, [0] * n, priority, key, limits)
+
+    def holder(self, key: str) -> MTask | None:
+        tid = self.uholders.get(key)
+        return None if tid is None else self.model[tid]
+
+    def collapse(self, h: MTask, handle: Any, debounce_ms: int, token: int, fail_times: int, expires_ms: int) -> None:
+        """A submit with h's unique key created nothing and answered h; debounced, h takes its
+        arguments if it never started, and a later start if it is delayed."""
+        assert (handle.id, handle.created) == (h.id, False)
+        self.deduplicated += 1
+        if debounce_ms and h.attempts == 0 and h.state in ("queued", "delayed", "assigned"):
+            h.token, h.fail_times = token, fail_times
+            if h.state == "delayed":
+                h.due = self.now + debounce_ms
+            if expires_ms:
+                h.expires_at = self.now + expires_ms
+
+    def hold(self, handle: Any, t: MTask, key: str, until: str) -> MTask:
+        assert handle.created
+        t.ukey, t.until = key, until
+        self.uholders[key] = t.id
+        return t
+
+    @rule(target=tasks, queue=st.sampled_from(QUEUES), fail_times=st.integers(0, 2), max_attempts=st.integers(1, 3),
+          key=st.sampled_from(UKEYS), debounce=st.sampled_from(DEBOUNCES), until=st.sampled_from(UNTILS),
+          expires=st.sampled_from(EXPIRES))
+    def submit_unique(self, queue: str, fail_times: int, max_attempts: int, key: str, debounce: float | None,
+                      until: str, expires: float | None) -> Any:
+        token = next(self.tokens)
+        held = self.holder(key)
+
+        def submit() -> Any:
+            return self.sched.submit("work", token, fail_times, _queue=queue, _max_attempts=max_attempts,
+                                     _unique_key=key, _debounce=debounce, _unique_until=until, _expires=expires)
+
+        if held is None and self.refused(queue, 1, submit):
+            return multiple()
+        handle = submit()
+        debounce_ms, expires_ms = int((debounce or 0) * 1000), int((expires or 0) * 1000)
+        if held is not None:
+            self.collapse(held, handle, debounce_ms, token, fail_times, expires_ms)
+            return multiple()
+        return self.hold(handle, self.new_task(handle.id, queue, fail_times, max_attempts, 0, token, debounce_ms, 5,
+                                               None, (), expires_ms), key, until)
+
+    @rule(queue=st.sampled_from(QUEUES), fails=st.lists(st.integers(0, 1), min_size=1, max_size=3),
+          key=st.sampled_from(UKEYS), debounce=st.sampled_from(DEBOUNCES))
+    def submit_many_unique(self, queue: str, fails: list[int], key: str, debounce: float | None) -> None:
+        """Items of one key in one call go as one submit after another would."""
+        tokens = [next(self.tokens) for _ in fails]
+
+        def submit() -> Any:
+            return self.sched.submit_many("work", list(zip(tokens, fails, strict=True)), queue=queue, max_attempts=2,
+                                          unique_key=key, debounce=debounce)
+
+        if self.holder(key) is None and self.refused(queue, 1, submit):
+            return
+        debounce_ms = int((debounce or 0) * 1000)
+        for handle, token, f in zip(submit(), tokens, fails, strict=True):
+            held = self.holder(key)
+            if held is not None:
+                self.collapse(held, handle, debounce_ms, token, f, 0)
+            else:
+                self.hold(handle, self.new_task(handle.id, queue, f, 2, 0, token, debounce_ms, 5, None, ()),
+                          key, "finished")
 
     def refused(self, queue: str, n: int, submit: Callable[[], Any]) -> bool:
         """Whether the queue's cap refuses n new tasks now (its waiting tasks, queued or delayed,
@@ -950,6 +1032,7 @@ class Conservation(RuleBasedStateMachine):
         for s, n in by_state.items():
             assert counts[s] == n, f"counts[{s}] = {counts[s]}, model says {n}"
         assert counts["expired"] == sum(t.expired for t in self.model.values())
+        assert counts["deduplicated"] == self.deduplicated
 
     @invariant()
     def states_and_places_match(self) -> None:
@@ -965,7 +1048,10 @@ class Conservation(RuleBasedStateMachine):
                         else self.sched.keys.lane(lane_name(q, p, key)), 0, -1)
         pipe.hget(self.sched.keys.limiter_counts, "m")
         pipe.hgetall(self.sched.keys.virtual_times)
-        *lanes, running, vt = pipe.execute()
+        pipe.hgetall(self.sched.keys.unique_index)
+        *lanes, running, vt, unique = pipe.execute()
+        got_unique = {k.decode(): v.decode() for k, v in unique.items()}
+        assert got_unique == self.uholders, f"unique index {got_unique} != model {self.uholders}"
         got_vt = {(q, int(p)): float(v) for k, v in vt.items() for p, q in [k.decode().split(":", 1)]}
         assert got_vt == self.vt, f"virtual times {got_vt} != model {self.vt}"
         for (lane, expect), got in zip(self.lanes.items(), lanes, strict=True):
@@ -1009,6 +1095,7 @@ class Conservation(RuleBasedStateMachine):
         audit = self.sched.audit()
         assert audit.ok, audit.problems
         assert audit.counts["done"] + audit.counts["failed"] + audit.counts["cancelled"] == self.submitted
+        assert self.client.hgetall(self.sched.keys.unique_index) == {}  # every holder finished: every key free
 
 
 # 200 examples of 40 steps take ~100 s on the embedded server alone, more beside another worker:

@@ -10,17 +10,6 @@ import luasched
 from luasched.core.fields import TASK
 from tests.scripts.util import audit_ok, record
 
-
-@pytest.fixture
-def unchanged(sched):
-    """After the test body: nothing was submitted, no key was written, the invariant holds."""
-    keys_before = sorted(sched.client.scan_iter(match=sched.keys.prefix + "*"))
-    yield
-    assert sched.counts()["submitted"] == 0
-    assert sorted(sched.client.scan_iter(match=sched.keys.prefix + "*")) == keys_before
-    audit_ok(sched)
-
-
 NOT_JSON = [
     pytest.param({1, 2}, id="set"),
     pytest.param(object(), id="object"),

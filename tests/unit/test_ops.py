@@ -147,6 +147,24 @@ def test_submit_shape():
     assert f"then {ops.PER_TASK} per task" in (scripts.lua_dir() / "submit.lua").read_text(encoding="utf-8")
 
 
+def test_submit_sends_unique_keys_after_the_tasks():
+    plain = task(1)
+    held = ops.NewTask("id2", "add", "[2]", TaskOptions(unique_until="started"), 10.0, "k 2", 10.0)
+    (call,) = ops.submit(NS, 1, [plain, held])
+    assert len(call.args) == 6 + 2 * ops.PER_TASK + ops.UNIQUE_VALUES
+    assert call.args[-ops.UNIQUE_VALUES:] == ("2", "k 2", "started", "10000")
+    (alone,) = ops.submit(NS, 1, [plain])
+    assert len(alone.args) == 6 + ops.PER_TASK  # a submit without a key sends what it always did
+    assert f"then {ops.UNIQUE_VALUES} per task that has a unique key" in " ".join(
+        (scripts.lua_dir() / "submit.lua").read_text(encoding="utf-8").split())
+
+
+def test_decode_submit_reads_the_submits_that_collapsed():
+    got = ops.decode_submit([[1, [], [], ["a", "h1", "unique", "b", "h1", "debounced"]], [0, [], []]])
+    assert got.merged == {"a": ("h1", "unique"), "b": ("h1", "debounced")}
+    assert got.created == 1
+
+
 REQ_THREE = '[["gpu","==","a100"],["ssd","exists",null],["vram_gb",">=",40]]'
 
 
@@ -249,6 +267,7 @@ def as_bytes(value):
 
 DECODERS = [
     ("submit", lambda r: ops.decode_submit([r]), [2, ["old"], ["t1", "p1", "t2", "p1"]]),
+    ("submit merged", lambda r: ops.decode_submit([r]), [1, [], [], ["t2", "t1", "unique"]]),
     ("dispatch", ops.decode_dispatch, [["t1", "p1"], "1000", "2000", "3000.0", "", "2"]),
     ("dispatch, no promoted", ops.decode_dispatch, [["t1", "p1"], "1000", "2000", "3000.0", ""]),
     ("reap", ops.decode_reap, [["t1", "t2", "t3"], ["p1"], "1", ["2", "1"], ["t3", "p2", "5000", "retry", "3000"]]),
