@@ -111,6 +111,8 @@ local function fire_one(sn, r)
     local succ, rest
     if every then
       succ = nxt + every
+    elseif times == 'end' then -- its last tick: the schedule retires after it, due never
+      succ, rest = math.huge, 'end'
     else
       local head, tail = string.match(times, '^(%d+),?(.*)$')
       succ, rest = tonumber(head), tail

@@ -21,7 +21,8 @@
     ARGV[10] timeout_ms  ARGV[11] backoff_ms  ARGV[12] policy (luasched/core/options.py policy_field)
     ARGV[13] expires_ms  ARGV[14] spec (as a person reads it)  ARGV[15] cron ('' = an interval)
     ARGV[16] every_ms ('' = a cron)  ARGV[17] tz  ARGV[18] overlap  ARGV[19] catchup_ms
-    ARGV[20] next_ms (the pending tick from now)  ARGV[21] times (the cron's next times, comma-joined)
+    ARGV[20] next_ms (the pending tick from now)  ARGV[21] times (the cron's next times, comma-joined;
+    'end': it never fires after the pending tick, which fires as its last, and it retires)
   resume: after the name, gen, next_ms, times (ARGV 6 to 8)
   refill: after the name, gen, cursor (the pending tick it computed from), missed, next_ms, times
     (ARGV 6 to 10)
@@ -39,7 +40,7 @@ if not now or rid == '' or name == '' or not sizes[op] or #ARGV ~= sizes[op] the
   return redis.error_reply('ERR luasched schedule: bad now_ms, request id, name, op or number of ARGV')
 end
 local function times_ok(t)
-  return t == '' or string.match(t, '^%d+$') ~= nil or string.match(t, '^%d+[%d,]*%d$') ~= nil
+  return t == '' or t == 'end' or string.match(t, '^%d+$') ~= nil or string.match(t, '^%d+[%d,]*%d$') ~= nil
 end
 if op == 'upsert' then
   for _, i in ipairs({9, 10, 11, 13, 19, 20}) do

@@ -70,6 +70,11 @@ class ScheduleSpec:
         return first_times(self.cron, self.every_ms, self.tz, now_ms)
 
 
+#: A cron's times when it never fires again after its pending tick (lua/fire.lua fires that tick
+#: as its last, and the schedule retires).
+END = "end"
+
+
 def first_times(cron: str | None, every_ms: int | None, tz: str, now_ms: int) -> tuple[int, list[int]]:
     """A cadence's first tick after ``now_ms`` and, for a cron, the TIMES_AHEAD times after it. An
     interval ticks at the multiples of ``every_ms`` since the epoch (so its ticks, and their task
@@ -202,13 +207,16 @@ def resume(ns: Namespace, now_ms: int | None, rid: str, name: str, gen: str, nex
            times: Sequence[int]) -> Call:
     """Resume schedule ``name`` from now: its pending tick and times computed from now, for its
     cadence of generation ``gen`` (refused as stale when it changed meanwhile)."""
-    return ns.call("schedule", ns.prefix, _now(now_ms), rid, "resume", name, gen, next_ms, ",".join(map(str, times)))
+    return ns.call("schedule", ns.prefix, _now(now_ms), rid, "resume", name, gen, next_ms,
+                   ",".join(map(str, times)) or END)
 
 
 def refill(ns: Namespace, now_ms: int | None, rid: str, name: str, gen: str, cursor_ms: int, missed: int,
            next_ms: int, times: Sequence[int]) -> Call:
+    """Refill a cron's times; none (the cron never fires again after its pending tick): END, so
+    that the pending tick fires as the last and the schedule retires, due never (+inf)."""
     return ns.call("schedule", ns.prefix, _now(now_ms), rid, "refill", name, gen, cursor_ms, missed, next_ms,
-                   ",".join(map(str, times)))
+                   ",".join(map(str, times)) or END)
 
 
 def decode_status(reply: Any) -> str:
@@ -300,7 +308,8 @@ class ScheduleInfo:
 
 
 def _int(value: str | None) -> int | None:
-    return int(float(value)) if value not in (None, "") else None
+    """A stored number of ms; None for none, and for never (a retired schedule's pending tick)."""
+    return int(float(value)) if value not in (None, "", "inf", "+inf") else None
 
 
 def decode_listing(reply: Any) -> list[ScheduleInfo]:
@@ -347,7 +356,9 @@ def check_schedules(problem: Callable[[str], None], reply: Any) -> None:
             continue
         paused = r.get(SCHEDULE.paused) == "1"
         nxt = _int(r.get(SCHEDULE.next_ms))
-        if nxt is None:
+        if r.get(SCHEDULE.next_ms) in ("inf", "+inf") and score in ("inf", "+inf"):
+            pass  # retired: its cron never fires again
+        elif nxt is None:
             problem(f"schedule {name} has no pending tick")
         elif paused and score not in ("inf", "+inf"):
             problem(f"schedule {name} is paused but indexed at {score}, not +inf")
@@ -355,7 +366,7 @@ def check_schedules(problem: Callable[[str], None], reply: Any) -> None:
             problem(f"schedule {name} is indexed at {score}, after its pending tick {nxt}")
         if (r.get(SCHEDULE.cron) is None) == (r.get(SCHEDULE.every_ms) is None):
             problem(f"schedule {name} has {'both' if r.get(SCHEDULE.cron) else 'neither'} a cron and an interval")
-        times = [int(t) for t in r.get(SCHEDULE.times, "").split(",") if t]
+        times = [int(t) for t in r.get(SCHEDULE.times, "").split(",") if t and t != END]
         if nxt is not None and times and (times[0] <= nxt or times != sorted(set(times))):
             problem(f"schedule {name}'s cron times are not ascending after its pending tick")
         if r.get(SCHEDULE.overlap) not in OVERLAPS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import luasched
+from luasched.core import schedules as cs
 from luasched.core.schedules import LATE_GRACE_MS
 
 from .util import ack, audit_ok, queue_ids, start
@@ -242,3 +243,23 @@ def test_an_unregistered_task_name_or_bad_arguments_are_refused(sched, tasks):
     with pytest.raises(ValueError, match="schedule name"):
         sched.schedule("bad name", tasks, (1, 2), every=5)
     assert sched.schedules() == []
+
+
+def test_a_cron_that_never_fires_again_fires_its_last_tick_and_retires(sched, clock, tasks, monkeypatch):
+    """A cron's times run out for good (cronsim stops some years ahead; here, after 5 s): the
+    pending tick fires as its last, and the schedule is due never, so no loop wakes for it."""
+    real = cs.cron_times
+    last_ms = int(T0 * 1000) + 5000
+    monkeypatch.setattr(cs, "cron_times", lambda *a: [t for t in real(*a) if t <= last_ms])
+    sched.schedule("ends", tasks, (1, 2), cron="* * * * * *", overlap="allow", catchup=1000)
+    for _ in range(4):
+        clock.advance(2)
+        fired = sched.fire_schedules()
+    assert made(sched) == [f"ends@{int(T0 * 1000) + k * 1000}" for k in range(1, 6)]
+    assert fired.refills == [] and fired.next_due_ms is None
+    info = sched.schedule_info("ends")
+    assert info.next_ms is None and info.runs == 5 and not info.paused
+    assert sched.client.zscore(sched.keys.schedules, "ends") == float("inf")
+    clock.advance(60)
+    assert sched.fire_schedules().created == []
+    audit_ok(sched)
