@@ -39,9 +39,9 @@ from luasched.core import kinds, ops
 LIMIT = 100
 
 
-def _register(sched: luasched.Scheduler, count: int, capacity: int, tag: str) -> None:
-    calls = [ops.register(sched.ns, None, f"bench-{tag}-{i}", capacity, 600_000, ("default",), "bench", 0,
-                          kinds.kind_of((), {}))
+def _register(sched: luasched.Scheduler, count: int, capacity: int, tag: str,
+              kind: tuple[str, str] = kinds.kind_of((), {})) -> None:
+    calls = [ops.register(sched.ns, None, f"bench-{tag}-{i}", capacity, 600_000, ("default",), "bench", 0, kind)
              for i in range(count)]
     for start in range(0, len(calls), 1000):
         sched.call_many(calls[start:start + 1000])
@@ -170,11 +170,7 @@ def by_labelled(url: str, counts: list[int], repeat: int, want: int = 4_000) -> 
         def go(sched: luasched.Scheduler) -> None:
             labelled = max(1, p // 10)
             for count, labels, tag in ((labelled, {"gpu": "a"}, "gpu"), (p - labelled, {}, "cpu")):
-                calls = [ops.register(sched.ns, None, f"bench-{tag}-{i}", math.ceil(want / labelled), 600_000,
-                                      ("default",), "bench", 0, kinds.kind_of(("noop",), labels))
-                         for i in range(count)]
-                for start in range(0, len(calls), 1000):
-                    sched.call_many(calls[start:start + 1000])
+                _register(sched, count, math.ceil(want / labelled), tag, kinds.kind_of(("noop",), labels))
             for start in range(0, want * 2, 20_000):
                 sched.submit_many("noop", [()] * min(20_000, want * 2 - start), requires={"gpu": "a"})
         return go
@@ -182,6 +178,32 @@ def by_labelled(url: str, counts: list[int], repeat: int, want: int = 4_000) -> 
     return _sweep(url, {p: setup(p) for p in counts}, want, repeat,
                   lambda p: {"processors": p, "labelled": max(1, p // 10), "queued": want * 2},
                   lambda p: f"{p:>6} processors, a tenth labelled, tasks requiring the label")
+
+
+def by_labelled_one_idle(url: str, counts: list[int], repeat: int, want: int = 4_000) -> list[dict[str, Any]]:
+    """As by_labelled (P registered, a tenth labelled gpu=a, every task requiring it), but of the
+    labelled ones only one is idle (the others full, as by_registered's): every call then places
+    on one processor whatever P is, so the least-loaded spread (1 processor touched per call at
+    P = 10, 100 from P = 1,000) leaves the figure, and what is left is the capability index: the
+    kinds read, the idle ranking of the one capable kind, and P - P/10 processors never tested."""
+    def setup(p: int) -> Callable[[luasched.Scheduler], None]:
+        def go(sched: luasched.Scheduler) -> None:
+            labelled = max(1, p // 10)
+            gpu, cpu = kinds.kind_of(("noop",), {"gpu": "a"}), kinds.kind_of(("noop",), {})
+            _register(sched, labelled - 1, 1, "full", gpu)
+            if labelled > 1:
+                sched.submit_many("noop", [()] * (labelled - 1), requires={"gpu": "a"})
+                while sched.dispatch(limit=10_000):
+                    pass
+            _register(sched, 1, want, "idle", gpu)
+            _register(sched, p - labelled, 10, "cpu", cpu)
+            for start in range(0, want * 2, 20_000):
+                sched.submit_many("noop", [()] * min(20_000, want * 2 - start), requires={"gpu": "a"})
+        return go
+
+    return _sweep(url, {p: setup(p) for p in counts}, want, repeat,
+                  lambda p: {"processors": p, "labelled": max(1, p // 10), "idle_labelled": 1, "queued": want * 2},
+                  lambda p: f"{p:>6} processors, a tenth labelled, one of them idle")
 
 
 def by_queue(url: str, lengths: list[int], repeat: int, want: int = 5_000) -> list[dict[str, Any]]:
