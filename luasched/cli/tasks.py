@@ -94,6 +94,16 @@ def _json_line(data: dict[str, Any]) -> None:
 @click.option("--requires", "requires", metavar="COND", multiple=True,
               help="A condition on the labels of the processor that runs it (repeatable): gpu (present), "
                    "gpu=a100, gpu!=t4, 'vram_gb>=40' (also ==, >, <=, <). A value that reads as a number is one.")
+@click.option("--unique-key", metavar="K", default=None,
+              help="While a live task holds unique key K, create nothing and print that task's id.")
+@click.option("--unique-until", type=click.Choice(["finished", "started"]), default=None,
+              help="When the new task frees its unique key (default: finished).")
+@click.option("--debounce", type=float, default=None, metavar="S",
+              help="With --unique-key: start it S seconds after the latest such submit, with its arguments.")
+@click.option("--after", "after", metavar="ID", multiple=True,
+              help="Wait until task ID has ended (repeatable); --on-failure says what a failed one means.")
+@click.option("--on-failure", type=click.Choice(["fail", "run", "skip"]), default=None,
+              help="With --after: fail (default: DependencyFailed), run anyway, or skip (cancelled).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print one JSON object: {"id": ...}, with --wait also its state and result or error.')
 @click.option("--redis", "redis_url", metavar="URL", default=None, help="Use this Redis instead of the APP's.")
@@ -102,7 +112,8 @@ def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...
                    timeout: float | None, queue: str | None, delay: float | None, expires: float | None,
                    task_id: str | None,
                    priority: int | None, key: str | None, limits: tuple[str, ...], requires: tuple[str, ...],
-                   as_json: bool, redis_url: str | None) -> None:
+                   unique_key: str | None, unique_until: str | None, debounce: float | None,
+                   after: tuple[str, ...], on_failure: str | None, as_json: bool, redis_url: str | None) -> None:
     """Submit TASK of APP (module:attribute naming a Scheduler) with JSON arguments; print its id.
 
     Each argument is one JSON value: 3, '"text"', '[1, 2]', '{"a": 1}' (use -- before an
@@ -119,11 +130,18 @@ def submit_command(ctx: click.Context, app: str, task: str, args: tuple[str, ...
             if task not in known:
                 raise ValueError(f"APP {app} has no task named {task!r} (registered: "
                                  f"{', '.join(known) or 'none'})")
+            waits: dict[str, object] = {"_after": list(after)} if after else {}
+            if on_failure is not None:
+                waits["_on_failure"] = on_failure
             handle = sched.submit(task, *values, _queue=queue, _delay=delay, _id=task_id, _priority=priority,
-                                  _key=key, _limits=limits or None, _expires=expires, _requires=required)
+                                  _key=key, _limits=limits or None, _expires=expires, _requires=required,
+                                  _unique_key=unique_key, _unique_until=unique_until, _debounce=debounce, **waits)
+            if not handle.created and not as_json:
+                click.echo(f"luasched submit: unique key {unique_key} is held by task {handle.id}: nothing created",
+                           err=True)
             if not wait:
                 if as_json:
-                    _json_line({"id": handle.id})
+                    _json_line({"id": handle.id, "created": handle.created})
                 else:
                     click.echo(handle.id)
                 return
