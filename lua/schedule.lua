@@ -13,7 +13,7 @@
   refill: a cron whose listed times ran out (lua/fire.lua reported it) gets the pending tick and
     the times after it; the caller may pass over missed ticks at once (ARGV[8]): only ticks each
     followed by one due at least CATCHUP_MS ago, so the new pending tick must be that old.
-  Includes: fields, util, replay
+  Includes: fields, util, replay, records
   KEYS[1..9] the fixed keys (see lib/util): uses wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] request id
   ARGV[4] op: upsert | pause | resume | remove | refill  ARGV[5] the schedule's name
@@ -43,6 +43,9 @@ local function times_ok(t)
   return t == '' or t == 'end' or string.match(t, '^%d+$') ~= nil or string.match(t, '^%d+[%d,]*%d$') ~= nil
 end
 if op == 'upsert' then
+  if not policy_parts(ARGV[12]) then
+    return redis.error_reply('ERR luasched schedule: the policy is not "<0..9>\\n<limits>\\n<requires>\\n<key>"')
+  end
   for _, i in ipairs({9, 10, 11, 13, 19, 20}) do
     if not tonumber(ARGV[i]) then
       return redis.error_reply('ERR luasched schedule: ARGV[' .. i .. '] is not a number')

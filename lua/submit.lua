@@ -12,7 +12,7 @@
   place (it is due). A holder that started (running, or waiting for a retry) is left alone. Within
   one call the tasks go in order, as one submit after another: the first of a key creates (or
   finds) the holder, the later ones collapse into it, a debounced one updating it.
-  Includes: fields, util, lanes, routing, lifecycle, placement, unique
+  Includes: fields, util, lanes, routing, lifecycle, placement, unique, records
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N  ARGV[6] keep_s
@@ -114,13 +114,13 @@ for i = 0, count - 1 do
   local pol = ARGV[base + 9]
   local lm = ''
   if pol ~= '' then
-    local pr, key, rq
-    pr, lm, rq, key = string.match(pol, '^(%d)\n([^\n]*)\n([^\n]*)\n(.*)$')
-    parsed[base] = {pr, lm, key, rq}
-    if not pr or (rq ~= '' and string.sub(rq, 1, 1) ~= '[') then
+    local pr, rq, key
+    pr, lm, rq, key = policy_parts(pol)
+    if not pr then
       return redis.error_reply('ERR luasched submit: the policy of task ' .. id ..
         ' is not "<0..9>\\n<limits>\\n<requires>\\n<key>"')
     end
+    parsed[base] = {pr, lm, key, rq}
   end
   if lm ~= '' then
     lc = lc or policy(C, nil)
@@ -175,8 +175,7 @@ if #added > 0 then -- the queues' caps: one HMGET of a usually missing key
   for i, q in ipairs(added) do
     local cap = tonumber(caps[i])
     if cap then
-      local depth = redis.call('LLEN', P .. 'q:' .. q) + tonumber(redis.call('HGET', P .. 'lq', q) or '0')
-        + tonumber(redis.call('HGET', P .. 'qd', q) or '0')
+      local depth = pending_depth(P, q)
       if depth + adding[q] > cap then
         return redis.error_reply("ERR luasched submit: queue '" .. q .. "' is full: " .. depth ..
           ' waiting, max_pending ' .. cap .. ', ' .. adding[q] .. ' more refused')
@@ -200,18 +199,6 @@ for _, base in ipairs(fresh) do
   end
   local fields = {TASK_NAME, name, TASK_ARGS, args, TASK_CREATED_MS, fmt(now), TASK_STATE,
                   delay > 0 and 'delayed' or 'queued'}
-  if queue ~= DEFAULT_QUEUE then
-    fields[#fields + 1], fields[#fields + 2] = TASK_QUEUE, queue
-  end
-  if ARGV[base + 5] ~= DEFAULT_MAX_ATTEMPTS then
-    fields[#fields + 1], fields[#fields + 2] = TASK_MAX_ATTEMPTS, ARGV[base + 5]
-  end
-  if ARGV[base + 7] ~= DEFAULT_BACKOFF_MS then
-    fields[#fields + 1], fields[#fields + 2] = TASK_BACKOFF_MS, ARGV[base + 7]
-  end
-  if tonumber(ARGV[base + 6]) > 0 then
-    fields[#fields + 1], fields[#fields + 2] = TASK_TIMEOUT_MS, ARGV[base + 6]
-  end
   if group ~= '' then
     fields[#fields + 1], fields[#fields + 2] = TASK_GROUP, group
   end
@@ -219,18 +206,7 @@ for _, base in ipairs(fresh) do
   if parsed[base] then
     pr, lm, key, rq = unpack(parsed[base])
   end
-  if pr ~= '5' then
-    fields[#fields + 1], fields[#fields + 2] = TASK_PRIORITY, pr
-  end
-  if key ~= '' then
-    fields[#fields + 1], fields[#fields + 2] = TASK_KEY, key
-  end
-  if lm ~= '' then
-    fields[#fields + 1], fields[#fields + 2] = TASK_LIMITS, lm
-  end
-  if rq ~= '' then
-    fields[#fields + 1], fields[#fields + 2] = TASK_REQUIRES, rq
-  end
+  optional_fields(fields, queue, ARGV[base + 5], ARGV[base + 7], ARGV[base + 6], pr, key, lm, rq)
   local expires = tonumber(ARGV[base + 10])
   if extra > 0 then -- its unique key, and a later debounced duplicate's deadline
     local u = uniq[(base - 6) / PER_TASK]

@@ -2,7 +2,7 @@
   task has finished, and the task one of its ticks makes (as submit makes a task: the same record,
   queue, lane, deadline, routing and counters; never dispatched here: the loop that fires it
   dispatches right after).
-  Includes: fields, util, lanes, routing
+  Includes: fields, util, lanes, routing, records
 
   Keys (luasched/core/keys.py):
     sch:<name>  HASH  schedule <name>, SCHED_* (luasched/core/fields.py Schedule): the task it
@@ -41,11 +41,7 @@ local function schedule_task(C, r, id, sn)
     return 'exists'
   end
   local name, queue = r[SCHED_TASK_NAME], r[SCHED_QUEUE]
-  local pr, lm, rq, key = '5', '', '', ''
-  local pol = r[SCHED_POLICY] or ''
-  if pol ~= '' then
-    pr, lm, rq, key = string.match(pol, '^(%d)\n([^\n]*)\n([^\n]*)\n(.*)$')
-  end
+  local pr, lm, rq, key = policy_parts(r[SCHED_POLICY] or '') -- checked by the upsert that stored it
   if lm ~= '' then
     local lc = policy(C, nil)
     for n in string.gmatch(lm, '[^,]+') do
@@ -56,24 +52,13 @@ local function schedule_task(C, r, id, sn)
   end
   local cap = tonumber(redis.call('HGET', P .. 'qmax', queue) or '')
   if cap then
-    local depth = redis.call('LLEN', P .. 'q:' .. queue) + tonumber(redis.call('HGET', P .. 'lq', queue) or '0')
-      + tonumber(redis.call('HGET', P .. 'qd', queue) or '0')
-    if depth + 1 > cap then
+    if pending_depth(P, queue) + 1 > cap then
       return "queue '" .. queue .. "' is full"
     end
   end
   local f = {TASK_NAME, name, TASK_ARGS, r[SCHED_ARGS], TASK_CREATED_MS, fmt(now), TASK_STATE, 'queued',
              TASK_SCHEDULE, sn}
-  local optional = {{TASK_QUEUE, queue, DEFAULT_QUEUE},
-                    {TASK_MAX_ATTEMPTS, r[SCHED_MAX_ATTEMPTS], DEFAULT_MAX_ATTEMPTS},
-                    {TASK_BACKOFF_MS, r[SCHED_BACKOFF_MS], DEFAULT_BACKOFF_MS},
-                    {TASK_TIMEOUT_MS, r[SCHED_TIMEOUT_MS], '0'}, {TASK_PRIORITY, pr, '5'}, {TASK_KEY, key, ''},
-                    {TASK_LIMITS, lm, ''}, {TASK_REQUIRES, rq, ''}}
-  for _, o in ipairs(optional) do
-    if o[2] ~= o[3] then
-      f[#f + 1], f[#f + 2] = o[1], o[2]
-    end
-  end
+  optional_fields(f, queue, r[SCHED_MAX_ATTEMPTS], r[SCHED_BACKOFF_MS], r[SCHED_TIMEOUT_MS], pr, key, lm, rq)
   local expires = tonumber(r[SCHED_EXPIRES_MS] or '0')
   if expires > 0 then
     f[#f + 1], f[#f + 2] = TASK_EXPIRES_MS, fmt(now + expires)
