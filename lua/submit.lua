@@ -16,12 +16,13 @@
   KEYS[1..9] the fixed keys (see lib/util): uses stats delayed queues procs idle wake cards
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] dispatch ('1' = assign at once)
   ARGV[4] group id ('' = none)  ARGV[5] count N  ARGV[6] keep_s
-  then 11 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms policy
+  then 12 per task: id name queue args_json max_attempts timeout_ms backoff_ms delay_ms policy
   expires_ms (0 = none: else the task's deadline is now + expires_ms, kept in its record and in
   the deadline index exp until it starts; a placing call ends it expired once that has passed)
   deps ('' = none; else "<on_failure: fail|run|skip>\n<feed: 0|1>\n<refs>": the task waits, in
   the waiting set, for what refs name, comma-joined: t:<id> (a task) or g:<gid> (a group), which
   must exist; feed '1' (one ref only): their results come in as its first argument; delay_ms 0)
+  trace ('' = none; else the submit's trace context, JSON, kept in the record: luasched/tracing.py)
   then 4 per task that has a unique key, in task order: its index (1..N) key until ('finished' |
   'started': which of the record's two unique fields names the key) debounce_ms
   (0 = none)
@@ -45,7 +46,7 @@ local dispatch = ARGV[3] == '1'
 local group = ARGV[4]
 local count = tonumber(ARGV[5])
 C.keep_s = tonumber(ARGV[6])
-local PER_TASK = 11
+local PER_TASK = 12
 
 if not now or not C.keep_s then
   return redis.error_reply('ERR luasched submit: now_ms or keep_s is not a number')
@@ -207,6 +208,9 @@ for _, base in ipairs(fresh) do
     pr, lm, key, rq = unpack(parsed[base])
   end
   optional_fields(fields, queue, ARGV[base + 5], ARGV[base + 7], ARGV[base + 6], pr, key, lm, rq)
+  if ARGV[base + 12] ~= '' then
+    fields[#fields + 1], fields[#fields + 2] = TASK_TRACE, ARGV[base + 12]
+  end
   local expires = tonumber(ARGV[base + 10])
   if extra > 0 then -- its unique key, and a later debounced duplicate's deadline
     local u = uniq[(base - 6) / PER_TASK]

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from .._backends import aio as backend
 from ..core import ops
 from ..core.faults import Backoff, Episode
@@ -90,7 +91,9 @@ class Processor(ProcessorCore):
             if isinstance(step, Send):
                 reply = await self._send(step.call, stop)
             elif isinstance(step, Run):
-                reply = await self._runners.run(step.tasks, step.pid, step.slot)
+                facts = tracing.decode_read(await self.sched.execute(tracing.read(self.ns, step.tasks))) \
+                    if tracing.active() else None  # what each attempt's span needs: one read, when tracing
+                reply = await self._runners.run(step.tasks, step.pid, step.slot, facts)
             elif isinstance(step, Wait):
                 assert stop is not None
                 reply = await self._wait(step, stop)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from .. import tracing
 from ..connection import ASYNC, sentinels_of
 from ..core.flows import take_batch
 from ..core.ops import Call, NewTask
@@ -219,13 +220,18 @@ class Runners:
                              "in threads): pool='process' is for luasched.Processor")
         self.registry = registry
 
-    async def run(self, tasks: list[Started], pid: str, slot: str) -> list[tuple[str, str, float]]:
-        """One (outcome, payload, seconds) per task, in order."""
-        return list(await asyncio.gather(*(self._timed(task, pid) for task in tasks)))
+    async def run(self, tasks: list[Started], pid: str, slot: str,
+                  facts: list[tracing.Facts] | None = None) -> list[tuple[str, str, float]]:
+        """One (outcome, payload, seconds) per task, in order; each in its trace span when
+        ``facts`` (luasched.tracing) are given."""
+        return list(await asyncio.gather(*(self._timed(task, pid, facts[i] if facts else None)
+                                           for i, task in enumerate(tasks))))
 
-    async def _timed(self, task: Started, pid: str) -> tuple[str, str, float]:
+    async def _timed(self, task: Started, pid: str, facts: tracing.Facts | None) -> tuple[str, str, float]:
         began = time.monotonic()
-        outcome, payload = await self._execute(task, pid)
+        with tracing.consumer_span(task, pid, facts) as ended:
+            outcome, payload = await self._execute(task, pid)
+            ended(outcome, payload)
         return outcome, payload, time.monotonic() - began
 
     async def _execute(self, task: Started, pid: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import tracing
 from ..connection import SYNC, sentinels_of
 from ..core.flows import take_batch
 from ..core.ops import Call, NewTask
@@ -233,20 +234,24 @@ class Runners:
         self.app = options.app if options.pool == "process" else None
         self._pools: dict[str, ProcessRunner] = {}
 
-    def run(self, tasks: list[Started], pid: str, slot: str) -> list[tuple[str, str, float]]:
-        """One (outcome, payload, seconds) per task, in order."""
-        return [self._timed(task, pid, slot) for task in tasks]
+    def run(self, tasks: list[Started], pid: str, slot: str,
+            facts: list[tracing.Facts] | None = None) -> list[tuple[str, str, float]]:
+        """One (outcome, payload, seconds) per task, in order; each in its trace span when
+        ``facts`` (luasched.tracing) are given."""
+        return [self._timed(task, pid, slot, facts[i] if facts else None) for i, task in enumerate(tasks)]
 
-    def _timed(self, task: Started, pid: str, slot: str) -> tuple[str, str, float]:
+    def _timed(self, task: Started, pid: str, slot: str, facts: tracing.Facts | None) -> tuple[str, str, float]:
         began = time.monotonic()
-        if self.app is None:
-            outcome, payload = execute(self.registry, task, pid,
-                                       ctrl_c_stops=threading.current_thread() is threading.main_thread())
-        else:
-            pool = self._pools.get(slot)
-            if pool is None:
-                pool = self._pools[slot] = ProcessRunner(self.app)
-            outcome, payload = pool.run(task, pid)
+        with tracing.consumer_span(task, pid, facts) as ended:
+            if self.app is None:
+                outcome, payload = execute(self.registry, task, pid,
+                                           ctrl_c_stops=threading.current_thread() is threading.main_thread())
+            else:
+                pool = self._pools.get(slot)
+                if pool is None:
+                    pool = self._pools[slot] = ProcessRunner(self.app)
+                outcome, payload = pool.run(task, pid)
+            ended(outcome, payload)
         return outcome, payload, time.monotonic() - began
 
     def close(self) -> None:

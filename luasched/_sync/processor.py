@@ -11,6 +11,7 @@ import threading
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from .._backends import threads as backend
 from ..core import ops
 from ..core.faults import Backoff, Episode
@@ -91,7 +92,9 @@ class Processor(ProcessorCore):
             if isinstance(step, Send):
                 reply = self._send(step.call, stop)
             elif isinstance(step, Run):
-                reply = self._runners.run(step.tasks, step.pid, step.slot)
+                facts = tracing.decode_read(self.sched.execute(tracing.read(self.ns, step.tasks))) \
+                    if tracing.active() else None  # what each attempt's span needs: one read, when tracing
+                reply = self._runners.run(step.tasks, step.pid, step.slot, facts)
             elif isinstance(step, Wait):
                 assert stop is not None
                 reply = self._wait(step, stop)

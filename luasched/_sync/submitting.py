@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from .. import tracing
 from ..core import ops
 from ..core.base import SchedulerBase
 from ..core.replies import SubmitReply
@@ -55,7 +56,7 @@ class Submitting(Transport, SchedulerBase):
         ``_after`` (TaskHandles, Groups or task ids) makes it wait, without their results, until
         they all end; then ``_on_failure`` ("fail", "run" or "skip": core/deps) says what happens
         if one did not end done."""
-        new = self.submission(task, args, kwargs)
+        (new,) = tracing.stamped([self.submission(task, args, kwargs)])  # in the caller's trace context
         if new.deps:  # alone: a missing parent refuses its call, and must not refuse others' submits
             return self._submit_alone(new)
         self._coalescer.submit(new)
@@ -137,5 +138,6 @@ class Submitting(Transport, SchedulerBase):
             return SubmitReply(0, [], [])
         if not self._eviction_checked:
             self.check_eviction("scheduler")
-        calls = ops.submit(self.ns, self.now_ms(), news, dispatch=self.dispatch_on_submit, group=group)
+        calls = ops.submit(self.ns, self.now_ms(), tracing.stamped(news), dispatch=self.dispatch_on_submit,
+                           group=group)
         return ops.decode_submit(self.call_many(calls))

@@ -60,6 +60,7 @@ class Task:
     feed: str = "dr"  # '1': the results of what it waits for come in as its first argument
     children: str = "dc"  # '1': tasks wait for it (their ids in tc:<id>)
     schedule: str = "sc"  # the schedule that made it (absent: none): its end may fire a buffered tick
+    trace: str = "tp"  # the trace context of its submit, JSON (luasched.tracing; absent: not traced)
     # its unique key while it holds it (core/unique): one of the two, by when the key is freed
     unique: str = "u"  # held until the task finishes (done, failed, cancelled, expired)
     unique_started: str = "us"  # held until the task starts (unique_until="started")

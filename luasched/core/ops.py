@@ -53,6 +53,7 @@ class NewTask:
     unique_key: str | None = None
     debounce_s: float = 0.0
     deps: str = ""
+    trace: str = ""  # the submit's trace context, JSON (luasched.tracing; '' for none)
 
 
 SUBMIT_CHUNK = 1000
@@ -60,14 +61,14 @@ SUBMIT_CHUNK = 1000
 
 #: What submit sends per task, after its six fixed ARGV (lua/submit.lua's header), and then per
 #: task that has a unique key.
-PER_TASK, UNIQUE_VALUES = 11, 4
+PER_TASK, UNIQUE_VALUES = 12, 4
 
 
 def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,
            group: str = "") -> list[Call]:
     """Calls creating ``tasks`` (chunks of SUBMIT_CHUNK, to be sent in one pipeline); PER_TASK
     values each: id, name, queue, args, max_attempts, timeout_ms, backoff_ms, delay_ms, policy
-    (``policy_field``: '' for default priority, no key, limits or requires), expires_ms, deps; then
+    (``policy_field``: '' for default priority, no key, limits or requires), expires_ms, deps, trace; then
     UNIQUE_VALUES for each task that has a unique key: its index in the call (from 1), the key,
     its unique_until and its debounce_ms."""
     calls = []
@@ -78,7 +79,8 @@ def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispa
         for i, t in enumerate(chunk, 1):
             o = t.options
             args += [t.id, t.name, o.queue, t.args_json, o.max_attempts, to_ms(o.timeout_s),
-                     to_ms(o.backoff_s), to_ms(t.delay_s), policy_field(o), to_ms(o.expires_s), t.deps]
+                     to_ms(o.backoff_s), to_ms(t.delay_s), policy_field(o), to_ms(o.expires_s), t.deps,
+                     t.trace]
             if t.unique_key is not None:
                 unique += [i, t.unique_key, o.unique_until, to_ms(t.debounce_s)]
         calls.append(ns.call("submit", *args, *unique))

@@ -135,13 +135,13 @@ def task(i, **options):
 
 def test_submit_shape():
     new = ops.NewTask("id1", "add", "[1]", TaskOptions("q1", 5, 2.5, 0.25, 0, "tenant 1", ("a:1", "b"), 90),
-                      delay_s=3, deps="run\n1\nt:p1")
+                      delay_s=3, deps="run\n1\nt:p1", trace='{"traceparent":"00-ab-cd-01"}')
     (call,) = ops.submit(NS, 123, [new], dispatch=True, group="g1")
 
     assert call.script == "submit"
     assert call.keys == NS.keys.fixed
     assert call.args == (P, "123", "1", "g1", "1", "77", "id1", "add", "q1", "[1]", "5", "2500", "250", "3000",
-                         "0\na:1,b\n\ntenant 1", "90000", "run\n1\nt:p1")
+                         "0\na:1,b\n\ntenant 1", "90000", "run\n1\nt:p1", '{"traceparent":"00-ab-cd-01"}')
     words = argv_names("submit")
     assert [words[i] for i in sorted(words)] == ["prefix", "now_ms", "dispatch", "group", "count", "keep_s"]
     assert f"then {ops.PER_TASK} per task" in (scripts.lua_dir() / "submit.lua").read_text(encoding="utf-8")
@@ -173,7 +173,7 @@ def test_submit_sends_requires_in_the_policy():
     assert gpu == REQ_THREE
     new = ops.NewTask("id1", "add", "[1]", TaskOptions(requires=gpu, key="k\nx"), delay_s=0)
     (call,) = ops.submit(NS, 1, [new])
-    assert call.args[-3:] == (f"5\n\n{REQ_THREE}\nk\nx", "0", "")
+    assert call.args[-4:] == (f"5\n\n{REQ_THREE}\nk\nx", "0", "", "")
 
 
 REQ = '[["gpu","==","a100"]]'
@@ -227,7 +227,8 @@ def test_a_task_record_decodes_its_requires():
 
 def test_submit_defaults():
     (call,) = ops.submit(NS, None, [task(1)])
-    assert call.args == (P, "", "0", "", "1", "77", "id1", "add", "default", "[1]", "3", "0", "1000", "0", "", "0", "")
+    assert call.args == (P, "", "0", "", "1", "77",
+                         "id1", "add", "default", "[1]", "3", "0", "1000", "0", "", "0", "", "")
 
 
 @pytest.mark.parametrize(("n", "chunks"), [(1, [1]), (999, [999]), (1000, [1000]), (1001, [1000, 1]),

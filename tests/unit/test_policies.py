@@ -42,7 +42,7 @@ def test_task_defaults_and_submit_options_reach_the_wire():
         new = sched.submission(f, (), {"_priority": 9, "_key": "other", "_limits": ("b", "c")})
         assert (new.options.priority, new.options.key, new.options.limits) == (9, "other", ("b", "c"))
         (call,) = ops.submit(NS, 1, [new])
-        assert call.args[-3:-1] == ("9\nb,c\n\nother", "0")
+        assert call.args[-4:-2] == ("9\nb,c\n\nother", "0")
         batch = sched.batch(f, [(), ()], None, priority=1, key="k2", limits=[])
         assert {(n.options.priority, n.options.key, n.options.limits) for n in batch} == {(1, "k2", ())}
     finally:
@@ -72,7 +72,7 @@ def test_requires_is_a_task_default_a_submit_overrides():
         new = sched.submission("not.here", (), {"_requires": {"gpu": "a100", "vram_gb": (">=", 40)}})
         assert new.options.requires == GPU  # a name this process has no function for
         (call,) = ops.submit(NS, 1, [new])
-        assert call.args[-3:-1] == (f"5\n\n{GPU}\n", "0")
+        assert call.args[-4:-2] == (f"5\n\n{GPU}\n", "0")
         for batch in (sched.batch(g, [(), ()], None, requires={"gpu": "a100", "vram_gb": (">=", 40)}),
                       sched.batch(f, [()], None), sched.batch(f, [()], None, requires=None)):
             assert {n.options.requires for n in batch} == {GPU}

@@ -1,0 +1,123 @@
+"""OpenTelemetry traces, with the optional extra ``luasched[otel]`` (opentelemetry-api).
+
+A submit made while tracing is on (the API is installed and an SDK TracerProvider is set) records
+a PRODUCER span ``<queue> publish`` and stores its context with each task it creates (the W3C
+``traceparent``, in the task record). A processor then runs each attempt in a CONSUMER span
+``<queue> process``, the child of that context and linked to it, so that one trace connects the
+submit to every attempt, retries included. Attributes follow the messaging semantic conventions:
+``messaging.system`` = ``luasched``, ``messaging.destination.name`` = the queue,
+``messaging.operation.name`` / ``.type``, ``messaging.message.id`` = the task id; and
+``luasched.attempt``, ``luasched.processor``. The consumer span has two events: ``placed`` (the
+processor it was placed on) and ``waited`` (how long it waited between its submit and this
+start, ms). A failed attempt sets the span's status to ERROR with the error's type and message.
+
+Without the extra, or without a TracerProvider, nothing is recorded and nothing is read: ``active``
+is False, submits carry no context, and processors send no extra read. That check is all it costs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from .core.fields import TASK
+from .core.ops import Command, Namespace, NewTask, text
+from .core.tasks import Started, decode_error
+
+try:  # the optional extra luasched[otel]
+    from opentelemetry import propagate, trace
+except ImportError:  # pragma: no cover - exercised where the extra is not installed
+    propagate = trace = None  # type: ignore[assignment]
+
+#: The instrumentation scope's name.
+SCOPE = "luasched"
+
+#: What a consumer span needs of one task: its stored context, queue, created and started ms.
+Facts = tuple[str, str, int | None, int | None]
+
+
+def active() -> bool:
+    """True when the OpenTelemetry API is installed and a TracerProvider was set (an SDK's): the
+    default, proxy provider records nothing, so luasched then does nothing either."""
+    return trace is not None and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def _attributes(queue: str, operation: str, task_id: str | None = None) -> dict[str, Any]:
+    kind = "process" if operation == "process" else "send"
+    found: dict[str, Any] = {"messaging.system": "luasched", "messaging.destination.name": queue,
+                             "messaging.operation.name": operation, "messaging.operation.type": kind}
+    if task_id is not None:
+        found["messaging.message.id"] = task_id
+    return found
+
+
+def stamped(news: Sequence[NewTask]) -> list[NewTask]:
+    """``news`` with the context of a PRODUCER span (one per call, ``<queue> publish``, the child
+    of the current span) to store with each task; ``news`` themselves when tracing is off."""
+    if not news or not active() or all(n.trace for n in news):  # (coalesced submits were stamped each)
+        return list(news)
+    queue = news[0].options.queue
+    attributes = _attributes(queue, "publish", news[0].id if len(news) == 1 else None)
+    attributes["messaging.batch.message_count"] = len(news)
+    tracer = trace.get_tracer(SCOPE)
+    with tracer.start_as_current_span(f"{queue} publish", kind=trace.SpanKind.PRODUCER, attributes=attributes):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+    stored = json.dumps(carrier, separators=(",", ":"), sort_keys=True)
+    return [n if n.trace else _with_trace(n, stored) for n in news]
+
+
+def _with_trace(new: NewTask, stored: str) -> NewTask:
+    return replace(new, trace=stored)
+
+
+def read(ns: Namespace, tasks: Sequence[Started]) -> Command:
+    """One read of what a consumer span needs of each task: its stored context, queue, and when it
+    was created and started (a pipeline of HMGETs)."""
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t.id), TASK.trace, TASK.queue, TASK.created_ms,
+                                                TASK.started_ms)) for t in tasks))
+
+
+def decode_read(replies: Sequence[Any]) -> list[Facts]:
+    out = []
+    for reply in replies:
+        stored, queue, created, started = text(reply)
+        out.append((stored or "", queue or "default", int(created) if created else None,
+                    int(started) if started else None))
+    return out
+
+
+@contextmanager
+def consumer_span(task: Started, pid: str, facts: Facts | None) -> Iterator[Any]:
+    """The CONSUMER span one attempt runs in (nothing when ``facts`` is None: tracing is off).
+    Yields a callable that takes the attempt's (outcome, payload) to set the span's status."""
+    if facts is None or trace is None:
+        yield lambda outcome, payload: None
+        return
+    stored, queue, created_ms, started_ms = facts
+    parent = propagate.extract(json.loads(stored)) if stored else None
+    links = []
+    if parent is not None:
+        remote = trace.get_current_span(parent).get_span_context()
+        if remote.is_valid:
+            links.append(trace.Link(remote))
+    attributes = _attributes(queue, "process", task.id) | {"luasched.attempt": task.attempt,
+                                                            "luasched.processor": pid}
+    tracer = trace.get_tracer(SCOPE)
+    with tracer.start_as_current_span(f"{queue} process", context=parent, kind=trace.SpanKind.CONSUMER,
+                                      links=links, attributes=attributes, record_exception=False,
+                                      set_status_on_exception=False) as span:
+        span.add_event("placed", {"luasched.processor": pid})
+        if created_ms is not None and started_ms is not None:
+            span.add_event("waited", {"luasched.wait_ms": max(0, started_ms - created_ms)})
+
+        def ended(outcome: str, payload: str) -> None:
+            if outcome != "done":
+                error = decode_error(payload)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"{error['type']}: {error['message']}"))
+                span.set_attribute("error.type", error["type"])
+
+        yield ended
