@@ -21,8 +21,8 @@ except ImportError:  # pragma: no cover - the test extras install it
 @reads_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="The port to listen on.")
-@click.option("--admin", is_flag=True, help="Offer the admin actions (retry, cancel, pause, resume, trigger, "
-              "purge) to whoever signs in with --token.")
+@click.option("--admin", is_flag=True, help="Offer the admin actions (retry, cancel, pause, resume, trigger)"
+              " to whoever signs in with --token.")
 @click.option("--token", envvar="LUASCHED_DASHBOARD_TOKEN", default=None,
               help="The admin token (or $LUASCHED_DASHBOARD_TOKEN); needed with --admin.")
 def dashboard_command(app: str | None, redis_url: str | None, namespace: str | None, read_urls: tuple[str, ...],

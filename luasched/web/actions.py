@@ -97,12 +97,9 @@ async def trigger(source: Source, form: dict[str, str]) -> tuple[str, int]:
     return name, 1
 
 
-async def purge(source: Source, form: dict[str, str]) -> tuple[str, int]:
-    return "finished", int(await source.run(source.sched.purge))
-
-
+# No purge: Scheduler.purge deletes the whole namespace, not only the finished tasks.
 ACTIONS: dict[str, Action] = {"retry-failed": retry_failed, "cancel": cancel, "pause": pause, "resume": resume,
-                              "trigger": trigger, "purge": purge}
+                              "trigger": trigger}
 
 
 def routes(source: Source, gate: Gate) -> list[Route]:

@@ -177,7 +177,7 @@ def create_app(sched: Any, *, admin: bool = False, token: str | None = None) -> 
     """The dashboard of ``sched`` (a luasched Scheduler, sync or asyncio) as an ASGI app, mountable
     under any path. Read-only by default; with ``admin=True`` and ``token``, a person who signs
     in with the token (/login) or a client sending ``Authorization: Bearer <token>`` may retry,
-    cancel, pause, resume, trigger and purge, each logged on /audit-log."""
+    cancel, pause, resume and trigger, each logged on /audit-log."""
     board = Dashboard(sched, admin, token)
     pages = [("/", board.overview), ("/queues", board.queues), ("/processors", board.processors),
              ("/tasks", board.tasks), ("/lookup", board.lookup), ("/tasks/{task_id}", board.task),
