@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import anyio
 import redis.exceptions
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -21,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from luasched.errors import ConnectionLost, GroupNotFound, LuaschedError, ScheduleNotFound, ServerRefused, TaskNotFound
 
 from . import actions
-from .reads import LISTABLE, PAGE_SIZE, Source
+from .reads import EVENTS_BLOCK_MS, LISTABLE, PAGE_SIZE, Source
 
 HERE = Path(__file__).parent
 
@@ -62,7 +63,8 @@ class Dashboard:
     async def overview(self, request: Request) -> Response:
         counts, queues = await self.source.run(self.source.sched.counts_and_queues)
         memory = await self.source.memory()
-        return self.render(request, "overview.html", counts=counts, queues=queues, memory=memory)
+        oldest = await self.source.oldest(list(queues))
+        return self.render(request, "overview.html", counts=counts, queues=queues, memory=memory, oldest=oldest)
 
     async def queues(self, request: Request) -> Response:
         counts, queues = await self.source.run(self.source.sched.counts_and_queues)
@@ -143,18 +145,19 @@ class Dashboard:
             while True:
                 try:
                     now = await self.source.snapshot()
-                except (LuaschedError, redis.exceptions.RedisError, OSError):
-                    yield "event: outage\ndata: {}\n\n"
-                    now = ""
-                if now and now != last:
-                    yield f"event: counts\ndata: {now}\n\n"
+                    if now != last:
+                        yield f"event: counts\ndata: {now}\n\n"
                     last = now
-                if once or await request.is_disconnected():
-                    return
-                try:
+                    if once or await request.is_disconnected():
+                        return
                     seen = await self.source.wait_for_action(seen)
                 except (LuaschedError, redis.exceptions.RedisError, OSError):
-                    seen = "$"
+                    if last != "outage":
+                        yield "event: outage\ndata: {}\n\n"
+                    last, seen = "outage", "$"
+                    if once or await request.is_disconnected():
+                        return
+                    await anyio.sleep(EVENTS_BLOCK_MS / 1000)  # Redis is away: try again in a while
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 

@@ -24,6 +24,8 @@ LISTABLE = ("queued", "delayed", "running", "failed", "waiting")
 PAGE_SIZE = 50
 #: About how many entries the audit stream keeps (XADD MAXLEN ~).
 AUDIT_LOG_MAX = 1000
+#: The queues whose head's age the overview shows (the first, by name).
+MAX_QUEUES = 200
 #: How long /events waits for an admin action before reading the counts again, in ms.
 EVENTS_BLOCK_MS = 1000
 
@@ -125,3 +127,22 @@ class Source:
         if counters[0] is None:
             return None
         return group_progress(counters, None), list(ids)
+
+    async def oldest(self, queues: list[str]) -> dict[str, int]:
+        """Queue -> when the task at its head was created (ms), for the first MAX_QUEUES queues that
+        have a plain head (a queue with a policy keeps its tasks in lanes: left out): two
+        pipelined reads, O(queues)."""
+        keys, client = self.sched.keys, self.reader()
+        names = sorted(queues)[:MAX_QUEUES]
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.lindex(keys.queue(name), 0)
+        heads = [(name, text(head)) for name, head in zip(names, await self.run(pipe.execute) if names else [],
+                                                          strict=True) if head is not None]
+        if not heads:
+            return {}
+        pipe = client.pipeline(transaction=False)
+        for _, task_id in heads:
+            pipe.hget(keys.task(task_id), TASK.created_ms)
+        created = await self.run(pipe.execute)
+        return {name: int(ms) for (name, _), ms in zip(heads, created, strict=True) if ms is not None}

@@ -54,6 +54,8 @@ def test_every_page_shows_what_redis_holds(sched, busy):
     assert overview.status_code == 200
     assert re.search(r'data-count="failed">1<', overview.text)
     assert 'data-queue="later">2<' in overview.text
+    assert re.search(r'data-oldest="later">[0-9.]+[smh]<', overview.text)  # its head's age
+    assert 'data-oldest="work">-<' in overview.text  # an empty queue has no head
     assert "maxmemory-policy" in overview.text
     assert "later" in c.get("/queues").text
     assert busy["proc"].id in c.get("/processors").text
@@ -182,6 +184,7 @@ def test_a_redis_outage_is_a_banner_not_a_traceback():
         r = c.get(url)
         assert r.status_code == 503, url
         assert 'class="banner"' in r.text and "Redis is unavailable" in r.text and "Traceback" not in r.text
+    assert c.get("/events?once=1").text == "event: outage\ndata: {}\n\n"
 
 
 def test_pages_read_from_read_redis():
