@@ -71,8 +71,9 @@ class Dashboard:
         paused = await self.source.run(self.source.sched.paused)
         limits = await self.source.run(self.source.sched.limits)
         paused_queues = {p.queue for p in paused if p.key is None}
+        oldest = await self.source.oldest(list(queues))
         return self.render(request, "queues.html", queues=queues, paused=paused, limits=limits,
-                           paused_queues=paused_queues, counts=counts)
+                           paused_queues=paused_queues, counts=counts, oldest=oldest)
 
     async def processors(self, request: Request) -> Response:
         found = await self.source.run(self.source.sched.processors, 200)

@@ -57,7 +57,7 @@ def test_every_page_shows_what_redis_holds(sched, busy):
     assert re.search(r'data-oldest="later">[0-9.]+[smh]<', overview.text)  # its head's age
     assert 'data-oldest="work">-<' in overview.text  # an empty queue has no head
     assert "maxmemory-policy" in overview.text
-    assert "later" in c.get("/queues").text
+    assert re.search(r'>later</a></td><td>2</td><td>[0-9.]+[smh]</td>', c.get("/queues").text)
     assert busy["proc"].id in c.get("/processors").text
     assert busy["queued"].id in c.get("/tasks?state=queued&queue=default").text
     assert busy["late"].id in c.get("/tasks?state=delayed").text
