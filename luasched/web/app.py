@@ -91,7 +91,8 @@ class Dashboard:
         queue = request.query_params.get("queue") or (sorted(queues)[0] if queues else "default")
         rows, more = await self.source.page(state, page, queue)
         return self.render(request, "tasks.html", state=state, page=page, rows=rows, more=more, queue=queue,
-                           queues=sorted(queues), listable=LISTABLE, counts=counts, page_size=PAGE_SIZE)
+                           queues=sorted(queues), listable=LISTABLE, counts=counts, page_size=PAGE_SIZE,
+                           depth=queues.get(queue, 0))
 
     async def lookup(self, request: Request) -> Response:
         task_id = request.query_params.get("id", "").strip()

@@ -223,3 +223,11 @@ def test_an_asyncio_scheduler_serves_the_same_pages(redis_server_or_none, namesp
 @pytest.fixture
 def redis_server_or_none(backend, request):
     return request.getfixturevalue("redis_server") if backend == "real" else None
+
+
+def test_a_queue_kept_in_lanes_says_so(sched):
+    register(sched)
+    urgent = sched.submit("add", 1, 1, _queue="prio", _priority=2)
+    page = client(sched).get("/tasks?state=queued&queue=prio").text
+    assert urgent.id not in page and "1 queued" in page and "lanes" in page
+    assert client(sched).get(f"/tasks/{urgent.id}").status_code == 200  # found by id
