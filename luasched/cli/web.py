@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from types import FrameType
+
 import click
 
 from .common import AdminCommand, boundary, reads_option, scheduler_for, target_options
 
 try:  # the web extra is optional: without it the command says what to install
     import uvicorn
+    from starlette.applications import Starlette
 
-    from luasched.web import create_app
+    from luasched.web import create_app, stop_streams
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, which also ends the dashboard's /events streams when told to stop:
+        they never end by themselves, and uvicorn waits for open responses."""
+
+        def __init__(self, app: Starlette, host: str, port: int) -> None:
+            super().__init__(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+            self.dashboard = app
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stop_streams(self.dashboard)
+            super().handle_exit(sig, frame)
 except ImportError:  # pragma: no cover - the test extras install it
-    uvicorn = None  # type: ignore[assignment]
     create_app = None  # type: ignore[assignment]
 
 
@@ -37,4 +51,4 @@ def dashboard_command(app: str | None, redis_url: str | None, namespace: str | N
         with scheduler_for(app, redis_url, namespace, read_urls) as sched:
             click.echo(f"luasched dashboard of {sched.namespace} on http://{host}:{port}/"
                        f" ({'admin' if admin else 'read-only'})")
-            uvicorn.run(create_app(sched, admin=admin, token=token), host=host, port=port, log_level="warning")
+            Server(create_app(sched, admin=admin, token=token), host, port).run()

@@ -51,6 +51,7 @@ class Dashboard:
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
         self.env.filters["when"] = when
         self.env.filters["age"] = age
+        self.closing = False  # set by stop_streams: the /events streams end at their next turn
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         signed_in = self.gate.signed_in(request)
@@ -150,14 +151,14 @@ class Dashboard:
                     if now != last:
                         yield f"event: counts\ndata: {now}\n\n"
                     last = now
-                    if once or await request.is_disconnected():
+                    if once or self.closing or await request.is_disconnected():
                         return
                     seen = await self.source.wait_for_action(seen)
                 except (LuaschedError, redis.exceptions.RedisError, OSError):
                     if last != "outage":
                         yield "event: outage\ndata: {}\n\n"
                     last, seen = "outage", "$"
-                    if once or await request.is_disconnected():
+                    if once or self.closing or await request.is_disconnected():
                         return
                     await anyio.sleep(EVENTS_BLOCK_MS / 1000)  # Redis is away: try again in a while
 
@@ -197,4 +198,12 @@ def create_app(sched: Any, *, admin: bool = False, token: str | None = None) -> 
                                 ConnectionLost: board.outage, ServerRefused: board.outage, OSError: board.outage,
                                 redis.exceptions.ConnectionError: board.outage,
                                 redis.exceptions.TimeoutError: board.outage}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.dashboard = board
+    return app
+
+
+def stop_streams(app: Starlette) -> None:
+    """End the app's /events streams within EVENTS_BLOCK_MS, so that a server shutting down is not
+    held by them (``luasched dashboard`` calls it on SIGINT/SIGTERM)."""
+    app.state.dashboard.closing = True

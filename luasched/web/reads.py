@@ -114,6 +114,7 @@ class Source:
     async def snapshot(self) -> str:
         """The counts and queue lengths as the JSON /events sends."""
         counts, queues = await self.run(self.sched.counts_and_queues)
+        counts.pop("now_ms", None)  # changes on every read: it would make every snapshot new
         return json.dumps({"counts": counts, "queues": queues}, sort_keys=True)
 
     async def group(self, group_id: str) -> tuple[dict[str, int], list[str]] | None:

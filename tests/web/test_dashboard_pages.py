@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 
+import anyio
 import fakeredis
 import pytest
 from starlette.testclient import TestClient
 
 import luasched
 import luasched.aio
-from luasched.web import create_app
-from luasched.web.reads import PAGE_SIZE
+from luasched.web import create_app, stop_streams
+from luasched.web.reads import PAGE_SIZE, Source
 from tests.scripts.util import ack, error_json, start
 
 TOKEN = "s3cret-token"
@@ -231,3 +232,20 @@ def test_a_queue_kept_in_lanes_says_so(sched):
     page = client(sched).get("/tasks?state=queued&queue=prio").text
     assert urgent.id not in page and "1 queued" in page and "lanes" in page
     assert client(sched).get(f"/tasks/{urgent.id}").status_code == 200  # found by id
+
+
+def test_events_push_only_changes_and_end_when_told(sched, clock):
+    register(sched)
+    source = Source(sched)
+    quiet = anyio.run(source.snapshot)
+    clock.advance(5)
+    assert anyio.run(source.snapshot) == quiet  # nothing changed, nothing to send (the clock is no change)
+    sched.submit("add", 1, 1)
+    assert anyio.run(source.snapshot) != quiet
+    app = create_app(sched)
+    with TestClient(app) as c, c.stream("GET", "/events") as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("event: counts")
+        stop_streams(app)
+        rest = list(lines)  # the stream ends at its next turn
+    assert not any(line.startswith("event:") for line in rest)
