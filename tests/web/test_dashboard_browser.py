@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import luasched
-from luasched.web import create_app
+from luasched.web import create_app, stop_streams
 from tests.servers import free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -70,7 +70,7 @@ def work(redis_server: Any, namespace: str) -> Iterator[luasched.Scheduler]:
 @pytest.fixture
 def serve() -> Iterator[Callable[..., str]]:
     """Serve an app with uvicorn on a free loopback port in a thread; returns its base URL."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    servers: list[tuple[uvicorn.Server, threading.Thread, Any]] = []
 
     def start(app: Any) -> str:
         port = free_port()
@@ -82,11 +82,12 @@ def serve() -> Iterator[Callable[..., str]]:
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
-        servers.append((server, thread))
+        servers.append((server, thread, app))
         return f"http://127.0.0.1:{port}"
 
     yield start
-    for server, thread in servers:
+    for server, thread, app in servers:
+        stop_streams(app)
         server.should_exit = True
         thread.join(timeout=10)
 
