@@ -57,9 +57,9 @@ class Gate:
         return None
 
 
-def back(target: str) -> str:
-    """Where to go after an action: a path of this dashboard only, never another host."""
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+def back(target: str, home: str) -> str:
+    """Where to go after an action: a path on this host only, else ``home``."""
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else home
 
 
 Action = Callable[[Source, dict[str, str]], Awaitable[tuple[str, int]]]
@@ -117,7 +117,8 @@ def routes(source: Source, gate: Gate) -> list[Route]:
                 return PlainTextResponse(str(exc), status_code=400)
             who = request.client.host if request.client else "?"
             await source.log_action(who, what, target, count)
-            return RedirectResponse(back(form.get("next", "/")), status_code=303)
+            home = request.scope.get("root_path", "") + "/"
+            return RedirectResponse(back(form.get("next", home), home), status_code=303)
         return run
 
     return [Route(f"/actions/{what}", endpoint(what, act), methods=["POST"]) for what, act in ACTIONS.items()]

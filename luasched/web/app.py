@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import redis.exceptions
@@ -97,7 +98,9 @@ class Dashboard:
 
     async def lookup(self, request: Request) -> Response:
         task_id = request.query_params.get("id", "").strip()
-        return RedirectResponse(f"/tasks/{task_id}" if task_id else "/tasks", status_code=303)
+        root = request.scope.get("root_path", "")
+        return RedirectResponse(f"{root}/tasks/{quote(task_id, safe='')}" if task_id else f"{root}/tasks",
+                                status_code=303)
 
     async def task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
@@ -134,7 +137,7 @@ class Dashboard:
         given = str(form.get("token", ""))
         if not self.gate.admin or not given or not hmac.compare_digest(given, self.gate.token):
             return self.render(request, "login.html", status=403, failed=True)
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse(request.scope.get("root_path", "") + "/", status_code=303)
         response.set_cookie(actions.COOKIE, given, httponly=True, samesite="strict")
         return response
 

@@ -8,6 +8,8 @@ import re
 import anyio
 import fakeredis
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 import luasched
@@ -249,3 +251,25 @@ def test_events_push_only_changes_and_end_when_told(sched, clock):
         stop_streams(app)
         rest = list(lines)  # the stream ends at its next turn
     assert not any(line.startswith("event:") for line in rest)
+
+
+def test_it_mounts_under_a_path(sched, busy):
+    outer = Starlette(routes=[Mount("/ops/luasched", app=create_app(sched, admin=True, token=TOKEN))])
+    c = TestClient(outer)
+    overview = c.get("/ops/luasched/")
+    assert overview.status_code == 200
+    assert 'href="/ops/luasched/queues"' in overview.text and 'src="/ops/luasched/static/live.js"' in overview.text
+    assert c.get("/ops/luasched/static/live.js").status_code == 200
+    assert c.get("/ops/luasched/tasks/no-such").status_code == 404
+    c.headers["authorization"] = f"Bearer {TOKEN}"
+    failed = c.get("/ops/luasched/failed").text
+    assert 'action="/ops/luasched/actions/retry-failed"' in failed
+    assert 'name="next" value="/ops/luasched/failed"' in failed
+    r = c.post("/ops/luasched/actions/retry-failed", data={"task_id": busy["dead"].id, "next": "/ops/luasched/failed"},
+               follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/ops/luasched/failed")
+    assert sched.outcome(busy["dead"].id).state != "failed"
+    found = c.get("/ops/luasched/lookup", params={"id": busy["late"].id}, follow_redirects=False)
+    assert found.headers["location"] == f"/ops/luasched/tasks/{busy['late'].id}"
+    r = c.post("/ops/luasched/actions/pause", data={"next": "//elsewhere.example/"}, follow_redirects=False)
+    assert r.headers["location"] == "/ops/luasched/"
