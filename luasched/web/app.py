@@ -79,7 +79,8 @@ class Dashboard:
 
     async def processors(self, request: Request) -> Response:
         found = await self.source.run(self.source.sched.processors, 200)
-        return self.render(request, "processors.html", processors=found)
+        inboxes = await self.source.inboxes([p.id for p in found])
+        return self.render(request, "processors.html", processors=found, inboxes=inboxes)
 
     async def tasks(self, request: Request) -> Response:
         state = request.query_params.get("state", "queued")

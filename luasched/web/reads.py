@@ -26,6 +26,8 @@ PAGE_SIZE = 50
 AUDIT_LOG_MAX = 1000
 #: The queues whose head's age the overview shows (the first, by name).
 MAX_QUEUES = 200
+#: The task ids of a processor's inbox that /processors shows (pending, and running, each).
+INBOX_SHOWN = 10
 #: How long /events waits for an admin action before reading the counts again, in ms.
 EVENTS_BLOCK_MS = 1000
 
@@ -147,3 +149,15 @@ class Source:
             pipe.hget(keys.task(task_id), TASK.created_ms)
         created = await self.run(pipe.execute)
         return {name: int(ms) for (name, _), ms in zip(heads, created, strict=True) if ms is not None}
+
+    async def inboxes(self, pids: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+        """Processor id -> the first INBOX_SHOWN ids of its pending and of its running tasks: one
+        pipelined read, O(processors x INBOX_SHOWN) (a processor's inbox is bounded by its capacity)."""
+        if not pids:
+            return {}
+        keys, pipe = self.sched.keys, self.reader().pipeline(transaction=False)
+        for pid in pids:
+            pipe.lrange(keys.inbox(pid), 0, INBOX_SHOWN - 1)
+            pipe.srandmember(keys.inbox_running(pid), INBOX_SHOWN)
+        found = text(await self.run(pipe.execute))
+        return {pid: (list(found[2 * i]), sorted(found[2 * i + 1])) for i, pid in enumerate(pids)}

@@ -273,3 +273,16 @@ def test_it_mounts_under_a_path(sched, busy):
     assert found.headers["location"] == f"/ops/luasched/tasks/{busy['late'].id}"
     r = c.post("/ops/luasched/actions/pause", data={"next": "//elsewhere.example/"}, follow_redirects=False)
     assert r.headers["location"] == "/ops/luasched/"
+
+
+def test_processors_show_their_inbox(sched):
+    register(sched)
+    p = sched.processor(capacity=3, queues=("inq",), lease=600, labels={"zone": "eu"})
+    assert p.register()
+    first, second = sched.submit_many("add", [(1, 1), (2, 2)], queue="inq")
+    assert len(sched.dispatch()) == 2
+    running = start(sched, p.id).task
+    waiting = second if running.id == first.id else first
+    page = client(sched).get("/processors").text
+    assert f">{running.id}</a> running" in page and f">{waiting.id}</a> pending" in page
+    assert "zone=eu" in page and "2 / 3" in page
