@@ -199,3 +199,9 @@ class Keys:
         """HASH unique key -> the id of the task holding it (core/unique): written by submit,
         removed by the script that moves that task past its ``unique_until`` point."""
         return self.prefix + "uq"
+
+    @property
+    def audit_log(self) -> str:
+        """STREAM of the dashboard's admin actions (luasched/web): who, what, when, how many;
+        capped by each append (XADD MAXLEN ~, luasched.web.reads.AUDIT_LOG_MAX)."""
+        return self.prefix + "auditlog"

@@ -58,6 +58,9 @@ def test_wheel_carries_the_scripts_and_py_typed(wheel: Path) -> None:
     libs = {f"luasched/lua/{LIB_DIR}/{p.name}" for p in (lua_dir() / LIB_DIR).glob("*.lua")}
     wanted = {f"luasched/lua/{name}.lua" for name in NAMES} | libs | {"luasched/py.typed"}
     wanted |= {f"luasched-{version('luasched')}.dist-info/licenses/LICENSE"}
+    web = ROOT / "luasched" / "web"
+    wanted |= {f"luasched/web/{p.relative_to(web).as_posix()}" for p in web.rglob("*.*") if p.suffix != ".pyc"}
+    assert "luasched/web/templates/overview.html" in wanted and "luasched/web/static/live.js" in wanted
     assert len(libs) >= 5
     assert wanted <= names, sorted(wanted - names)
 

@@ -28,14 +28,16 @@ def is_type_checking(node: ast.If) -> bool:
 
 def imports(path: Path, *, runtime_top_level: bool) -> list[tuple[str, int]]:
     """(module imported, line) for each import in ``path``: with ``runtime_top_level`` only those
-    that run when the module is imported (top level, not under TYPE_CHECKING), else all."""
+    that run when the module is imported (top level or a top-level try, not under TYPE_CHECKING),
+    else all."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     nodes: list[ast.AST] = []
     if runtime_top_level:
         for node in tree.body:
             if isinstance(node, ast.If) and is_type_checking(node):
                 continue
-            nodes.append(node)
+            # ``try: import x`` / ``except ImportError`` at the top (an optional extra) runs on import too
+            nodes.extend(node.body if isinstance(node, ast.Try) else [node])
     else:
         nodes = list(ast.walk(tree))
     found = []
