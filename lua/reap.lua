@@ -75,6 +75,9 @@ if #out < limit then
   end
 end
 
+if #out > 0 then
+  redis.call('HINCRBY', C.stats, STAT_RECOVERED, #out)
+end
 local expired = 0
 if #out < limit then -- then waiting tasks whose deadline came: they end expired, never started
   expired = expire_due(C, limit - #out)

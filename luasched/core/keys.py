@@ -199,3 +199,13 @@ class Keys:
         """HASH unique key -> the id of the task holding it (core/unique): written by submit,
         removed by the script that moves that task past its ``unique_until`` point."""
         return self.prefix + "uq"
+
+    @property
+    def metrics_total(self) -> str:
+        """HASH of the histograms kept since the namespace began (fields.METRIC, lua/lib/metrics)."""
+        return self.prefix + "mt"
+
+    def metrics_minute(self, minute: int) -> str:
+        """HASH of the histograms' counts in minute ``minute`` (= ms // 60000), kept for
+        core/metrics KEEP_S after its first write (statistics, not a marker of any task)."""
+        return f"{self.prefix}m:{minute}"
