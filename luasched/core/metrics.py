@@ -77,7 +77,7 @@ def histograms(flat: list[str], bucket_prefix: str, sum_prefix: str) -> dict[str
         elif name.startswith(bucket_prefix):
             bucket, _, label = name[len(bucket_prefix):].partition(":")
             counts.setdefault(label, [0] * (len(BOUNDS_MS) + 1))[int(bucket)] += value
-    return {label: Histogram(tuple(counts.get(label, ())), sums.get(label, 0))
+    return {label: Histogram(tuple(counts.get(label, [0] * (len(BOUNDS_MS) + 1))), sums.get(label, 0))
             for label in sorted(set(counts) | set(sums))}
 
 
