@@ -20,20 +20,24 @@ local METRIC_BOUNDS_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
 local METRIC_KEEP_S = 3720
 
 -- One observation of ms (clamped at 0) for label: its bucket's count and the sum in mt, its
--- bucket's count in this minute's key.
+-- bucket's count in this minute's key. Three HINCRBY (and an EXPIRE when the field is new).
 local function observe(C, bucket_prefix, sum_prefix, label, ms)
   local P = C.prefix
-  ms = math.max(0, ms)
-  local i = #METRIC_BOUNDS_MS
-  for b, bound in ipairs(METRIC_BOUNDS_MS) do
-    if ms <= bound then
+  if ms < 0 then
+    ms = 0
+  end
+  local n = #METRIC_BOUNDS_MS
+  local i = n
+  for b = 1, n do
+    if ms <= METRIC_BOUNDS_MS[b] then
       i = b - 1
       break
     end
   end
   local f = bucket_prefix .. i .. ':' .. label
-  redis.call('HINCRBY', P .. 'mt', f, 1)
-  redis.call('HINCRBY', P .. 'mt', sum_prefix .. label, fmt(ms))
+  local mt = P .. 'mt'
+  redis.call('HINCRBY', mt, f, 1)
+  redis.call('HINCRBY', mt, sum_prefix .. label, ms)
   local mk = P .. 'm:' .. fmt(math.floor(C.now / 60000))
   if redis.call('HINCRBY', mk, f, 1) == 1 then
     redis.call('EXPIRE', mk, METRIC_KEEP_S)

@@ -15,8 +15,8 @@
 local function placer(C, want)
   local paused = pauses(C)
   return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
-          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, started = 0, seq = nil, seqs = 0, paused = paused,
-          lc = policy(C, paused), more = false, skipped = 0, behind = {}, rt = router(C.prefix)}
+          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, started = 0, seq = nil, seqs = 0,
+          paused = paused, lc = policy(C, paused), more = false, skipped = 0, behind = {}, rt = router(C.prefix)}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
