@@ -206,6 +206,6 @@ class Keys:
         return self.prefix + "mt"
 
     def metrics_minute(self, minute: int) -> str:
-        """HASH of the histograms' counts in minute ``minute`` (= ms // 60000), kept for
-        core/metrics KEEP_S after its first write (statistics, not a marker of any task)."""
+        """HASH: a copy of ``metrics_total`` as it was at the first reap of minute ``minute``
+        (= ms // 60000), kept for core/metrics KEEP_S (statistics, not a marker of any task)."""
         return f"{self.prefix}m:{minute}"

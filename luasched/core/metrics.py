@@ -12,8 +12,8 @@ from .ops import Call, Namespace, _now, text
 #: The upper bounds of the histograms' buckets, ms (the last bucket, +Inf, has no bound).
 #: lua/lib/metrics.lua holds the same list (a test compares).
 BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 3600000)
-#: How long a minute's key of the histograms lives after the write of a field new in it, s:
-#: an hour of history, plus the minute itself and a minute of slack.
+#: How long a minute's copy of the histograms' totals lives, s: an hour of history, plus the
+#: minute itself and a minute of slack.
 KEEP_S = 3720
 
 #: The counters of the stats the snapshot reads, by their names in the reply.

@@ -126,20 +126,35 @@ def test_queue_ages_places_and_a_reaped_task(sched, clock):
     audit_ok(sched)
 
 
-def test_a_minutes_histogram_key_expires(sched, clock):
+def hash_of(sched, key) -> dict[str, str]:
+    return {ops.text(k): ops.text(v) for k, v in sched.client.hgetall(key).items()}
+
+
+def test_the_first_reap_of_a_minute_keeps_a_copy_that_expires(sched, clock):
     p = sched.processor(capacity=1, queues=("default",), lease=600)
     assert p.register()
     sched.submit("add")
     sched.dispatch()
     ack(sched, p.id, start(sched, p.id).task)
     minute = int(clock.now * 1000) // 60000
-
     key = sched.keys.metrics_minute(minute)
+    assert not sched.client.exists(key)  # the acks write the totals only
 
+    sched.reap()
+
+    totals = hash_of(sched, sched.keys.metrics_total)
+    assert totals == {"d:0:add": "1", "ds:add": "0", "wq:0:default": "1", "ws:default": "0"}
+    assert hash_of(sched, key) == totals
     assert 0 < sched.client.ttl(key) <= KEEP_S
     assert sched.client.ttl(sched.keys.metrics_total) == -1  # the totals stay
-    fields = set(ops.text(list(sched.client.hkeys(key))))
-    assert fields == {"d:0:add", "wq:0:default"}  # one bucket field per observation's kind and label
+    sched.submit("add")
+    sched.dispatch()
+    ack(sched, p.id, start(sched, p.id).task)
+    sched.reap()  # the same minute: its copy stays as it was
+    assert hash_of(sched, key)["d:0:add"] == "1"
+    clock.advance(60)
+    sched.reap()
+    assert hash_of(sched, sched.keys.metrics_minute(minute + 1))["d:0:add"] == "2"
 
 
 def test_the_lua_bounds_are_the_documented_ones():
