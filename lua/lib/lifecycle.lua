@@ -343,7 +343,7 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck, kind)
     tasks[#tasks + 1] = t
   end
   trim_wake(C, pid)
-  local took = 0
+  local took = false
   if take and #tasks < want then
     local pk = P .. 'p:' .. pid
     if not cap then
@@ -391,7 +391,7 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck, kind)
         dry = 0
         tasks[#tasks + 1] = t
         load = load + 1
-        took = took + 1
+        took = true
       elseif qid ~= nil and skipped < 100 then
         skipped = skipped + 1
         dry = 0 -- an expired task left the queue: look at it again
@@ -400,10 +400,7 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck, kind)
       end
     end
   end
-  if took > 0 then
-    redis.call('HINCRBY', C.stats, STAT_PLACED, took)
-  end
-  return tasks, took > 0, expired
+  return tasks, took, expired
 end
 
 -- Flatten started tasks into reply entries {'task', id, name, args, attempt, timeout, ...}.

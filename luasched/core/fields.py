@@ -159,7 +159,7 @@ class Stats(ByFinalState):
     deduplicated: str = "deduplicated"  # submits that found their unique key held: nothing created
     retried: str = "retried"  # attempts that ended without success and were retried
     recovered: str = "recovered"  # tasks reap took back: from lapsed processors, or past their timeout
-    placed: str = "placed"  # tasks placed on a processor (dispatch, dispatch at submit and on ack, take)
+    placed: str = "placed"  # tasks the placing scripts placed (dispatch, at submit, on ack; not take-next)
     revived: str = "revived"  # failed tasks retry_failed queued again (failed + revived: ever failed)
     last_dispatch_ms: str = "last_dispatch_ms"
 
