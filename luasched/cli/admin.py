@@ -179,7 +179,8 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def status_command(app: str | None, redis_url: str | None, namespace: str | None,
                    read_urls: tuple[str, ...], as_json: bool) -> None:
-    """Queues, processors, counts, the last dispatch, the tasks finished in the last minute, the
+    """Queues (depth, oldest queued task's age), processors, counts, the last dispatch, the tasks
+    finished in the last minute (the same snapshot as ``luasched metrics``), the
     pauses and the limiters (a line each: its tasks running against its max_running, the lanes it
     holds back, its rate).
 
