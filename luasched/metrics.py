@@ -13,6 +13,7 @@ queues in lanes mode + processors + task names and queues times buckets), never 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -21,10 +22,12 @@ from prometheus_client.registry import CollectorRegistry
 
 from ._async.scheduler import Scheduler as AsyncScheduler
 from ._sync.scheduler import Scheduler
-from .core.metrics import BOUNDS_MS, PLACES, Histogram, Snapshot, decode_metrics
+from .core.calls import Command
+from .core.metrics import BOUNDS_MS, PLACES, Histogram, Minute, Snapshot, decode_metrics, minutes
 from .core.metrics import metrics as metrics_call
 
-__all__ = ["Collector", "collect", "collect_async", "exposition", "families", "snapshot", "snapshot_async"]
+__all__ = ["Collector", "collect", "collect_async", "exposition", "families", "history", "history_async", "snapshot",
+           "snapshot_async"]
 
 #: The bucket bounds of the histograms, as Prometheus's ``le`` labels (seconds).
 LE = tuple(f"{ms / 1000:g}" for ms in BOUNDS_MS) + ("+Inf",)
@@ -38,6 +41,34 @@ def snapshot(sched: Scheduler) -> Snapshot:
 async def snapshot_async(sched: AsyncScheduler) -> Snapshot:
     """snapshot() for an asyncio Scheduler."""
     return decode_metrics(sched.namespace, await sched.call(metrics_call(sched.ns, sched.now_ms())))
+
+
+def _copies(sched: Scheduler | AsyncScheduler, now_ms: int, span: int) -> tuple[list[int], Command]:
+    if not 1 <= span <= 60:
+        raise ValueError(f"history: minutes must be 1..60, not {span!r}")
+    current = now_ms // 60000
+    wanted = list(range(current - span, current + 1))  # one copy more: the first minute's start
+    return wanted, Command("pipeline", tuple(("hgetall", (sched.keys.metrics_minute(m),)) for m in wanted))
+
+
+def _flat(reply: dict[Any, Any]) -> list[str]:
+    return [x.decode() if isinstance(x, bytes) else str(x) for kv in reply.items() for x in kv]
+
+
+def history(sched: Scheduler, now_ms: int, minutes_back: int = 60) -> list[Minute]:
+    """What the histograms counted in each of the last ``minutes_back`` minutes (at most 60: the
+    copies live an hour), from the copies the first reap of each minute keeps; ``now_ms``: the
+    server's time, e.g. ``snapshot(sched).now_ms``. O(minutes) reads, one round trip."""
+    wanted, command = _copies(sched, now_ms, minutes_back)
+    replies = sched._send(command, sched.reads.reader())
+    return minutes([(m, _flat(r)) for m, r in zip(wanted, replies, strict=True)])
+
+
+async def history_async(sched: AsyncScheduler, now_ms: int, minutes_back: int = 60) -> list[Minute]:
+    """history() for an asyncio Scheduler."""
+    wanted, command = _copies(sched, now_ms, minutes_back)
+    replies = await sched._send(command, sched.reads.reader())
+    return minutes([(m, _flat(r)) for m, r in zip(wanted, replies, strict=True)])
 
 
 def _counter(name: str, doc: str, ns: str, value: int) -> CounterMetricFamily:
@@ -68,7 +99,7 @@ def _histogram(name: str, doc: str, label: str, ns: str, series: dict[str, Histo
 def families(snap: Snapshot) -> list[Metric]:
     """The metric families of one snapshot (pure: no Redis)."""
     v, ns = snap.values, snap.namespace
-    failed = v["failed"] + v["revived"] - v["expired"]  # ever failed after starting (expired: never started)
+    failed = v["failed"] + v["revived"] - v["expired"]  # ever failed, expired ones apart
     busy = v["processors"] - v["idle_processors"] - v["lapsed_processors"]
     used = v["assigned"] + v["running"]
     return [

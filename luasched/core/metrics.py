@@ -91,3 +91,39 @@ def decode_metrics(namespace: str, reply: Any) -> Snapshot:
         histograms(totals, METRIC.duration, METRIC.duration_sum),
         histograms(totals, METRIC.wait, METRIC.wait_sum),
     )
+
+
+@dataclass(frozen=True)
+class Minute:
+    """What the histograms counted between two copies of their totals (lua/lib/metrics.lua): from
+    the copy of minute ``since`` to the copy of minute ``minute`` (one apart unless a minute had no
+    reap), by task name (durations) and by queue (waits)."""
+
+    minute: int  # ms // 60000
+    since: int
+    durations: dict[str, Histogram]
+    waits: dict[str, Histogram]
+
+    @property
+    def start_ms(self) -> int:
+        return self.minute * 60000
+
+
+def _minus(now: dict[str, Histogram], before: dict[str, Histogram]) -> dict[str, Histogram]:
+    out = {}
+    for label, h in now.items():
+        old = before.get(label, Histogram((0,) * len(h.counts), 0))
+        diff = Histogram(tuple(a - b for a, b in zip(h.counts, old.counts, strict=True)), h.sum_ms - old.sum_ms)
+        if diff.count:
+            out[label] = diff
+    return out
+
+
+def minutes(copies: list[tuple[int, list[str]]]) -> list[Minute]:
+    """The per-minute history from the copies of the totals (minute, flat HGETALL of ``m:<minute>``),
+    oldest first; an empty copy (expired, or no reap in that minute) is skipped."""
+    present = [(m, flat) for m, flat in sorted(copies) if flat]
+    parsed = [(m, histograms(flat, METRIC.duration, METRIC.duration_sum),
+               histograms(flat, METRIC.wait, METRIC.wait_sum)) for m, flat in present]
+    return [Minute(m, before[0], _minus(d, before[1]), _minus(w, before[2]))
+            for before, (m, d, w) in zip(parsed, parsed[1:], strict=False)]

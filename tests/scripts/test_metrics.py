@@ -156,6 +156,14 @@ def test_the_first_reap_of_a_minute_keeps_a_copy_that_expires(sched, clock):
     sched.reap()
     assert hash_of(sched, sched.keys.metrics_minute(minute + 1))["d:0:add"] == "2"
 
+    [one_minute] = metrics.history(sched, int(clock.now * 1000), 5)  # the other minutes have no copy
+
+    assert (one_minute.minute, one_minute.since) == (minute + 1, minute)
+    assert {k: h.count for k, h in one_minute.durations.items()} == {"add": 1}  # the second task's attempt
+    assert {k: h.count for k, h in one_minute.waits.items()} == {"default": 1}
+    with pytest.raises(ValueError, match="minutes must be 1..60"):
+        metrics.history(sched, int(clock.now * 1000), 61)
+
 
 def test_the_lua_bounds_are_the_documented_ones():
     source = (lua_dir() / "lib" / "metrics.lua").read_text(encoding="utf-8")
