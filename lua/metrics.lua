@@ -8,8 +8,9 @@
   KEYS[1..9] the fixed keys (see lib/util): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {{name, value, ...} for revived (failed tasks queued again) submitted done failed cancelled
-           expired retried recovered placed waiting queued delayed assigned running processors idle_processors lapsed_processors
-           capacity (of live processors) done_last_minute failed_last_minute now_ms},
+           expired retried recovered placed waiting queued delayed assigned running processors
+           idle_processors lapsed_processors capacity (of live processors) done_last_minute
+           failed_last_minute now_ms},
            {queue name, depth, oldest ready ms ('' when empty), ...},
            {mt field, value, ...}}
   Invariant: moves no task, writes nothing (it may run on a replica).
