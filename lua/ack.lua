@@ -17,7 +17,7 @@
   A stale ack for an attempt that reap ended past its timeout frees the slot it held (the
   processor's stuck count goes down: see reap), as the ack of a running task does.
   A replay of the same request (same rid) answers as the first call did and changes nothing.
-  Includes: fields, util, processors, lanes, lifecycle, placement, replay
+  Includes: fields, util, processors, lanes, lifecycle, placement, replay, metrics
   KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] keep_s  ARGV[7] next 'none' | 'inbox' | 'take' | 'place'
@@ -30,6 +30,7 @@
            {per acked error that ended an attempt: task id, ms until the retry is due ('' when
             failed), max_attempts} (empty on a replay): what the processor's log line says}
     status: 'done' | 'retry' | 'failed' | 'stale'
+  Each attempt acked counts its duration (lib/metrics).
   Invariant: each acked task leaves the inbox into exactly one place; started tasks stay in it.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -67,10 +68,12 @@ for i = 0, count - 1 do
   local base = 9 + i * PER_ACK
   local id, attempt, outcome, payload = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local tk = P .. 't:' .. id
-  local s, p, n, w, g, h, c, sc, u = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_PROCESSOR, TASK_ATTEMPTS,
-    TASK_WAITER, TASK_GROUP, TASK_HELD, TASK_CHILDREN, TASK_SCHEDULE, TASK_UNIQUE))
+  local s, p, n, w, g, h, c, sc, u, f, st = unpack(redis.call('HMGET', tk, TASK_STATE, TASK_PROCESSOR,
+    TASK_ATTEMPTS, TASK_WAITER, TASK_GROUP, TASK_HELD, TASK_CHILDREN, TASK_SCHEDULE, TASK_UNIQUE, TASK_NAME,
+    TASK_STARTED_MS))
   local status = 'stale'
   if s == 'running' and p == pid and n == attempt then
+    observe(C, METRIC_DURATION, METRIC_DURATION_SUM, f, C.now - tonumber(st))
     redis.call('ZREM', C.running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     redis.call('HSET', tk, TASK_LAST_PROCESSOR, pid)

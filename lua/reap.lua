@@ -8,7 +8,7 @@
   Bounded: at most limit processors, then timed-out tasks while fewer than limit ids were taken
   (a processor's inbox is at most its capacity). The reply says whether lapsed processors or
   overdue tasks remain, so callers loop until it took nothing and nothing remains.
-  Includes: fields, util, processors, lifecycle, replay
+  Includes: fields, util, processors, lifecycle, replay, metrics
   KEYS[1..9] the fixed keys (see lib/util): uses all but queues
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] keep_s
   ARGV[5] request id (a replay of a request that took something answers the same, moving nothing)
@@ -20,6 +20,7 @@
     (the last two say what a scheduler loop logs; a reply of the first three alone reads the same)
   Then, while fewer than limit ids were taken, waiting tasks whose deadline came (the deadline
   index exp, oldest first) leave their place and end expired.
+  The first reap of a minute copies the metrics' totals into that minute's key (lib/metrics).
   Invariant: every id taken from an inbox lands in exactly one place (queue, delayed, failed).
 ]]
 local C = context(KEYS, ARGV[1])
@@ -75,6 +76,10 @@ if #out < limit then
   end
 end
 
+if #out > 0 then
+  redis.call('HINCRBY', C.stats, STAT_RECOVERED, #out)
+end
+keep_minute(C) -- the metrics' history (lib/metrics)
 local expired = 0
 if #out < limit then -- then waiting tasks whose deadline came: they end expired, never started
   expired = expire_due(C, limit - #out)

@@ -40,7 +40,8 @@ for _, id in ipairs(ids) do
     local g = redis.call('HGET', tk, TASK_GROUP)
     redis.call('ZREM', failed, id)
     redis.call('HINCRBY', stats, STAT_FAILED, -1)
-    redis.call('HSET', tk, TASK_STATE, 'queued')
+    redis.call('HINCRBY', stats, STAT_REVIVED, 1) -- failed minus revived: how many ever failed
+    redis.call('HSET', tk, TASK_STATE, 'queued', TASK_READY_MS, fmt(now))
     redis.call('HDEL', tk, TASK_FINISHED_MS, TASK_ATTEMPTS)
     local q, p, key, lm = lane_of(C, id)
     enqueue(C, id, q, p, key, lm, false)

@@ -138,7 +138,7 @@ ACTIONS = {
     "group progress": "read the group's progress", "wake": "wake the scheduler loops",
     "run": "wait for work (scheduler loop)", "info": "read Redis's settings", "task_record": "read the task's record",
     "policy": "change a placement policy", "limits": "read the limiters", "pause": "pause or resume placing",
-    "paused": "read the pauses",
+    "paused": "read the pauses", "metrics": "read the metrics",
 }
 
 

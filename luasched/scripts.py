@@ -38,6 +38,7 @@ NAMES = (
     "deregister",
     "result",
     "counts",
+    "metrics",
     "audit",
     "audit_slice",
     "retry_failed",

@@ -2,7 +2,7 @@
   Starting, finishing, retrying and giving back tasks; also a processor leaving (drain), since
   what that does is give its tasks back. Never places a task on a processor: that is
   lib/placement, which includes this library (its own processor starts what it places at once).
-  Includes: fields, util, processors, lanes, routing, unique
+  Includes: fields, util, processors, lanes, routing, unique, metrics
 ]]
 -- The timeout of an attempt, ms: the task's own (its record's TASK_TIMEOUT_MS o, nil when it has
 -- none), else the default of the processor running it (dto: its record's
@@ -188,9 +188,10 @@ local function settle(C, cid, follow)
     return
   end
   if dr == '1' then
-    redis.call('HSET', tk, TASK_STATE, 'queued', TASK_ARGS, with_first(args, fed_first(C, dp)))
+    redis.call('HSET', tk, TASK_STATE, 'queued', TASK_READY_MS, fmt(C.now), TASK_ARGS,
+      with_first(args, fed_first(C, dp)))
   else
-    redis.call('HSET', tk, TASK_STATE, 'queued')
+    redis.call('HSET', tk, TASK_STATE, 'queued', TASK_READY_MS, fmt(C.now))
   end
   local q, p, key, lm = lane_of(C, cid)
   enqueue(C, cid, q, p, key, lm, false)
@@ -271,12 +272,13 @@ end
 -- -> running on pid (the caller took id out of its pending list or its queue). The attempt
 -- number goes up by one. dto: pid's default timeout (see attempt_timeout). Returns {id, name,
 -- args, attempt, timeout_ms}; or nil when the task's deadline has come: it is never started, and
--- ends expired instead. A unique key held until the task starts is freed (lib/unique).
+-- ends expired instead. A unique key held until the task starts is freed (lib/unique). A first
+-- attempt counts its queue wait (lib/metrics).
 local function start_task(C, pid, id, dto)
   local P, now = C.prefix, C.now
   local tk = P .. 't:' .. id
-  local f, a, n, o, dx, us = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS, TASK_TIMEOUT_MS,
-    TASK_EXPIRES_MS, TASK_UNIQUE_STARTED))
+  local f, a, n, o, dx, us, q, ct, rd = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS,
+    TASK_TIMEOUT_MS, TASK_EXPIRES_MS, TASK_UNIQUE_STARTED, TASK_QUEUE, TASK_CREATED_MS, TASK_READY_MS))
   if dx then
     if tonumber(dx) <= now then
       expire_task(C, id, dx)
@@ -288,6 +290,9 @@ local function start_task(C, pid, id, dto)
   end
   if us then
     unique_free(C, id, us, TASK_UNIQUE_STARTED)
+  end
+  if not n then
+    observe(C, METRIC_WAIT, METRIC_WAIT_SUM, q or DEFAULT_QUEUE, now - tonumber(rd or ct or now))
   end
   local attempt = fmt(tonumber(n or '0') + 1)
   o = attempt_timeout(o, dto)
@@ -419,10 +424,11 @@ local function promote(C, limit)
   for _, id in ipairs(ids) do
     local tk = P .. 't:' .. id
     redis.call('ZREM', delayed, id)
-    redis.call('HSET', tk, TASK_STATE, 'queued')
     if redis.call('HEXISTS', tk, TASK_ATTEMPTS) == 1 then
+      redis.call('HSET', tk, TASK_STATE, 'queued')
       retries[#retries + 1] = id
     else
+      redis.call('HSET', tk, TASK_STATE, 'queued', TASK_READY_MS, fmt(C.now))
       local q, p, key, lm = lane_of(C, id)
       enqueue(C, id, q, p, key, lm, false)
       left[q] = (left[q] or 0) + 1
@@ -505,6 +511,7 @@ local function attempt_ended(C, id, error_json, later, held)
     return 'failed', nil, m
   end
   redis.call('HSET', tk, TASK_ERROR, error_json)
+  redis.call('HINCRBY', C.stats, STAT_RETRIED, 1)
   local backoff = 0
   if later then
     backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)

@@ -15,8 +15,8 @@
 local function placer(C, want)
   local paused = pauses(C)
   return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
-          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, seq = nil, seqs = 0, paused = paused,
-          lc = policy(C, paused), more = false, skipped = 0, behind = {}, rt = router(C.prefix)}
+          queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, started = 0, seq = nil, seqs = 0,
+          paused = paused, lc = policy(C, paused), more = false, skipped = 0, behind = {}, rt = router(C.prefix)}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -328,6 +328,7 @@ local function assign(pl, id, pid, load)
       return false -- its deadline had come: it expired instead
     end
     own.tasks[#own.tasks + 1] = t
+    pl.started = pl.started + 1
     rerank_in_memory(pl, pid, load)
     return true
   end
@@ -521,6 +522,9 @@ local function placed(pl)
   end
   if pl.assigned > 0 then
     redis.call('HINCRBY', pl.stats, STAT_ASSIGNED, pl.assigned)
+  end
+  if pl.assigned + pl.started > 0 then
+    redis.call('HINCRBY', pl.stats, STAT_PLACED, pl.assigned + pl.started)
   end
   if pl.seqs > 0 then
     redis.call('HINCRBY', pl.stats, STAT_SEQ, pl.seqs)

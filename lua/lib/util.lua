@@ -67,6 +67,8 @@
     g:<gid>      HASH  group, GROUP_*: TOTAL members, DONE FAILED CANCELLED counts
     rate:<n>     HASH  tasks finished in the 10 s from n * 10 s, RATE_*: DONE FAILED CANCELLED
                        (expire after 2 min)
+    mt, m:<min>  HASH  histograms of durations and queue waits (METRIC_*), and their copies a minute
+                       apart (lib/metrics)
     r:<rid>      STRING the reply of request <rid> (JSON), kept 30 s so that a replay answers the same
     gi:<gid>     LIST  the member ids of group <gid>, in submission order
     gs:<gid>     STREAM one entry per member of group <gid> that finished, EVENT_*: TASK id, STATE

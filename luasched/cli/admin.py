@@ -17,6 +17,7 @@ from rich.table import Table
 
 import luasched
 
+from .. import metrics
 from ..core.explain import no_processor_counts, unrunnable_names
 from ..core.flows import AUDIT_SLICE
 from ..core.options import MAX_LIMIT
@@ -51,6 +52,7 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
     # Processors first: "now" is then read after every heartbeat shown, so no age is negative.
     processors = sched.processors(STATUS_PROCESSORS)
     counts, queues = sched.counts_and_queues()
+    snap = metrics.snapshot(sched)  # the oldest ages and the rates, as the metrics show them
     now_ms = counts["now_ms"]
     last_ms = counts["last_dispatch_ms"]
     complete = len(processors) < STATUS_PROCESSORS
@@ -58,6 +60,10 @@ def status_report(sched: luasched.Scheduler) -> dict[str, Any]:
         "namespace": sched.namespace,
         "now_ms": now_ms,
         "queues": queues,
+        # per queue: how long its oldest queued task has been ready, s (0: empty)
+        "oldest_age_s": {q: snap.oldest_age_s(q) for q in snap.queues},
+        # tasks finished in the last minute, by outcome (10 s buckets)
+        "per_minute": {"done": snap.values["done_last_minute"], "failed": snap.values["failed_last_minute"]},
         # per queue: waiting tasks no live processor can take (None: not known from the processors read)
         "no_processor": no_processor_counts(queues, processors, now_ms, complete),
         # per queue served: task names submitted to it that no live processor serving it has
@@ -112,11 +118,14 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
         queues = Table(title="queues")
         queues.add_column("queue")
         queues.add_column("depth", justify="right")
+        queues.add_column("oldest", justify="right")
         queues.add_column("no processor", justify="right")
         unserved = report.get("no_processor", {})
         for name, depth in report["queues"].items():
             n = unserved.get(name)
-            queues.add_row(escape(name), str(depth), "?" if n is None else str(n))
+            oldest = report["oldest_age_s"].get(name)
+            queues.add_row(escape(name), str(depth), "-" if not depth or oldest is None else duration(oldest),
+                           "?" if n is None else str(n))
         console.print(queues)
         for name, missing in report.get("unrunnable_names", {}).items():
             if missing:
@@ -153,8 +162,8 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
     console.print(counts)
     age = report["last_dispatch_age_s"]
     console.print(f"last dispatch     {'never' if age is None else f'{age:.1f} s ago'}\n"
-                  f"last minute       {report['done_last_minute']} done, "
-                  f"{report['failed_last_minute']} failed\n"
+                  f"last minute       {report['per_minute']['done']} done, "
+                  f"{report['per_minute']['failed']} failed\n"
                   f"eviction          {escape(eviction_words(report['maxmemory_policy']))}\n"
                   f"paused            {escape(pause_words(report['paused']))}", soft_wrap=True)
     limiters = report["limiters"]
@@ -170,7 +179,8 @@ def render_status(console: Console, report: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def status_command(app: str | None, redis_url: str | None, namespace: str | None,
                    read_urls: tuple[str, ...], as_json: bool) -> None:
-    """Queues, processors, counts, the last dispatch, the tasks finished in the last minute, the
+    """Queues (depth, oldest queued task's age), processors, counts, the last dispatch, the tasks
+    finished in the last minute (the same snapshot as ``luasched metrics``), the
     pauses and the limiters (a line each: its tasks running against its max_running, the lanes it
     holds back, its rate).
 

@@ -9,7 +9,7 @@ few (one per processor or group) and spell their names out.
 
 The Lua scripts get the same names as constants, ``<KIND>_<ATTRIBUTE>`` in capitals with the
 kind's prefix from LUA_KINDS (``TASK_STATE``, ``PROC_CAPACITY``, ``GROUP_TOTAL``,
-``STAT_SUBMITTED``, ``RATE_DONE``, ``EVENT_TASK``): luasched/luatree.py makes them into the
+``STAT_SUBMITTED``, ``RATE_DONE``, ``EVENT_TASK``, ``METRIC_DURATION``): luasched/luatree.py makes them into the
 pseudo-library ``fields`` that a Lua file includes like any other, and writes each one a file
 uses as its literal in what it sends (lua/lib/util.lua's header says why).
 
@@ -64,6 +64,9 @@ class Task:
     # its unique key while it holds it (core/unique): one of the two, by when the key is freed
     unique: str = "u"  # held until the task finishes (done, failed, cancelled, expired)
     unique_started: str = "us"  # held until the task starts (unique_until="started")
+    # when it became ready to start, had it waited elsewhere first (promoted from delayed when
+    # submitted with a delay, or its dependencies settled): the start of its queue wait
+    ready_ms: str = "rd"
 
 
 @dataclass(frozen=True)
@@ -155,12 +158,32 @@ class Stats(ByFinalState):
     seq: str = "seq"  # the idle rankings' tie-break sequence
     expired: str = "expired"  # tasks that reached their deadline before they started (also failed)
     deduplicated: str = "deduplicated"  # submits that found their unique key held: nothing created
+    retried: str = "retried"  # attempts that ended without success and were retried
+    recovered: str = "recovered"  # tasks reap took back: from lapsed processors, or past their timeout
+    placed: str = "placed"  # tasks the placing scripts placed (dispatch, at submit, on ack; not take-next)
+    revived: str = "revived"  # failed tasks retry_failed queued again (failed + revived: ever failed)
     last_dispatch_ms: str = "last_dispatch_ms"
 
 
 @dataclass(frozen=True)
 class Rate(ByFinalState):
     """``rate:<n>`` HASH: tasks finished in the 10 s from n * 10 s, by final state."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The ``mt`` HASH (since the namespace began) and the ``m:<minute>`` HASHes (one minute each,
+    kept for a bounded time): histograms kept by the scripts (lua/lib/metrics.lua). Every name is
+    a prefix: ``<prefix><bucket>:<label>`` counts observations in bucket ``<bucket>`` (the index of
+    its upper bound in core/metrics BOUNDS_MS), ``<sum prefix><label>`` sums them (ms). The label
+    is a task name (duration) or a queue name (wait)."""
+
+    PREFIXES: ClassVar[tuple[str, ...]] = ("duration", "duration_sum", "wait", "wait_sum")
+
+    duration: str = "d:"  # how long an attempt ran, by task name
+    duration_sum: str = "ds:"
+    wait: str = "wq:"  # how long a task waited before its first attempt started, by queue
+    wait_sum: str = "ws:"
 
 
 @dataclass(frozen=True)
@@ -178,13 +201,14 @@ STATS = Stats()
 RATE = Rate()
 GROUP_EVENT = GroupEvent()
 SCHEDULE = Schedule()
+METRIC = Metric()
 
-Kind = Task | Processor | Group | Stats | Rate | GroupEvent | Schedule
+Kind = Task | Processor | Group | Stats | Rate | GroupEvent | Schedule | Metric
 
 #: Every kind of record by the prefix of its Lua constants.
 LUA_KINDS: dict[str, Kind] = {
     "TASK": TASK, "PROC": PROCESSOR, "GROUP": GROUP, "STAT": STATS, "RATE": RATE, "EVENT": GROUP_EVENT,
-    "SCHED": SCHEDULE,
+    "SCHED": SCHEDULE, "METRIC": METRIC,
 }
 
 

@@ -205,3 +205,13 @@ class Keys:
         """STREAM of the dashboard's admin actions (luasched/web): who, what, when, how many;
         capped by each append (XADD MAXLEN ~, luasched.web.reads.AUDIT_LOG_MAX)."""
         return self.prefix + "auditlog"
+
+    @property
+    def metrics_total(self) -> str:
+        """HASH of the histograms kept since the namespace began (fields.METRIC, lua/lib/metrics)."""
+        return self.prefix + "mt"
+
+    def metrics_minute(self, minute: int) -> str:
+        """HASH: a copy of ``metrics_total`` as it was at the first reap of minute ``minute``
+        (= ms // 60000), kept for core/metrics KEEP_S (statistics, not a marker of any task)."""
+        return f"{self.prefix}m:{minute}"

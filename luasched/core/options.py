@@ -35,7 +35,7 @@ POOLS = ("thread", "process")
 #: A task's priority when none is given (0 is placed first, 9 last).
 DEFAULT_PRIORITY = 5
 #: The scripts that write nothing: they may run on a replica, and no WAIT follows them.
-READ_ONLY = frozenset({"counts", "audit", "audit_slice", "processors", "limits", "explain", "schedules"})
+READ_ONLY = frozenset({"counts", "metrics", "audit", "audit_slice", "processors", "limits", "explain", "schedules"})
 
 # Matched with fullmatch: "$" would also match before a final newline.
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import anyio
 import redis.exceptions
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -67,6 +68,10 @@ class Dashboard:
         memory = await self.source.memory()
         oldest = await self.source.oldest(list(queues))
         return self.render(request, "overview.html", counts=counts, queues=queues, memory=memory, oldest=oldest)
+
+    async def metrics(self, request: Request) -> Response:
+        """The Prometheus text exposition, as ``luasched metrics`` prints it."""
+        return Response(await self.source.metrics(), media_type=CONTENT_TYPE_LATEST)
 
     async def queues(self, request: Request) -> Response:
         counts, queues = await self.source.run(self.source.sched.counts_and_queues)
@@ -192,7 +197,7 @@ def create_app(sched: Any, *, admin: bool = False, token: str | None = None) -> 
     pages = [("/", board.overview), ("/queues", board.queues), ("/processors", board.processors),
              ("/tasks", board.tasks), ("/lookup", board.lookup), ("/tasks/{task_id}", board.task),
              ("/failed", board.failed), ("/groups/{group_id}", board.group), ("/schedules", board.schedules),
-             ("/audit-log", board.audit_log), ("/events", board.events)]
+             ("/audit-log", board.audit_log), ("/events", board.events), ("/metrics", board.metrics)]
     routes: list[Route | Mount] = [Route(path, endpoint) for path, endpoint in pages]
     routes.append(Route("/login", board.login, methods=["GET", "POST"]))
     routes.extend(actions.routes(board.source, board.gate))

@@ -13,6 +13,7 @@ from typing import Any
 import redis.exceptions
 from starlette.concurrency import run_in_threadpool
 
+from luasched import metrics
 from luasched.core.calls import text
 from luasched.core.fields import TASK
 from luasched.core.flows import GROUP_COUNTERS, group_progress
@@ -112,6 +113,12 @@ class Source:
         if got:
             return str(text(got[0][1][-1][0]))
         return last_id
+
+    async def metrics(self) -> bytes:
+        """The namespace's Prometheus exposition (luasched.metrics: one read-only script)."""
+        if self.is_async:
+            return metrics.render(await metrics.collect_async(self.sched))
+        return bytes(await run_in_threadpool(metrics.exposition, self.sched))
 
     async def snapshot(self) -> str:
         """The counts and queue lengths as the JSON /events sends."""

@@ -272,8 +272,9 @@ def test_status_shows_what_counts_says(app: luasched.Scheduler, namespace: str) 
     for name, value in shown.items():
         assert row(tables, name.replace("_", " ")) == value, name
     assert as_json["no_processor"] == {"default": 0, "slow": 0}  # both served by a live processor
-    assert re.search(r"^[│|] default +[│|] +0 [│|] +0 [│|]$", tables, re.MULTILINE), tables
-    assert re.search(r"^[│|] slow +[│|] +2 [│|] +0 [│|]$", tables, re.MULTILINE), tables
+    # depth, how long its oldest queued task has been ready ("-": none), tasks no processor takes
+    assert re.search(r"^[│|] default +[│|] +0 [│|] +- [│|] +0 [│|]$", tables, re.MULTILINE), tables
+    assert re.search(r"^[│|] slow +[│|] +2 [│|] +\d+\.\d s [│|] +0 [│|]$", tables, re.MULTILINE), tables
     assert re.search(rf"^[│|] {re.escape(procs['busy']['id'])} +[│|] busy +[│|] +1/1 [│|] +\d+\.\d s [│|] "
                      r"slow +[│|] +\d+\.\d s ago [│|] +\d+\.\d s left [│|]$", tables, re.MULTILINE), tables
     assert re.search(rf"^[│|] {re.escape(procs['by-hand']['id'])} +[│|] by-hand +[│|] +0/2 [│|] +- [│|] ",

@@ -251,6 +251,21 @@ def test_cli_status_failed_and_audit_read_the_replica(group: Replicated, ns: str
     writer.purge()
 
 
+def test_cli_metrics_reads_the_replica(group: Replicated, ns: str) -> None:
+    writer, _ = fill(group, ns)
+    replica = group.replicas[0]
+    reset(group.master, replica)
+
+    shown = cli("metrics", "--redis", group.master.url, "--namespace", ns, "--read-redis", replica.url)
+
+    assert shown.exit_code == 0, shown.output
+    assert f"read from replica {replica.url}" in shown.stderr
+    assert f'luasched_tasks_submitted_total{{namespace="{ns}"}} 5.0' in shown.stdout
+    assert f'luasched_tasks{{namespace="{ns}",state="queued"}} 2.0' in shown.stdout
+    assert not calls(group.master).get("evalsha") and calls(replica)["evalsha"] == 1
+    writer.purge()
+
+
 def test_durability_needs_a_real_server() -> None:
     with pytest.raises(ValueError, match="embedded server has none"):
         luasched.Scheduler(None, "x", durability=1)

@@ -10,7 +10,7 @@ import pytest
 
 import luasched
 from luasched import scripts
-from luasched.core import explain, fields, flows, ops, pauses, policies, records, schedules
+from luasched.core import explain, fields, flows, metrics, ops, pauses, policies, records, schedules
 from luasched.core.audit import MAX_PROBLEMS, check_audit
 from luasched.core.checks import requires_text
 from luasched.core.fields import PROCESSOR, STATS, TASK
@@ -47,6 +47,7 @@ CALLS = {
     "cancel": (ops.cancel(NS, 123, "t1", "r1"), (P, "123", "t1", "r1", "77")),
     "result": (ops.result(NS, "t1", True), (P, "t1", "1")),
     "counts": (ops.counts(NS, 123), (P, "123")),
+    "metrics": (metrics.metrics(NS, 123), (P, "123")),
     "audit": (ops.audit(NS, 123), (P, "123")),
     "audit_slice": (ops.audit_slice(NS, "queue", "q1", 2000, 1000), (P, "queue", "q1", "2000", "1000")),
     "retry_failed": (ops.retry_failed(NS, 123, [], 5, "r1"), (P, "123", "5", "r1")),
@@ -77,6 +78,7 @@ HEADER_WORDS = {
     "cancel": ["prefix", "now_ms", "task", "request", "keep_s"],
     "result": ["prefix", "task", "mark"],
     "counts": ["prefix", "now_ms"],
+    "metrics": ["prefix", "now_ms"],
     "audit": ["prefix", "now_ms"],
     "audit_slice": ["prefix", "place", "the", "start", "count"],  # ARGV[3]: "the queue's name (...) or the lane's"
     "retry_failed": ["prefix", "now_ms", "limit", "request"],

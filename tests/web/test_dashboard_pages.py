@@ -8,12 +8,14 @@ import re
 import anyio
 import fakeredis
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 import luasched
 import luasched.aio
+import luasched.metrics
 from luasched.web import create_app, stop_streams
 from luasched.web.reads import PAGE_SIZE, Source
 from tests.scripts.util import ack, error_json, start
@@ -205,6 +207,22 @@ def test_pages_read_from_read_redis():
     assert on_replica.id in page and on_primary.id not in page
 
 
+def samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
+
+
+def test_metrics_is_the_prometheus_exposition_of_the_namespace(sched, busy):
+    got = client(sched).get("/metrics")
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/plain")
+    found = samples(got.text)
+    ns = ("namespace", sched.namespace)
+    assert found[("luasched_tasks_submitted_total", (ns,))] == 5
+    assert found[("luasched_tasks_finished_total", (ns, ("outcome", "failed")))] == 1
+    assert found[("luasched_tasks", (ns, ("state", "delayed")))] == 1
+    assert got.text.encode() == luasched.metrics.exposition(sched)  # what `luasched metrics` prints
+
+
 def test_an_asyncio_scheduler_serves_the_same_pages(redis_server_or_none, namespace):
     sched = luasched.aio.Scheduler(redis_server_or_none.url if redis_server_or_none else None,
                                    namespace=namespace, dispatch_on_submit=False)
@@ -216,6 +234,7 @@ def test_an_asyncio_scheduler_serves_the_same_pages(redis_server_or_none, namesp
         failed = c.get("/tasks?state=failed")
         assert failed.status_code == 200 and "no task on this page" in failed.text
         assert c.get("/tasks/nope").status_code == 404
+        assert ("luasched_tasks_submitted_total", (("namespace", namespace),)) in samples(c.get("/metrics").text)
         c.headers["authorization"] = f"Bearer {TOKEN}"
         assert c.post("/actions/pause", data={"queue": "default"}).status_code == 200
         assert [p.queue for p in c.portal.call(sched.paused)] == ["default"]

@@ -1,0 +1,55 @@
+--[[ lib/metrics: statistics the scripts keep as they move tasks, so that every processor and every
+  exporter reads the same figures, and history exists without Prometheus.
+  Includes: util
+
+  Two histograms, each observation two HINCRBY in mt:
+    duration  how long an attempt ran (its ack's now - its record's STARTED_MS), by task name
+    wait      how long a task waited before its first attempt started (now - its record's READY_MS,
+              else its CREATED_MS), by queue; retries are not counted
+  Fields: METRIC_DURATION / METRIC_WAIT .. '<bucket>:<label>' count the observations of a bucket
+  (bucket = the index, from 0, of the first bound in METRIC_BOUNDS_MS that is >= the value; the
+  number of bounds for the +Inf bucket); METRIC_DURATION_SUM / METRIC_WAIT_SUM .. '<label>' sum the
+  values (ms). Bounds and retention are luasched/core/metrics.py's BOUNDS_MS and KEEP_S (a test
+  compares).
+    mt        HASH  since the namespace began: counts and sums (what the Prometheus histograms show)
+    m:<min>   HASH  a copy of mt as it was at the first reap of minute <min> (= ms // 60000), kept
+                    METRIC_KEEP_S: the history, a minute apart (one minute's counts: the difference
+                    of two copies). Statistics, never markers of a task: a TTL is right for them.
+]]
+local METRIC_BOUNDS_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000,
+  3600000}
+local METRIC_KEEP_S = 3720
+
+-- One observation of ms (clamped at 0) for label: its bucket's count and the sum, in mt.
+local function observe(C, bucket_prefix, sum_prefix, label, ms)
+  if ms < 0 then
+    ms = 0
+  end
+  local n = #METRIC_BOUNDS_MS
+  local i = n
+  for b = 1, n do
+    if ms <= METRIC_BOUNDS_MS[b] then
+      i = b - 1
+      break
+    end
+  end
+  local mt = C.prefix .. 'mt'
+  redis.call('HINCRBY', mt, bucket_prefix .. i .. ':' .. label, 1)
+  redis.call('HINCRBY', mt, sum_prefix .. label, ms)
+end
+
+-- The history: the first call in a minute copies mt to that minute's key (O(fields of mt), once a
+-- minute; one EXISTS otherwise).
+local function keep_minute(C)
+  local mk = C.prefix .. 'm:' .. fmt(math.floor(C.now / 60000))
+  if redis.call('EXISTS', mk) == 1 then
+    return
+  end
+  local all = redis.call('HGETALL', C.prefix .. 'mt')
+  for i = 1, #all, 1000 do
+    redis.call('HSET', mk, unpack(all, i, math.min(i + 999, #all)))
+  end
+  if #all > 0 then
+    redis.call('EXPIRE', mk, METRIC_KEEP_S)
+  end
+end
