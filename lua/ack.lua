@@ -73,8 +73,8 @@ for i = 0, count - 1 do
     TASK_STARTED_MS))
   local status = 'stale'
   if s == 'running' and p == pid and n == attempt then
+    redis.call('ZREM', C.running, id) -- the first write: on a server without script flags it decides OOM
     observe(C, METRIC_DURATION, METRIC_DURATION_SUM, f, C.now - tonumber(st))
-    redis.call('ZREM', C.running, id)
     redis.call('SREM', P .. 'p:' .. pid .. ':r', id)
     redis.call('HSET', tk, TASK_LAST_PROCESSOR, pid)
     if outcome == 'done' then

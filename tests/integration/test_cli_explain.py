@@ -84,8 +84,9 @@ def test_status_counts_waiting_tasks_no_live_processor_serves(app: luasched.Sche
     assert as_json["queues"] == {"default": 2, "reports": 3}
     assert as_json["no_processor"] == {"default": 0, "reports": 3}
     tables = ok(cli("status", APP)).stdout
-    assert re.search(r"^[│|] reports +[│|] +3 [│|] +3 [│|]$", tables, re.MULTILINE), tables
-    assert re.search(r"^[│|] default +[│|] +2 [│|] +0 [│|]$", tables, re.MULTILINE), tables
+    # queue, depth, oldest (the age of its head), no processor
+    assert re.search(r"^[│|] reports +[│|] +3 [│|] +\S+ s [│|] +3 [│|]$", tables, re.MULTILINE), tables
+    assert re.search(r"^[│|] default +[│|] +2 [│|] +\S+ s [│|] +0 [│|]$", tables, re.MULTILINE), tables
     p.deregister()  # its assigned task goes back: 3 wait in default, and nothing serves it now
     assert json.loads(ok(cli("status", APP, "--json")).stdout)["no_processor"] == {"default": 3, "reports": 3}
 
