@@ -469,41 +469,50 @@ end
 -- tasks after (true when it may: a queue met no idle processor).
 local function place_queued(pl, names, limit, out, turn)
   local C = pl.C
-  local active, left, laned = {}, {}, {}
-  for k = 0, #names - 1 do
-    local q = names[(turn + k) % #names + 1]
-    local depth = 0
-    if not is_paused(pl.paused, q) then
-      depth = redis.call('LLEN', pl.P .. 'q:' .. q)
-      local in_lanes = redis.call('EXISTS', pl.P .. 'lanes:' .. q) == 1
-      pl.lc.laned[q] = in_lanes -- next_routable reads it from there
-      if in_lanes then -- lanes mode: how many are ready is not known
-        due_once(pl.lc, C.now)
-        depth = has_ready(pl.C, q) and limit or 0
-        laned[q] = true
-      end
-    end
-    if depth > 0 then
-      active[#active + 1] = q
-      left[q] = depth
-    end
-  end
+  local left, laned = {}, {}
   local n = 0
-  while n < limit and #active > 0 do
-    local still = {}
-    for _, q in ipairs(active) do
-      if n >= limit then
-        break
-      end
-      if assign_from_queue(pl, q, 1, out) == 1 then
-        n = n + 1
-        left[q] = left[q] - 1
-        if left[q] > 0 then
-          still[#still + 1] = q
+  -- A task that ends expired here may release tasks that waited for it into any queue (lib/lifecycle
+  -- settle), one already looked at among them: then the queues are read once more.
+  for _ = 1, 2 do
+    local active, expired = {}, pl.skipped
+    left, laned = {}, {}
+    for k = 0, #names - 1 do
+      local q = names[(turn + k) % #names + 1]
+      local depth = 0
+      if not is_paused(pl.paused, q) then
+        depth = redis.call('LLEN', pl.P .. 'q:' .. q)
+        local in_lanes = redis.call('EXISTS', pl.P .. 'lanes:' .. q) == 1
+        pl.lc.laned[q] = in_lanes -- next_routable reads it from there
+        if in_lanes then -- lanes mode: how many are ready is not known
+          due_once(pl.lc, C.now)
+          depth = has_ready(pl.C, q) and limit or 0
+          laned[q] = true
         end
       end
+      if depth > 0 then
+        active[#active + 1] = q
+        left[q] = depth
+      end
     end
-    active = still
+    while n < limit and #active > 0 do
+      local still = {}
+      for _, q in ipairs(active) do
+        if n >= limit then
+          break
+        end
+        if assign_from_queue(pl, q, 1, out) == 1 then
+          n = n + 1
+          left[q] = left[q] - 1
+          if left[q] > 0 then
+            still[#still + 1] = q
+          end
+        end
+      end
+      active = still
+    end
+    if n >= limit or pl.skipped == expired then
+      break
+    end
   end
   for q, depth in pairs(left) do
     if depth > 0 and (not laned[q] or has_ready(pl.C, q)) then

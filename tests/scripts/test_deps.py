@@ -265,3 +265,16 @@ def test_a_waiting_task_is_not_counted_against_its_queues_cap(sched, proc):
     finish(sched, proc)  # released into the queue, whatever its cap: like a retry, it is never refused
     assert child.state == "queued"
     audit_ok(sched)
+
+
+def test_a_task_released_by_an_expiry_in_a_dispatch_is_placed_by_that_dispatch(sched, clock):
+    """The property machine's case: the parent, in queue b, expires as dispatch meets it; the
+    child it releases into queue a (read before b, empty then) is placed by the same call."""
+    p = sched.processor(capacity=2, queues=("a", "b"), lease=600)
+    assert p.register()
+    parent = sched.submit("add", 1, _queue="b", _expires=2)
+    child = parent.then("add", _queue="a", _on_failure="run")
+    clock.advance(3)
+    assert sched.dispatch(6) == [(child.id, p.id)]
+    assert parent.state == "failed" and child.state == "assigned"
+    audit_ok(sched)
