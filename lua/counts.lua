@@ -17,18 +17,11 @@ local procs, idle = C.procs, C.idle
 local now = clock_ms(ARGV[2])
 local depths = {}
 local queued = 0
-local names = redis.call('SMEMBERS', C.queues)
-table.sort(names)
-local in_lanes = redis.call('HGETALL', P .. 'lq')
-local laned = {}
-for i = 1, #in_lanes, 2 do
-  laned[in_lanes[i]] = tonumber(in_lanes[i + 1])
-end
+local names, depth_of = queue_depths(C)
 for _, q in ipairs(names) do
-  local d = redis.call('LLEN', P .. 'q:' .. q) + (laned[q] or 0) -- lanes other than q:<q> (lib/lanes)
-  queued = queued + d
+  queued = queued + depth_of[q]
   depths[#depths + 1] = q
-  depths[#depths + 1] = d
+  depths[#depths + 1] = depth_of[q]
 end
 local c = redis.call('HMGET', C.stats, STAT_SUBMITTED, STAT_ASSIGNED, STAT_DONE, STAT_CANCELLED, STAT_LAST_DISPATCH_MS,
   STAT_EXPIRED, STAT_DEDUPLICATED)

@@ -21,17 +21,11 @@ local now = clock_ms(ARGV[2])
 if not now then
   return redis.error_reply('ERR luasched metrics: bad now_ms')
 end
-local names = redis.call('SMEMBERS', C.queues)
-table.sort(names)
-local in_lanes = redis.call('HGETALL', P .. 'lq')
-local laned = {}
-for i = 1, #in_lanes, 2 do
-  laned[in_lanes[i]] = tonumber(in_lanes[i + 1])
-end
+local names, depth_of = queue_depths(C)
 local queues = {}
 local queued = 0
 for _, q in ipairs(names) do
-  local d = redis.call('LLEN', P .. 'q:' .. q) + (laned[q] or 0) -- lanes other than q:<q> (lib/lanes)
+  local d = depth_of[q]
   queued = queued + d
   local lists = {P .. 'q:' .. q}
   if redis.call('EXISTS', P .. 'lanes:' .. q) == 1 then -- lanes mode: each lane's head (its oldest)

@@ -115,6 +115,24 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 
+-- Every queue used (the queues SET), sorted, and queue -> how many tasks it holds queued: its
+-- list q:<queue> and its lanes other than that list (the lq HASH, lib/lanes). O(queues).
+local function queue_depths(C)
+  local P = C.prefix
+  local names = redis.call('SMEMBERS', C.queues)
+  table.sort(names)
+  local in_lanes = redis.call('HGETALL', P .. 'lq')
+  local laned = {}
+  for i = 1, #in_lanes, 2 do
+    laned[in_lanes[i]] = tonumber(in_lanes[i + 1])
+  end
+  local depths = {}
+  for _, q in ipairs(names) do
+    depths[q] = redis.call('LLEN', P .. 'q:' .. q) + (laned[q] or 0)
+  end
+  return names, depths
+end
+
 local function clock_ms(given)
   if given ~= '' then
     return tonumber(given)
