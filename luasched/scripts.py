@@ -42,6 +42,7 @@ NAMES = (
     "audit",
     "audit_slice",
     "retry_failed",
+    "purge_finished",
     "processors",
     "pause",
     "policy",
