@@ -51,6 +51,7 @@ CALLS = {
     "audit": (ops.audit(NS, 123), (P, "123")),
     "audit_slice": (ops.audit_slice(NS, "queue", "q1", 2000, 1000), (P, "queue", "q1", "2000", "1000")),
     "retry_failed": (ops.retry_failed(NS, 123, [], 5, "r1"), (P, "123", "5", "r1")),
+    "purge_finished": (ops.purge_finished(NS, 123, 60000, 4, 1000, "r1"), (P, "123", "60000", "4", "1000", "r1")),
     "processors": (ops.processors(NS, 123, 50), (P, "123", "50")),
     "pause": (pauses.pause(NS, 123, "pause", "q1", "k1"), (P, "123", "pause", "q1", "k1")),
     "policy": (policies.limit(NS, 123, policies.Limiter("api", 5, 2, 3, 4)),
@@ -82,6 +83,7 @@ HEADER_WORDS = {
     "audit": ["prefix", "now_ms"],
     "audit_slice": ["prefix", "place", "the", "start", "count"],  # ARGV[3]: "the queue's name (...) or the lane's"
     "retry_failed": ["prefix", "now_ms", "limit", "request"],
+    "purge_finished": ["prefix", "now_ms", "older_than_ms", "start", "limit", "request"],
     "processors": ["prefix", "now_ms", "limit"],
     "pause": ["prefix", "now_ms", "action", "scope", "key"],
     "policy": ["prefix", "now_ms", "op"],
@@ -485,8 +487,22 @@ def test_a_clean_audit_passes():
     assert found.ok, found.problems
     assert found.problems == []
     assert found.counts == {"submitted": 8, "waiting": 1, "queued": 1, "delayed": 1, "assigned": 1, "running": 1,
-                            "done": 1, "failed": 1, "cancelled": 1, "processors": 1, "idle_processors": 1}
+                            "done": 1, "failed": 1, "cancelled": 1, "purged": 0, "processors": 1,
+                            "idle_processors": 1}
     assert bool(found) is True
+
+
+def test_purged_tasks_count_as_accounted_for():
+    """A purged dead letter is in no place: the purged counter keeps submitted's sum."""
+    frame, slices = clean()
+    frame[1] = [*frame[1], STATS.purged, "2"]
+    frame[1][1] = "10"
+    found = check_audit(frame, slices)
+    assert found.ok, found.problems
+    assert found.counts["purged"] == 2
+    frame[1][1] = "11"
+    assert any("11 tasks were submitted but 10 are accounted for" in p and "purged 2" in p
+               for p in check_audit(frame, slices).problems)
 
 
 def plant(change):
