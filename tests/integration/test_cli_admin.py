@@ -192,9 +192,9 @@ def test_submit_bad_input_is_one_line_exit_2_and_submits_nothing(
     ("tests.cli_app:not_a_scheduler", "is a str, not a luasched.Scheduler"),
 ])
 @pytest.mark.parametrize("command", ["submit", "status", "audit", "failed", "retry-failed", "purge",
-                                     "health"])
+                                     "purge-finished", "health"])
 def test_unknown_app_is_one_line_exit_2(command: str, spec: str, says: str) -> None:
-    extra = ["add", "1", "2"] if command == "submit" else ["--yes"] if command == "purge" else []
+    extra = ["add", "1", "2"] if command == "submit" else ["--yes"] if command.startswith("purge") else []
     refused(cli(command, spec, *extra), says)
 
 
@@ -336,6 +336,7 @@ COMMANDS = {
     "failed": ["failed", APP],
     "retry-failed": ["retry-failed", APP],
     "purge": ["purge", APP, "--yes"],
+    "purge-finished": ["purge-finished", APP, "--yes"],
     "health": ["health", APP],
 }
 
