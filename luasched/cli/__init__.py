@@ -28,7 +28,8 @@ for command in (demo.demo, serve.processor_command, serve.scheduler_command, tas
                 tasks.show_command, tasks.explain_command, tasks.cancel_command, tasks.failed_command,
                 tasks.retry_failed_command,
                 admin.status_command, admin.audit_command, policies.pause_command, policies.resume_command,
-                policies.limits_command, admin.purge_command, admin.purge_finished_command, admin.health_command, schedules.schedules_command,
+                policies.limits_command, admin.purge_command, admin.purge_finished_command, admin.health_command,
+                schedules.schedules_command,
                 schedules.schedule_group, web.dashboard_command, observe.metrics_command):
     main.add_command(command)
 

@@ -66,15 +66,6 @@ def row(output: str, label: str) -> int:
     return int(found["value"])
 
 
-@pytest.fixture
-def real(app: luasched.Scheduler, redis_server: RedisServer) -> Iterator[luasched.Scheduler]:
-    """The same APP (tasks, namespace) on the session's real redis-server."""
-    sched = app.connect(redis_server.url)
-    yield sched
-    sched.purge()
-    sched.close()
-
-
 def run_one(sched: luasched.Scheduler, capacity: int = 1, queues: tuple[str, ...] = ("default",)) -> int:
     """Run what is queued: a processor registers, gets what dispatch gives it, runs it in this
     thread, and leaves (so that the next dispatch cannot give a task to it instead)."""

@@ -3,22 +3,12 @@ honoured, bad input exit 2 with nothing deleted; on the embedded server and on a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import luasched
 from luasched.core import ops
 from tests.integration.test_cli_admin import APP, cli, ok, refused, run_one
 from tests.servers import RedisServer
-
-
-@pytest.fixture
-def real(app: luasched.Scheduler, redis_server: RedisServer) -> Iterator[luasched.Scheduler]:
-    sched = app.connect(redis_server.url)
-    yield sched
-    sched.purge()
-    sched.close()
 
 
 def dead(sched: luasched.Scheduler, n: int) -> list[str]:

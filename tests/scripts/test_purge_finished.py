@@ -19,7 +19,8 @@ from luasched.core.fields import TASK
 from luasched.core.tasks import new_request_id
 from luasched.metrics import families, snapshot
 
-from .util import ack, audit_ok, error_json, snapshot as state_snapshot, start
+from .util import ack, audit_ok, error_json, start
+from .util import snapshot as state_snapshot
 
 
 @pytest.fixture
@@ -247,3 +248,43 @@ def test_the_asyncio_front_end_purges_as_well(sched, proc, make_async_client, na
     assert asyncio.run(main()) == 2
     assert len(failed_ids(sched)) == 1 and failed_ids(sched)[0] in ids
     audit_ok(sched)
+
+
+def test_a_task_waiting_for_a_purged_parent_and_another_settles_as_before(sched, proc):
+    first = sched.submit("add", _max_attempts=1)
+    second = sched.submit("add", _queue="side")
+    child = sched.submit("add", _after=[first, second], _on_failure="run")
+    fail_next(sched, proc)
+    assert child.state == "waiting"
+
+    assert sched.purge_finished() == 1
+
+    audit_ok(sched)  # what the child waits for: the purged one counts as finished
+    side = sched.processor(capacity=1, lease=600, queues=["side"])
+    assert side.register()
+    sched.dispatch()
+    ack(sched, side.id, start(sched, side.id).task, "done", "2")
+    assert child.state == "queued"  # its parents' ends were counted as they came: it runs
+    audit_ok(sched)
+
+
+def test_sharded_purges_every_shard_up_to_the_limit_in_all(make_client, namespace):
+    work = luasched.Sharded(make_client(), namespaces=[f"{namespace}.{i}" for i in range(3)],
+                            dispatch_on_submit=False)
+    try:
+        for shard in work.schedulers:
+            p = shard.processor(capacity=1, lease=600)
+            assert p.register()
+            dead_letters(shard, 2, p.id)
+        assert work.counts()["failed"] == 6
+
+        assert work.purge_finished(limit=4) == 4
+        assert work.counts()["failed"] == 2
+        with pytest.raises(ValueError, match="older_than"):
+            work.purge_finished(older_than=-1)
+        assert work.purge_finished(older_than=timedelta(0)) == 2
+        counts = work.counts()
+        assert (counts["failed"], counts["purged"]) == (0, 6)
+        assert work.audit().ok
+    finally:
+        work.close()
