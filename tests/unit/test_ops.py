@@ -759,3 +759,43 @@ def test_retry_failed_names_its_ids_after_the_limit():
     assert call.args == (P, "", "5", "r1", "t1", "t2")
     with pytest.raises(ValueError, match="more than limit"):
         ops.retry_failed(NS, None, ["t1", "t2"], 1, "r1")
+
+
+def drive_purge(replies, limit=None, now_ms=None):
+    """Run flows.purge_finished on canned replies; the calls it sent and what it returned."""
+    rids = iter(f"r{i}" for i in range(100))
+    flow = flows.purge_finished(NS, now_ms, 5000, limit, lambda: next(rids))
+    sent = [next(flow)]
+    try:
+        for reply in replies:
+            sent.append(flow.send(reply))
+    except StopIteration as done:
+        return sent, done.value
+    raise AssertionError("the flow did not end on these replies")
+
+
+def test_purge_flow_passes_over_what_was_kept_with_one_cutoff(monkeypatch):
+    monkeypatch.setattr(flows, "PURGE_CHUNK", 3)
+    sent, deleted = drive_purge([[2, 1, 0, 1, "9000"], [3, 0, 0, 1, "9000"], [1, 2, 1, 0, "9000"]])
+    assert deleted == 6
+    # ARGV: prefix, now_ms, older_than_ms, start, limit, request id
+    assert [c.args[1:5] for c in sent] == [("", "5000", "0", "3"), ("9000", "5000", "1", "3"),
+                                           ("9000", "5000", "1", "3")]
+    assert len({c.args[5] for c in sent}) == 3  # a request id per call
+
+
+def test_purge_flow_stops_at_its_limit_and_asks_no_more_than_is_left(monkeypatch):
+    monkeypatch.setattr(flows, "PURGE_CHUNK", 3)
+    sent, deleted = drive_purge([[3, 0, 0, 1, "7"], [1, 0, 0, 1, "7"]], limit=4, now_ms=7)
+    assert deleted == 4
+    assert [c.args[4] for c in sent] == ["3", "1"]
+
+
+def test_purge_call_shape_refuses_bad_numbers():
+    with pytest.raises(ValueError, match="older_than_ms"):
+        ops.purge_finished(NS, None, -1, 0, 10, "r")
+    with pytest.raises(ValueError, match="start"):
+        ops.purge_finished(NS, None, 0, -1, 10, "r")
+    with pytest.raises(ValueError, match="limit"):
+        ops.purge_finished(NS, None, 0, 0, 10001, "r")
+    assert ops.decode_purge_finished([1, 2, 3, 0, "99"]) == ops.PurgeChunk(1, 2, 3, False, 99)
