@@ -122,7 +122,7 @@ class Policies(Transport, SchedulerBase):
         (seconds or a timedelta) ago, the oldest first, at most ``limit`` of them (None: all):
         their records, errors and results go, as a done or cancelled task's do after ``keep``.
         Returns how many went. A member of a group that has not finished is kept (the tasks
-        waiting for the group read its error). Runs as calls of lua/purge_finished.lua of 1000
+        waiting for the group read its error). Runs as calls of lua/purge_finished.lua of 500
         dead letters each (bounded server time, never a walk of all tasks) until none is left.
         ``counts()["failed"]`` goes down by as many and ``counts()["purged"]`` up; the finished
         totals (``done``, the metrics' ``luasched_tasks_finished_total``) never go down."""

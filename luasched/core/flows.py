@@ -47,8 +47,10 @@ def audit(ns: Namespace, now_ms: int | None, slice_size: int = AUDIT_SLICE) -> F
     return check.result()
 
 
-#: How many dead letters one purge_finished call looks at: ~1 ms of server time on Redis 7.
-PURGE_CHUNK = 1000
+#: How many dead letters one purge_finished call looks at: ~4.5 ms of server time on Redis 7 (five
+#: commands each), about what an audit slice costs; 1000 took ~10 ms. Measured with the script's
+#: calls timed on loopback, 20,000 dead letters, 2 shared cores, 2026-12-04.
+PURGE_CHUNK = 500
 
 
 def purge_finished(ns: Namespace, now_ms: int | None, older_than_ms: int, limit: int | None,
