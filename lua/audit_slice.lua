@@ -29,10 +29,9 @@ elseif place == 'waiting' then
     local dn, dp = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_DEPS_LEFT, TASK_PARENTS))
     local left = 0
     for _, ref in ipairs(split_commas(dp or '')) do
-      -- a task whose record is gone has finished: a dead letter purged, or a done or cancelled
-      -- one expired after keep_s while this task still waits for another
-      local gone = string.sub(ref, 1, 2) == 't:' and redis.call('EXISTS', P .. ref) == 0
-      if not gone and not parent_end(P, ref) then
+      -- (a task whose record is gone has finished: a dead letter purged, or a done or cancelled
+      -- one expired after keep_s while this task still waits for another)
+      if not parent_end(P, ref) then
         left = left + 1
       end
     end

@@ -108,7 +108,10 @@ local function parent_end(P, ref)
     if s == 'done' then
       return true, false
     end
-    return s == nil or s == 'failed' or s == 'cancelled', s ~= nil
+    if not s then -- its record is gone (expired after keep, or purged): Redis answers false, not nil
+      return true, true
+    end
+    return s == 'failed' or s == 'cancelled', true
   end
   local n, d, f, x = unpack(redis.call('HMGET', P .. ref, GROUP_TOTAL, GROUP_DONE, GROUP_FAILED, GROUP_CANCELLED))
   n = tonumber(n) or redis.call('LLEN', P .. 'gi:' .. string.sub(ref, 3))
