@@ -130,9 +130,10 @@ def consumer_span(task: Started, pid: str, facts: Facts | None) -> Iterator[Any]
                        timestamp=record.placed_ms * 1_000_000 if record.placed_ms else None)
         wait = wait_of(record)
         if record.created_ms and wait is not None:
-            span.add_event("waited", {"luasched.wait_ms": max(0, record.started_ms - record.created_ms),
-                                      "luasched.wait_reason": wait.reason}
-                           | {f"luasched.wait.{phase}_ms": ms for phase, ms in wait.phases.items()})
+            waited: dict[str, str | int] = {"luasched.wait_ms": max(0, record.started_ms - record.created_ms),
+                                            "luasched.wait_reason": wait.reason}
+            waited |= {f"luasched.wait.{phase}_ms": ms for phase, ms in wait.phases.items()}
+            span.add_event("waited", waited)
 
         def ended(outcome: str, payload: str) -> None:
             if outcome != "done":

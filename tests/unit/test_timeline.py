@@ -19,8 +19,8 @@ REVIVED = Attempt(1, 1100, 1200, 1300, "p", "failed", 5000, "ValueError", "no")
 
 
 def test_the_log_decodes_entries_and_leaves_out_what_it_cannot_read():
-    raw = "1\x1f10\x1f20\x1f30\x1fp1\x1ferror\x1f40\x1fValueError\x1fno\x1e2\x1f\x1f50\x1f60\x1fp2\x1flease\x1f\x1f\x1f" \
-          "\x1ebroken"
+    raw = "\x1e".join(["\x1f".join(["1", "10", "20", "30", "p1", "error", "40", "ValueError", "no"]),
+                       "\x1f".join(["2", "", "50", "60", "p2", "lease", "", "", ""]), "broken"])
     assert decode_attempts(raw) == (Attempt(1, 10, 20, 30, "p1", "error", 40, "ValueError", "no"),
                                     Attempt(2, 0, 50, 60, "p2", "lease", 0, "", ""))
     assert decode_attempts(None) == decode_attempts("") == ()
