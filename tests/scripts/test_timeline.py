@@ -14,14 +14,20 @@ from .util import ack, audit_ok, error_json, raw_record, start
 T0 = 1_700_000_000_000  # the FakeClock's start, ms
 
 
+def registered(sched: luasched.Scheduler, **options: object) -> luasched.Processor:
+    """A registered processor of one slot (lease: 10 min unless given), not running."""
+    p = sched.processor(**({"capacity": 1, "lease": 600} | options))  # type: ignore[arg-type]
+    assert p.register()
+    return p
+
+
 def events(sched: luasched.Scheduler, task_id: str) -> list[tuple[int, str, str]]:
     """(ms after T0, event, processor) of each timeline event."""
     return [(e.at_ms - T0, e.event, e.processor) for e in sched.task_record(task_id).timeline()]
 
 
 def test_the_happy_path_records_its_placing_and_writes_no_log(sched, clock):
-    p = sched.processor(capacity=1, lease=600)
-    assert p.register()
+    p = registered(sched)
     h = sched.submit("add", 1, 2)
     clock.advance(1)
     assert sched.dispatch() == [(h.id, p.id)]
@@ -41,8 +47,7 @@ def test_the_happy_path_records_its_placing_and_writes_no_log(sched, clock):
 
 
 def test_a_retry_logs_the_attempt_with_its_error_and_the_next_one_follows(sched, clock):
-    p = sched.processor(capacity=1, lease=600)
-    assert p.register()
+    p = registered(sched)
     h = sched.submit("add", 1, 2, _retry_backoff=2)
     clock.advance(1)
     sched.dispatch()
@@ -70,8 +75,7 @@ def test_a_retry_logs_the_attempt_with_its_error_and_the_next_one_follows(sched,
 
 
 def test_reap_logs_a_timeout_and_a_lease_lapse(sched, clock):
-    slow = sched.processor(capacity=1, lease=600)
-    assert slow.register()
+    slow = registered(sched)
     late = sched.submit("add", 1, _timeout=5)
     sched.dispatch()
     start(sched, slow.id)
@@ -81,11 +85,8 @@ def test_reap_logs_a_timeout_and_a_lease_lapse(sched, clock):
     assert (timed_out.ended, timed_out.error_type, timed_out.processor) == ("timeout", "TaskTimeout", slow.id)
     assert timed_out.due_ms == T0 + 6000 + 1000  # its backoff: the default second
 
-    gone = sched.processor(capacity=1, lease=5)
-    assert gone.register()
     lost = sched.submit("add", 2, _queue="other")
-    gone_on = sched.processor(capacity=1, lease=5, queues=("other",))
-    assert gone_on.register()
+    gone_on = registered(sched, lease=5, queues=("other",))
     sched.dispatch()
     start(sched, gone_on.id)
     clock.advance(6)
@@ -97,8 +98,7 @@ def test_reap_logs_a_timeout_and_a_lease_lapse(sched, clock):
 
 
 def test_a_deregistered_processor_logs_its_running_attempt(sched, clock):
-    p = sched.processor(capacity=1, lease=600)
-    assert p.register()
+    p = registered(sched)
     h = sched.submit("add", 1)
     sched.dispatch()
     start(sched, p.id)
@@ -109,8 +109,7 @@ def test_a_deregistered_processor_logs_its_running_attempt(sched, clock):
 
 
 def test_the_log_keeps_the_last_attempts_and_one_line_texts_cut_whole(sched, clock):
-    p = sched.processor(capacity=1, lease=100_000)
-    assert p.register()
+    p = registered(sched, lease=100_000)
     h = sched.submit("add", 1, _max_attempts=ATTEMPTS_KEPT + 6, _retry_backoff=0.001)
     for n in range(1, ATTEMPTS_KEPT + 6):
         clock.advance(3600)  # the longest backoff
@@ -127,8 +126,7 @@ def test_the_log_keeps_the_last_attempts_and_one_line_texts_cut_whole(sched, clo
 
 
 def test_a_revived_dead_letter_logs_its_last_attempt(sched, clock):
-    p = sched.processor(capacity=1, lease=600)
-    assert p.register()
+    p = registered(sched)
     h = sched.submit("add", 1, _max_attempts=1)
     sched.dispatch()
     task = start(sched, p.id).task
@@ -146,8 +144,7 @@ def test_a_revived_dead_letter_logs_its_last_attempt(sched, clock):
 
 def test_placed_at_once_by_submit_by_take_and_by_the_acking_slot(make_sched, clock):
     sched = make_sched(clock=clock, dispatch_on_submit=True)
-    p = sched.processor(capacity=1, lease=600)
-    assert p.register()
+    p = registered(sched)
     first = sched.submit("add", 1)  # submit places it at once
     assert sched.task_record(first.id).placed_ms == T0
     task = start(sched, p.id).task
@@ -167,8 +164,7 @@ def test_placed_at_once_by_submit_by_take_and_by_the_acking_slot(make_sched, clo
 
 
 def test_waiting_for_a_parent_shows_when_it_became_ready(sched, clock):
-    p = sched.processor(capacity=1, lease=600)
-    assert p.register()
+    p = registered(sched)
     parent = sched.submit("add", 1)
     child = sched.submit("add", 2, _after=[parent])
     sched.dispatch()
