@@ -112,7 +112,8 @@ def timeline(f: Facts) -> list[Event]:
         events.append(Event(f.ready_ms, "ready", "", "its dependencies settled" if f.parents else "its delay ended"))
     holder = f.processor or f.last_processor
     if f.placed_ms:
-        events.append(Event(f.placed_ms, "placed", holder, f"attempt {f.attempts + (f.state == 'assigned')}"))
+        upcoming = f.placed_ms > f.started_ms  # placed for the attempt after the latest started
+        events.append(Event(f.placed_ms, "placed", holder, f"attempt {f.attempts + upcoming}"))
     if f.attempts and f.started_ms and not _current_logged(f):
         events.append(Event(f.started_ms, "started", holder, f"attempt {f.attempts}"))
     if f.finished_ms and f.state in ("done", "failed", "cancelled"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from luasched.core.timeline import Attempt, Facts, decode_attempts, wait_of
+from luasched.core.timeline import Attempt, Facts, decode_attempts, timeline, wait_of
 
 
 def facts(**given: object) -> Facts:
@@ -46,3 +46,18 @@ def test_the_wait_before_an_attempt_by_phase(given, phases, reason):
 
 def test_no_start_no_wait():
     assert wait_of(facts()) is None
+
+
+def test_a_retried_task_placed_again_lists_each_attempt_once():
+    found = timeline(facts(state="assigned", attempts=1, history=(RETRY,), started_ms=1200, placed_ms=1900))
+    assert [(e.at_ms, e.event, e.detail) for e in found] == [
+        (1000, "created", ""), (1100, "placed", "attempt 1"), (1200, "started", "attempt 1"),
+        (1300, "ended", "attempt 1 error, retried (ValueError: no)"), (1800, "retry due", "attempt 2 may start"),
+        (1900, "placed", "attempt 2")]
+
+
+def test_an_expired_task_says_so():
+    found = timeline(facts(state="failed", attempts=0, finished_ms=4000,
+                           error={"type": "TaskExpired", "message": "not started by its deadline (4000 ms)"}))
+    assert [(e.event, e.processor, e.detail) for e in found] == [
+        ("created", "", ""), ("finished", "", "expired (TaskExpired: not started by its deadline (4000 ms))")]
