@@ -503,43 +503,40 @@ local function expire_due(C, limit)
   return #ids
 end
 
--- How many entries the attempt log of a task keeps (its latest).
-local ATTEMPTS_KEPT = 20
-
--- s (nil: '') on one line (control characters made spaces), at most max bytes, never cut inside
--- a character (UTF-8: what a client decodes): a log field.
-local function log_text(s, max)
-  local flat = string.gsub(s or '', '%c', ' ')
-  local cut = max
-  while cut > 0 and cut < #flat do
-    local c = string.byte(flat, cut + 1)
-    if c < 128 or c >= 192 then -- the next byte begins a character
-      break
-    end
-    cut = cut - 1
-  end
-  return string.sub(flat, 1, cut)
-end
-
--- log (a task's attempt log, nil: none) with one more entry, the oldest dropped past
--- ATTEMPTS_KEPT. Entries are separated by byte 30, the fields of one by byte 31 (neither is left
--- in a field): attempt, placed ms, started ms, ended ms, processor, how it ended (error,
--- timeout, lease, deregistered, failed), when its retry was due ('' when queued again at once),
--- the error's type and message (at most 200 bytes). luasched/core/records.py decodes it.
+-- log (a task's attempt log, nil: none) with one more entry, the oldest dropped past the last 20
+-- (core/timeline ATTEMPTS_KEPT). Entries are separated by byte 30, the fields of one by byte 31:
+-- attempt, placed ms, started ms, ended ms, processor, how it ended (error, timeout, lease,
+-- deregistered, failed), when its retry was due ('' when queued again at once), the error's type
+-- and message. The texts are made one line (no control character, so neither separator) of at
+-- most 200 bytes, never cut inside a UTF-8 character (what a client decodes). One function (its
+-- helper inside): what every call of a script that may end an attempt pays is one closure.
+-- luasched/core/timeline.py decodes it.
 local function logged_attempt(log, n, pt, st, ended, pid, how, due, error_json)
+  local function one_line(s)
+    local flat = string.gsub(s or '', '%c', ' ')
+    local cut = 200
+    while cut > 0 and cut < #flat do
+      local c = string.byte(flat, cut + 1)
+      if c < 128 or c >= 192 then -- the next byte begins a character
+        break
+      end
+      cut = cut - 1
+    end
+    return string.sub(flat, 1, cut)
+  end
   local etype, message = '', ''
   local ok, e = pcall(cjson.decode, error_json or '')
   if ok and type(e) == 'table' then
     etype = type(e.type) == 'string' and e.type or ''
     message = type(e.message) == 'string' and e.message or ''
   end
-  local entry = table.concat({n or '', pt or '', st or '', fmt(ended), log_text(pid, 200), how,
-    due and fmt(due) or '', log_text(etype, 200), log_text(message, 200)}, '\31')
+  local entry = table.concat({n or '', pt or '', st or '', fmt(ended), one_line(pid), how, due and fmt(due) or '',
+    one_line(etype), one_line(message)}, '\31')
   if not log or log == '' then
     return entry
   end
   local _, count = string.gsub(log, '\30', '')
-  if count + 1 >= ATTEMPTS_KEPT then
+  if count + 1 >= 20 then
     log = string.sub(log, string.find(log, '\30', 1, true) + 1)
   end
   return log .. '\30' .. entry

@@ -71,7 +71,7 @@ class Task:
     # assigned, or as it started at once on the processor that took it; gone when given back)
     placed_ms: str = "pt"
     # the attempts that ended without finishing it (a retry, a lease lapse, a timeout; a revived
-    # dead letter's last attempt), the last ATTEMPTS_KEPT, core/records decodes (absent: none)
+    # dead letter's last attempt), the last 20, core/timeline decodes (absent: none)
     attempts_log: str = "al"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: How many ended attempts a task's record keeps, its latest (lua/lib/lifecycle ATTEMPTS_KEPT).
+#: How many ended attempts a task's record keeps, its latest (lua/lib/lifecycle logged_attempt).
 ATTEMPTS_KEPT = 20
 
 #: How an attempt that did not finish its task ended, as the log stores it -> as a person reads it.
