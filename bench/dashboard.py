@@ -3,17 +3,20 @@ namespace with few and with many finished tasks (issue 20: a million must cost w
 
     .venv/bin/python bench/dashboard.py [--few 1000] [--many 1000000] [--renders 200]
 
-Starts its own redis-server on a free loopback port, finishes --few no-op tasks through a running
-processor, renders each page --renders times through Starlette's TestClient (in process, no
-network), then finishes tasks up to --many and renders again. Prints, per page, the median render
-time and the Redis commands one render runs (INFO commandstats, which also counts the commands
-run inside scripts). Results go to bench/results/dashboard.json.
+Starts its own redis-server on a free loopback port, finishes --few tasks (one in FAIL_EVERY fails:
+a dead letter) through a running processor, renders each page --renders times through
+Starlette's TestClient (in process, no network), then finishes tasks up to --many and renders
+again (--few leaves more than a page of dead letters: both listings are full). Prints, per page,
+the median render time and the Redis commands one render runs (INFO commandstats, which also
+counts the commands run inside scripts). Results go to bench/results/dashboard.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import statistics
 import sys
 import time
@@ -31,19 +34,21 @@ from tests.servers import start_redis  # noqa: E402
 PAGES = ("/", "/tasks?state=failed", "/tasks?state=queued&queue=default", "/failed", "/processors")
 
 
-def finish(sched: luasched.Scheduler, n: int) -> None:
-    """Run ``n`` no-op tasks to their end, in chunks, through one processor."""
+#: One task in this many fails (one attempt): dead letters grow with the history, as they do.
+FAIL_EVERY = 10
+
+
+def finish(sched: luasched.Scheduler, n: int, first: int = 0) -> None:
+    """Run tasks ``first`` .. ``first + n - 1`` to their end, in chunks, through one processor: each
+    is done but one in FAIL_EVERY, which fails (a dead letter)."""
     proc = sched.processor(capacity=16, lease=60)
     proc.start()
     try:
-        left = n
-        while left:
-            chunk = min(left, 5000)
-            handles = sched.submit_many("noop", [() for _ in range(chunk)])
-            handles[-1].result(timeout=600)
+        for start in range(first, first + n, 5000):
+            handles = sched.submit_many("work", [(i,) for i in range(start, min(start + 5000, first + n))])
             for h in handles:
-                h.result(timeout=600)
-            left -= chunk
+                with contextlib.suppress(luasched.TaskFailed):
+                    h.result(timeout=600)
     finally:
         proc.stop(timeout=30)
 
@@ -76,25 +81,30 @@ def main() -> int:
     parser.add_argument("--many", type=int, default=1_000_000)
     parser.add_argument("--renders", type=int, default=200)
     args = parser.parse_args()
+    logging.getLogger("luasched").setLevel(logging.ERROR)  # not a line per dead letter
     server = start_redis()
     try:
         client = server.client()
         sched = luasched.Scheduler(server.client(), namespace="bench")
 
-        @sched.task
-        def noop() -> None:
-            return None
+        @sched.task(max_attempts=1)
+        def work(i: int) -> None:
+            if i % FAIL_EVERY == 0:
+                raise ValueError(f"task {i} fails, as one in {FAIL_EVERY} does")
 
         finish(sched, args.few)
         few = renders(sched, client, args.renders)
         t0 = time.perf_counter()
-        finish(sched, args.many - args.few)
+        finish(sched, args.many - args.few, first=args.few)
         filled_s = time.perf_counter() - t0
         many = renders(sched, client, args.renders)
-        done = sched.counts()["done"]
+        counts = sched.counts()
+        done, failed = counts["done"], counts["failed"]
+        memory = client.info("memory")["used_memory_human"]
     finally:
         server.cleanup()
-    result = {"few": args.few, "many": args.many, "done_at_end": done, "fill_s": round(filled_s, 1),
+    result = {"few": args.few, "many": args.many, "done_at_end": done, "failed_at_end": failed,
+              "used_memory": memory, "fill_s": round(filled_s, 1),
               "pages": {url: {"few": few[url], "many": many[url]} for url in PAGES}}
     print(f"{'page':40} {'ms @' + str(args.few):>12} {'ms @' + str(args.many):>14} {'cmds':>6} {'cmds':>6}")
     for url in PAGES:

@@ -255,11 +255,11 @@ for _, base in ipairs(fresh) do
     named[qn] = true
     if redis.call('SADD', P .. 'qn:' .. queue, name) == 1 then
       route_flag(P, queue)
+      if not listed[queue] then -- a queue with a known task name is listed: both are only added
+        listed[queue] = true
+        redis.call('SADD', C.queues, queue)
+      end
     end
-  end
-  if not listed[queue] then
-    listed[queue] = true
-    redis.call('SADD', C.queues, queue)
   end
   if dep then
     wait_for(C, id, dep[4])

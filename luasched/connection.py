@@ -24,7 +24,16 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode
 
-from .core.keys import Keys
+from .acl import (  # noqa: F401  (luasched.connection.acl_rules is what the docs name)
+    CLIENT_COMMANDS,
+    FUNCTION_COMMANDS,
+    PURGE_COMMANDS,
+    SCRIPT_COMMANDS,
+    SETINFO,
+    acl_rules,
+    knows_functions,
+    knows_setinfo,
+)
 
 _lock = threading.Lock()
 _embedded: fakeredis.FakeServer | None = None
@@ -342,59 +351,3 @@ def read_targets(read_redis: object) -> list[object]:
             raise ValueError("read_redis is an empty list: give at least one replica, or None")
         return list(read_redis)
     return [read_redis]
-
-
-# --- a Redis ACL user limited to luasched ------------------------------------------------------
-
-#: Commands luasched sends itself (scripts, waits, wake-ups, reads, durability, the eviction
-#: check's INFO memory, and a schedule's reads of its index and of the server's TIME).
-CLIENT_COMMANDS = ("evalsha", "script|load", "blpop", "rpush", "expire", "hget", "hmget", "hgetall",
-                   "exists", "xread", "zrange", "lrange", "wait", "info", "zrangebyscore", "zcard", "time")
-
-#: What ``purge`` sends besides: SCAN lists the names of every key in the database (other
-#: namespaces' too; an ACL key pattern does not filter it), so only an admin user gets it.
-PURGE_COMMANDS = ("scan", "unlink")
-
-#: Commands the Lua scripts call (a test checks every ``redis.call`` in lua/ is listed here):
-#: an ACL user is checked for these too, inside the scripts.
-SCRIPT_COMMANDS = ("del", "exists", "expire", "get", "hdel", "hexists", "hget", "hgetall", "hincrby", "hlen", "hmget",
-                   "hset", "hsetnx", "lindex", "llen", "lpop", "lpush", "lrange", "lrem", "ltrim", "persist",
-                   "rpush", "sadd", "scard", "set", "sismember", "smembers", "srandmember", "srem", "time", "xadd",
-                   "zadd", "zcard", "zcount", "zpopmin", "zrange", "zrangebyscore", "zrem", "zscore")
-
-
-#: What redis-py 5+ sends on connecting (a refusal is logged by the ACL). Redis 7.0 and 7.1 refuse
-#: a rule naming it (it came in 7.2); Redis 6.2 takes a rule for any subcommand; Valkey knows it.
-SETINFO = "client|setinfo"
-
-
-def knows_setinfo(version: tuple[int, int] | str | None) -> bool:
-    """Whether a server of Redis ``version`` ((major, minor) or INFO's ``redis_version``) takes
-    an ACL rule naming CLIENT SETINFO; None (not known): True, as for all but Redis 7.0/7.1."""
-    if isinstance(version, str):
-        try:
-            version = (int(version.split(".")[0]), int((version.split(".") + ["0"])[1]))
-        except ValueError:
-            raise ValueError(f"version {version!r} is not a Redis version like '7.2.4'") from None
-    return version is None or not (7, 0) <= version < (7, 2)
-
-
-def acl_rules(namespace: str | None = None, *, purge: bool = False,
-              version: tuple[int, int] | str | None = None) -> str:
-    """The ACL rules of a Redis user that can run luasched on ``namespace`` (every namespace
-    when None) and nothing else: its keys only, no channels, only the commands luasched sends
-    and its scripts call. Use as ``ACL SETUSER <name> on ><password> <rules>``.
-
-    ``version``: the server's Redis version (``INFO server``'s ``redis_version``, or (major,
-    minor)). The rules allow ``client|setinfo``, which redis-py sends on every connection (a
-    refusal is an entry in ACL LOG), but for Redis 7.0 and 7.1, which reject a rule naming it:
-    pass their version. Not given: the rules for any other server (6.2, 7.2 and later, Valkey).
-
-    ``purge=True`` adds SCAN and UNLINK, which ``purge`` needs, for an admin user: SCAN shows the
-    names (not the contents) of every key in the database, other namespaces' too."""
-    keys = f"~{Keys(namespace).prefix}*" if namespace is not None else "~luasched:*"
-    wanted = set(CLIENT_COMMANDS) | set(SCRIPT_COMMANDS) | (set(PURGE_COMMANDS) if purge else set())
-    if knows_setinfo(version):
-        wanted.add(SETINFO)
-    commands = " ".join(f"+{c}" for c in sorted(wanted))
-    return f"resetkeys {keys} resetchannels -@all {commands}"

@@ -363,6 +363,11 @@ class LuaTree:
 
     def build(self, script: str, label: str) -> str:
         """What is sent for ``script``: the parts of its libraries it uses, then the script."""
+        return "".join(self.parts(script, label))
+
+    def parts(self, script: str, label: str) -> tuple[str, str]:
+        """``build``'s two parts: the libraries' (what a Redis Function library defines once) and
+        the script's own (what runs on every call)."""
         includes = declared_includes(script)
         order = self._order(includes, label)
         toks = tokens(script, label)
@@ -381,6 +386,6 @@ class LuaTree:
             sent = [c.text for c in lib.chunks if c.defines & wanted and c.text]
             if sent:
                 parts.append(f"-- {lib.where}\n" + "".join(sent))
-        return "".join(parts) + _written(script, label, toks, names, self.constants)
+        return "".join(parts), _written(script, label, toks, names, self.constants)
 
 

@@ -14,16 +14,21 @@ and lets the rest of it grow memory past ``maxmemory``. A server that cannot rea
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import redis.exceptions
+
 from .core.options import READ_ONLY
 from .luatree import CONTEXT, FIELDS, LIB_DIR, LuaTree, ScriptSourceError, declared_includes, free_names, tokens
 
-__all__ = ["CONTEXT", "FIELDS", "FLAGS", "LIB_DIR", "NAMES", "READ_ONLY", "LuaTree", "ScriptSourceError", "Scripts",
-           "build", "declared_includes", "flagged_sources", "free_names", "lua_dir", "shebang", "sources", "tokens"]
+__all__ = ["CONTEXT", "FIELDS", "FLAGS", "FUNCTIONS", "LIB_DIR", "NAMES", "READ_ONLY", "LuaTree", "ScriptSourceError",
+           "Scripts", "build", "declared_includes", "flagged_sources", "free_names", "libraries", "lua_dir", "shebang",
+           "sources", "tokens"]
 
 #: Every script, by the name ops.py uses for it (= its file name without ``.lua``).
 NAMES = (
@@ -116,6 +121,40 @@ def flagged_sources(folder: Path | None = None) -> dict[str, str]:
     return {name: shebang(name) + src for name, src in sources(folder).items()}
 
 
+#: The scripts sent as Redis Functions where the server has them (Redis 7+, Valkey): the ones that
+#: may write, which run on the primary. A function library defines its helpers once, when it is
+#: loaded; an EVALSHA runs a script's whole text on every call, making each helper anew (~14 µs
+#: of a submit's ~25 µs in Redis on this machine). The read-only scripts stay scripts: they also
+#: run on replicas, which cannot load a library. So do the ``allow-oom`` ones: FUNCTION LOAD is
+#: refused out of memory (SCRIPT LOAD is not), and they must run then, even on first use.
+FUNCTIONS = tuple(name for name in NAMES if name not in FLAGS)
+
+#: What a server answers to FCALL or FUNCTION LOAD when it has no functions (Redis 6, the embedded
+#: server) or the user may not use them (an ACL without +fcall, +function|load): the call never ran.
+_NO_FUNCTIONS = re.compile(r"unknown command .?(fcall|function)|permissions? to run the .?(fcall|function)",
+                           re.IGNORECASE)
+
+
+@functools.cache
+def libraries(folder: Path | None = None) -> dict[str, tuple[str, str]]:
+    """name -> (function name, library source) of every script of ``FUNCTIONS``. The name holds a
+    hash of the source, as an EVALSHA's sha does, so that versions of luasched share a server; the
+    script runs as the function's body, its KEYS and ARGV the function's arguments."""
+    folder = folder or lua_dir()
+    tree = _tree(folder)
+    out = {}
+    for name in FUNCTIONS:
+        path = folder / f"{name}.lua"
+        helpers, body = tree.parts(path.read_text(encoding="utf-8"), tree.where(path))
+        digest = hashlib.sha1((helpers + body + FLAGS.get(name, "")).encode()).hexdigest()[:16]
+        function = f"luasched_{name}_{digest}"
+        flags = ", ".join(f"'{flag}'" for flag in FLAGS.get(name, "").split(",") if flag)
+        register = (f"redis.register_function{{function_name='{function}', flags={{{flags}}}, "
+                    "callback=function(KEYS, ARGV)")
+        out[name] = (function, f"#!lua name={function}\n{helpers}\n{register}\n{body}\nend}}\n")
+    return out
+
+
 class Scripts:
     """The scripts registered on one client (sync or asyncio): ``scripts["dispatch"]`` is callable,
     with ``.sha`` and ``.script``, as the client sends it now.
@@ -125,13 +164,41 @@ class Scripts:
     when a server shows it cannot read a shebang (``unflag``), so that every path (one call, a
     pipeline, a call behind a BLPOP, the NOSCRIPT reload) sends what this one attribute says."""
 
-    def __init__(self, client: Any, *, flagged: bool = True) -> None:
+    def __init__(self, client: Any, *, flagged: bool = True, functions: bool = True) -> None:
         self.flagged = flagged
+        self.functions = functions
         self._flagged = {name: client.register_script(src) for name, src in flagged_sources().items()}
         self._plain = {name: client.register_script(src) for name, src in sources().items()}
+        self._libraries = libraries()
 
     def __getitem__(self, name: str) -> Any:
         return (self._flagged if self.flagged else self._plain)[name]
+
+    def command(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+        """The command that runs ``script``: FCALL of its function while this client sends
+        functions (``functions``) and it is one, else EVALSHA."""
+        if self.functions and script in self._libraries:
+            return ("FCALL", self._libraries[script][0], len(keys), *keys, *args)
+        return ("EVALSHA", self[script].sha, len(keys), *keys, *args)
+
+    def library(self, script: str) -> str | None:
+        """The function library to load for ``script``, or None when it goes as a script."""
+        found = self._libraries.get(script) if self.functions else None
+        return found[1] if found else None
+
+    def refused(self, reply: object) -> bool:
+        """Whether ``reply`` (to FCALL or FUNCTION LOAD) means the call never ran and is to be sent
+        again: its library is not loaded (a new or restarted server, FUNCTION FLUSH), or the
+        server has no functions or the user may not use them, in which case this client sends
+        scripts (EVALSHA) from now on, as it did before functions."""
+        if not isinstance(reply, redis.exceptions.ResponseError):
+            return False
+        if str(reply).startswith("Function not found"):
+            return True
+        if _NO_FUNCTIONS.search(str(reply)):
+            self.functions = False  # (already False when another thread's call learnt it first)
+            return True
+        return False
 
     def unflag(self, reply: object) -> bool:
         """Whether ``reply`` (to loading or running a script) is a server that cannot read a

@@ -145,11 +145,45 @@ class Sharded:
         return self.shard(task_id).handle(task_id)
 
     def submit(self, task: str | TaskFunction, /, *args: Any, **kwargs: Any) -> TaskHandle:
-        """Like Scheduler.submit; the task goes to the shard its id hashes to."""
+        """Like Scheduler.submit; the task goes to the shard its id hashes to. A task that waits
+        (``_after``) goes to the shard of what it waits for (its id is drawn to hash there), as
+        ``TaskHandle.then`` does: a task waits only within one shard."""
         own_id = "_id" in kwargs
+        if kwargs.get("_after") is not None:
+            return self._submit_after(task, args, kwargs, own_id)
         new = self._keyed(self.schedulers[0].submission(task, args, kwargs), own_id)
         shard = self.shard(new.id)
         return handle_for(shard, new.id, shard._submit([new], "").merged)
+
+    def _submit_after(self, task: str | TaskFunction, args: Sequence[Any], kwargs: dict[str, Any],
+                      own_id: bool) -> TaskHandle:
+        after = kwargs["_after"]
+        if isinstance(after, (str, bytes)) or not isinstance(after, Iterable):
+            raise TypeError("_after must be a list of TaskHandles, Groups or task ids")
+        after = kwargs["_after"] = list(after)
+        where = {self._index(p) if isinstance(p, str) else self._of_namespace(p) for p in after}
+        if len(where) > 1:
+            raise ValueError("_after names tasks on different shards of this Sharded: a task waits only "
+                             "within one shard (group what it waits for on one Scheduler of .schedulers)")
+        shard = self.schedulers[where.pop()] if where else self.schedulers[0]  # none: submission says so
+        new = shard.submission(task, args, kwargs)
+        want = self.schedulers.index(shard)
+        if own_id and self._index(new.id) != want:
+            raise ValueError(f"task id {new.id!r} hashes to another shard than what it waits for: give no "
+                             f"id of your own with _after on a Sharded")
+        if new.unique_key is not None and self._index(new.unique_key) != want:
+            raise ValueError(f"unique key {new.unique_key!r} hashes to another shard than what it waits for: "
+                             f"a task with _after on a Sharded cannot have a unique key of another shard")
+        task_id = new.id
+        while self._index(task_id) != want:
+            task_id = new_task_id()
+        return shard._submit_alone(dataclasses.replace(new, id=task_id))
+
+    def _of_namespace(self, parent: Any) -> int:
+        namespace = getattr(parent, "namespace", None)
+        if namespace not in self.namespaces:
+            raise ValueError(f"_after: {parent!r} belongs to none of this Sharded's namespaces")
+        return self.namespaces.index(namespace)
 
     def submit_many(self, task: str | TaskFunction, items: Iterable[Any], *,
                     ids: Sequence[str] | None = None, queue: str | None = None,

@@ -26,8 +26,8 @@ is False, submits carry no context, and processors send no extra read. That chec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -106,13 +106,21 @@ def decode_read(replies: Sequence[Any], tasks: Sequence[Started]) -> list[Facts]
     return out
 
 
-@contextmanager
-def consumer_span(task: Started, pid: str, facts: Facts | None) -> Iterator[Any]:
-    """The CONSUMER span one attempt runs in (nothing when ``facts`` is None: tracing is off).
-    Yields a callable that takes the attempt's (outcome, payload) to set the span's status."""
+#: What an attempt runs in when tracing is off: no span, a status setter that does nothing.
+_NO_SPAN: AbstractContextManager[Callable[[str, str], None]] = nullcontext(lambda outcome, payload: None)
+
+
+def consumer_span(task: Started, pid: str, facts: Facts | None) -> AbstractContextManager[Callable[[str, str], None]]:
+    """The CONSUMER span one attempt runs in (nothing when ``facts`` is None: tracing is off, and
+    the attempt pays one check). Yields a callable that takes the attempt's (outcome, payload) to
+    set the span's status."""
     if facts is None or trace is None:
-        yield lambda outcome, payload: None
-        return
+        return _NO_SPAN
+    return _span(task, pid, facts)
+
+
+@contextmanager
+def _span(task: Started, pid: str, facts: Facts) -> Iterator[Callable[[str, str], None]]:
     stored, queue, record = facts
     parent = propagate.extract(json.loads(stored)) if stored else None
     links = []

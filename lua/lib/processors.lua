@@ -67,11 +67,16 @@ local function rerank(C, pid, cap, qs, stuck, k)
 end
 
 -- Tokens in a processor's wake list never outnumber its pending tasks.
+-- The tokens first: a slot that BLPOPped took the one its task was pushed, so mostly none are left.
 local function trim_wake(C, pid)
   local P = C.prefix
-  local pending = redis.call('LLEN', P .. 'p:' .. pid .. ':i')
   local wk = P .. 'p:' .. pid .. ':w'
-  if redis.call('LLEN', wk) > pending then
+  local tokens = redis.call('LLEN', wk)
+  if tokens == 0 then
+    return
+  end
+  local pending = redis.call('LLEN', P .. 'p:' .. pid .. ':i')
+  if tokens > pending then
     if pending == 0 then
       redis.call('DEL', wk)
     else

@@ -70,8 +70,10 @@ class Transport:
             if owns(target):
                 self._owned.append((replicas[-1], target))
         self.reads = Reads(self.client, replicas)
-        # the embedded server cannot read a shebang; any other learns so at its first refusal
-        self.scripts = Scripts(self.client, flagged=not self.embedded)
+        # the embedded server cannot read a shebang, nor is it sent functions; any other learns so at
+        # its first refusal. A cluster's calls go as scripts: redis-py routes FCALL by asking a node.
+        self.scripts = Scripts(self.client, flagged=not self.embedded,
+                               functions=not self.embedded and not is_cluster(self.client))
         self.block_s = block_slice_s(self.client)
         self._wire = backend.Wire(self.client)
         self._ridden: set[str] = set()  # scripts already sent ahead of a BLPOP (see _ride_alone)
@@ -92,11 +94,11 @@ class Transport:
         if self.durability.applies(call.script):
             return (await self.call_many([call]))[0]
         client = self.reads.for_script(call.script)
-        tries = 3  # NOSCRIPT; then, on a server that cannot read a shebang, the plain script
+        tries = 4  # NOSCRIPT or no function; no functions here; a server that cannot read a shebang
         with translated(call.script):
             while True:
                 try:
-                    return await self._wire.evalsha(client, self.scripts[call.script].sha, call)
+                    return await self._wire.script(client, self.scripts.command(call.script, call.keys, call.args))
                 except redis.exceptions.ResponseError as exc:
                     tries -= 1
                     if not tries or not self._unsent(exc):
@@ -104,16 +106,29 @@ class Transport:
                 await self._load(client, [call.script])
 
     def _unsent(self, reply: object) -> bool:
-        """Whether an EVALSHA's error reply means the script never ran and is to be loaded and
-        sent again: NOSCRIPT (a new or restarted server, a replica, a cluster node that never saw
-        it), or a server that cannot read a shebang (``Scripts.unflag``: from now on the plain
-        sources are sent)."""
-        return isinstance(reply, redis.exceptions.NoScriptError) or self.scripts.unflag(reply)
+        """Whether the error reply of a script or function call means it never ran and is to be
+        loaded and sent again: NOSCRIPT or a function not found (a new or restarted server, a
+        replica, a cluster node that never saw it), a server without functions (``Scripts.refused``:
+        from now on scripts are sent), or a server that cannot read a shebang (``Scripts.unflag``:
+        from now on the plain sources are sent)."""
+        return (isinstance(reply, redis.exceptions.NoScriptError) or self.scripts.refused(reply)
+                or self.scripts.unflag(reply))
 
     async def _load(self, client: Any, names: Iterable[str]) -> None:
-        """Load the scripts ``names`` on ``client``, as this Scheduler sends them (``Scripts``); a
-        server that refuses to compile a shebang gets the plain source."""
+        """Load the scripts ``names`` on ``client``, as this Scheduler sends them (``Scripts``): a
+        function's library (one already there, loaded by another client, is as good), else the
+        script; a server that refuses to compile a shebang gets the plain source."""
         for name in sorted(set(names)):
+            library = self.scripts.library(name)
+            if library is not None:
+                try:
+                    await self._wire.load_library(client, library)
+                    continue
+                except redis.exceptions.ResponseError as exc:
+                    if not ("already exists" in str(exc) or self.scripts.refused(exc)):
+                        raise
+                    if self.scripts.functions:
+                        continue
             try:
                 await self._wire.load(client, self.scripts[name].script)
             except redis.exceptions.ResponseError as exc:
@@ -133,7 +148,7 @@ class Transport:
         operation = calls[0].script
         with translated(operation):
             replies, client = await self._pipeline_routed(calls, wait, operation)
-            for _ in range(2):  # NOSCRIPT; then, on a server that cannot read a shebang, the plain scripts
+            for _ in range(3):  # NOSCRIPT or no function; no functions here; a server that cannot read a shebang
                 refused = [i for i, r in enumerate(replies) if self._unsent(r)]
                 if not refused:
                     break
@@ -172,7 +187,7 @@ class Transport:
     async def _pipeline(self, client: Any, calls: Sequence[Call], wait: bool, operation: str) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         for c in calls:
-            pipe.evalsha(self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
+            pipe.execute_command(*self.scripts.command(c.script, c.keys, c.args))
         if wait:
             pipe.execute_command(*self.durability.command())
         replies: list[Any] = await pipe.execute(raise_on_error=False)
@@ -189,7 +204,7 @@ class Transport:
             assert before is not None
             return await self.call(before), await self.call_after_wake(key, timeout_s, call)
         calls = [before, call] if before is not None else [call]
-        evals = [("EVALSHA", self.scripts[c.script].sha, len(c.keys), *c.keys, *c.args) for c in calls]
+        evals = [self.scripts.command(c.script, c.keys, c.args) for c in calls]
         commands = [*evals[:-1], ("BLPOP", key, timeout_s), evals[-1]]
         waits = any(self.durability.applies(c.script) for c in calls)
         if waits:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from .. import tracing
 from ..connection import ASYNC, sentinels_of
 from ..core.flows import take_batch
-from ..core.ops import Call, NewTask
+from ..core.ops import NewTask
 from ..core.options import ProcessorOptions
 from ..core.tasks import (
     Registry,
@@ -140,11 +140,15 @@ class Wire:
         self.client = client
         self._nodes = NodeClients()
 
-    async def evalsha(self, client: Any, sha: str, call: Call) -> Any:
-        return await client.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+    async def script(self, client: Any, command: tuple[Any, ...]) -> Any:
+        """One script or function call (``Scripts.command``)."""
+        return await client.execute_command(*command)
 
     async def load(self, client: Any, source: str) -> None:
         await client.script_load(source)
+
+    async def load_library(self, client: Any, source: str) -> None:
+        await client.execute_command("FUNCTION", "LOAD", source)
 
     async def commands(self, client: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """``commands`` in one round trip; each reply in its place, an error reply as the exception."""

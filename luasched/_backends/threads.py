@@ -14,7 +14,7 @@ from typing import Any
 from .. import tracing
 from ..connection import SYNC, sentinels_of
 from ..core.flows import take_batch
-from ..core.ops import Call, NewTask
+from ..core.ops import NewTask
 from ..core.options import ProcessorOptions
 from ..core.tasks import Registry, Started, execute
 from ..errors import LuaschedError
@@ -156,12 +156,16 @@ class Wire:
         self.client = client
         self._holder = Holder(client)
 
-    def evalsha(self, client: Any, sha: str, call: Call) -> Any:
+    def script(self, client: Any, command: tuple[Any, ...]) -> Any:
+        """One script or function call (``Scripts.command``)."""
         held = self._holder.connection() if client is self.client else None
-        return direct(client, "EVALSHA", sha, len(call.keys), *call.keys, *call.args, held=held)
+        return direct(client, *command, held=held)
 
     def load(self, client: Any, source: str) -> None:
         client.script_load(source)
+
+    def load_library(self, client: Any, source: str) -> None:
+        client.execute_command("FUNCTION", "LOAD", source)
 
     def commands(self, client: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """``commands`` in one round trip; each reply in its place, an error reply as the exception."""

@@ -127,6 +127,9 @@ class SchedulerBase:
         """``submit(task, *args, **kwargs)``: kwargs starting with ``_`` are options, not arguments.
         ``fed_by``: the TaskHandle or Group whose results come in first (``then``)."""
         options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("_")}
+        if not options and fed_by is None:  # the plain submit, the latency path: nothing to resolve
+            name, plain, arity = self.registry.resolve(task)
+            return _encoded(name, plain, 0.0, arity, args, kwargs, None)
         allowed = SUBMIT_OPTIONS - {"_after"} if fed_by is not None else SUBMIT_OPTIONS
         unknown = set(options) - allowed
         if unknown:

@@ -74,7 +74,7 @@ def test_a_url_client_retries_a_connection_cut_under_a_submit(redis_server, name
                                    dispatch_on_submit=False)
         handles = []
         for i in range(20):
-            proxy.drop_reply_to(sched.scripts["submit"].sha.encode())
+            proxy.drop_reply_to(str(sched.scripts.command("submit", (), ())[1]).encode())  # function or sha
             handles.append(sched.submit("job", i))  # the reply is lost: redis-py sends it again
         assert proxy.dropped == 20
         client = redis_server.client()

@@ -43,7 +43,7 @@ def direct(redis_server, namespace, clock):
 
 
 def lose_next(proxy: ReplyDropper, sched: luasched.Scheduler, script: str) -> None:
-    proxy.drop_reply_to(sched.scripts[script].sha.encode())
+    proxy.drop_reply_to(str(sched.scripts.command(script, (), ())[1]).encode())  # its function's name, or sha
 
 
 def test_submit_replayed_creates_one_task(flaky, direct, proxy):

@@ -69,13 +69,14 @@ def spy(sched, monkeypatch):
     def pipeline(*args, **kwargs):
         sent["pipeline"] += 1
         pipe = real_pipeline(*args, **kwargs)
-        real_evalsha = pipe.evalsha
+        real_execute = pipe.execute_command
 
-        def evalsha(*a):
-            sent["pipelined_calls"] += 1
-            return real_evalsha(*a)
+        def execute_command(*a, **kw):
+            if a[0] in ("EVALSHA", "FCALL"):  # a script, or its function (luasched.scripts)
+                sent["pipelined_calls"] += 1
+            return real_execute(*a, **kw)
 
-        pipe.evalsha = evalsha
+        pipe.execute_command = execute_command
         return pipe
 
     sched.submit("warm-up")  # loads submit.lua on this server, so no NOSCRIPT fallback below

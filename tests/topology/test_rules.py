@@ -147,7 +147,19 @@ def test_acl_rules_allow_client_setinfo_where_the_server_knows_it(version, allow
     """redis-py sends CLIENT SETINFO on connect; Redis 7.0 and 7.1 reject a rule naming it."""
     rules = acl_rules("billing", version=version).split()
     assert ("+client|setinfo" in rules) is allowed
-    assert [r for r in rules if r != "+client|setinfo"] == acl_rules("billing", version="7.0.0").split()
+    functions = ("+fcall", "+function|load")
+    assert [r for r in rules if r not in ("+client|setinfo", *functions)] == [
+        r for r in acl_rules("billing", version="7.0.0").split() if r not in functions]
+
+
+@pytest.mark.parametrize(("version", "allowed"), [
+    (None, False), ("6.2.14", False), ("7.0.15", True), ((7, 0), True), ("7.2.4", True), ((9, 0), True),
+])
+def test_acl_rules_allow_functions_where_the_server_has_them(version, allowed) -> None:
+    """Redis 6.2 rejects a rule naming FCALL; not given a version, the rules suit it too (the
+    Scheduler then runs scripts only, after one refusal)."""
+    rules = acl_rules("billing", version=version).split()
+    assert ("+fcall" in rules) is allowed and ("+function|load" in rules) is allowed
 
 
 def test_acl_rules_refuse_a_version_they_cannot_read() -> None:

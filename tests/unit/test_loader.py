@@ -235,20 +235,28 @@ def test_unknown_script_name(sched):
 
 
 def flush(sched):
+    """Flush the script cache, and the functions where the Scheduler sends them (Redis 7+)."""
     sched.client.script_flush()
-    sha = sched.scripts["submit"].sha
-    assert sched.client.script_exists(sha) == [False]
+    if sched.scripts.functions:
+        sched.client.function_flush()
+    assert not loaded(sched, "submit")
+
+
+def loaded(sched, name: str) -> bool:
+    if sched.scripts.library(name) is not None:  # its function's library, by its name
+        return bool(sched.client.function_list(library=sched.scripts.command(name, (), ())[1]))
+    return sched.client.script_exists(sched.scripts[name].sha) == [True]
 
 
 def test_a_single_call_after_script_flush(sched):
     sched.submit("add")
     flush(sched)
 
-    h = sched.submit("add")  # EVALSHA -> NOSCRIPT -> load -> again
+    h = sched.submit("add")  # EVALSHA -> NOSCRIPT (FCALL -> function not found) -> load -> again
 
     assert sched.counts()["submitted"] == 2
     assert h.state == "queued"
-    assert sched.client.script_exists(sched.scripts["submit"].sha) == [True]
+    assert loaded(sched, "submit")
     audit_ok(sched)
 
 
@@ -300,6 +308,8 @@ def test_call_many_after_flush_loads_each_script_once_and_resends_in_one_pipelin
     real_pipeline, real_load = sched.client.pipeline, sched.client.script_load
     sched.client.pipeline = lambda *a, **kw: pipelines.append(1) or real_pipeline(*a, **kw)
     sched.client.script_load = lambda src: loads.append(src) or real_load(src)
+    real_library = sched._wire.load_library
+    sched._wire.load_library = lambda client, src: loads.append(src) or real_library(client, src)
 
     sched.submit_many("add", [(i,) for i in range(2500)])  # 3 chunks
 
