@@ -29,6 +29,7 @@ def events(sched: luasched.Scheduler, task_id: str) -> list[tuple[int, str, str]
 def test_the_happy_path_records_its_placing_and_writes_no_log(sched, clock):
     p = registered(sched)
     h = sched.submit("add", 1, 2)
+    assert {TASK.placed_ms, TASK.attempts_log} & set(raw_record(sched, h.id)) == set()  # a queued record: as before
     clock.advance(1)
     assert sched.dispatch() == [(h.id, p.id)]
     clock.advance(2)
