@@ -11,6 +11,7 @@
   ARGV[4] start  ARGV[5] count
   Returns {the place's size now, {rows of lib/snapshot record_rows}}; a waiting task's row ends
   with dn (its count of what it waits for not finished, '' for none) and how many are not finished
+  (a task whose record is gone has finished)
   Invariant: moves no task, writes nothing.
 ]]
 local C = context(KEYS, ARGV[1])
@@ -28,7 +29,10 @@ elseif place == 'waiting' then
     local dn, dp = unpack(redis.call('HMGET', P .. 't:' .. id, TASK_DEPS_LEFT, TASK_PARENTS))
     local left = 0
     for _, ref in ipairs(split_commas(dp or '')) do
-      if not parent_end(P, ref) then
+      -- a task whose record is gone has finished: a dead letter purged, or a done or cancelled
+      -- one expired after keep_s while this task still waits for another
+      local gone = string.sub(ref, 1, 2) == 't:' and redis.call('EXISTS', P .. ref) == 0
+      if not gone and not parent_end(P, ref) then
         left = left + 1
       end
     end

@@ -6,8 +6,9 @@
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
   Returns {name, value, ...} for submitted waiting queued delayed assigned running done failed
   cancelled expired (of the failed: not started by their deadline) deduplicated (submits that found
-  their unique key held: nothing created) processors idle_processors lapsed_processors last_dispatch_ms now_ms
-  done_last_minute failed_last_minute, then {queue name, depth, ...}
+  their unique key held: nothing created) purged (dead letters deleted: gone from every place)
+  processors idle_processors lapsed_processors last_dispatch_ms now_ms done_last_minute
+  failed_last_minute, then {queue name, depth, ...}
   (the last-minute figures sum the six 10 s buckets before the current one and that one)
   Invariant: moves no task, writes nothing (it may run on a replica).
 ]]
@@ -24,7 +25,7 @@ for _, q in ipairs(names) do
   depths[#depths + 1] = depth_of[q]
 end
 local c = redis.call('HMGET', C.stats, STAT_SUBMITTED, STAT_ASSIGNED, STAT_DONE, STAT_CANCELLED, STAT_LAST_DISPATCH_MS,
-  STAT_EXPIRED, STAT_DEDUPLICATED)
+  STAT_EXPIRED, STAT_DEDUPLICATED, STAT_PURGED)
 local procs_n = redis.call('ZCARD', procs)
 local lapsed_ids = redis.call('ZRANGEBYSCORE', procs, '-inf', '(' .. fmt(now))
 local lapsed = #lapsed_ids
@@ -51,6 +52,7 @@ local out = {
   'cancelled', tonumber(c[4]) or 0,
   'expired', tonumber(c[6]) or 0,
   'deduplicated', tonumber(c[7]) or 0,
+  'purged', tonumber(c[8]) or 0,
   'processors', procs_n,
   'idle_processors', idle_n,
   'lapsed_processors', lapsed,

@@ -7,7 +7,8 @@
   Includes: fields, util, lanes
   KEYS[1..9] the fixed keys (see lib/util): uses all but wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)
-  Returns {{name, value, ...} for revived (failed tasks queued again) submitted done failed cancelled
+  Returns {{name, value, ...} for revived (failed tasks queued again) purged (dead letters deleted)
+           submitted done failed cancelled
            expired retried recovered placed waiting queued delayed assigned running processors
            idle_processors lapsed_processors capacity (of live processors) done_last_minute
            failed_last_minute now_ms},
@@ -51,7 +52,7 @@ for _, q in ipairs(names) do
   queues[#queues + 1] = oldest and fmt(oldest) or ''
 end
 local s = redis.call('HMGET', C.stats, STAT_SUBMITTED, STAT_DONE, STAT_FAILED, STAT_CANCELLED, STAT_EXPIRED,
-  STAT_RETRIED, STAT_RECOVERED, STAT_PLACED, STAT_ASSIGNED, STAT_REVIVED)
+  STAT_RETRIED, STAT_RECOVERED, STAT_PLACED, STAT_ASSIGNED, STAT_REVIVED, STAT_PURGED)
 local lapsed_ids = redis.call('ZRANGEBYSCORE', C.procs, '-inf', '(' .. fmt(now))
 local idle_n = redis.call('SCARD', C.idle)
 for _, pid in ipairs(lapsed_ids) do
@@ -72,7 +73,7 @@ for b = current - 6, current do -- the six 10 s buckets before the current one, 
   done = done + (tonumber(d) or 0)
   failed = failed + (tonumber(f) or 0)
 end
-local out = {'revived', tonumber(s[10]) or 0}
+local out = {'revived', tonumber(s[10]) or 0, 'purged', tonumber(s[11]) or 0}
 local stat_names = {'submitted', 'done', 'failed', 'cancelled', 'expired', 'retried', 'recovered', 'placed'}
 for i, name in ipairs(stat_names) do
   out[#out + 1] = name

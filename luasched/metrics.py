@@ -99,7 +99,8 @@ def _histogram(name: str, doc: str, label: str, ns: str, series: dict[str, Histo
 def families(snap: Snapshot) -> list[Metric]:
     """The metric families of one snapshot (pure: no Redis)."""
     v, ns = snap.values, snap.namespace
-    failed = v["failed"] + v["revived"] - v["expired"]  # ever failed, expired ones apart
+    # ever failed, expired ones apart: dead letters now, and those retried or purged since
+    failed = v["failed"] + v["revived"] + v["purged"] - v["expired"]
     busy = v["processors"] - v["idle_processors"] - v["lapsed_processors"]
     used = v["assigned"] + v["running"]
     return [

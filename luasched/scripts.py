@@ -47,6 +47,7 @@ NAMES = (
     "audit",
     "audit_slice",
     "retry_failed",
+    "purge_finished",
     "processors",
     "pause",
     "policy",

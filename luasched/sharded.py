@@ -19,7 +19,7 @@ from ._sync.scheduler import Scheduler
 from .core.audit import Audit
 from .core.keys import Keys
 from .core.ops import NewTask
-from .core.options import check_int, check_namespace
+from .core.options import check_int, check_namespace, seconds
 from .core.replies import Outcome
 from .core.tasks import TaskFunction, new_task_id
 
@@ -264,6 +264,19 @@ class Sharded:
 
     def purge(self) -> int:
         return sum(s.purge() for s in self.schedulers)
+
+    def purge_finished(self, *, older_than: float | timedelta = 0, limit: int | None = None) -> int:
+        """Every shard's dead letters that failed at least ``older_than`` ago (see
+        ``Scheduler.purge_finished``), at most ``limit`` in all; how many went."""
+        seconds(older_than, "older_than")
+        if limit is not None:
+            check_int(limit, "limit", 1, 2**62)
+        deleted = 0
+        for s in self.schedulers:
+            if limit is not None and deleted >= limit:
+                break
+            deleted += s.purge_finished(older_than=older_than, limit=None if limit is None else limit - deleted)
+        return deleted
 
 
 class Processors:

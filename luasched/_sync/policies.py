@@ -2,7 +2,7 @@
 """What a Scheduler says about placement, besides the tasks themselves: pauses, limiters,
 fairness weights and a queue's priority aging. Each change is one script call (lua/pause.lua,
 lua/policy.lua), so every placing call sees it whole or not at all. And the namespace's upkeep
-(purge).
+(purge, purge_finished).
 
 Written once for asyncio; ``tools/unasync.py`` generates the threaded twin in ``luasched/_sync``.
 """
@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from ..core import pauses, policies
+from ..core import flows, pauses, policies
 from ..core.base import SchedulerBase
 from ..core.explain import decode_names, names_read
+from ..core.options import check_int, seconds, to_ms
 from ..core.replies import LimitInfo, Paused
+from ..core.tasks import new_request_id
 from ..routing import translated
 from .transport import Transport
 
@@ -115,3 +117,18 @@ class Policies(Transport, SchedulerBase):
             if batch:
                 deleted += self.client.unlink(*batch)
         return deleted
+
+    def purge_finished(self, *, older_than: float | timedelta = 0, limit: int | None = None) -> int:
+        """Delete the dead letters (tasks that ended failed) that failed at least ``older_than``
+        (seconds or a timedelta) ago, the oldest first, at most ``limit`` of them (None: all):
+        their records, errors and results go, as a done or cancelled task's do after ``keep``.
+        Returns how many went. A member of a group that has not finished is kept (the tasks
+        waiting for the group read its error). Runs as calls of lua/purge_finished.lua of 500
+        dead letters each (bounded server time, never a walk of all tasks) until none is left.
+        ``counts()["failed"]`` goes down by as many and ``counts()["purged"]`` up; the finished
+        totals (``done``, the metrics' ``luasched_tasks_finished_total``) never go down."""
+        older_ms = to_ms(seconds(older_than, "older_than"))
+        if limit is not None:
+            check_int(limit, "limit", 1, 2**62)
+        flow = flows.purge_finished(self.ns, self.now_ms(), older_ms, limit, new_request_id)
+        return self.drive(flow)  # type: ignore[no-any-return]

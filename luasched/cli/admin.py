@@ -1,4 +1,5 @@
-"""The admin commands of ``luasched`` about a whole namespace: status, audit, purge, health.
+"""The admin commands of ``luasched`` about a whole namespace: status, audit, purge, purge-finished,
+health.
 
 Each command parses its arguments, calls the public Scheduler API, and renders what comes back.
 Exit codes: 0 done (or healthy), 1 it ran and the answer is "no" (a task failed, audit found a
@@ -20,7 +21,7 @@ import luasched
 from .. import metrics
 from ..core.explain import no_processor_counts, unrunnable_names
 from ..core.flows import AUDIT_SLICE
-from ..core.options import MAX_LIMIT
+from ..core.options import MAX_LIMIT, seconds
 from ..core.words import counted, duration
 from .common import (
     EXIT_FAILED,
@@ -241,6 +242,28 @@ def purge_command(app: str | None, redis_url: str | None, namespace: str | None,
                              f"add --yes to go ahead")
         deleted = sched.purge()
         click.echo(f"deleted {counted(deleted, 'key')} of {where(sched, redis_url)}")
+
+
+@click.command("purge-finished", cls=AdminCommand)
+@click.argument("app", required=False)
+@target_options
+@click.option("--older-than", "older_than", type=float, default=0.0, metavar="SECONDS",
+              help="Only dead letters that failed at least this long ago (default 0: all of them).")
+@click.option("--limit", type=int, default=None, help="At most N, the oldest first (default: all).")
+@click.option("--yes", is_flag=True, help="Really delete (required).")
+def purge_finished_command(app: str | None, redis_url: str | None, namespace: str | None, older_than: float,
+                           limit: int | None, yes: bool) -> None:
+    """Delete the dead letters (tasks that ended failed: see ``failed``), their records and errors,
+    the oldest first. Members of a group that has not finished stay (what waits for the group
+    reads them). Done and cancelled tasks need no purge: they leave by themselves after keep."""
+    with boundary("purge-finished", redis_url), scheduler_for(app, redis_url, namespace) as sched:
+        seconds(older_than, "--older-than")
+        if not yes:
+            which = f"failed {older_than:g} s ago or more" if older_than else "all of them"
+            raise ValueError(f"purge-finished deletes the dead letters ({which}) of {where(sched, redis_url)}; "
+                             f"add --yes to go ahead")
+        deleted = sched.purge_finished(older_than=older_than, limit=limit)
+        click.echo(f"deleted {counted(deleted, 'dead letter')} of {where(sched, redis_url)}")
 
 
 # --- health ------------------------------------------------------------------------------------

@@ -271,6 +271,7 @@ class AuditCheck:
             "done": stats.get(STATS.done, 0),
             "failed": sizes["failed"],
             "cancelled": stats.get(STATS.cancelled, 0),
+            "purged": stats.get(STATS.purged, 0),  # dead letters deleted: in no place any more
             "processors": len(procs),
             "idle_processors": len(idle_members),
         }
@@ -280,9 +281,9 @@ class AuditCheck:
             problem(f"counter assigned is {assigned}, inboxes hold {pending_total} pending")
         if failed_n != c["failed"]:
             problem(f"counter failed is {failed_n}, the dead letters hold {c['failed']}")
-        placed = sum(c[k] for k in PLACES)
+        placed = sum(c[k] for k in PLACES) + c["purged"]
         if placed != c["submitted"]:
-            detail = ", ".join(f"{k} {c[k]}" for k in PLACES)
+            detail = ", ".join(f"{k} {c[k]}" for k in (*PLACES, "purged"))
             submitted = f"{counted(c['submitted'], 'task')} {'was' if c['submitted'] == 1 else 'were'} submitted"
             problem(f"{submitted} but {placed} are accounted for ({detail})")
 

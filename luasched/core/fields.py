@@ -168,6 +168,7 @@ class Stats(ByFinalState):
     recovered: str = "recovered"  # tasks reap took back: from lapsed processors, or past their timeout
     placed: str = "placed"  # tasks the placing scripts placed (dispatch, at submit, on ack; not take-next)
     revived: str = "revived"  # failed tasks retry_failed queued again (failed + revived: ever failed)
+    purged: str = "purged"  # tasks that left the namespace by purge_finished (failed + revived + purged: ever failed)
     last_dispatch_ms: str = "last_dispatch_ms"
 
 

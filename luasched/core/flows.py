@@ -47,6 +47,31 @@ def audit(ns: Namespace, now_ms: int | None, slice_size: int = AUDIT_SLICE) -> F
     return check.result()
 
 
+#: How many dead letters one purge_finished call looks at: ~4.5 ms of server time on Redis 7 (five
+#: commands each), about what an audit slice costs; 1000 took ~10 ms. Measured with the script's
+#: calls timed on loopback, 20,000 dead letters, 2 shared cores, 2026-12-04.
+PURGE_CHUNK = 500
+
+
+def purge_finished(ns: Namespace, now_ms: int | None, older_than_ms: int, limit: int | None,
+                   new_rid: Callable[[], str]) -> Flow:
+    """Delete dead letters that failed ``older_than_ms`` or more before now, the oldest first, at
+    most ``limit`` (None: all), in calls of PURGE_CHUNK (lua/purge_finished.lua); returns how many
+    went. Every call uses the first one's now, so the cutoff holds still while it loops; the
+    dead letters a call kept (members of a group not finished) are passed over by the next."""
+    deleted, start = 0, 0
+    while limit is None or deleted < limit:
+        chunk = PURGE_CHUNK if limit is None else min(PURGE_CHUNK, limit - deleted)
+        reply = ops.decode_purge_finished((yield ops.purge_finished(ns, now_ms, older_than_ms, start, chunk,
+                                                                    new_rid())))
+        deleted += reply.purged
+        start += reply.skipped
+        now_ms = reply.now_ms
+        if not reply.more:
+            break
+    return deleted
+
+
 def wait_result(ns: Namespace, task_id: str, timeout: float | None, slice_s: float,
                 whole: float | None = None) -> Flow:
     """Wait for a task to finish; returns its Outcome. Blocks on BLPOP for at most ``slice_s`` at

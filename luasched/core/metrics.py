@@ -17,7 +17,8 @@ BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
 KEEP_S = 3720
 
 #: The counters of the stats the snapshot reads, by their names in the reply.
-COUNTERS = ("submitted", "done", "failed", "cancelled", "expired", "retried", "recovered", "placed", "revived")
+COUNTERS = ("submitted", "done", "failed", "cancelled", "expired", "retried", "recovered", "placed", "revived",
+            "purged")
 #: The places a task can be in while it has not finished, as the gauge ``luasched_tasks`` labels them.
 PLACES = ("waiting", "queued", "delayed", "assigned", "running")
 

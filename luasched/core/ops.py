@@ -31,6 +31,7 @@ from .replies import (
     Outcome,
     Overdue,
     ProcessorInfo,
+    PurgeChunk,
     Reaped,
     StartReply,
     SubmitReply,
@@ -299,8 +300,8 @@ def fields_of(value: Any) -> dict[str, str]:
 
 
 COUNT_NAMES = ("submitted", "waiting", "queued", "delayed", "assigned", "running", "done", "failed",
-               "cancelled", "processors", "idle_processors", "lapsed_processors", "last_dispatch_ms",
-               "now_ms", "done_last_minute", "failed_last_minute")
+               "cancelled", "expired", "deduplicated", "purged", "processors", "idle_processors",
+               "lapsed_processors", "last_dispatch_ms", "now_ms", "done_last_minute", "failed_last_minute")
 
 
 def counts(ns: Namespace, now_ms: int | None) -> Call:
@@ -322,6 +323,22 @@ def retry_failed(ns: Namespace, now_ms: int | None, task_ids: Sequence[str], lim
 
 def decode_retry_failed(reply: Any) -> list[str]:
     return list(text(reply))
+
+
+def purge_finished(ns: Namespace, now_ms: int | None, older_than_ms: int, start: int, limit: int,
+                   rid: str) -> Call:
+    """One chunk of a purge of dead letters (lua/purge_finished.lua): up to ``limit`` of them from
+    rank ``start`` of the failed set, those that failed at or before now - ``older_than_ms``."""
+    if isinstance(older_than_ms, bool) or not isinstance(older_than_ms, int) or older_than_ms < 0:
+        raise ValueError(f"purge_finished: older_than_ms must be an int >= 0, not {older_than_ms!r}")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"purge_finished: start must be an int >= 0, not {start!r}")
+    return ns.call("purge_finished", ns.prefix, _now(now_ms), older_than_ms, start, check_limit(limit), rid)
+
+
+def decode_purge_finished(reply: Any) -> PurgeChunk:
+    purged, skipped, stale, more, now_ms = text(reply)
+    return PurgeChunk(int(purged), int(skipped), int(stale), bool(int(more)), int(now_ms))
 
 
 def processors(ns: Namespace, now_ms: int | None, limit: int) -> Call:

@@ -202,6 +202,19 @@ class FailedTask:
 
 
 @dataclass(frozen=True)
+class PurgeChunk:
+    """What one call of lua/purge_finished.lua did: dead letters deleted, kept (members of a
+    group not finished), stale entries dropped; whether one old enough is left past them; and
+    the time it took as now (the next call of the same purge uses it: one cutoff for them all)."""
+
+    purged: int
+    skipped: int
+    stale: int
+    more: bool
+    now_ms: int
+
+
+@dataclass(frozen=True)
 class Paused:
     """One pause in force, since ``since_ms`` (server ms): of ``queue``, or of every queue when
     ``queue`` is None; of the tasks of ``key`` alone when it is set (None: of every task)."""

@@ -97,9 +97,23 @@ async def trigger(source: Source, form: dict[str, str]) -> tuple[str, int]:
     return name, 1
 
 
-# No purge: Scheduler.purge deletes the whole namespace, not only the finished tasks.
+async def purge_finished(source: Source, form: dict[str, str]) -> tuple[str, int]:
+    """Delete the dead letters (Scheduler.purge_finished), those that failed ``older_than``
+    seconds ago or more; ``confirm=yes`` is required, as the command's --yes is."""
+    raw = form.get("older_than", "").strip() or "0"
+    try:
+        older_than = float(raw)
+    except ValueError:
+        raise ValueError(f"older_than must be a number of seconds, not {raw!r}") from None
+    if form.get("confirm") != "yes":
+        raise ValueError("purge-finished deletes the dead letters: send confirm=yes to go ahead")
+    deleted = await source.run(source.sched.purge_finished, older_than=older_than)
+    return (f"older than {older_than:g} s" if older_than else "all"), deleted
+
+
+# No purge of the namespace: Scheduler.purge deletes every key, not only the dead letters.
 ACTIONS: dict[str, Action] = {"retry-failed": retry_failed, "cancel": cancel, "pause": pause, "resume": resume,
-                              "trigger": trigger}
+                              "trigger": trigger, "purge-finished": purge_finished}
 
 
 def routes(source: Source, gate: Gate) -> list[Route]:

@@ -11,6 +11,7 @@ import pytest
 import luasched
 from luasched import aio
 from tests import cli_app
+from tests.servers import RedisServer
 
 
 @pytest.fixture
@@ -63,3 +64,12 @@ def app(namespace: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[luasched.Sc
     monkeypatch.setattr(cli_app, "sched", sched)
     yield sched
     sched.purge()
+
+
+@pytest.fixture
+def real(app: luasched.Scheduler, redis_server: RedisServer) -> Iterator[luasched.Scheduler]:
+    """The same APP (tasks, namespace) on the session's real redis-server."""
+    sched = app.connect(redis_server.url)
+    yield sched
+    sched.purge()
+    sched.close()

@@ -66,15 +66,6 @@ def row(output: str, label: str) -> int:
     return int(found["value"])
 
 
-@pytest.fixture
-def real(app: luasched.Scheduler, redis_server: RedisServer) -> Iterator[luasched.Scheduler]:
-    """The same APP (tasks, namespace) on the session's real redis-server."""
-    sched = app.connect(redis_server.url)
-    yield sched
-    sched.purge()
-    sched.close()
-
-
 def run_one(sched: luasched.Scheduler, capacity: int = 1, queues: tuple[str, ...] = ("default",)) -> int:
     """Run what is queued: a processor registers, gets what dispatch gives it, runs it in this
     thread, and leaves (so that the next dispatch cannot give a task to it instead)."""
@@ -192,9 +183,9 @@ def test_submit_bad_input_is_one_line_exit_2_and_submits_nothing(
     ("tests.cli_app:not_a_scheduler", "is a str, not a luasched.Scheduler"),
 ])
 @pytest.mark.parametrize("command", ["submit", "status", "audit", "failed", "retry-failed", "purge",
-                                     "health"])
+                                     "purge-finished", "health"])
 def test_unknown_app_is_one_line_exit_2(command: str, spec: str, says: str) -> None:
-    extra = ["add", "1", "2"] if command == "submit" else ["--yes"] if command == "purge" else []
+    extra = ["add", "1", "2"] if command == "submit" else ["--yes"] if command.startswith("purge") else []
     refused(cli(command, spec, *extra), says)
 
 
@@ -336,6 +327,7 @@ COMMANDS = {
     "failed": ["failed", APP],
     "retry-failed": ["retry-failed", APP],
     "purge": ["purge", APP, "--yes"],
+    "purge-finished": ["purge-finished", APP, "--yes"],
     "health": ["health", APP],
 }
 

@@ -5,22 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-
-import pytest
 
 import luasched
 from tests.integration.test_cli_admin import APP, cli, ok, refused
 from tests.servers import RedisServer
-
-
-@pytest.fixture
-def on_real(app: luasched.Scheduler, redis_server: RedisServer) -> Iterator[luasched.Scheduler]:
-    """The same APP (tasks, namespace) on the session's real redis-server."""
-    sched = app.connect(redis_server.url)
-    yield sched
-    sched.purge()
-    sched.close()
 
 
 def lines_of(text: str) -> dict[str, str]:
@@ -65,8 +53,8 @@ def test_explain_of_an_unknown_id_is_one_line_and_exit_2(app: luasched.Scheduler
     refused(cli("explain", APP), "ID")
 
 
-def test_explain_on_real_redis(on_real: luasched.Scheduler, redis_server: RedisServer) -> None:
-    h = on_real.submit("add", 1, 2, _queue="nobody")
+def test_explain_on_real_redis(real: luasched.Scheduler, redis_server: RedisServer) -> None:
+    h = real.submit("add", 1, 2, _queue="nobody")
     as_json = json.loads(ok(cli("explain", APP, h.id, "--redis", redis_server.url, "--json")).stdout)
     assert (as_json["state"], as_json["reason"]) == ("queued", "no_processor")
     assert as_json["detail"]["queue"] == "nobody" and as_json["detail"]["condition"] == "queue"

@@ -12,6 +12,9 @@ keys, below), and fewer placements than asked only when nothing placeable is lef
 processor. At the end everything drains to done/failed/cancelled with the right results. Runs on
 the embedded server and on a real redis-server.
 
+Dead letters are purged (purge_finished, by age and with a limit): they leave the server and the
+model, counted as purged, and submitted still adds up; a task that would wait for one is refused.
+
 Some tasks come with a unique key of a small set (issue 19), some debounced, some held only until
 they start: a submit whose key a live task holds creates nothing and answers that task (debounced,
 it gives a holder that never started its arguments, and a delayed one a later start). The model
@@ -140,6 +143,8 @@ class MTask:
     bad: int = 0  # its parents that ended failed or cancelled
     ukey: str | None = None  # the unique key it holds now (None: none, or freed)
     until: str = "finished"  # when it frees it: as it finishes, or as it starts
+    failed_at: int | None = None  # when it ended failed (ms): its score among the dead letters
+    purged: bool = False  # a dead letter purge_finished deleted: gone from the server and the model
 
     @property
     def lane(self) -> tuple[str, int, str | None]:
@@ -228,6 +233,8 @@ class Conservation(RuleBasedStateMachine):
         self.schedule_of: dict[str, tuple[int, str]] = {}  # schedule name -> (its token, its queue)
         self.uholders: dict[str, str] = {}  # unique key -> the id of the task holding it
         self.deduplicated = 0  # submits that collapsed into the holder of their key
+        self.purged = 0  # dead letters purge_finished deleted (they left the model too)
+        self.gone: dict[str, MTask] = {}  # those dead letters, for the late acks of their calls
 
         @self.sched.task(name="work", retry_backoff=BACKOFF_MS / 1000)
         def work(token: int, fail_times: int) -> int:
@@ -253,12 +260,18 @@ class Conservation(RuleBasedStateMachine):
         before = State(t.state)
         assert allowed(before, event, State(after)), f"model bug: {before} -{event}-> {after}"
         t.state = after
+        if after == "failed":
+            t.failed_at = self.now
         if t.ukey is not None and (State(after) in FINISHED or (after == "running" and t.until == "started")):
             assert self.uholders.pop(t.ukey) == t.id  # past its unique_until point: the key is free
             t.ukey = None
         if t.holds and after not in ("assigned", "running"):  # the attempt (or assignment) ended
             t.holds = False
             self.m_running -= 1
+
+    def known(self, task_id: str) -> MTask:
+        """A task of the model, or one purged since (a call in flight may still ack it)."""
+        return self.model[task_id] if task_id in self.model else self.gone[task_id]
 
     def alive(self, p: MProc) -> bool:
         return p.registered and p.deadline >= self.now
@@ -471,6 +484,12 @@ class Conservation(RuleBasedStateMachine):
         by the script that ends its last parent (at once when they all have)."""
         token = next(self.tokens)
         unique = [first] if second is None or second.id == first.id else [first, second]
+        if any(p.purged for p in unique):  # what it would wait for is gone: refused, nothing written
+            before = self.sched.counts()["submitted"]
+            with pytest.raises(luasched.TaskNotFound, match=unique[0].id if unique[0].purged else unique[-1].id):
+                self.sched.submit("work", token, 0, _queue=queue, _after=[p.id for p in unique])
+            assert self.sched.counts()["submitted"] == before
+            return multiple()
         h = self.sched.submit("work", token, 0, _queue=queue, _on_failure=on_failure,
                               _after=[self.sched.handle(p.id) for p in unique])
         t = MTask(h.id, queue, token, 5, None, (), self.now, 0, 3, 0, state="waiting", on_failure=on_failure)
@@ -800,7 +819,7 @@ class Conservation(RuleBasedStateMachine):
     def overrunnable(self) -> list[int]:
         """Indexes of the calls in flight whose attempt is current and has a timeout."""
         return [i for i, (pid, started) in enumerate(self.inflight)
-                if (t := self.model[started.id]).state == "running" and t.owner == pid
+                if (t := self.known(started.id)).state == "running" and t.owner == pid
                 and t.attempts == started.attempt and t.deadline is not None]
 
     @precondition(lambda self: self.overrunnable())
@@ -811,7 +830,7 @@ class Conservation(RuleBasedStateMachine):
         late, which frees the slot. Rare by chance (a timeout, a start, then the right time
         steps under the lease), so a rule of its own."""
         index = data.draw(st.sampled_from(self.overrunnable()))
-        t = self.model[self.inflight[index][1].id]
+        t = self.known(self.inflight[index][1].id)
         assert t.deadline is not None
         if t.deadline >= self.now:
             self.clock.advance((t.deadline - self.now + 1) / 1000)
@@ -861,7 +880,7 @@ class Conservation(RuleBasedStateMachine):
 
     def ack_one(self, index: int, succeed: bool, place: bool, want: int) -> None:
         pid, started = self.inflight.pop(index)
-        t = self.model[started.id]
+        t = self.known(started.id)  # a purged one: its late ack is stale
         if succeed:
             payload = encode_result("work", value_of(t.token))
         else:
@@ -952,6 +971,10 @@ class Conservation(RuleBasedStateMachine):
 
     @rule(t=tasks)
     def cancel(self, t: MTask) -> None:
+        if t.purged:
+            with pytest.raises(luasched.TaskNotFound):
+                self.sched.handle(t.id).cancel()
+            return
         expect = t.state in ("waiting", "queued", "delayed", "assigned")
         assert self.sched.handle(t.id).cancel() == expect
         if not expect:
@@ -962,6 +985,34 @@ class Conservation(RuleBasedStateMachine):
             self.mprocs[t.owner].pending.remove(t.id)
         self.finish(t, "cancel", "cancelled")
         t.due = None
+
+    @precondition(lambda self: self.deadlined())
+    @rule(data=st.data(), older=st.sampled_from([0.0, 2.0]), limit=st.sampled_from([None, 1]))
+    def expire_then_purge(self, data: st.DataObject, older: float, limit: int | None) -> None:
+        """A deadline passes and a reap ends the task expired: a dead letter, which a purge
+        then meets (dead letters are rare by chance in 40 steps: a rule of its own)."""
+        self.deadline_passes(data, "reap")
+        self.purge_finished(older, limit)
+
+    @precondition(lambda self: any(t.state == "failed" for t in self.model.values()))
+    @rule(older=st.sampled_from([0.0, 0.0, 2.0]), limit=st.sampled_from([None, None, 1, 2]))
+    def purge_finished(self, older: float, limit: int | None) -> None:
+        """The dead letters that failed at least ``older`` s ago, the oldest first (by time, then
+        id: the failed set's order), at most ``limit``, leave the server; the model drops them and
+        counts them purged, so that the counts still add up to what was submitted."""
+        cutoff = self.now - int(older * 1000)
+        dead = sorted((t for t in self.model.values() if t.state == "failed" and t.failed_at <= cutoff),
+                      key=lambda t: (t.failed_at, t.id))
+        gone = dead if limit is None else dead[:limit]
+        assert self.sched.purge_finished(older_than=older, limit=limit) == len(gone)
+        for t in gone:
+            self.gone[t.id] = self.model.pop(t.id)
+            t.purged = True
+            self.purged += 1
+        left = {x.decode() for x in self.client.zrange(self.sched.keys.failed, 0, -1)}
+        assert left == {t.id for t in self.model.values() if t.state == "failed"}
+        if gone:
+            assert self.client.exists(*(self.sched.keys.task(t.id) for t in gone)) == 0
 
     @rule(p=procs)
     def deregister(self, p: MProc) -> None:
@@ -1031,8 +1082,9 @@ class Conservation(RuleBasedStateMachine):
             by_state[t.state] += 1
         for s, n in by_state.items():
             assert counts[s] == n, f"counts[{s}] = {counts[s]}, model says {n}"
-        assert counts["expired"] == sum(t.expired for t in self.model.values())
+        assert counts["expired"] == sum(t.expired for t in (*self.model.values(), *self.gone.values()))
         assert counts["deduplicated"] == self.deduplicated
+        assert counts["purged"] == self.purged
 
     @invariant()
     def states_and_places_match(self) -> None:
@@ -1094,7 +1146,8 @@ class Conservation(RuleBasedStateMachine):
                     o.value()
         audit = self.sched.audit()
         assert audit.ok, audit.problems
-        assert audit.counts["done"] + audit.counts["failed"] + audit.counts["cancelled"] == self.submitted
+        assert (audit.counts["done"] + audit.counts["failed"] + audit.counts["cancelled"] + audit.counts["purged"]
+                == self.submitted)
         assert self.client.hgetall(self.sched.keys.unique_index) == {}  # every holder finished: every key free
 
 

@@ -87,6 +87,9 @@ def test_every_key_of_a_namespace_is_on_its_slot_after_a_full_workload(cluster: 
         assert [v for i, v in enumerate(values) if i != 4] == [i for i in range(12) if i != 4]
         assert isinstance(values[4], luasched.TaskFailed)
         assert sched.retry_failed() == [g.ids[4]]
+        with pytest.raises(luasched.TaskFailed):  # it fails again: a dead letter, purged here
+            sched.handle(g.ids[4]).result(timeout=15)
+        assert sched.purge_finished() == 1
         live = keys_by_node(cluster, "luasched:{slots}:*")  # with the processor's own keys
     finally:
         p.stop(timeout=10)

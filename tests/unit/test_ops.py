@@ -51,6 +51,7 @@ CALLS = {
     "audit": (ops.audit(NS, 123), (P, "123")),
     "audit_slice": (ops.audit_slice(NS, "queue", "q1", 2000, 1000), (P, "queue", "q1", "2000", "1000")),
     "retry_failed": (ops.retry_failed(NS, 123, [], 5, "r1"), (P, "123", "5", "r1")),
+    "purge_finished": (ops.purge_finished(NS, 123, 60000, 4, 1000, "r1"), (P, "123", "60000", "4", "1000", "r1")),
     "processors": (ops.processors(NS, 123, 50), (P, "123", "50")),
     "pause": (pauses.pause(NS, 123, "pause", "q1", "k1"), (P, "123", "pause", "q1", "k1")),
     "policy": (policies.limit(NS, 123, policies.Limiter("api", 5, 2, 3, 4)),
@@ -82,6 +83,7 @@ HEADER_WORDS = {
     "audit": ["prefix", "now_ms"],
     "audit_slice": ["prefix", "place", "the", "start", "count"],  # ARGV[3]: "the queue's name (...) or the lane's"
     "retry_failed": ["prefix", "now_ms", "limit", "request"],
+    "purge_finished": ["prefix", "now_ms", "older_than_ms", "start", "limit", "request"],
     "processors": ["prefix", "now_ms", "limit"],
     "pause": ["prefix", "now_ms", "action", "scope", "key"],
     "policy": ["prefix", "now_ms", "op"],
@@ -485,8 +487,22 @@ def test_a_clean_audit_passes():
     assert found.ok, found.problems
     assert found.problems == []
     assert found.counts == {"submitted": 8, "waiting": 1, "queued": 1, "delayed": 1, "assigned": 1, "running": 1,
-                            "done": 1, "failed": 1, "cancelled": 1, "processors": 1, "idle_processors": 1}
+                            "done": 1, "failed": 1, "cancelled": 1, "purged": 0, "processors": 1,
+                            "idle_processors": 1}
     assert bool(found) is True
+
+
+def test_purged_tasks_count_as_accounted_for():
+    """A purged dead letter is in no place: the purged counter keeps submitted's sum."""
+    frame, slices = clean()
+    frame[1] = [*frame[1], STATS.purged, "2"]
+    frame[1][1] = "10"
+    found = check_audit(frame, slices)
+    assert found.ok, found.problems
+    assert found.counts["purged"] == 2
+    frame[1][1] = "11"
+    assert any("11 tasks were submitted but 10 are accounted for" in p and "purged 2" in p
+               for p in check_audit(frame, slices).problems)
 
 
 def plant(change):
@@ -743,3 +759,43 @@ def test_retry_failed_names_its_ids_after_the_limit():
     assert call.args == (P, "", "5", "r1", "t1", "t2")
     with pytest.raises(ValueError, match="more than limit"):
         ops.retry_failed(NS, None, ["t1", "t2"], 1, "r1")
+
+
+def drive_purge(replies, limit=None, now_ms=None):
+    """Run flows.purge_finished on canned replies; the calls it sent and what it returned."""
+    rids = iter(f"r{i}" for i in range(100))
+    flow = flows.purge_finished(NS, now_ms, 5000, limit, lambda: next(rids))
+    sent = [next(flow)]
+    try:
+        for reply in replies:
+            sent.append(flow.send(reply))
+    except StopIteration as done:
+        return sent, done.value
+    raise AssertionError("the flow did not end on these replies")
+
+
+def test_purge_flow_passes_over_what_was_kept_with_one_cutoff(monkeypatch):
+    monkeypatch.setattr(flows, "PURGE_CHUNK", 3)
+    sent, deleted = drive_purge([[2, 1, 0, 1, "9000"], [3, 0, 0, 1, "9000"], [1, 2, 1, 0, "9000"]])
+    assert deleted == 6
+    # ARGV: prefix, now_ms, older_than_ms, start, limit, request id
+    assert [c.args[1:5] for c in sent] == [("", "5000", "0", "3"), ("9000", "5000", "1", "3"),
+                                           ("9000", "5000", "1", "3")]
+    assert len({c.args[5] for c in sent}) == 3  # a request id per call
+
+
+def test_purge_flow_stops_at_its_limit_and_asks_no_more_than_is_left(monkeypatch):
+    monkeypatch.setattr(flows, "PURGE_CHUNK", 3)
+    sent, deleted = drive_purge([[3, 0, 0, 1, "7"], [1, 0, 0, 1, "7"]], limit=4, now_ms=7)
+    assert deleted == 4
+    assert [c.args[4] for c in sent] == ["3", "1"]
+
+
+def test_purge_call_shape_refuses_bad_numbers():
+    with pytest.raises(ValueError, match="older_than_ms"):
+        ops.purge_finished(NS, None, -1, 0, 10, "r")
+    with pytest.raises(ValueError, match="start"):
+        ops.purge_finished(NS, None, 0, -1, 10, "r")
+    with pytest.raises(ValueError, match="limit"):
+        ops.purge_finished(NS, None, 0, 0, 10001, "r")
+    assert ops.decode_purge_finished([1, 2, 3, 0, "99"]) == ops.PurgeChunk(1, 2, 3, False, 99)

@@ -147,18 +147,49 @@ def test_a_failed_task_shows_its_traceback_and_an_admin_retries_it(work, serve, 
     assert "retry-failed" in page.inner_text("main") and handle.id in page.inner_text("main")
 
 
+def test_an_admin_purges_the_dead_letters_from_the_failed_page(work, serve, page):
+    handles = [failed_task(work, f"purge-me-{i}") for i in range(2)]
+    base = serve(create_app(work, admin=True, token=TOKEN))
+    page.goto(f"{base}/login")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    page.goto(f"{base}/failed")
+    page.fill("input[name=older_than]", "3600")
+    page.click("button[data-action=purge-finished]")  # the confirmation is not ticked: the browser refuses
+    assert page.url == f"{base}/failed" and work.counts()["failed"] == 2
+    assert work.client.xlen(work.keys.audit_log) == 0
+    page.check("input[name=confirm]")
+    page.click("button[data-action=purge-finished]")
+    page.wait_for_url(f"{base}/failed")
+    assert work.counts()["failed"] == 2  # none failed an hour ago
+    page.fill("input[name=older_than]", "0")
+    page.check("input[name=confirm]")
+    page.click("button[data-action=purge-finished]")
+    page.wait_for_url(f"{base}/failed")
+    assert "no dead letter" in page.inner_text("main")
+    assert [o.state for o in work.outcomes([h.id for h in handles])] == ["unknown", "unknown"]
+    assert work.audit().ok
+    page.goto(f"{base}/audit-log")
+    log = page.inner_text("main")
+    assert "purge-finished" in log and "older than 3600 s" in log
+
+
 def test_read_only_offers_no_action_and_a_forged_post_writes_nothing(work, serve, page):
     handle = failed_task(work, "stays-failed")
     base = serve(create_app(work))
     for url in ("/", "/queues", "/failed", "/schedules", f"/tasks/{handle.id}"):
         page.goto(base + url)
         assert page.locator("button[data-action], form[action*='/actions/']").count() == 0, url
-    status = page.evaluate("""async (id) => {
-        const body = new URLSearchParams({task_id: id});
-        const r = await fetch('/actions/retry-failed', {method: 'POST', body: body});
-        return r.status;
+    statuses = page.evaluate("""async (id) => {
+        const out = [];
+        for (const what of ['retry-failed', 'purge-finished']) {
+            const body = new URLSearchParams({task_id: id, confirm: 'yes'});
+            const r = await fetch('/actions/' + what, {method: 'POST', body: body});
+            out.push(r.status);
+        }
+        return out;
     }""", handle.id)
-    assert status == 403
+    assert statuses == [403, 403]
     assert work.outcome(handle.id).state == "failed"
     assert work.client.xlen(work.keys.audit_log) == 0
 

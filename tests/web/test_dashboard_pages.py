@@ -140,11 +140,13 @@ def test_read_only_offers_no_action_and_refuses_every_post(sched, busy):
     c = client(sched)
     for url in ("/", "/queues", "/failed", "/schedules", f"/tasks/{busy['dead'].id}"):
         assert "/actions/" not in c.get(url).text, url
-    for what in ("retry-failed", "cancel", "pause", "resume", "trigger"):
-        r = c.post(f"/actions/{what}", data={"task_id": busy["dead"].id, "queue": "default", "name": "nightly"},
+    for what in ("retry-failed", "cancel", "pause", "resume", "trigger", "purge-finished"):
+        r = c.post(f"/actions/{what}", data={"task_id": busy["dead"].id, "queue": "default", "name": "nightly",
+                                             "confirm": "yes"},
                    headers={"authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 403, what
     assert sched.outcome(busy["dead"].id).state == "failed"
+    assert sched.counts()["purged"] == 0
     assert sched.paused() == []
     assert sched.client.xlen(sched.keys.audit_log) == 0
 
@@ -155,11 +157,45 @@ def test_admin_actions_need_the_token(sched, busy):
     form = {"task_id": busy["dead"].id}
     assert c.post("/actions/retry-failed", data=form).status_code == 401
     assert c.post("/actions/retry-failed", data=form, headers={"authorization": "Bearer wrong"}).status_code == 403
+    purge = {"confirm": "yes"}
+    assert c.post("/actions/purge-finished", data=purge).status_code == 401
+    assert c.post("/actions/purge-finished", data=purge, headers={"authorization": "Bearer wrong"}).status_code == 403
     c.cookies.set("luasched_token", TOKEN)
     assert c.post("/actions/retry-failed", data=form).status_code == 403  # the cookie without the csrf field
+    assert c.post("/actions/purge-finished", data=purge).status_code == 403
     assert c.post("/login", data={"token": "wrong"}).status_code == 403
     assert sched.outcome(busy["dead"].id).state == "failed"
+    assert sched.counts()["purged"] == 0
     assert sched.client.xlen(sched.keys.audit_log) == 0
+
+
+def test_a_signed_in_admin_purges_the_dead_letters_and_it_is_logged(sched, busy, clock):
+    c = client(sched, admin=True, token=TOKEN)
+    assert c.post("/login", data={"token": TOKEN}, follow_redirects=False).status_code == 303
+    page = c.get("/failed").text
+    assert 'data-action="purge-finished"' in page and 'name="older_than"' in page
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    refused = [{"csrf": csrf, "older_than": "-1", "confirm": "yes"}, {"csrf": csrf, "older_than": "soon",
+                                                                      "confirm": "yes"},
+               {"csrf": csrf, "older_than": "nan", "confirm": "yes"}, {"csrf": csrf, "older_than": "0"}]
+    for form in refused:
+        assert c.post("/actions/purge-finished", data=form).status_code == 400, form
+    assert sched.counts()["failed"] == 1 and sched.client.xlen(sched.keys.audit_log) == 0
+
+    form = {"csrf": csrf, "older_than": "60", "confirm": "yes", "next": "/failed"}
+    r = c.post("/actions/purge-finished", data=form, follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/failed")
+    assert sched.counts()["failed"] == 1  # it failed less than a minute ago
+    clock.advance(61)
+    assert c.post("/actions/purge-finished", data=form, follow_redirects=False).status_code == 303
+    counts = sched.counts()
+    assert (counts["failed"], counts["purged"]) == (0, 1)
+    assert sched.outcome(busy["dead"].id).state == "unknown"
+    assert sched.audit().ok
+    entries = [{k.decode(): v.decode() for k, v in e.items()} for _, e in sched.client.xrange(sched.keys.audit_log)]
+    assert [(e["what"], e["target"], e["count"]) for e in entries] == [
+        ("purge-finished", "older than 60 s", "0"), ("purge-finished", "older than 60 s", "1")]
+    assert "purge-finished" in c.get("/audit-log").text
 
 
 def test_a_signed_in_admin_retries_and_it_is_logged(sched, busy):
