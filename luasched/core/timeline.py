@@ -149,7 +149,8 @@ def wait_of(f: Facts) -> Wait | None:
         ready = previous.due_ms
     elif previous is not None:  # a retry: its backoff, if any, then its queue
         ready = max(previous.due_ms, previous.ended_ms)
-        phases["delay"] = ready - previous.ended_ms
+        if previous.due_ms:
+            phases["delay"] = ready - previous.ended_ms
     else:
         ready = f.ready_ms or f.created_ms
         if f.ready_ms:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from luasched.core.timeline import Attempt, Facts, decode_attempts, timeline, wait_of
@@ -36,6 +38,8 @@ def test_the_log_decodes_entries_and_leaves_out_what_it_cannot_read():
     ({"started_ms": 1700}, {"queue": 700}, "queue"),  # a record written before placed times
     ({"attempts": 2, "history": (RETRY,), "placed_ms": 1900, "started_ms": 1900},
      {"delay": 500, "queue": 100, "inbox": 0}, "delay"),  # a retry's backoff
+    ({"attempts": 2, "history": (replace(RETRY, ended="lease", due_ms=0),), "placed_ms": 1500, "started_ms": 1500},
+     {"queue": 200, "inbox": 0}, "queue"),  # queued again at once: no delay
     ({"attempts": 1, "history": (REVIVED,), "ready_ms": 5000, "placed_ms": 5000, "started_ms": 5200},
      {"queue": 0, "inbox": 200}, "inbox"),  # revived: its wait starts then
 ])
