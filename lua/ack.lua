@@ -83,7 +83,7 @@ for i = 0, count - 1 do
       status = 'done'
     else
       local retry_ms, m
-      status, retry_ms, m = attempt_ended(C, id, payload, true, h)
+      status, retry_ms, m = attempt_ended(C, id, payload, true, h, 'error')
       released = released or (h and true or false)
       ended[#ended + 1] = id
       ended[#ended + 1] = retry_ms and fmt(retry_ms) or ''

@@ -65,7 +65,7 @@ if #out < limit then
       redis.call('HINCRBY', pk, PROC_STUCK, 1)
     end
     local err = '{"type":"TaskTimeout","message":"task ' .. id .. ' ran past its timeout of ' .. o .. ' ms on processor ' .. pid .. '"}'
-    local status, backoff = attempt_ended(C, id, err, true)
+    local status, backoff = attempt_ended(C, id, err, true, nil, 'timeout')
     rerank(C, pid)
     out[#out + 1] = id
     overdue[#overdue + 1] = id

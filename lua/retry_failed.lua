@@ -1,9 +1,10 @@
 --[[ retry_failed: failed (dead letter) -> queued, with a fresh set of attempts
   Puts dead-lettered tasks back at the tail of their queue with their attempt count reset; the
-  last error stays in the record until the task finishes again. Ids that are not dead letters
+  last error stays in the record until the task finishes again, and its last attempt joins its
+  attempt log (as having ended failed: lib/lifecycle). Ids that are not dead letters
   (any more) are skipped, so a replay changes nothing; so are tasks that ended DependencyFailed (they
   never ran, and what they waited for has ended: make them again with then or _after).
-  Includes: fields, util, lanes, replay
+  Includes: fields, util, lanes, lifecycle, replay
   KEYS[1..9] the fixed keys (see lib/util): uses stats failed wake
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] limit (1..10000)  ARGV[4] request id
   ARGV[5...] task ids to retry; none: the oldest dead letters, up to limit
@@ -37,12 +38,17 @@ for _, id in ipairs(ids) do
   local e = redis.call('ZSCORE', failed, id) and (redis.call('HGET', tk, TASK_ERROR) or '')
   -- a task that never ran because what it waited for failed: it has nothing to run with
   if e and not string.find(e, '"type":"DependencyFailed"', 1, true) then
-    local g = redis.call('HGET', tk, TASK_GROUP)
+    local g, n, pt, st, ft, by, log = unpack(redis.call('HMGET', tk, TASK_GROUP, TASK_ATTEMPTS, TASK_PLACED_MS,
+      TASK_STARTED_MS, TASK_FINISHED_MS, TASK_LAST_PROCESSOR, TASK_ATTEMPTS_LOG))
+    if n then -- its last attempt ended it failed (else it expired, never started)
+      redis.call('HSET', tk, TASK_ATTEMPTS_LOG, logged_attempt(log, n, pt, st, tonumber(ft) or now, by, 'failed',
+        now, e))
+    end
     redis.call('ZREM', failed, id)
     redis.call('HINCRBY', stats, STAT_FAILED, -1)
     redis.call('HINCRBY', stats, STAT_REVIVED, 1) -- failed minus revived: how many ever failed
     redis.call('HSET', tk, TASK_STATE, 'queued', TASK_READY_MS, fmt(now))
-    redis.call('HDEL', tk, TASK_FINISHED_MS, TASK_ATTEMPTS)
+    redis.call('HDEL', tk, TASK_FINISHED_MS, TASK_ATTEMPTS, TASK_PLACED_MS)
     local q, p, key, lm = lane_of(C, id)
     enqueue(C, id, q, p, key, lm, false)
     if g and redis.call('EXISTS', P .. 'g:' .. g) == 1 then

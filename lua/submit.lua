@@ -246,6 +246,7 @@ for _, base in ipairs(fresh) do
     if pid then
       fields[8] = 'assigned'
       fields[#fields + 1], fields[#fields + 2] = TASK_PROCESSOR, pid
+      fields[#fields + 1], fields[#fields + 2] = TASK_PLACED_MS, fields[6] -- placed as created
     end
   end
   redis.call('HSET', tk, unpack(fields)) -- one write per record

@@ -7,9 +7,17 @@ a PRODUCER span ``<queue> publish`` and stores its context with each task it cre
 submit to every attempt, retries included. Attributes follow the messaging semantic conventions:
 ``messaging.system`` = ``luasched``, ``messaging.destination.name`` = the queue,
 ``messaging.operation.name`` / ``.type``, ``messaging.message.id`` = the task id; and
-``luasched.attempt``, ``luasched.processor``. The consumer span has two events: ``placed`` (the
-processor it was placed on) and ``waited`` (how long it waited between its submit and this
-start, ms). A failed attempt sets the span's status to ERROR with the error's type and message.
+``luasched.attempt``, ``luasched.processor``. The consumer span has two events: ``placed``, at the
+time the attempt was placed on its processor (``luasched.processor``), and ``waited``: how long it
+waited between its submit and this start (``luasched.wait_ms``), that wait by phase
+(``luasched.wait.dependencies_ms``, ``.delay_ms``, ``.queue_ms``, ``.inbox_ms``: those that apply;
+core/timeline ``wait_of``) and ``luasched.wait_reason``, the phase that held it longest
+(``dependencies``: created -> ready, waiting for its parents; ``delay``: submitted with a delay,
+or a retry's backoff; ``queue``: ready -> placed, no free processor or held by a policy; ``inbox``:
+placed -> started; ``none``: it did not wait). A retry's phases start when its previous attempt
+ended. The finer cause of a queue hold (which limiter, a pause, a label no processor has) is not
+kept once the task has moved on: ``Scheduler.explain`` says it while the task waits. A failed
+attempt sets the span's status to ERROR with the error's type and message.
 
 Without the extra, or without a TracerProvider, nothing is recorded and nothing is read: ``active``
 is False, submits carry no context, and processors send no extra read. That check is all it costs.
@@ -26,6 +34,8 @@ from typing import Any
 from .core.fields import TASK
 from .core.ops import Command, Namespace, NewTask, text
 from .core.tasks import Started, decode_error
+from .core.timeline import Facts as RecordFacts
+from .core.timeline import decode_attempts, wait_of
 
 try:  # the optional extra luasched[otel]
     from opentelemetry import propagate, trace
@@ -35,8 +45,13 @@ except ImportError:  # pragma: no cover - exercised where the extra is not insta
 #: The instrumentation scope's name.
 SCOPE = "luasched"
 
-#: What a consumer span needs of one task: its stored context, queue, created and started ms.
-Facts = tuple[str, str, int | None, int | None]
+#: What a consumer span needs of one task: its stored context, queue, and its record's times
+#: (created, ready, placed, started), parents and attempt log.
+Facts = tuple[str, str, RecordFacts]
+
+#: The task record's fields a consumer span reads, in the order decode_read takes them.
+READ = (TASK.trace, TASK.queue, TASK.created_ms, TASK.started_ms, TASK.ready_ms, TASK.placed_ms, TASK.parents,
+        TASK.attempts_log)
 
 
 def active() -> bool:
@@ -75,18 +90,19 @@ def _with_trace(new: NewTask, stored: str) -> NewTask:
 
 
 def read(ns: Namespace, tasks: Sequence[Started]) -> Command:
-    """One read of what a consumer span needs of each task: its stored context, queue, and when it
-    was created and started (a pipeline of HMGETs)."""
-    return Command("pipeline", tuple(("hmget", (ns.keys.task(t.id), TASK.trace, TASK.queue, TASK.created_ms,
-                                                TASK.started_ms)) for t in tasks))
+    """One read of what a consumer span needs of each task: its stored context, queue, when it was
+    created, ready, placed and started, its parents and attempt log (a pipeline of HMGETs)."""
+    return Command("pipeline", tuple(("hmget", (ns.keys.task(t.id), *READ)) for t in tasks))
 
 
-def decode_read(replies: Sequence[Any]) -> list[Facts]:
+def decode_read(replies: Sequence[Any], tasks: Sequence[Started]) -> list[Facts]:
+    """The facts of each task read (``tasks``: the attempts started, in the order ``read`` took)."""
     out = []
-    for reply in replies:
-        stored, queue, created, started = text(reply)
-        out.append((stored or "", queue or "default", int(created) if created else None,
-                    int(started) if started else None))
+    for reply, task in zip(replies, tasks, strict=True):
+        stored, queue, created, started, ready, placed, parents, log = text(reply)
+        record = RecordFacts("running", task.attempt, int(created or 0), int(ready or 0), int(placed or 0),
+                             int(started or 0), 0, "", "", parents or "", decode_attempts(log))
+        out.append((stored or "", queue or "default", record))
     return out
 
 
@@ -105,7 +121,7 @@ def consumer_span(task: Started, pid: str, facts: Facts | None) -> AbstractConte
 
 @contextmanager
 def _span(task: Started, pid: str, facts: Facts) -> Iterator[Callable[[str, str], None]]:
-    stored, queue, created_ms, started_ms = facts
+    stored, queue, record = facts
     parent = propagate.extract(json.loads(stored)) if stored else None
     links = []
     if parent is not None:
@@ -118,9 +134,14 @@ def _span(task: Started, pid: str, facts: Facts) -> Iterator[Callable[[str, str]
     with tracer.start_as_current_span(f"{queue} process", context=parent, kind=trace.SpanKind.CONSUMER,
                                       links=links, attributes=attributes, record_exception=False,
                                       set_status_on_exception=False) as span:
-        span.add_event("placed", {"luasched.processor": pid})
-        if created_ms is not None and started_ms is not None:
-            span.add_event("waited", {"luasched.wait_ms": max(0, started_ms - created_ms)})
+        span.add_event("placed", {"luasched.processor": pid},
+                       timestamp=record.placed_ms * 1_000_000 if record.placed_ms else None)
+        wait = wait_of(record)
+        if record.created_ms and wait is not None:
+            waited: dict[str, str | int] = {"luasched.wait_ms": max(0, record.started_ms - record.created_ms),
+                                            "luasched.wait_reason": wait.reason}
+            waited |= {f"luasched.wait.{phase}_ms": ms for phase, ms in wait.phases.items()}
+            span.add_event("waited", waited)
 
         def ended(outcome: str, payload: str) -> None:
             if outcome != "done":

@@ -273,11 +273,13 @@ local function expire_task(C, id, dx)
 end
 
 -- -> running on pid (the caller took id out of its pending list or its queue). The attempt
--- number goes up by one. dto: pid's default timeout (see attempt_timeout). Returns {id, name,
+-- number goes up by one. dto: pid's default timeout (see attempt_timeout). at_once: it comes
+-- from its queue, not the inbox: placed as it starts (its placed time written in the same
+-- write). Returns {id, name,
 -- args, attempt, timeout_ms}; or nil when the task's deadline has come: it is never started, and
 -- ends expired instead. A unique key held until the task starts is freed (lib/unique). A first
 -- attempt counts its queue wait (lib/metrics).
-local function start_task(C, pid, id, dto)
+local function start_task(C, pid, id, dto, at_once)
   local P, now = C.prefix, C.now
   local tk = P .. 't:' .. id
   local f, a, n, o, dx, us, q, ct, rd = unpack(redis.call('HMGET', tk, TASK_NAME, TASK_ARGS, TASK_ATTEMPTS,
@@ -299,7 +301,13 @@ local function start_task(C, pid, id, dto)
   end
   local attempt = fmt(tonumber(n or '0') + 1)
   o = attempt_timeout(o, dto)
-  redis.call('HSET', tk, TASK_STATE, 'running', TASK_ATTEMPTS, attempt, TASK_STARTED_MS, fmt(now), TASK_PROCESSOR, pid)
+  local at = fmt(now)
+  if at_once then
+    redis.call('HSET', tk, TASK_STATE, 'running', TASK_ATTEMPTS, attempt, TASK_STARTED_MS, at, TASK_PROCESSOR, pid,
+      TASK_PLACED_MS, at)
+  else
+    redis.call('HSET', tk, TASK_STATE, 'running', TASK_ATTEMPTS, attempt, TASK_STARTED_MS, at, TASK_PROCESSOR, pid)
+  end
   redis.call('SADD', P .. 'p:' .. pid .. ':r', id)
   if tonumber(o) > 0 then
     redis.call('ZADD', C.running, fmt(now + tonumber(o)), id)
@@ -389,7 +397,7 @@ local function start_many(C, pid, want, take, dto, cap, qs, stuck, kind)
       if more then
         wake_scheduler(C)
       end
-      local t = qid and start_task(C, pid, qid, dto) -- queued -> running at once (nil: it expired)
+      local t = qid and start_task(C, pid, qid, dto, true) -- queued -> running at once (nil: it expired)
       if t then
         dry = 0
         tasks[#tasks + 1] = t
@@ -448,13 +456,14 @@ local function promote(C, limit)
   return #ids
 end
 
--- queued again at the head of its lane (given back, or retried at once: it keeps its place in time).
+-- queued again at the head of its lane (given back, or retried at once: it keeps its place in time),
+-- placed nowhere.
 local function back_to_head(C, id)
   local tk = C.prefix .. 't:' .. id
   local q, p, key, lm = lane_of(C, id)
   enqueue(C, id, q, p, key, lm, true)
   redis.call('HSET', tk, TASK_STATE, 'queued')
-  redis.call('HDEL', tk, TASK_PROCESSOR)
+  redis.call('HDEL', tk, TASK_PROCESSOR, TASK_PLACED_MS)
 end
 
 -- A task not started (state s: waiting, queued, delayed or assigned; its record's queue q, processor p,
@@ -497,31 +506,79 @@ local function expire_due(C, limit)
   return #ids
 end
 
--- A started attempt ended without success (error, timeout, lease lost). The caller has already
--- taken id out of running and the processor's running set. later: retry through delayed with
--- exponential backoff; else retry at the head of the queue. Returns 'retry' or 'failed', then
--- the ms until the retry is due (0 at the head of the queue; nil when failed) and max_attempts
--- (what a processor's log line says: "retry 2/3 in 0.50 s"). held: as release takes it.
-local function attempt_ended(C, id, error_json, later, held)
+-- log (a task's attempt log, nil: none) with one more entry, the oldest dropped past the last 20
+-- (core/timeline ATTEMPTS_KEPT). Entries are separated by byte 30, the fields of one by byte 31:
+-- attempt, placed ms, started ms, ended ms, processor, how it ended (error, timeout, lease,
+-- deregistered, failed), when its retry was due ('' when queued again at once), the error's type
+-- and message. The texts are made one line (no control character, so neither separator) of at
+-- most 200 bytes, never cut inside a UTF-8 character (what a client decodes). One function (its
+-- helper inside): what every call of a script that may end an attempt pays is one closure.
+-- luasched/core/timeline.py decodes it.
+local function logged_attempt(log, n, pt, st, ended, pid, how, due, error_json)
+  local function one_line(s)
+    local flat = string.gsub(s or '', '%c', ' ')
+    local cut = 200
+    while cut > 0 and cut < #flat do
+      local c = string.byte(flat, cut + 1)
+      if c < 128 or c >= 192 then -- the next byte begins a character
+        break
+      end
+      cut = cut - 1
+    end
+    return string.sub(flat, 1, cut)
+  end
+  local etype, message = '', ''
+  local ok, e = pcall(cjson.decode, error_json or '')
+  if ok and type(e) == 'table' then
+    etype = type(e.type) == 'string' and e.type or ''
+    message = type(e.message) == 'string' and e.message or ''
+  end
+  local entry = table.concat({n or '', pt or '', st or '', fmt(ended), one_line(pid), how, due and fmt(due) or '',
+    one_line(etype), one_line(message)}, '\31')
+  if not log or log == '' then
+    return entry
+  end
+  local _, count = string.gsub(log, '\30', '')
+  if count + 1 >= 20 then
+    log = string.sub(log, string.find(log, '\30', 1, true) + 1)
+  end
+  return log .. '\30' .. entry
+end
+
+-- A started attempt ended without success: how, 'error' (acked so), 'timeout' (reap), 'lease'
+-- or 'deregistered' (drain). The caller has already taken id out of running and the processor's
+-- running set. later: retry through delayed with exponential backoff; else retry at the head of
+-- the queue. A retry appends the attempt to the task's attempt log (logged_attempt). Returns
+-- 'retry' or 'failed', then the ms until the retry is due (0 at the head of the queue; nil when
+-- failed) and max_attempts (what a processor's log line says: "retry 2/3 in 0.50 s"). held: as
+-- release takes it.
+local function attempt_ended(C, id, error_json, later, held, how)
   local tk = C.prefix .. 't:' .. id
   release(C, id, held)
-  local n, m, b, q = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS, TASK_BACKOFF_MS, TASK_QUEUE))
+  local n, m, b, q, pt, st, p, log = unpack(redis.call('HMGET', tk, TASK_ATTEMPTS, TASK_MAX_ATTEMPTS,
+    TASK_BACKOFF_MS, TASK_QUEUE, TASK_PLACED_MS, TASK_STARTED_MS, TASK_PROCESSOR, TASK_ATTEMPTS_LOG))
   n = tonumber(n)
   b = b or DEFAULT_BACKOFF_MS
   m = tonumber(m or DEFAULT_MAX_ATTEMPTS)
   if n >= m then
+    if how ~= 'error' and p then -- (an ack names its processor already)
+      redis.call('HSET', tk, TASK_LAST_PROCESSOR, p)
+    end
     finish(C, id, 'failed', TASK_ERROR, error_json)
     return 'failed', nil, m
   end
-  redis.call('HSET', tk, TASK_ERROR, error_json)
-  redis.call('HINCRBY', C.stats, STAT_RETRIED, 1)
   local backoff = 0
   if later then
     backoff = math.min(tonumber(b) * math.pow(2, n - 1), 3600000)
+  end
+  redis.call('HSET', tk, TASK_ERROR, error_json, TASK_LAST_PROCESSOR, p or '', TASK_ATTEMPTS_LOG,
+    logged_attempt(log, fmt(n), pt, st, C.now, p, how, later and C.now + backoff or nil, error_json))
+  redis.call('HINCRBY', C.stats, STAT_RETRIED, 1)
+  if later then
     redis.call('ZADD', C.delayed, fmt(C.now + backoff), id)
     count_delayed(C, q or DEFAULT_QUEUE, 1)
     redis.call('HSET', tk, TASK_STATE, 'delayed')
-    redis.call('HDEL', tk, TASK_PROCESSOR)
+    redis.call('HDEL', tk, TASK_PROCESSOR, TASK_PLACED_MS)
   else
     back_to_head(C, id)
   end
@@ -546,10 +603,11 @@ local function drain(C, pid, reason, out)
   local started = redis.call('SMEMBERS', rk)
   table.sort(started) -- SMEMBERS order differs between servers: give back in a known order
   local err = '{"type":"LeaseLost","message":"' .. reason .. ' while running on processor ' .. pid .. '"}'
+  local how = reason == 'deregistered' and reason or 'lease'
   local dead = 0
   for _, id in ipairs(started) do
     redis.call('ZREM', C.running, id)
-    if attempt_ended(C, id, err, false) == 'failed' then
+    if attempt_ended(C, id, err, false, nil, how) == 'failed' then
       dead = dead + 1
     end
   end

@@ -11,12 +11,14 @@
 -- the kinds serving it (qk:<queue>), each with a heap of its idle ranking's head. The rankings
 -- are kept in Lua while the call places tasks and written back once per processor by placed: a processor that takes a task is re-ranked in
 -- memory, not with a ZADD per task. want: how many tasks the call may place at most. paused: the
--- namespace's pauses, read once (nil: nothing is paused); a paused queue gives no task.
+-- namespace's pauses, read once (nil: nothing is paused); a paused queue gives no task. at: the
+-- call's time as stored (when a task it places was placed).
 local function placer(C, want)
   local paused = pauses(C)
   return {C = C, P = C.prefix, stats = C.stats, idle = C.idle, cards = C.cards, want = want, known = {},
           queue_lists = {}, ranks = {}, dirty = {}, assigned = 0, started = 0, seq = nil, seqs = 0,
-          paused = paused, lc = policy(C, paused), more = false, skipped = 0, behind = {}, rt = router(C.prefix)}
+          paused = paused, lc = policy(C, paused), more = false, skipped = 0, behind = {}, rt = router(C.prefix),
+          at = fmt(C.now)}
 end
 
 -- The next tie-break number of the idle rankings: the counter is read once per call and
@@ -323,7 +325,7 @@ end
 local function assign(pl, id, pid, load)
   local own = pl.own
   if own and own.pid == pid and #own.tasks < own.want then
-    local t = start_task(pl.C, pid, id, own.dto)
+    local t = start_task(pl.C, pid, id, own.dto, true)
     if not t then
       return false -- its deadline had come: it expired instead
     end
@@ -332,7 +334,7 @@ local function assign(pl, id, pid, load)
     rerank_in_memory(pl, pid, load)
     return true
   end
-  redis.call('HSET', pl.P .. 't:' .. id, TASK_STATE, 'assigned', TASK_PROCESSOR, pid)
+  redis.call('HSET', pl.P .. 't:' .. id, TASK_STATE, 'assigned', TASK_PROCESSOR, pid, TASK_PLACED_MS, pl.at)
   hand_over(pl, id, pid, load)
   return true
 end

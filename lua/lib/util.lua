@@ -35,7 +35,8 @@
                        (QUEUE, ATTEMPTS, MAX_ATTEMPTS, BACKOFF_MS, TIMEOUT_MS left out while they
                        hold their defaults: see DEFAULT_* below), RESULT (JSON), ERROR (JSON),
                        LAST_PROCESSOR (of the last attempt), WAITER flag, CANCEL_REQUEST id,
-                       CREATED_MS, STARTED_MS, FINISHED_MS
+                       CREATED_MS, STARTED_MS, FINISHED_MS, PLACED_MS (its latest attempt's placing),
+                       ATTEMPTS_LOG (its attempts that ended without finishing it: lib/lifecycle)
     w:<id>       LIST  wake-up token for result() waiters of task <id>
     waiting      ZSET  task id -> created ms: the tasks that wait for others (PARENTS: t:<id>,
                        g:<gid>; DEPS_LEFT of them not finished, DEPS_BAD ended other than done)

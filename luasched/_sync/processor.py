@@ -92,7 +92,7 @@ class Processor(ProcessorCore):
             if isinstance(step, Send):
                 reply = self._send(step.call, stop)
             elif isinstance(step, Run):
-                facts = tracing.decode_read(self.sched.execute(tracing.read(self.ns, step.tasks))) \
+                facts = tracing.decode_read(self.sched.execute(tracing.read(self.ns, step.tasks)), step.tasks) \
                     if tracing.active() else None  # what each attempt's span needs: one read, when tracing
                 reply = self._runners.run(step.tasks, step.pid, step.slot, facts)
             elif isinstance(step, Wait):

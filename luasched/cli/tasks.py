@@ -66,6 +66,10 @@ def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if ms else "-"
 
 
+def _utc_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def _json_line(data: dict[str, Any]) -> None:
     click.echo(json.dumps(data))
 
@@ -188,7 +192,8 @@ def _wait_and_report(handle: luasched.TaskHandle, timeout: float | None, as_json
 @reads_option
 def show_command(app: str, task_id: str, as_json: bool, redis_url: str | None, read_urls: tuple[str, ...]) -> None:
     """Show everything Redis keeps about task ID of APP: state, options, attempts, the processors
-    that held and ran it, its times (server time, UTC), and its result or last error."""
+    that held and ran it, its times (server time, UTC), its result or last error, and its timeline
+    (created, ready, each attempt placed, started and ended, finished)."""
     with boundary("show", redis_url, *read_urls), scheduler_for(app, redis_url, None, read_urls) as sched:
         found = sched.task_record(task_id)
     if as_json:
@@ -213,6 +218,9 @@ def show_command(app: str, task_id: str, as_json: bool, redis_url: str | None, r
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         click.echo(f"{label:<{width}}  {value}")
+    click.echo("\ntimeline (UTC)")
+    for event in found.timeline():
+        click.echo(f"  {_utc_ms(event.at_ms)}  {event.event:<9}  {event.processor or '-':<12}  {event.detail}".rstrip())
     if found.error is not None and found.error["traceback"]:
         click.echo(f"\n{found.error['traceback'].rstrip()}")
 

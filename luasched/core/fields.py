@@ -67,6 +67,12 @@ class Task:
     # when it became ready to start, had it waited elsewhere first (promoted from delayed when
     # submitted with a delay, or its dependencies settled): the start of its queue wait
     ready_ms: str = "rd"
+    # when it was placed on its processor (the latest attempt's placement: written as it became
+    # assigned, or as it started at once on the processor that took it; gone when given back)
+    placed_ms: str = "pt"
+    # the attempts that ended without finishing it (a retry, a lease lapse, a timeout; a revived
+    # dead letter's last attempt), the last 20, core/timeline decodes (absent: none)
+    attempts_log: str = "al"
 
 
 @dataclass(frozen=True)

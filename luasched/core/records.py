@@ -5,7 +5,7 @@ record holds its default (the scripts store a queued task's record without them)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .fields import TASK
@@ -14,6 +14,7 @@ from .kinds import Condition, decode_requires
 from .ops import Command, fields_of
 from .options import DEFAULT_TASK_OPTIONS
 from .tasks import decode_args, decode_error
+from .timeline import Attempt, Event, Facts, decode_attempts, timeline
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,11 @@ class TaskRecord:
     that runs it (``(label, op, value)``, as ``kinds.check_requires`` returns them; none: any
     processor); ``expires_ms`` its deadline (0: none, or it started in time): not started by
     then, it is never started. ``unique_key`` the unique key it holds now (None: none, or freed
-    as it started or finished) and ``unique_until`` when it frees it (core/unique)."""
+    as it started or finished) and ``unique_until`` when it frees it (core/unique).
+    ``ready_ms``: when it became ready after it waited for ``parents`` (``t:<id>`` a task,
+    ``g:<gid>`` a group) or for a delay (0: it did not); ``placed_ms``: when its latest attempt was
+    placed on a processor (0: not placed since it was last queued); ``history``: its attempts that
+    ended without finishing it, oldest first (the last 20); ``timeline()`` orders all of it."""
 
     id: str
     name: str
@@ -53,11 +58,30 @@ class TaskRecord:
     requires: tuple[Condition, ...] = ()
     unique_key: str | None = None
     unique_until: str | None = None
+    ready_ms: int = 0
+    placed_ms: int = 0
+    parents: tuple[str, ...] = ()
+    history: tuple[Attempt, ...] = ()
+
+    def timeline(self) -> list[Event]:
+        """Its events in time order: created, ready (after its dependencies or a delay), each
+        attempt placed, started and ended (how, with its error), retries due, finished (done,
+        failed, expired, cancelled). What the record no longer holds (an attempt given back before
+        it started, attempts past the last 20) is not there."""
+        return timeline(self.facts())
+
+    def facts(self) -> Facts:
+        """What its timeline and its waits are made of."""
+        return Facts(self.state, self.attempts, self.created_ms, self.ready_ms, self.placed_ms, self.started_ms,
+                     self.finished_ms, self.processor, self.last_processor, ",".join(self.parents), self.history,
+                     self.error)
 
     def as_json(self) -> dict[str, Any]:
-        """The record as plain JSON data (``luasched show --json``)."""
-        return {name: list(v) if isinstance(v := getattr(self, name), tuple) else v
-                for name in self.__dataclass_fields__}
+        """The record as plain JSON data (``luasched show --json``), its timeline included."""
+        found = {name: list(v) if isinstance(v := getattr(self, name), tuple) else v
+                 for name in self.__dataclass_fields__}
+        found["history"] = [asdict(a) for a in self.history]
+        return found | {"timeline": [asdict(e) for e in self.timeline()]}
 
 
 def record(keys: Keys, task_id: str) -> Command:
@@ -101,4 +125,8 @@ def decode_record(reply: Any, task_id: str) -> TaskRecord | None:
         requires=decode_requires(f.get(TASK.requires)),
         unique_key=f.get(TASK.unique) or f.get(TASK.unique_started) or None,
         unique_until="finished" if TASK.unique in f else "started" if TASK.unique_started in f else None,
+        ready_ms=int(f.get(TASK.ready_ms, "0")),
+        placed_ms=int(f.get(TASK.placed_ms, "0")),
+        parents=tuple(n for n in f.get(TASK.parents, "").split(",") if n),
+        history=decode_attempts(f.get(TASK.attempts_log)),
     )

@@ -36,6 +36,13 @@ def when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def when_ms(ms: int | None) -> str:
+    """A time in ms since the epoch as UTC text to the millisecond ("-" for none): a timeline's."""
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def age(ms: int | None) -> str:
     """How long ago ``ms`` was, in a person's units ("-" for none)."""
     if not ms:
@@ -52,6 +59,7 @@ class Dashboard:
         self.gate = actions.Gate(admin, token)
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
         self.env.filters["when"] = when
+        self.env.filters["when_ms"] = when_ms
         self.env.filters["age"] = age
         self.closing = False  # set by stop_streams: the /events streams end at their next turn
 

@@ -589,8 +589,12 @@ def test_show_prints_a_tasks_record_as_text_and_json(app: luasched.Scheduler) ->
     done = app.submit("add", 20, 22)
     failed = app.submit("boom", "out of cheese")
     run_one(app, capacity=2)
-    text = ok(cli("show", APP, done.id)).stdout
+    text, timeline = ok(cli("show", APP, done.id)).stdout.split("\n\ntimeline (UTC)\n")
     lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in text.splitlines())
+    events = [re.split(r"\s{2,}", line.strip()) for line in timeline.splitlines()]
+    assert [e[1] for e in events] == ["created", "placed", "started", "finished"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", events[0][0])
+    assert events[2][2:] == [lines["last ran on"], "attempt 1"] and events[3][3] == "done"
     assert lines["id"] == done.id and lines["state"] == "done" and lines["result"] == "42"
     assert lines["arguments"] == "[20, 22]" and lines["attempts"] == "1 of 3" and lines["queue"] == "default"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", lines["finished"])
@@ -599,6 +603,8 @@ def test_show_prints_a_tasks_record_as_text_and_json(app: luasched.Scheduler) ->
     as_json = json.loads(shown_json.stdout)
     assert as_json["state"] == "failed" and as_json["attempts"] == 1
     assert as_json["error"]["type"] == "RuntimeError" and as_json["error"]["message"] == "out of cheese"
+    assert [e["event"] for e in as_json["timeline"]][-1] == "finished" and as_json["history"] == []
+    assert as_json["timeline"][-1]["detail"] == "failed (RuntimeError: out of cheese)"
     shown = cli("show", APP, failed.id)  # not ok(): the task's own traceback is shown
     assert shown.exit_code == 0 and "error          RuntimeError: out of cheese" in shown.stdout
     assert "raise RuntimeError(message)" in shown.stdout

@@ -19,6 +19,12 @@ from luasched.core.replies import Paused
 from tests.integration.test_cli_admin import APP, cli, ok, refused
 
 
+def shown_rows(task_id: str) -> dict[str, str]:
+    """The rows of ``luasched show`` (label -> value), before its timeline."""
+    text = ok(cli("show", APP, task_id)).stdout.split("\n\n")[0]
+    return dict(re.split(r"\s{2,}", line, maxsplit=1) for line in text.splitlines())
+
+
 def test_submit_takes_priority_key_and_limits(app: luasched.Scheduler) -> None:
     app.limit("api", rate=10)
     app.limit("user:*", max_running=1)
@@ -28,7 +34,7 @@ def test_submit_takes_priority_key_and_limits(app: luasched.Scheduler) -> None:
     assert app.counts()["submitted"] == 1
     record = app.task_record(task_id)
     assert (record.priority, record.key, record.limits) == (0, "tenant a", ("api", "user:7"))
-    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(cli("show", APP, task_id)).stdout.splitlines())
+    lines = shown_rows(task_id)
     assert (lines["priority"], lines["key"], lines["limits"]) == ("0", "tenant a", "api, user:7")
     shown = json.loads(ok(cli("show", APP, task_id, "--json")).stdout)
     assert (shown["priority"], shown["key"], shown["limits"]) == (0, "tenant a", ["api", "user:7"])
@@ -40,7 +46,7 @@ def test_submit_takes_a_deadline_and_show_prints_it(app: luasched.Scheduler) -> 
     task_id = ok(cli("submit", APP, "add", "1", "2", "--expires", "90")).stdout.strip()
     record = app.task_record(task_id)
     assert record.expires_ms == record.created_ms + 90_000
-    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(cli("show", APP, task_id)).stdout.splitlines())
+    lines = shown_rows(task_id)
     assert lines["expires"].endswith(" UTC")
     assert json.loads(ok(cli("show", APP, task_id, "--json")).stdout)["expires_ms"] == record.expires_ms
 
@@ -77,12 +83,12 @@ def test_parse_requires() -> None:
 def test_show_prints_requires(app: luasched.Scheduler) -> None:
     """From the record's field, as the submit script stores it (written by hand here)."""
     task_id = app.submit("add", 1, 2).id
-    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(cli("show", APP, task_id)).stdout.splitlines())
+    lines = shown_rows(task_id)
     assert lines["requires"] == "-"
     assert json.loads(ok(cli("show", APP, task_id, "--json")).stdout)["requires"] == []
     text = '[["gpu","==","a100"],["ssd","exists",null],["vram_gb",">=",40],["zone","==","80"]]'
     app.client.hset(app.keys.task(task_id), TASK.requires, text)
-    lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in ok(cli("show", APP, task_id)).stdout.splitlines())
+    lines = shown_rows(task_id)
     assert lines["requires"] == 'gpu == a100, ssd present, vram_gb >= 40, zone == "80"'
     assert json.loads(ok(cli("show", APP, task_id, "--json")).stdout)["requires"] == json.loads(text)
     assert app.task_record(task_id).requires[2] == ("vram_gb", ">=", 40)

@@ -6,6 +6,8 @@ global provider is never set (other tests must not trace), the module's lookups 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -64,8 +66,53 @@ def test_one_trace_connects_a_submit_to_each_attempt_across_a_retry(live, spans)
         assert span.attributes["luasched.attempt"] == attempt and span.attributes["luasched.processor"] == p.id
         assert [e.name for e in span.events] == ["placed", "waited"]
     assert first.status.status_code == trace.StatusCode.ERROR and "chunk 7: corrupt input" in first.status.description
+    retry_wait = second.events[1].attributes  # the retry's backoff, from the end of the first attempt
+    assert retry_wait["luasched.wait.delay_ms"] >= 40 and "luasched.wait.dependencies_ms" not in retry_wait
     assert second.status.status_code == trace.StatusCode.UNSET
     assert publish.kind == trace.SpanKind.PRODUCER and publish.attributes["messaging.message.id"] == handle.id
+
+
+def waited(exporter: InMemorySpanExporter, task_id: str) -> tuple[dict, dict]:
+    """The placed and waited events' (timestamp ns and) attributes of the one span of task_id."""
+    (span,) = [s for s in by_name(exporter, "default process") if s.attributes["messaging.message.id"] == task_id]
+    placed, wait = span.events
+    assert (placed.name, wait.name) == ("placed", "waited")
+    return {"at_ns": placed.timestamp, **placed.attributes}, dict(wait.attributes)
+
+
+def test_the_wait_reason_of_a_delayed_task_and_of_one_behind_a_busy_processor(live, spans) -> None:
+    sched = live.sched(dispatch_on_submit=True)
+    holding, gate = threading.Event(), threading.Event()
+
+    @sched.task
+    def hold() -> None:
+        holding.set()
+        gate.wait(10)
+
+    @sched.task
+    def inc(x: int) -> int:
+        return x + 1
+
+    p = live.processor(sched, capacity=1)
+    later = sched.submit(inc, 1, _delay=0.3)
+    assert later.result(timeout=20) == 2
+    placed, wait = waited(spans, later.id)
+    assert wait["luasched.wait_reason"] == "delay" and wait["luasched.wait.delay_ms"] >= 250
+    assert wait["luasched.wait.delay_ms"] > wait["luasched.wait.queue_ms"] + wait["luasched.wait.inbox_ms"]
+    record = sched.task_record(later.id)
+    assert placed == {"at_ns": record.placed_ms * 1_000_000, "luasched.processor": p.id}
+
+    busy = sched.submit(hold)
+    assert holding.wait(10)
+    behind = sched.submit(inc, 2)  # its processor is busy: it waits in its queue
+    time.sleep(0.3)
+    gate.set()
+    assert behind.result(timeout=20) == 3 and busy.result(timeout=20) is None
+    placed, wait = waited(spans, behind.id)
+    assert wait["luasched.wait_reason"] == "queue" and wait["luasched.wait.queue_ms"] >= 250
+    assert "luasched.wait.delay_ms" not in wait and "luasched.wait.dependencies_ms" not in wait
+    record = sched.task_record(behind.id)
+    assert placed["at_ns"] == record.placed_ms * 1_000_000 >= (record.created_ms + 250) * 1_000_000
 
 
 def test_the_asyncio_front_end_traces_too(make_asched, spans) -> None:

@@ -139,6 +139,10 @@ def test_a_failed_task_shows_its_traceback_and_an_admin_retries_it(work, serve, 
     page.reload()
     assert page.inner_text("#task-state") == "done"
     assert "retry-me ok" in page.inner_text("#result")
+    rows = page.locator("#timeline tr[data-event]")
+    assert [rows.nth(i).get_attribute("data-event") for i in range(rows.count())] == [
+        "created", "placed", "started", "ended", "revived", "placed", "started", "finished"]
+    assert "RuntimeError: first try of retry-me fails" in page.inner_text('#timeline tr[data-event="ended"]')
     page.goto(f"{base}/audit-log")
     assert "retry-failed" in page.inner_text("main") and handle.id in page.inner_text("main")
 

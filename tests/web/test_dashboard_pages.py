@@ -81,6 +81,29 @@ def test_every_page_shows_what_redis_holds(sched, busy):
     assert "Sign in" not in overview.text  # read-only: no sign-in either
 
 
+def test_a_retried_tasks_timeline_shows_both_attempts_and_the_first_error(sched, clock):
+    register(sched)
+    p = sched.processor(capacity=1, lease=600)
+    assert p.register()
+    h = sched.submit("add", 1, 2, _max_attempts=2, _retry_backoff=1)
+    sched.dispatch()
+    first = start(sched, p.id).task
+    clock.advance(1)
+    ack(sched, p.id, first, "error", error_json("flaky upstream"))
+    clock.advance(1)
+    sched.dispatch()
+    second = start(sched, p.id).task
+    ack(sched, p.id, second, "done", "3")
+    page = client(sched).get(f"/tasks/{h.id}").text
+    rows = re.findall(r'<tr data-event="([a-z ]+)"><td>([^<]+)</td><td>[a-z ]+</td><td>([^<]+)</td><td>([^<]*)</td>',
+                      page)
+    assert [r[0] for r in rows] == ["created", "placed", "started", "ended", "retry due", "placed", "started",
+                                    "finished"]
+    assert [(r[2], r[3]) for r in rows if r[0] in ("started", "ended")] == [
+        (p.id, "attempt 1"), (p.id, "attempt 1 error, retried (ValueError: flaky upstream)"), (p.id, "attempt 2")]
+    assert rows[0][1] == "2023-11-14 22:13:20.000" and rows[3][1] == "2023-11-14 22:13:21.000"
+
+
 def test_unknown_ids_are_404_pages(sched, busy):
     c = client(sched)
     for url in ("/tasks/no-such-task", "/tasks/bad%20id", "/groups/no-such-group", "/nowhere"):
