@@ -157,4 +157,5 @@ end
 if registered then
   redis.call('HSET', pk, PROC_ACK_MEMO .. slot, rid .. '|' .. table.concat(statuses, ',') .. '|' .. started_memo(tasks))
 end
+observed(C)
 return {statuses, started_reply(tasks), placements, more, ended}

@@ -3,7 +3,7 @@
   by one here. A replay of the same request (same rid, reply lost) answers as the first call did.
   Its memo (b<slot>) is apart from the ack's (m<slot>): a slot that pipelines ack + BLPOP + start
   and loses the reply replays both, and neither may overwrite the other's memo.
-  Includes: fields, util, processors, lifecycle, replay
+  Includes: fields, util, processors, lifecycle, replay, metrics
   KEYS[1..9] the fixed keys (see lib/util): uses stats running procs
   ARGV[1] prefix  ARGV[2] now_ms ('' = server TIME)  ARGV[3] processor id  ARGV[4] slot
   ARGV[5] request id  ARGV[6] want: how many tasks to start at most (1..4096; '' = 1)  ARGV[7] keep_s
@@ -43,6 +43,7 @@ if expired > 0 then
   rerank(C, pid)
 end
 redis.call('HSET', pk, PROC_START_MEMO .. slot, rid .. '|' .. started_memo(tasks))
+observed(C)
 if #tasks == 0 then
   return {'empty'}
 end

@@ -38,8 +38,9 @@ LIB_DIR = "lib"
 FIELDS = "fields"
 
 #: What a call's context C holds, by slot: it is the call's KEYS table (the fixed keys in FIXED's
-#: order), then the prefix, now and keep_s. Lua files write C.<name>; what is sent has C[<slot>].
-CONTEXT = (*FIXED, "prefix", "now", "keep_s")
+#: order), then the prefix, now and keep_s, and the observations lib/metrics gathers in the call.
+#: Lua files write C.<name>; what is sent has C[<slot>].
+CONTEXT = (*FIXED, "prefix", "now", "keep_s", "observed")
 
 #: Globals a script may use without defining them: Lua 5.1's and Redis's (not cmsgpack, bit,
 #: struct: the embedded server lacks them; not os, io: real Redis lacks them).

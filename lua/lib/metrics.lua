@@ -2,7 +2,7 @@
   exporter reads the same figures, and history exists without Prometheus.
   Includes: util
 
-  Two histograms, each observation two HINCRBY in mt:
+  Two histograms, each observation two HINCRBY in mt (one per field and call: observe gathers):
     duration  how long an attempt ran (its ack's now - its record's STARTED_MS), by task name
     wait      how long a task waited before its first attempt started (now - its record's READY_MS,
               else its CREATED_MS), by queue; retries are not counted
@@ -20,7 +20,9 @@ local METRIC_BOUNDS_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
   3600000}
 local METRIC_KEEP_S = 3720
 
--- One observation of ms (clamped at 0) for label: its bucket's count and the sum, in mt.
+-- One observation of ms (clamped at 0) for label: its bucket's count and the sum, gathered in the
+-- call's context (C.observed) until observed writes them: a call that acks or starts many tasks
+-- of one name writes one HINCRBY per field, not two per task.
 local function observe(C, bucket_prefix, sum_prefix, label, ms)
   if ms < 0 then
     ms = 0
@@ -33,9 +35,26 @@ local function observe(C, bucket_prefix, sum_prefix, label, ms)
       break
     end
   end
-  local mt = C.prefix .. 'mt'
-  redis.call('HINCRBY', mt, bucket_prefix .. i .. ':' .. label, 1)
-  redis.call('HINCRBY', mt, sum_prefix .. label, ms)
+  local got = C.observed
+  if not got then
+    got = {}
+    C.observed = got
+  end
+  local bf, sf = bucket_prefix .. i .. ':' .. label, sum_prefix .. label
+  got[bf] = (got[bf] or 0) + 1
+  got[sf] = (got[sf] or 0) + ms
+end
+
+-- Writes what the call observed to mt: every script that may observe ends with it.
+local function observed(C)
+  local got = C.observed
+  if got then
+    local mt = C.prefix .. 'mt'
+    for field, by in pairs(got) do
+      redis.call('HINCRBY', mt, field, by)
+    end
+    C.observed = nil
+  end
 end
 
 -- The history: the first call in a minute copies mt to that minute's key (O(fields of mt), once a

@@ -100,9 +100,10 @@
 local TWO40 = 1099511627776
 
 -- The context of one call is its KEYS table: the fixed keys (by name: C.stats ... C.cards), then
--- C.prefix, C.now and C.keep_s. The loader writes each C.<name> as its slot (luasched/luatree.py
--- CONTEXT): a table of named fields made on every call was 744 bytes more per call, which on a
--- real server's Lua heap cost 4.5 us more per one-task submit; KEYS is there already.
+-- C.prefix, C.now, C.keep_s and C.observed (lib/metrics). The loader writes each C.<name> as its
+-- slot (luasched/luatree.py CONTEXT): a table of named fields made on every call was 744 bytes
+-- more per call, which on a real server's Lua heap cost 4.5 us more per one-task submit; KEYS is
+-- there already.
 local function context(C, prefix)
   C.prefix = prefix
   return C

@@ -172,3 +172,32 @@ def test_the_lua_bounds_are_the_documented_ones():
     assert bounds and keep
     assert tuple(int(x) for x in bounds.group(1).replace("\n", " ").split(",")) == BOUNDS_MS
     assert int(keep.group(1)) == KEEP_S
+
+
+def test_a_call_that_starts_and_acks_many_writes_each_field_once(sched, clock):
+    """A batch start and a batch ack gather their observations before writing them (one HINCRBY
+    per field of mt a call changes): every task is still counted, each in its own bucket, and the
+    sums are the sums of every value."""
+    p = sched.processor(capacity=20, queues=("default",), lease=600)
+    assert p.register()
+    sched.submit_many("add", [(i, i) for i in range(12)])
+    clock.advance(0.2)
+    assert len(sched.dispatch(limit=20)) == 12
+    started = ops.decode_start(sched.call(ops.start(sched.ns, sched.now_ms(), p.id, "s0", "r1", want=12)))
+    assert len(started.tasks) == 12
+    clock.advance(0.01)
+    finished = [(t, "done", "1") for t in started.tasks[:6]]
+    ops.decode_ack(sched.call(ops.ack_many(sched.ns, sched.now_ms(), p.id, "s0", "r2", finished, ops.NEXT_NONE, 0)))
+    clock.advance(0.5)
+    finished = [(t, "done", "1") for t in started.tasks[6:]]
+    ops.decode_ack(sched.call(ops.ack_many(sched.ns, sched.now_ms(), p.id, "s0", "r3", finished, ops.NEXT_NONE, 0)))
+    audit_ok(sched)
+
+    found = samples(sched)
+    add = buckets(found, "luasched_task_duration_seconds", "task", "add")
+    assert (add["0.005"], add["0.01"], add["0.5"], add["1"], add["+Inf"]) == (0, 6, 6, 12, 12)
+    assert one(found, "luasched_task_duration_seconds_sum", task="add") == pytest.approx(6 * 0.01 + 6 * 0.51)
+    wait = buckets(found, "luasched_queue_wait_seconds", "queue", "default")
+    assert (wait["0.1"], wait["0.25"], wait["+Inf"]) == (0, 12, 12)
+    assert one(found, "luasched_queue_wait_seconds_sum", queue="default") == pytest.approx(12 * 0.2)
+    assert one(found, "luasched_tasks_finished_total", outcome="done") == 12
