@@ -2,7 +2,7 @@
   exporter reads the same figures, and history exists without Prometheus.
   Includes: util
 
-  Two histograms, each observation two HINCRBY in mt (one per field and call: observe gathers):
+  Two histograms, each observation a count and a sum in mt (gathered by the call, written at its end):
     duration  how long an attempt ran (its ack's now - its record's STARTED_MS), by task name
     wait      how long a task waited before its first attempt started (now - its record's READY_MS,
               else its CREATED_MS), by queue; retries are not counted
@@ -45,16 +45,33 @@ local function observe(C, bucket_prefix, sum_prefix, label, ms)
   got[sf] = (got[sf] or 0) + ms
 end
 
--- Writes what the call observed to mt: every script that may observe ends with it.
+-- Writes what the call observed to mt: every script that may observe ends with it. Up to two
+-- fields (one observation) go as HINCRBY each; more (an ack that also starts the next task, a
+-- batch) as one HMGET and one HSET of the sums: two commands, whatever the count.
 local function observed(C)
   local got = C.observed
-  if got then
-    local mt = C.prefix .. 'mt'
-    for field, by in pairs(got) do
-      redis.call('HINCRBY', mt, field, by)
-    end
-    C.observed = nil
+  if not got then
+    return
   end
+  C.observed = nil
+  local mt = C.prefix .. 'mt'
+  local fields = {}
+  for field in pairs(got) do
+    fields[#fields + 1] = field
+  end
+  if #fields <= 2 then
+    for _, field in ipairs(fields) do
+      redis.call('HINCRBY', mt, field, got[field])
+    end
+    return
+  end
+  local was = redis.call('HMGET', mt, unpack(fields))
+  local sums = {}
+  for i, field in ipairs(fields) do
+    sums[#sums + 1] = field
+    sums[#sums + 1] = fmt((tonumber(was[i]) or 0) + got[field])
+  end
+  redis.call('HSET', mt, unpack(sums))
 end
 
 -- The history: the first call in a minute copies mt to that minute's key (O(fields of mt), once a

@@ -201,3 +201,28 @@ def test_a_call_that_starts_and_acks_many_writes_each_field_once(sched, clock):
     assert (wait["0.1"], wait["0.25"], wait["+Inf"]) == (0, 12, 12)
     assert one(found, "luasched_queue_wait_seconds_sum", queue="default") == pytest.approx(12 * 0.2)
     assert one(found, "luasched_tasks_finished_total", outcome="done") == 12
+
+
+def test_an_ack_that_starts_the_next_task_counts_both(sched, clock):
+    """An ack with next = take observes a duration and, starting the next task, a wait: four
+    fields of mt written as one read and one write, on top of what they held."""
+    p = sched.processor(capacity=1, queues=("default",), lease=600)
+    assert p.register()
+    sched.submit_many("add", [(i, i) for i in range(3)])
+    assert len(sched.dispatch()) == 1
+    task = start(sched, p.id).task
+    for _ in range(2):
+        clock.advance(0.03)
+        reply = ack(sched, p.id, task, "done", "0", next_mode=ops.NEXT_TAKE)
+        (task,) = reply.started
+    clock.advance(0.03)
+    assert ack(sched, p.id, task).statuses == ["done"]
+    audit_ok(sched)
+
+    found = samples(sched)
+    add = buckets(found, "luasched_task_duration_seconds", "task", "add")
+    assert (add["0.025"], add["0.05"], add["+Inf"]) == (0, 3, 3)
+    assert one(found, "luasched_task_duration_seconds_sum", task="add") == pytest.approx(0.09)
+    wait = buckets(found, "luasched_queue_wait_seconds", "queue", "default")
+    assert (wait["0.025"], wait["0.05"], wait["0.1"], wait["+Inf"]) == (1, 2, 3, 3)  # 0, 0.03, 0.06 s
+    assert one(found, "luasched_queue_wait_seconds_sum", queue="default") == pytest.approx(0.09)
