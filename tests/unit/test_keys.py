@@ -135,14 +135,14 @@ def test_cards_is_a_fixed_key_and_no_script_builds_it():
 
 def test_the_context_names_the_fixed_keys_in_keys_py_order(sched):
     """lib/util's context(KEYS, prefix) gives each fixed key its name (the loader's CONTEXT
-    starts with FIXED), then the prefix, now and keep_s."""
-    assert scripts.CONTEXT == (*FIXED, "prefix", "now", "keep_s")
+    starts with FIXED), then the prefix, now, keep_s and what lib/metrics gathers in the call."""
+    assert scripts.CONTEXT == (*FIXED, "prefix", "now", "keep_s", "observed")
     names = ", ".join(f"C.{n}" for n in scripts.CONTEXT)
     lua = ("--[[ t: x\n  Includes: util\n]]\n"
-           f"local C = context(KEYS, ARGV[1])\nC.now, C.keep_s = 5, 6\nreturn {{{names}}}\n")
+           f"local C = context(KEYS, ARGV[1])\nC.now, C.keep_s, C.observed = 5, 6, 7\nreturn {{{names}}}\n")
     keys = sched.keys.fixed
     got = sched.client.eval(scripts.build(lua, "lua/t.lua"), len(keys), *keys, sched.keys.prefix)
-    assert ops.text(got) == [*keys, sched.keys.prefix, 5, 6]
+    assert ops.text(got) == [*keys, sched.keys.prefix, 5, 6, 7]
 
 
 def test_fixed_key_spelling():
