@@ -140,18 +140,17 @@ _NO_FUNCTIONS = re.compile(r"unknown command .?(fcall|function)|permissions? to 
 def libraries(folder: Path | None = None) -> dict[str, tuple[str, str]]:
     """name -> (function name, library source) of every script of ``FUNCTIONS``. The name holds a
     hash of the source, as an EVALSHA's sha does, so that versions of luasched share a server; the
-    script runs as the function's body, its KEYS and ARGV the function's arguments."""
+    script runs as the function's body, its KEYS and ARGV the function's arguments. No script
+    of FUNCTIONS has a flag: each function declares none (it may write, and is refused whole when
+    Redis is out of memory, as a script with a bare shebang is)."""
     folder = folder or lua_dir()
     tree = _tree(folder)
     out = {}
     for name in FUNCTIONS:
         path = folder / f"{name}.lua"
         helpers, body = tree.parts(path.read_text(encoding="utf-8"), tree.where(path))
-        digest = hashlib.sha1((helpers + body + FLAGS.get(name, "")).encode()).hexdigest()[:16]
-        function = f"luasched_{name}_{digest}"
-        flags = ", ".join(f"'{flag}'" for flag in FLAGS.get(name, "").split(",") if flag)
-        register = (f"redis.register_function{{function_name='{function}', flags={{{flags}}}, "
-                    "callback=function(KEYS, ARGV)")
+        function = f"luasched_{name}_{hashlib.sha1((helpers + body).encode()).hexdigest()[:16]}"
+        register = f"redis.register_function{{function_name='{function}', flags={{}}, callback=function(KEYS, ARGV)"
         out[name] = (function, f"#!lua name={function}\n{helpers}\n{register}\n{body}\nend}}\n")
     return out
 
