@@ -85,14 +85,19 @@ def test_a_processor_registers_its_command_line_labels_typed(redis_server, names
                              redis_server.url, "--no-scheduler", "--label", "gpu=a100", "--label", "vram_gb=80"],
                             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     sched = luasched.Scheduler(redis_server.client(), namespace=namespace)
+    seen: list[str] = []  # its start line comes after it registers (and after its server checks): wait for it
     try:
         deadline = time.monotonic() + 20
         while not sched.processors() and time.monotonic() < deadline:
             time.sleep(0.05)
         info, = sched.processors()
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if " started: " in line:
+                break
     finally:
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=30)[1]
+        out = "".join(seen) + proc.communicate(timeout=30)[1]
     assert info.labels == {"gpu": "a100", "vram_gb": 80}
     assert "record" in info.tasks
     assert "labels gpu=a100 vram_gb=80" in out, out
