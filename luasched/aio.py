@@ -15,7 +15,7 @@ __all__ = ["Group", "Processor", "Scheduler", "TaskHandle"]
 
 #: The methods that are coroutines here and plain methods on the threaded front end.
 ASYNC_METHODS: dict[str, tuple[str, ...]] = {
-    "Scheduler": ("close", "call", "call_many", "call_after_wake", "execute", "drive", "submit",
+    "Scheduler": ("close", "call", "call_many", "call_prebuilt", "call_after_wake", "execute", "drive", "submit",
                   "submit_many", "map", "group",
                   "dispatch", "dispatch_detail", "reap", "wake", "run", "outcome", "outcomes",
                   "task_record", "explain", "counts", "queue_lengths", "counts_and_queues", "audit", "processors",

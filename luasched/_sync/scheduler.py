@@ -70,6 +70,7 @@ class Scheduler(Submitting, Schedules):
         super().__init__(SchedulerOptions(namespace, clock, keep, dispatch_on_submit, wait))  # type: ignore[arg-type]
         self._connect(redis, read_redis, service_name, wait)
         self._coalescer = backend.Coalescer(self._submit_shared)
+        self._quick_made = {}
         self._refused: dict[str, LuaschedError] = {}  # task id -> why its shared submit call refused it
         self._merged: dict[str, tuple[str, str]] = {}  # task id -> (holder, how): its submit collapsed
 

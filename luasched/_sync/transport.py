@@ -34,6 +34,9 @@ from ..routing import MOVED, Reads, block_slice_s, is_cluster, translated
 from ..scripts import Scripts
 
 #: The eviction warning is the Scheduler's to say (its first submit, loop or processor start).
+#: What ``call_prebuilt`` answers for a command the server refused without running it.
+NOT_SENT = object()
+
 log = logging.getLogger("luasched.scheduler")
 
 
@@ -105,6 +108,22 @@ class Transport:
                     if not tries or not self._unsent(exc):
                         raise
                 self._load(client, [call.script])
+
+    def call_prebuilt(self, script: str, command: tuple[Any, ...]) -> Any:
+        """``command`` (``scripts.command`` of one call to ``script``, made earlier and kept) on the
+        primary, in one try; ``NOT_SENT`` when the server refused it unsent (NOSCRIPT, a function
+        not loaded, no functions here, a shebang it cannot read): the caller then makes the call
+        anew and sends it with ``call``, which loads what is missing."""
+        try:
+            return self._wire.script(self.reads.for_script(script), command)
+        except redis.exceptions.ResponseError as exc:
+            if self._unsent(exc):
+                return NOT_SENT
+            with translated(script):
+                raise
+        except redis.exceptions.RedisError:
+            with translated(script):
+                raise
 
     def _unsent(self, reply: object) -> bool:
         """Whether the error reply of a script or function call means it never ran and is to be

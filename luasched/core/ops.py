@@ -63,6 +63,9 @@ SUBMIT_CHUNK = 1000
 #: What submit sends per task, after its six fixed ARGV (lua/submit.lua's header), and then per
 #: task that has a unique key.
 PER_TASK, UNIQUE_VALUES = 12, 4
+#: Where the first task's id and its arguments' JSON sit in a submit call's args: after the six
+#: fixed ARGV, the id first and the arguments fourth (``submit``).
+SUBMIT_ID_AT, SUBMIT_ARGS_AT = 6, 9
 
 
 def submit(ns: Namespace, now_ms: int | None, tasks: Sequence[NewTask], *, dispatch: bool = False,

@@ -14,15 +14,15 @@ from .test_aio import run
 
 
 def count_calls(s: aio.Scheduler) -> list[int]:
-    """The sizes of the submit calls the Scheduler sends (one entry per script call batch)."""
+    """The sizes of the submit calls the Scheduler's coalescer makes (one entry per script call)."""
     sizes: list[int] = []
-    real = s._submit
+    send = s._coalescer.send
 
-    async def counted(news, group):
+    async def counted(news):
         sizes.append(len(news))
-        return await real(news, group)
+        return await send(news)
 
-    s._submit = counted  # type: ignore[method-assign]
+    s._coalescer.send = counted
     return sizes
 
 
@@ -77,16 +77,16 @@ def test_one_id_submitted_concurrently_makes_one_task(make_asched):
 def test_an_error_reaches_the_callers_of_its_call_and_later_submits_work(make_asched):
     async def main():
         s = make_asched()
-        real = s._submit
+        send = s._coalescer.send
         calls = {"n": 0}
 
-        async def flaky(news, group):
+        async def flaky(news):
             calls["n"] += 1
             if calls["n"] == 2:  # the call carrying the waiters
                 raise ConnectionError("lost")
-            return await real(news, group)
+            return await send(news)
 
-        s._submit = flaky  # type: ignore[method-assign]
+        s._coalescer.send = flaky
         results = await asyncio.gather(*(s.submit("add", i) for i in range(5)), return_exceptions=True)
         assert not isinstance(results[0], Exception)  # the first went alone, before the error
         assert all(isinstance(r, ConnectionError) for r in results[1:]), results
