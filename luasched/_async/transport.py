@@ -113,16 +113,13 @@ class Transport:
         primary, in one try; ``NOT_SENT`` when the server refused it unsent (NOSCRIPT, a function
         not loaded, no functions here, a shebang it cannot read): the caller then makes the call
         anew and sends it with ``call``, which loads what is missing."""
-        try:
-            return await self._wire.script(self.reads.for_script(script), command)
-        except redis.exceptions.ResponseError as exc:
-            if self._unsent(exc):
-                return NOT_SENT
-            with translated(script):
-                raise
-        except redis.exceptions.RedisError:
-            with translated(script):
-                raise
+        with translated(script):
+            try:
+                return await self._wire.script(self.reads.for_script(script), command)
+            except redis.exceptions.ResponseError as exc:
+                if not self._unsent(exc):
+                    raise
+        return NOT_SENT
 
     def _unsent(self, reply: object) -> bool:
         """Whether the error reply of a script or function call means it never ran and is to be
