@@ -45,9 +45,10 @@ local function observe(C, bucket_prefix, sum_prefix, label, ms)
   got[sf] = (got[sf] or 0) + ms
 end
 
--- Writes what the call observed to mt: every script that may observe ends with it. Up to two
--- fields (one observation) go as HINCRBY each; more (an ack that also starts the next task, a
--- batch) as one HMGET and one HSET of the sums: two commands, whatever the count.
+-- Writes what the call observed to mt: every script that may observe ends with it. A field that
+-- adds 0 is not written (a sum of 0 ms: a reader takes a missing sum as 0). Up to two fields go
+-- as HINCRBY each; more (an ack that also starts the next task, a batch) as one HMGET and one
+-- HSET of the sums: two commands, whatever the count.
 local function observed(C)
   local got = C.observed
   if not got then
@@ -56,8 +57,10 @@ local function observed(C)
   C.observed = nil
   local mt = C.prefix .. 'mt'
   local fields = {}
-  for field in pairs(got) do
-    fields[#fields + 1] = field
+  for field, n in pairs(got) do
+    if n ~= 0 then -- a sum of 0 ms (a task that took or waited under a millisecond) adds nothing
+      fields[#fields + 1] = field
+    end
   end
   if #fields <= 2 then
     for _, field in ipairs(fields) do

@@ -223,6 +223,10 @@ class ProcessorCore:
                                   waiting=wait_next)
             if wait_next:
                 acked, answered = yield Wait(pid, slot, call)
+                more = ops.ack_quiet(acked)
+                if more is not None:  # nothing to log, nothing started: on to the task the wake-up brought
+                    tasks, backlog = [], more
+                    continue
             else:
                 acked = yield Send(call)
             ack = ops.decode_ack(acked)

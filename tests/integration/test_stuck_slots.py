@@ -22,7 +22,8 @@ def info(sched: luasched.Scheduler, pid: str) -> ProcessorInfo:
     return found
 
 
-def test_a_thread_stuck_past_its_timeout_is_never_offered_work(make_sched):
+def test_a_thread_stuck_past_its_timeout_is_never_offered_work(make_sched, caplog):
+    caplog.set_level("WARNING", logger="luasched")
     sched = make_sched(dispatch_on_submit=True)
     release = threading.Event()
     ran_on: dict[str, list[str]] = {}
@@ -67,6 +68,8 @@ def test_a_thread_stuck_past_its_timeout_is_never_offered_work(make_sched):
         release.set()  # the call returns: its late ack is stale and frees the slot
         wait_until(lambda: info(sched, stuck.id).stuck == 0, "the slot to come free")
         assert sched.submit(where).result(timeout=10) == stuck.id
+        stale = [r.getMessage() for r in caplog.records if "had already ended" in r.getMessage()]
+        assert len(stale) == 1 and stale[0].startswith(f"task {h.id} stall attempt 1: done in ")
         counts = sched.counts()
         assert (counts["done"], counts["running"], counts["queued"], counts["assigned"]) == (3, 0, 0, 0)
         assert sched.audit().ok

@@ -325,6 +325,21 @@ def test_decoded_values():
     assert ops.decode_cancel([b"not_cancellable", b"done"], "t1") is False
 
 
+@pytest.mark.parametrize(("reply", "quiet"), [
+    ([["done"], [], [], 0, ["t1", "", "1"]], False),
+    ([["done"], [], [], "1", ["t1", "", "1"]], True),  # a backlog waits
+    ([["done"], [], ["t2", "p1"], 1], True),  # placements: nothing the slot acts on
+    ([["done", "stale"], [], [], 0], None),  # a stale attempt: its line is logged
+    ([["done"], ["task", "t2", "add", "[]", "1", "0"], [], 0], None),  # a task started
+])
+def test_ack_quiet_is_more_unless_the_ack_says_something_else(reply, quiet):
+    for form in (copy.deepcopy(reply), as_bytes(reply)):
+        assert ops.ack_quiet(form) is quiet
+        if quiet is not None:  # what decode_ack reads of it
+            decoded = ops.decode_ack(form)
+            assert (decoded.started, decoded.more, "stale" in decoded.statuses) == ([], quiet, False)
+
+
 @pytest.mark.parametrize(("reply", "ids", "processors", "more", "truthy"), [
     ([[], [], "0"], [], [], False, False),
     ([["t1"], [], "0"], ["t1"], [], False, True),
