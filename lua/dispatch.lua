@@ -37,8 +37,7 @@ counts_free(C, 100)
 local out = {}
 local pl = placer(C, limit)
 place_queued(pl, redis.call('SMEMBERS', C.queues), limit, out, 0)
-placed(pl)
-redis.call('HSET', C.stats, STAT_LAST_DISPATCH_MS, fmt(now))
+placed(pl, 0, {STAT_LAST_DISPATCH_MS, fmt(now)})
 
 local next_due = redis.call('ZRANGE', C.delayed, 0, 0, 'WITHSCORES')[2] or ''
 local next_lane = redis.call('ZRANGE', C.prefix .. 'blk', 0, 0, 'WITHSCORES')[2]

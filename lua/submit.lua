@@ -312,7 +312,9 @@ if merged and #merged > 0 then
   redis.call('HINCRBY', C.stats, STAT_DEDUPLICATED, fmt(#merged / 3))
 end
 if #fresh > 0 then
-  redis.call('HINCRBY', C.stats, STAT_SUBMITTED, #fresh)
+  if not pl then -- else counted with the placements (placed)
+    redis.call('HINCRBY', C.stats, STAT_SUBMITTED, #fresh)
+  end
   if group ~= '' then
     local gk = P .. 'g:' .. group
     redis.call('HINCRBY', gk, GROUP_TOTAL, #fresh)
@@ -330,7 +332,7 @@ if pl then
   for _, queue in ipairs(order) do
     assign_from_queue(pl, queue, touched[queue], assigned)
   end
-  placed(pl)
+  placed(pl, #fresh)
 end
 if #fresh > #assigned / 2 then
   wake_scheduler(C)

@@ -524,20 +524,14 @@ local function place_queued(pl, names, limit, out, turn)
   return n, pl.more
 end
 
--- Settle a placing call: the rankings written back, one write for all its assignments' counters
--- (and a scheduler loop woken when lanes were left unlooked at).
-local function placed(pl)
+-- Settle a placing call: the rankings written back, its counters added in one write (util
+-- add_counts), with submitted (the caller's new tasks, counted with them; nil: 0) and sets (more
+-- stats fields to set, or nil); and a scheduler loop woken when lanes were left unlooked at.
+local function placed(pl, submitted, sets)
   flush(pl)
   if pl.more then
     wake_scheduler(pl.C)
   end
-  if pl.assigned > 0 then
-    redis.call('HINCRBY', pl.stats, STAT_ASSIGNED, pl.assigned)
-  end
-  if pl.assigned + pl.started > 0 then
-    redis.call('HINCRBY', pl.stats, STAT_PLACED, pl.assigned + pl.started)
-  end
-  if pl.seqs > 0 then
-    redis.call('HINCRBY', pl.stats, STAT_SEQ, pl.seqs)
-  end
+  add_counts(pl.stats, {STAT_ASSIGNED, pl.assigned, STAT_PLACED, pl.assigned + pl.started, STAT_SEQ, pl.seqs,
+                        STAT_SUBMITTED, submitted or 0}, sets)
 end

@@ -187,6 +187,33 @@ local function count_delayed(C, q, n)
   end
 end
 
+-- Adds to the counters of HASH key: adds is a list field, n, field, n, ... (an n of 0 adds
+-- nothing); sets (nil: none) is a list field, value, ... written as given. One field alone goes
+-- as HINCRBY; more as one HMGET of the counters and one HSET of every field: two commands, where
+-- one HINCRBY per counter was one each (each redis.call costs more than the Lua around it).
+local function add_counts(key, adds, sets)
+  local fields, by = {}, {}
+  for i = 1, #adds, 2 do
+    if adds[i + 1] ~= 0 then
+      fields[#fields + 1], by[#fields + 1] = adds[i], adds[i + 1]
+    end
+  end
+  if not sets and #fields <= 1 then
+    if #fields == 1 then
+      redis.call('HINCRBY', key, fields[1], by[1])
+    end
+    return
+  end
+  local out = sets or {}
+  if #fields > 0 then
+    local was = redis.call('HMGET', key, unpack(fields))
+    for i, field in ipairs(fields) do
+      out[#out + 1], out[#out + 2] = field, fmt((tonumber(was[i]) or 0) + by[i])
+    end
+  end
+  redis.call('HSET', key, unpack(out))
+end
+
 local function wake_scheduler(C)
   if redis.call('LLEN', C.wake) == 0 then
     redis.call('RPUSH', C.wake, '1')

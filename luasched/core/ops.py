@@ -246,12 +246,9 @@ def decode_ack(reply: Any) -> AckReply:
 
 
 def ack_quiet(reply: Any) -> bool | None:
-    """Of an ack that asked to start nothing: whether a backlog waits (its reply's ``more``) when
-    the reply says nothing else a slot acts on (no task started, no attempt stale), without
-    decoding the rest; None when it does (``decode_ack`` it). A slot that waits for its next task
-    reads this after the wake-up, on the way to running that task."""
-    statuses, flat = reply[0], reply[1]
-    if flat or "stale" in statuses or b"stale" in statuses:  # str or bytes: the client's choice
+    """An ack's ``more`` (a backlog waits), read alone when the reply says nothing else a slot acts
+    on (no task started, no attempt stale: a waiting slot's ack); else None: ``decode_ack`` it."""
+    if reply[1] or "stale" in reply[0] or b"stale" in reply[0]:  # str or bytes: the client's choice
         return None
     return bool(int(reply[3]))
 
