@@ -239,7 +239,10 @@ def w_submit(run: Runner, n_one: int, n_batch: int) -> None:
     run.save("submit", {"n_one": n_one, "n_batch": n_batch, "rows": rows})
 
 
-def w_latency(run: Runner, n: int, n_slow: int) -> None:
+LATENCY_MODES = ("default", "plain", "eager", "eager+ack", "plain+result", "eager+result")
+
+
+def w_latency(run: Runner, n: int, n_slow: int, modes: tuple[str, ...] = LATENCY_MODES) -> None:
     rows = []
     keys = ("p50_ms", "p99_ms", "max_ms", "mean_ms")
     first = ("luasched", "default") if "luasched" in run.systems else run.peer_configs()[0]
@@ -247,7 +250,7 @@ def w_latency(run: Runner, n: int, n_slow: int) -> None:
     configs: list[tuple[str, tuple[Any, ...], str]] = []
     if "luasched" in run.systems:
         configs += [("luasched", ("--n", n), mode)
-                    for mode in ("default", "plain", "eager", "eager+ack", "plain+result", "eager+result")]
+                    for mode in modes]
     for system, variant in run.peer_configs():
         # arq's default 0.5 s poll makes each task wait ~0.25 s: fewer tasks, same percentiles
         count = n_slow if (system, variant) == ("arq", "") else n
@@ -330,6 +333,9 @@ def main() -> None:
     parser.add_argument("--systems", default="luasched," + ",".join(PEERS), help="comma-separated systems")
     parser.add_argument("--repeat", type=int, default=None, help="runs per figure (default 3, --quick 1)")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite bench/README.md and the plots")
+    parser.add_argument("--modes", default=",".join(LATENCY_MODES),
+                        help="comma-separated luasched modes of the latency rows (fewer: a partial run, "
+                             "kept in bench/results/partial)")
     parser.add_argument("--core", choices=("head", "worktree"), default="head",
                         help="measure luasched as committed at HEAD (a snapshot; default) or the working tree")
     args = parser.parse_args()
@@ -339,7 +345,9 @@ def main() -> None:
         parser.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from {', '.join(WORKLOADS)}")
     systems = set(s for s in args.systems.split(",") if s)
     repeat = args.repeat or (1 if args.quick else 3)
-    out_dir = BENCH / "results" / ("quick" if args.quick else "")
+    modes = tuple(m for m in args.modes.split(",") if m)
+    partial = set(modes) != set(LATENCY_MODES)  # its results go apart, never into the README's tables
+    out_dir = BENCH / "results" / ("quick" if args.quick else "partial" if partial else "")
     out_dir.mkdir(parents=True, exist_ok=True)
     if systems - {"luasched"}:
         ensure_peers_venv()
@@ -358,7 +366,7 @@ def main() -> None:
             elif w == "submit":
                 w_submit(run, 1000 if q else 5000, 5000 if q else 20000)
             elif w == "latency":
-                w_latency(run, 100 if q else 500, 20 if q else 100)
+                w_latency(run, 100 if q else 500, 20 if q else 100, modes)
             elif w == "memory":
                 w_memory(run, 2000 if q else 20000)
             elif w == "commands":

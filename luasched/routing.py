@@ -5,10 +5,10 @@ become luasched's (``translated``). No I/O of its own but a cluster's slot map r
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
 import redis
@@ -232,13 +232,20 @@ _NO_PARENT = re.compile(r"waits for '([tg]):([^']+)', which does not exist")
 _FULL = re.compile(r"queue '(.+)' is full: (\d+) waiting, max_pending (\d+), (\d+) more refused")
 
 
-@contextlib.contextmanager
-def translated(operation: str) -> Iterator[None]:
-    """Turn redis-py exceptions raised inside the block into luasched ones (``translate``)."""
-    try:
-        yield
-    except redis.exceptions.RedisError as exc:
-        ours = translate(operation, exc)
-        if ours is exc:
-            raise
-        raise ours from exc
+class translated:  # noqa: N801  (used as a function: ``with translated(operation):``)
+    """Turn redis-py exceptions raised inside the block into luasched ones (``translate``). A
+    class, not a generator: it wraps every call, and entering one costs no generator."""
+
+    __slots__ = ("operation",)
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if isinstance(exc, redis.exceptions.RedisError):
+            ours = translate(self.operation, exc)
+            if ours is not exc:
+                raise ours from exc

@@ -232,9 +232,11 @@ class Transport:
                 self.durability.check(replies.pop(), calls[-1].script)
             del replies[-2]  # the BLPOP's
         for i, (c, r) in enumerate(zip(calls, replies, strict=True)):
+            if not isinstance(r, Exception):
+                continue
             if self._unsent(r):  # refused, so it never ran
                 replies[i] = await self.call(c)
-            elif isinstance(r, Exception):
+            else:
                 with translated(c.script):
                     raise r
         return tuple(replies) if len(calls) == 2 else replies[0]

@@ -148,8 +148,12 @@ def current_task() -> TaskInfo | None:
     return _current.get()
 
 
+#: Made once: ``json.dumps`` with options of its own makes an encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+
+
 def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return _ENCODER.encode(value)
 
 
 def encode_args(name: str, args: Sequence[object], kwargs: Mapping[str, object]) -> str:
