@@ -230,8 +230,8 @@ class Processor(ProcessorCore):
                 except Exception:  # a bug: keep the lease alive, say so
                     log.exception("processor %s: heartbeat failed; next one in %.2f s", self.id, interval)
                     continue
-                if self._fault.since is not None:
-                    self._fault.recovered(f"processor {self.id}")
+                if self._fault.since is not None:  # heartbeat runs out of memory (scripts.FLAGS): not OOM's end
+                    self._fault.recovered(f"processor {self.id}", immune="oom")
         finally:
             if not self._stop.is_set():
                 log.error("processor %s: its heartbeat stopped; stopping its slots, the lease gives "

@@ -35,16 +35,23 @@ class Episode:
         #: time.monotonic() when the episode began; None while Redis answers
         self.since: float | None = None
         self.failures = 0
+        self.cause: BaseException | None = None  # the episode's latest failure
 
     def failed(self, who: str, exc: BaseException, doing: str = "retrying with backoff until it goes through") -> None:
         self.failures += 1
+        self.cause = exc
         if self.since is None:
             self.since = time.monotonic()
             self.log.warning("%s: %s; %s", who, exc, doing)
 
-    def recovered(self, who: str) -> None:
+    def recovered(self, who: str, immune: str | None = None) -> None:
+        """A call went through. ``immune``: the refusal the call could not have met (the reason of
+        ``errors.ServerRefused``: "oom" for a script that runs out of memory, as the heartbeat
+        does): while the episode's latest failure is that refusal, its success shows nothing, and
+        the episode goes on (else every heartbeat between two refused calls would end one, and
+        the next refusal begin another, with its line)."""
         since = self.since
-        if since is None:
+        if since is None or (immune is not None and getattr(self.cause, "reason", None) == immune):
             return
         self.since = None
         failures, self.failures = self.failures, 0

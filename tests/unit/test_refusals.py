@@ -98,6 +98,23 @@ def test_an_episode_is_logged_once_and_its_end_once(caplog):
     assert lines[1][0] == "INFO" and "Redis answers again after" in lines[1][1] and "5 failed calls" in lines[1][1]
 
 
+def test_a_call_immune_to_the_refusal_ends_no_episode_of_it(caplog):
+    """The heartbeat runs out of memory (it may, to keep a lease): its success while the slots'
+    calls are refused for OOM is no recovery, so the episode stays one WARNING and one INFO."""
+    caplog.set_level(logging.INFO, "test.episode")
+    episode = Episode(logging.getLogger("test.episode"))
+    oom = translate("ack", rx.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."))
+    lost = translate("ack", rx.ConnectionError("Error 111 connecting to 127.0.0.1:6399. Connection refused."))
+    for _ in range(3):
+        episode.failed("processor p", oom)
+        episode.recovered("processor p", immune="oom")  # a heartbeat between two refused acks
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    episode.failed("processor p", lost)  # the latest failure is another: the heartbeat's success shows it passed
+    episode.recovered("processor p", immune="oom")
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert "4 failed calls" in caplog.records[-1].getMessage()
+
+
 # --- Redis before 7.0: a refusal met inside a script comes wrapped in a generic ERR ------------
 
 #: What Redis 6.2 writes on the wire when a redis.call inside script f_<sha> meets a refusal
