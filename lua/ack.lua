@@ -115,6 +115,7 @@ if registered and (freed > 0 or took or expired > 0) then
   pending = rerank(C, pid, cap, qs, stuck, kind)
 end
 local filled, placements, more = 0, {}, 0
+local looked = false -- this call's placement read the processor's queues: whether tasks are left is known
 if live and nxt == 'place' then
   if freed > 0 then
     local names = split_commas(qs)
@@ -133,6 +134,7 @@ if live and nxt == 'place' then
     filled, left = place_queued(pl, names, freed, placements, turn)
     placed(pl)
     more = left and 1 or 0
+    looked = true
   end
   if want > #tasks then -- then start from the inbox, oldest first
     local more_tasks, _, gone = start_many(C, pid, want - #tasks, false, dto, cap, qs, stuck)
@@ -144,7 +146,11 @@ if live and nxt == 'place' then
     end
   end
 end
-if registered and freed > filled and not took then
+if registered and freed > filled and not took and looked then
+  if more == 1 then -- tasks are left that this call did not place: a scheduler may
+    wake_scheduler(C)
+  end
+elseif registered and freed > filled and not took then
   -- a slot came free: a scheduler may now place a waiting task
   local paused = pauses(C)
   for _, q in ipairs(split_commas(qs)) do
