@@ -146,17 +146,19 @@ if live and nxt == 'place' then
     end
   end
 end
-if registered and freed > filled and not took and looked then
-  if more == 1 then -- tasks are left that this call did not place: a scheduler may
-    wake_scheduler(C)
-  end
-elseif registered and freed > filled and not took then
+if registered and freed > filled and not took then
   -- a slot came free: a scheduler may now place a waiting task
-  local paused = pauses(C)
-  for _, q in ipairs(split_commas(qs)) do
-    if not is_paused(paused, q) and has_ready(C, q) then
+  if looked then
+    if more == 1 then -- tasks are left that this call did not place
       wake_scheduler(C)
-      break
+    end
+  else
+    local paused = pauses(C)
+    for _, q in ipairs(split_commas(qs)) do
+      if not is_paused(paused, q) and has_ready(C, q) then
+        wake_scheduler(C)
+        break
+      end
     end
   end
 end

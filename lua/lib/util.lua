@@ -195,7 +195,8 @@ local function add_counts(key, adds, sets)
   local fields, by = {}, {}
   for i = 1, #adds, 2 do
     if adds[i + 1] ~= 0 then
-      fields[#fields + 1], by[#fields + 1] = adds[i], adds[i + 1]
+      local k = #fields + 1
+      fields[k], by[k] = adds[i], adds[i + 1]
     end
   end
   if not sets and #fields <= 1 then
