@@ -251,3 +251,23 @@ def test_an_older_task_in_the_inbox_starts_first_and_the_placed_one_waits_its_tu
     assert pending_ids(sched, p.id) == [newer.id] and newer.state == "assigned"
     assert wake_tokens(sched, p.id) == 1  # the placed task's token, for a slot to take it
     audit_ok(sched)
+
+
+def test_a_freed_slot_left_unfilled_wakes_a_scheduler_only_when_tasks_are_left(sched):
+    """The ack's own placement tells whether its queues still hold tasks: a task this processor may
+    not run (its requires) stays, and a scheduler is woken to look; an empty queue wakes none."""
+    p = sched.processor(capacity=1, lease=60)
+    assert p.register()
+    first = running_one(sched, p)
+    sched.client.delete(sched.keys.wake)
+    assert place_ack(sched, p.id, first).placed == []
+    assert not scheduler_woken(sched), "nothing is left: no scheduler needed"
+
+    second = running_one(sched, p)
+    left = sched.submit("add", 2, 2, _requires={"gpu": "a100"})
+    sched.client.delete(sched.keys.wake)  # what submit pushed for a scheduler
+    reply = place_ack(sched, p.id, second)
+    assert reply.placed == [] and reply.more
+    assert queue_ids(sched) == [left.id]
+    assert scheduler_woken(sched), "a slot came free that the ack did not fill, and a task is left"
+    audit_ok(sched)
